@@ -1,1 +1,257 @@
-fn main(){}
+//! The `einvoice-worker` binary: a thin CLI over the library. `anyhow` lives only here.
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
+use einvoice_worker::domain::command::{parse_command, JobKind, ParseOptions};
+use einvoice_worker::domain::invoice::{validate_invoice, ValidationOptions};
+use einvoice_worker::{amqp, demo, runtime, sim, telemetry};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(name = "einvoice-worker", version, about = "Registers GST e-invoices with the IRP from RabbitMQ jobs")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Provider {
+    Whitebooks,
+    Nic,
+}
+
+impl From<Provider> for ProviderKind {
+    fn from(p: Provider) -> Self {
+        match p {
+            Provider::Whitebooks => ProviderKind::Whitebooks,
+            Provider::Nic => ProviderKind::Nic,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the worker (applies migrations first) until Ctrl-C / SIGTERM.
+    Run,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run the built-in IRP simulator (Whitebooks and NIC protocols) in the foreground.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: String,
+    },
+    /// The whole pipeline against the built-in simulator: publishes the sample invoices and prints the results.
+    Demo {
+        #[arg(long, value_enum, default_value = "whitebooks")]
+        provider: Provider,
+    },
+    /// Check invoice JSON files offline with the worker's own rules (exit code 1 on any problem).
+    Validate {
+        files: Vec<PathBuf>,
+        /// Accept NIC sandbox test GSTINs whose check digit is wrong.
+        #[arg(long)]
+        relaxed_gstin: bool,
+    },
+    /// Publish one command by hand, e.g. `publish irn.cancel --gstin … --irn … --reason 2`.
+    Publish(PublishArgs),
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// irn.generate | irn.cancel | irn.get | gstin.details | ewaybill.get | b2c.qr | reconcile.rejected
+    routing_key: String,
+    #[arg(long)]
+    gstin: Option<String>,
+    /// irn.generate: the invoice JSON file (NIC schema v1.1).
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[arg(long)]
+    irn: Option<String>,
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long)]
+    remark: Option<String>,
+    #[arg(long)]
+    doc_type: Option<String>,
+    #[arg(long)]
+    doc_number: Option<String>,
+    /// dd/MM/yyyy
+    #[arg(long)]
+    doc_date: Option<String>,
+    #[arg(long)]
+    target_gstin: Option<String>,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Wait up to this many seconds for the result event and print it.
+    #[arg(long)]
+    wait: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Run => {
+            let settings = Settings::load()?;
+            telemetry::init(settings.log_format, "info,lapin=warn");
+            runtime::run(settings, shutdown_signal()).await?;
+        }
+        Cmd::Migrate => {
+            let settings = Settings::load()?;
+            telemetry::init(settings.log_format, "info");
+            let db = runtime::worker::prepare_db(&settings).await?;
+            drop(db);
+            println!("migrations applied");
+        }
+        Cmd::Sim { listen } => {
+            telemetry::init(Default::default(), "info");
+            let s = sim::Simulator::start(&listen).await.with_context(|| format!("binding {listen}"))?;
+            println!("IRP simulator on {} (Whitebooks: /einvoice/..., NIC: /eivital/..., /eicore/...; admin: /_sim/stats)", s.base_url());
+            tokio::select! {
+                _ = s.wait() => {}
+                _ = shutdown_signal() => {}
+            }
+        }
+        Cmd::Demo { provider } => {
+            telemetry::init(Default::default(), "warn");
+            let amqp_url = std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+            let database_url = std::env::var("EINVOICE_DEMO_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_demo".into());
+            let s = demo::run(demo::DemoOptions { provider: provider.into(), amqp_url, database_url }).await?;
+            if s.missing > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Validate { files, relaxed_gstin } => return validate(&files, relaxed_gstin),
+        Cmd::Publish(args) => publish(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
+    let opts = ValidationOptions { relaxed_gstin_check_digit: relaxed, ..ValidationOptions::default() };
+    let mut bad = 0;
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let value: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("{}: [INVALID_JSON] {e}", f.display());
+                bad += 1;
+                continue;
+            }
+        };
+        match validate_invoice(&value, None, &opts) {
+            Ok(v) => println!("{}: ok ({})", f.display(), v.key()),
+            Err(problems) => {
+                bad += 1;
+                for p in problems {
+                    println!("{}: {} [{}] {}", f.display(), p.path, p.code, p.message);
+                }
+            }
+        }
+    }
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
+    let kind = JobKind::from_routing_key(&a.routing_key).with_context(|| format!("unknown routing key '{}'", a.routing_key))?;
+    let document = || {
+        a.doc_number.as_ref().map(|n| json!({"doc_type": a.doc_type.clone().unwrap_or_else(|| "INV".into()), "doc_number": n, "doc_date": a.doc_date}))
+    };
+    let mut body = match kind {
+        JobKind::IrnGenerate => {
+            let file = a.file.as_ref().context("irn.generate needs --file <invoice.json>")?;
+            let invoice: Value = serde_json::from_str(&std::fs::read_to_string(file)?).context("the invoice file is not JSON")?;
+            let gstin = a.gstin.clone().or_else(|| invoice.pointer("/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
+            json!({"gstin": gstin, "invoice": invoice})
+        }
+        JobKind::IrnCancel => json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "reason": a.reason, "remark": a.remark}),
+        JobKind::IrnGet => json!({"gstin": a.gstin, "irn": a.irn, "document": document()}),
+        JobKind::GstinDetails => json!({"gstin": a.gstin, "target_gstin": a.target_gstin}),
+        JobKind::EwaybillGet => json!({"gstin": a.gstin, "irn": a.irn}),
+        JobKind::B2cQr => json!({"gstin": a.gstin, "document": document()}),
+        JobKind::ReconcileRejected => json!({"gstin": a.gstin, "from": a.from, "to": a.to}),
+    };
+    if let Some(o) = body.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+        if let Some(r) = &a.request_id {
+            o.insert("request_id".into(), json!(r));
+        }
+    }
+    Ok(body)
+}
+
+async fn publish(a: PublishArgs) -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    let body = publish_body(&a)?;
+    // Check it the way the worker will, so a typo is caught here rather than as an event.
+    let bytes = serde_json::to_vec(&body)?;
+    let opts = ParseOptions { validation: ValidationOptions { relaxed_gstin_check_digit: settings.relaxed_gstin_check_digit, ..Default::default() }, ..Default::default() };
+    if let Err(rej) = parse_command(&a.routing_key, &bytes, &opts) {
+        for p in &rej.problems {
+            eprintln!("{} [{}] {}", p.path, p.code, p.message);
+        }
+        anyhow::bail!("the command would be rejected; nothing was published");
+    }
+    let conn = amqp::connect(&settings.amqp_url, "einvoice-publish").await?;
+    let ch = amqp::confirm_channel(&conn).await?;
+    let topology = amqp::Topology::new(&settings);
+    topology.declare(&ch).await?;
+    let corr = uuid::Uuid::new_v4().to_string();
+    let mut props = amqp::json_props().with_correlation_id(corr.as_str().into()).with_message_id(uuid::Uuid::new_v4().to_string().into());
+    let mut consumer = None;
+    if a.wait.is_some() {
+        use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+        let q = ch
+            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, Default::default())
+            .await?;
+        props = props.with_reply_to(q.name().clone());
+        consumer = Some(ch.basic_consume(q.name().clone(), "publish".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, Default::default()).await?);
+    }
+    amqp::publish_confirmed(&ch, &topology.commands, &a.routing_key, &bytes, props, true).await?;
+    println!("published {} (correlation id {corr})", a.routing_key);
+    if let (Some(secs), Some(mut c)) = (a.wait, consumer) {
+        use futures_util::StreamExt;
+        match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
+            Ok(Some(Ok(d))) => println!("{}", serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?),
+            _ => anyhow::bail!("no result within {secs} s (is a worker running?)"),
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

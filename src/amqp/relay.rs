@@ -1,0 +1,88 @@
+//! The outbox relay: publishes committed events with publisher confirms, then marks them sent.
+//!
+//! Rows are claimed with `FOR UPDATE SKIP LOCKED`, so every worker process can run a relay
+//! without publishing an event twice in the normal case; after a crash between confirm and
+//! commit an event may be published again, which is why events carry a unique `event_id`.
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::types::ShortString;
+use lapin::Channel;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{json_props, publish_confirmed, AmqpError};
+use crate::store::outbox::{lock_pending, mark_published, PendingEvent};
+use crate::store::Db;
+
+pub struct Relay {
+    pub db: Db,
+    pub channel: Channel,
+    pub events_exchange: String,
+    pub wake: Arc<Notify>,
+}
+
+impl Relay {
+    /// Publish until cancelled; wakes on `wake` or every 250 ms.
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.drain().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox relay failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    // Last pass so a clean shutdown leaves nothing behind.
+                    let _ = self.drain().await;
+                    return;
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
+
+    /// Publish one batch; returns how many events went out.
+    pub async fn drain(&self) -> Result<usize, anyhow::Error> {
+        let mut c = self.db.client().await?;
+        let tx = c.transaction().await?;
+        let batch = lock_pending(&tx, 100).await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        for ev in &batch {
+            self.publish(ev).await?;
+            done.push(ev.id);
+        }
+        mark_published(&tx, &done).await?;
+        tx.commit().await?;
+        Ok(done.len())
+    }
+
+    async fn publish(&self, ev: &PendingEvent) -> Result<(), AmqpError> {
+        let body = serde_json::to_vec(&ev.payload).expect("a JSON value serialises");
+        let mut props = json_props()
+            .with_message_id(ShortString::from(ev.event_id.to_string()))
+            .with_type(ShortString::from(ev.event_type.as_str()))
+            .with_app_id("einvoice-worker".into())
+            .with_timestamp(chrono::Utc::now().timestamp() as u64);
+        if let Some(c) = &ev.correlation_id {
+            props = props.with_correlation_id(ShortString::from(c.as_str()));
+        }
+        publish_confirmed(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), false).await?;
+        if let Some(reply_to) = &ev.reply_to {
+            match publish_confirmed(&self.channel, "", reply_to, &body, props, true).await {
+                // A reply queue that no longer exists must not block every later event; the
+                // event is still on `einvoice.events`.
+                Err(AmqpError::Unroutable(q)) => tracing::warn!(reply_to = %q, event_id = %ev.event_id, "reply queue does not exist; event published on the events exchange only"),
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! The broker topology the worker declares at start (also in `deploy/rabbitmq/definitions.json`).
+//!
+//! - `einvoice.commands` (topic) → `einvoice.jobs`: a quorum queue with an explicit
+//!   `x-delivery-limit` (RabbitMQ 3.x has no default) and at-least-once dead-lettering to
+//!   `einvoice.dlx` → `einvoice.dead`;
+//! - `einvoice.events` (topic): one routing key per event type;
+//! - `einvoice.retry` (topic) → tier queues `einvoice.retry.5s|30s|5m`, each with a queue TTL
+//!   that dead-letters back into `einvoice.commands` under the original routing key. The
+//!   worker picks a tier with the `BCC` header, so the routing key survives the round trip.
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+use super::AmqpError;
+use crate::config::Settings;
+
+/// Retry tiers: (suffix, delay in ms).
+pub const RETRY_TIERS: [(&str, u32); 3] = [("5s", 5_000), ("30s", 30_000), ("5m", 300_000)];
+
+/// Every name, with the deployment's namespace prefix applied.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub commands: String,
+    pub events: String,
+    pub dlx: String,
+    pub jobs: String,
+    pub dead: String,
+    pub retry: String,
+    pub delivery_limit: u32,
+}
+
+impl Topology {
+    pub fn new(s: &Settings) -> Topology {
+        Topology {
+            commands: s.name("einvoice.commands"),
+            events: s.name("einvoice.events"),
+            dlx: s.name("einvoice.dlx"),
+            jobs: s.name("einvoice.jobs"),
+            dead: s.name("einvoice.dead"),
+            retry: s.name("einvoice.retry"),
+            delivery_limit: s.delivery_limit,
+        }
+    }
+
+    pub fn retry_queue(&self, tier: &str) -> String {
+        format!("{}.{tier}", self.retry)
+    }
+
+    /// The tier for the n-th reschedule (1-based): 5 s, 30 s, then 5 min.
+    pub fn retry_tier(&self, n: u32) -> (String, u32) {
+        let (suffix, ms) = RETRY_TIERS[(n.saturating_sub(1) as usize).min(RETRY_TIERS.len() - 1)];
+        (self.retry_queue(suffix), ms)
+    }
+
+    /// Declare everything; idempotent, so every worker does it at start.
+    pub async fn declare(&self, ch: &Channel) -> Result<(), AmqpError> {
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        for x in [&self.commands, &self.events, &self.dlx, &self.retry] {
+            ch.exchange_declare(x.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
+        }
+        let q = QueueDeclareOptions { durable: true, ..Default::default() };
+        let mut jobs_args = quorum();
+        jobs_args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(self.delivery_limit as i64));
+        jobs_args.insert("x-dead-letter-exchange".into(), lstr(&self.dlx));
+        jobs_args.insert("x-dead-letter-strategy".into(), lstr("at-least-once"));
+        jobs_args.insert("x-overflow".into(), lstr("reject-publish"));
+        ch.queue_declare(self.jobs.as_str().into(), q, jobs_args).await?;
+        ch.queue_bind(self.jobs.as_str().into(), self.commands.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        ch.queue_declare(self.dead.as_str().into(), q, quorum()).await?;
+        ch.queue_bind(self.dead.as_str().into(), self.dlx.as_str().into(), "#".into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+        for (suffix, ttl) in RETRY_TIERS {
+            let name = self.retry_queue(suffix);
+            let mut args = quorum();
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl as i64));
+            args.insert("x-dead-letter-exchange".into(), lstr(&self.commands));
+            ch.queue_declare(name.as_str().into(), q, args).await?;
+            ch.queue_bind(name.as_str().into(), self.retry.as_str().into(), name.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut t = FieldTable::default();
+    t.insert(ShortString::from("x-queue-type"), lstr("quorum"));
+    t
+}
+
+fn lstr(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}

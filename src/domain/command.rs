@@ -1,0 +1,521 @@
+//! Commands: what an ERP asks the worker to do, parsed from one AMQP message.
+//!
+//! Parsing collects every problem with its path instead of stopping at the first, and an
+//! unparseable message still yields a [`Rejected`] that knows what could be read of its ids.
+use serde_json::Value;
+
+use super::document::{DocDate, DocNumber, DocType};
+use super::invoice::{validate_invoice, ValidInvoice, ValidationOptions};
+use super::{Gstin, Problem};
+
+/// The job types, one per routing key on `einvoice.commands`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    IrnGenerate,
+    IrnCancel,
+    IrnGet,
+    GstinDetails,
+    EwaybillGet,
+    B2cQr,
+    ReconcileRejected,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 7] = [
+        JobKind::IrnGenerate,
+        JobKind::IrnCancel,
+        JobKind::IrnGet,
+        JobKind::GstinDetails,
+        JobKind::EwaybillGet,
+        JobKind::B2cQr,
+        JobKind::ReconcileRejected,
+    ];
+
+    pub fn routing_key(self) -> &'static str {
+        match self {
+            JobKind::IrnGenerate => "irn.generate",
+            JobKind::IrnCancel => "irn.cancel",
+            JobKind::IrnGet => "irn.get",
+            JobKind::GstinDetails => "gstin.details",
+            JobKind::EwaybillGet => "ewaybill.get",
+            JobKind::B2cQr => "b2c.qr",
+            JobKind::ReconcileRejected => "reconcile.rejected",
+        }
+    }
+
+    pub fn from_routing_key(rk: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.routing_key() == rk)
+    }
+
+    /// The event type published on success.
+    pub fn success_event(self) -> &'static str {
+        match self {
+            JobKind::IrnGenerate => "irn.generated",
+            JobKind::IrnCancel => "irn.cancelled",
+            JobKind::IrnGet => "irn.details",
+            JobKind::GstinDetails => "gstin.details",
+            JobKind::EwaybillGet => "ewaybill.details",
+            JobKind::B2cQr => "b2c.qr",
+            JobKind::ReconcileRejected => "reconcile.completed",
+        }
+    }
+
+    /// The event type for a permanent rejection (`irn.rejected` for generate, `<rk>.rejected` otherwise).
+    pub fn rejected_event(self) -> String {
+        match self {
+            JobKind::IrnGenerate => "irn.rejected".into(),
+            k => format!("{}.rejected", k.routing_key()),
+        }
+    }
+
+    /// The event type when transient failures outlasted the retry budget.
+    pub fn failed_event(self) -> String {
+        match self {
+            JobKind::IrnGenerate => "irn.failed".into(),
+            k => format!("{}.failed", k.routing_key()),
+        }
+    }
+}
+
+/// A document named by type, number and date (for lookups that have no IRN).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocRef {
+    pub doc_type: DocType,
+    pub doc_number: DocNumber,
+    pub doc_date: DocDate,
+}
+
+/// A cancel reason code, as the IRP defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    Duplicate = 1,
+    DataEntryMistake = 2,
+    OrderCancelled = 3,
+    Others = 4,
+}
+
+impl CancelReason {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "1" => Some(Self::Duplicate),
+            "2" => Some(Self::DataEntryMistake),
+            "3" => Some(Self::OrderCancelled),
+            "4" => Some(Self::Others),
+            _ => None,
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Duplicate => "1",
+            Self::DataEntryMistake => "2",
+            Self::OrderCancelled => "3",
+            Self::Others => "4",
+        }
+    }
+}
+
+/// IRN or document: how a cancel or a lookup names its target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Irn(String),
+    Document(DocRef),
+}
+
+/// A parsed, valid command.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Generate { gstin: Gstin, invoice: Box<ValidInvoice> },
+    Cancel { gstin: Gstin, target: Target, reason: CancelReason, remark: String },
+    Get { gstin: Gstin, target: Target },
+    GstinDetails { gstin: Gstin, target_gstin: Gstin },
+    EwaybillGet { gstin: Gstin, irn: String },
+    B2cQr { gstin: Gstin, document: DocRef },
+    ReconcileRejected { gstin: Option<Gstin>, from: DocDate, to: DocDate },
+}
+
+impl Command {
+    pub fn kind(&self) -> JobKind {
+        match self {
+            Command::Generate { .. } => JobKind::IrnGenerate,
+            Command::Cancel { .. } => JobKind::IrnCancel,
+            Command::Get { .. } => JobKind::IrnGet,
+            Command::GstinDetails { .. } => JobKind::GstinDetails,
+            Command::EwaybillGet { .. } => JobKind::EwaybillGet,
+            Command::B2cQr { .. } => JobKind::B2cQr,
+            Command::ReconcileRejected { .. } => JobKind::ReconcileRejected,
+        }
+    }
+    /// The GSTIN whose credentials the command runs under, if it has one.
+    pub fn gstin(&self) -> Option<&Gstin> {
+        match self {
+            Command::Generate { gstin, .. }
+            | Command::Cancel { gstin, .. }
+            | Command::Get { gstin, .. }
+            | Command::GstinDetails { gstin, .. }
+            | Command::EwaybillGet { gstin, .. }
+            | Command::B2cQr { gstin, .. } => Some(gstin),
+            Command::ReconcileRejected { gstin, .. } => gstin.as_ref(),
+        }
+    }
+}
+
+/// A message that is not a valid command: every problem found, and what could be read of it.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub kind: Option<JobKind>,
+    pub request_id: Option<String>,
+    /// Problems with the envelope (JSON, routing key, size) rather than the invoice; such
+    /// messages are also dead-lettered so an operator can inspect the original bytes.
+    pub envelope: bool,
+    pub problems: Vec<Problem>,
+}
+
+/// Limits and switches that parsing needs.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    pub max_message_bytes: usize,
+    pub validation: ValidationOptions,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self { max_message_bytes: 1024 * 1024, validation: ValidationOptions::default() }
+    }
+}
+
+fn is_irn(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Field readers that record a problem when a field is missing or of the wrong type.
+struct Reader<'a> {
+    body: &'a Value,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn opt_str(&mut self, field: &str) -> Option<String> {
+        match self.body.get(field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.trim().to_string()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                self.problems.push(Problem::new(
+                    field,
+                    "INVALID_TYPE",
+                    format!("'{field}' must be a string, found {}", type_name(other)),
+                ));
+                None
+            }
+        }
+    }
+    fn req_str(&mut self, field: &str) -> Option<String> {
+        let v = self.opt_str(field);
+        if v.is_none() && !self.problems.iter().any(|p| p.path == field) {
+            self.problems.push(Problem::new(field, "REQUIRED", format!("'{field}' is required")));
+        }
+        v
+    }
+    fn gstin(&mut self, field: &str, required: bool, relaxed: bool) -> Option<Gstin> {
+        let s = if required { self.req_str(field)? } else { self.opt_str(field)? };
+        match Gstin::parse(&s, relaxed) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                self.problems.push(Problem::new(field, "GSTIN_INVALID", e.to_string()));
+                None
+            }
+        }
+    }
+    fn irn(&mut self, field: &str) -> Option<String> {
+        let s = self.opt_str(field)?;
+        if is_irn(&s) {
+            Some(s.to_ascii_lowercase())
+        } else {
+            self.problems.push(Problem::new(field, "IRN_INVALID", format!("'{s}' is not an IRN (64 hexadecimal characters)")));
+            None
+        }
+    }
+    fn date(&mut self, field: &str, path: &str) -> Option<DocDate> {
+        let s = self.req_str(field)?;
+        let d = DocDate::parse(&s).ok();
+        if d.is_none() {
+            self.problems.push(Problem::new(path, "DATE_INVALID", format!("'{s}' is not a date in dd/MM/yyyy form")));
+        }
+        d
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option<DocRef> {
+    let Some(d) = body.get(field) else {
+        return None;
+    };
+    if !d.is_object() {
+        problems.push(Problem::new(field, "INVALID_TYPE", format!("'{field}' must be an object")));
+        return None;
+    }
+    let mut r = Reader { body: d, problems: Vec::new() };
+    let typ = r.req_str("doc_type");
+    let num = r.req_str("doc_number");
+    let date = r.date("doc_date", "doc_date");
+    let mut out = None;
+    let typ = typ.and_then(|t| {
+        let p = DocType::parse(&t).ok();
+        if p.is_none() {
+            r.problems.push(Problem::new("doc_type", "DOC_TYPE_INVALID", format!("'{t}' is not a document type (INV, CRN or DBN)")));
+        }
+        p
+    });
+    let num = num.and_then(|n| {
+        let p = DocNumber::parse(&n).ok();
+        if p.is_none() {
+            r.problems.push(Problem::new("doc_number", "DOC_NUMBER_INVALID", format!("'{n}' is not a valid document number")));
+        }
+        p
+    });
+    if let (Some(doc_type), Some(doc_number), Some(doc_date)) = (typ, num, date) {
+        out = Some(DocRef { doc_type, doc_number, doc_date });
+    }
+    problems.extend(r.problems.into_iter().map(|mut p| {
+        p.path = format!("{field}.{}", p.path);
+        p
+    }));
+    out
+}
+
+/// A valid command and the client's optional `request_id`.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub command: Command,
+    pub request_id: Option<String>,
+}
+
+/// Parse one message body under its routing key.
+pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Result<Parsed, Rejected> {
+    let kind = JobKind::from_routing_key(routing_key);
+    let envelope_err = |kind, request_id, p: Problem| Rejected { kind, request_id, envelope: true, problems: vec![p] };
+    if body.len() > opts.max_message_bytes {
+        return Err(envelope_err(
+            kind,
+            None,
+            Problem::new(
+                "",
+                "MESSAGE_TOO_LARGE",
+                format!("the message is {} bytes; the limit is {} bytes", body.len(), opts.max_message_bytes),
+            ),
+        ));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(envelope_err(kind, None, Problem::new("", "INVALID_JSON", format!("the message is not valid JSON: {e}"))));
+        }
+    };
+    let request_id = value.get("request_id").and_then(|v| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let Some(kind) = kind else {
+        return Err(envelope_err(
+            None,
+            request_id,
+            Problem::new(
+                "",
+                "UNKNOWN_ROUTING_KEY",
+                format!(
+                    "routing key '{routing_key}' is not a known command; expected one of: {}",
+                    JobKind::ALL.map(JobKind::routing_key).join(", ")
+                ),
+            ),
+        ));
+    };
+    if !value.is_object() {
+        return Err(envelope_err(
+            Some(kind),
+            request_id,
+            Problem::new("", "INVALID_TYPE", format!("the message must be a JSON object, found {}", type_name(&value))),
+        ));
+    }
+    let relaxed = opts.validation.relaxed_gstin_check_digit;
+    let mut r = Reader { body: &value, problems: Vec::new() };
+    let cmd = match kind {
+        JobKind::IrnGenerate => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let invoice = match value.get("invoice") {
+                None | Some(Value::Null) => {
+                    r.problems.push(Problem::new("invoice", "REQUIRED", "'invoice' is required: the NIC e-invoice JSON (schema v1.1)"));
+                    None
+                }
+                Some(inv) => match validate_invoice(inv, gstin.as_ref().map(Gstin::as_str), &opts.validation) {
+                    Ok(v) => Some(v),
+                    Err(ps) => {
+                        r.problems.extend(ps.into_iter().map(|mut p| {
+                            p.path = if p.path.is_empty() { "invoice".into() } else { format!("invoice.{}", p.path) };
+                            p
+                        }));
+                        None
+                    }
+                },
+            };
+            match (gstin, invoice) {
+                (Some(gstin), Some(invoice)) if r.problems.is_empty() => Some(Command::Generate { gstin, invoice: Box::new(invoice) }),
+                _ => None,
+            }
+        }
+        JobKind::IrnCancel => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let irn = r.irn("irn");
+            let doc = doc_ref(&value, "document", &mut r.problems);
+            let reason_s = r.req_str("reason");
+            let reason = reason_s.as_deref().and_then(|s| {
+                let p = CancelReason::parse(s);
+                if p.is_none() {
+                    r.problems.push(Problem::new(
+                        "reason",
+                        "CANCEL_REASON_INVALID",
+                        format!("'{s}' is not a cancel reason: use 1 (Duplicate), 2 (Data entry mistake), 3 (Order cancelled) or 4 (Others)"),
+                    ));
+                }
+                p
+            });
+            let remark = r.opt_str("remark").unwrap_or_default();
+            if remark.chars().count() > 100 {
+                r.problems.push(Problem::new("remark", "REMARK_TOO_LONG", format!("the remark has {} characters; the IRP allows 100", remark.chars().count())));
+            }
+            let target = target(irn, doc, &value, &mut r.problems);
+            match (gstin, target, reason) {
+                (Some(gstin), Some(target), Some(reason)) if r.problems.is_empty() => Some(Command::Cancel { gstin, target, reason, remark }),
+                _ => None,
+            }
+        }
+        JobKind::IrnGet => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let irn = r.irn("irn");
+            let doc = doc_ref(&value, "document", &mut r.problems);
+            let target = target(irn, doc, &value, &mut r.problems);
+            match (gstin, target) {
+                (Some(gstin), Some(target)) if r.problems.is_empty() => Some(Command::Get { gstin, target }),
+                _ => None,
+            }
+        }
+        JobKind::GstinDetails => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let target_gstin = r.gstin("target_gstin", true, relaxed);
+            match (gstin, target_gstin) {
+                (Some(gstin), Some(target_gstin)) if r.problems.is_empty() => Some(Command::GstinDetails { gstin, target_gstin }),
+                _ => None,
+            }
+        }
+        JobKind::EwaybillGet => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let irn = r.irn("irn");
+            if irn.is_none() && !r.problems.iter().any(|p| p.path == "irn") {
+                r.problems.push(Problem::new("irn", "REQUIRED", "'irn' is required"));
+            }
+            match (gstin, irn) {
+                (Some(gstin), Some(irn)) if r.problems.is_empty() => Some(Command::EwaybillGet { gstin, irn }),
+                _ => None,
+            }
+        }
+        JobKind::B2cQr => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let doc = doc_ref(&value, "document", &mut r.problems);
+            if value.get("document").is_none() {
+                r.problems.push(Problem::new("document", "REQUIRED", "'document' is required: {doc_type, doc_number, doc_date}"));
+            }
+            match (gstin, doc) {
+                (Some(gstin), Some(document)) if r.problems.is_empty() => Some(Command::B2cQr { gstin, document }),
+                _ => None,
+            }
+        }
+        JobKind::ReconcileRejected => {
+            let gstin = r.gstin("gstin", false, relaxed);
+            let from = r.date("from", "from");
+            let to = r.date("to", "to");
+            if let (Some(f), Some(t)) = (from, to) {
+                if t.date() < f.date() {
+                    r.problems.push(Problem::new("to", "DATE_RANGE_INVALID", format!("'to' ({t}) is before 'from' ({f})")));
+                } else if (t.date() - f.date()).num_days() > 31 {
+                    r.problems.push(Problem::new("to", "DATE_RANGE_TOO_LONG", "a run covers at most 31 days; split the range"));
+                }
+            }
+            match (from, to) {
+                (Some(from), Some(to)) if r.problems.is_empty() => Some(Command::ReconcileRejected { gstin, from, to }),
+                _ => None,
+            }
+        }
+    };
+    match cmd {
+        Some(command) => Ok(Parsed { command, request_id }),
+        None => Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems }),
+    }
+}
+
+fn target(irn: Option<String>, doc: Option<DocRef>, body: &Value, problems: &mut Vec<Problem>) -> Option<Target> {
+    match (irn, doc) {
+        (Some(i), _) => Some(Target::Irn(i)),
+        (None, Some(d)) => Some(Target::Document(d)),
+        (None, None) => {
+            if body.get("irn").is_none() && body.get("document").is_none() {
+                problems.push(Problem::new("irn", "REQUIRED", "either 'irn' or 'document' {doc_type, doc_number, doc_date} is required"));
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_json_is_an_envelope_problem() {
+        let e = parse_command("irn.generate", b"{oops", &ParseOptions::default()).unwrap_err();
+        assert!(e.envelope);
+        assert_eq!(e.kind, Some(JobKind::IrnGenerate));
+        assert_eq!(e.problems[0].code, "INVALID_JSON");
+    }
+
+    #[test]
+    fn missing_invoice_names_the_field() {
+        let e = parse_command("irn.generate", br#"{"gstin":"29AAGCP4821K1Z3","request_id":"r1"}"#, &ParseOptions::default()).unwrap_err();
+        assert!(!e.envelope);
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        assert_eq!(e.problems[0].path, "invoice");
+        assert_eq!(e.problems[0].code, "REQUIRED");
+    }
+
+    #[test]
+    fn oversized_is_rejected_before_parsing() {
+        let opts = ParseOptions { max_message_bytes: 10, ..Default::default() };
+        let e = parse_command("irn.generate", &[b'x'; 11], &opts).unwrap_err();
+        assert_eq!(e.problems[0].code, "MESSAGE_TOO_LARGE");
+    }
+
+    #[test]
+    fn unknown_routing_key() {
+        let e = parse_command("irn.frobnicate", b"{}", &ParseOptions::default()).unwrap_err();
+        assert_eq!(e.kind, None);
+        assert_eq!(e.problems[0].code, "UNKNOWN_ROUTING_KEY");
+    }
+
+    #[test]
+    fn cancel_collects_every_problem() {
+        let body = br#"{"gstin":"29AAGCP4821K1Z3","irn":"xyz","reason":"7","remark":"%s"}"#;
+        let e = parse_command("irn.cancel", body, &ParseOptions::default()).unwrap_err();
+        let codes: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.code.as_str())).collect();
+        assert!(codes.contains(&("irn", "IRN_INVALID")), "{codes:?}");
+        assert!(codes.contains(&("reason", "CANCEL_REASON_INVALID")), "{codes:?}");
+    }
+}

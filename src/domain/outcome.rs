@@ -1,0 +1,103 @@
+//! One table that says what every IRP answer means for a job.
+//!
+//! The worker never decides "retry or not" anywhere else: adapters turn an HTTP exchange into
+//! an [`IrpFailure`](crate::irp::IrpError) carrying IRP codes, and [`classify`] maps
+//! (operation, code) to a [`Class`]. The README reproduces this table.
+
+/// Which IRP operation an answer belongs to; some codes mean different things per operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Auth,
+    Generate,
+    Cancel,
+    GetByIrn,
+    GetByDoc,
+    GstinDetails,
+    EwaybillByIrn,
+    RejectedIrns,
+    B2cQr,
+}
+
+/// What the worker does with an IRP error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// 2150 on generate: fetch the existing IRN, compare, report `duplicate: true`.
+    DuplicateIrn,
+    /// 9999 on cancel: the IRN is already cancelled; report cancelled.
+    AlreadyCancelled,
+    /// 4002: the e-way bill already exists; fetch it.
+    EwaybillExists,
+    /// 1005: the token is invalid or expired: re-authenticate once, then retry once.
+    Reauth,
+    /// 3028/3029: a GSTIN in the invoice looks invalid/inactive: sync it from the common portal,
+    /// retry once if it is active.
+    SyncGstinThenRetry,
+    /// Retry with backoff: the IRP or the GSP said "try again later".
+    Transient,
+    /// Credentials, public key or enablement are wrong: pause the GSTIN, do not burn retries.
+    Configuration,
+    /// 2154 on a lookup: the IRP confirms it has no such document.
+    NotFound,
+    /// The document is permanently wrong; the user must fix data or take another action.
+    Rejection,
+}
+
+/// GSP/NIC outage codes that come back as application errors rather than HTTP 5xx.
+const OUTAGE_CODES: &[&str] = &["GSPERR300", "GSPGSTDOWN", "GSPERR301", "GSPERR302"];
+
+/// Classify one IRP error code. `names_a_field` tells 5002 "try again" apart from 5002 used
+/// for schema messages.
+pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
+    let code = code.trim();
+    if OUTAGE_CODES.iter().any(|c| c.eq_ignore_ascii_case(code)) {
+        return Class::Transient;
+    }
+    match (op, code) {
+        (_, "1005") => Class::Reauth,
+        (Operation::Generate, "2150") => Class::DuplicateIrn,
+        (Operation::Cancel, "9999") => Class::AlreadyCancelled,
+        (Operation::EwaybillByIrn, "4002") => Class::EwaybillExists,
+        (Operation::Generate, "3028" | "3029") => Class::SyncGstinThenRetry,
+        (_, "2146" | "2147") => Class::Transient,
+        (_, "5002") if !names_a_field => Class::Transient,
+        (Operation::GetByDoc | Operation::GetByIrn, "2154") => Class::NotFound,
+        // Bad credentials, client id/secret, wrong public key, user inactive, GSTIN not
+        // enabled: nothing the document can fix, and retrying risks a NIC block.
+        (_, "1007" | "1008" | "1010" | "1013" | "1014" | "1015" | "1016" | "1017" | "1019" | "3000" | "3026" | "2300") => {
+            Class::Configuration
+        }
+        _ => Class::Rejection,
+    }
+}
+
+/// HTTP statuses that mean "try again later" whatever the body says.
+pub fn http_status_is_transient(status: u16) -> bool {
+    status == 429 || status == 408 || (500..=599).contains(&status)
+}
+
+/// HTTP statuses that mean the GSP rejected our credentials.
+pub fn http_status_is_configuration(status: u16) -> bool {
+    status == 401 || status == 403
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rows() {
+        assert_eq!(classify(Operation::Generate, "2150", false), Class::DuplicateIrn);
+        assert_eq!(classify(Operation::Cancel, "2150", false), Class::Rejection);
+        assert_eq!(classify(Operation::Cancel, "9999", false), Class::AlreadyCancelled);
+        assert_eq!(classify(Operation::Generate, "1005", false), Class::Reauth);
+        assert_eq!(classify(Operation::Generate, "5002", false), Class::Transient);
+        assert_eq!(classify(Operation::Generate, "5002", true), Class::Rejection);
+        assert_eq!(classify(Operation::Generate, "GSPGSTDOWN", false), Class::Transient);
+        assert_eq!(classify(Operation::Auth, "1013", false), Class::Configuration);
+        assert_eq!(classify(Operation::GetByDoc, "2154", false), Class::NotFound);
+        assert_eq!(classify(Operation::Generate, "3029", false), Class::SyncGstinThenRetry);
+        assert_eq!(classify(Operation::Generate, "2176", false), Class::Rejection);
+        assert!(http_status_is_transient(503) && http_status_is_transient(429));
+        assert!(!http_status_is_transient(400));
+    }
+}

@@ -1,0 +1,53 @@
+//! IRP adapters: one trait, two protocols (Whitebooks GSP and NIC direct), and the shared
+//! session (token) cache. Job code talks to [`IrpProvider`] only and never knows which
+//! protocol is behind it.
+pub mod errors;
+pub mod jwt;
+pub mod nic;
+pub mod nic_crypto;
+pub mod qr;
+pub mod registry;
+pub mod session;
+pub mod types;
+pub mod whitebooks;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::config::ProviderKind;
+use crate::domain::command::{CancelReason, DocRef};
+use crate::domain::DocDate;
+
+pub use errors::IrpError;
+pub use session::{Session, SessionManager};
+pub use types::{CancelData, IrnData};
+
+/// One GSTIN's connection to the IRP. Implementations hold that GSTIN's credentials.
+#[async_trait]
+pub trait IrpProvider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+    /// Authenticate and return a new session. `force_refresh` asks the IRP for a new token
+    /// even if the current one is still valid (NIC honours it only in the last 10 minutes).
+    async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError>;
+    async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError>;
+    async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError>;
+    async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError>;
+    async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError>;
+    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;
+    /// Ask the IRP to refresh its copy of a GSTIN from the GST common portal (3028/3029).
+    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;
+    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError>;
+    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError>;
+    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError>;
+}
+
+/// The HTTP client every provider uses: explicit connect and read timeouts, rustls.
+pub fn http_client(connect: std::time::Duration, read: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(connect)
+        .read_timeout(read)
+        .timeout(connect + read)
+        .user_agent(concat!("einvoice-worker/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client configuration is static and valid")
+}

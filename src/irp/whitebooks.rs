@@ -1,0 +1,238 @@
+//! The Whitebooks GSP e-invoice API (seed `002_…`): plain JSON, the GSP does the NIC crypto.
+//!
+//! Every call carries `username`, `ip_address`, `client_id`, `client_secret`, `gstin` (and
+//! `auth-token`, `password` where the seed shows them) plus `?email=`. Answers are wrapped in
+//! `{"status_cd", "status_desc", "data"}`; on failure `status_desc` is a JSON *string* holding
+//! `[{"ErrorCode","ErrorMessage"}]`.
+//!
+//! The `type` names differ between the seed (`CANCELIRN`, `GETIRNBYDOC`, …) and the names used
+//! by working integrations against api.whitebooks.in (`CANCEL`, `GETIRNBYDOCDETAILS`, …). We
+//! default to the latter and let each be overridden in configuration (`type_names`).
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::{Method, RequestBuilder};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use super::errors::{from_reqwest, get_ci, parse_error_list};
+use super::types::parse_ist;
+use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
+use crate::config::{Environment, GstinConfig, ProviderKind};
+use crate::domain::command::{CancelReason, DocRef};
+use crate::domain::DocDate;
+
+/// Logical operations and their default Whitebooks `type` names.
+pub const DEFAULT_TYPE_NAMES: &[(&str, &str)] = &[
+    ("generate", "GENERATE"),
+    ("cancel", "CANCEL"),
+    ("get_irn", "GETIRN"),
+    ("get_by_doc", "GETIRNBYDOCDETAILS"),
+    ("gstin_details", "GSTNDETAILS"),
+    ("sync_gstin", "SYNC_GSTIN_FROMCP"),
+    ("ewaybill_by_irn", "GETEWAYBILLIRN"),
+    ("rejected_irns", "GETREJECTEDIRNS"),
+    ("b2c_qr", "GETB2CQR"),
+];
+
+pub struct Whitebooks {
+    http: reqwest::Client,
+    base_url: String,
+    gstin: String,
+    email: String,
+    username: String,
+    password: SecretString,
+    client_id: String,
+    client_secret: SecretString,
+    ip_address: String,
+    environment: Environment,
+    type_names: BTreeMap<String, String>,
+}
+
+impl Whitebooks {
+    pub fn new(http: reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Whitebooks {
+        let mut type_names: BTreeMap<String, String> =
+            DEFAULT_TYPE_NAMES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        type_names.extend(cfg.type_names.clone());
+        Whitebooks {
+            http,
+            base_url: cfg.base_url.trim_end_matches('/').to_string(),
+            gstin: gstin.to_string(),
+            email: cfg.email.clone(),
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            client_id: cfg.client_id.clone(),
+            client_secret: cfg.client_secret.clone(),
+            ip_address: cfg.ip_address.clone(),
+            environment: cfg.environment,
+            type_names,
+        }
+    }
+
+    fn type_name<'a>(&'a self, op: &'a str) -> &'a str {
+        self.type_names.get(op).map(String::as_str).unwrap_or(op)
+    }
+
+    fn request(&self, method: Method, op: &str, s: &Session) -> RequestBuilder {
+        let url = format!("{}/einvoice/type/{}/version/V1_03", self.base_url, self.type_name(op));
+        self.http
+            .request(method, url)
+            .query(&[("email", &self.email)])
+            .header("email", &self.email)
+            .header("username", &self.username)
+            .header("password", self.password.expose_secret())
+            .header("ip_address", &self.ip_address)
+            .header("client_id", &self.client_id)
+            .header("client_secret", self.client_secret.expose_secret())
+            .header("gstin", &self.gstin)
+            .header("auth-token", s.token.expose_secret())
+    }
+
+    async fn call(&self, rb: RequestBuilder) -> Result<Value, IrpError> {
+        let resp = rb.send().await.map_err(from_reqwest)?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(from_reqwest)?;
+        if !(200..300).contains(&status) {
+            return Err(IrpError::Http { status, body: text });
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))?;
+        unwrap_envelope(v)
+    }
+}
+
+/// `status_cd` "1" / "Sucess" (sic) / "Success" is success; anything else carries errors.
+pub fn unwrap_envelope(v: Value) -> Result<Value, IrpError> {
+    let cd = get_ci(&v, "status_cd").unwrap_or_default();
+    let ok = matches!(cd.to_ascii_lowercase().as_str(), "1" | "sucess" | "success");
+    if ok {
+        return Ok(v.get("data").cloned().unwrap_or(Value::Null));
+    }
+    let desc = v.get("status_desc").cloned().unwrap_or(Value::Null);
+    let mut errors = parse_error_list(&desc);
+    if errors.is_empty() {
+        errors = parse_error_list(v.get("error").unwrap_or(&Value::Null));
+    }
+    if errors.is_empty() {
+        return Err(IrpError::Protocol(format!("status_cd '{cd}' without an error list")));
+    }
+    let info = ["InfoDtls", "info", "infoDtls"]
+        .iter()
+        .find_map(|k| v.get(*k))
+        .map(|i| match i {
+            Value::Array(a) => a.clone(),
+            Value::String(s) => serde_json::from_str::<Vec<Value>>(s).unwrap_or_default(),
+            other => vec![other.clone()],
+        })
+        .unwrap_or_default();
+    Err(IrpError::Api { errors, info })
+}
+
+fn irn_data(v: Value) -> Result<IrnData, IrpError> {
+    IrnData::from_json(&v).ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))
+}
+
+#[async_trait]
+impl IrpProvider for Whitebooks {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Whitebooks
+    }
+
+    async fn authenticate(&self, _force_refresh: bool) -> Result<Session, IrpError> {
+        let rb = self
+            .http
+            .get(format!("{}/einvoice/authenticate", self.base_url))
+            .query(&[("email", &self.email)])
+            .header("username", &self.username)
+            .header("password", self.password.expose_secret())
+            .header("ip_address", &self.ip_address)
+            .header("client_id", &self.client_id)
+            .header("client_secret", self.client_secret.expose_secret())
+            .header("gstin", &self.gstin);
+        let data = self.call(rb).await?;
+        let token = get_ci(&data, "AuthToken").ok_or_else(|| IrpError::Protocol("auth answer has no AuthToken".into()))?;
+        let now = Utc::now();
+        // Without a readable expiry, assume the documented lifetime minus a safety minute.
+        let default_life = match self.environment {
+            Environment::Sandbox => chrono::Duration::minutes(59),
+            Environment::Production => chrono::Duration::minutes(359),
+        };
+        let expires_at = get_ci(&data, "TokenExpiry").and_then(|s| parse_ist(&s)).unwrap_or(now + default_life);
+        Ok(Session { token: SecretString::from(token), sek: None, expires_at, obtained_at: now })
+    }
+
+    async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
+        irn_data(self.call(self.request(Method::POST, "generate", s).json(invoice)).await?)
+    }
+
+    async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {
+        irn_data(self.call(self.request(Method::GET, "get_irn", s).query(&[("param1", irn)])).await?)
+    }
+
+    async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError> {
+        let date = doc.doc_date.to_string();
+        let rb = if self.type_name("get_by_doc") == "GETIRNBYDOC" {
+            // The seed's form: POST with a JSON body.
+            self.request(Method::POST, "get_by_doc", s).json(&json!({
+                "docNo": doc.doc_number.as_str(), "docDt": date, "docTyp": doc.doc_type.as_str()
+            }))
+        } else {
+            self.request(Method::GET, "get_by_doc", s)
+                .query(&[("param1", doc.doc_type.as_str())])
+                .header("docnum", doc.doc_number.as_str())
+                .header("docdate", &date)
+        };
+        irn_data(self.call(rb).await?)
+    }
+
+    async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError> {
+        let body = json!({"Irn": irn, "CnlRsn": reason.code(), "CnlRem": remark});
+        let v = self.call(self.request(Method::POST, "cancel", s).json(&body)).await?;
+        CancelData::from_json(&v).ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
+    }
+
+    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
+        self.call(self.request(Method::GET, "gstin_details", s).query(&[("param1", gstin)])).await
+    }
+
+    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
+        self.call(self.request(Method::GET, "sync_gstin", s).query(&[("param1", gstin)])).await
+    }
+
+    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError> {
+        self.call(self.request(Method::GET, "ewaybill_by_irn", s).query(&[("param1", irn)])).await
+    }
+
+    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError> {
+        let v = self.call(self.request(Method::GET, "rejected_irns", s).query(&[("param1", date.to_string())])).await?;
+        Ok(match v {
+            Value::Array(a) => a,
+            Value::Null => Vec::new(),
+            other => other.get("RejectedIrns").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![other]),
+        })
+    }
+
+    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError> {
+        let body = json!({"docNo": doc.doc_number.as_str(), "docDt": doc.doc_date.to_string(), "docTyp": doc.doc_type.as_str()});
+        self.call(self.request(Method::POST, "b2c_qr", s).json(&body)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_success_and_error_forms() {
+        let ok = unwrap_envelope(json!({"status_cd":"Sucess","status_desc":"Success","data":{"AuthToken":"x"}})).unwrap();
+        assert_eq!(ok["AuthToken"], "x");
+        let err = unwrap_envelope(json!({
+            "status_cd":"0",
+            "status_desc":"[{\"ErrorCode\":\"2150\",\"ErrorMessage\":\"Duplicate IRN\"}]",
+            "InfoDtls":[{"InfCd":"DUPIRN","Desc":{"Irn":"abc","AckNo":1,"AckDt":"2025-04-01 10:00:00"}}]
+        }))
+        .unwrap_err();
+        assert!(err.has_code("2150"));
+        assert_eq!(err.duplicate_info().unwrap()["Irn"], "abc");
+    }
+}

@@ -1,0 +1,66 @@
+//! Shared state for handlers.
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::amqp::Topology;
+use crate::config::Settings;
+use crate::domain::command::ParseOptions;
+use crate::domain::invoice::ValidationOptions;
+use crate::irp::registry::Providers;
+use crate::irp::SessionManager;
+use crate::store::secrets::SecretBox;
+use crate::store::Db;
+
+pub struct Ctx {
+    pub settings: Settings,
+    pub db: Db,
+    pub sessions: SessionManager,
+    pub providers: Providers,
+    pub topology: Topology,
+    /// Identifies this process as a lease owner.
+    pub worker_id: Uuid,
+    /// Poked after every commit that wrote events, so the relay publishes at once.
+    pub relay_wake: Arc<Notify>,
+}
+
+impl Ctx {
+    pub fn new(settings: Settings, db: Db, providers: Providers) -> Result<Ctx, crate::store::secrets::SecretBoxError> {
+        let sbox = SecretBox::from_config(settings.token_key.as_ref())?;
+        Ok(Ctx {
+            sessions: SessionManager::new(db.clone(), sbox, settings.token_refresh_margin_secs),
+            topology: Topology::new(&settings),
+            settings,
+            db,
+            providers,
+            worker_id: Uuid::new_v4(),
+            relay_wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Parsing options; `today` is re-read per message (India date) so a long-running worker
+    /// does not reject tomorrow's invoices as "future".
+    pub fn parse_options(&self) -> ParseOptions {
+        ParseOptions {
+            max_message_bytes: self.settings.max_message_bytes,
+            validation: ValidationOptions {
+                relaxed_gstin_check_digit: self.settings.relaxed_gstin_check_digit,
+                reporting_window_days: self.settings.reporting_window_days,
+                ..ValidationOptions::default()
+            },
+        }
+    }
+
+    /// The in-process retry schedule: exponential with jitter (backon).
+    pub fn backoff(&self) -> impl Iterator<Item = Duration> {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(self.settings.retry_min_delay_ms))
+            .with_max_delay(Duration::from_millis(self.settings.retry_max_delay_ms))
+            .with_max_times(self.settings.retry_max_times)
+            .with_jitter()
+            .build()
+    }
+}

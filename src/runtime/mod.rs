@@ -1,0 +1,32 @@
+//! The runtime: job handlers and the worker that wires AMQP, Postgres and the IRP together.
+//!
+//! - [`context`]: what every handler shares (settings, pool, sessions, providers);
+//! - [`calls`]: one IRP call with backoff, re-auth once on 1005, and the ambiguity rule;
+//! - [`generate`]: `irn.generate`, the path that must never register a document twice;
+//! - [`jobs`]: the other job types (cancel, lookups, GSTIN, e-way bill, B2C QR);
+//! - [`events`]: building result events from job rows;
+//! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
+pub mod calls;
+pub mod context;
+pub mod events;
+pub mod generate;
+pub mod jobs;
+pub mod worker;
+
+pub use context::Ctx;
+pub use worker::{run, WorkerHandle};
+
+use crate::domain::event::ErrorItem;
+
+/// What to do with the AMQP delivery once the handler has committed its outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// The outcome (and its events) is committed: ack.
+    Ack,
+    /// Unreadable message: its rejection event is committed; reject without requeue so the
+    /// broker dead-letters the original bytes to `einvoice.dead`.
+    DeadLetter,
+    /// Transient trouble outlasted the in-process budget (or the GSTIN is paused, or another
+    /// worker holds the document): republish through a retry tier, then ack.
+    Reschedule { attempt: u32, errors: Vec<ErrorItem> },
+}

@@ -1,0 +1,271 @@
+//! The worker: consume commands, dispatch them, settle each delivery exactly once.
+//!
+//! Every delivery ends in one of: ack after its outcome and events are committed; reject
+//! without requeue (dead-letter) after its rejection event is committed; or a durable
+//! reschedule through a retry tier, then ack. Infrastructure trouble (Postgres down) nacks with
+//! requeue, which the queue's `x-delivery-limit` bounds.
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
+use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::events::plain_event;
+use super::{generate, jobs, Ctx, Disposition};
+use crate::amqp::{self, relay::Relay};
+use crate::config::Settings;
+use crate::domain::command::{parse_command, Command};
+use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
+use crate::irp::registry::Providers;
+use crate::store::{self, Db, StoreError};
+
+const ATTEMPT_HEADER: &str = "x-einvoice-attempt";
+const FIRST_SEEN_HEADER: &str = "x-einvoice-first-seen";
+
+/// A running worker; `stop` shuts it down gracefully.
+pub struct WorkerHandle {
+    pub ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl WorkerHandle {
+    /// Stop consuming, finish in-flight jobs, publish what is left in the outbox, disconnect.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.context("worker task panicked")?
+    }
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+    /// Wait until the worker stops on its own (fatal error) or is cancelled.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("worker task panicked")?
+    }
+}
+
+/// Prepare Postgres (create the database, migrate) and return the pool.
+pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
+    use secrecy::ExposeSecret;
+    let url = settings.database_url.expose_secret();
+    store::ensure_database(url).await.map_err(|e| anyhow::anyhow!("PostgreSQL is not reachable ({e}); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or set EINVOICE_DATABASE_URL"))?;
+    let db = Db::new(url, (settings.prefetch as usize).clamp(4, 32))?;
+    db.migrate().await.context("applying migrations")?;
+    Ok(db)
+}
+
+/// Start a worker: migrate, declare topology, start the relay and the consumer.
+pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
+    let db = prepare_db(&settings).await?;
+    let providers = Providers::from_settings(&settings).context("building IRP providers from the configuration")?;
+    if settings.token_key.is_none() {
+        tracing::warn!("EINVOICE_TOKEN_KEY is not set: IRP tokens are encrypted at rest with the built-in development key");
+    }
+    let ctx = Arc::new(Ctx::new(settings, db, providers)?);
+    let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker")
+        .await
+        .map_err(|e| anyhow::anyhow!("RabbitMQ is not reachable at the configured URL ({e}); start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
+    let setup = conn.create_channel().await?;
+    ctx.topology.declare(&setup).await.context("declaring the RabbitMQ topology")?;
+    let relay = Relay {
+        db: ctx.db.clone(),
+        channel: amqp::confirm_channel(&conn).await?,
+        events_exchange: ctx.topology.events.clone(),
+        wake: ctx.relay_wake.clone(),
+    };
+    let publisher = amqp::confirm_channel(&conn).await?;
+    let consume = conn.create_channel().await?;
+    consume.basic_qos(ctx.settings.prefetch, BasicQosOptions { global: false }).await?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, publisher, relay, shutdown.clone()));
+    Ok(WorkerHandle { ctx, shutdown, task })
+}
+
+/// Run until `shutdown` resolves (the `run` subcommand passes Ctrl-C / SIGTERM).
+pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let handle = start(settings).await?;
+    let token = handle.shutdown_token();
+    tokio::select! {
+        _ = shutdown => handle.stop().await,
+        _ = token.cancelled() => handle.wait().await,
+    }
+}
+
+async fn subscribe(ch: &Channel, queue: &str, tag: &str) -> Result<lapin::Consumer, lapin::Error> {
+    ch.basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await
+}
+
+async fn consume_loop(
+    ctx: Arc<Ctx>,
+    conn: Connection,
+    ch: Channel,
+    publisher: Channel,
+    relay: Relay,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tag = format!("einvoice-worker-{}", ctx.worker_id);
+    let relay_task = tokio::spawn(relay.run(shutdown.child_token()));
+    let mut consumer = subscribe(&ch, &ctx.topology.jobs, &tag).await?;
+    let tracker = TaskTracker::new();
+    let publisher = Arc::new(publisher);
+    tracing::info!(queue = %ctx.topology.jobs, prefetch = ctx.settings.prefetch, "worker consuming");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let (ctx, publisher) = (ctx.clone(), publisher.clone());
+                    tracker.spawn(async move { settle(&ctx, &publisher, delivery).await });
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error; waiting for connection recovery");
+                    ch.wait_for_recovery(e).await.context("RabbitMQ connection could not be recovered")?;
+                }
+                None => {
+                    // The broker cancelled us (queue deleted, consumer timeout): not a shutdown.
+                    tracing::warn!("consumer cancelled by the broker; re-subscribing");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    ctx.topology.declare(&ch).await?;
+                    consumer = subscribe(&ch, &ctx.topology.jobs, &tag).await?;
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: cancelling the consumer and finishing in-flight jobs");
+    let _ = ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(60), tracker.wait()).await.is_err() {
+        tracing::warn!("in-flight jobs did not finish within 60 s; their messages will be redelivered");
+    }
+    ctx.relay_wake.notify_one();
+    let _ = relay_task.await;
+    let _ = conn.close(200, "shutdown".into()).await;
+    Ok(())
+}
+
+fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
+    d.properties.headers().as_ref()?.inner().get(name).and_then(|v| match v {
+        AMQPValue::LongInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::LongLongInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::ShortInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::LongUInt(i) => Some(*i),
+        _ => None,
+    })
+}
+
+fn header_i64(d: &Delivery, name: &str) -> Option<i64> {
+    d.properties.headers().as_ref()?.inner().get(name).and_then(|v| match v {
+        AMQPValue::LongLongInt(i) => Some(*i),
+        AMQPValue::LongInt(i) => Some(*i as i64),
+        AMQPValue::Timestamp(t) => Some(*t as i64),
+        _ => None,
+    })
+}
+
+/// Handle one delivery and settle it.
+async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
+    let props = &delivery.properties;
+    let mut meta = CommandMeta {
+        routing_key: delivery.routing_key.to_string(),
+        message_id: props.message_id().as_ref().map(|s| s.to_string()),
+        correlation_id: props.correlation_id().as_ref().map(|s| s.to_string()),
+        reply_to: props.reply_to().as_ref().map(|s| s.to_string()).filter(|s| !s.is_empty()),
+        request_id: None,
+    };
+    let attempt = header_u32(&delivery, ATTEMPT_HEADER).unwrap_or(0);
+    let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .unwrap_or_else(Utc::now);
+    let span = tracing::info_span!("job", routing_key = %meta.routing_key, message_id = ?meta.message_id, attempt, redelivered = delivery.redelivered);
+    let _enter = span.enter();
+    let result = dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await;
+    ctx.relay_wake.notify_one();
+    let settled = match result {
+        Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
+        Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
+        Ok(Disposition::Reschedule { attempt, errors }) => {
+            match reschedule(ctx, publisher, &delivery, attempt + 1, first_seen).await {
+                Ok(delay) => {
+                    tracing::info!(?errors, delay_ms = delay, "job rescheduled");
+                    delivery.ack(BasicAckOptions::default()).await
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reschedule; requeueing");
+                    delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
+                }
+            }
+        }
+        Err(e) => {
+            // The outcome could not be committed: nothing was acked, so nothing is lost.
+            tracing::error!(error = %e, "job could not be stored; requeueing the message");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
+        }
+    };
+    if let Err(e) = settled {
+        tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}
+
+/// Republish the command through a retry tier (keeping its routing key and ids). Returns the delay.
+async fn reschedule(ctx: &Ctx, publisher: &Channel, d: &Delivery, attempt: u32, first_seen: DateTime<Utc>) -> Result<u32, amqp::AmqpError> {
+    let (tier, delay) = ctx.topology.retry_tier(attempt);
+    // Fresh headers on purpose: copying x-death would trip RabbitMQ's dead-letter cycle check.
+    let mut headers = FieldTable::default();
+    headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongLongInt(attempt as i64));
+    headers.insert(ShortString::from(FIRST_SEEN_HEADER), AMQPValue::LongLongInt(first_seen.timestamp_millis()));
+    headers.insert(ShortString::from("BCC"), AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(LongString::from(tier.as_str()))])));
+    let p = &d.properties;
+    let mut props = BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(2).with_headers(headers);
+    if let Some(v) = p.message_id() {
+        props = props.with_message_id(v.clone());
+    }
+    if let Some(v) = p.correlation_id() {
+        props = props.with_correlation_id(v.clone());
+    }
+    if let Some(v) = p.reply_to() {
+        props = props.with_reply_to(v.clone());
+    }
+    amqp::publish_confirmed(publisher, &ctx.topology.retry, d.routing_key.as_str(), &d.data, props, true).await?;
+    Ok(delay)
+}
+
+/// Parse and route one command to its handler.
+async fn dispatch(ctx: &Ctx, meta: &mut CommandMeta, body: &[u8], attempt: u32, first_seen: DateTime<Utc>) -> Result<Disposition, StoreError> {
+    let parsed = match parse_command(&meta.routing_key, body, &ctx.parse_options()) {
+        Ok(p) => p,
+        Err(rej) => {
+            meta.request_id = rej.request_id.clone();
+            let source = if rej.envelope { ErrorSource::Envelope } else { ErrorSource::Validation };
+            let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
+            let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
+            tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
+            ctx.db.enqueue_events(&[plain_event(meta, &event_type, json!({"errors": errors, "dead_lettered": rej.envelope}))]).await?;
+            return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });
+        }
+    };
+    meta.request_id = parsed.request_id;
+    let kind = parsed.command.kind();
+    let disposition = match &parsed.command {
+        Command::Generate { gstin, invoice } => generate::handle(ctx, meta, gstin, invoice, attempt).await?,
+        other => jobs::handle(ctx, meta, other, attempt).await?,
+    };
+    // Jobs without a job row give up here once they are too old (generate decides per row).
+    if let Disposition::Reschedule { errors, .. } = &disposition {
+        let age = (Utc::now() - first_seen).num_seconds().max(0) as u64;
+        if kind != crate::domain::command::JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
+            let data = json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});
+            ctx.db.enqueue_events(&[plain_event(meta, &kind.failed_event(), data)]).await?;
+            return Ok(Disposition::Ack);
+        }
+    }
+    Ok(disposition)
+}

@@ -1,0 +1,545 @@
+//! The simulator's protocol-neutral state: documents, tokens, faults and counters.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rand::Rng;
+use rsa::RsaPrivateKey;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::irp::types::format_ist;
+use crate::irp::{jwt, nic_crypto};
+
+/// A simulated IRP error: codes and messages as NIC sends them, plus `InfoDtls`.
+#[derive(Debug, Clone)]
+pub struct SimError {
+    pub errors: Vec<(String, String)>,
+    pub info: Vec<Value>,
+}
+
+impl SimError {
+    pub fn one(code: &str, message: impl Into<String>) -> SimError {
+        SimError { errors: vec![(code.to_string(), message.into())], info: Vec::new() }
+    }
+}
+
+/// What the next requests should suffer. Counts are "the next N calls".
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Added to every API call.
+    pub latency_ms: u64,
+    /// The next N API calls (not auth) answer HTTP 503.
+    pub fail_next_5xx: u32,
+    /// Every API call answers 503 with this probability (0.0–1.0).
+    pub fail_5xx_ratio: f64,
+    /// The next N generate calls commit the IRN, then hang this long before answering.
+    pub timeout_commit_next: u32,
+    pub timeout_hang_ms: u64,
+    /// The next N API calls (not auth) answer 1005 Invalid Token.
+    pub force_1005_next: u32,
+    /// Token lifetime in seconds (NIC: 3600 on sandbox, 21600 on production).
+    pub token_ttl_secs: u64,
+    /// HSN codes the IRP's master does not know (answer 2176).
+    pub invalid_hsn: Vec<String>,
+    /// GSTINs the IRP thinks are inactive (answer 3029); `sync` clears the ones also in `sync_activates`.
+    pub inactive_gstins: Vec<String>,
+    pub sync_activates: Vec<String>,
+    /// (gstin → password): when set for a GSTIN, any other password fails auth with 1008.
+    pub passwords: HashMap<String, String>,
+}
+
+/// Counters a test asserts on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SimStats {
+    pub auth_calls: u64,
+    pub generate_calls: u64,
+    pub irns_created: u64,
+    pub lookups: u64,
+    pub cancel_calls: u64,
+    pub other_calls: u64,
+    pub injected_5xx: u64,
+    pub injected_1005: u64,
+    /// Generate calls per IRN (whether or not they created it).
+    pub generate_per_irn: HashMap<String, u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimDoc {
+    pub irn: String,
+    pub gstin: String,
+    pub doc_type: String,
+    pub doc_number: String,
+    pub doc_date: String,
+    pub ack_no: String,
+    pub ack_at: DateTime<Utc>,
+    pub status: String,
+    pub cancel_date: Option<String>,
+    pub signed_invoice: String,
+    pub signed_qr: String,
+    pub ewb: Option<(String, String, String)>,
+    pub rejected_on: Option<NaiveDate>,
+    pub surviving_irn: Option<String>,
+}
+
+/// A token issued to (gstin, user).
+#[derive(Debug, Clone)]
+pub struct SimToken {
+    pub token: String,
+    pub gstin: String,
+    pub user: String,
+    pub expires_at: DateTime<Utc>,
+    pub sek: [u8; 32],
+}
+
+#[derive(Deserialize)]
+pub struct RejectRequest {
+    pub irn: String,
+    pub surviving_irn: Option<String>,
+    /// dd/MM/yyyy; today when absent.
+    pub date: Option<String>,
+}
+
+#[derive(Default)]
+struct Store {
+    docs: HashMap<String, SimDoc>,
+    tokens: HashMap<String, SimToken>,
+    ack_seq: u64,
+    stats: SimStats,
+}
+
+pub struct SimCore {
+    store: Mutex<Store>,
+    faults: Mutex<Faults>,
+    token_seq: AtomicU64,
+    pub signing_key: RsaPrivateKey,
+    pub nic_key: RsaPrivateKey,
+}
+
+pub const SIGNING_PUBLIC_PEM: &str = include_str!("keys/signing-public.pem");
+pub const NIC_PUBLIC_PEM: &str = include_str!("keys/nic-encryption-public.pem");
+const SIGNING_PRIVATE_PEM: &str = include_str!("keys/signing-private.pem");
+const NIC_PRIVATE_PEM: &str = include_str!("keys/nic-encryption-private.pem");
+
+impl Default for SimCore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SimCore {
+    pub fn new() -> SimCore {
+        SimCore {
+            store: Mutex::new(Store::default()),
+            faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
+            token_seq: AtomicU64::new(1),
+            signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key"),
+            nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM).expect("bundled simulator key"),
+        }
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.store.lock().expect("sim lock").stats.clone()
+    }
+    pub fn faults(&self) -> Faults {
+        self.faults.lock().expect("sim lock").clone()
+    }
+    pub fn set_faults(&self, f: Faults) {
+        *self.faults.lock().expect("sim lock") = f;
+    }
+    /// Change faults in place: `sim.update_faults(|f| f.fail_next_5xx = 3)`.
+    pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.faults.lock().expect("sim lock"));
+    }
+    pub fn document(&self, irn: &str) -> Option<SimDoc> {
+        self.store.lock().expect("sim lock").docs.get(irn).cloned()
+    }
+    /// Pretend a document was acknowledged `age` ago (to test the 24 h and 2-day windows).
+    pub fn age_document(&self, irn: &str, age: chrono::Duration) {
+        if let Some(d) = self.store.lock().expect("sim lock").docs.get_mut(irn) {
+            d.ack_at = Utc::now() - age;
+        }
+    }
+    /// Expire every token now (a token that expires mid-run).
+    pub fn expire_tokens(&self) {
+        for t in self.store.lock().expect("sim lock").tokens.values_mut() {
+            t.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        }
+    }
+
+    /// Applied at the start of every API call (not auth): latency, 5xx, forced 1005.
+    /// `Err(None)` = answer HTTP 503; `Err(Some(e))` = answer with that IRP error.
+    pub async fn before_call(&self) -> Result<(), Option<SimError>> {
+        let (latency, five, ratio, f1005) = {
+            let mut f = self.faults.lock().expect("sim lock");
+            let five = if f.fail_next_5xx > 0 {
+                f.fail_next_5xx -= 1;
+                true
+            } else {
+                false
+            };
+            let f1005 = if !five && f.force_1005_next > 0 {
+                f.force_1005_next -= 1;
+                true
+            } else {
+                false
+            };
+            (f.latency_ms, five, f.fail_5xx_ratio, f1005)
+        };
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        if five || (ratio > 0.0 && rand::thread_rng().gen_bool(ratio.min(1.0))) {
+            self.store.lock().expect("sim lock").stats.injected_5xx += 1;
+            return Err(None);
+        }
+        if f1005 {
+            self.store.lock().expect("sim lock").stats.injected_1005 += 1;
+            return Err(Some(SimError::one("1005", "Invalid Token")));
+        }
+        Ok(())
+    }
+
+    /// Issue a token, or return the live one: NIC returns the same token for repeated auth
+    /// calls within its lifetime, and a new one on a forced refresh in its last 10 minutes.
+    pub fn authenticate(&self, gstin: &str, user: &str, password: &str, force: bool) -> Result<SimToken, SimError> {
+        let (ttl, expected) = {
+            let f = self.faults.lock().expect("sim lock");
+            (f.token_ttl_secs, f.passwords.get(gstin).cloned())
+        };
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.auth_calls += 1;
+        if expected.is_some_and(|p| p != password) {
+            return Err(SimError::one("1008", "Invalid login credentials"));
+        }
+        let now = Utc::now();
+        let live = st.tokens.values().find(|t| t.gstin == gstin && t.user == user && t.expires_at > now).cloned();
+        if let Some(t) = live {
+            let in_last_10 = t.expires_at - now <= chrono::Duration::minutes(10);
+            if !(force && in_last_10) {
+                return Ok(t);
+            }
+            st.tokens.remove(&t.token);
+        }
+        let mut sek = [0u8; 32];
+        rand::thread_rng().fill(&mut sek);
+        let n = self.token_seq.fetch_add(1, Ordering::Relaxed);
+        let t = SimToken {
+            token: format!("simtok{n}{:016x}", rand::thread_rng().gen::<u64>()),
+            gstin: gstin.to_string(),
+            user: user.to_string(),
+            expires_at: now + chrono::Duration::seconds(ttl as i64),
+            sek,
+        };
+        st.tokens.insert(t.token.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// The live token behind an `AuthToken` header, checked against the caller's GSTIN.
+    pub fn check_token(&self, token: &str, gstin: &str) -> Result<SimToken, SimError> {
+        let st = self.store.lock().expect("sim lock");
+        match st.tokens.get(token) {
+            Some(t) if t.expires_at > Utc::now() && t.gstin.eq_ignore_ascii_case(gstin) => Ok(t.clone()),
+            _ => Err(SimError::one("1005", "Invalid Token")),
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut SimStats)) {
+        f(&mut self.store.lock().expect("sim lock").stats);
+    }
+
+    /// Generate an IRN. Returns the answer and, on the "timeout that still commits" fault,
+    /// how long to hang before answering.
+    pub fn generate(&self, gstin: &str, inv: &Value) -> (Result<Value, SimError>, Option<Duration>) {
+        let s = |p: &str| inv.pointer(p).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let (Some(seller), Some(typ), Some(no), Some(dt)) = (s("/SellerDtls/Gstin"), s("/DocDtls/Typ"), s("/DocDtls/No"), s("/DocDtls/Dt"))
+        else {
+            self.count(|c| c.generate_calls += 1);
+            return (Err(SimError::one("2140", "Request JSON is not as per schema: DocDtls and SellerDtls.Gstin are required")), None);
+        };
+        let irn = irn_for(&seller, &typ, &no, &dt);
+        self.count(|c| {
+            c.generate_calls += 1;
+            *c.generate_per_irn.entry(irn.clone()).or_default() += 1;
+        });
+        if !seller.eq_ignore_ascii_case(gstin) {
+            return (Err(SimError::one("2143", "Invoice does not belong to the user GSTIN")), None);
+        }
+        let faults = self.faults();
+        let bad_hsn: Vec<String> = inv
+            .get("ItemList")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.get("HsnCd").map(|h| h.as_str().map(str::to_string).unwrap_or_else(|| h.to_string())))
+                    .filter(|h| faults.invalid_hsn.contains(h))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !bad_hsn.is_empty() {
+            return (Err(SimError::one("2176", format!("HSN code(s) {} is invalid", bad_hsn.join(",")))), None);
+        }
+        for p in ["/BuyerDtls/Gstin", "/ShipDtls/Gstin"] {
+            if let Some(g) = s(p) {
+                if faults.inactive_gstins.iter().any(|x| x.eq_ignore_ascii_case(&g)) {
+                    return (Err(SimError::one("3029", format!("GSTIN - {g} is not active"))), None);
+                }
+            }
+        }
+        let mut st = self.store.lock().expect("sim lock");
+        if let Some(d) = st.docs.get(&irn) {
+            let err = SimError {
+                errors: vec![("2150".into(), "Duplicate IRN".into())],
+                info: vec![json!({"InfCd": "DUPIRN", "Desc": {"AckNo": d.ack_no.parse::<u64>().unwrap_or(0), "AckDt": format_ist(d.ack_at), "Irn": d.irn}})],
+            };
+            return (Err(err), None);
+        }
+        st.ack_seq += 1;
+        let ack_no = format!("{}", 112_010_000_000_000u64 + st.ack_seq);
+        let now = Utc::now();
+        let ack_dt = format_ist(now);
+        let mut signed = inv.clone();
+        if let Some(o) = signed.as_object_mut() {
+            o.insert("AckNo".into(), json!(ack_no.parse::<u64>().unwrap_or(0)));
+            o.insert("AckDt".into(), json!(ack_dt));
+            o.insert("Irn".into(), json!(irn));
+        }
+        let items = inv.get("ItemList").and_then(Value::as_array);
+        let qr = json!({
+            "SellerGstin": seller,
+            "BuyerGstin": s("/BuyerDtls/Gstin").unwrap_or_default(),
+            "DocNo": no, "DocTyp": typ, "DocDt": dt,
+            "TotInvVal": inv.pointer("/ValDtls/TotInvVal").cloned().unwrap_or(Value::Null),
+            "ItemCnt": items.map(|i| i.len()).unwrap_or(0),
+            "MainHsnCode": items.and_then(|i| i.first()).and_then(|i| i.get("HsnCd")).cloned().unwrap_or(Value::Null),
+            "Irn": irn, "IrnDt": ack_dt,
+        });
+        let ewb = inv.get("EwbDtls").filter(|e| e.is_object()).map(|_| {
+            let n = format!("{}", 181_000_000_000u64 + st.ack_seq);
+            (n, ack_dt.clone(), format_ist(now + chrono::Duration::days(1)))
+        });
+        let doc = SimDoc {
+            irn: irn.clone(),
+            gstin: seller.to_ascii_uppercase(),
+            doc_type: typ,
+            doc_number: no,
+            doc_date: dt,
+            ack_no,
+            ack_at: now,
+            status: "ACT".into(),
+            cancel_date: None,
+            signed_invoice: jwt::sign(&signed, &self.signing_key, "SIM-SIGNING-KEY"),
+            signed_qr: jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY"),
+            ewb,
+            rejected_on: None,
+            surviving_irn: None,
+        };
+        st.stats.irns_created += 1;
+        let answer = doc_json(&doc);
+        st.docs.insert(irn, doc);
+        drop(st);
+        // The ambiguous case: the IRN is committed, but the answer comes too late.
+        let hang = {
+            let mut f = self.faults.lock().expect("sim lock");
+            if f.timeout_commit_next > 0 {
+                f.timeout_commit_next -= 1;
+                Some(Duration::from_millis(f.timeout_hang_ms))
+            } else {
+                None
+            }
+        };
+        (Ok(answer), hang)
+    }
+
+    pub fn get_by_irn(&self, gstin: &str, irn: &str) -> Result<Value, SimError> {
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.lookups += 1;
+        match st.docs.get(&irn.to_ascii_lowercase()) {
+            Some(d) if d.gstin.eq_ignore_ascii_case(gstin) => fetchable(d),
+            _ => Err(SimError::one("2148", "Requested IRN data is not available")),
+        }
+    }
+
+    pub fn get_by_doc(&self, gstin: &str, typ: &str, no: &str, dt: &str) -> Result<Value, SimError> {
+        let irn = irn_for(gstin, typ, no, dt);
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.lookups += 1;
+        match st.docs.get(&irn) {
+            Some(d) if d.doc_date == dt => fetchable(d),
+            _ => Err(SimError::one("2154", "IRN details are not found")),
+        }
+    }
+
+    pub fn cancel(&self, gstin: &str, irn: &str, reason: &str, remark: &str) -> Result<Value, SimError> {
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.cancel_calls += 1;
+        if !matches!(reason, "1" | "2" | "3" | "4") {
+            return Err(SimError::one("2261", "Invalid cancel reason"));
+        }
+        if remark.chars().count() > 100 {
+            return Err(SimError::one("2140", "CnlRem must be at most 100 characters"));
+        }
+        let Some(d) = st.docs.get_mut(&irn.to_ascii_lowercase()).filter(|d| d.gstin.eq_ignore_ascii_case(gstin)) else {
+            return Err(SimError::one("2148", "Requested IRN data is not available"));
+        };
+        if d.status == "CNL" {
+            return Err(SimError::one("9999", "Invoice is not active"));
+        }
+        if Utc::now() - d.ack_at > chrono::Duration::hours(24) {
+            return Err(SimError::one("2270", "The allowed cancellation time limit is crossed, you cannot cancel the IRN"));
+        }
+        if d.ewb.is_some() {
+            return Err(SimError::one("2230", "This IRN cannot be cancelled because e-way bill has been generated"));
+        }
+        let cancel_date = format_ist(Utc::now());
+        d.status = "CNL".into();
+        d.cancel_date = Some(cancel_date.clone());
+        Ok(json!({"Irn": d.irn, "CancelDate": cancel_date}))
+    }
+
+    pub fn gstin_details(&self, gstin: &str) -> Result<Value, SimError> {
+        self.count(|c| c.other_calls += 1);
+        let g = gstin.to_ascii_uppercase();
+        if g.len() != 15 {
+            return Err(SimError::one("3028", format!("GSTIN - {g} is invalid")));
+        }
+        let active = !self.faults().inactive_gstins.iter().any(|x| x.eq_ignore_ascii_case(&g));
+        Ok(json!({
+            "Gstin": g, "TradeName": format!("Trader {}", &g[2..7]), "LegalName": format!("Legal {}", &g[2..7]),
+            "AddrBnm": "Sim Towers", "AddrBno": "1", "AddrFlno": "", "AddrSt": "MG Road", "AddrLoc": "Bengaluru",
+            "StateCode": g[..2].parse::<u32>().unwrap_or(0), "AddrPncd": 560001, "TxpType": "REG",
+            "Status": if active { "ACT" } else { "INA" }, "BlkStatus": "U", "DtReg": "2018-01-01", "DtDReg": null
+        }))
+    }
+
+    pub fn sync_gstin(&self, gstin: &str) -> Result<Value, SimError> {
+        {
+            let mut f = self.faults.lock().expect("sim lock");
+            if f.sync_activates.iter().any(|x| x.eq_ignore_ascii_case(gstin)) {
+                f.inactive_gstins.retain(|x| !x.eq_ignore_ascii_case(gstin));
+            }
+        }
+        self.gstin_details(gstin)
+    }
+
+    pub fn ewaybill_by_irn(&self, gstin: &str, irn: &str) -> Result<Value, SimError> {
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.other_calls += 1;
+        match st.docs.get(&irn.to_ascii_lowercase()).filter(|d| d.gstin.eq_ignore_ascii_case(gstin)) {
+            Some(SimDoc { ewb: Some((no, dt, till)), irn, .. }) => {
+                Ok(json!({"Irn": irn, "EwbNo": no.parse::<u64>().unwrap_or(0), "EwbDt": dt, "EwbValidTill": till, "Status": "ACT"}))
+            }
+            Some(_) => Err(SimError::one("4003", "E-way bill is not generated for this IRN")),
+            None => Err(SimError::one("2148", "Requested IRN data is not available")),
+        }
+    }
+
+    pub fn rejected_irns(&self, gstin: &str, date: &str) -> Result<Value, SimError> {
+        let Some(day) = NaiveDate::parse_from_str(date.trim(), "%d/%m/%Y").ok() else {
+            return Err(SimError::one("2140", "date must be dd/mm/yyyy"));
+        };
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.other_calls += 1;
+        let list: Vec<Value> = st
+            .docs
+            .values()
+            .filter(|d| d.gstin.eq_ignore_ascii_case(gstin) && d.rejected_on == Some(day))
+            .map(|d| {
+                json!({"Irn": d.irn, "AckNo": d.ack_no, "AckDt": format_ist(d.ack_at), "DocTyp": d.doc_type,
+                       "DocNo": d.doc_number, "DocDt": d.doc_date, "SurvivingIrn": d.surviving_irn})
+            })
+            .collect();
+        Ok(Value::Array(list))
+    }
+
+    /// Admin: mark an IRN rejected (de-duplication across IRPs failed) on `date` (dd/MM/yyyy).
+    pub fn mark_rejected(&self, irn: &str, surviving: Option<&str>, date: Option<&str>) -> Result<(), String> {
+        let day = match date {
+            Some(d) => NaiveDate::parse_from_str(d, "%d/%m/%Y").map_err(|e| e.to_string())?,
+            None => Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).date_naive(),
+        };
+        let mut st = self.store.lock().expect("sim lock");
+        let d = st.docs.get_mut(irn).ok_or_else(|| format!("no IRN {irn}"))?;
+        d.rejected_on = Some(day);
+        d.surviving_irn = surviving.map(str::to_string);
+        Ok(())
+    }
+
+    /// Admin: register a document directly (as if another IRP generated it), for reconciliation tests.
+    pub fn insert_rejected_foreign(&self, gstin: &str, typ: &str, no: &str, dt: &str, day: NaiveDate) -> String {
+        let irn = irn_for(gstin, typ, no, dt);
+        let mut st = self.store.lock().expect("sim lock");
+        st.ack_seq += 1;
+        let ack_no = format!("{}", 112_010_000_000_000u64 + st.ack_seq);
+        st.docs.insert(
+            irn.clone(),
+            SimDoc {
+                irn: irn.clone(),
+                gstin: gstin.to_string(),
+                doc_type: typ.into(),
+                doc_number: no.into(),
+                doc_date: dt.into(),
+                ack_no,
+                ack_at: Utc::now(),
+                status: "ACT".into(),
+                cancel_date: None,
+                signed_invoice: String::new(),
+                signed_qr: String::new(),
+                ewb: None,
+                rejected_on: Some(day),
+                surviving_irn: None,
+            },
+        );
+        irn
+    }
+
+    pub fn b2c_qr(&self, gstin: &str, typ: &str, no: &str, dt: &str) -> Result<Value, SimError> {
+        self.count(|c| c.other_calls += 1);
+        let qr = json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
+        Ok(json!({"QRCode": jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY")}))
+    }
+}
+
+/// Lookups work for two days after acknowledgement, as at NIC (2283 afterwards).
+fn fetchable(d: &SimDoc) -> Result<Value, SimError> {
+    if Utc::now() - d.ack_at > chrono::Duration::days(2) {
+        return Err(SimError::one("2283", "IRN details cannot be provided as it is generated more than 2 days ago"));
+    }
+    Ok(doc_json(d))
+}
+
+fn doc_json(d: &SimDoc) -> Value {
+    let mut v = json!({
+        "AckNo": d.ack_no.parse::<u64>().unwrap_or(0), "AckDt": format_ist(d.ack_at), "Irn": d.irn,
+        "SignedInvoice": d.signed_invoice, "SignedQRCode": d.signed_qr, "Status": d.status,
+        "EwbNo": null, "EwbDt": null, "EwbValidTill": null, "Remarks": null
+    });
+    if let Some((no, dt, till)) = &d.ewb {
+        v["EwbNo"] = json!(no.parse::<u64>().unwrap_or(0));
+        v["EwbDt"] = json!(dt);
+        v["EwbValidTill"] = json!(till);
+    }
+    v
+}
+
+/// IRN = SHA-256 hex of GSTIN + financial year + doc type + doc number (upper-case).
+pub fn irn_for(gstin: &str, typ: &str, no: &str, dt: &str) -> String {
+    let fy = NaiveDate::parse_from_str(dt.trim(), "%d/%m/%Y")
+        .map(|d| {
+            use chrono::Datelike;
+            let y = if d.month() >= 4 { d.year() } else { d.year() - 1 };
+            format!("{}-{:02}", y, (y + 1) % 100)
+        })
+        .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(gstin.trim().to_ascii_uppercase());
+    h.update(fy);
+    h.update(typ.trim().to_ascii_uppercase());
+    h.update(no.trim().to_ascii_uppercase());
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,101 @@
+//! The built-in IRP simulator: `einvoice-worker sim`, the demo and the tests point the worker
+//! at it. It speaks both protocols on the same port over one document store:
+//! - the Whitebooks GSP API (`/einvoice/...`), see [`whitebooks`];
+//! - the NIC IRP direct API with its RSA/AES encryption (`/eivital/...`, `/eicore/...`), see [`nic`].
+//!
+//! IRN = SHA-256 hex of seller GSTIN + financial year + doc type + doc number. Faults can be
+//! injected (latency, 5xx, timeouts that still commit, forced 1005) and counters let a test
+//! assert "one generate call per document" and "one auth per token lifetime".
+pub mod core;
+pub mod nic;
+pub mod whitebooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+
+pub use self::core::{Faults, SimCore, SimStats};
+
+/// A running simulator: its address and its state (for tests to inspect and steer).
+pub struct Simulator {
+    pub addr: SocketAddr,
+    pub core: Arc<SimCore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Simulator {
+    /// Bind `addr` (use port 0 for any free port) and serve until dropped.
+    pub async fn start(addr: &str) -> std::io::Result<Simulator> {
+        let core = Arc::new(SimCore::new());
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = router(core.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Simulator { addr, core, task })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Serve until the process ends (the `sim` subcommand).
+    pub async fn wait(mut self) {
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// All routes: both protocols plus the `/_sim` admin API.
+pub fn router(core: Arc<SimCore>) -> Router {
+    Router::new()
+        .merge(whitebooks::routes())
+        .merge(nic::routes())
+        .route("/_sim/stats", get(|s: axum::extract::State<Arc<SimCore>>| async move { Json(s.stats()) }))
+        .route(
+            "/_sim/faults",
+            post(|s: axum::extract::State<Arc<SimCore>>, Json(f): Json<Faults>| async move {
+                s.set_faults(f);
+                Json(s.faults())
+            })
+            .get(|s: axum::extract::State<Arc<SimCore>>| async move { Json(s.faults()) }),
+        )
+        .route(
+            "/_sim/reject",
+            post(|s: axum::extract::State<Arc<SimCore>>, Json(r): Json<core::RejectRequest>| async move {
+                match s.mark_rejected(&r.irn, r.surviving_irn.as_deref(), r.date.as_deref()) {
+                    Ok(()) => Json(serde_json::json!({"ok": true})),
+                    Err(e) => Json(serde_json::json!({"ok": false, "error": e})),
+                }
+            }),
+        )
+        .with_state(core)
+}
+
+/// The `[gstins."<GSTIN>"]` TOML that points a worker at this simulator for one GSTIN, over
+/// either protocol (the demo and the tests build their configuration with it).
+pub fn gstin_toml(base_url: &str, provider: crate::config::ProviderKind, gstin: &str) -> String {
+    use crate::config::ProviderKind;
+    let common = format!(
+        "[gstins.\"{gstin}\"]\nprovider = \"{}\"\nenvironment = \"sandbox\"\nbase_url = \"{base_url}\"\nemail = \"erp@example.com\"\nusername = \"API_{gstin}\"\npassword = \"sim-password\"\nclient_id = \"sim-client\"\nclient_secret = \"sim-client-secret\"\nip_address = \"127.0.0.1\"\n",
+        provider.as_str()
+    );
+    match provider {
+        ProviderKind::Whitebooks => common,
+        ProviderKind::Nic => format!(
+            "{common}public_key_pem = \"\"\"\n{}\"\"\"\nsigning_key_pem = \"\"\"\n{}\"\"\"\n",
+            core::NIC_PUBLIC_PEM,
+            core::SIGNING_PUBLIC_PEM
+        ),
+    }
+}

@@ -1,0 +1,267 @@
+//! Job rows: one per document key, the durable truth about each document's IRN.
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::outbox::{self, OutboxEvent};
+use super::{Db, StoreError};
+use crate::domain::DocumentKey;
+
+/// Job states. `in_doubt` means a generate or cancel may or may not have reached the IRP.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const IN_FLIGHT: &str = "in_flight";
+    pub const IN_DOUBT: &str = "in_doubt";
+    pub const GENERATED: &str = "generated";
+    pub const REJECTED: &str = "rejected";
+    pub const FAILED: &str = "failed";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+#[derive(Debug, Clone)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub gstin: String,
+    pub doc_type: String,
+    pub doc_number: String,
+    pub financial_year: String,
+    pub doc_date: Option<String>,
+    pub provider: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub request: Option<Value>,
+    pub irn: Option<String>,
+    pub ack_no: Option<String>,
+    pub ack_dt: Option<String>,
+    pub signed_invoice: Option<String>,
+    pub signed_qr_code: Option<String>,
+    pub ewb_no: Option<String>,
+    pub ewb_dt: Option<String>,
+    pub ewb_valid_till: Option<String>,
+    pub duplicate: bool,
+    pub cancel_date: Option<String>,
+    pub last_error: Option<Value>,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub rejected_at_irp: bool,
+    pub surviving_irn: Option<String>,
+}
+
+const COLUMNS: &str = "id, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, attempts, request,
+    irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
+    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn";
+
+impl From<&Row> for JobRow {
+    fn from(r: &Row) -> Self {
+        JobRow {
+            id: r.get(0),
+            gstin: r.get(1),
+            doc_type: r.get(2),
+            doc_number: r.get(3),
+            financial_year: r.get(4),
+            doc_date: r.get(5),
+            provider: r.get(6),
+            status: r.get(7),
+            attempts: r.get(8),
+            request: r.get(9),
+            irn: r.get(10),
+            ack_no: r.get(11),
+            ack_dt: r.get(12),
+            signed_invoice: r.get(13),
+            signed_qr_code: r.get(14),
+            ewb_no: r.get(15),
+            ewb_dt: r.get(16),
+            ewb_valid_till: r.get(17),
+            duplicate: r.get(18),
+            cancel_date: r.get(19),
+            last_error: r.get(20),
+            first_attempt_at: r.get(21),
+            updated_at: r.get(22),
+            rejected_at_irp: r.get(23),
+            surviving_irn: r.get(24),
+        }
+    }
+}
+
+/// The key string stored in `jobs.doc_key`. NIC treats document numbers case-insensitively.
+pub fn doc_key(key: &DocumentKey) -> String {
+    key.to_string().to_ascii_uppercase()
+}
+
+/// What [`Db::claim_generate`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The document already has its outcome (generated, cancelled, or this very payload was
+    /// rejected): answer from the store.
+    Done(JobRow),
+    /// Another worker holds the lease until this time.
+    Busy(DateTime<Utc>),
+    /// We own the generate call for this document until the lease ends. `ambiguous` is true
+    /// when an earlier attempt may have reached the IRP: look up by document before generating.
+    Owned { job: JobRow, ambiguous: bool },
+}
+
+/// The fields an IRN result stores.
+#[derive(Debug, Clone, Default)]
+pub struct IrnRecord {
+    pub irn: String,
+    pub ack_no: String,
+    pub ack_dt: String,
+    pub signed_invoice: Option<String>,
+    pub signed_qr_code: Option<String>,
+    pub ewb_no: Option<String>,
+    pub ewb_dt: Option<String>,
+    pub ewb_valid_till: Option<String>,
+    pub duplicate: bool,
+    pub status: Option<String>,
+    pub response: Value,
+}
+
+/// A job's final (or parked) state plus the events that report it, written in one transaction.
+#[derive(Debug, Clone)]
+pub enum JobUpdate {
+    Generated(IrnRecord),
+    Cancelled { cancel_date: String, response: Value },
+    Rejected { errors: Value },
+    Failed { errors: Value },
+    /// Transient failure; the job stays retryable (rescheduled or left for reconciliation).
+    Retry { errors: Value, in_doubt: bool },
+}
+
+impl Db {
+    /// Take the generate lease for a document, creating its job row on first sight.
+    pub async fn claim_generate(
+        &self,
+        key: &DocumentKey,
+        doc_date: &str,
+        provider: &str,
+        request: &Value,
+        owner: Uuid,
+        lease_secs: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let dk = doc_key(key);
+        tx.execute(
+            "INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, request)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (doc_key) DO NOTHING",
+            &[
+                &Uuid::new_v4(),
+                &dk,
+                &key.gstin.as_str(),
+                &key.doc_type.as_str(),
+                &key.doc_number.as_str(),
+                &key.financial_year.to_string(),
+                &doc_date,
+                &provider,
+                request,
+            ],
+        )
+        .await?;
+        let row = tx
+            .query_one(&format!("SELECT {COLUMNS}, lease_owner, lease_until FROM jobs WHERE doc_key = $1 FOR UPDATE"), &[&dk])
+            .await?;
+        let job = JobRow::from(&row);
+        let lease_owner: Option<Uuid> = row.get(25);
+        let lease_until: Option<DateTime<Utc>> = row.get(26);
+        let now = Utc::now();
+        let claim = match job.status.as_str() {
+            status::GENERATED | status::CANCELLED => Claim::Done(job),
+            // The same payload was already refused: answer with that refusal. NIC asks clients
+            // not to resend erroneous payloads (it blocks top error generators).
+            status::REJECTED if job.request.as_ref() == Some(request) => Claim::Done(job),
+            status::IN_FLIGHT if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) => {
+                Claim::Busy(lease_until.unwrap_or(now))
+            }
+            prev => {
+                // An expired in-flight lease means its owner died mid-call: the IRP may have the IRN.
+                let ambiguous = prev == status::IN_DOUBT || prev == status::IN_FLIGHT;
+                let row = tx
+                    .query_one(
+                        &format!(
+                            "UPDATE jobs SET status = 'in_flight', attempts = attempts + 1, lease_owner = $2,
+                             lease_until = now() + make_interval(secs => $3), request = $4, provider = $5,
+                             first_attempt_at = COALESCE(first_attempt_at, now()), updated_at = now()
+                             WHERE id = $1 RETURNING {COLUMNS}"
+                        ),
+                        &[&job.id, &owner, &(lease_secs as f64), request, &provider],
+                    )
+                    .await?;
+                Claim::Owned { job: JobRow::from(&row), ambiguous }
+            }
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    /// Extend our lease while a long retry sequence runs.
+    pub async fn extend_lease(&self, job_id: Uuid, owner: Uuid, lease_secs: i64) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND lease_owner = $2",
+                &[&job_id, &owner, &(lease_secs as f64)],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Write a job's new state and its events atomically, releasing the lease.
+    pub async fn finish_job(&self, job_id: Uuid, update: &JobUpdate, events: &[OutboxEvent]) -> Result<JobRow, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let sql = |set: &str| format!("UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}");
+        let row = match update {
+            JobUpdate::Generated(r) => {
+                tx.query_one(
+                    &sql("status = 'generated', irn = $2, ack_no = $3, ack_dt = $4, signed_invoice = $5, signed_qr_code = $6,
+                          ewb_no = $7, ewb_dt = $8, ewb_valid_till = $9, duplicate = $10, response = $11, last_error = NULL"),
+                    &[
+                        &job_id,
+                        &r.irn,
+                        &r.ack_no,
+                        &r.ack_dt,
+                        &r.signed_invoice,
+                        &r.signed_qr_code,
+                        &r.ewb_no,
+                        &r.ewb_dt,
+                        &r.ewb_valid_till,
+                        &r.duplicate,
+                        &r.response,
+                    ],
+                )
+                .await?
+            }
+            JobUpdate::Cancelled { cancel_date, response } => {
+                tx.query_one(&sql("status = 'cancelled', cancel_date = $2, response = $3"), &[&job_id, cancel_date, response]).await?
+            }
+            JobUpdate::Rejected { errors } => tx.query_one(&sql("status = 'rejected', last_error = $2"), &[&job_id, errors]).await?,
+            JobUpdate::Failed { errors } => tx.query_one(&sql("status = 'failed', last_error = $2"), &[&job_id, errors]).await?,
+            JobUpdate::Retry { errors, in_doubt } => {
+                let st = if *in_doubt { status::IN_DOUBT } else { status::PENDING };
+                tx.query_one(&sql("status = $2, last_error = $3"), &[&job_id, &st, errors]).await?
+            }
+        };
+        for ev in events {
+            outbox::insert(&tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(JobRow::from(&row))
+    }
+
+    pub async fn job_by_key(&self, key: &DocumentKey) -> Result<Option<JobRow>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE doc_key = $1"), &[&doc_key(key)]).await?.as_ref().map(JobRow::from))
+    }
+
+    pub async fn job_by_irn(&self, irn: &str) -> Result<Option<JobRow>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE irn = $1"), &[&irn]).await?.as_ref().map(JobRow::from))
+    }
+
+    pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?.as_ref().map(JobRow::from))
+    }
+}

@@ -1,0 +1,85 @@
+//! The transactional outbox: events are inserted in the same transaction as the job state they
+//! report, and a relay publishes them afterwards (see `amqp::relay`). A crash between commit
+//! and publish only delays an event; consumers dedupe on `event_id`.
+use deadpool_postgres::Transaction;
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use super::{Db, StoreError};
+use crate::domain::event::Event;
+
+/// An event and the reply queue it must also reach (the command's `reply_to`).
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    pub event: Event,
+    pub reply_to: Option<String>,
+}
+
+/// A row waiting for publication.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<(), StoreError> {
+    let payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    client
+        .execute(
+            "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+            &[&ev.event.event_id, &ev.event.event_type, &ev.reply_to, &ev.event.correlation_id, &payload],
+        )
+        .await?;
+    Ok(())
+}
+
+impl Db {
+    /// Record events that have no job state to go with them (envelope rejections, lookups).
+    pub async fn enqueue_events(&self, events: &[OutboxEvent]) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        for ev in events {
+            insert(&tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Number of events not yet published (for tests, the demo and metrics).
+    pub async fn outbox_backlog(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[]).await?.get(0))
+    }
+}
+
+/// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds).
+pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT id, event_id, event_type, reply_to, correlation_id, payload FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| PendingEvent {
+            id: r.get(0),
+            event_id: r.get(1),
+            event_type: r.get(2),
+            reply_to: r.get(3),
+            correlation_id: r.get(4),
+            payload: r.get(5),
+        })
+        .collect())
+}
+
+pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
+    tx.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &[&ids]).await?;
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Paused GSTINs: a configuration error (bad credentials, wrong key, GSTIN not enabled) stops
+//! one GSTIN's IRP calls for a while instead of burning retries and risking a NIC block.
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use super::{Db, StoreError};
+
+impl Db {
+    pub async fn pause_gstin(&self, gstin: &str, secs: i64, reason: &Value) -> Result<DateTime<Utc>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "INSERT INTO gstin_pauses (gstin, paused_until, reason) VALUES ($1, now() + make_interval(secs => $2), $3)
+                 ON CONFLICT (gstin) DO UPDATE SET paused_until = EXCLUDED.paused_until, reason = EXCLUDED.reason
+                 RETURNING paused_until",
+                &[&gstin, &(secs as f64), reason],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// When the GSTIN's pause ends, if it is paused now.
+    pub async fn paused_until(&self, gstin: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let c = self.client().await?;
+        Ok(c.query_opt("SELECT paused_until FROM gstin_pauses WHERE gstin = $1 AND paused_until > now()", &[&gstin])
+            .await?
+            .map(|r| r.get(0)))
+    }
+
+    pub async fn unpause_gstin(&self, gstin: &str) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute("DELETE FROM gstin_pauses WHERE gstin = $1", &[&gstin]).await?;
+        Ok(())
+    }
+}
