@@ -94,7 +94,9 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     })
 }
 
-fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<SecretString, D::Error> {
     string_or_number(d).map(SecretString::from)
 }
 
@@ -209,12 +211,19 @@ impl Settings {
         let mut fig = Figment::from(Serialized::defaults(Self::defaults()));
         if let Ok(path) = std::env::var("EINVOICE_CONFIG") {
             if !std::path::Path::new(&path).exists() {
-                return Err(ConfigError::Missing(format!("EINVOICE_CONFIG points at '{path}', which does not exist")));
+                return Err(ConfigError::Missing(format!(
+                    "EINVOICE_CONFIG points at '{path}', which does not exist"
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
         fig = fig
-            .merge(Env::prefixed("EINVOICE_").ignore(&["CONFIG"]).filter(|k| !k.as_str().starts_with("GSTINS__")).split("__"))
+            .merge(
+                Env::prefixed("EINVOICE_")
+                    .ignore(&["CONFIG"])
+                    .filter(|k| !k.as_str().starts_with("GSTINS__"))
+                    .split("__"),
+            )
             // EINVOICE_GSTINS__<GSTIN>__<KEY>: keep the GSTIN upper-case so it overrides the
             // file's `[gstins."<GSTIN>"]` table instead of creating a second, lower-cased entry.
             .merge(
@@ -222,7 +231,14 @@ impl Settings {
                     .filter_map(|k| {
                         let rest = k.as_str().strip_prefix("EINVOICE_GSTINS__")?;
                         let (gstin, field) = rest.split_once("__")?;
-                        Some(format!("gstins.{}.{}", gstin.to_ascii_uppercase(), field.to_ascii_lowercase()).into())
+                        Some(
+                            format!(
+                                "gstins.{}.{}",
+                                gstin.to_ascii_uppercase(),
+                                field.to_ascii_lowercase()
+                            )
+                            .into(),
+                        )
                     })
                     .lowercase(false),
             );
@@ -232,13 +248,20 @@ impl Settings {
     /// Defaults plus the given TOML text: used by tests and the demo, which build their
     /// configuration in code.
     pub fn from_toml(toml: &str) -> Result<Settings, ConfigError> {
-        Self::from_figment(Figment::from(Serialized::defaults(Self::defaults())).merge(Toml::string(toml)))
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Self::defaults())).merge(Toml::string(toml)),
+        )
     }
 
     fn from_figment(fig: Figment) -> Result<Settings, ConfigError> {
-        let mut s: Settings = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut s: Settings = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
-        s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
+        s.gstins = std::mem::take(&mut s.gstins)
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v))
+            .collect();
         Ok(s)
     }
 
@@ -284,7 +307,10 @@ mod tests {
         let g = &s.gstins["29AAGCP4821K1Z3"];
         assert_eq!(g.password.expose_secret(), "hunter2");
         let dbg = format!("{s:?}");
-        assert!(!dbg.contains("hunter2") && !dbg.contains("csecret"), "{dbg}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("csecret"),
+            "{dbg}"
+        );
         assert_eq!(s.prefetch, 32);
     }
 

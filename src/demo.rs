@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueuePurgeOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use serde_json::{json, Value};
 
@@ -33,8 +35,14 @@ pub struct DemoSummary {
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
-    let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
-    println!("IRP simulator listening on {} ({} protocol)", sim.base_url(), opts.provider.as_str());
+    let sim = Simulator::start("127.0.0.1:0")
+        .await
+        .context("starting the IRP simulator")?;
+    println!(
+        "IRP simulator listening on {} ({} protocol)",
+        sim.base_url(),
+        opts.provider.as_str()
+    );
     let mut toml = format!(
         "amqp_url = \"{}\"\ndatabase_url = \"{}\"\nnamespace = \"demo.\"\nprefetch = 16\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\n",
         opts.amqp_url, opts.database_url
@@ -45,20 +53,46 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let settings = Settings::from_toml(&toml)?;
     let db = worker::prepare_db(&settings).await?;
     // The demo owns its database: start from a clean slate so every run registers afresh.
-    db.client().await?.batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs").await?;
+    db.client()
+        .await?
+        .batch_execute(
+            "TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs",
+        )
+        .await?;
 
     let conn = amqp::connect(&opts.amqp_url, "einvoice-demo")
         .await
-        .map_err(|e| anyhow::anyhow!("RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`", opts.amqp_url))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`",
+                opts.amqp_url
+            )
+        })?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;
-    ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default()).await?;
+    ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default())
+        .await?;
     let replies = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await?;
     let reply_queue = replies.name().to_string();
-    let mut consumer = ch.basic_consume(reply_queue.as_str().into(), "demo".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut consumer = ch
+        .basic_consume(
+            reply_queue.as_str().into(),
+            "demo".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
 
     let handle = worker::start(settings).await?;
 
@@ -66,15 +100,27 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let mut sends: Vec<(String, String, Value)> = Vec::new();
     for (name, _) in SAMPLES {
         let inv = samples::stamped(name, None);
-        sends.push((name.to_string(), "irn.generate".into(), json!({"gstin": samples::seller(&inv), "invoice": inv, "request_id": name})));
+        sends.push((
+            name.to_string(),
+            "irn.generate".into(),
+            json!({"gstin": samples::seller(&inv), "invoice": inv, "request_id": name}),
+        ));
     }
     let again = samples::stamped("b2b-intra-goods", None);
-    sends.push(("b2b-intra-goods (sent again)".into(), "irn.generate".into(), json!({"gstin": samples::seller(&again), "invoice": again})));
+    sends.push((
+        "b2b-intra-goods (sent again)".into(),
+        "irn.generate".into(),
+        json!({"gstin": samples::seller(&again), "invoice": again}),
+    ));
     let mut broken = samples::stamped("b2b-intra-goods", Some("SMP/BAD1"));
     broken["BuyerDtls"]["Gstin"] = json!("29AADCT5519H1Z5");
     broken["ItemList"][0]["HsnCd"] = json!("7307");
     broken["ItemList"][0]["AssAmt"] = json!(99999.0);
-    sends.push(("broken invoice".into(), "irn.generate".into(), json!({"gstin": samples::seller(&broken), "invoice": broken})));
+    sends.push((
+        "broken invoice".into(),
+        "irn.generate".into(),
+        json!({"gstin": samples::seller(&broken), "invoice": broken}),
+    ));
 
     let mut pending: HashMap<String, String> = HashMap::new();
     let mut summary = DemoSummary::default();
@@ -82,16 +128,38 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         let corr = format!("demo-{i}");
         // Send the re-send only after the original has its answer, to show the stored replay.
         if label.contains("sent again") {
-            wait_for(&mut consumer, &mut pending, &mut summary, 1, Duration::from_secs(60)).await;
+            wait_for(
+                &mut consumer,
+                &mut pending,
+                &mut summary,
+                1,
+                Duration::from_secs(60),
+            )
+            .await;
         }
         let props = amqp::json_props()
             .with_correlation_id(ShortString::from(corr.as_str()))
             .with_reply_to(ShortString::from(reply_queue.as_str()))
             .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()));
-        amqp::publish_confirmed(&ch, &topology.commands, rk, body.to_string().as_bytes(), props, true).await?;
+        amqp::publish_confirmed(
+            &ch,
+            &topology.commands,
+            rk,
+            body.to_string().as_bytes(),
+            props,
+            true,
+        )
+        .await?;
         pending.insert(corr, label.clone());
     }
-    wait_for(&mut consumer, &mut pending, &mut summary, 0, Duration::from_secs(120)).await;
+    wait_for(
+        &mut consumer,
+        &mut pending,
+        &mut summary,
+        0,
+        Duration::from_secs(120),
+    )
+    .await;
     summary.missing = pending.len();
     let stats = sim.core.stats();
     handle.stop().await?;
@@ -116,10 +184,19 @@ async fn wait_for(
 ) {
     let deadline = tokio::time::Instant::now() + limit;
     while pending.len() > leave {
-        let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await else { break };
+        let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await else {
+            break;
+        };
         let _ = d.ack(BasicAckOptions::default()).await;
-        let corr = d.properties.correlation_id().as_ref().map(|c| c.to_string()).unwrap_or_default();
-        let Some(label) = pending.remove(&corr) else { continue };
+        let corr = d
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let Some(label) = pending.remove(&corr) else {
+            continue;
+        };
         let ev: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
         print_line(&label, &ev, summary);
     }
@@ -127,7 +204,11 @@ async fn wait_for(
 
 fn print_line(label: &str, ev: &Value, summary: &mut DemoSummary) {
     let ty = ev["event_type"].as_str().unwrap_or("?");
-    let doc = format!("{} {}", ev["document"]["doc_type"].as_str().unwrap_or(""), ev["document"]["doc_number"].as_str().unwrap_or(""));
+    let doc = format!(
+        "{} {}",
+        ev["document"]["doc_type"].as_str().unwrap_or(""),
+        ev["document"]["doc_number"].as_str().unwrap_or("")
+    );
     match ty {
         "irn.generated" => {
             summary.generated += 1;
@@ -141,14 +222,22 @@ fn print_line(label: &str, ev: &Value, summary: &mut DemoSummary) {
                 "OK   {label:<30} {doc:<14} IRN {}  AckNo {}{}{flags}",
                 d["irn"].as_str().unwrap_or("?"),
                 d["ack_no"].as_str().unwrap_or("?"),
-                d["ewb_no"].as_str().map(|e| format!("  EWB {e}")).unwrap_or_default()
+                d["ewb_no"]
+                    .as_str()
+                    .map(|e| format!("  EWB {e}"))
+                    .unwrap_or_default()
             );
         }
         t if t.ends_with(".rejected") => {
             summary.rejected += 1;
             println!("REJ  {label:<30} {t}:");
             for e in ev["data"]["errors"].as_array().into_iter().flatten() {
-                println!("       {} [{}] {}", e["path"].as_str().unwrap_or(""), e["code"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or(""));
+                println!(
+                    "       {} [{}] {}",
+                    e["path"].as_str().unwrap_or(""),
+                    e["code"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                );
             }
         }
         other => {

@@ -12,7 +12,11 @@ use einvoice_worker::{amqp, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(name = "einvoice-worker", version, about = "Registers GST e-invoices with the IRP from RabbitMQ jobs")]
+#[command(
+    name = "einvoice-worker",
+    version,
+    about = "Registers GST e-invoices with the IRP from RabbitMQ jobs"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -57,7 +61,7 @@ enum Cmd {
         relaxed_gstin: bool,
     },
     /// Publish one command by hand, e.g. `publish irn.cancel --gstin … --irn … --reason 2`.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
 }
 
 #[derive(clap::Args)]
@@ -123,7 +127,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sim { listen } => {
             telemetry::init(Default::default(), "info");
-            let s = sim::Simulator::start(&listen).await.with_context(|| format!("binding {listen}"))?;
+            let s = sim::Simulator::start(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
             println!("IRP simulator on {} (Whitebooks: /einvoice/..., NIC: /eivital/..., /eicore/...; admin: /_sim/stats)", s.base_url());
             tokio::select! {
                 _ = s.wait() => {}
@@ -132,24 +138,38 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { provider } => {
             telemetry::init(Default::default(), "warn");
-            let amqp_url = std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
-            let database_url = std::env::var("EINVOICE_DEMO_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_demo".into());
-            let s = demo::run(demo::DemoOptions { provider: provider.into(), amqp_url, database_url }).await?;
+            let amqp_url =
+                std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+            let database_url = std::env::var("EINVOICE_DEMO_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_demo".into());
+            let s = demo::run(demo::DemoOptions {
+                provider: provider.into(),
+                amqp_url,
+                database_url,
+            })
+            .await?;
             if s.missing > 0 {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Cmd::Validate { files, relaxed_gstin } => return validate(&files, relaxed_gstin),
-        Cmd::Publish(args) => publish(args).await?,
+        Cmd::Validate {
+            files,
+            relaxed_gstin,
+        } => return validate(&files, relaxed_gstin),
+        Cmd::Publish(args) => publish(*args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
-    let opts = ValidationOptions { relaxed_gstin_check_digit: relaxed, ..ValidationOptions::default() };
+    let opts = ValidationOptions {
+        relaxed_gstin_check_digit: relaxed,
+        ..ValidationOptions::default()
+    };
     let mut bad = 0;
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
@@ -168,22 +188,38 @@ fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
-    let kind = JobKind::from_routing_key(&a.routing_key).with_context(|| format!("unknown routing key '{}'", a.routing_key))?;
+    let kind = JobKind::from_routing_key(&a.routing_key)
+        .with_context(|| format!("unknown routing key '{}'", a.routing_key))?;
     let document = || {
         a.doc_number.as_ref().map(|n| json!({"doc_type": a.doc_type.clone().unwrap_or_else(|| "INV".into()), "doc_number": n, "doc_date": a.doc_date}))
     };
     let mut body = match kind {
         JobKind::IrnGenerate => {
-            let file = a.file.as_ref().context("irn.generate needs --file <invoice.json>")?;
-            let invoice: Value = serde_json::from_str(&std::fs::read_to_string(file)?).context("the invoice file is not JSON")?;
-            let gstin = a.gstin.clone().or_else(|| invoice.pointer("/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
+            let file = a
+                .file
+                .as_ref()
+                .context("irn.generate needs --file <invoice.json>")?;
+            let invoice: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+                .context("the invoice file is not JSON")?;
+            let gstin = a.gstin.clone().or_else(|| {
+                invoice
+                    .pointer("/SellerDtls/Gstin")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            });
             json!({"gstin": gstin, "invoice": invoice})
         }
-        JobKind::IrnCancel => json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "reason": a.reason, "remark": a.remark}),
+        JobKind::IrnCancel => {
+            json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "reason": a.reason, "remark": a.remark})
+        }
         JobKind::IrnGet => json!({"gstin": a.gstin, "irn": a.irn, "document": document()}),
         JobKind::GstinDetails => json!({"gstin": a.gstin, "target_gstin": a.target_gstin}),
         JobKind::EwaybillGet => json!({"gstin": a.gstin, "irn": a.irn}),
@@ -204,7 +240,13 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let body = publish_body(&a)?;
     // Check it the way the worker will, so a typo is caught here rather than as an event.
     let bytes = serde_json::to_vec(&body)?;
-    let opts = ParseOptions { validation: ValidationOptions { relaxed_gstin_check_digit: settings.relaxed_gstin_check_digit, ..Default::default() }, ..Default::default() };
+    let opts = ParseOptions {
+        validation: ValidationOptions {
+            relaxed_gstin_check_digit: settings.relaxed_gstin_check_digit,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     if let Err(rej) = parse_command(&a.routing_key, &bytes, &opts) {
         for p in &rej.problems {
             eprintln!("{} [{}] {}", p.path, p.code, p.message);
@@ -216,22 +258,46 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;
     let corr = uuid::Uuid::new_v4().to_string();
-    let mut props = amqp::json_props().with_correlation_id(corr.as_str().into()).with_message_id(uuid::Uuid::new_v4().to_string().into());
+    let mut props = amqp::json_props()
+        .with_correlation_id(corr.as_str().into())
+        .with_message_id(uuid::Uuid::new_v4().to_string().into());
     let mut consumer = None;
     if a.wait.is_some() {
         use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
         let q = ch
-            .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, Default::default())
+            .queue_declare(
+                "".into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
             .await?;
         props = props.with_reply_to(q.name().clone());
-        consumer = Some(ch.basic_consume(q.name().clone(), "publish".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, Default::default()).await?);
+        consumer = Some(
+            ch.basic_consume(
+                q.name().clone(),
+                "publish".into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await?,
+        );
     }
     amqp::publish_confirmed(&ch, &topology.commands, &a.routing_key, &bytes, props, true).await?;
     println!("published {} (correlation id {corr})", a.routing_key);
     if let (Some(secs), Some(mut c)) = (a.wait, consumer) {
         use futures_util::StreamExt;
         match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
-            Ok(Some(Ok(d))) => println!("{}", serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?),
+            Ok(Some(Ok(d))) => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?
+            ),
             _ => anyhow::bail!("no result within {secs} s (is a worker running?)"),
         }
     }
@@ -244,7 +310,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

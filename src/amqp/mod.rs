@@ -22,7 +22,9 @@ pub enum AmqpError {
 
 /// Connect with lapin's auto-recovery on: it reconnects and replays topology, QoS and consumers.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
-    let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
+    let props = ConnectionProperties::default()
+        .with_connection_name(name.into())
+        .enable_auto_recover();
     Ok(Connection::connect(url, props).await?)
 }
 
@@ -35,7 +37,9 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, AmqpError> {
 
 /// Persistent JSON properties.
 pub fn json_props() -> BasicProperties {
-    BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(2)
+    BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2)
 }
 
 /// Publish and wait for the broker's confirm; unroutable (mandatory) messages are errors.
@@ -51,7 +55,16 @@ pub async fn publish_confirmed(
     let target = format!("{exchange}/{routing_key}");
     let fut = async {
         let confirm = ch
-            .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions { mandatory, ..Default::default() }, body, props)
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory,
+                    ..Default::default()
+                },
+                body,
+                props,
+            )
             .await?
             .await?;
         if confirm.is_nack() {
@@ -63,7 +76,9 @@ pub async fn publish_confirmed(
         }
         Ok(())
     };
-    tokio::time::timeout(std::time::Duration::from_secs(30), fut).await.map_err(|_| AmqpError::Timeout(routing_key.into()))?
+    tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+        .await
+        .map_err(|_| AmqpError::Timeout(routing_key.into()))?
 }
 
 /// A header table from string pairs.

@@ -18,7 +18,14 @@ pub enum Resend {
 
 /// Run `f` with a session for `gstin`, retrying per the outcome table. Returns the last
 /// error when the budget is spent or the error is not retryable here.
-pub async fn call<T, F, Fut>(ctx: &Ctx, gstin: &str, provider: &dyn IrpProvider, op: Operation, resend: Resend, f: F) -> Result<T, IrpError>
+pub async fn call<T, F, Fut>(
+    ctx: &Ctx,
+    gstin: &str,
+    provider: &dyn IrpProvider,
+    op: Operation,
+    resend: Resend,
+    f: F,
+) -> Result<T, IrpError>
 where
     F: Fn(Session) -> Fut,
     Fut: Future<Output = Result<T, IrpError>>,
@@ -43,11 +50,19 @@ where
         match err.class(err_op) {
             Class::Reauth if !reauthed && used.is_some() => {
                 reauthed = true;
-                tracing::info!(gstin, ?op, "IRP said the token is invalid (1005); re-authenticating once");
+                tracing::info!(
+                    gstin,
+                    ?op,
+                    "IRP said the token is invalid (1005); re-authenticating once"
+                );
                 stale = used;
                 continue;
             }
-            Class::Transient if !(resend == Resend::NotIfMayHaveReached && err_op != Operation::Auth && err.may_have_reached_irp()) => {
+            Class::Transient
+                if !(resend == Resend::NotIfMayHaveReached
+                    && err_op != Operation::Auth
+                    && err.may_have_reached_irp()) =>
+            {
                 match delays.next() {
                     Some(d) => {
                         tracing::warn!(gstin, ?op, error = %err, delay_ms = d.as_millis() as u64, "transient IRP failure; retrying");

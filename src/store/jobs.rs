@@ -122,11 +122,21 @@ pub struct IrnRecord {
 #[derive(Debug, Clone)]
 pub enum JobUpdate {
     Generated(IrnRecord),
-    Cancelled { cancel_date: String, response: Value },
-    Rejected { errors: Value },
-    Failed { errors: Value },
+    Cancelled {
+        cancel_date: String,
+        response: Value,
+    },
+    Rejected {
+        errors: Value,
+    },
+    Failed {
+        errors: Value,
+    },
     /// Transient failure; the job stays retryable (rescheduled or left for reconciliation).
-    Retry { errors: Value, in_doubt: bool },
+    Retry {
+        errors: Value,
+        in_doubt: bool,
+    },
 }
 
 impl Db {
@@ -171,7 +181,9 @@ impl Db {
             // The same payload was already refused: answer with that refusal. NIC asks clients
             // not to resend erroneous payloads (it blocks top error generators).
             status::REJECTED if job.request.as_ref() == Some(request) => Claim::Done(job),
-            status::IN_FLIGHT if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) => {
+            status::IN_FLIGHT
+                if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) =>
+            {
                 Claim::Busy(lease_until.unwrap_or(now))
             }
             prev => {
@@ -188,7 +200,10 @@ impl Db {
                         &[&job.id, &owner, &(lease_secs as f64), request, &provider],
                     )
                     .await?;
-                Claim::Owned { job: JobRow::from(&row), ambiguous }
+                Claim::Owned {
+                    job: JobRow::from(&row),
+                    ambiguous,
+                }
             }
         };
         tx.commit().await?;
@@ -196,7 +211,12 @@ impl Db {
     }
 
     /// Extend our lease while a long retry sequence runs.
-    pub async fn extend_lease(&self, job_id: Uuid, owner: Uuid, lease_secs: i64) -> Result<bool, StoreError> {
+    pub async fn extend_lease(
+        &self,
+        job_id: Uuid,
+        owner: Uuid,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
             .execute(
@@ -208,10 +228,17 @@ impl Db {
     }
 
     /// Write a job's new state and its events atomically, releasing the lease.
-    pub async fn finish_job(&self, job_id: Uuid, update: &JobUpdate, events: &[OutboxEvent]) -> Result<JobRow, StoreError> {
+    pub async fn finish_job(
+        &self,
+        job_id: Uuid,
+        update: &JobUpdate,
+        events: &[OutboxEvent],
+    ) -> Result<JobRow, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let sql = |set: &str| format!("UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}");
+        let sql = |set: &str| {
+            format!("UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
+        };
         let row = match update {
             JobUpdate::Generated(r) => {
                 tx.query_one(
@@ -252,16 +279,33 @@ impl Db {
 
     pub async fn job_by_key(&self, key: &DocumentKey) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE doc_key = $1"), &[&doc_key(key)]).await?.as_ref().map(JobRow::from))
+        Ok(c.query_opt(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE doc_key = $1"),
+            &[&doc_key(key)],
+        )
+        .await?
+        .as_ref()
+        .map(JobRow::from))
     }
 
     pub async fn job_by_irn(&self, irn: &str) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE irn = $1"), &[&irn]).await?.as_ref().map(JobRow::from))
+        Ok(c.query_opt(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE irn = $1"),
+            &[&irn],
+        )
+        .await?
+        .as_ref()
+        .map(JobRow::from))
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?.as_ref().map(JobRow::from))
+        Ok(
+            c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
+                .await?
+                .as_ref()
+                .map(JobRow::from),
+        )
     }
 }

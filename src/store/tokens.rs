@@ -11,7 +11,12 @@ use super::{Db, StoreError};
 use crate::irp::session::{Sek, Session};
 
 impl Db {
-    pub async fn load_session(&self, provider: &str, gstin: &str, sbox: &SecretBox) -> Result<Option<Session>, StoreError> {
+    pub async fn load_session(
+        &self,
+        provider: &str,
+        gstin: &str,
+        sbox: &SecretBox,
+    ) -> Result<Option<Session>, StoreError> {
         let c = self.client().await?;
         let Some(row) = c
             .query_opt(
@@ -25,20 +30,37 @@ impl Db {
         };
         let token_enc: Vec<u8> = row.get(0);
         let sek_enc: Option<Vec<u8>> = row.get(1);
-        let token = sbox.open(&token_enc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let token = sbox
+            .open(&token_enc)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let token = String::from_utf8(token).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sek = match sek_enc {
             Some(s) => {
-                let raw = sbox.open(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Some(Sek::from_slice(&raw).ok_or_else(|| StoreError::Corrupt("stored SEK is not 32 bytes".into()))?)
+                let raw = sbox
+                    .open(&s)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Some(
+                    Sek::from_slice(&raw)
+                        .ok_or_else(|| StoreError::Corrupt("stored SEK is not 32 bytes".into()))?,
+                )
             }
             None => None,
         };
-        Ok(Some(Session { token: SecretString::from(token), sek, expires_at: row.get(2), obtained_at: row.get(3) }))
+        Ok(Some(Session {
+            token: SecretString::from(token),
+            sek,
+            expires_at: row.get(2),
+            obtained_at: row.get(3),
+        }))
     }
 
     /// Try to become the one refresher for this key. True = go ahead and authenticate.
-    pub async fn begin_refresh(&self, provider: &str, gstin: &str, lease_secs: i64) -> Result<bool, StoreError> {
+    pub async fn begin_refresh(
+        &self,
+        provider: &str,
+        gstin: &str,
+        lease_secs: i64,
+    ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
             .execute(
@@ -52,7 +74,13 @@ impl Db {
         Ok(n == 1)
     }
 
-    pub async fn save_session(&self, provider: &str, gstin: &str, s: &Session, sbox: &SecretBox) -> Result<(), StoreError> {
+    pub async fn save_session(
+        &self,
+        provider: &str,
+        gstin: &str,
+        s: &Session,
+        sbox: &SecretBox,
+    ) -> Result<(), StoreError> {
         let c = self.client().await?;
         let token_enc = sbox.seal(s.token.expose_secret().as_bytes());
         let sek_enc = s.sek.as_ref().map(|k| sbox.seal(k.expose()));
@@ -67,23 +95,37 @@ impl Db {
 
     pub async fn abort_refresh(&self, provider: &str, gstin: &str) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute("UPDATE auth_tokens SET refreshing_until = NULL WHERE provider = $1 AND gstin = $2", &[&provider, &gstin]).await?;
+        c.execute(
+            "UPDATE auth_tokens SET refreshing_until = NULL WHERE provider = $1 AND gstin = $2",
+            &[&provider, &gstin],
+        )
+        .await?;
         Ok(())
     }
 
     /// How many times this key's token was refreshed (tests and metrics).
     pub async fn refresh_count(&self, provider: &str, gstin: &str) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt("SELECT refresh_count FROM auth_tokens WHERE provider = $1 AND gstin = $2", &[&provider, &gstin])
-            .await?
-            .map(|r| r.get(0))
-            .unwrap_or(0))
+        Ok(c.query_opt(
+            "SELECT refresh_count FROM auth_tokens WHERE provider = $1 AND gstin = $2",
+            &[&provider, &gstin],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0))
     }
 
-    pub async fn session_expiry(&self, provider: &str, gstin: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub async fn session_expiry(
+        &self,
+        provider: &str,
+        gstin: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt("SELECT expires_at FROM auth_tokens WHERE provider = $1 AND gstin = $2", &[&provider, &gstin])
-            .await?
-            .and_then(|r| r.get(0)))
+        Ok(c.query_opt(
+            "SELECT expires_at FROM auth_tokens WHERE provider = $1 AND gstin = $2",
+            &[&provider, &gstin],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
     }
 }
