@@ -94,9 +94,7 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
     })
 }
 
-fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<SecretString, D::Error> {
+fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
     string_or_number(d).map(SecretString::from)
 }
 
@@ -211,9 +209,7 @@ impl Settings {
         let mut fig = Figment::from(Serialized::defaults(Self::defaults()));
         if let Ok(path) = std::env::var("EINVOICE_CONFIG") {
             if !std::path::Path::new(&path).exists() {
-                return Err(ConfigError::Missing(format!(
-                    "EINVOICE_CONFIG points at '{path}', which does not exist"
-                )));
+                return Err(ConfigError::Missing(format!("EINVOICE_CONFIG points at '{path}', which does not exist")));
             }
             fig = fig.merge(Toml::file(path));
         }
@@ -231,14 +227,7 @@ impl Settings {
                     .filter_map(|k| {
                         let rest = k.as_str().strip_prefix("EINVOICE_GSTINS__")?;
                         let (gstin, field) = rest.split_once("__")?;
-                        Some(
-                            format!(
-                                "gstins.{}.{}",
-                                gstin.to_ascii_uppercase(),
-                                field.to_ascii_lowercase()
-                            )
-                            .into(),
-                        )
+                        Some(format!("gstins.{}.{}", gstin.to_ascii_uppercase(), field.to_ascii_lowercase()).into())
                     })
                     .lowercase(false),
             );
@@ -248,20 +237,13 @@ impl Settings {
     /// Defaults plus the given TOML text: used by tests and the demo, which build their
     /// configuration in code.
     pub fn from_toml(toml: &str) -> Result<Settings, ConfigError> {
-        Self::from_figment(
-            Figment::from(Serialized::defaults(Self::defaults())).merge(Toml::string(toml)),
-        )
+        Self::from_figment(Figment::from(Serialized::defaults(Self::defaults())).merge(Toml::string(toml)))
     }
 
     fn from_figment(fig: Figment) -> Result<Settings, ConfigError> {
-        let mut s: Settings = fig
-            .extract()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut s: Settings = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
-        s.gstins = std::mem::take(&mut s.gstins)
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_uppercase(), v))
-            .collect();
+        s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
         Ok(s)
     }
 
@@ -307,10 +289,7 @@ mod tests {
         let g = &s.gstins["29AAGCP4821K1Z3"];
         assert_eq!(g.password.expose_secret(), "hunter2");
         let dbg = format!("{s:?}");
-        assert!(
-            !dbg.contains("hunter2") && !dbg.contains("csecret"),
-            "{dbg}"
-        );
+        assert!(!dbg.contains("hunter2") && !dbg.contains("csecret"), "{dbg}");
         assert_eq!(s.prefetch, 32);
     }
 

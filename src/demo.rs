@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueuePurgeOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::{FieldTable, ShortString};
 use serde_json::{json, Value};
 
@@ -35,14 +33,8 @@ pub struct DemoSummary {
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
-    let sim = Simulator::start("127.0.0.1:0")
-        .await
-        .context("starting the IRP simulator")?;
-    println!(
-        "IRP simulator listening on {} ({} protocol)",
-        sim.base_url(),
-        opts.provider.as_str()
-    );
+    let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
+    println!("IRP simulator listening on {} ({} protocol)", sim.base_url(), opts.provider.as_str());
     let mut toml = format!(
         "amqp_url = \"{}\"\ndatabase_url = \"{}\"\nnamespace = \"demo.\"\nprefetch = 16\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\n",
         opts.amqp_url, opts.database_url
@@ -55,32 +47,23 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     // The demo owns its database: start from a clean slate so every run registers afresh.
     db.client()
         .await?
-        .batch_execute(
-            "TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs",
-        )
+        .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
         .await?;
 
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo")
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`",
-                opts.amqp_url
-            )
-        })?;
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo").await.map_err(|e| {
+        anyhow::anyhow!(
+            "RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`",
+            opts.amqp_url
+        )
+    })?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;
-    ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default())
-        .await?;
+    ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default()).await?;
     let replies = ch
         .queue_declare(
             "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
             FieldTable::default(),
         )
         .await?;
@@ -128,38 +111,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         let corr = format!("demo-{i}");
         // Send the re-send only after the original has its answer, to show the stored replay.
         if label.contains("sent again") {
-            wait_for(
-                &mut consumer,
-                &mut pending,
-                &mut summary,
-                1,
-                Duration::from_secs(60),
-            )
-            .await;
+            wait_for(&mut consumer, &mut pending, &mut summary, 1, Duration::from_secs(60)).await;
         }
         let props = amqp::json_props()
             .with_correlation_id(ShortString::from(corr.as_str()))
             .with_reply_to(ShortString::from(reply_queue.as_str()))
             .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()));
-        amqp::publish_confirmed(
-            &ch,
-            &topology.commands,
-            rk,
-            body.to_string().as_bytes(),
-            props,
-            true,
-        )
-        .await?;
+        amqp::publish_confirmed(&ch, &topology.commands, rk, body.to_string().as_bytes(), props, true).await?;
         pending.insert(corr, label.clone());
     }
-    wait_for(
-        &mut consumer,
-        &mut pending,
-        &mut summary,
-        0,
-        Duration::from_secs(120),
-    )
-    .await;
+    wait_for(&mut consumer, &mut pending, &mut summary, 0, Duration::from_secs(120)).await;
     summary.missing = pending.len();
     let stats = sim.core.stats();
     handle.stop().await?;
@@ -188,12 +149,7 @@ async fn wait_for(
             break;
         };
         let _ = d.ack(BasicAckOptions::default()).await;
-        let corr = d
-            .properties
-            .correlation_id()
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default();
+        let corr = d.properties.correlation_id().as_ref().map(|c| c.to_string()).unwrap_or_default();
         let Some(label) = pending.remove(&corr) else {
             continue;
         };
@@ -222,10 +178,7 @@ fn print_line(label: &str, ev: &Value, summary: &mut DemoSummary) {
                 "OK   {label:<30} {doc:<14} IRN {}  AckNo {}{}{flags}",
                 d["irn"].as_str().unwrap_or("?"),
                 d["ack_no"].as_str().unwrap_or("?"),
-                d["ewb_no"]
-                    .as_str()
-                    .map(|e| format!("  EWB {e}"))
-                    .unwrap_or_default()
+                d["ewb_no"].as_str().map(|e| format!("  EWB {e}")).unwrap_or_default()
             );
         }
         t if t.ends_with(".rejected") => {

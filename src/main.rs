@@ -12,11 +12,7 @@ use einvoice_worker::{amqp, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(
-    name = "einvoice-worker",
-    version,
-    about = "Registers GST e-invoices with the IRP from RabbitMQ jobs"
-)]
+#[command(name = "einvoice-worker", version, about = "Registers GST e-invoices with the IRP from RabbitMQ jobs")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -127,10 +123,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Sim { listen } => {
             telemetry::init(Default::default(), "info");
-            let s = sim::Simulator::start(&listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
-            println!("IRP simulator on {} (Whitebooks: /einvoice/..., NIC: /eivital/..., /eicore/...; admin: /_sim/stats)", s.base_url());
+            let s = sim::Simulator::start(&listen).await.with_context(|| format!("binding {listen}"))?;
+            println!(
+                "IRP simulator on {} (Whitebooks: /einvoice/..., NIC: /eivital/..., /eicore/...; admin: /_sim/stats)",
+                s.base_url()
+            );
             tokio::select! {
                 _ = s.wait() => {}
                 _ = shutdown_signal() => {}
@@ -138,38 +135,25 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { provider } => {
             telemetry::init(Default::default(), "warn");
-            let amqp_url =
-                std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+            let amqp_url = std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
             let database_url = std::env::var("EINVOICE_DEMO_DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_demo".into());
-            let s = demo::run(demo::DemoOptions {
-                provider: provider.into(),
-                amqp_url,
-                database_url,
-            })
-            .await?;
+            let s = demo::run(demo::DemoOptions { provider: provider.into(), amqp_url, database_url }).await?;
             if s.missing > 0 {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Cmd::Validate {
-            files,
-            relaxed_gstin,
-        } => return validate(&files, relaxed_gstin),
+        Cmd::Validate { files, relaxed_gstin } => return validate(&files, relaxed_gstin),
         Cmd::Publish(args) => publish(*args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
-    let opts = ValidationOptions {
-        relaxed_gstin_check_digit: relaxed,
-        ..ValidationOptions::default()
-    };
+    let opts = ValidationOptions { relaxed_gstin_check_digit: relaxed, ..ValidationOptions::default() };
     let mut bad = 0;
     for f in files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         let value: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
             Err(e) => {
@@ -188,11 +172,7 @@ fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if bad == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
@@ -203,18 +183,13 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
     };
     let mut body = match kind {
         JobKind::IrnGenerate => {
-            let file = a
-                .file
-                .as_ref()
-                .context("irn.generate needs --file <invoice.json>")?;
-            let invoice: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
-                .context("the invoice file is not JSON")?;
-            let gstin = a.gstin.clone().or_else(|| {
-                invoice
-                    .pointer("/SellerDtls/Gstin")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            });
+            let file = a.file.as_ref().context("irn.generate needs --file <invoice.json>")?;
+            let invoice: Value =
+                serde_json::from_str(&std::fs::read_to_string(file)?).context("the invoice file is not JSON")?;
+            let gstin = a
+                .gstin
+                .clone()
+                .or_else(|| invoice.pointer("/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
             json!({"gstin": gstin, "invoice": invoice})
         }
         JobKind::IrnCancel => {
@@ -267,11 +242,7 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
         let q = ch
             .queue_declare(
                 "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
                 Default::default(),
             )
             .await?;
@@ -280,10 +251,7 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
             ch.basic_consume(
                 q.name().clone(),
                 "publish".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    ..Default::default()
-                },
+                BasicConsumeOptions { no_ack: true, ..Default::default() },
                 Default::default(),
             )
             .await?,
@@ -294,10 +262,9 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     if let (Some(secs), Some(mut c)) = (a.wait, consumer) {
         use futures_util::StreamExt;
         match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
-            Ok(Some(Ok(d))) => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?
-            ),
+            Ok(Some(Ok(d))) => {
+                println!("{}", serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?)
+            }
             _ => anyhow::bail!("no result within {secs} s (is a worker running?)"),
         }
     }
@@ -310,8 +277,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -4,55 +4,25 @@ use serde_json::Value;
 
 /// (file name, JSON text).
 pub const SAMPLES: &[(&str, &str)] = &[
-    (
-        "b2b-intra-goods",
-        include_str!("../tests/data/sample-invoices/b2b-intra-goods.json"),
-    ),
-    (
-        "b2b-inter-goods-ewb",
-        include_str!("../tests/data/sample-invoices/b2b-inter-goods-ewb.json"),
-    ),
-    (
-        "b2b-inter-services",
-        include_str!("../tests/data/sample-invoices/b2b-inter-services.json"),
-    ),
-    (
-        "export-with-payment",
-        include_str!("../tests/data/sample-invoices/export-with-payment.json"),
-    ),
-    (
-        "sez-without-payment",
-        include_str!("../tests/data/sample-invoices/sez-without-payment.json"),
-    ),
-    (
-        "credit-note",
-        include_str!("../tests/data/sample-invoices/credit-note.json"),
-    ),
-    (
-        "debit-note",
-        include_str!("../tests/data/sample-invoices/debit-note.json"),
-    ),
-    (
-        "b2b-30-items-roundoff",
-        include_str!("../tests/data/sample-invoices/b2b-30-items-roundoff.json"),
-    ),
+    ("b2b-intra-goods", include_str!("../tests/data/sample-invoices/b2b-intra-goods.json")),
+    ("b2b-inter-goods-ewb", include_str!("../tests/data/sample-invoices/b2b-inter-goods-ewb.json")),
+    ("b2b-inter-services", include_str!("../tests/data/sample-invoices/b2b-inter-services.json")),
+    ("export-with-payment", include_str!("../tests/data/sample-invoices/export-with-payment.json")),
+    ("sez-without-payment", include_str!("../tests/data/sample-invoices/sez-without-payment.json")),
+    ("credit-note", include_str!("../tests/data/sample-invoices/credit-note.json")),
+    ("debit-note", include_str!("../tests/data/sample-invoices/debit-note.json")),
+    ("b2b-30-items-roundoff", include_str!("../tests/data/sample-invoices/b2b-30-items-roundoff.json")),
 ];
 
 /// Today's date in India, as the IRP sees it, in `dd/MM/yyyy`.
 pub fn india_today() -> String {
-    chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Kolkata)
-        .format("%d/%m/%Y")
-        .to_string()
+    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).format("%d/%m/%Y").to_string()
 }
 
 /// A sample by name, dated today, optionally with another document number.
 pub fn stamped(name: &str, doc_number: Option<&str>) -> Value {
-    let text = SAMPLES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, t)| *t)
-        .unwrap_or_else(|| panic!("no sample named {name}"));
+    let text =
+        SAMPLES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or_else(|| panic!("no sample named {name}"));
     let mut v: Value = serde_json::from_str(text).expect("samples are valid JSON");
     v["DocDtls"]["Dt"] = Value::String(india_today());
     if let Some(n) = doc_number {
@@ -63,10 +33,7 @@ pub fn stamped(name: &str, doc_number: Option<&str>) -> Value {
 
 /// The seller GSTIN of a sample.
 pub fn seller(v: &Value) -> String {
-    v["SellerDtls"]["Gstin"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    v["SellerDtls"]["Gstin"].as_str().unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

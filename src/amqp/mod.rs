@@ -22,9 +22,7 @@ pub enum AmqpError {
 
 /// Connect with lapin's auto-recovery on: it reconnects and replays topology, QoS and consumers.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(name.into())
-        .enable_auto_recover();
+    let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
     Ok(Connection::connect(url, props).await?)
 }
 
@@ -37,9 +35,7 @@ pub async fn confirm_channel(conn: &Connection) -> Result<Channel, AmqpError> {
 
 /// Persistent JSON properties.
 pub fn json_props() -> BasicProperties {
-    BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
+    BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(2)
 }
 
 /// Publish and wait for the broker's confirm; unroutable (mandatory) messages are errors.
@@ -58,10 +54,7 @@ pub async fn publish_confirmed(
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions {
-                    mandatory,
-                    ..Default::default()
-                },
+                BasicPublishOptions { mandatory, ..Default::default() },
                 body,
                 props,
             )

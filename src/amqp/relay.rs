@@ -74,15 +74,7 @@ impl Relay {
         if let Some(c) = &ev.correlation_id {
             props = props.with_correlation_id(ShortString::from(c.as_str()));
         }
-        publish_confirmed(
-            &self.channel,
-            &self.events_exchange,
-            &ev.event_type,
-            &body,
-            props.clone(),
-            false,
-        )
-        .await?;
+        publish_confirmed(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), false).await?;
         if let Some(reply_to) = &ev.reply_to {
             match publish_confirmed(&self.channel, "", reply_to, &body, props, true).await {
                 // A reply queue that no longer exists must not block every later event; the

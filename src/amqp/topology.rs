@@ -54,33 +54,17 @@ impl Topology {
 
     /// Declare everything; idempotent, so every worker does it at start.
     pub async fn declare(&self, ch: &Channel) -> Result<(), AmqpError> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         for x in [&self.commands, &self.events, &self.dlx, &self.retry] {
-            ch.exchange_declare(
-                x.as_str().into(),
-                ExchangeKind::Topic,
-                durable,
-                FieldTable::default(),
-            )
-            .await?;
+            ch.exchange_declare(x.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
         }
-        let q = QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        };
+        let q = QueueDeclareOptions { durable: true, ..Default::default() };
         let mut jobs_args = quorum();
-        jobs_args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(self.delivery_limit as i64),
-        );
+        jobs_args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(self.delivery_limit as i64));
         jobs_args.insert("x-dead-letter-exchange".into(), lstr(&self.dlx));
         jobs_args.insert("x-dead-letter-strategy".into(), lstr("at-least-once"));
         jobs_args.insert("x-overflow".into(), lstr("reject-publish"));
-        ch.queue_declare(self.jobs.as_str().into(), q, jobs_args)
-            .await?;
+        ch.queue_declare(self.jobs.as_str().into(), q, jobs_args).await?;
         ch.queue_bind(
             self.jobs.as_str().into(),
             self.commands.as_str().into(),
@@ -89,8 +73,7 @@ impl Topology {
             FieldTable::default(),
         )
         .await?;
-        ch.queue_declare(self.dead.as_str().into(), q, quorum())
-            .await?;
+        ch.queue_declare(self.dead.as_str().into(), q, quorum()).await?;
         ch.queue_bind(
             self.dead.as_str().into(),
             self.dlx.as_str().into(),

@@ -23,166 +23,46 @@ pub struct State {
 /// (Other Countries) is what exports use for the foreign buyer; `99` is the
 /// Centre Jurisdiction code that OIDAR GSTINs start with.
 pub const STATES: &[State] = &[
-    State {
-        code: "01",
-        name: "Jammu and Kashmir",
-    },
-    State {
-        code: "02",
-        name: "Himachal Pradesh",
-    },
-    State {
-        code: "03",
-        name: "Punjab",
-    },
-    State {
-        code: "04",
-        name: "Chandigarh",
-    },
-    State {
-        code: "05",
-        name: "Uttarakhand",
-    },
-    State {
-        code: "06",
-        name: "Haryana",
-    },
-    State {
-        code: "07",
-        name: "Delhi",
-    },
-    State {
-        code: "08",
-        name: "Rajasthan",
-    },
-    State {
-        code: "09",
-        name: "Uttar Pradesh",
-    },
-    State {
-        code: "10",
-        name: "Bihar",
-    },
-    State {
-        code: "11",
-        name: "Sikkim",
-    },
-    State {
-        code: "12",
-        name: "Arunachal Pradesh",
-    },
-    State {
-        code: "13",
-        name: "Nagaland",
-    },
-    State {
-        code: "14",
-        name: "Manipur",
-    },
-    State {
-        code: "15",
-        name: "Mizoram",
-    },
-    State {
-        code: "16",
-        name: "Tripura",
-    },
-    State {
-        code: "17",
-        name: "Meghalaya",
-    },
-    State {
-        code: "18",
-        name: "Assam",
-    },
-    State {
-        code: "19",
-        name: "West Bengal",
-    },
-    State {
-        code: "20",
-        name: "Jharkhand",
-    },
-    State {
-        code: "21",
-        name: "Odisha",
-    },
-    State {
-        code: "22",
-        name: "Chhattisgarh",
-    },
-    State {
-        code: "23",
-        name: "Madhya Pradesh",
-    },
-    State {
-        code: "24",
-        name: "Gujarat",
-    },
-    State {
-        code: "25",
-        name: "Daman and Diu (legacy)",
-    },
-    State {
-        code: "26",
-        name: "Dadra and Nagar Haveli and Daman and Diu",
-    },
-    State {
-        code: "27",
-        name: "Maharashtra",
-    },
-    State {
-        code: "29",
-        name: "Karnataka",
-    },
-    State {
-        code: "30",
-        name: "Goa",
-    },
-    State {
-        code: "31",
-        name: "Lakshadweep",
-    },
-    State {
-        code: "32",
-        name: "Kerala",
-    },
-    State {
-        code: "33",
-        name: "Tamil Nadu",
-    },
-    State {
-        code: "34",
-        name: "Puducherry",
-    },
-    State {
-        code: "35",
-        name: "Andaman and Nicobar Islands",
-    },
-    State {
-        code: "36",
-        name: "Telangana",
-    },
-    State {
-        code: "37",
-        name: "Andhra Pradesh",
-    },
-    State {
-        code: "38",
-        name: "Ladakh",
-    },
-    State {
-        code: "96",
-        name: "Other Countries",
-    },
-    State {
-        code: "97",
-        name: "Other Territory",
-    },
-    State {
-        code: "99",
-        name: "Centre Jurisdiction",
-    },
+    State { code: "01", name: "Jammu and Kashmir" },
+    State { code: "02", name: "Himachal Pradesh" },
+    State { code: "03", name: "Punjab" },
+    State { code: "04", name: "Chandigarh" },
+    State { code: "05", name: "Uttarakhand" },
+    State { code: "06", name: "Haryana" },
+    State { code: "07", name: "Delhi" },
+    State { code: "08", name: "Rajasthan" },
+    State { code: "09", name: "Uttar Pradesh" },
+    State { code: "10", name: "Bihar" },
+    State { code: "11", name: "Sikkim" },
+    State { code: "12", name: "Arunachal Pradesh" },
+    State { code: "13", name: "Nagaland" },
+    State { code: "14", name: "Manipur" },
+    State { code: "15", name: "Mizoram" },
+    State { code: "16", name: "Tripura" },
+    State { code: "17", name: "Meghalaya" },
+    State { code: "18", name: "Assam" },
+    State { code: "19", name: "West Bengal" },
+    State { code: "20", name: "Jharkhand" },
+    State { code: "21", name: "Odisha" },
+    State { code: "22", name: "Chhattisgarh" },
+    State { code: "23", name: "Madhya Pradesh" },
+    State { code: "24", name: "Gujarat" },
+    State { code: "25", name: "Daman and Diu (legacy)" },
+    State { code: "26", name: "Dadra and Nagar Haveli and Daman and Diu" },
+    State { code: "27", name: "Maharashtra" },
+    State { code: "29", name: "Karnataka" },
+    State { code: "30", name: "Goa" },
+    State { code: "31", name: "Lakshadweep" },
+    State { code: "32", name: "Kerala" },
+    State { code: "33", name: "Tamil Nadu" },
+    State { code: "34", name: "Puducherry" },
+    State { code: "35", name: "Andaman and Nicobar Islands" },
+    State { code: "36", name: "Telangana" },
+    State { code: "37", name: "Andhra Pradesh" },
+    State { code: "38", name: "Ladakh" },
+    State { code: "96", name: "Other Countries" },
+    State { code: "97", name: "Other Territory" },
+    State { code: "99", name: "Centre Jurisdiction" },
 ];
 
 /// State code used for the foreign party of an export.
@@ -244,20 +124,14 @@ const PIN_RANGES: &[(&str, &[(u16, u16)])] = &[
     ("31", &[(682, 682)]),
     ("32", &[(670, 695)]),
     ("33", &[(600, 643)]),
-    (
-        "34",
-        &[(533, 533), (605, 605), (607, 607), (609, 609), (673, 673)],
-    ),
+    ("34", &[(533, 533), (605, 605), (607, 607), (609, 609), (673, 673)]),
     ("35", &[(744, 744)]),
     ("37", &[(500, 535)]),
 ];
 
 /// The PIN-prefix ranges for a state, or `None` if the state has no mapping.
 pub fn pin_ranges(state_code: &str) -> Option<&'static [(u16, u16)]> {
-    PIN_RANGES
-        .iter()
-        .find(|(c, _)| *c == state_code)
-        .map(|(_, r)| *r)
+    PIN_RANGES.iter().find(|(c, _)| *c == state_code).map(|(_, r)| *r)
 }
 
 /// True if a six-digit PIN's first three digits are in the state's range, or
@@ -279,10 +153,9 @@ pub fn is_valid_pin(pin: u32) -> bool {
 
 /// NIC's Unit Quantity Codes (UQC) accepted in `ItemList[].Unit`.
 pub const UNITS: &[&str] = &[
-    "BAG", "BAL", "BDL", "BKL", "BOU", "BOX", "BTL", "BUN", "CAN", "CBM", "CCM", "CMS", "CTN",
-    "DOZ", "DRM", "GGK", "GMS", "GRS", "GYD", "KGS", "KLR", "KME", "LTR", "MLT", "MTR", "MTS",
-    "NOS", "OTH", "PAC", "PCS", "PRS", "QTL", "ROL", "SET", "SQF", "SQM", "SQY", "TBS", "TGM",
-    "THD", "TON", "TUB", "UGS", "UNT", "YDS",
+    "BAG", "BAL", "BDL", "BKL", "BOU", "BOX", "BTL", "BUN", "CAN", "CBM", "CCM", "CMS", "CTN", "DOZ", "DRM", "GGK",
+    "GMS", "GRS", "GYD", "KGS", "KLR", "KME", "LTR", "MLT", "MTR", "MTS", "NOS", "OTH", "PAC", "PCS", "PRS", "QTL",
+    "ROL", "SET", "SQF", "SQM", "SQY", "TBS", "TGM", "THD", "TON", "TUB", "UGS", "UNT", "YDS",
 ];
 
 /// True if `unit` (already upper-cased) is a NIC UQC.
@@ -293,9 +166,7 @@ pub fn is_valid_unit(unit: &str) -> bool {
 /// Default GST rate master (percent). 40 was added by the 2025 "GST 2.0"
 /// rationalisation; the older 12 and 28 slabs stay because credit and debit
 /// notes against old invoices still use them.
-pub const DEFAULT_GST_RATES: &[f64] = &[
-    0.0, 0.1, 0.25, 1.0, 1.5, 3.0, 5.0, 6.0, 7.5, 12.0, 18.0, 28.0, 40.0,
-];
+pub const DEFAULT_GST_RATES: &[f64] = &[0.0, 0.1, 0.25, 1.0, 1.5, 3.0, 5.0, 6.0, 7.5, 12.0, 18.0, 28.0, 40.0];
 
 /// True if `rate` is (to within floating-point noise) one of `allowed`.
 pub fn is_allowed_rate(rate: f64, allowed: &[f64]) -> bool {
@@ -352,18 +223,12 @@ impl SupplyType {
 
     /// A real export (EXPWP/EXPWOP): the buyer may be `URP` in state `96`.
     pub fn is_export(self) -> bool {
-        matches!(
-            self,
-            SupplyType::ExportWithPayment | SupplyType::ExportWithoutPayment
-        )
+        matches!(self, SupplyType::ExportWithPayment | SupplyType::ExportWithoutPayment)
     }
 
     /// Supply to an SEZ.
     pub fn is_sez(self) -> bool {
-        matches!(
-            self,
-            SupplyType::SezWithPayment | SupplyType::SezWithoutPayment
-        )
+        matches!(self, SupplyType::SezWithPayment | SupplyType::SezWithoutPayment)
     }
 
     /// SEZ supplies and exports are inter-state by law, so they take IGST
@@ -375,27 +240,17 @@ impl SupplyType {
     /// Under bond/LUT (EXPWOP/SEZWOP): an IGST of 0 is expected and not
     /// checked against the rate.
     pub fn is_without_payment(self) -> bool {
-        matches!(
-            self,
-            SupplyType::SezWithoutPayment | SupplyType::ExportWithoutPayment
-        )
+        matches!(self, SupplyType::SezWithoutPayment | SupplyType::ExportWithoutPayment)
     }
 }
 
 /// IRN cancel reasons (`CnlRsn`) and their meaning.
-pub const CANCEL_REASONS: &[(&str, &str)] = &[
-    ("1", "Duplicate"),
-    ("2", "Data entry mistake"),
-    ("3", "Order cancelled"),
-    ("4", "Others"),
-];
+pub const CANCEL_REASONS: &[(&str, &str)] =
+    &[("1", "Duplicate"), ("2", "Data entry mistake"), ("3", "Order cancelled"), ("4", "Others")];
 
 /// The name of a cancel reason code, e.g. `"2"` → `"Data entry mistake"`.
 pub fn cancel_reason_name(code: &str) -> Option<&'static str> {
-    CANCEL_REASONS
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, n)| *n)
+    CANCEL_REASONS.iter().find(|(c, _)| *c == code).map(|(_, n)| *n)
 }
 
 #[cfg(test)]

@@ -124,37 +124,13 @@ pub enum Target {
 /// A parsed, valid command.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Generate {
-        gstin: Gstin,
-        invoice: Box<ValidInvoice>,
-    },
-    Cancel {
-        gstin: Gstin,
-        target: Target,
-        reason: CancelReason,
-        remark: String,
-    },
-    Get {
-        gstin: Gstin,
-        target: Target,
-    },
-    GstinDetails {
-        gstin: Gstin,
-        target_gstin: Gstin,
-    },
-    EwaybillGet {
-        gstin: Gstin,
-        irn: String,
-    },
-    B2cQr {
-        gstin: Gstin,
-        document: DocRef,
-    },
-    ReconcileRejected {
-        gstin: Option<Gstin>,
-        from: DocDate,
-        to: DocDate,
-    },
+    Generate { gstin: Gstin, invoice: Box<ValidInvoice> },
+    Cancel { gstin: Gstin, target: Target, reason: CancelReason, remark: String },
+    Get { gstin: Gstin, target: Target },
+    GstinDetails { gstin: Gstin, target_gstin: Gstin },
+    EwaybillGet { gstin: Gstin, irn: String },
+    B2cQr { gstin: Gstin, document: DocRef },
+    ReconcileRejected { gstin: Option<Gstin>, from: DocDate, to: DocDate },
 }
 
 impl Command {
@@ -203,10 +179,7 @@ pub struct ParseOptions {
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self {
-            max_message_bytes: 1024 * 1024,
-            validation: ValidationOptions::default(),
-        }
+        Self { max_message_bytes: 1024 * 1024, validation: ValidationOptions::default() }
     }
 }
 
@@ -239,25 +212,16 @@ impl<'a> Reader<'a> {
     fn req_str(&mut self, field: &str) -> Option<String> {
         let v = self.opt_str(field);
         if v.is_none() && !self.problems.iter().any(|p| p.path == field) {
-            self.problems.push(Problem::new(
-                field,
-                "REQUIRED",
-                format!("'{field}' is required"),
-            ));
+            self.problems.push(Problem::new(field, "REQUIRED", format!("'{field}' is required")));
         }
         v
     }
     fn gstin(&mut self, field: &str, required: bool, relaxed: bool) -> Option<Gstin> {
-        let s = if required {
-            self.req_str(field)?
-        } else {
-            self.opt_str(field)?
-        };
+        let s = if required { self.req_str(field)? } else { self.opt_str(field)? };
         match Gstin::parse(&s, relaxed) {
             Ok(g) => Some(g),
             Err(e) => {
-                self.problems
-                    .push(Problem::new(field, "GSTIN_INVALID", e.to_string()));
+                self.problems.push(Problem::new(field, "GSTIN_INVALID", e.to_string()));
                 None
             }
         }
@@ -279,11 +243,7 @@ impl<'a> Reader<'a> {
         let s = self.req_str(field)?;
         let d = DocDate::parse(&s).ok();
         if d.is_none() {
-            self.problems.push(Problem::new(
-                path,
-                "DATE_INVALID",
-                format!("'{s}' is not a date in dd/MM/yyyy form"),
-            ));
+            self.problems.push(Problem::new(path, "DATE_INVALID", format!("'{s}' is not a date in dd/MM/yyyy form")));
         }
         d
     }
@@ -303,17 +263,10 @@ fn type_name(v: &Value) -> &'static str {
 fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option<DocRef> {
     let d = body.get(field)?;
     if !d.is_object() {
-        problems.push(Problem::new(
-            field,
-            "INVALID_TYPE",
-            format!("'{field}' must be an object"),
-        ));
+        problems.push(Problem::new(field, "INVALID_TYPE", format!("'{field}' must be an object")));
         return None;
     }
-    let mut r = Reader {
-        body: d,
-        problems: Vec::new(),
-    };
+    let mut r = Reader { body: d, problems: Vec::new() };
     let typ = r.req_str("doc_type");
     let num = r.req_str("doc_number");
     let date = r.date("doc_date", "doc_date");
@@ -341,11 +294,7 @@ fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option<Doc
         p
     });
     if let (Some(doc_type), Some(doc_number), Some(doc_date)) = (typ, num, date) {
-        out = Some(DocRef {
-            doc_type,
-            doc_number,
-            doc_date,
-        });
+        out = Some(DocRef { doc_type, doc_number, doc_date });
     }
     problems.extend(r.problems.into_iter().map(|mut p| {
         p.path = format!("{field}.{}", p.path);
@@ -362,18 +311,9 @@ pub struct Parsed {
 }
 
 /// Parse one message body under its routing key.
-pub fn parse_command(
-    routing_key: &str,
-    body: &[u8],
-    opts: &ParseOptions,
-) -> Result<Parsed, Rejected> {
+pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Result<Parsed, Rejected> {
     let kind = JobKind::from_routing_key(routing_key);
-    let envelope_err = |kind, request_id, p: Problem| Rejected {
-        kind,
-        request_id,
-        envelope: true,
-        problems: vec![p],
-    };
+    let envelope_err = |kind, request_id, p: Problem| Rejected { kind, request_id, envelope: true, problems: vec![p] };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
             kind,
@@ -381,11 +321,7 @@ pub fn parse_command(
             Problem::new(
                 "",
                 "MESSAGE_TOO_LARGE",
-                format!(
-                    "the message is {} bytes; the limit is {} bytes",
-                    body.len(),
-                    opts.max_message_bytes
-                ),
+                format!("the message is {} bytes; the limit is {} bytes", body.len(), opts.max_message_bytes),
             ),
         ));
     }
@@ -395,11 +331,7 @@ pub fn parse_command(
             return Err(envelope_err(
                 kind,
                 None,
-                Problem::new(
-                    "",
-                    "INVALID_JSON",
-                    format!("the message is not valid JSON: {e}"),
-                ),
+                Problem::new("", "INVALID_JSON", format!("the message is not valid JSON: {e}")),
             ));
         }
     };
@@ -426,21 +358,11 @@ pub fn parse_command(
         return Err(envelope_err(
             Some(kind),
             request_id,
-            Problem::new(
-                "",
-                "INVALID_TYPE",
-                format!(
-                    "the message must be a JSON object, found {}",
-                    type_name(&value)
-                ),
-            ),
+            Problem::new("", "INVALID_TYPE", format!("the message must be a JSON object, found {}", type_name(&value))),
         ));
     }
     let relaxed = opts.validation.relaxed_gstin_check_digit;
-    let mut r = Reader {
-        body: &value,
-        problems: Vec::new(),
-    };
+    let mut r = Reader { body: &value, problems: Vec::new() };
     let cmd = match kind {
         JobKind::IrnGenerate => {
             let gstin = r.gstin("gstin", true, relaxed);
@@ -453,29 +375,21 @@ pub fn parse_command(
                     ));
                     None
                 }
-                Some(inv) => {
-                    match validate_invoice(inv, gstin.as_ref().map(Gstin::as_str), &opts.validation)
-                    {
-                        Ok(v) => Some(v),
-                        Err(ps) => {
-                            r.problems.extend(ps.into_iter().map(|mut p| {
-                                p.path = if p.path.is_empty() {
-                                    "invoice".into()
-                                } else {
-                                    format!("invoice.{}", p.path)
-                                };
-                                p
-                            }));
-                            None
-                        }
+                Some(inv) => match validate_invoice(inv, gstin.as_ref().map(Gstin::as_str), &opts.validation) {
+                    Ok(v) => Some(v),
+                    Err(ps) => {
+                        r.problems.extend(ps.into_iter().map(|mut p| {
+                            p.path = if p.path.is_empty() { "invoice".into() } else { format!("invoice.{}", p.path) };
+                            p
+                        }));
+                        None
                     }
-                }
+                },
             };
             match (gstin, invoice) {
-                (Some(gstin), Some(invoice)) if r.problems.is_empty() => Some(Command::Generate {
-                    gstin,
-                    invoice: Box::new(invoice),
-                }),
+                (Some(gstin), Some(invoice)) if r.problems.is_empty() => {
+                    Some(Command::Generate { gstin, invoice: Box::new(invoice) })
+                }
                 _ => None,
             }
         }
@@ -500,21 +414,13 @@ pub fn parse_command(
                 r.problems.push(Problem::new(
                     "remark",
                     "REMARK_TOO_LONG",
-                    format!(
-                        "the remark has {} characters; the IRP allows 100",
-                        remark.chars().count()
-                    ),
+                    format!("the remark has {} characters; the IRP allows 100", remark.chars().count()),
                 ));
             }
             let target = target(irn, doc, &value, &mut r.problems);
             match (gstin, target, reason) {
                 (Some(gstin), Some(target), Some(reason)) if r.problems.is_empty() => {
-                    Some(Command::Cancel {
-                        gstin,
-                        target,
-                        reason,
-                        remark,
-                    })
+                    Some(Command::Cancel { gstin, target, reason, remark })
                 }
                 _ => None,
             }
@@ -525,9 +431,7 @@ pub fn parse_command(
             let doc = doc_ref(&value, "document", &mut r.problems);
             let target = target(irn, doc, &value, &mut r.problems);
             match (gstin, target) {
-                (Some(gstin), Some(target)) if r.problems.is_empty() => {
-                    Some(Command::Get { gstin, target })
-                }
+                (Some(gstin), Some(target)) if r.problems.is_empty() => Some(Command::Get { gstin, target }),
                 _ => None,
             }
         }
@@ -536,10 +440,7 @@ pub fn parse_command(
             let target_gstin = r.gstin("target_gstin", true, relaxed);
             match (gstin, target_gstin) {
                 (Some(gstin), Some(target_gstin)) if r.problems.is_empty() => {
-                    Some(Command::GstinDetails {
-                        gstin,
-                        target_gstin,
-                    })
+                    Some(Command::GstinDetails { gstin, target_gstin })
                 }
                 _ => None,
             }
@@ -548,13 +449,10 @@ pub fn parse_command(
             let gstin = r.gstin("gstin", true, relaxed);
             let irn = r.irn("irn");
             if irn.is_none() && !r.problems.iter().any(|p| p.path == "irn") {
-                r.problems
-                    .push(Problem::new("irn", "REQUIRED", "'irn' is required"));
+                r.problems.push(Problem::new("irn", "REQUIRED", "'irn' is required"));
             }
             match (gstin, irn) {
-                (Some(gstin), Some(irn)) if r.problems.is_empty() => {
-                    Some(Command::EwaybillGet { gstin, irn })
-                }
+                (Some(gstin), Some(irn)) if r.problems.is_empty() => Some(Command::EwaybillGet { gstin, irn }),
                 _ => None,
             }
         }
@@ -569,9 +467,7 @@ pub fn parse_command(
                 ));
             }
             match (gstin, doc) {
-                (Some(gstin), Some(document)) if r.problems.is_empty() => {
-                    Some(Command::B2cQr { gstin, document })
-                }
+                (Some(gstin), Some(document)) if r.problems.is_empty() => Some(Command::B2cQr { gstin, document }),
                 _ => None,
             }
         }
@@ -595,33 +491,18 @@ pub fn parse_command(
                 }
             }
             match (from, to) {
-                (Some(from), Some(to)) if r.problems.is_empty() => {
-                    Some(Command::ReconcileRejected { gstin, from, to })
-                }
+                (Some(from), Some(to)) if r.problems.is_empty() => Some(Command::ReconcileRejected { gstin, from, to }),
                 _ => None,
             }
         }
     };
     match cmd {
-        Some(command) => Ok(Parsed {
-            command,
-            request_id,
-        }),
-        None => Err(Rejected {
-            kind: Some(kind),
-            request_id,
-            envelope: false,
-            problems: r.problems,
-        }),
+        Some(command) => Ok(Parsed { command, request_id }),
+        None => Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems }),
     }
 }
 
-fn target(
-    irn: Option<String>,
-    doc: Option<DocRef>,
-    body: &Value,
-    problems: &mut Vec<Problem>,
-) -> Option<Target> {
+fn target(irn: Option<String>, doc: Option<DocRef>, body: &Value, problems: &mut Vec<Problem>) -> Option<Target> {
     match (irn, doc) {
         (Some(i), _) => Some(Target::Irn(i)),
         (None, Some(d)) => Some(Target::Document(d)),
@@ -666,10 +547,7 @@ mod tests {
 
     #[test]
     fn oversized_is_rejected_before_parsing() {
-        let opts = ParseOptions {
-            max_message_bytes: 10,
-            ..Default::default()
-        };
+        let opts = ParseOptions { max_message_bytes: 10, ..Default::default() };
         let e = parse_command("irn.generate", &[b'x'; 11], &opts).unwrap_err();
         assert_eq!(e.problems[0].code, "MESSAGE_TOO_LARGE");
     }
@@ -685,15 +563,8 @@ mod tests {
     fn cancel_collects_every_problem() {
         let body = br#"{"gstin":"29AAGCP4821K1Z3","irn":"xyz","reason":"7","remark":"%s"}"#;
         let e = parse_command("irn.cancel", body, &ParseOptions::default()).unwrap_err();
-        let codes: Vec<_> = e
-            .problems
-            .iter()
-            .map(|p| (p.path.as_str(), p.code.as_str()))
-            .collect();
+        let codes: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.code.as_str())).collect();
         assert!(codes.contains(&("irn", "IRN_INVALID")), "{codes:?}");
-        assert!(
-            codes.contains(&("reason", "CANCEL_REASON_INVALID")),
-            "{codes:?}"
-        );
+        assert!(codes.contains(&("reason", "CANCEL_REASON_INVALID")), "{codes:?}");
     }
 }

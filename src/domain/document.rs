@@ -113,8 +113,7 @@ impl Serialize for DocType {
     }
 }
 
-static DOC_NUMBER: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"^[A-Za-z1-9][A-Za-z0-9/-]{0,15}$").expect("static regex"));
+static DOC_NUMBER: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z1-9][A-Za-z0-9/-]{0,15}$").expect("static regex"));
 
 /// `DocDtls.No`: at most 16 characters of letters, digits, `/` and `-`, not
 /// starting with `0`, `/` or `-`.
@@ -135,19 +134,13 @@ impl DocNumber {
         }
         let len = v.chars().count();
         if len > 16 {
-            return Err(DocumentError::NumberLength {
-                value: v.to_string(),
-                len,
-            });
+            return Err(DocumentError::NumberLength { value: v.to_string(), len });
         }
         if DOC_NUMBER.is_match(v) {
             return Ok(DocNumber(v.to_string()));
         }
         // Say which rule broke: the first character, or a later one.
-        let first_ok = v
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '1'..='9'));
+        let first_ok = v.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, '1'..='9'));
         if first_ok {
             Err(DocumentError::NumberChars(v.to_string()))
         } else {
@@ -173,8 +166,7 @@ impl Serialize for DocNumber {
     }
 }
 
-static DATE_SHAPE: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$").expect("static regex"));
+static DATE_SHAPE: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$").expect("static regex"));
 
 /// A document date, written `dd/MM/yyyy` in IRP JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,9 +183,7 @@ impl DocDate {
         // Shape is ASCII digits and slashes, so these slices and parses are safe.
         let num = |r: std::ops::Range<usize>| v[r].parse::<u32>().unwrap_or(0);
         let (d, m, y) = (num(0..2), num(3..5), num(6..10));
-        NaiveDate::from_ymd_opt(y as i32, m, d)
-            .map(DocDate)
-            .ok_or_else(|| DocumentError::DateInvalid(v.to_string()))
+        NaiveDate::from_ymd_opt(y as i32, m, d).map(DocDate).ok_or_else(|| DocumentError::DateInvalid(v.to_string()))
     }
 
     /// Wraps a calendar date.
@@ -235,11 +225,7 @@ impl FinancialYear {
     /// that started the previous April.
     pub fn from_date(date: DocDate) -> FinancialYear {
         let d = date.date();
-        let start_year = if d.month() >= 4 {
-            d.year()
-        } else {
-            d.year() - 1
-        };
+        let start_year = if d.month() >= 4 { d.year() } else { d.year() - 1 };
         FinancialYear { start_year }
     }
 
@@ -256,12 +242,7 @@ impl FinancialYear {
 
 impl fmt::Display for FinancialYear {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{:02}",
-            self.start_year,
-            (self.start_year + 1).rem_euclid(100)
-        )
+        write!(f, "{}-{:02}", self.start_year, (self.start_year + 1).rem_euclid(100))
     }
 }
 
@@ -287,12 +268,7 @@ pub struct DocumentKey {
 impl DocumentKey {
     /// Builds the key, deriving the financial year from the document date.
     pub fn new(gstin: Gstin, doc_type: DocType, doc_number: DocNumber, date: DocDate) -> Self {
-        DocumentKey {
-            gstin,
-            doc_type,
-            doc_number,
-            financial_year: date.financial_year(),
-        }
+        DocumentKey { gstin, doc_type, doc_number, financial_year: date.financial_year() }
     }
 
     /// The IRN this document gets: lowercase hex SHA-256 of
@@ -313,11 +289,7 @@ impl DocumentKey {
 
 impl fmt::Display for DocumentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}/{}",
-            self.gstin, self.doc_type, self.doc_number, self.financial_year
-        )
+        write!(f, "{}/{}/{}/{}", self.gstin, self.doc_type, self.doc_number, self.financial_year)
     }
 }
 
@@ -355,31 +327,11 @@ mod tests {
         let d = DocDate::parse("01/04/2025").unwrap();
         assert_eq!(d.date(), NaiveDate::from_ymd_opt(2025, 4, 1).unwrap());
         assert_eq!(d.to_string(), "01/04/2025");
-        assert_eq!(
-            DocDate::parse("29/02/2024").unwrap().to_string(),
-            "29/02/2024"
-        );
-        assert_eq!(
-            DocDate::parse("29/02/2025").unwrap_err().code(),
-            code::DATE_INVALID
-        );
-        assert_eq!(
-            DocDate::parse("00/01/2025").unwrap_err().code(),
-            code::DATE_INVALID
-        );
-        for bad in [
-            "1/4/2025",
-            "2025-04-01",
-            "01-04-2025",
-            "01/04/25",
-            "01/04/2025x",
-            "٠١/٠٤/٢٠٢٥",
-        ] {
-            assert_eq!(
-                DocDate::parse(bad).unwrap_err().code(),
-                code::DATE_FORMAT,
-                "{bad}"
-            );
+        assert_eq!(DocDate::parse("29/02/2024").unwrap().to_string(), "29/02/2024");
+        assert_eq!(DocDate::parse("29/02/2025").unwrap_err().code(), code::DATE_INVALID);
+        assert_eq!(DocDate::parse("00/01/2025").unwrap_err().code(), code::DATE_INVALID);
+        for bad in ["1/4/2025", "2025-04-01", "01-04-2025", "01/04/25", "01/04/2025x", "٠١/٠٤/٢٠٢٥"] {
+            assert_eq!(DocDate::parse(bad).unwrap_err().code(), code::DATE_FORMAT, "{bad}");
         }
     }
 

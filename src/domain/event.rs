@@ -49,28 +49,13 @@ pub struct ErrorItem {
 
 impl ErrorItem {
     pub fn from_problem(source: ErrorSource, p: Problem) -> Self {
-        Self {
-            source,
-            path: p.path,
-            code: p.code,
-            message: p.message,
-        }
+        Self { source, path: p.path, code: p.code, message: p.message }
     }
     pub fn irp(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            source: ErrorSource::Irp,
-            path: String::new(),
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { source: ErrorSource::Irp, path: String::new(), code: code.into(), message: message.into() }
     }
     pub fn worker(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            source: ErrorSource::Worker,
-            path: String::new(),
-            code: code.into(),
-            message: message.into(),
-        }
+        Self { source: ErrorSource::Worker, path: String::new(), code: code.into(), message: message.into() }
     }
 }
 

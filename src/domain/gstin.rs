@@ -52,25 +52,13 @@ pub enum GstinKind {
 static PATTERNS: Lazy<Vec<(GstinKind, Regex)>> = Lazy::new(|| {
     let p = |k, r: &str| (k, Regex::new(r).expect("static GSTIN regex"));
     vec![
-        p(
-            GstinKind::Tcs,
-            r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]C[0-9A-Z]$",
-        ),
-        p(
-            GstinKind::Tds,
-            r"^[0-9]{2}[A-Z]{4}[A-Z0-9][0-9]{4}[A-Z][1-9A-Z]D[0-9A-Z]$",
-        ),
-        p(
-            GstinKind::Government,
-            r"^[0-9]{2}[A-Z]{4}[0-9]{5}[A-Z][0-9]Z[0-9]$",
-        ),
+        p(GstinKind::Tcs, r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]C[0-9A-Z]$"),
+        p(GstinKind::Tds, r"^[0-9]{2}[A-Z]{4}[A-Z0-9][0-9]{4}[A-Z][1-9A-Z]D[0-9A-Z]$"),
+        p(GstinKind::Government, r"^[0-9]{2}[A-Z]{4}[0-9]{5}[A-Z][0-9]Z[0-9]$"),
         p(GstinKind::Uin, r"^[0-9]{4}[A-Z]{3}[0-9]{5}[UO]N[A-Z0-9]$"),
         p(GstinKind::Nri, r"^[0-9]{4}[A-Z]{3}[0-9]{5}NR[0-9A-Z]$"),
         p(GstinKind::Oidar, r"^99[0-9]{2}[A-Z]{3}[0-9]{5}OS[0-9A-Z]$"),
-        p(
-            GstinKind::Regular,
-            r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z][Z1-9ABD-J][0-9A-Z]$",
-        ),
+        p(GstinKind::Regular, r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z][Z1-9ABD-J][0-9A-Z]$"),
     ]
 });
 
@@ -167,11 +155,7 @@ impl Gstin {
             if let Some(expected) = check_digit(&value[..14]) {
                 let found = value.as_bytes()[14] as char;
                 if found != expected {
-                    return Err(GstinError::CheckDigit {
-                        value,
-                        expected,
-                        found,
-                    });
+                    return Err(GstinError::CheckDigit { value, expected, found });
                 }
             }
         }
@@ -288,16 +272,9 @@ mod tests {
         }
         assert_eq!(
             Gstin::parse("29AWGPV7107B1Z1", false),
-            Err(GstinError::CheckDigit {
-                value: "29AWGPV7107B1Z1".into(),
-                expected: 'F',
-                found: '1'
-            })
+            Err(GstinError::CheckDigit { value: "29AWGPV7107B1Z1".into(), expected: 'F', found: '1' })
         );
-        assert_eq!(
-            Gstin::parse("02AMBPG7773M002", true).unwrap().kind(),
-            GstinKind::SandboxTest
-        );
+        assert_eq!(Gstin::parse("02AMBPG7773M002", true).unwrap().kind(), GstinKind::SandboxTest);
     }
 
     #[test]
@@ -305,10 +282,7 @@ mod tests {
         let g = Gstin::parse("  27aapfu0939f1zv ", false).unwrap();
         assert_eq!(g.to_string(), "27AAPFU0939F1ZV");
         assert_eq!(g.state_code(), "27");
-        assert_eq!(
-            serde_json::to_value(&g).unwrap(),
-            serde_json::json!("27AAPFU0939F1ZV")
-        );
+        assert_eq!(serde_json::to_value(&g).unwrap(), serde_json::json!("27AAPFU0939F1ZV"));
         assert_eq!("27AAPFU0939F1ZV".parse::<Gstin>().unwrap(), g);
     }
 

@@ -81,9 +81,7 @@ impl Default for ValidationOptions {
 /// The current calendar date in India. The IRP judges "future" and "30 days"
 /// by IST, and a UTC host is 5½ hours behind around midnight.
 pub fn india_today() -> NaiveDate {
-    chrono::Utc::now()
-        .with_timezone(&chrono_tz::Asia::Kolkata)
-        .date_naive()
+    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
 }
 
 /// An invoice that passed every check. Only [`validate_invoice`] makes one.
@@ -196,10 +194,7 @@ pub fn validate_invoice(
             ),
         )]);
     };
-    let mut cx = Ctx {
-        p: Problems::new(),
-        opts,
-    };
+    let mut cx = Ctx { p: Problems::new(), opts };
 
     if let Some(v) = cx.text(root, "", "Version", true, Norm::Trim) {
         if v != "1.1" {
@@ -272,16 +267,7 @@ pub fn validate_invoice(
         Some(sup),
         Some(items),
         Some(total),
-    ) = (
-        seller.gstin,
-        buyer.gstin_text,
-        doc.typ,
-        doc.no,
-        doc.date,
-        tran.sup,
-        items,
-        totals,
-    )
+    ) = (seller.gstin, buyer.gstin_text, doc.typ, doc.no, doc.date, tran.sup, items, totals)
     else {
         return Err(vec![Problem::new(
             "",
@@ -395,8 +381,7 @@ impl TaxContext {
             mode,
             rate_checks: doc.typ.is_some_and(|t| !t.is_note()),
             sup: tran.sup,
-            tax_may_be_excluded: tran.reg_rev == Some(true)
-                || tran.sup == Some(SupplyType::ExportWithPayment),
+            tax_may_be_excluded: tran.reg_rev == Some(true) || tran.sup == Some(SupplyType::ExportWithPayment),
         }
     }
 }
@@ -418,10 +403,8 @@ enum Norm {
     Upper,
 }
 
-static NUMERIC: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"^-?[0-9]+(\.[0-9]+)?$").expect("static regex"));
-static HSN: Lazy<Regex> =
-    Lazy::new(|| Regex::new(r"^([0-9]{4}|[0-9]{6}|[0-9]{8})$").expect("static regex"));
+static NUMERIC: Lazy<Regex> = Lazy::new(|| Regex::new(r"^-?[0-9]+(\.[0-9]+)?$").expect("static regex"));
+static HSN: Lazy<Regex> = Lazy::new(|| Regex::new(r"^([0-9]{4}|[0-9]{6}|[0-9]{8})$").expect("static regex"));
 static SLNO: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9]{1,6}$").expect("static regex"));
 static COUNTRY: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Z]{2}$").expect("static regex"));
 static CURRENCY: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Z]{3}$").expect("static regex"));
@@ -469,21 +452,14 @@ impl Ctx<'_> {
     // ---- field readers -----------------------------------------------------
 
     fn required(&mut self, path: String) {
-        self.p.push(
-            path.clone(),
-            code::REQUIRED,
-            format!("{path} is required but is missing or blank."),
-        );
+        self.p.push(path.clone(), code::REQUIRED, format!("{path} is required but is missing or blank."));
     }
 
     fn wrong_type(&mut self, path: String, expected: &str, found: &Value) {
         self.p.push(
             path.clone(),
             code::INVALID_TYPE,
-            format!(
-                "{path} must be {expected}, but {} was given.",
-                describe(found)
-            ),
+            format!("{path} must be {expected}, but {} was given.", describe(found)),
         );
     }
 
@@ -609,15 +585,11 @@ impl Ctx<'_> {
                 }
                 let parsed = if NUMERIC.is_match(t) {
                     if t.contains('.') {
-                        t.parse::<f64>()
-                            .ok()
-                            .and_then(|f| Number::from_f64(f).map(|n| (f, n)))
+                        t.parse::<f64>().ok().and_then(|f| Number::from_f64(f).map(|n| (f, n)))
                     } else if let Ok(i) = t.parse::<i64>() {
                         Some((i as f64, Number::from(i)))
                     } else {
-                        t.parse::<f64>()
-                            .ok()
-                            .and_then(|f| Number::from_f64(f).map(|n| (f, n)))
+                        t.parse::<f64>().ok().and_then(|f| Number::from_f64(f).map(|n| (f, n)))
                     }
                 } else {
                     None
@@ -643,11 +615,7 @@ impl Ctx<'_> {
             }
         };
         let Some(v) = v.filter(|f| f.is_finite()) else {
-            self.p.push(
-                path.clone(),
-                code::INVALID_TYPE,
-                format!("{path} is not a usable number."),
-            );
+            self.p.push(path.clone(), code::INVALID_TYPE, format!("{path} is not a usable number."));
             return Field::Bad;
         };
         if non_negative && v < 0.0 {
@@ -670,13 +638,7 @@ impl Ctx<'_> {
     }
 
     /// Optional number that counts as 0 when absent: `None` only if broken.
-    fn opt_num(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-        non_negative: bool,
-    ) -> Option<f64> {
+    fn opt_num(&mut self, map: &mut Map<String, Value>, base: &str, key: &str, non_negative: bool) -> Option<f64> {
         match self.number(map, base, key, false, non_negative) {
             Field::Ok(v) => Some(v),
             Field::Absent => Some(0.0),
@@ -685,13 +647,7 @@ impl Ctx<'_> {
     }
 
     /// A `Y`/`N` flag; absent is `Field::Absent`.
-    fn flag(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-        required: bool,
-    ) -> Field<bool> {
+    fn flag(&mut self, map: &mut Map<String, Value>, base: &str, key: &str, required: bool) -> Field<bool> {
         let before = self.p.len();
         match self.text(map, base, key, required, Norm::Upper).as_deref() {
             Some("Y") => Field::Ok(true),
@@ -712,12 +668,7 @@ impl Ctx<'_> {
     }
 
     /// An optional flag that defaults to `N`: `None` only if broken.
-    fn flag_default_no(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-    ) -> Option<bool> {
+    fn flag_default_no(&mut self, map: &mut Map<String, Value>, base: &str, key: &str) -> Option<bool> {
         match self.flag(map, base, key, false) {
             Field::Ok(b) => Some(b),
             Field::Absent => Some(false),
@@ -725,13 +676,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn gstin(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<Gstin> {
+    fn gstin(&mut self, map: &mut Map<String, Value>, base: &str, key: &str, required: bool) -> Option<Gstin> {
         let t = self.text(map, base, key, required, Norm::Upper)?;
         self.parse_gstin(join(base, key), &t)
     }
@@ -746,13 +691,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn state_code(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<String> {
+    fn state_code(&mut self, map: &mut Map<String, Value>, base: &str, key: &str, required: bool) -> Option<String> {
         let t = self.text(map, base, key, required, Norm::Upper)?;
         if codes::is_valid_state_code(&t) {
             Some(t)
@@ -784,13 +723,7 @@ impl Ctx<'_> {
     }
 
     /// A date field that only needs to be well-formed.
-    fn date_field(
-        &mut self,
-        map: &mut Map<String, Value>,
-        base: &str,
-        key: &str,
-        required: bool,
-    ) -> Option<DocDate> {
+    fn date_field(&mut self, map: &mut Map<String, Value>, base: &str, key: &str, required: bool) -> Option<DocDate> {
         let t = self.text(map, base, key, required, Norm::Trim)?;
         match DocDate::parse(&t) {
             Ok(d) => Some(d),
@@ -815,49 +748,42 @@ impl Ctx<'_> {
                 );
             }
         }
-        let sup = self
-            .text(m, B, "SupTyp", true, Norm::Upper)
-            .and_then(|s| {
-                let parsed = SupplyType::parse(&s);
-                if parsed.is_none() {
-                    self.p.push(
-                        join(B, "SupTyp"),
-                        code::INVALID_SUPPLY_TYPE,
-                        format!("Supply type '{s}' is not valid; expected one of {} (B2C invoices are not e-invoiced).", codes::SUPPLY_TYPES.join(", ")),
-                    );
-                }
-                parsed
-            });
+        let sup = self.text(m, B, "SupTyp", true, Norm::Upper).and_then(|s| {
+            let parsed = SupplyType::parse(&s);
+            if parsed.is_none() {
+                self.p.push(
+                    join(B, "SupTyp"),
+                    code::INVALID_SUPPLY_TYPE,
+                    format!(
+                        "Supply type '{s}' is not valid; expected one of {} (B2C invoices are not e-invoiced).",
+                        codes::SUPPLY_TYPES.join(", ")
+                    ),
+                );
+            }
+            parsed
+        });
         let reg_rev = self.flag_default_no(m, B, "RegRev");
         let igst_on_intra = self.flag_default_no(m, B, "IgstOnIntra");
         self.gstin(m, B, "EcmGstin", false);
-        Tran {
-            sup,
-            reg_rev,
-            igst_on_intra,
-        }
+        Tran { sup, reg_rev, igst_on_intra }
     }
 
     fn doc_dtls(&mut self, m: &mut Map<String, Value>) -> Doc {
         const B: &str = "DocDtls";
-        let typ =
-            self.text(m, B, "Typ", true, Norm::Upper)
-                .and_then(|t| match DocType::parse(&t) {
-                    Ok(d) => Some(d),
-                    Err(e) => {
-                        self.p.push(join(B, "Typ"), e.code(), format!("The {e}."));
-                        None
-                    }
-                });
-        let no = self
-            .text(m, B, "No", true, Norm::Trim)
-            .and_then(|t| match DocNumber::parse(&t) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    self.p.push(join(B, "No"), e.code(), format!("The {e}."));
-                    None
-                }
-            });
+        let typ = self.text(m, B, "Typ", true, Norm::Upper).and_then(|t| match DocType::parse(&t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.p.push(join(B, "Typ"), e.code(), format!("The {e}."));
+                None
+            }
+        });
+        let no = self.text(m, B, "No", true, Norm::Trim).and_then(|t| match DocNumber::parse(&t) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.p.push(join(B, "No"), e.code(), format!("The {e}."));
+                None
+            }
+        });
         let date = self.date_field(m, B, "Dt", true);
         if let Some(d) = date {
             self.doc_date_rules(d);
@@ -897,13 +823,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn party(
-        &mut self,
-        m: &mut Map<String, Value>,
-        base: &str,
-        role: PartyRole,
-        is_export: Option<bool>,
-    ) -> Party {
+    fn party(&mut self, m: &mut Map<String, Value>, base: &str, role: PartyRole, is_export: Option<bool>) -> Party {
         let mut party = Party::default();
         // GSTIN: mandatory for seller and buyer; URP (unregistered) only for
         // an export buyer or a ship-to address.
@@ -956,9 +876,7 @@ impl Ctx<'_> {
                 self.p.push(
                     join(base, "Pin"),
                     code::PIN_STATE_MISMATCH,
-                    format!(
-                        "PIN {pin} does not belong to state {st} ({name}) given in {base}.Stcd."
-                    ),
+                    format!("PIN {pin} does not belong to state {st} ({name}) given in {base}.Stcd."),
                 );
             }
         }
@@ -974,10 +892,7 @@ impl Ctx<'_> {
                 self.p.push(
                     join(base, "Stcd"),
                     code::GSTIN_STATE_MISMATCH,
-                    format!(
-                        "{base}.Stcd is {st} but GSTIN {g} belongs to state {}; they must match.",
-                        g.state_code()
-                    ),
+                    format!("{base}.Stcd is {st} but GSTIN {g} belongs to state {}; they must match.", g.state_code()),
                 );
             }
         }
@@ -1020,18 +935,17 @@ impl Ctx<'_> {
         };
         let n = list.len();
         if n == 0 {
-            self.p.push(
-                "ItemList",
-                code::ITEM_COUNT,
-                "The invoice has no items; at least one is required.",
-            );
+            self.p.push("ItemList", code::ITEM_COUNT, "The invoice has no items; at least one is required.");
             return None;
         }
         if n > self.opts.max_items {
             self.p.push(
                 "ItemList",
                 code::ITEM_COUNT,
-                format!("The invoice has {n} items; the IRP accepts at most {}. Split it into several invoices.", self.opts.max_items),
+                format!(
+                    "The invoice has {n} items; the IRP accepts at most {}. Split it into several invoices.",
+                    self.opts.max_items
+                ),
             );
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
@@ -1129,18 +1043,11 @@ impl Ctx<'_> {
             if codes::is_allowed_rate(r, &opts.allowed_gst_rates) {
                 Some(r)
             } else {
-                let list: Vec<String> = opts
-                    .allowed_gst_rates
-                    .iter()
-                    .map(|r| r.to_string())
-                    .collect();
+                let list: Vec<String> = opts.allowed_gst_rates.iter().map(|r| r.to_string()).collect();
                 self.p.push(
                     join(base, "GstRt"),
                     code::INVALID_GST_RATE,
-                    format!(
-                        "GST rate {r}% is not in the GST rate master ({}).",
-                        list.join(", ")
-                    ),
+                    format!("GST rate {r}% is not in the GST rate master ({}).", list.join(", ")),
                 );
                 None
             }
@@ -1203,27 +1110,25 @@ impl Ctx<'_> {
             let with_tax = a + i + c + s + ce + sc + o;
             let ok = !differs(tv, with_tax, opts.tax_tolerance)
                 || (tax.tax_may_be_excluded
-                    && (!differs(tv, a + ce + sc + o, opts.tax_tolerance)
-                        || !differs(tv, a + o, opts.tax_tolerance)));
+                    && (!differs(tv, a + ce + sc + o, opts.tax_tolerance) || !differs(tv, a + o, opts.tax_tolerance)));
             if !ok {
                 self.p.push(
                     join(base, "TotItemVal"),
                     code::TOTITEMVAL_MISMATCH,
-                    format!("Item total {} should be assessable amount {} + taxes {} + cess {} + other charges {} = {}.", money(tv), money(a), money(i + c + s), money(ce + sc), money(o), money(with_tax)),
+                    format!(
+                        "Item total {} should be assessable amount {} + taxes {} + cess {} + other charges {} = {}.",
+                        money(tv),
+                        money(a),
+                        money(i + c + s),
+                        money(ce + sc),
+                        money(o),
+                        money(with_tax)
+                    ),
                 );
             }
         }
 
-        Item {
-            hsn,
-            ass,
-            igst,
-            cgst,
-            sgst,
-            cess,
-            state_cess,
-            tot_item_val,
-        }
+        Item { hsn, ass, igst, cgst, sgst, cess, state_cess, tot_item_val }
     }
 
     /// IGST vs CGST+SGST for one line, and the amounts against the rate.
@@ -1256,8 +1161,7 @@ impl Ctx<'_> {
                     }
                 }
                 // Under bond/LUT (EXPWOP/SEZWOP) a zero IGST is expected.
-                let zero_without_payment =
-                    tax.sup.is_some_and(SupplyType::is_without_payment) && igst == Some(0.0);
+                let zero_without_payment = tax.sup.is_some_and(SupplyType::is_without_payment) && igst == Some(0.0);
                 if let (Some(i), Some(e), false) = (igst, expected(100.0), zero_without_payment) {
                     if differs(i, e, tol) {
                         self.p.push(
@@ -1284,16 +1188,21 @@ impl Ctx<'_> {
                 }
                 let mut mismatch = false;
                 if let Some(e) = expected(200.0) {
-                    for (key, name, amt, c) in [
-                        ("CgstAmt", "CGST", cgst, code::CGST_MISMATCH),
-                        ("SgstAmt", "SGST", sgst, code::SGST_MISMATCH),
-                    ] {
+                    for (key, name, amt, c) in
+                        [("CgstAmt", "CGST", cgst, code::CGST_MISMATCH), ("SgstAmt", "SGST", sgst, code::SGST_MISMATCH)]
+                    {
                         if let Some(v) = amt.filter(|v| differs(*v, e, tol)) {
                             mismatch = true;
                             self.p.push(
                                 join(base, key),
                                 c,
-                                format!("{name} {} should be {} (half of the {}% rate on assessable amount {}).", money(v), money(e), rate.unwrap_or(0.0), money(ass.unwrap_or(0.0))),
+                                format!(
+                                    "{name} {} should be {} (half of the {}% rate on assessable amount {}).",
+                                    money(v),
+                                    money(e),
+                                    rate.unwrap_or(0.0),
+                                    money(ass.unwrap_or(0.0))
+                                ),
                             );
                         }
                     }
@@ -1304,7 +1213,11 @@ impl Ctx<'_> {
                         self.p.push(
                             join(base, "SgstAmt"),
                             code::CGST_SGST_UNEQUAL,
-                            format!("SGST {} differs from CGST {}; on an intra-state supply they are always equal.", money(s), money(c)),
+                            format!(
+                                "SGST {} differs from CGST {}; on an intra-state supply they are always equal.",
+                                money(s),
+                                money(c)
+                            ),
                         );
                     }
                 }
@@ -1332,57 +1245,18 @@ impl Ctx<'_> {
             self.p.push(
                 join(B, "RndOffAmt"),
                 code::RNDOFF_RANGE,
-                format!(
-                    "Round-off {} is outside the allowed range of -99.99 to +99.99.",
-                    money(r)
-                ),
+                format!("Round-off {} is outside the allowed range of -99.99 to +99.99.", money(r)),
             );
         }
 
         let Some(items) = items else { return tot };
         let sums = [
-            (
-                "AssVal",
-                "assessable amounts",
-                ass_val,
-                sum(items, |i| i.ass),
-                code::ASSVAL_MISMATCH,
-            ),
-            (
-                "CgstVal",
-                "CGST amounts",
-                cgst_val,
-                sum(items, |i| i.cgst),
-                code::CGSTVAL_MISMATCH,
-            ),
-            (
-                "SgstVal",
-                "SGST amounts",
-                sgst_val,
-                sum(items, |i| i.sgst),
-                code::SGSTVAL_MISMATCH,
-            ),
-            (
-                "IgstVal",
-                "IGST amounts",
-                igst_val,
-                sum(items, |i| i.igst),
-                code::IGSTVAL_MISMATCH,
-            ),
-            (
-                "CesVal",
-                "cess amounts",
-                ces_val,
-                sum(items, |i| i.cess),
-                code::CESVAL_MISMATCH,
-            ),
-            (
-                "StCesVal",
-                "state cess amounts",
-                st_ces_val,
-                sum(items, |i| i.state_cess),
-                code::STCESVAL_MISMATCH,
-            ),
+            ("AssVal", "assessable amounts", ass_val, sum(items, |i| i.ass), code::ASSVAL_MISMATCH),
+            ("CgstVal", "CGST amounts", cgst_val, sum(items, |i| i.cgst), code::CGSTVAL_MISMATCH),
+            ("SgstVal", "SGST amounts", sgst_val, sum(items, |i| i.sgst), code::SGSTVAL_MISMATCH),
+            ("IgstVal", "IGST amounts", igst_val, sum(items, |i| i.igst), code::IGSTVAL_MISMATCH),
+            ("CesVal", "cess amounts", ces_val, sum(items, |i| i.cess), code::CESVAL_MISMATCH),
+            ("StCesVal", "state cess amounts", st_ces_val, sum(items, |i| i.state_cess), code::STCESVAL_MISMATCH),
         ];
         for (key, what, given, expected, c) in sums {
             if let (Some(g), Some(e)) = (given, expected) {
@@ -1390,11 +1264,7 @@ impl Ctx<'_> {
                     self.p.push(
                         join(B, key),
                         c,
-                        format!(
-                            "{B}.{key} is {} but the items' {what} add up to {}.",
-                            money(g),
-                            money(e)
-                        ),
+                        format!("{B}.{key} is {} but the items' {what} add up to {}.", money(g), money(e)),
                     );
                 }
             }
@@ -1433,9 +1303,7 @@ impl Ctx<'_> {
                 self.p.push(
                     join(B, "CntCode"),
                     code::INVALID_COUNTRY_CODE,
-                    format!(
-                        "Country code '{c}' must be a two-letter country code such as US or DE."
-                    ),
+                    format!("Country code '{c}' must be a two-letter country code such as US or DE."),
                 );
             }
         }
@@ -1471,46 +1339,18 @@ mod tests {
 
     // Relative to this file; the main repo keeps the same layout.
     const SAMPLES: &[(&str, &str)] = &[
-        (
-            "b2b-30-items-roundoff",
-            include_str!("../../tests/data/sample-invoices/b2b-30-items-roundoff.json"),
-        ),
-        (
-            "b2b-inter-goods-ewb",
-            include_str!("../../tests/data/sample-invoices/b2b-inter-goods-ewb.json"),
-        ),
-        (
-            "b2b-inter-services",
-            include_str!("../../tests/data/sample-invoices/b2b-inter-services.json"),
-        ),
-        (
-            "b2b-intra-goods",
-            include_str!("../../tests/data/sample-invoices/b2b-intra-goods.json"),
-        ),
-        (
-            "credit-note",
-            include_str!("../../tests/data/sample-invoices/credit-note.json"),
-        ),
-        (
-            "debit-note",
-            include_str!("../../tests/data/sample-invoices/debit-note.json"),
-        ),
-        (
-            "export-with-payment",
-            include_str!("../../tests/data/sample-invoices/export-with-payment.json"),
-        ),
-        (
-            "sez-without-payment",
-            include_str!("../../tests/data/sample-invoices/sez-without-payment.json"),
-        ),
+        ("b2b-30-items-roundoff", include_str!("../../tests/data/sample-invoices/b2b-30-items-roundoff.json")),
+        ("b2b-inter-goods-ewb", include_str!("../../tests/data/sample-invoices/b2b-inter-goods-ewb.json")),
+        ("b2b-inter-services", include_str!("../../tests/data/sample-invoices/b2b-inter-services.json")),
+        ("b2b-intra-goods", include_str!("../../tests/data/sample-invoices/b2b-intra-goods.json")),
+        ("credit-note", include_str!("../../tests/data/sample-invoices/credit-note.json")),
+        ("debit-note", include_str!("../../tests/data/sample-invoices/debit-note.json")),
+        ("export-with-payment", include_str!("../../tests/data/sample-invoices/export-with-payment.json")),
+        ("sez-without-payment", include_str!("../../tests/data/sample-invoices/sez-without-payment.json")),
     ];
 
     fn sample(name: &str) -> Value {
-        let text = SAMPLES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("no sample {name}"))
-            .1;
+        let text = SAMPLES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no sample {name}")).1;
         serde_json::from_str(text).unwrap()
     }
 
@@ -1519,19 +1359,13 @@ mod tests {
     }
 
     fn opts() -> ValidationOptions {
-        ValidationOptions {
-            today: ymd(2025, 4, 15),
-            ..ValidationOptions::default()
-        }
+        ValidationOptions { today: ymd(2025, 4, 15), ..ValidationOptions::default() }
     }
 
     /// Sets the value at a JSON pointer, creating the last key if needed.
     fn set(v: &mut Value, pointer: &str, new: Value) {
         let (parent, key) = pointer.rsplit_once('/').unwrap();
-        match v
-            .pointer_mut(parent)
-            .unwrap_or_else(|| panic!("no {parent}"))
-        {
+        match v.pointer_mut(parent).unwrap_or_else(|| panic!("no {parent}")) {
             Value::Object(m) => {
                 m.insert(key.to_string(), new);
             }
@@ -1542,18 +1376,11 @@ mod tests {
 
     fn del(v: &mut Value, pointer: &str) {
         let (parent, key) = pointer.rsplit_once('/').unwrap();
-        let removed = v
-            .pointer_mut(parent)
-            .and_then(Value::as_object_mut)
-            .and_then(|m| m.shift_remove(key));
+        let removed = v.pointer_mut(parent).and_then(Value::as_object_mut).and_then(|m| m.shift_remove(key));
         assert!(removed.is_some(), "nothing at {pointer}");
     }
 
-    fn problems_with(
-        v: &Value,
-        hint: Option<&str>,
-        o: &ValidationOptions,
-    ) -> Vec<(String, String)> {
+    fn problems_with(v: &Value, hint: Option<&str>, o: &ValidationOptions) -> Vec<(String, String)> {
         let mut got: Vec<(String, String)> = match validate_invoice(v, hint, o) {
             Ok(_) => vec![],
             Err(p) => p.into_iter().map(|p| (p.path, p.code)).collect(),
@@ -1564,17 +1391,9 @@ mod tests {
 
     /// Asserts exactly these (path, code) problems, nothing more.
     #[track_caller]
-    fn expect_with(
-        v: &Value,
-        hint: Option<&str>,
-        o: &ValidationOptions,
-        expected: &[(&str, &str)],
-    ) {
+    fn expect_with(v: &Value, hint: Option<&str>, o: &ValidationOptions, expected: &[(&str, &str)]) {
         let got = problems_with(v, hint, o);
-        let mut want: Vec<(String, String)> = expected
-            .iter()
-            .map(|(p, c)| (p.to_string(), c.to_string()))
-            .collect();
+        let mut want: Vec<(String, String)> = expected.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect();
         want.sort();
         if got != want {
             let detail = match validate_invoice(v, hint, o) {
@@ -1604,8 +1423,7 @@ mod tests {
     fn all_samples_pass() {
         for (name, _) in SAMPLES {
             let v = sample(name);
-            let ok =
-                validate_invoice(&v, None, &opts()).unwrap_or_else(|p| panic!("{name}: {p:#?}"));
+            let ok = validate_invoice(&v, None, &opts()).unwrap_or_else(|p| panic!("{name}: {p:#?}"));
             // Nothing to normalize in the samples: the payload is unchanged.
             assert_eq!(ok.irp_json(), &v, "{name}");
             assert_eq!(ok.key().financial_year.to_string(), "2025-26");
@@ -1643,17 +1461,9 @@ mod tests {
         let (best, _) = items
             .iter()
             .enumerate()
-            .max_by(|a, b| {
-                a.1["AssAmt"]
-                    .as_f64()
-                    .partial_cmp(&b.1["AssAmt"].as_f64())
-                    .unwrap()
-            })
+            .max_by(|a, b| a.1["AssAmt"].as_f64().partial_cmp(&b.1["AssAmt"].as_f64()).unwrap())
             .unwrap();
-        assert_ne!(
-            best, 0,
-            "the test needs the largest line somewhere else than first"
-        );
+        assert_ne!(best, 0, "the test needs the largest line somewhere else than first");
         set(&mut v, &format!("/ItemList/{best}/HsnCd"), json!("8484"));
         let ok = validate_invoice(&v, None, &opts()).unwrap();
         assert_eq!(ok.main_hsn(), "8484");
@@ -1681,11 +1491,7 @@ mod tests {
         set(&mut v, "/ItemList/0/TotAmt", json!("24050"));
         set(&mut v, "/ValDtls/TotInvVal", json!("39441.50"));
         set(&mut v, "/CustomField", json!({"keep": " me "}));
-        set(
-            &mut v,
-            "/SellerDtls/LglNm",
-            json!("  Prakash Engineering Works Pvt Ltd "),
-        );
+        set(&mut v, "/SellerDtls/LglNm", json!("  Prakash Engineering Works Pvt Ltd "));
         let ok = validate_invoice(&v, None, &opts()).unwrap();
         let j = ok.irp_json();
         assert_eq!(j["SellerDtls"]["Pin"], json!(560058));
@@ -1705,17 +1511,11 @@ mod tests {
         assert_eq!(j["ItemList"][0]["AssAmt"], json!(24050.0));
         assert_eq!(j["ItemList"][0]["GstRt"], json!(18));
         assert_eq!(j["ItemList"][0]["Qty"], json!(40));
-        assert!(
-            j["ItemList"][0].get("Discount").is_none(),
-            "blank optional number dropped"
-        );
+        assert!(j["ItemList"][0].get("Discount").is_none(), "blank optional number dropped");
         assert_eq!(j["ValDtls"]["TotInvVal"], json!(39441.5));
         // Unknown fields and free text pass through untouched.
         assert_eq!(j["CustomField"], json!({"keep": " me "}));
-        assert_eq!(
-            j["SellerDtls"]["LglNm"],
-            json!("  Prakash Engineering Works Pvt Ltd ")
-        );
+        assert_eq!(j["SellerDtls"]["LglNm"], json!("  Prakash Engineering Works Pvt Ltd "));
         // The IRN follows the upper-cased number, like NIC's uniqueness check.
         let plain = validate_invoice(&sample("b2b-intra-goods"), None, &opts()).unwrap();
         assert_eq!(ok.key().irn(), plain.key().irn());
@@ -1733,74 +1533,26 @@ mod tests {
 
     #[test]
     fn version() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/Version", json!("1.0")),
-            &[("Version", "UNSUPPORTED_VERSION")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| del(v, "/Version"),
-            &[("Version", "REQUIRED")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/Version", json!(1.1)),
-            &[("Version", "INVALID_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/Version", json!("1.0")), &[("Version", "UNSUPPORTED_VERSION")]);
+        broken("b2b-intra-goods", |v| del(v, "/Version"), &[("Version", "REQUIRED")]);
+        broken("b2b-intra-goods", |v| set(v, "/Version", json!(1.1)), &[("Version", "INVALID_TYPE")]);
     }
 
     #[test]
     fn required_sections() {
-        for s in [
-            "TranDtls",
-            "DocDtls",
-            "SellerDtls",
-            "BuyerDtls",
-            "ItemList",
-            "ValDtls",
-        ] {
-            broken(
-                "b2b-intra-goods",
-                |v| del(v, &format!("/{s}")),
-                &[(s, "REQUIRED")],
-            );
-            broken(
-                "b2b-intra-goods",
-                |v| set(v, &format!("/{s}"), json!(null)),
-                &[(s, "REQUIRED")],
-            );
+        for s in ["TranDtls", "DocDtls", "SellerDtls", "BuyerDtls", "ItemList", "ValDtls"] {
+            broken("b2b-intra-goods", |v| del(v, &format!("/{s}")), &[(s, "REQUIRED")]);
+            broken("b2b-intra-goods", |v| set(v, &format!("/{s}"), json!(null)), &[(s, "REQUIRED")]);
         }
     }
 
     #[test]
     fn section_of_wrong_type() {
-        for s in [
-            "TranDtls",
-            "DocDtls",
-            "SellerDtls",
-            "BuyerDtls",
-            "ItemList",
-            "ValDtls",
-            "ShipDtls",
-            "ExpDtls",
-        ] {
-            broken(
-                "b2b-intra-goods",
-                |v| set(v, &format!("/{s}"), json!("oops")),
-                &[(s, "INVALID_TYPE")],
-            );
+        for s in ["TranDtls", "DocDtls", "SellerDtls", "BuyerDtls", "ItemList", "ValDtls", "ShipDtls", "ExpDtls"] {
+            broken("b2b-intra-goods", |v| set(v, &format!("/{s}"), json!("oops")), &[(s, "INVALID_TYPE")]);
         }
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList", json!({})),
-            &[("ItemList", "INVALID_TYPE")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList/1", json!(42)),
-            &[("ItemList[1]", "INVALID_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ItemList", json!({})), &[("ItemList", "INVALID_TYPE")]);
+        broken("b2b-intra-goods", |v| set(v, "/ItemList/1", json!(42)), &[("ItemList[1]", "INVALID_TYPE")]);
     }
 
     #[test]
@@ -1838,11 +1590,7 @@ mod tests {
         for (ptr, path) in cases {
             broken("b2b-intra-goods", |v| del(v, ptr), &[(path, "REQUIRED")]);
             // Blank text (or a blank numeric string) counts as missing too.
-            broken(
-                "b2b-intra-goods",
-                |v| set(v, ptr, json!("  ")),
-                &[(path, "REQUIRED")],
-            );
+            broken("b2b-intra-goods", |v| set(v, ptr, json!("  ")), &[(path, "REQUIRED")]);
         }
     }
 
@@ -1873,11 +1621,7 @@ mod tests {
             |v| set(v, "/ItemList/0/HsnCd", json!(73079190)),
             &[("ItemList[0].HsnCd", "INVALID_TYPE")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/SellerDtls/Stcd", json!(29)),
-            &[("SellerDtls.Stcd", "INVALID_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/SellerDtls/Stcd", json!(29)), &[("SellerDtls.Stcd", "INVALID_TYPE")]);
         broken(
             "b2b-intra-goods",
             |v| set(v, "/ValDtls/RndOffAmt", json!([0])),
@@ -1901,21 +1645,13 @@ mod tests {
 
     #[test]
     fn text_lengths() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/SellerDtls/LglNm", json!("AB")),
-            &[("SellerDtls.LglNm", "TEXT_LENGTH")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/SellerDtls/LglNm", json!("AB")), &[("SellerDtls.LglNm", "TEXT_LENGTH")]);
         broken(
             "b2b-intra-goods",
             |v| set(v, "/BuyerDtls/Addr1", json!("x".repeat(101))),
             &[("BuyerDtls.Addr1", "TEXT_LENGTH")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/SellerDtls/Ph", json!("123")),
-            &[("SellerDtls.Ph", "TEXT_LENGTH")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/SellerDtls/Ph", json!("123")), &[("SellerDtls.Ph", "TEXT_LENGTH")]);
     }
 
     // ---- transaction ------------------------------------------------------------
@@ -1940,11 +1676,7 @@ mod tests {
 
     #[test]
     fn yes_no_flags() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/TranDtls/RegRev", json!("X")),
-            &[("TranDtls.RegRev", "INVALID_FLAG")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/TranDtls/RegRev", json!("X")), &[("TranDtls.RegRev", "INVALID_FLAG")]);
         broken(
             "b2b-intra-goods",
             |v| set(v, "/TranDtls/IgstOnIntra", json!("yes")),
@@ -1955,11 +1687,7 @@ mod tests {
             |v| set(v, "/ItemList/0/IsServc", json!("G")),
             &[("ItemList[0].IsServc", "INVALID_FLAG")],
         );
-        broken(
-            "export-with-payment",
-            |v| set(v, "/ExpDtls/RefClm", json!("0")),
-            &[("ExpDtls.RefClm", "INVALID_FLAG")],
-        );
+        broken("export-with-payment", |v| set(v, "/ExpDtls/RefClm", json!("0")), &[("ExpDtls.RefClm", "INVALID_FLAG")]);
         // Optional flags may be left out.
         broken(
             "b2b-intra-goods",
@@ -1976,78 +1704,34 @@ mod tests {
 
     #[test]
     fn doc_type() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Typ", json!("BIL")),
-            &[("DocDtls.Typ", "INVALID_DOC_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Typ", json!("BIL")), &[("DocDtls.Typ", "INVALID_DOC_TYPE")]);
     }
 
     #[test]
     fn doc_number() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/No", json!("0001")),
-            &[("DocDtls.No", "DOC_NUMBER_START")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/No", json!("/SMP1")),
-            &[("DocDtls.No", "DOC_NUMBER_START")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/No", json!("-SMP1")),
-            &[("DocDtls.No", "DOC_NUMBER_START")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/No", json!("SMP_0001")),
-            &[("DocDtls.No", "DOC_NUMBER_CHARS")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/No", json!("0001")), &[("DocDtls.No", "DOC_NUMBER_START")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/No", json!("/SMP1")), &[("DocDtls.No", "DOC_NUMBER_START")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/No", json!("-SMP1")), &[("DocDtls.No", "DOC_NUMBER_START")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/No", json!("SMP_0001")), &[("DocDtls.No", "DOC_NUMBER_CHARS")]);
         broken(
             "b2b-intra-goods",
             |v| set(v, "/DocDtls/No", json!("SMP/2025-26/00001")),
             &[("DocDtls.No", "DOC_NUMBER_LENGTH")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/No", json!("SMP/2025-26/0001")),
-            &[],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/No", json!("SMP/2025-26/0001")), &[]);
     }
 
     #[test]
     fn doc_date_format_and_calendar() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("2025-04-01")),
-            &[("DocDtls.Dt", "DATE_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("1/4/2025")),
-            &[("DocDtls.Dt", "DATE_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("31/04/2025")),
-            &[("DocDtls.Dt", "DATE_INVALID")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("2025-04-01")), &[("DocDtls.Dt", "DATE_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("1/4/2025")), &[("DocDtls.Dt", "DATE_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("31/04/2025")), &[("DocDtls.Dt", "DATE_INVALID")]);
     }
 
     #[test]
     fn doc_date_not_in_future() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("16/04/2025")),
-            &[("DocDtls.Dt", "DATE_IN_FUTURE")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("15/04/2025")),
-            &[],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("16/04/2025")), &[("DocDtls.Dt", "DATE_IN_FUTURE")]);
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("15/04/2025")), &[]);
     }
 
     #[test]
@@ -2057,11 +1741,7 @@ mod tests {
             |v| set(v, "/DocDtls/Dt", json!("30/09/2020")),
             &[("DocDtls.Dt", "DATE_BEFORE_EINVOICE_START")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/DocDtls/Dt", json!("01/10/2020")),
-            &[],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/DocDtls/Dt", json!("01/10/2020")), &[]);
     }
 
     #[test]
@@ -2072,12 +1752,7 @@ mod tests {
         o.today = ymd(2025, 5, 1); // exactly 30 days later: still fine
         expect_with(&v, None, &o, &[]);
         o.today = ymd(2025, 5, 2);
-        expect_with(
-            &v,
-            None,
-            &o,
-            &[("DocDtls.Dt", "DATE_OUTSIDE_REPORTING_WINDOW")],
-        );
+        expect_with(&v, None, &o, &[("DocDtls.Dt", "DATE_OUTSIDE_REPORTING_WINDOW")]);
         o.reporting_window_days = None;
         expect_with(&v, None, &o, &[]);
     }
@@ -2118,11 +1793,7 @@ mod tests {
         );
         let mut g = String::from("28AADCT5519H1Z");
         g.push(crate::domain::gstin::check_digit(&g).unwrap());
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/BuyerDtls/Gstin", json!(g)),
-            &[("BuyerDtls.Gstin", "GSTIN_STATE_CODE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/BuyerDtls/Gstin", json!(g)), &[("BuyerDtls.Gstin", "GSTIN_STATE_CODE")]);
     }
 
     #[test]
@@ -2138,11 +1809,7 @@ mod tests {
             &[("TranDtls.EcmGstin", "GSTIN_FORMAT")],
         );
         let ship = json!({"Gstin": "29AADCT5519H1Z5", "LglNm": "Tumkur Auto Components Ltd", "Addr1": "Plant 2", "Loc": "Tumakuru", "Pin": 572106, "Stcd": "29"});
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ShipDtls", ship),
-            &[("ShipDtls.Gstin", "GSTIN_CHECK_DIGIT")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ShipDtls", ship), &[("ShipDtls.Gstin", "GSTIN_CHECK_DIGIT")]);
     }
 
     #[test]
@@ -2153,29 +1820,15 @@ mod tests {
         set(&mut v, "/BuyerDtls/Stcd", json!("36"));
         set(&mut v, "/BuyerDtls/Pos", json!("36"));
         set(&mut v, "/BuyerDtls/Pin", json!(500032));
-        expect(
-            &v,
-            &[
-                ("SellerDtls.Gstin", "GSTIN_CHECK_DIGIT"),
-                ("BuyerDtls.Gstin", "GSTIN_FORMAT"),
-            ],
-        );
-        let o = ValidationOptions {
-            relaxed_gstin_check_digit: true,
-            ..opts()
-        };
+        expect(&v, &[("SellerDtls.Gstin", "GSTIN_CHECK_DIGIT"), ("BuyerDtls.Gstin", "GSTIN_FORMAT")]);
+        let o = ValidationOptions { relaxed_gstin_check_digit: true, ..opts() };
         expect_with(&v, Some("29AWGPV7107B1Z1"), &o, &[]);
     }
 
     #[test]
     fn seller_gstin_must_match_envelope() {
         let v = sample("b2b-intra-goods");
-        expect_with(
-            &v,
-            Some("27AAKFU7303M1ZP"),
-            &opts(),
-            &[("SellerDtls.Gstin", "SELLER_GSTIN_MISMATCH")],
-        );
+        expect_with(&v, Some("27AAKFU7303M1ZP"), &opts(), &[("SellerDtls.Gstin", "SELLER_GSTIN_MISMATCH")]);
         expect_with(&v, Some("29aagcp4821k1z3"), &opts(), &[]);
     }
 
@@ -2219,11 +1872,7 @@ mod tests {
             &[("BuyerDtls.Stcd", "GSTIN_STATE_MISMATCH")],
         );
         // Not for an export buyer, whose address is abroad.
-        broken(
-            "export-with-payment",
-            |v| set(v, "/BuyerDtls/Gstin", json!("33AAFCR6612L1ZA")),
-            &[],
-        );
+        broken("export-with-payment", |v| set(v, "/BuyerDtls/Gstin", json!("33AAFCR6612L1ZA")), &[]);
     }
 
     #[test]
@@ -2256,31 +1905,11 @@ mod tests {
 
     #[test]
     fn pin_format() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/SellerDtls/Pin", json!(56005)),
-            &[("SellerDtls.Pin", "PIN_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/SellerDtls/Pin", json!("056005")),
-            &[("SellerDtls.Pin", "PIN_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/BuyerDtls/Pin", json!(572128.5)),
-            &[("BuyerDtls.Pin", "PIN_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/BuyerDtls/Pin", json!(1_000_000)),
-            &[("BuyerDtls.Pin", "PIN_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/BuyerDtls/Pin", json!("57212A")),
-            &[("BuyerDtls.Pin", "INVALID_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/SellerDtls/Pin", json!(56005)), &[("SellerDtls.Pin", "PIN_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/SellerDtls/Pin", json!("056005")), &[("SellerDtls.Pin", "PIN_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/BuyerDtls/Pin", json!(572128.5)), &[("BuyerDtls.Pin", "PIN_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/BuyerDtls/Pin", json!(1_000_000)), &[("BuyerDtls.Pin", "PIN_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/BuyerDtls/Pin", json!("57212A")), &[("BuyerDtls.Pin", "INVALID_TYPE")]);
     }
 
     #[test]
@@ -2364,11 +1993,7 @@ mod tests {
     #[test]
     fn export_buyer_abroad() {
         // Stcd/Pos 96 and PIN 999999 are how a foreign buyer is written.
-        broken(
-            "export-with-payment",
-            |v| set(v, "/BuyerDtls/Pos", json!("96")),
-            &[],
-        );
+        broken("export-with-payment", |v| set(v, "/BuyerDtls/Pos", json!("96")), &[]);
         broken(
             "export-with-payment",
             |v| set(v, "/ExpDtls/CntCode", json!("DEU")),
@@ -2410,21 +2035,11 @@ mod tests {
 
     #[test]
     fn item_count() {
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList", json!([])),
-            &[("ItemList", "ITEM_COUNT")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ItemList", json!([])), &[("ItemList", "ITEM_COUNT")]);
         let v = sample("b2b-intra-goods");
-        let o = ValidationOptions {
-            max_items: 1,
-            ..opts()
-        };
+        let o = ValidationOptions { max_items: 1, ..opts() };
         expect_with(&v, None, &o, &[("ItemList", "ITEM_COUNT")]);
-        let o = ValidationOptions {
-            max_items: 2,
-            ..opts()
-        };
+        let o = ValidationOptions { max_items: 2, ..opts() };
         expect_with(&v, None, &o, &[]);
     }
 
@@ -2435,16 +2050,8 @@ mod tests {
             |v| set(v, "/ItemList/1/SlNo", json!("1")),
             &[("ItemList[1].SlNo", "DUPLICATE_SLNO")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList/1/SlNo", json!("A2")),
-            &[("ItemList[1].SlNo", "SLNO_FORMAT")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList/1/SlNo", json!(2)),
-            &[("ItemList[1].SlNo", "INVALID_TYPE")],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ItemList/1/SlNo", json!("A2")), &[("ItemList[1].SlNo", "SLNO_FORMAT")]);
+        broken("b2b-intra-goods", |v| set(v, "/ItemList/1/SlNo", json!(2)), &[("ItemList[1].SlNo", "INVALID_TYPE")]);
     }
 
     #[test]
@@ -2457,11 +2064,7 @@ mod tests {
             );
         }
         for good in ["7307", "730791", "73079190"] {
-            broken(
-                "b2b-intra-goods",
-                |v| set(v, "/ItemList/0/HsnCd", json!(good)),
-                &[],
-            );
+            broken("b2b-intra-goods", |v| set(v, "/ItemList/0/HsnCd", json!(good)), &[]);
         }
     }
 
@@ -2481,16 +2084,8 @@ mod tests {
 
     #[test]
     fn goods_need_quantity_and_unit() {
-        broken(
-            "b2b-intra-goods",
-            |v| del(v, "/ItemList/0/Qty"),
-            &[("ItemList[0].Qty", "REQUIRED")],
-        );
-        broken(
-            "b2b-intra-goods",
-            |v| del(v, "/ItemList/0/Unit"),
-            &[("ItemList[0].Unit", "REQUIRED")],
-        );
+        broken("b2b-intra-goods", |v| del(v, "/ItemList/0/Qty"), &[("ItemList[0].Qty", "REQUIRED")]);
+        broken("b2b-intra-goods", |v| del(v, "/ItemList/0/Unit"), &[("ItemList[0].Unit", "REQUIRED")]);
         broken(
             "b2b-intra-goods",
             |v| set(v, "/ItemList/0/Unit", json!("PIECES")),
@@ -2502,11 +2097,7 @@ mod tests {
             |v| set(v, "/ItemList/0/Unit", json!("HRS")),
             &[("ItemList[0].Unit", "INVALID_UNIT")],
         );
-        broken(
-            "b2b-inter-services",
-            |v| set(v, "/ItemList/0/Unit", json!("oth")),
-            &[],
-        );
+        broken("b2b-inter-services", |v| set(v, "/ItemList/0/Unit", json!("oth")), &[]);
     }
 
     #[test]
@@ -2517,18 +2108,12 @@ mod tests {
             &[("ItemList[1].GstRt", "INVALID_GST_RATE")],
         );
         let v = sample("b2b-intra-goods");
-        let o = ValidationOptions {
-            allowed_gst_rates: vec![0.0, 5.0],
-            ..opts()
-        };
+        let o = ValidationOptions { allowed_gst_rates: vec![0.0, 5.0], ..opts() };
         expect_with(
             &v,
             None,
             &o,
-            &[
-                ("ItemList[0].GstRt", "INVALID_GST_RATE"),
-                ("ItemList[1].GstRt", "INVALID_GST_RATE"),
-            ],
+            &[("ItemList[0].GstRt", "INVALID_GST_RATE"), ("ItemList[1].GstRt", "INVALID_GST_RATE")],
         );
         // 40% (GST 2.0) is in the default master.
         broken(
@@ -2551,11 +2136,7 @@ mod tests {
             |v| set(v, "/ItemList/0/Discount", json!(400)),
             &[("ItemList[0].AssAmt", "ASSAMT_MISMATCH")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ItemList/0/Discount", json!(450.05)),
-            &[],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ItemList/0/Discount", json!(450.05)), &[]);
     }
 
     #[test]
@@ -2606,11 +2187,7 @@ mod tests {
             set(v, "/ValDtls/IgstVal", json!(igst));
             set(v, "/ValDtls/TotInvVal", json!(185000.0 + igst));
         };
-        broken(
-            "b2b-inter-services",
-            |v| fix(v, 33000.0),
-            &[("ItemList[0].IgstAmt", "IGST_MISMATCH")],
-        );
+        broken("b2b-inter-services", |v| fix(v, 33000.0), &[("ItemList[0].IgstAmt", "IGST_MISMATCH")]);
         broken("b2b-inter-services", |v| fix(v, 33300.9), &[]);
         // Export with payment must carry the IGST…
         broken(
@@ -2624,11 +2201,7 @@ mod tests {
             &[("ItemList[0].IgstAmt", "IGST_MISMATCH")],
         );
         // …without payment (LUT), an IGST of 0 is not checked against the rate.
-        broken(
-            "sez-without-payment",
-            |v| set(v, "/ItemList/0/GstRt", json!(18)),
-            &[],
-        );
+        broken("sez-without-payment", |v| set(v, "/ItemList/0/GstRt", json!(18)), &[]);
     }
 
     #[test]
@@ -2669,10 +2242,7 @@ mod tests {
                 set(v, "/ValDtls/SgstVal", json!(2843.75));
                 set(v, "/ValDtls/TotInvVal", json!(39112.5));
             },
-            &[
-                ("ItemList[0].CgstAmt", "CGST_MISMATCH"),
-                ("ItemList[0].SgstAmt", "SGST_MISMATCH"),
-            ],
+            &[("ItemList[0].CgstAmt", "CGST_MISMATCH"), ("ItemList[0].SgstAmt", "SGST_MISMATCH")],
         );
         broken(
             "b2b-intra-goods",
@@ -2716,11 +2286,7 @@ mod tests {
             set(v, "/ValDtls/CesVal", json!(amt));
             set(v, "/ValDtls/TotInvVal", json!(39441.5 + amt));
         };
-        broken(
-            "b2b-intra-goods",
-            |v| cess(v, 50.0),
-            &[("ItemList[1].CesAmt", "CESS_MISMATCH")],
-        );
+        broken("b2b-intra-goods", |v| cess(v, 50.0), &[("ItemList[1].CesAmt", "CESS_MISMATCH")]);
         broken("b2b-intra-goods", |v| cess(v, 93.75), &[]);
     }
 
@@ -2789,11 +2355,7 @@ mod tests {
             expect(&v, &[]);
         }
         // An absent total counts as 0.
-        broken(
-            "b2b-intra-goods",
-            |v| del(v, "/ValDtls/CgstVal"),
-            &[("ValDtls.CgstVal", "CGSTVAL_MISMATCH")],
-        );
+        broken("b2b-intra-goods", |v| del(v, "/ValDtls/CgstVal"), &[("ValDtls.CgstVal", "CGSTVAL_MISMATCH")]);
     }
 
     #[test]
@@ -2823,11 +2385,7 @@ mod tests {
             |v| set(v, "/ValDtls/TotInvVal", json!(39446.5)),
             &[("ValDtls.TotInvVal", "TOTINVVAL_MISMATCH")],
         );
-        broken(
-            "b2b-intra-goods",
-            |v| set(v, "/ValDtls/TotInvVal", json!(39442.4)),
-            &[],
-        );
+        broken("b2b-intra-goods", |v| set(v, "/ValDtls/TotInvVal", json!(39442.4)), &[]);
         broken(
             "b2b-intra-goods",
             |v| {
@@ -2838,10 +2396,7 @@ mod tests {
             &[],
         );
         let v = sample("b2b-intra-goods");
-        let o = ValidationOptions {
-            total_tolerance: 0.0,
-            ..opts()
-        };
+        let o = ValidationOptions { total_tolerance: 0.0, ..opts() };
         expect_with(&v, None, &o, &[]);
     }
 
@@ -2893,11 +2448,7 @@ mod tests {
         let mut v = sample("b2b-intra-goods");
         set(&mut v, "/SellerDtls/Pin", json!(400001));
         let p = validate_invoice(&v, None, &opts()).unwrap_err();
-        assert!(
-            p[0].message.contains("400001") && p[0].message.contains("Karnataka"),
-            "{}",
-            p[0].message
-        );
+        assert!(p[0].message.contains("400001") && p[0].message.contains("Karnataka"), "{}", p[0].message);
     }
 
     // ---- cancel ------------------------------------------------------------------
@@ -2910,22 +2461,13 @@ mod tests {
         assert!(validate_cancel("1", "").is_empty());
         assert!(validate_cancel("1", &"é".repeat(100)).is_empty());
         let codes = |r: &str, m: &str| -> Vec<(String, String)> {
-            validate_cancel(r, m)
-                .into_iter()
-                .map(|p| (p.path, p.code))
-                .collect()
+            validate_cancel(r, m).into_iter().map(|p| (p.path, p.code)).collect()
         };
-        assert_eq!(
-            codes("5", "x"),
-            vec![("reason".into(), "INVALID_CANCEL_REASON".into())]
-        );
+        assert_eq!(codes("5", "x"), vec![("reason".into(), "INVALID_CANCEL_REASON".into())]);
         assert_eq!(codes("", "x"), vec![("reason".into(), "REQUIRED".into())]);
         assert_eq!(
             codes("0", &"x".repeat(101)),
-            vec![
-                ("reason".into(), "INVALID_CANCEL_REASON".into()),
-                ("remark".into(), "REMARK_TOO_LONG".into())
-            ]
+            vec![("reason".into(), "INVALID_CANCEL_REASON".into()), ("remark".into(), "REMARK_TOO_LONG".into())]
         );
     }
 
@@ -3033,11 +2575,7 @@ mod tests {
 
     fn run_all_modes(v: &Value) {
         for relaxed in [false, true] {
-            let o = ValidationOptions {
-                relaxed_gstin_check_digit: relaxed,
-                reporting_window_days: Some(30),
-                ..opts()
-            };
+            let o = ValidationOptions { relaxed_gstin_check_digit: relaxed, reporting_window_days: Some(30), ..opts() };
             match validate_invoice(v, Some("29AAGCP4821K1Z3"), &o) {
                 Ok(ok) => {
                     // Whatever passed must still pass after normalization (idempotent).

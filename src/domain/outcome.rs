@@ -65,8 +65,7 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         // enabled: nothing the document can fix, and retrying risks a NIC block.
         (
             _,
-            "1007" | "1008" | "1010" | "1013" | "1014" | "1015" | "1016" | "1017" | "1019" | "3000"
-            | "3026" | "2300",
+            "1007" | "1008" | "1010" | "1013" | "1014" | "1015" | "1016" | "1017" | "1019" | "3000" | "3026" | "2300",
         ) => Class::Configuration,
         _ => Class::Rejection,
     }
@@ -88,44 +87,17 @@ mod tests {
 
     #[test]
     fn table_rows() {
-        assert_eq!(
-            classify(Operation::Generate, "2150", false),
-            Class::DuplicateIrn
-        );
+        assert_eq!(classify(Operation::Generate, "2150", false), Class::DuplicateIrn);
         assert_eq!(classify(Operation::Cancel, "2150", false), Class::Rejection);
-        assert_eq!(
-            classify(Operation::Cancel, "9999", false),
-            Class::AlreadyCancelled
-        );
+        assert_eq!(classify(Operation::Cancel, "9999", false), Class::AlreadyCancelled);
         assert_eq!(classify(Operation::Generate, "1005", false), Class::Reauth);
-        assert_eq!(
-            classify(Operation::Generate, "5002", false),
-            Class::Transient
-        );
-        assert_eq!(
-            classify(Operation::Generate, "5002", true),
-            Class::Rejection
-        );
-        assert_eq!(
-            classify(Operation::Generate, "GSPGSTDOWN", false),
-            Class::Transient
-        );
-        assert_eq!(
-            classify(Operation::Auth, "1013", false),
-            Class::Configuration
-        );
-        assert_eq!(
-            classify(Operation::GetByDoc, "2154", false),
-            Class::NotFound
-        );
-        assert_eq!(
-            classify(Operation::Generate, "3029", false),
-            Class::SyncGstinThenRetry
-        );
-        assert_eq!(
-            classify(Operation::Generate, "2176", false),
-            Class::Rejection
-        );
+        assert_eq!(classify(Operation::Generate, "5002", false), Class::Transient);
+        assert_eq!(classify(Operation::Generate, "5002", true), Class::Rejection);
+        assert_eq!(classify(Operation::Generate, "GSPGSTDOWN", false), Class::Transient);
+        assert_eq!(classify(Operation::Auth, "1013", false), Class::Configuration);
+        assert_eq!(classify(Operation::GetByDoc, "2154", false), Class::NotFound);
+        assert_eq!(classify(Operation::Generate, "3029", false), Class::SyncGstinThenRetry);
+        assert_eq!(classify(Operation::Generate, "2176", false), Class::Rejection);
         assert!(http_status_is_transient(503) && http_status_is_transient(429));
         assert!(!http_status_is_transient(400));
     }

@@ -30,11 +30,7 @@ pub struct Problem {
 impl Problem {
     /// Builds a problem; `code` should be one of the [`code`] constants.
     pub fn new(path: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            code: code.to_string(),
-            message: message.into(),
-        }
+        Problem { path: path.into(), code: code.to_string(), message: message.into() }
     }
 }
 
@@ -260,10 +256,7 @@ mod tests {
     fn problem_serializes_with_plain_field_names() {
         let p = Problem::new("ItemList[0].HsnCd", code::HSN_FORMAT, "bad");
         let j = serde_json::to_value(&p).unwrap();
-        assert_eq!(
-            j,
-            serde_json::json!({"path": "ItemList[0].HsnCd", "code": "HSN_FORMAT", "message": "bad"})
-        );
+        assert_eq!(j, serde_json::json!({"path": "ItemList[0].HsnCd", "code": "HSN_FORMAT", "message": "bad"}));
         assert_eq!(p.to_string(), "ItemList[0].HsnCd: [HSN_FORMAT] bad");
     }
 }

@@ -2,9 +2,7 @@
 use serde_json::Value;
 
 use crate::domain::event::ErrorItem;
-use crate::domain::outcome::{
-    classify, http_status_is_configuration, http_status_is_transient, Class, Operation,
-};
+use crate::domain::outcome::{classify, http_status_is_configuration, http_status_is_transient, Class, Operation};
 
 /// One error as the IRP reports it (`ErrorCode`/`ErrorMessage`).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,10 +23,7 @@ pub enum IrpError {
     Http { status: u16, body: String },
     /// The IRP answered with application errors.
     #[error("the IRP refused the request: {}", fmt_messages(.errors))]
-    Api {
-        errors: Vec<IrpMessage>,
-        info: Vec<Value>,
-    },
+    Api { errors: Vec<IrpMessage>, info: Vec<Value> },
     /// The answer could not be understood (malformed 200, bad crypto, missing fields).
     #[error("the IRP's answer could not be read: {0}")]
     Protocol(String),
@@ -38,10 +33,7 @@ pub enum IrpError {
 }
 
 fn fmt_messages(m: &[IrpMessage]) -> String {
-    m.iter()
-        .map(|m| format!("{} {}", m.code, m.message))
-        .collect::<Vec<_>>()
-        .join("; ")
+    m.iter().map(|m| format!("{} {}", m.code, m.message)).collect::<Vec<_>>().join("; ")
 }
 
 /// Class priority when one answer carries several codes: the most actionable wins.
@@ -63,20 +55,13 @@ impl IrpError {
         match self {
             IrpError::Connect(_) | IrpError::Timeout(_) | IrpError::Protocol(_) => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_transient(*status) => Class::Transient,
-            IrpError::Http { status, .. } if http_status_is_configuration(*status) => {
-                Class::Configuration
-            }
+            IrpError::Http { status, .. } if http_status_is_configuration(*status) => Class::Configuration,
             IrpError::Http { .. } => Class::Rejection,
             IrpError::Config(_) => Class::Configuration,
             IrpError::Api { errors, .. } => {
-                let classes: Vec<Class> = errors
-                    .iter()
-                    .map(|e| classify(op, &e.code, names_a_field(&e.message)))
-                    .collect();
-                PRIORITY
-                    .into_iter()
-                    .find(|c| classes.contains(c))
-                    .unwrap_or(Class::Rejection)
+                let classes: Vec<Class> =
+                    errors.iter().map(|e| classify(op, &e.code, names_a_field(&e.message))).collect();
+                PRIORITY.into_iter().find(|c| classes.contains(c)).unwrap_or(Class::Rejection)
             }
         }
     }
@@ -99,11 +84,7 @@ impl IrpError {
         match self {
             IrpError::Api { info, .. } => info
                 .iter()
-                .find(|i| {
-                    i.get("InfCd")
-                        .and_then(Value::as_str)
-                        .is_some_and(|c| c.eq_ignore_ascii_case("DUPIRN"))
-                })
+                .find(|i| i.get("InfCd").and_then(Value::as_str).is_some_and(|c| c.eq_ignore_ascii_case("DUPIRN")))
                 .and_then(|i| i.get("Desc")),
             _ => None,
         }
@@ -112,28 +93,18 @@ impl IrpError {
     /// The failure as event error items: IRP codes verbatim, transport failures with our code.
     pub fn to_error_items(&self) -> Vec<ErrorItem> {
         match self {
-            IrpError::Api { errors, .. } => errors
-                .iter()
-                .map(|e| ErrorItem::irp(&e.code, &e.message))
-                .collect(),
+            IrpError::Api { errors, .. } => errors.iter().map(|e| ErrorItem::irp(&e.code, &e.message)).collect(),
             IrpError::Http { status, body } => {
                 vec![ErrorItem::irp(
                     format!("HTTP_{status}"),
                     format!("the IRP answered HTTP {status}: {}", truncate(body, 300)),
                 )]
             }
-            IrpError::Connect(m) => vec![ErrorItem::irp(
-                "CONNECT",
-                format!("could not connect to the IRP: {m}"),
-            )],
-            IrpError::Timeout(m) => vec![ErrorItem::irp(
-                "TIMEOUT",
-                format!("the IRP did not answer in time: {m}"),
-            )],
-            IrpError::Protocol(m) => vec![ErrorItem::irp(
-                "BAD_RESPONSE",
-                format!("the IRP's answer could not be read: {m}"),
-            )],
+            IrpError::Connect(m) => vec![ErrorItem::irp("CONNECT", format!("could not connect to the IRP: {m}"))],
+            IrpError::Timeout(m) => vec![ErrorItem::irp("TIMEOUT", format!("the IRP did not answer in time: {m}"))],
+            IrpError::Protocol(m) => {
+                vec![ErrorItem::irp("BAD_RESPONSE", format!("the IRP's answer could not be read: {m}"))]
+            }
             IrpError::Config(m) => vec![ErrorItem::worker("CONFIGURATION", m.clone())],
         }
     }
@@ -150,11 +121,7 @@ fn truncate(s: &str, n: usize) -> String {
 /// 5002 is "try again" unless its message names a schema field (then it is a data error).
 fn names_a_field(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    [
-        "itemlist", "dtls", "gstin", "hsn", "schema", "json", "value", "field",
-    ]
-    .iter()
-    .any(|k| m.contains(k))
+    ["itemlist", "dtls", "gstin", "hsn", "schema", "json", "value", "field"].iter().any(|k| m.contains(k))
 }
 
 /// Map a reqwest failure onto connect (safe to resend) versus timeout (may have reached).
@@ -197,10 +164,7 @@ pub fn parse_error_list(v: &Value) -> Vec<IrpMessage> {
                     }
                 }
             }
-            vec![IrpMessage {
-                code: String::new(),
-                message: s.clone(),
-            }]
+            vec![IrpMessage { code: String::new(), message: s.clone() }]
         }
         Value::Object(_) => parse_error_list(&Value::Array(vec![v.clone()])),
         _ => Vec::new(),
@@ -209,14 +173,11 @@ pub fn parse_error_list(v: &Value) -> Vec<IrpMessage> {
 
 /// Case-insensitive string (or number) field.
 pub fn get_ci(v: &Value, key: &str) -> Option<String> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .and_then(|(_, v)| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        })
+    v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).and_then(|(_, v)| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -232,30 +193,17 @@ mod tests {
         assert_eq!(parse_error_list(&s)[0].code, "1005");
         use base64::Engine;
         let b = base64::engine::general_purpose::STANDARD.encode(arr.to_string());
-        assert_eq!(
-            parse_error_list(&Value::String(b))[0].message,
-            "Duplicate IRN"
-        );
+        assert_eq!(parse_error_list(&Value::String(b))[0].message, "Duplicate IRN");
     }
 
     #[test]
     fn classes() {
         let e = IrpError::Api {
-            errors: vec![IrpMessage {
-                code: "2150".into(),
-                message: "Duplicate IRN".into(),
-            }],
+            errors: vec![IrpMessage { code: "2150".into(), message: "Duplicate IRN".into() }],
             info: vec![],
         };
         assert_eq!(e.class(Operation::Generate), Class::DuplicateIrn);
-        assert_eq!(
-            IrpError::Http {
-                status: 503,
-                body: String::new()
-            }
-            .class(Operation::Generate),
-            Class::Transient
-        );
+        assert_eq!(IrpError::Http { status: 503, body: String::new() }.class(Operation::Generate), Class::Transient);
         assert!(IrpError::Timeout("x".into()).may_have_reached_irp());
         assert!(!IrpError::Connect("x".into()).may_have_reached_irp());
     }

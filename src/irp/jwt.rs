@@ -26,9 +26,7 @@ use sha2::Sha256;
 /// base64url without padding on output. On input, padding is accepted whether present or not.
 const B64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// The three layers of a NIC JWT, each already parsed.
@@ -75,9 +73,7 @@ pub enum JwtError {
     #[error("JWT \"data\" claim is not valid JSON ({0}); the IRP response is corrupt")]
     DataJson(#[source] serde_json::Error),
     /// `alg` is not RS256. Rejecting it prevents algorithm-confusion attacks (`none`, HS256).
-    #[error(
-        "unsupported JWT alg {0:?}: NIC signs with RS256, so the token is forged or not from NIC"
-    )]
+    #[error("unsupported JWT alg {0:?}: NIC signs with RS256, so the token is forged or not from NIC")]
     UnsupportedAlg(String),
     /// The signature does not verify.
     #[error(
@@ -102,15 +98,10 @@ pub fn verify(jwt: &str, public_key: &RsaPublicKey) -> Result<SignedPayload, Jwt
     let payload = decode_parts(&parts)?;
     match payload.header.get("alg").and_then(Value::as_str) {
         Some("RS256") => {}
-        other => {
-            return Err(JwtError::UnsupportedAlg(
-                other.unwrap_or("<missing>").to_owned(),
-            ))
-        }
+        other => return Err(JwtError::UnsupportedAlg(other.unwrap_or("<missing>").to_owned())),
     }
     let sig_bytes = b64url("signature", parts[2])?;
-    let signature =
-        Signature::try_from(sig_bytes.as_slice()).map_err(|_| JwtError::BadSignature)?;
+    let signature = Signature::try_from(sig_bytes.as_slice()).map_err(|_| JwtError::BadSignature)?;
     let signing_input_len = parts[0].len() + 1 + parts[1].len();
     let signing_input = &jwt.trim()[..signing_input_len];
     VerifyingKey::<Sha256>::new(public_key.clone())
@@ -131,11 +122,7 @@ pub fn sign(data: &Value, private_key: &RsaPrivateKey, kid: &str) -> String {
     // Keys are in alphabetical order, so the output is the same with or without serde_json's `preserve_order`.
     let header = serde_json::json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
     let claims = serde_json::json!({"data": data.to_string(), "iss": "NIC"});
-    let signing_input = format!(
-        "{}.{}",
-        B64URL.encode(header.to_string()),
-        B64URL.encode(claims.to_string())
-    );
+    let signing_input = format!("{}.{}", B64URL.encode(header.to_string()), B64URL.encode(claims.to_string()));
     let signature = SigningKey::<Sha256>::new(private_key.clone()).sign(signing_input.as_bytes());
     format!("{signing_input}.{}", B64URL.encode(signature.to_bytes()))
 }
@@ -154,30 +141,18 @@ fn decode_parts(parts: &[&str; 3]) -> Result<SignedPayload, JwtError> {
         Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
         _ => return Err(JwtError::MissingData),
     };
-    Ok(SignedPayload {
-        header,
-        claims,
-        data,
-    })
+    Ok(SignedPayload { header, claims, data })
 }
 
 fn b64url(part: &'static str, s: &str) -> Result<Vec<u8>, JwtError> {
-    B64URL
-        .decode(s)
-        .map_err(|source| JwtError::Base64 { part, source })
+    B64URL.decode(s).map_err(|source| JwtError::Base64 { part, source })
 }
 
 fn json_object(part: &'static str, bytes: &[u8]) -> Result<Value, JwtError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(JwtError::Json {
-            part,
-            detail: "not an object".into(),
-        }),
-        Err(e) => Err(JwtError::Json {
-            part,
-            detail: e.to_string(),
-        }),
+        Ok(_) => Err(JwtError::Json { part, detail: "not an object".into() }),
+        Err(e) => Err(JwtError::Json { part, detail: e.to_string() }),
     }
 }
 
@@ -236,10 +211,7 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
         assert!(!jwt.contains('='), "base64url without padding");
         let payload = verify(&jwt, public).unwrap();
         assert_eq!(payload.data, data);
-        assert_eq!(
-            payload.header,
-            serde_json::json!({"alg": "RS256", "kid": "KID123", "typ": "JWT"})
-        );
+        assert_eq!(payload.header, serde_json::json!({"alg": "RS256", "kid": "KID123", "typ": "JWT"}));
         assert_eq!(payload.claims["iss"], "NIC");
         assert!(payload.claims["data"].is_string());
         assert_eq!(decode_unverified(&jwt).unwrap(), payload);
@@ -273,27 +245,17 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
 
         let mut evil = qr_data();
         evil["TotInvVal"] = serde_json::json!(1.0);
-        let forged_claims =
-            B64URL.encode(serde_json::json!({"data": evil.to_string(), "iss": "NIC"}).to_string());
+        let forged_claims = B64URL.encode(serde_json::json!({"data": evil.to_string(), "iss": "NIC"}).to_string());
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
-        assert!(matches!(
-            verify(&forged, public),
-            Err(JwtError::BadSignature)
-        ));
+        assert!(matches!(verify(&forged, public), Err(JwtError::BadSignature)));
 
         let mut sig = B64URL.decode(parts[2]).unwrap();
         sig[10] ^= 0x01;
         let bad_sig = format!("{}.{}.{}", parts[0], parts[1], B64URL.encode(sig));
-        assert!(matches!(
-            verify(&bad_sig, public),
-            Err(JwtError::BadSignature)
-        ));
+        assert!(matches!(verify(&bad_sig, public), Err(JwtError::BadSignature)));
 
         let short_sig = format!("{}.{}.{}", parts[0], parts[1], "AAAA");
-        assert!(matches!(
-            verify(&short_sig, public),
-            Err(JwtError::BadSignature)
-        ));
+        assert!(matches!(verify(&short_sig, public), Err(JwtError::BadSignature)));
 
         let none_header = B64URL.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let alg_none = format!("{}.{}.", none_header, parts[1]);
@@ -324,26 +286,11 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
         for case in &cases {
             assert!(verify(case, public).is_err(), "{case:?} verified");
         }
-        assert!(matches!(
-            decode_unverified("a.b"),
-            Err(JwtError::Malformed(2))
-        ));
-        assert!(matches!(
-            decode_unverified(&cases[8]),
-            Err(JwtError::DataJson(_))
-        ));
-        assert!(matches!(
-            decode_unverified(&cases[7]),
-            Err(JwtError::MissingData)
-        ));
+        assert!(matches!(decode_unverified("a.b"), Err(JwtError::Malformed(2))));
+        assert!(matches!(decode_unverified(&cases[8]), Err(JwtError::DataJson(_))));
+        assert!(matches!(decode_unverified(&cases[7]), Err(JwtError::MissingData)));
         // A signature that is not base64url only matters once we verify.
         assert!(decode_unverified(&cases[10]).is_ok());
-        assert!(matches!(
-            verify(&cases[10], public),
-            Err(JwtError::Base64 {
-                part: "signature",
-                ..
-            })
-        ));
+        assert!(matches!(verify(&cases[10], public), Err(JwtError::Base64 { part: "signature", .. })));
     }
 }

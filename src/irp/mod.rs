@@ -32,13 +32,7 @@ pub trait IrpProvider: Send + Sync {
     async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError>;
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError>;
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError>;
-    async fn cancel(
-        &self,
-        s: &Session,
-        irn: &str,
-        reason: CancelReason,
-        remark: &str,
-    ) -> Result<CancelData, IrpError>;
+    async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError>;
     async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;
     /// Ask the IRP to refresh its copy of a GSTIN from the GST common portal (3028/3029).
     async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;

@@ -72,19 +72,13 @@ fn load_public_key(
     let pem = pem.filter(|p| !p.trim().is_empty());
     let file = file.filter(|p| !p.trim().is_empty());
     if let Some(pem) = pem {
-        return nic_crypto::parse_public_key_pem(pem)
-            .map(Some)
-            .map_err(|e| {
-                IrpError::Config(format!(
-                    "GSTIN {gstin}: `gstins.{gstin}.{pem_key}` is not a usable RSA public key: {e}"
-                ))
-            });
+        return nic_crypto::parse_public_key_pem(pem).map(Some).map_err(|e| {
+            IrpError::Config(format!("GSTIN {gstin}: `gstins.{gstin}.{pem_key}` is not a usable RSA public key: {e}"))
+        });
     }
     let Some(path) = file else { return Ok(None) };
     let text = std::fs::read_to_string(path).map_err(|e| {
-        IrpError::Config(format!(
-            "GSTIN {gstin}: cannot read `gstins.{gstin}.{file_key}` '{path}': {e}"
-        ))
+        IrpError::Config(format!("GSTIN {gstin}: cannot read `gstins.{gstin}.{file_key}` '{path}': {e}"))
     })?;
     nic_crypto::parse_public_key_pem(&text).map(Some).map_err(|e| {
         IrpError::Config(format!(
@@ -181,19 +175,13 @@ impl Nic {
     async fn post(&self, s: &Session, path: &str, body: &Value) -> Result<Value, IrpError> {
         let sek = self.sek(s)?;
         let data = nic_crypto::encrypt_json_b64(sek.expose(), body);
-        let v = self
-            .send(
-                self.request(Method::POST, path, s)
-                    .json(&json!({ "Data": data })),
-            )
-            .await?;
+        let v = self.send(self.request(Method::POST, path, s).json(&json!({ "Data": data }))).await?;
         open_response(sek, &v)
     }
 
     /// An IRN answer, with its signatures checked when a signing key is configured.
     fn irn_data(&self, v: Value) -> Result<IrnData, IrpError> {
-        let d = IrnData::from_json(&v)
-            .ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))?;
+        let d = IrnData::from_json(&v).ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))?;
         self.verify_signatures(&d)?;
         Ok(d)
     }
@@ -204,10 +192,7 @@ impl Nic {
         let Some(key) = &self.signing_key else {
             return Ok(());
         };
-        for (name, token) in [
-            ("SignedInvoice", &d.signed_invoice),
-            ("SignedQRCode", &d.signed_qr_code),
-        ] {
+        for (name, token) in [("SignedInvoice", &d.signed_invoice), ("SignedQRCode", &d.signed_qr_code)] {
             let Some(token) = token else { continue };
             let payload = jwt::verify(token, key).map_err(|e| {
                 IrpError::Protocol(format!(
@@ -230,10 +215,7 @@ impl Nic {
 
 /// A top-level field, by case-insensitive name.
 fn ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
+    v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
 
 /// `Status` as NIC sends it: 1 or 0, as a number or a string.
@@ -264,12 +246,8 @@ pub fn parse_info(v: Option<&Value>) -> Vec<Value> {
             .ok()
             .and_then(from_json)
             .or_else(|| {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .ok()?;
-                serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .and_then(from_json)
+                let bytes = base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()?;
+                serde_json::from_slice::<Value>(&bytes).ok().and_then(from_json)
             })
             .unwrap_or_else(|| vec![Value::String(s.clone())]),
         Some(other) => vec![other.clone()],
@@ -281,9 +259,7 @@ fn refusal(v: &Value) -> IrpError {
     let errors: Vec<IrpMessage> = parse_error_list(ci(v, "ErrorDetails").unwrap_or(&Value::Null));
     let info = parse_info(ci(v, "InfoDtls"));
     if errors.is_empty() {
-        let status = ci(v, "Status")
-            .map(Value::to_string)
-            .unwrap_or_else(|| "missing".into());
+        let status = ci(v, "Status").map(Value::to_string).unwrap_or_else(|| "missing".into());
         return IrpError::Protocol(format!("Status {status} without ErrorDetails"));
     }
     IrpError::Api { errors, info }
@@ -302,13 +278,9 @@ pub fn open_response(sek: &Sek, v: &Value) -> Result<Value, IrpError> {
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(Value::Null),
         Some(Value::String(s)) => {
             let opt = |k: &str| ci(v, k).and_then(Value::as_str);
-            nic_crypto::decrypt_response_data(sek.expose(), s, opt("Rek"), opt("Hmac")).map_err(
-                |e| {
-                    IrpError::Protocol(format!(
-                        "could not decrypt the answer's Data with the session key: {e}"
-                    ))
-                },
-            )?
+            nic_crypto::decrypt_response_data(sek.expose(), s, opt("Rek"), opt("Hmac")).map_err(|e| {
+                IrpError::Protocol(format!("could not decrypt the answer's Data with the session key: {e}"))
+            })?
         }
         Some(other) => {
             return Err(IrpError::Protocol(format!(
@@ -338,9 +310,7 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 fn crypto_config(gstin: &str, e: CryptoError) -> IrpError {
-    IrpError::Config(format!(
-        "GSTIN {gstin}: cannot encrypt the auth request with the configured IRP public key: {e}"
-    ))
+    IrpError::Config(format!("GSTIN {gstin}: cannot encrypt the auth request with the configured IRP public key: {e}"))
 }
 
 #[async_trait]
@@ -377,21 +347,11 @@ impl IrpProvider for Nic {
             Some(d) => d.clone(),
             None => Value::Null,
         };
-        let text = |k: &str| {
-            ci(&data, k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_string)
-        };
-        let token = text("AuthToken")
-            .ok_or_else(|| IrpError::Protocol("auth answer has no AuthToken".into()))?;
-        let sek_b64 =
-            text("Sek").ok_or_else(|| IrpError::Protocol("auth answer has no Sek".into()))?;
-        let sek = nic_crypto::decrypt_sek(&app_key, &sek_b64).map_err(|e| {
-            IrpError::Protocol(format!(
-                "could not decrypt Sek with this auth call's AppKey: {e}"
-            ))
-        })?;
+        let text = |k: &str| ci(&data, k).and_then(Value::as_str).filter(|s| !s.trim().is_empty()).map(str::to_string);
+        let token = text("AuthToken").ok_or_else(|| IrpError::Protocol("auth answer has no AuthToken".into()))?;
+        let sek_b64 = text("Sek").ok_or_else(|| IrpError::Protocol("auth answer has no Sek".into()))?;
+        let sek = nic_crypto::decrypt_sek(&app_key, &sek_b64)
+            .map_err(|e| IrpError::Protocol(format!("could not decrypt Sek with this auth call's AppKey: {e}")))?;
         let now = Utc::now();
         let expires_at = match text("TokenExpiry").as_deref().and_then(parse_ist) {
             Some(t) => t,
@@ -405,12 +365,7 @@ impl IrpProvider for Nic {
                 now + life
             }
         };
-        Ok(Session {
-            token: SecretString::from(token),
-            sek: Some(Sek::new(sek)),
-            expires_at,
-            obtained_at: now,
-        })
+        Ok(Session { token: SecretString::from(token), sek: Some(Sek::new(sek)), expires_at, obtained_at: now })
     }
 
     async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
@@ -418,13 +373,7 @@ impl IrpProvider for Nic {
     }
 
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {
-        self.irn_data(
-            self.get(
-                s,
-                &format!("/eicore/v1.03/Invoice/irn/{}", path_segment(irn)),
-            )
-            .await?,
-        )
+        self.irn_data(self.get(s, &format!("/eicore/v1.03/Invoice/irn/{}", path_segment(irn))).await?)
     }
 
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError> {
@@ -438,50 +387,26 @@ impl IrpProvider for Nic {
         self.irn_data(self.get(s, &path).await?)
     }
 
-    async fn cancel(
-        &self,
-        s: &Session,
-        irn: &str,
-        reason: CancelReason,
-        remark: &str,
-    ) -> Result<CancelData, IrpError> {
+    async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError> {
         let body = json!({"Irn": irn, "CnlRsn": reason.code(), "CnlRem": remark});
         let v = self.post(s, CANCEL_PATH, &body).await?;
-        CancelData::from_json(&v)
-            .ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
+        CancelData::from_json(&v).ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
     }
 
     async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.get(
-            s,
-            &format!("/eivital/v1.04/Master/gstin/{}", path_segment(gstin)),
-        )
-        .await
+        self.get(s, &format!("/eivital/v1.04/Master/gstin/{}", path_segment(gstin))).await
     }
 
     async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.get(
-            s,
-            &format!("/eivital/v1.04/Master/syncgstin/{}", path_segment(gstin)),
-        )
-        .await
+        self.get(s, &format!("/eivital/v1.04/Master/syncgstin/{}", path_segment(gstin))).await
     }
 
     async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError> {
-        self.get(
-            s,
-            &format!("/eiewb/v1.03/ewaybill/irn/{}", path_segment(irn)),
-        )
-        .await
+        self.get(s, &format!("/eiewb/v1.03/ewaybill/irn/{}", path_segment(irn))).await
     }
 
     async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError> {
-        let v = self
-            .get(
-                s,
-                &format!("/eicore/v1.03/Invoice/rejectedirns?date={date}"),
-            )
-            .await?;
+        let v = self.get(s, &format!("/eicore/v1.03/Invoice/rejectedirns?date={date}")).await?;
         Ok(match v {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
@@ -513,16 +438,12 @@ impl IrpProvider for Nic {
 /// Percent-encode anything outside the unreserved set in a path segment (IRNs and GSTINs are
 /// alphanumeric, so this only guards against surprises).
 fn path_segment(s: &str) -> String {
-    encode(s, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-    })
+    encode(s, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
 /// Percent-encode a query value, keeping `/` (legal in a query, and how NIC's samples send dates).
 fn query_value(s: &str) -> String {
-    encode(s, |b| {
-        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')
-    })
+    encode(s, |b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/'))
 }
 
 fn encode(s: &str, keep: impl Fn(u8) -> bool) -> String {
@@ -571,17 +492,12 @@ mod tests {
     }
 
     fn today() -> String {
-        Utc::now()
-            .with_timezone(&chrono_tz::Asia::Kolkata)
-            .format("%d/%m/%Y")
-            .to_string()
+        Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).format("%d/%m/%Y").to_string()
     }
 
     fn invoice(no: &str) -> Value {
-        let mut v: Value = serde_json::from_str(include_str!(
-            "../../tests/data/sample-invoices/b2b-intra-goods.json"
-        ))
-        .unwrap();
+        let mut v: Value =
+            serde_json::from_str(include_str!("../../tests/data/sample-invoices/b2b-intra-goods.json")).unwrap();
         v["DocDtls"]["Dt"] = json!(today());
         v["DocDtls"]["No"] = json!(no);
         v
@@ -610,10 +526,7 @@ mod tests {
         let s = nic.authenticate(false).await.unwrap();
         assert!(s.sek.is_some());
         let life = s.expires_at - Utc::now();
-        assert!(
-            life > chrono::Duration::minutes(58) && life <= chrono::Duration::minutes(60),
-            "IST parsed: {life}"
-        );
+        assert!(life > chrono::Duration::minutes(58) && life <= chrono::Duration::minutes(60), "IST parsed: {life}");
 
         // Same token (and SEK) again within its life, although each call uses a new AppKey.
         let again = nic.authenticate(false).await.unwrap();
@@ -629,16 +542,10 @@ mod tests {
         let dup = nic.generate(&s, &invoice("NIC/0001")).await.unwrap_err();
         assert!(dup.has_code("2150"), "{dup:?}");
         assert_eq!(dup.duplicate_info().unwrap()["Irn"], json!(d.irn));
-        assert_eq!(
-            dup.class(crate::domain::outcome::Operation::Generate),
-            crate::domain::outcome::Class::DuplicateIrn
-        );
+        assert_eq!(dup.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::DuplicateIrn);
 
         let by_irn = nic.get_by_irn(&s, &d.irn).await.unwrap();
-        assert_eq!(
-            (by_irn.irn.as_str(), by_irn.ack_no.as_str()),
-            (d.irn.as_str(), d.ack_no.as_str())
-        );
+        assert_eq!((by_irn.irn.as_str(), by_irn.ack_no.as_str()), (d.irn.as_str(), d.ack_no.as_str()));
         let by_doc = nic.get_by_doc(&s, &doc("NIC/0001")).await.unwrap();
         assert_eq!(by_doc.irn, d.irn);
         let missing = nic.get_by_doc(&s, &doc("NIC/9999")).await.unwrap_err();
@@ -654,29 +561,16 @@ mod tests {
         assert!(no_ewb.has_code("4003"), "{no_ewb:?}");
 
         // rejectedirns answers Status "1" (a string).
-        assert!(nic
-            .rejected_irns(&s, DocDate::parse(&today()).unwrap())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(nic.rejected_irns(&s, DocDate::parse(&today()).unwrap()).await.unwrap().is_empty());
         sim.core.mark_rejected(&d.irn, None, None).unwrap();
-        let rejected = nic
-            .rejected_irns(&s, DocDate::parse(&today()).unwrap())
-            .await
-            .unwrap();
+        let rejected = nic.rejected_irns(&s, DocDate::parse(&today()).unwrap()).await.unwrap();
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0]["Irn"], json!(d.irn));
 
-        let c = nic
-            .cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo")
-            .await
-            .unwrap();
+        let c = nic.cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo").await.unwrap();
         assert_eq!(c.irn, d.irn);
         assert!(parse_ist(&c.cancel_date).is_some());
-        let twice = nic
-            .cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo")
-            .await
-            .unwrap_err();
+        let twice = nic.cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo").await.unwrap_err();
         assert!(twice.has_code("9999"));
 
         let qr = nic.b2c_qr(&s, &doc("NIC/0001")).await.unwrap_err();
@@ -694,14 +588,8 @@ mod tests {
         let s = nic.authenticate(false).await.unwrap();
         sim.core.expire_tokens();
         let e = nic.generate(&s, &invoice("NIC/0002")).await.unwrap_err();
-        assert!(
-            matches!(e, IrpError::Api { .. }) && e.has_code("1005"),
-            "{e:?}"
-        );
-        assert_eq!(
-            e.class(crate::domain::outcome::Operation::Generate),
-            crate::domain::outcome::Class::Reauth
-        );
+        assert!(matches!(e, IrpError::Api { .. }) && e.has_code("1005"), "{e:?}");
+        assert_eq!(e.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::Reauth);
         // A new auth gives a new token that works.
         let s2 = nic.authenticate(false).await.unwrap();
         assert_ne!(s2.token.expose_secret(), s.token.expose_secret());
@@ -717,10 +605,7 @@ mod tests {
         let nic = Nic::new(client(), GSTIN, &c).unwrap();
         let e = nic.authenticate(false).await.unwrap_err();
         assert!(e.has_code("1013"), "{e:?}");
-        assert_eq!(
-            e.class(crate::domain::outcome::Operation::Auth),
-            crate::domain::outcome::Class::Configuration
-        );
+        assert_eq!(e.class(crate::domain::outcome::Operation::Auth), crate::domain::outcome::Class::Configuration);
     }
 
     #[test]
@@ -728,23 +613,16 @@ mod tests {
         let mut c = cfg("http://127.0.0.1:1");
         c.public_key_pem = None;
         let m = config_message(Nic::new(client(), GSTIN, &c).unwrap_err());
-        assert!(
-            m.contains(GSTIN) && m.contains("public_key_pem") && m.contains("public_key_file"),
-            "{m}"
-        );
+        assert!(m.contains(GSTIN) && m.contains("public_key_pem") && m.contains("public_key_file"), "{m}");
 
-        c.public_key_pem =
-            Some("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n".into());
+        c.public_key_pem = Some("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n".into());
         let m = config_message(Nic::new(client(), GSTIN, &c).unwrap_err());
         assert!(m.contains(GSTIN) && m.contains("public_key_pem"), "{m}");
 
         c.public_key_pem = None;
         c.public_key_file = Some("/nonexistent/nic.pem".into());
         let m = config_message(Nic::new(client(), GSTIN, &c).unwrap_err());
-        assert!(
-            m.contains("public_key_file") && m.contains("/nonexistent/nic.pem"),
-            "{m}"
-        );
+        assert!(m.contains("public_key_file") && m.contains("/nonexistent/nic.pem"), "{m}");
 
         let mut c = cfg("http://127.0.0.1:1");
         c.signing_key_pem = Some("garbage".into());
@@ -759,14 +637,8 @@ mod tests {
         let mut c = cfg("http://127.0.0.1:1");
         c.signing_key_file = Some(path.to_string_lossy().into_owned());
         let nic = Nic::new(client(), GSTIN, &c).unwrap();
-        assert_eq!(
-            nic.signing_key(),
-            Some(&nic_crypto::parse_public_key_pem(SIGNING_PUBLIC_PEM).unwrap())
-        );
-        assert!(Nic::new(client(), GSTIN, &cfg("http://x"))
-            .unwrap()
-            .signing_key()
-            .is_none());
+        assert_eq!(nic.signing_key(), Some(&nic_crypto::parse_public_key_pem(SIGNING_PUBLIC_PEM).unwrap()));
+        assert!(Nic::new(client(), GSTIN, &cfg("http://x")).unwrap().signing_key().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -785,10 +657,7 @@ mod tests {
         let wrong = Nic::new(client(), GSTIN, &bad).unwrap();
         let e = wrong.get_by_irn(&s, &d.irn).await.unwrap_err();
         match &e {
-            IrpError::Protocol(m) => assert!(
-                m.contains("signature") && m.contains("does not verify"),
-                "{m}"
-            ),
+            IrpError::Protocol(m) => assert!(m.contains("signature") && m.contains("does not verify"), "{m}"),
             other => panic!("expected Protocol, got {other:?}"),
         }
         let e = wrong.generate(&s, &invoice("NIC/0004")).await.unwrap_err();
@@ -797,9 +666,7 @@ mod tests {
         // A signature for another IRN is refused too.
         let mut swapped = d.clone();
         swapped.irn = "0".repeat(64);
-        assert!(
-            matches!(nic.verify_signatures(&swapped), Err(IrpError::Protocol(m)) if m.contains("signed for IRN"))
-        );
+        assert!(matches!(nic.verify_signatures(&swapped), Err(IrpError::Protocol(m)) if m.contains("signed for IRN")));
     }
 
     #[tokio::test]
@@ -812,14 +679,8 @@ mod tests {
         let e = nic.gstin_details(&s, "29AADCT5519H1Z4").await.unwrap_err();
         assert!(matches!(e, IrpError::Http { status: 503, .. }), "{e:?}");
 
-        let no_sek = Session {
-            sek: None,
-            ..s.clone()
-        };
-        assert!(matches!(
-            nic.gstin_details(&no_sek, "29AADCT5519H1Z4").await,
-            Err(IrpError::Config(_))
-        ));
+        let no_sek = Session { sek: None, ..s.clone() };
+        assert!(matches!(nic.gstin_details(&no_sek, "29AADCT5519H1Z4").await, Err(IrpError::Config(_))));
 
         // The IRN is committed but the answer comes too late: a timeout, then the lookup finds it.
         sim.core.update_faults(|f| {
@@ -832,14 +693,8 @@ mod tests {
             &cfg(&sim.base_url()),
         )
         .unwrap();
-        let e = impatient
-            .generate(&s, &invoice("NIC/0005"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(e, IrpError::Timeout(_)) && e.may_have_reached_irp(),
-            "{e:?}"
-        );
+        let e = impatient.generate(&s, &invoice("NIC/0005")).await.unwrap_err();
+        assert!(matches!(e, IrpError::Timeout(_)) && e.may_have_reached_irp(), "{e:?}");
         nic.get_by_doc(&s, &doc("NIC/0005")).await.unwrap();
     }
 
@@ -860,32 +715,19 @@ mod tests {
         let v = json!({"Status": 1, "Data": data, "Rek": rek, "Hmac": hmac});
         assert_eq!(open_response(&sek, &v).unwrap(), plain);
         let v = json!({"Status": 1, "Data": data, "Rek": rek, "Hmac": "AAAA"});
-        assert!(
-            matches!(open_response(&sek, &v), Err(IrpError::Protocol(m)) if m.contains("HMAC"))
-        );
+        assert!(matches!(open_response(&sek, &v), Err(IrpError::Protocol(m)) if m.contains("HMAC")));
 
         // A stale SEK.
         let v = json!({"Status": 1, "Data": nic_crypto::encrypt_json_b64(&[1u8; 32], &plain)});
-        assert!(matches!(
-            open_response(&sek, &v),
-            Err(IrpError::Protocol(_))
-        ));
+        assert!(matches!(open_response(&sek, &v), Err(IrpError::Protocol(_))));
         // Unencrypted Data is not accepted.
-        assert!(matches!(
-            open_response(&sek, &json!({"Status": 1, "Data": plain})),
-            Err(IrpError::Protocol(_))
-        ));
+        assert!(matches!(open_response(&sek, &json!({"Status": 1, "Data": plain})), Err(IrpError::Protocol(_))));
 
         // Errors: base64 ErrorDetails, InfoDtls as a JSON string.
         use base64::engine::general_purpose::STANDARD;
-        let errs = STANDARD
-            .encode(json!([{"ErrorCode": "2150", "ErrorMessage": "Duplicate IRN"}]).to_string());
+        let errs = STANDARD.encode(json!([{"ErrorCode": "2150", "ErrorMessage": "Duplicate IRN"}]).to_string());
         let info = json!([{"InfCd": "DUPIRN", "Desc": {"Irn": "xyz"}}]).to_string();
-        let e = open_response(
-            &sek,
-            &json!({"Status": "0", "ErrorDetails": errs, "InfoDtls": info}),
-        )
-        .unwrap_err();
+        let e = open_response(&sek, &json!({"Status": "0", "ErrorDetails": errs, "InfoDtls": info})).unwrap_err();
         assert!(e.has_code("2150"));
         assert_eq!(e.duplicate_info().unwrap()["Irn"], "xyz");
         // InfoDtls as base64 JSON.
@@ -897,14 +739,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.duplicate_info().unwrap()["Irn"], "xyz");
         // Status 0 without errors, and no Status at all.
-        assert!(matches!(
-            open_response(&sek, &json!({"Status": 0})),
-            Err(IrpError::Protocol(_))
-        ));
-        assert!(matches!(
-            open_response(&sek, &json!({"foo": 1})),
-            Err(IrpError::Protocol(_))
-        ));
+        assert!(matches!(open_response(&sek, &json!({"Status": 0})), Err(IrpError::Protocol(_))));
+        assert!(matches!(open_response(&sek, &json!({"foo": 1})), Err(IrpError::Protocol(_))));
     }
 
     #[test]

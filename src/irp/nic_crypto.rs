@@ -123,12 +123,12 @@ pub enum CryptoError {
     )]
     HmacMismatch,
     /// The response carries an Hmac but no Rek to key it with.
-    #[error(
-        "response has Hmac but no Rek: the HMAC is keyed with the REK, so it cannot be verified"
-    )]
+    #[error("response has Hmac but no Rek: the HMAC is keyed with the REK, so it cannot be verified")]
     HmacWithoutRek,
     /// A decrypted value is not UTF-8 text.
-    #[error("decrypted {what} is not UTF-8 ({source}): wrong key that happened to pass the padding check, or corrupt data")]
+    #[error(
+        "decrypted {what} is not UTF-8 ({source}): wrong key that happened to pass the padding check, or corrupt data"
+    )]
     Utf8 {
         /// Which value failed.
         what: &'static str,
@@ -162,9 +162,7 @@ pub struct AppKey(SecretBox<[u8; 32]>);
 impl AppKey {
     /// A fresh key from the OS CSPRNG. Use a new one for every auth call.
     pub fn random() -> Self {
-        Self(SecretBox::init_with_mut(|k: &mut [u8; 32]| {
-            OsRng.fill_bytes(k)
-        }))
+        Self(SecretBox::init_with_mut(|k: &mut [u8; 32]| OsRng.fill_bytes(k)))
     }
 
     /// Wraps existing key bytes (tests, or the simulator after [`decrypt_auth_request`]).
@@ -179,10 +177,8 @@ impl AppKey {
     /// Parses the base64 form sent in the auth JSON (44 characters).
     pub fn from_base64(b64: &str) -> Result<Self, CryptoError> {
         let raw = Zeroizing::new(b64_decode("AppKey", b64)?);
-        let arr: [u8; 32] = raw[..].try_into().map_err(|_| CryptoError::BadKeyLength {
-            what: "AppKey",
-            len: raw.len(),
-        })?;
+        let arr: [u8; 32] =
+            raw[..].try_into().map_err(|_| CryptoError::BadKeyLength { what: "AppKey", len: raw.len() })?;
         Ok(Self::from_bytes(arr))
     }
 
@@ -225,46 +221,30 @@ impl std::fmt::Debug for AppKey {
 /// `openssl x509 -in cert.pem -pubkey -noout`.
 pub fn parse_public_key_pem(pem: &str) -> Result<RsaPublicKey, CryptoError> {
     let pem = normalise_pem(pem);
-    let err = |detail: String| CryptoError::KeyParse {
-        what: "RSA public key",
-        detail,
-    };
+    let err = |detail: String| CryptoError::KeyParse { what: "RSA public key", detail };
     if pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(err(
-            "an X.509 CERTIFICATE PEM is not supported; extract the key with \
+        return Err(err("an X.509 CERTIFICATE PEM is not supported; extract the key with \
              `openssl x509 -in cert.pem -pubkey -noout` and use that PUBLIC KEY PEM"
-                .into(),
-        ));
+            .into()));
     }
     if pem.contains("-----BEGIN RSA PUBLIC KEY-----") {
         return RsaPublicKey::from_pkcs1_pem(&pem)
             .map_err(|e| err(format!("malformed PKCS#1 RSA PUBLIC KEY PEM: {e}")));
     }
     if pem.contains("-----BEGIN PUBLIC KEY-----") {
-        return RsaPublicKey::from_public_key_pem(&pem).map_err(|e| {
-            err(format!(
-                "malformed SPKI PUBLIC KEY PEM (or not an RSA key): {e}"
-            ))
-        });
+        return RsaPublicKey::from_public_key_pem(&pem)
+            .map_err(|e| err(format!("malformed SPKI PUBLIC KEY PEM (or not an RSA key): {e}")));
     }
     if pem.contains("-----BEGIN") {
-        return Err(err(
-            "unsupported PEM label; expected PUBLIC KEY (SPKI) or RSA PUBLIC KEY (PKCS#1)".into(),
-        ));
+        return Err(err("unsupported PEM label; expected PUBLIC KEY (SPKI) or RSA PUBLIC KEY (PKCS#1)".into()));
     }
     let der: String = pem.split_whitespace().collect();
-    let der = STANDARD.decode(der).map_err(|e| {
-        err(format!(
-            "no PEM armour, and not bare base64 DER either ({e}); expected a PUBLIC KEY PEM"
-        ))
-    })?;
+    let der = STANDARD
+        .decode(der)
+        .map_err(|e| err(format!("no PEM armour, and not bare base64 DER either ({e}); expected a PUBLIC KEY PEM")))?;
     RsaPublicKey::from_public_key_der(&der)
         .or_else(|_| RsaPublicKey::from_pkcs1_der(&der))
-        .map_err(|e| {
-            err(format!(
-                "bare base64 is neither SPKI nor PKCS#1 RSA DER: {e}"
-            ))
-        })
+        .map_err(|e| err(format!("bare base64 is neither SPKI nor PKCS#1 RSA DER: {e}")))
 }
 
 /// Parses an RSA private key (the simulator's decryption key, or a JWT signing key).
@@ -273,27 +253,16 @@ pub fn parse_public_key_pem(pem: &str) -> Result<RsaPublicKey, CryptoError> {
 /// Literal `\n` escapes are allowed. Encrypted PKCS#8 is not supported.
 pub fn parse_private_key_pem(pem: &str) -> Result<RsaPrivateKey, CryptoError> {
     let pem = normalise_pem(pem);
-    let err = |detail: String| CryptoError::KeyParse {
-        what: "RSA private key",
-        detail,
-    };
+    let err = |detail: String| CryptoError::KeyParse { what: "RSA private key", detail };
     if pem.contains("-----BEGIN RSA PRIVATE KEY-----") {
-        RsaPrivateKey::from_pkcs1_pem(&pem)
-            .map_err(|e| err(format!("malformed PKCS#1 RSA PRIVATE KEY PEM: {e}")))
+        RsaPrivateKey::from_pkcs1_pem(&pem).map_err(|e| err(format!("malformed PKCS#1 RSA PRIVATE KEY PEM: {e}")))
     } else if pem.contains("-----BEGIN PRIVATE KEY-----") {
-        RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| {
-            err(format!(
-                "malformed PKCS#8 PRIVATE KEY PEM (or not an RSA key): {e}"
-            ))
-        })
+        RsaPrivateKey::from_pkcs8_pem(&pem)
+            .map_err(|e| err(format!("malformed PKCS#8 PRIVATE KEY PEM (or not an RSA key): {e}")))
     } else if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-        Err(err(
-            "encrypted PKCS#8 is not supported; decrypt it with `openssl pkcs8 -in k.pem -nocrypt -topk8`".into(),
-        ))
+        Err(err("encrypted PKCS#8 is not supported; decrypt it with `openssl pkcs8 -in k.pem -nocrypt -topk8`".into()))
     } else {
-        Err(err(
-            "expected a PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY (PKCS#1) PEM".into(),
-        ))
+        Err(err("expected a PRIVATE KEY (PKCS#8) or RSA PRIVATE KEY (PKCS#1) PEM".into()))
     }
 }
 
@@ -324,12 +293,7 @@ struct AuthPayload<'a> {
 }
 
 /// Builds the plaintext auth JSON, before base64 and RSA.
-fn auth_request_json(
-    user_name: &str,
-    password: &str,
-    app_key: &AppKey,
-    force_refresh: bool,
-) -> Zeroizing<String> {
+fn auth_request_json(user_name: &str, password: &str, app_key: &AppKey, force_refresh: bool) -> Zeroizing<String> {
     let app_key_b64 = Zeroizing::new(app_key.to_base64());
     let payload = AuthPayload {
         user_name: user_name.into(),
@@ -360,15 +324,9 @@ pub fn encrypt_auth_request(
     let plain = Zeroizing::new(STANDARD.encode(json.as_bytes()));
     let max = public_key.size().saturating_sub(PKCS1V15_OVERHEAD);
     if plain.len() > max {
-        return Err(CryptoError::RsaPlaintextTooLong {
-            len: plain.len(),
-            max,
-            bits: public_key.n().bits(),
-        });
+        return Err(CryptoError::RsaPlaintextTooLong { len: plain.len(), max, bits: public_key.n().bits() });
     }
-    let cipher = public_key
-        .encrypt(&mut OsRng, Pkcs1v15Encrypt, plain.as_bytes())
-        .map_err(CryptoError::RsaEncrypt)?;
+    let cipher = public_key.encrypt(&mut OsRng, Pkcs1v15Encrypt, plain.as_bytes()).map_err(CryptoError::RsaEncrypt)?;
     Ok(STANDARD.encode(cipher))
 }
 
@@ -400,22 +358,12 @@ impl std::fmt::Debug for AuthRequest {
 ///
 /// Note: the `rsa` crate's PKCS#1 v1.5 decryption is not constant-time (RUSTSEC-2023-0071, "Marvin").
 /// That does not matter for a local simulator. Do not expose it as a decryption oracle to the network.
-pub fn decrypt_auth_request(
-    private_key: &RsaPrivateKey,
-    data_b64: &str,
-) -> Result<AuthRequest, CryptoError> {
+pub fn decrypt_auth_request(private_key: &RsaPrivateKey, data_b64: &str) -> Result<AuthRequest, CryptoError> {
     let cipher = b64_decode("auth request Data", data_b64)?;
-    let plain = Zeroizing::new(
-        private_key
-            .decrypt(Pkcs1v15Encrypt, &cipher)
-            .map_err(CryptoError::RsaDecrypt)?,
-    );
+    let plain = Zeroizing::new(private_key.decrypt(Pkcs1v15Encrypt, &cipher).map_err(CryptoError::RsaDecrypt)?);
     let json = Zeroizing::new(b64_decode_bytes("auth request RSA plaintext", &plain)?);
     let payload: AuthPayload<'_> =
-        serde_json::from_slice(&json).map_err(|source| CryptoError::Json {
-            what: "auth request",
-            source,
-        })?;
+        serde_json::from_slice(&json).map_err(|source| CryptoError::Json { what: "auth request", source })?;
     let app_key = AppKey::from_base64(&payload.app_key)?;
     Ok(AuthRequest {
         user_name: payload.user_name.into_owned(),
@@ -439,9 +387,7 @@ pub fn aes_decrypt(key: &[u8; 32], cipher: &[u8]) -> Result<Vec<u8>, CryptoError
     if cipher.is_empty() || cipher.len() % AES_BLOCK != 0 {
         return Err(CryptoError::BadCiphertextLength { len: cipher.len() });
     }
-    Aes256EcbDec::new(key.into())
-        .decrypt_padded_vec_mut::<Pkcs7>(cipher)
-        .map_err(|_| CryptoError::BadPadding)
+    Aes256EcbDec::new(key.into()).decrypt_padded_vec_mut::<Pkcs7>(cipher).map_err(|_| CryptoError::BadPadding)
 }
 
 /// Encrypts a request body for any call after auth: `base64(AES(sek, compact JSON))`.
@@ -471,10 +417,7 @@ pub fn encrypt_sek(app_key: &AppKey, sek: &[u8; 32]) -> String {
 fn decrypt_key(key: &[u8; 32], what: &'static str, b64: &str) -> Result<[u8; 32], CryptoError> {
     let cipher = b64_decode(what, b64)?;
     let plain = Zeroizing::new(aes_decrypt(key, &cipher)?);
-    plain[..].try_into().map_err(|_| CryptoError::BadKeyLength {
-        what,
-        len: plain.len(),
-    })
+    plain[..].try_into().map_err(|_| CryptoError::BadKeyLength { what, len: plain.len() })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -497,9 +440,7 @@ pub fn decrypt_response_data(
     rek_b64: Option<&str>,
     hmac_b64: Option<&str>,
 ) -> Result<Value, CryptoError> {
-    let rek = present(rek_b64)
-        .map(|r| decrypt_key(sek, "Rek", r).map(Zeroizing::new))
-        .transpose()?;
+    let rek = present(rek_b64).map(|r| decrypt_key(sek, "Rek", r).map(Zeroizing::new)).transpose()?;
     let key: &[u8; 32] = rek.as_deref().unwrap_or(sek);
 
     let cipher = b64_decode("response Data", data_b64)?;
@@ -508,9 +449,7 @@ pub fn decrypt_response_data(
     if let Some(hmac_b64) = present(hmac_b64) {
         let rek = rek.as_deref().ok_or(CryptoError::HmacWithoutRek)?;
         let expected = b64_decode("Hmac", hmac_b64)?;
-        hmac_over_b64(rek, &plain)
-            .verify_slice(&expected)
-            .map_err(|_| CryptoError::HmacMismatch)?;
+        hmac_over_b64(rek, &plain).verify_slice(&expected).map_err(|_| CryptoError::HmacMismatch)?;
     }
     parse_json("response Data", plain)
 }
@@ -525,11 +464,7 @@ pub fn encrypt_response_with_rek(sek: &[u8; 32], value: &Value) -> (String, Stri
     let plain = value.to_string();
     let data_b64 = STANDARD.encode(aes_encrypt(&rek, plain.as_bytes()));
     let rek_b64 = STANDARD.encode(aes_encrypt(sek, &rek[..]));
-    let hmac_b64 = STANDARD.encode(
-        hmac_over_b64(&rek, plain.as_bytes())
-            .finalize()
-            .into_bytes(),
-    );
+    let hmac_b64 = STANDARD.encode(hmac_over_b64(&rek, plain.as_bytes()).finalize().into_bytes());
     (data_b64, rek_b64, hmac_b64)
 }
 
@@ -555,9 +490,7 @@ fn b64_decode(what: &'static str, s: &str) -> Result<Vec<u8>, CryptoError> {
 }
 
 fn b64_decode_bytes(what: &'static str, s: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    STANDARD
-        .decode(s.trim_ascii())
-        .map_err(|source| CryptoError::Base64 { what, source })
+    STANDARD.decode(s.trim_ascii()).map_err(|source| CryptoError::Base64 { what, source })
 }
 
 fn parse_json(what: &'static str, plain: Vec<u8>) -> Result<Value, CryptoError> {
@@ -606,10 +539,7 @@ mod tests {
     #[test]
     fn encrypts_sek_deterministically_like_vector() {
         let app_key = AppKey::from_bytes(b32("app_key_b64"));
-        assert_eq!(
-            encrypt_sek(&app_key, &b32("sek_raw_b64")),
-            v("sek_encrypted_with_app_key_b64")
-        );
+        assert_eq!(encrypt_sek(&app_key, &b32("sek_raw_b64")), v("sek_encrypted_with_app_key_b64"));
     }
 
     #[test]
@@ -626,18 +556,9 @@ mod tests {
     fn decrypts_vector_response() {
         let sek = b32("sek_raw_b64");
         let expected: Value = serde_json::from_str(v("response_plain_json")).unwrap();
-        assert_eq!(
-            decrypt_json_b64(&sek, v("response_data_b64")).unwrap(),
-            expected
-        );
-        assert_eq!(
-            decrypt_response_data(&sek, v("response_data_b64"), None, None).unwrap(),
-            expected
-        );
-        assert_eq!(
-            decrypt_response_data(&sek, v("response_data_b64"), Some(""), Some(" ")).unwrap(),
-            expected
-        );
+        assert_eq!(decrypt_json_b64(&sek, v("response_data_b64")).unwrap(), expected);
+        assert_eq!(decrypt_response_data(&sek, v("response_data_b64"), None, None).unwrap(), expected);
+        assert_eq!(decrypt_response_data(&sek, v("response_data_b64"), Some(""), Some(" ")).unwrap(), expected);
         // The numbers stay exact: AckNo is above 2^32.
         assert_eq!(expected["AckNo"].as_u64(), Some(112010000012345));
     }
@@ -661,10 +582,7 @@ mod tests {
         let app_key = AppKey::from_base64(v("app_key_b64")).unwrap();
         let json = auth_request_json("testuser", "testpass", &app_key, false);
         assert_eq!(json.as_str(), v("auth_request_json"));
-        assert_eq!(
-            STANDARD.encode(json.as_bytes()),
-            v("auth_request_rsa_plaintext")
-        );
+        assert_eq!(STANDARD.encode(json.as_bytes()), v("auth_request_rsa_plaintext"));
     }
 
     #[test]
@@ -685,19 +603,8 @@ mod tests {
     #[test]
     fn auth_request_too_long_is_a_clear_error() {
         let long = "x".repeat(200);
-        let err =
-            encrypt_auth_request(&public_key(), "u", &long, &AppKey::random(), false).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CryptoError::RsaPlaintextTooLong {
-                    max: 245,
-                    bits: 2048,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        let err = encrypt_auth_request(&public_key(), "u", &long, &AppKey::random(), false).unwrap_err();
+        assert!(matches!(err, CryptoError::RsaPlaintextTooLong { max: 245, bits: 2048, .. }), "{err:?}");
         assert!(err.to_string().contains("password is too long"));
     }
 
@@ -712,20 +619,13 @@ mod tests {
         let sek = b32("sek_raw_b64");
         let value = serde_json::json!({"Irn": "abc", "AckNo": 1, "nested": {"k": [1, 2, 3]}});
         let (data, rek, hmac) = encrypt_response_with_rek(&sek, &value);
-        assert_eq!(
-            decrypt_response_data(&sek, &data, Some(&rek), Some(&hmac)).unwrap(),
-            value
-        );
-        assert_eq!(
-            decrypt_response_data(&sek, &data, Some(&rek), None).unwrap(),
-            value
-        );
+        assert_eq!(decrypt_response_data(&sek, &data, Some(&rek), Some(&hmac)).unwrap(), value);
+        assert_eq!(decrypt_response_data(&sek, &data, Some(&rek), None).unwrap(), value);
 
         // A different, well-formed HMAC.
         let mut mac = STANDARD.decode(&hmac).unwrap();
         mac[0] ^= 1;
-        let err = decrypt_response_data(&sek, &data, Some(&rek), Some(&STANDARD.encode(mac)))
-            .unwrap_err();
+        let err = decrypt_response_data(&sek, &data, Some(&rek), Some(&STANDARD.encode(mac))).unwrap_err();
         assert!(matches!(err, CryptoError::HmacMismatch), "{err:?}");
         assert!(err.to_string().starts_with("HMAC mismatch"));
 
@@ -750,10 +650,7 @@ mod tests {
         let data = "9NMCWmBPAuO7IrC2QZUCf1XoqXFE2/qYzhULviQ8xj2YbZYfJVf8f+B/X+0LvESZoE2IOG8g/IUPDNQpjIQzlBYbrUS6H3XNd+RJDbLKP00WG61Euh91zXfkSQ2yyj9NFhutRLofdc135EkNsso/TU19NpIMHbSCXt0iHBfgSw7gLTE9aovyNaGt/LNrlgTb";
         let hmac = "LXhsvY6rykid1E9kmzzb7iFpl9iGQTe2Em33RcJYjHY=";
         let expected: Value = serde_json::from_str(v("response_plain_json")).unwrap();
-        assert_eq!(
-            decrypt_response_data(&sek, data, Some(rek), Some(hmac)).unwrap(),
-            expected
-        );
+        assert_eq!(decrypt_response_data(&sek, data, Some(rek), Some(hmac)).unwrap(), expected);
         let rek_raw: Vec<u8> = (100u8..132).collect();
         assert_eq!(&decrypt_key(&sek, "Rek", rek).unwrap()[..], &rek_raw[..]);
     }
@@ -776,45 +673,24 @@ mod tests {
     #[test]
     fn malformed_inputs_are_errors_not_panics() {
         let sek = b32("sek_raw_b64");
-        assert!(matches!(
-            decrypt_json_b64(&sek, "not base64!!"),
-            Err(CryptoError::Base64 { what: "Data", .. })
-        ));
+        assert!(matches!(decrypt_json_b64(&sek, "not base64!!"), Err(CryptoError::Base64 { what: "Data", .. })));
         assert!(matches!(
             decrypt_json_b64(&sek, &STANDARD.encode([1u8; 15])),
             Err(CryptoError::BadCiphertextLength { len: 15 })
         ));
-        assert!(matches!(
-            decrypt_json_b64(&sek, ""),
-            Err(CryptoError::BadCiphertextLength { len: 0 })
-        ));
+        assert!(matches!(decrypt_json_b64(&sek, ""), Err(CryptoError::BadCiphertextLength { len: 0 })));
         // Valid padding, but not a 32-byte key.
         let short = STANDARD.encode(aes_encrypt(&sek, &[9u8; 16]));
         assert!(matches!(
             decrypt_response_data(&sek, v("response_data_b64"), Some(&short), None),
-            Err(CryptoError::BadKeyLength {
-                what: "Rek",
-                len: 16
-            })
+            Err(CryptoError::BadKeyLength { what: "Rek", len: 16 })
         ));
         // Valid padding, not JSON.
         let junk = STANDARD.encode(aes_encrypt(&sek, b"<html>"));
-        assert!(matches!(
-            decrypt_json_b64(&sek, &junk),
-            Err(CryptoError::Json { .. })
-        ));
+        assert!(matches!(decrypt_json_b64(&sek, &junk), Err(CryptoError::Json { .. })));
         let not_utf8 = STANDARD.encode(aes_encrypt(&sek, &[0xff, 0xfe]));
-        assert!(matches!(
-            decrypt_json_b64(&sek, &not_utf8),
-            Err(CryptoError::Utf8 { .. })
-        ));
-        assert!(matches!(
-            AppKey::from_base64("AAAA"),
-            Err(CryptoError::BadKeyLength {
-                what: "AppKey",
-                len: 3
-            })
-        ));
+        assert!(matches!(decrypt_json_b64(&sek, &not_utf8), Err(CryptoError::Utf8 { .. })));
+        assert!(matches!(AppKey::from_base64("AAAA"), Err(CryptoError::BadKeyLength { what: "AppKey", len: 3 })));
     }
 
     #[test]
@@ -835,10 +711,7 @@ mod tests {
         assert_ne!(a.expose_bytes(), b.expose_bytes());
         let b64 = a.to_base64();
         assert_eq!(b64.len(), 44);
-        assert_eq!(
-            AppKey::from_base64(&b64).unwrap().expose_bytes(),
-            a.expose_bytes()
-        );
+        assert_eq!(AppKey::from_base64(&b64).unwrap().expose_bytes(), a.expose_bytes());
         assert_eq!(a.clone().expose_bytes(), a.expose_bytes());
         assert_eq!(format!("{a:?}"), "AppKey([REDACTED])");
     }
@@ -860,17 +733,11 @@ mod tests {
         let cert = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
         let err = parse_public_key_pem(cert).unwrap_err();
         assert!(err.to_string().contains("openssl x509"), "{err}");
-        assert!(matches!(
-            parse_public_key_pem("hello"),
-            Err(CryptoError::KeyParse { .. })
-        ));
+        assert!(matches!(parse_public_key_pem("hello"), Err(CryptoError::KeyParse { .. })));
         assert!(parse_public_key_pem(v("rsa_private_key_pem")).is_err());
 
         let pkcs1_priv = private_key().to_pkcs1_pem(LineEnding::LF).unwrap();
         assert_eq!(&parse_private_key_pem(&pkcs1_priv).unwrap(), private_key());
-        assert!(matches!(
-            parse_private_key_pem(v("rsa_public_key_pem")),
-            Err(CryptoError::KeyParse { .. })
-        ));
+        assert!(matches!(parse_private_key_pem(v("rsa_public_key_pem")), Err(CryptoError::KeyParse { .. })));
     }
 }

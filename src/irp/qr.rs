@@ -43,10 +43,7 @@ pub fn qr_png_base64(text: &str) -> Result<String, QrError> {
 pub fn qr_png(text: &str) -> Result<Vec<u8>, QrError> {
     let code = QrCode::with_error_correction_level(text, EcLevel::M)
         .or_else(|_| QrCode::with_error_correction_level(text, EcLevel::L))
-        .map_err(|source| QrError::Encode {
-            len: text.len(),
-            source,
-        })?;
+        .map_err(|source| QrError::Encode { len: text.len(), source })?;
     let modules = code.width();
     let colors = code.to_colors();
     let side = (modules + 2 * QUIET_ZONE_MODULES) * MODULE_PX;
@@ -86,9 +83,7 @@ mod tests {
     /// A JWT-shaped string of exactly 1200 bytes.
     fn jwt_like(len: usize) -> String {
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut s: String = (0..len)
-            .map(|i| alphabet[(i * 7 + i / 13) % alphabet.len()] as char)
-            .collect();
+        let mut s: String = (0..len).map(|i| alphabet[(i * 7 + i / 13) % alphabet.len()] as char).collect();
         s.replace_range(36..37, ".");
         s.replace_range(900..901, ".");
         s
@@ -123,16 +118,8 @@ mod tests {
         let edge = QUIET_ZONE_MODULES * MODULE_PX;
         assert!((0..edge).all(|i| at(i, i) == 255 && at(width - 1 - i, i) == 255));
         assert_eq!(at(edge, edge), 0);
-        assert_eq!(
-            at(edge + MODULE_PX, edge + MODULE_PX),
-            255,
-            "finder ring gap"
-        );
-        assert_eq!(
-            at(edge + 3 * MODULE_PX, edge + 3 * MODULE_PX),
-            0,
-            "finder centre"
-        );
+        assert_eq!(at(edge + MODULE_PX, edge + MODULE_PX), 255, "finder ring gap");
+        assert_eq!(at(edge + 3 * MODULE_PX, edge + 3 * MODULE_PX), 0, "finder centre");
     }
 
     #[test]
@@ -149,9 +136,6 @@ mod tests {
         let level_l = QrCode::with_error_correction_level(&text, EcLevel::L).unwrap();
         let png_bytes = qr_png(&text).unwrap();
         let width = u32::from_be_bytes(png_bytes[16..20].try_into().unwrap()) as usize;
-        assert_eq!(
-            width,
-            (level_l.width() + 2 * QUIET_ZONE_MODULES) * MODULE_PX
-        );
+        assert_eq!(width, (level_l.width() + 2 * QUIET_ZONE_MODULES) * MODULE_PX);
     }
 }

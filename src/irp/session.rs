@@ -90,12 +90,7 @@ impl SessionManager {
     }
 
     fn key_lock(&self, key: &(String, String)) -> Arc<AsyncMutex<()>> {
-        self.locks
-            .lock()
-            .expect("lock poisoned")
-            .entry(key.clone())
-            .or_default()
-            .clone()
+        self.locks.lock().expect("lock poisoned").entry(key.clone()).or_default().clone()
     }
 
     fn cached(&self, key: &(String, String)) -> Option<Session> {
@@ -109,12 +104,7 @@ impl SessionManager {
 
     /// The IRP rejected `stale` (1005): get a session with a different token, authenticating
     /// only if nobody else already replaced it.
-    pub async fn replace(
-        &self,
-        gstin: &str,
-        provider: &dyn IrpProvider,
-        stale: &Session,
-    ) -> Result<Session, IrpError> {
+    pub async fn replace(&self, gstin: &str, provider: &dyn IrpProvider, stale: &Session) -> Result<Session, IrpError> {
         self.obtain(gstin, provider, Some(stale)).await
     }
 
@@ -125,56 +115,33 @@ impl SessionManager {
         stale: Option<&Session>,
     ) -> Result<Session, IrpError> {
         let key = (provider.kind().as_str().to_string(), gstin.to_string());
-        let usable = |s: &Session| {
-            s.is_fresh(self.margin, Utc::now()) && stale.is_none_or(|st| !s.same_token(st))
-        };
+        let usable = |s: &Session| s.is_fresh(self.margin, Utc::now()) && stale.is_none_or(|st| !s.same_token(st));
         if let Some(s) = self.cached(&key).filter(usable) {
             return Ok(s);
         }
         let lock = self.key_lock(&key);
         let _guard = lock.lock().await;
-        let deadline =
-            tokio::time::Instant::now() + Duration::from_secs(self.lease_secs as u64 + 5);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(self.lease_secs as u64 + 5);
         loop {
             if let Some(s) = self.cached(&key).filter(usable) {
                 return Ok(s);
             }
-            let stored = self
-                .db
-                .load_session(&key.0, &key.1, &self.sbox)
-                .await
-                .map_err(store_err)?;
+            let (stored, version) = self.db.load_session(&key.0, &key.1, &self.sbox).await.map_err(store_err)?;
             if let Some(s) = stored.clone().filter(usable) {
-                self.memory
-                    .lock()
-                    .expect("lock poisoned")
-                    .insert(key.clone(), s.clone());
+                self.memory.lock().expect("lock poisoned").insert(key.clone(), s.clone());
                 return Ok(s);
             }
-            if self
-                .db
-                .begin_refresh(&key.0, &key.1, self.lease_secs)
-                .await
-                .map_err(store_err)?
-            {
+            if self.db.begin_refresh(&key.0, &key.1, self.lease_secs, version).await.map_err(store_err)? {
                 // Ask for a forced refresh only where NIC honours it: a token still valid but in its last 10 min.
                 let now = Utc::now();
-                let force = stored.as_ref().is_some_and(|s| {
-                    s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW
-                }) || stale.is_some_and(|s| {
-                    s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW
-                });
+                let force =
+                    stored.as_ref().is_some_and(|s| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW)
+                        || stale.is_some_and(|s| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW);
                 match provider.authenticate(force).await {
                     Ok(s) => {
-                        self.db
-                            .save_session(&key.0, &key.1, &s, &self.sbox)
-                            .await
-                            .map_err(store_err)?;
+                        self.db.save_session(&key.0, &key.1, &s, &self.sbox).await.map_err(store_err)?;
                         tracing::info!(provider = %key.0, gstin = %key.1, expires_at = %s.expires_at, "IRP session refreshed");
-                        self.memory
-                            .lock()
-                            .expect("lock poisoned")
-                            .insert(key.clone(), s.clone());
+                        self.memory.lock().expect("lock poisoned").insert(key.clone(), s.clone());
                         return Ok(s);
                     }
                     Err(e) => {
@@ -184,9 +151,7 @@ impl SessionManager {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(IrpError::Timeout(
-                    "waited too long for another worker to refresh the IRP session".into(),
-                ));
+                return Err(IrpError::Timeout("waited too long for another worker to refresh the IRP session".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -213,10 +178,7 @@ mod tests {
         };
         // A 10-minute margin on a 4-second token would make it stale at birth.
         assert!(s.is_fresh(chrono::Duration::minutes(10), now));
-        assert!(!s.is_fresh(
-            chrono::Duration::minutes(10),
-            now + chrono::Duration::seconds(3)
-        ));
+        assert!(!s.is_fresh(chrono::Duration::minutes(10), now + chrono::Duration::seconds(3)));
         assert!(!format!("{s:?}").contains("\"t\""));
     }
 }

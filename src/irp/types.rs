@@ -72,17 +72,12 @@ impl CancelData {
 pub fn parse_ist(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     use chrono::TimeZone;
     let naive = chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S").ok()?;
-    chrono_tz::Asia::Kolkata
-        .from_local_datetime(&naive)
-        .single()
-        .map(|d| d.with_timezone(&chrono::Utc))
+    chrono_tz::Asia::Kolkata.from_local_datetime(&naive).single().map(|d| d.with_timezone(&chrono::Utc))
 }
 
 /// Format a UTC instant as the IRP's India-time `yyyy-MM-dd HH:mm:ss`.
 pub fn format_ist(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.with_timezone(&chrono_tz::Asia::Kolkata)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    t.with_timezone(&chrono_tz::Asia::Kolkata).format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 #[cfg(test)]

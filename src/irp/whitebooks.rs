@@ -52,10 +52,8 @@ pub struct Whitebooks {
 
 impl Whitebooks {
     pub fn new(http: reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Whitebooks {
-        let mut type_names: BTreeMap<String, String> = DEFAULT_TYPE_NAMES
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut type_names: BTreeMap<String, String> =
+            DEFAULT_TYPE_NAMES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         type_names.extend(cfg.type_names.clone());
         Whitebooks {
             http,
@@ -77,11 +75,7 @@ impl Whitebooks {
     }
 
     fn request(&self, method: Method, op: &str, s: &Session) -> RequestBuilder {
-        let url = format!(
-            "{}/einvoice/type/{}/version/V1_03",
-            self.base_url,
-            self.type_name(op)
-        );
+        let url = format!("{}/einvoice/type/{}/version/V1_03", self.base_url, self.type_name(op));
         self.http
             .request(method, url)
             .query(&[("email", &self.email)])
@@ -102,8 +96,7 @@ impl Whitebooks {
         if !(200..300).contains(&status) {
             return Err(IrpError::Http { status, body: text });
         }
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))?;
         unwrap_envelope(v)
     }
 }
@@ -121,9 +114,7 @@ pub fn unwrap_envelope(v: Value) -> Result<Value, IrpError> {
         errors = parse_error_list(v.get("error").unwrap_or(&Value::Null));
     }
     if errors.is_empty() {
-        return Err(IrpError::Protocol(format!(
-            "status_cd '{cd}' without an error list"
-        )));
+        return Err(IrpError::Protocol(format!("status_cd '{cd}' without an error list")));
     }
     let info = ["InfoDtls", "info", "infoDtls"]
         .iter()
@@ -159,40 +150,24 @@ impl IrpProvider for Whitebooks {
             .header("client_secret", self.client_secret.expose_secret())
             .header("gstin", &self.gstin);
         let data = self.call(rb).await?;
-        let token = get_ci(&data, "AuthToken")
-            .ok_or_else(|| IrpError::Protocol("auth answer has no AuthToken".into()))?;
+        let token =
+            get_ci(&data, "AuthToken").ok_or_else(|| IrpError::Protocol("auth answer has no AuthToken".into()))?;
         let now = Utc::now();
         // Without a readable expiry, assume the documented lifetime minus a safety minute.
         let default_life = match self.environment {
             Environment::Sandbox => chrono::Duration::minutes(59),
             Environment::Production => chrono::Duration::minutes(359),
         };
-        let expires_at = get_ci(&data, "TokenExpiry")
-            .and_then(|s| parse_ist(&s))
-            .unwrap_or(now + default_life);
-        Ok(Session {
-            token: SecretString::from(token),
-            sek: None,
-            expires_at,
-            obtained_at: now,
-        })
+        let expires_at = get_ci(&data, "TokenExpiry").and_then(|s| parse_ist(&s)).unwrap_or(now + default_life);
+        Ok(Session { token: SecretString::from(token), sek: None, expires_at, obtained_at: now })
     }
 
     async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
-        irn_data(
-            self.call(self.request(Method::POST, "generate", s).json(invoice))
-                .await?,
-        )
+        irn_data(self.call(self.request(Method::POST, "generate", s).json(invoice)).await?)
     }
 
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {
-        irn_data(
-            self.call(
-                self.request(Method::GET, "get_irn", s)
-                    .query(&[("param1", irn)]),
-            )
-            .await?,
-        )
+        irn_data(self.call(self.request(Method::GET, "get_irn", s).query(&[("param1", irn)])).await?)
     }
 
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError> {
@@ -211,67 +186,36 @@ impl IrpProvider for Whitebooks {
         irn_data(self.call(rb).await?)
     }
 
-    async fn cancel(
-        &self,
-        s: &Session,
-        irn: &str,
-        reason: CancelReason,
-        remark: &str,
-    ) -> Result<CancelData, IrpError> {
+    async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError> {
         let body = json!({"Irn": irn, "CnlRsn": reason.code(), "CnlRem": remark});
-        let v = self
-            .call(self.request(Method::POST, "cancel", s).json(&body))
-            .await?;
-        CancelData::from_json(&v)
-            .ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
+        let v = self.call(self.request(Method::POST, "cancel", s).json(&body)).await?;
+        CancelData::from_json(&v).ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
     }
 
     async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.call(
-            self.request(Method::GET, "gstin_details", s)
-                .query(&[("param1", gstin)]),
-        )
-        .await
+        self.call(self.request(Method::GET, "gstin_details", s).query(&[("param1", gstin)])).await
     }
 
     async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.call(
-            self.request(Method::GET, "sync_gstin", s)
-                .query(&[("param1", gstin)]),
-        )
-        .await
+        self.call(self.request(Method::GET, "sync_gstin", s).query(&[("param1", gstin)])).await
     }
 
     async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError> {
-        self.call(
-            self.request(Method::GET, "ewaybill_by_irn", s)
-                .query(&[("param1", irn)]),
-        )
-        .await
+        self.call(self.request(Method::GET, "ewaybill_by_irn", s).query(&[("param1", irn)])).await
     }
 
     async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError> {
-        let v = self
-            .call(
-                self.request(Method::GET, "rejected_irns", s)
-                    .query(&[("param1", date.to_string())]),
-            )
-            .await?;
+        let v = self.call(self.request(Method::GET, "rejected_irns", s).query(&[("param1", date.to_string())])).await?;
         Ok(match v {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
-            other => other
-                .get("RejectedIrns")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_else(|| vec![other]),
+            other => other.get("RejectedIrns").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![other]),
         })
     }
 
     async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError> {
         let body = json!({"docNo": doc.doc_number.as_str(), "docDt": doc.doc_date.to_string(), "docTyp": doc.doc_type.as_str()});
-        self.call(self.request(Method::POST, "b2c_qr", s).json(&body))
-            .await
+        self.call(self.request(Method::POST, "b2c_qr", s).json(&body)).await
     }
 }
 
@@ -281,10 +225,8 @@ mod tests {
 
     #[test]
     fn envelope_success_and_error_forms() {
-        let ok = unwrap_envelope(
-            json!({"status_cd":"Sucess","status_desc":"Success","data":{"AuthToken":"x"}}),
-        )
-        .unwrap();
+        let ok =
+            unwrap_envelope(json!({"status_cd":"Sucess","status_desc":"Success","data":{"AuthToken":"x"}})).unwrap();
         assert_eq!(ok["AuthToken"], "x");
         let err = unwrap_envelope(json!({
             "status_cd":"0",

@@ -50,11 +50,7 @@ where
         match err.class(err_op) {
             Class::Reauth if !reauthed && used.is_some() => {
                 reauthed = true;
-                tracing::info!(
-                    gstin,
-                    ?op,
-                    "IRP said the token is invalid (1005); re-authenticating once"
-                );
+                tracing::info!(gstin, ?op, "IRP said the token is invalid (1005); re-authenticating once");
                 stale = used;
                 continue;
             }

@@ -28,11 +28,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(
-        settings: Settings,
-        db: Db,
-        providers: Providers,
-    ) -> Result<Ctx, crate::store::secrets::SecretBoxError> {
+    pub fn new(settings: Settings, db: Db, providers: Providers) -> Result<Ctx, crate::store::secrets::SecretBoxError> {
         let sbox = SecretBox::from_config(settings.token_key.as_ref())?;
         Ok(Ctx {
             sessions: SessionManager::new(db.clone(), sbox, settings.token_refresh_margin_secs),

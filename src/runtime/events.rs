@@ -18,18 +18,12 @@ pub fn document_ref(row: &JobRow) -> DocumentRef {
 
 /// Decoded JWT `data` (the signature is checked by the provider when a key is configured).
 fn payload(jwt_str: Option<&str>) -> Value {
-    jwt_str
-        .and_then(|s| jwt::decode_unverified(s).ok())
-        .map(|p| p.data)
-        .unwrap_or(Value::Null)
+    jwt_str.and_then(|s| jwt::decode_unverified(s).ok()).map(|p| p.data).unwrap_or(Value::Null)
 }
 
 /// The `irn.generated` / `irn.details` data for a job row.
 pub fn irn_data(row: &JobRow, replayed: bool) -> Value {
-    let qr_png = row
-        .signed_qr_code
-        .as_deref()
-        .and_then(|q| qr::qr_png_base64(q).ok());
+    let qr_png = row.signed_qr_code.as_deref().and_then(|q| qr::qr_png_base64(q).ok());
     json!({
         "irn": row.irn,
         "ack_no": row.ack_no,
@@ -50,24 +44,16 @@ pub fn irn_data(row: &JobRow, replayed: bool) -> Value {
 
 /// An event about a job, addressed to the events exchange and the command's `reply_to`.
 pub fn job_event(meta: &CommandMeta, row: &JobRow, event_type: &str, data: Value) -> OutboxEvent {
-    let mut ev = Event::new(event_type, meta, data)
-        .with_job(row.id)
-        .with_document(document_ref(row));
+    let mut ev = Event::new(event_type, meta, data).with_job(row.id).with_document(document_ref(row));
     if let Some(p) = &row.provider {
         ev = ev.with_provider(p);
     }
-    OutboxEvent {
-        event: ev,
-        reply_to: meta.reply_to.clone(),
-    }
+    OutboxEvent { event: ev, reply_to: meta.reply_to.clone() }
 }
 
 /// An event that belongs to no job (rejections before a job exists, lookups).
 pub fn plain_event(meta: &CommandMeta, event_type: &str, data: Value) -> OutboxEvent {
-    OutboxEvent {
-        event: Event::new(event_type, meta, data),
-        reply_to: meta.reply_to.clone(),
-    }
+    OutboxEvent { event: Event::new(event_type, meta, data), reply_to: meta.reply_to.clone() }
 }
 
 pub fn errors_json(errors: &[ErrorItem]) -> Value {

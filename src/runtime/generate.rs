@@ -49,11 +49,7 @@ pub async fn handle(
     let Some(provider) = ctx.providers.get(gstin.as_str()) else {
         let errors = vec![not_configured(gstin)];
         ctx.db
-            .enqueue_events(&[plain_event(
-                meta,
-                "irn.rejected",
-                json!({"errors": errors, "dead_lettered": false}),
-            )])
+            .enqueue_events(&[plain_event(meta, "irn.rejected", json!({"errors": errors, "dead_lettered": false}))])
             .await?;
         return Ok(Disposition::Ack);
     };
@@ -78,28 +74,24 @@ pub async fn handle(
             tracing::info!(document = %key, irn = ?row.irn, "document already registered; replaying the stored result");
             let (ty, data) = match row.status.as_str() {
                 "cancelled" => ("irn.details", irn_data(&row, true)),
-                "rejected" => (
-                    "irn.rejected",
-                    json!({"errors": row.last_error, "dead_lettered": false, "replayed": true}),
-                ),
+                "rejected" => {
+                    ("irn.rejected", json!({"errors": row.last_error, "dead_lettered": false, "replayed": true}))
+                }
                 _ => ("irn.generated", irn_data(&row, true)),
             };
-            ctx.db
-                .enqueue_events(&[job_event(meta, &row, ty, data)])
-                .await?;
+            ctx.db.enqueue_events(&[job_event(meta, &row, ty, data)]).await?;
             return Ok(Disposition::Ack);
         }
         Claim::Busy(until) => {
-            let errors = vec![ErrorItem::worker("DOCUMENT_BUSY", format!("another worker is registering this document (lease until {until}); retrying later"))];
+            let errors = vec![ErrorItem::worker(
+                "DOCUMENT_BUSY",
+                format!("another worker is registering this document (lease until {until}); retrying later"),
+            )];
             return Ok(Disposition::Reschedule { attempt, errors });
         }
         Claim::Owned { job, ambiguous } => (job, ambiguous),
     };
-    let doc = DocRef {
-        doc_type: key.doc_type,
-        doc_number: key.doc_number.clone(),
-        doc_date: invoice.doc_date(),
-    };
+    let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
     let outcome = register(ctx, gstin, provider.as_ref(), invoice, &doc, &mut ambiguous).await;
     finish(ctx, meta, &job, outcome, attempt).await
 }
@@ -125,14 +117,9 @@ async fn register(
     // Each pass either finishes or made progress on an ambiguity; bound it anyway.
     for _ in 0..4 {
         if *ambiguous {
-            match call(
-                ctx,
-                g,
-                provider,
-                Operation::GetByDoc,
-                Resend::Freely,
-                |s| async move { provider.get_by_doc(&s, doc).await },
-            )
+            match call(ctx, g, provider, Operation::GetByDoc, Resend::Freely, |s| async move {
+                provider.get_by_doc(&s, doc).await
+            })
             .await
             {
                 Ok(data) => {
@@ -144,21 +131,14 @@ async fn register(
             }
         }
         let body = invoice.irp_json();
-        match call(
-            ctx,
-            g,
-            provider,
-            Operation::Generate,
-            Resend::NotIfMayHaveReached,
-            |s| async move { provider.generate(&s, body).await },
-        )
+        match call(ctx, g, provider, Operation::Generate, Resend::NotIfMayHaveReached, |s| async move {
+            provider.generate(&s, body).await
+        })
         .await
         {
             Ok(data) => return Outcome::Generated(Box::new(data), false),
             Err(e) => match e.class(Operation::Generate) {
-                Class::DuplicateIrn => {
-                    return resolve_duplicate(ctx, g, provider, invoice, doc, &e).await
-                }
+                Class::DuplicateIrn => return resolve_duplicate(ctx, g, provider, invoice, doc, &e).await,
                 Class::Transient if e.may_have_reached_irp() => {
                     tracing::warn!(document = %invoice.key(), error = %e, "generate may have reached the IRP; looking the document up before any resend");
                     *ambiguous = true;
@@ -184,29 +164,15 @@ async fn register(
 
 /// 3028/3029: ask the IRP to sync the buyer / ship-to GSTINs from the common portal; true
 /// when all are active afterwards (then generate is retried once).
-async fn sync_parties(
-    ctx: &Ctx,
-    g: &str,
-    provider: &dyn IrpProvider,
-    invoice: &ValidInvoice,
-) -> bool {
+async fn sync_parties(ctx: &Ctx, g: &str, provider: &dyn IrpProvider, invoice: &ValidInvoice) -> bool {
     let json = invoice.irp_json();
     for p in ["/BuyerDtls/Gstin", "/ShipDtls/Gstin"] {
-        let Some(party) = json
-            .pointer(p)
-            .and_then(Value::as_str)
-            .filter(|s| s.len() == 15)
-        else {
+        let Some(party) = json.pointer(p).and_then(Value::as_str).filter(|s| s.len() == 15) else {
             continue;
         };
-        match call(
-            ctx,
-            g,
-            provider,
-            Operation::GstinDetails,
-            Resend::Freely,
-            |s| async move { provider.sync_gstin(&s, party).await },
-        )
+        match call(ctx, g, provider, Operation::GstinDetails, Resend::Freely, |s| async move {
+            provider.sync_gstin(&s, party).await
+        })
         .await
         {
             Ok(v) if get_ci(&v, "Status").is_some_and(|s| s.eq_ignore_ascii_case("ACT")) => {}
@@ -218,10 +184,9 @@ async fn sync_parties(
 
 fn classify_failure(e: IrpError, op: Operation, in_doubt: bool) -> Outcome {
     match e.class(op) {
-        Class::Transient => Outcome::Transient {
-            errors: e.to_error_items(),
-            in_doubt: in_doubt || e.may_have_reached_irp(),
-        },
+        Class::Transient => {
+            Outcome::Transient { errors: e.to_error_items(), in_doubt: in_doubt || e.may_have_reached_irp() }
+        }
         Class::Configuration => Outcome::Config(e.to_error_items()),
         Class::Reauth => Outcome::Config(e.to_error_items()), // re-auth already failed once
         _ => Outcome::Rejected(e.to_error_items()),
@@ -241,25 +206,15 @@ async fn resolve_duplicate(
     let irn = info.as_ref().and_then(|d| get_ci(d, "Irn"));
     let fetched = match &irn {
         Some(irn) => {
-            call(
-                ctx,
-                g,
-                provider,
-                Operation::GetByIrn,
-                Resend::Freely,
-                |s| async move { provider.get_by_irn(&s, irn).await },
-            )
+            call(ctx, g, provider, Operation::GetByIrn, Resend::Freely, |s| async move {
+                provider.get_by_irn(&s, irn).await
+            })
             .await
         }
         None => {
-            call(
-                ctx,
-                g,
-                provider,
-                Operation::GetByDoc,
-                Resend::Freely,
-                |s| async move { provider.get_by_doc(&s, doc).await },
-            )
+            call(ctx, g, provider, Operation::GetByDoc, Resend::Freely, |s| async move {
+                provider.get_by_doc(&s, doc).await
+            })
             .await
         }
     };
@@ -291,44 +246,23 @@ async fn resolve_duplicate(
 
 /// Seller GSTIN, buyer GSTIN and total of the signed invoice must match ours.
 fn compare(invoice: &ValidInvoice, data: &IrnData) -> Result<(), String> {
-    let Some(signed) = data
-        .signed_invoice
-        .as_deref()
-        .and_then(|s| jwt::decode_unverified(s).ok())
-    else {
+    let Some(signed) = data.signed_invoice.as_deref().and_then(|s| jwt::decode_unverified(s).ok()) else {
         return Ok(()); // nothing signed to compare against (the IRP gave IRN and AckNo only)
     };
     let d = &signed.data;
-    let seller = d
-        .pointer("/SellerDtls/Gstin")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let buyer = d
-        .pointer("/BuyerDtls/Gstin")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let total = d.pointer("/ValDtls/TotInvVal").and_then(|v| {
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-    });
+    let seller = d.pointer("/SellerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
+    let buyer = d.pointer("/BuyerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
+    let total =
+        d.pointer("/ValDtls/TotInvVal").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
     if !seller.eq_ignore_ascii_case(invoice.seller_gstin().as_str()) {
-        return Err(format!(
-            "seller GSTIN {seller} instead of {}",
-            invoice.seller_gstin()
-        ));
+        return Err(format!("seller GSTIN {seller} instead of {}", invoice.seller_gstin()));
     }
     if !buyer.eq_ignore_ascii_case(invoice.buyer_gstin()) {
-        return Err(format!(
-            "buyer GSTIN {buyer} instead of {}",
-            invoice.buyer_gstin()
-        ));
+        return Err(format!("buyer GSTIN {buyer} instead of {}", invoice.buyer_gstin()));
     }
     match total {
         Some(t) if (t - invoice.total_invoice_value()).abs() <= 0.01 => Ok(()),
-        Some(t) => Err(format!(
-            "total {t:.2} instead of {:.2}",
-            invoice.total_invoice_value()
-        )),
+        Some(t) => Err(format!("total {t:.2} instead of {:.2}", invoice.total_invoice_value())),
         None => Err("the signed invoice has no total".into()),
     }
 }
@@ -369,32 +303,17 @@ async fn finish(
             row.ewb_valid_till = rec.ewb_valid_till.clone();
             row.duplicate = duplicate;
             let ev = job_event(meta, &row, "irn.generated", irn_data(&row, false));
-            db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev])
-                .await?;
+            db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await?;
             tracing::info!(document = %row.doc_number, irn = %data.irn, duplicate, "IRN generated");
             Ok(Disposition::Ack)
         }
         Outcome::Rejected(errors) => {
-            let ev = job_event(
-                meta,
-                job,
-                "irn.rejected",
-                json!({"errors": errors, "dead_lettered": false}),
-            );
-            db.finish_job(
-                job.id,
-                &JobUpdate::Rejected {
-                    errors: errors_json(&errors),
-                },
-                &[ev],
-            )
-            .await?;
+            let ev = job_event(meta, job, "irn.rejected", json!({"errors": errors, "dead_lettered": false}));
+            db.finish_job(job.id, &JobUpdate::Rejected { errors: errors_json(&errors) }, &[ev]).await?;
             Ok(Disposition::Ack)
         }
         Outcome::Config(errors) => {
-            let until = db
-                .pause_gstin(&job.gstin, ctx.settings.pause_secs, &errors_json(&errors))
-                .await?;
+            let until = db.pause_gstin(&job.gstin, ctx.settings.pause_secs, &errors_json(&errors)).await?;
             tracing::error!(gstin = %job.gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
             let ev = job_event(
                 meta,
@@ -402,22 +321,11 @@ async fn finish(
                 "gstin.paused",
                 json!({"gstin": job.gstin, "errors": errors, "paused_until": until}),
             );
-            db.finish_job(
-                job.id,
-                &JobUpdate::Retry {
-                    errors: errors_json(&errors),
-                    in_doubt: false,
-                },
-                &[ev],
-            )
-            .await?;
+            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } => {
-            let age = job
-                .first_attempt_at
-                .map(|t| Utc::now() - t)
-                .unwrap_or_default();
+            let age = job.first_attempt_at.map(|t| Utc::now() - t).unwrap_or_default();
             if age.num_seconds() as u64 >= ctx.settings.retry_max_age_secs {
                 let first = job.first_attempt_at;
                 let ev = job_event(
@@ -426,25 +334,10 @@ async fn finish(
                     "irn.failed",
                     json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first, "in_doubt": in_doubt}),
                 );
-                db.finish_job(
-                    job.id,
-                    &JobUpdate::Failed {
-                        errors: errors_json(&errors),
-                    },
-                    &[ev],
-                )
-                .await?;
+                db.finish_job(job.id, &JobUpdate::Failed { errors: errors_json(&errors) }, &[ev]).await?;
                 Ok(Disposition::Ack)
             } else {
-                db.finish_job(
-                    job.id,
-                    &JobUpdate::Retry {
-                        errors: errors_json(&errors),
-                        in_doubt,
-                    },
-                    &[],
-                )
-                .await?;
+                db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
                 Ok(Disposition::Reschedule { attempt, errors })
             }
         }

@@ -28,8 +28,5 @@ pub enum Disposition {
     DeadLetter,
     /// Transient trouble outlasted the in-process budget (or the GSTIN is paused, or another
     /// worker holds the document): republish through a retry tier, then ack.
-    Reschedule {
-        attempt: u32,
-        errors: Vec<ErrorItem>,
-    },
+    Reschedule { attempt: u32, errors: Vec<ErrorItem> },
 }

@@ -12,14 +12,14 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use super::events::plain_event;
 use super::{generate, jobs, Ctx, Disposition};
@@ -68,20 +68,18 @@ pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
 /// Start a worker: migrate, declare topology, start the relay and the consumer.
 pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     let db = prepare_db(&settings).await?;
-    let providers = Providers::from_settings(&settings)
-        .context("building IRP providers from the configuration")?;
+    let providers = Providers::from_settings(&settings).context("building IRP providers from the configuration")?;
     if settings.token_key.is_none() {
-        tracing::warn!("EINVOICE_TOKEN_KEY is not set: IRP tokens are encrypted at rest with the built-in development key");
+        tracing::warn!(
+            "EINVOICE_TOKEN_KEY is not set: IRP tokens are encrypted at rest with the built-in development key"
+        );
     }
     let ctx = Arc::new(Ctx::new(settings, db, providers)?);
     let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker")
         .await
         .map_err(|e| anyhow::anyhow!("RabbitMQ is not reachable at the configured URL ({e}); start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
     let setup = conn.create_channel().await?;
-    ctx.topology
-        .declare(&setup)
-        .await
-        .context("declaring the RabbitMQ topology")?;
+    ctx.topology.declare(&setup).await.context("declaring the RabbitMQ topology")?;
     let relay = Relay {
         db: ctx.db.clone(),
         channel: amqp::confirm_channel(&conn).await?,
@@ -90,30 +88,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     };
     let publisher = amqp::confirm_channel(&conn).await?;
     let consume = conn.create_channel().await?;
-    consume
-        .basic_qos(ctx.settings.prefetch, BasicQosOptions { global: false })
-        .await?;
+    consume.basic_qos(ctx.settings.prefetch, BasicQosOptions { global: false }).await?;
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(consume_loop(
-        ctx.clone(),
-        conn,
-        consume,
-        publisher,
-        relay,
-        shutdown.clone(),
-    ));
-    Ok(WorkerHandle {
-        ctx,
-        shutdown,
-        task,
-    })
+    let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, publisher, relay, shutdown.clone()));
+    Ok(WorkerHandle { ctx, shutdown, task })
 }
 
 /// Run until `shutdown` resolves (the `run` subcommand passes Ctrl-C / SIGTERM).
-pub async fn run(
-    settings: Settings,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let handle = start(settings).await?;
     let token = handle.shutdown_token();
     tokio::select! {
@@ -123,13 +105,7 @@ pub async fn run(
 }
 
 async fn subscribe(ch: &Channel, queue: &str, tag: &str) -> Result<lapin::Consumer, lapin::Error> {
-    ch.basic_consume(
-        queue.into(),
-        tag.into(),
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
+    ch.basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await
 }
 
 async fn consume_loop(
@@ -152,7 +128,13 @@ async fn consume_loop(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let (ctx, publisher) = (ctx.clone(), publisher.clone());
-                    tracker.spawn(async move { settle(&ctx, &publisher, delivery).await });
+                    let span = tracing::info_span!(
+                        "job",
+                        routing_key = %delivery.routing_key,
+                        message_id = ?delivery.properties.message_id(),
+                        redelivered = delivery.redelivered
+                    );
+                    tracker.spawn(async move { settle(&ctx, &publisher, delivery).await }.instrument(span));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error; waiting for connection recovery");
@@ -169,17 +151,10 @@ async fn consume_loop(
         }
     }
     tracing::info!("shutting down: cancelling the consumer and finishing in-flight jobs");
-    let _ = ch
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
+    let _ = ch.basic_cancel(tag.as_str().into(), BasicCancelOptions::default()).await;
     tracker.close();
-    if tokio::time::timeout(Duration::from_secs(60), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "in-flight jobs did not finish within 60 s; their messages will be redelivered"
-        );
+    if tokio::time::timeout(Duration::from_secs(60), tracker.wait()).await.is_err() {
+        tracing::warn!("in-flight jobs did not finish within 60 s; their messages will be redelivered");
     }
     ctx.relay_wake.notify_one();
     let _ = relay_task.await;
@@ -188,32 +163,22 @@ async fn consume_loop(
 }
 
 fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
-    d.properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(name)
-        .and_then(|v| match v {
-            AMQPValue::LongInt(i) => u32::try_from(*i).ok(),
-            AMQPValue::LongLongInt(i) => u32::try_from(*i).ok(),
-            AMQPValue::ShortInt(i) => u32::try_from(*i).ok(),
-            AMQPValue::LongUInt(i) => Some(*i),
-            _ => None,
-        })
+    d.properties.headers().as_ref()?.inner().get(name).and_then(|v| match v {
+        AMQPValue::LongInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::LongLongInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::ShortInt(i) => u32::try_from(*i).ok(),
+        AMQPValue::LongUInt(i) => Some(*i),
+        _ => None,
+    })
 }
 
 fn header_i64(d: &Delivery, name: &str) -> Option<i64> {
-    d.properties
-        .headers()
-        .as_ref()?
-        .inner()
-        .get(name)
-        .and_then(|v| match v {
-            AMQPValue::LongLongInt(i) => Some(*i),
-            AMQPValue::LongInt(i) => Some(*i as i64),
-            AMQPValue::Timestamp(t) => Some(*t as i64),
-            _ => None,
-        })
+    d.properties.headers().as_ref()?.inner().get(name).and_then(|v| match v {
+        AMQPValue::LongLongInt(i) => Some(*i),
+        AMQPValue::LongInt(i) => Some(*i as i64),
+        AMQPValue::Timestamp(t) => Some(*t as i64),
+        _ => None,
+    })
 }
 
 /// Handle one delivery and settle it.
@@ -223,19 +188,13 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
         routing_key: delivery.routing_key.to_string(),
         message_id: props.message_id().as_ref().map(|s| s.to_string()),
         correlation_id: props.correlation_id().as_ref().map(|s| s.to_string()),
-        reply_to: props
-            .reply_to()
-            .as_ref()
-            .map(|s| s.to_string())
-            .filter(|s| !s.is_empty()),
+        reply_to: props.reply_to().as_ref().map(|s| s.to_string()).filter(|s| !s.is_empty()),
         request_id: None,
     };
     let attempt = header_u32(&delivery, ATTEMPT_HEADER).unwrap_or(0);
     let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
-    let span = tracing::info_span!("job", routing_key = %meta.routing_key, message_id = ?meta.message_id, attempt, redelivered = delivery.redelivered);
-    let _enter = span.enter();
     let result = dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await;
     ctx.relay_wake.notify_one();
     let settled = match result {
@@ -249,12 +208,7 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "could not reschedule; requeueing");
-                    delivery
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            multiple: false,
-                        })
-                        .await
+                    delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
                 }
             }
         }
@@ -262,12 +216,7 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
             tracing::error!(error = %e, "job could not be stored; requeueing the message");
             tokio::time::sleep(Duration::from_secs(1)).await;
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await
+            delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
         }
     };
     if let Err(e) = settled {
@@ -286,19 +235,11 @@ async fn reschedule(
     let (tier, delay) = ctx.topology.retry_tier(attempt);
     // Fresh headers on purpose: copying x-death would trip RabbitMQ's dead-letter cycle check.
     let mut headers = FieldTable::default();
-    headers.insert(
-        ShortString::from(ATTEMPT_HEADER),
-        AMQPValue::LongLongInt(attempt as i64),
-    );
-    headers.insert(
-        ShortString::from(FIRST_SEEN_HEADER),
-        AMQPValue::LongLongInt(first_seen.timestamp_millis()),
-    );
+    headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongLongInt(attempt as i64));
+    headers.insert(ShortString::from(FIRST_SEEN_HEADER), AMQPValue::LongLongInt(first_seen.timestamp_millis()));
     headers.insert(
         ShortString::from("BCC"),
-        AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(
-            LongString::from(tier.as_str()),
-        )])),
+        AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(LongString::from(tier.as_str()))])),
     );
     let p = &d.properties;
     let mut props = BasicProperties::default()
@@ -314,15 +255,7 @@ async fn reschedule(
     if let Some(v) = p.reply_to() {
         props = props.with_reply_to(v.clone());
     }
-    amqp::publish_confirmed(
-        publisher,
-        &ctx.topology.retry,
-        d.routing_key.as_str(),
-        &d.data,
-        props,
-        true,
-    )
-    .await?;
+    amqp::publish_confirmed(publisher, &ctx.topology.retry, d.routing_key.as_str(), &d.data, props, true).await?;
     Ok(delay)
 }
 
@@ -338,20 +271,9 @@ async fn dispatch(
         Ok(p) => p,
         Err(rej) => {
             meta.request_id = rej.request_id.clone();
-            let source = if rej.envelope {
-                ErrorSource::Envelope
-            } else {
-                ErrorSource::Validation
-            };
-            let errors: Vec<ErrorItem> = rej
-                .problems
-                .into_iter()
-                .map(|p| ErrorItem::from_problem(source, p))
-                .collect();
-            let event_type = rej
-                .kind
-                .map(|k| k.rejected_event())
-                .unwrap_or_else(|| "command.rejected".into());
+            let source = if rej.envelope { ErrorSource::Envelope } else { ErrorSource::Validation };
+            let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
+            let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
             ctx.db
                 .enqueue_events(&[plain_event(
@@ -360,32 +282,21 @@ async fn dispatch(
                     json!({"errors": errors, "dead_lettered": rej.envelope}),
                 )])
                 .await?;
-            return Ok(if rej.envelope {
-                Disposition::DeadLetter
-            } else {
-                Disposition::Ack
-            });
+            return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });
         }
     };
     meta.request_id = parsed.request_id;
     let kind = parsed.command.kind();
     let disposition = match &parsed.command {
-        Command::Generate { gstin, invoice } => {
-            generate::handle(ctx, meta, gstin, invoice, attempt).await?
-        }
+        Command::Generate { gstin, invoice } => generate::handle(ctx, meta, gstin, invoice, attempt).await?,
         other => jobs::handle(ctx, meta, other, attempt).await?,
     };
     // Jobs without a job row give up here once they are too old (generate decides per row).
     if let Disposition::Reschedule { errors, .. } = &disposition {
         let age = (Utc::now() - first_seen).num_seconds().max(0) as u64;
-        if kind != crate::domain::command::JobKind::IrnGenerate
-            && age >= ctx.settings.retry_max_age_secs
-        {
-            let data =
-                json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});
-            ctx.db
-                .enqueue_events(&[plain_event(meta, &kind.failed_event(), data)])
-                .await?;
+        if kind != crate::domain::command::JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
+            let data = json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});
+            ctx.db.enqueue_events(&[plain_event(meta, &kind.failed_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
     }

@@ -23,10 +23,7 @@ pub struct SimError {
 
 impl SimError {
     pub fn one(code: &str, message: impl Into<String>) -> SimError {
-        SimError {
-            errors: vec![(code.to_string(), message.into())],
-            info: Vec::new(),
-        }
+        SimError { errors: vec![(code.to_string(), message.into())], info: Vec::new() }
     }
 }
 
@@ -111,6 +108,7 @@ pub struct RejectRequest {
 struct Store {
     docs: HashMap<String, SimDoc>,
     tokens: HashMap<String, SimToken>,
+    issued: Vec<String>,
     ack_seq: u64,
     stats: SimStats,
 }
@@ -138,16 +136,10 @@ impl SimCore {
     pub fn new() -> SimCore {
         SimCore {
             store: Mutex::new(Store::default()),
-            faults: Mutex::new(Faults {
-                token_ttl_secs: 3600,
-                timeout_hang_ms: 3_000,
-                ..Faults::default()
-            }),
+            faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
             token_seq: AtomicU64::new(1),
-            signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM)
-                .expect("bundled simulator key"),
-            nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM)
-                .expect("bundled simulator key"),
+            signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key"),
+            nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM).expect("bundled simulator key"),
         }
     }
 
@@ -172,6 +164,10 @@ impl SimCore {
         if let Some(d) = self.store.lock().expect("sim lock").docs.get_mut(irn) {
             d.ack_at = Utc::now() - age;
         }
+    }
+    /// Every token issued so far (tests check none of them leaks into logs, events or rows).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.store.lock().expect("sim lock").issued.clone()
     }
     /// Expire every token now (a token that expires mid-run).
     pub fn expire_tokens(&self) {
@@ -215,13 +211,7 @@ impl SimCore {
 
     /// Issue a token, or return the live one: NIC returns the same token for repeated auth
     /// calls within its lifetime, and a new one on a forced refresh in its last 10 minutes.
-    pub fn authenticate(
-        &self,
-        gstin: &str,
-        user: &str,
-        password: &str,
-        force: bool,
-    ) -> Result<SimToken, SimError> {
+    pub fn authenticate(&self, gstin: &str, user: &str, password: &str, force: bool) -> Result<SimToken, SimError> {
         let (ttl, expected) = {
             let f = self.faults.lock().expect("sim lock");
             (f.token_ttl_secs, f.passwords.get(gstin).cloned())
@@ -232,11 +222,7 @@ impl SimCore {
             return Err(SimError::one("1008", "Invalid login credentials"));
         }
         let now = Utc::now();
-        let live = st
-            .tokens
-            .values()
-            .find(|t| t.gstin == gstin && t.user == user && t.expires_at > now)
-            .cloned();
+        let live = st.tokens.values().find(|t| t.gstin == gstin && t.user == user && t.expires_at > now).cloned();
         if let Some(t) = live {
             let in_last_10 = t.expires_at - now <= chrono::Duration::minutes(10);
             if !(force && in_last_10) {
@@ -255,6 +241,7 @@ impl SimCore {
             sek,
         };
         st.tokens.insert(t.token.clone(), t.clone());
+        st.issued.push(t.token.clone());
         Ok(t)
     }
 
@@ -262,9 +249,7 @@ impl SimCore {
     pub fn check_token(&self, token: &str, gstin: &str) -> Result<SimToken, SimError> {
         let st = self.store.lock().expect("sim lock");
         match st.tokens.get(token) {
-            Some(t) if t.expires_at > Utc::now() && t.gstin.eq_ignore_ascii_case(gstin) => {
-                Ok(t.clone())
-            }
+            Some(t) if t.expires_at > Utc::now() && t.gstin.eq_ignore_ascii_case(gstin) => Ok(t.clone()),
             _ => Err(SimError::one("1005", "Invalid Token")),
         }
     }
@@ -275,24 +260,11 @@ impl SimCore {
 
     /// Generate an IRN. Returns the answer and, on the "timeout that still commits" fault,
     /// how long to hang before answering.
-    pub fn generate(
-        &self,
-        gstin: &str,
-        inv: &Value,
-    ) -> (Result<Value, SimError>, Option<Duration>) {
-        let s = |p: &str| {
-            inv.pointer(p).map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string())
-            })
-        };
-        let (Some(seller), Some(typ), Some(no), Some(dt)) = (
-            s("/SellerDtls/Gstin"),
-            s("/DocDtls/Typ"),
-            s("/DocDtls/No"),
-            s("/DocDtls/Dt"),
-        ) else {
+    pub fn generate(&self, gstin: &str, inv: &Value) -> (Result<Value, SimError>, Option<Duration>) {
+        let s = |p: &str| inv.pointer(p).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+        let (Some(seller), Some(typ), Some(no), Some(dt)) =
+            (s("/SellerDtls/Gstin"), s("/DocDtls/Typ"), s("/DocDtls/No"), s("/DocDtls/Dt"))
+        else {
             self.count(|c| c.generate_calls += 1);
             return (
                 Err(SimError::one(
@@ -308,13 +280,7 @@ impl SimCore {
             *c.generate_per_irn.entry(irn.clone()).or_default() += 1;
         });
         if !seller.eq_ignore_ascii_case(gstin) {
-            return (
-                Err(SimError::one(
-                    "2143",
-                    "Invoice does not belong to the user GSTIN",
-                )),
-                None,
-            );
+            return (Err(SimError::one("2143", "Invoice does not belong to the user GSTIN")), None);
         }
         let faults = self.faults();
         let bad_hsn: Vec<String> = inv
@@ -324,36 +290,19 @@ impl SimCore {
                 items
                     .iter()
                     .filter_map(|i| {
-                        i.get("HsnCd").map(|h| {
-                            h.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| h.to_string())
-                        })
+                        i.get("HsnCd").map(|h| h.as_str().map(str::to_string).unwrap_or_else(|| h.to_string()))
                     })
                     .filter(|h| faults.invalid_hsn.contains(h))
                     .collect()
             })
             .unwrap_or_default();
         if !bad_hsn.is_empty() {
-            return (
-                Err(SimError::one(
-                    "2176",
-                    format!("HSN code(s) {} is invalid", bad_hsn.join(",")),
-                )),
-                None,
-            );
+            return (Err(SimError::one("2176", format!("HSN code(s) {} is invalid", bad_hsn.join(",")))), None);
         }
         for p in ["/BuyerDtls/Gstin", "/ShipDtls/Gstin"] {
             if let Some(g) = s(p) {
-                if faults
-                    .inactive_gstins
-                    .iter()
-                    .any(|x| x.eq_ignore_ascii_case(&g))
-                {
-                    return (
-                        Err(SimError::one("3029", format!("GSTIN - {g} is not active"))),
-                        None,
-                    );
+                if faults.inactive_gstins.iter().any(|x| x.eq_ignore_ascii_case(&g)) {
+                    return (Err(SimError::one("3029", format!("GSTIN - {g} is not active"))), None);
                 }
             }
         }
@@ -389,11 +338,7 @@ impl SimCore {
         });
         let ewb = inv.get("EwbDtls").filter(|e| e.is_object()).map(|_| {
             let n = format!("{}", 181_000_000_000u64 + st.ack_seq);
-            (
-                n,
-                ack_dt.clone(),
-                format_ist(now + chrono::Duration::days(1)),
-            )
+            (n, ack_dt.clone(), format_ist(now + chrono::Duration::days(1)))
         });
         let doc = SimDoc {
             irn: irn.clone(),
@@ -437,13 +382,7 @@ impl SimCore {
         }
     }
 
-    pub fn get_by_doc(
-        &self,
-        gstin: &str,
-        typ: &str,
-        no: &str,
-        dt: &str,
-    ) -> Result<Value, SimError> {
+    pub fn get_by_doc(&self, gstin: &str, typ: &str, no: &str, dt: &str) -> Result<Value, SimError> {
         let irn = irn_for(gstin, typ, no, dt);
         let mut st = self.store.lock().expect("sim lock");
         st.stats.lookups += 1;
@@ -453,29 +392,16 @@ impl SimCore {
         }
     }
 
-    pub fn cancel(
-        &self,
-        gstin: &str,
-        irn: &str,
-        reason: &str,
-        remark: &str,
-    ) -> Result<Value, SimError> {
+    pub fn cancel(&self, gstin: &str, irn: &str, reason: &str, remark: &str) -> Result<Value, SimError> {
         let mut st = self.store.lock().expect("sim lock");
         st.stats.cancel_calls += 1;
         if !matches!(reason, "1" | "2" | "3" | "4") {
             return Err(SimError::one("2261", "Invalid cancel reason"));
         }
         if remark.chars().count() > 100 {
-            return Err(SimError::one(
-                "2140",
-                "CnlRem must be at most 100 characters",
-            ));
+            return Err(SimError::one("2140", "CnlRem must be at most 100 characters"));
         }
-        let Some(d) = st
-            .docs
-            .get_mut(&irn.to_ascii_lowercase())
-            .filter(|d| d.gstin.eq_ignore_ascii_case(gstin))
-        else {
+        let Some(d) = st.docs.get_mut(&irn.to_ascii_lowercase()).filter(|d| d.gstin.eq_ignore_ascii_case(gstin)) else {
             return Err(SimError::one("2148", "Requested IRN data is not available"));
         };
         if d.status == "CNL" {
@@ -488,10 +414,7 @@ impl SimCore {
             ));
         }
         if d.ewb.is_some() {
-            return Err(SimError::one(
-                "2230",
-                "This IRN cannot be cancelled because e-way bill has been generated",
-            ));
+            return Err(SimError::one("2230", "This IRN cannot be cancelled because e-way bill has been generated"));
         }
         let cancel_date = format_ist(Utc::now());
         d.status = "CNL".into();
@@ -505,11 +428,7 @@ impl SimCore {
         if g.len() != 15 {
             return Err(SimError::one("3028", format!("GSTIN - {g} is invalid")));
         }
-        let active = !self
-            .faults()
-            .inactive_gstins
-            .iter()
-            .any(|x| x.eq_ignore_ascii_case(&g));
+        let active = !self.faults().inactive_gstins.iter().any(|x| x.eq_ignore_ascii_case(&g));
         Ok(json!({
             "Gstin": g, "TradeName": format!("Trader {}", &g[2..7]), "LegalName": format!("Legal {}", &g[2..7]),
             "AddrBnm": "Sim Towers", "AddrBno": "1", "AddrFlno": "", "AddrSt": "MG Road", "AddrLoc": "Bengaluru",
@@ -521,10 +440,7 @@ impl SimCore {
     pub fn sync_gstin(&self, gstin: &str) -> Result<Value, SimError> {
         {
             let mut f = self.faults.lock().expect("sim lock");
-            if f.sync_activates
-                .iter()
-                .any(|x| x.eq_ignore_ascii_case(gstin))
-            {
+            if f.sync_activates.iter().any(|x| x.eq_ignore_ascii_case(gstin)) {
                 f.inactive_gstins.retain(|x| !x.eq_ignore_ascii_case(gstin));
             }
         }
@@ -534,22 +450,11 @@ impl SimCore {
     pub fn ewaybill_by_irn(&self, gstin: &str, irn: &str) -> Result<Value, SimError> {
         let mut st = self.store.lock().expect("sim lock");
         st.stats.other_calls += 1;
-        match st
-            .docs
-            .get(&irn.to_ascii_lowercase())
-            .filter(|d| d.gstin.eq_ignore_ascii_case(gstin))
-        {
-            Some(SimDoc {
-                ewb: Some((no, dt, till)),
-                irn,
-                ..
-            }) => Ok(
+        match st.docs.get(&irn.to_ascii_lowercase()).filter(|d| d.gstin.eq_ignore_ascii_case(gstin)) {
+            Some(SimDoc { ewb: Some((no, dt, till)), irn, .. }) => Ok(
                 json!({"Irn": irn, "EwbNo": no.parse::<u64>().unwrap_or(0), "EwbDt": dt, "EwbValidTill": till, "Status": "ACT"}),
             ),
-            Some(_) => Err(SimError::one(
-                "4003",
-                "E-way bill is not generated for this IRN",
-            )),
+            Some(_) => Err(SimError::one("4003", "E-way bill is not generated for this IRN")),
             None => Err(SimError::one("2148", "Requested IRN data is not available")),
         }
     }
@@ -573,37 +478,20 @@ impl SimCore {
     }
 
     /// Admin: mark an IRN rejected (de-duplication across IRPs failed) on `date` (dd/MM/yyyy).
-    pub fn mark_rejected(
-        &self,
-        irn: &str,
-        surviving: Option<&str>,
-        date: Option<&str>,
-    ) -> Result<(), String> {
+    pub fn mark_rejected(&self, irn: &str, surviving: Option<&str>, date: Option<&str>) -> Result<(), String> {
         let day = match date {
             Some(d) => NaiveDate::parse_from_str(d, "%d/%m/%Y").map_err(|e| e.to_string())?,
-            None => Utc::now()
-                .with_timezone(&chrono_tz::Asia::Kolkata)
-                .date_naive(),
+            None => Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).date_naive(),
         };
         let mut st = self.store.lock().expect("sim lock");
-        let d = st
-            .docs
-            .get_mut(irn)
-            .ok_or_else(|| format!("no IRN {irn}"))?;
+        let d = st.docs.get_mut(irn).ok_or_else(|| format!("no IRN {irn}"))?;
         d.rejected_on = Some(day);
         d.surviving_irn = surviving.map(str::to_string);
         Ok(())
     }
 
     /// Admin: register a document directly (as if another IRP generated it), for reconciliation tests.
-    pub fn insert_rejected_foreign(
-        &self,
-        gstin: &str,
-        typ: &str,
-        no: &str,
-        dt: &str,
-        day: NaiveDate,
-    ) -> String {
+    pub fn insert_rejected_foreign(&self, gstin: &str, typ: &str, no: &str, dt: &str, day: NaiveDate) -> String {
         let irn = irn_for(gstin, typ, no, dt);
         let mut st = self.store.lock().expect("sim lock");
         st.ack_seq += 1;
@@ -632,7 +520,8 @@ impl SimCore {
 
     pub fn b2c_qr(&self, gstin: &str, typ: &str, no: &str, dt: &str) -> Result<Value, SimError> {
         self.count(|c| c.other_calls += 1);
-        let qr = json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
+        let qr =
+            json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
         Ok(json!({"QRCode": jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY")}))
     }
 }
@@ -640,10 +529,7 @@ impl SimCore {
 /// Lookups work for two days after acknowledgement, as at NIC (2283 afterwards).
 fn fetchable(d: &SimDoc) -> Result<Value, SimError> {
     if Utc::now() - d.ack_at > chrono::Duration::days(2) {
-        return Err(SimError::one(
-            "2283",
-            "IRN details cannot be provided as it is generated more than 2 days ago",
-        ));
+        return Err(SimError::one("2283", "IRN details cannot be provided as it is generated more than 2 days ago"));
     }
     Ok(doc_json(d))
 }
@@ -667,11 +553,7 @@ pub fn irn_for(gstin: &str, typ: &str, no: &str, dt: &str) -> String {
     let fy = NaiveDate::parse_from_str(dt.trim(), "%d/%m/%Y")
         .map(|d| {
             use chrono::Datelike;
-            let y = if d.month() >= 4 {
-                d.year()
-            } else {
-                d.year() - 1
-            };
+            let y = if d.month() >= 4 { d.year() } else { d.year() - 1 };
             format!("{}-{:02}", y, (y + 1) % 100)
         })
         .unwrap_or_default();

@@ -63,35 +63,20 @@ impl StatusForm {
 }
 
 fn failure(e: SimError, form: StatusForm) -> Response {
-    let list: Vec<Value> = e
-        .errors
-        .iter()
-        .map(|(c, m)| json!({"ErrorCode": c, "ErrorMessage": m}))
-        .collect();
-    let info = if e.info.is_empty() {
-        Value::Null
-    } else {
-        Value::Array(e.info)
-    };
-    Json(json!({"Status": form.value(false), "Data": null, "ErrorDetails": list, "InfoDtls": info}))
-        .into_response()
+    let list: Vec<Value> = e.errors.iter().map(|(c, m)| json!({"ErrorCode": c, "ErrorMessage": m})).collect();
+    let info = if e.info.is_empty() { Value::Null } else { Value::Array(e.info) };
+    Json(json!({"Status": form.value(false), "Data": null, "ErrorDetails": list, "InfoDtls": info})).into_response()
 }
 
 fn h<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// NIC's client checks: the API credentials and GSTIN on every call (`user_name` too after auth).
 fn check_client(headers: &HeaderMap, names: &[&str]) -> Result<(), SimError> {
     for name in names {
         if h(headers, name).trim().is_empty() {
-            return Err(SimError::one(
-                "1010",
-                format!("Invalid Client-ID/Client-Secret: header '{name}' is missing"),
-            ));
+            return Err(SimError::one("1010", format!("Invalid Client-ID/Client-Secret: header '{name}' is missing")));
         }
     }
     Ok(())
@@ -103,39 +88,23 @@ fn data_field(body: &[u8]) -> Option<String> {
     v.get("Data").and_then(Value::as_str).map(str::to_string)
 }
 
-async fn authenticate(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn authenticate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form = StatusForm::Number;
     if let Err(e) = check_client(&headers, &["client_id", "client_secret", "Gstin"]) {
         return failure(e, form);
     }
     let Some(data) = data_field(&body) else {
-        return failure(
-            SimError::one(
-                "1013",
-                "Decryption of password failed: the body has no Data",
-            ),
-            form,
-        );
+        return failure(SimError::one("1013", "Decryption of password failed: the body has no Data"), form);
     };
     let req = match nic_crypto::decrypt_auth_request(&core.nic_key, &data) {
         Ok(r) => r,
         // The payload decrypted, but the AppKey inside it is not 32 bytes of base64.
-        Err(
-            CryptoError::BadKeyLength { what: "AppKey", .. }
-            | CryptoError::Base64 { what: "AppKey", .. },
-        ) => {
+        Err(CryptoError::BadKeyLength { what: "AppKey", .. } | CryptoError::Base64 { what: "AppKey", .. }) => {
             return failure(SimError::one("1016", "Decryption of App Key failed"), form);
         }
         Err(_) => {
             return failure(
-                SimError::one(
-                    "1013",
-                    "Decryption of password failed: encrypt the payload with the IRP's public key",
-                ),
+                SimError::one("1013", "Decryption of password failed: encrypt the payload with the IRP's public key"),
                 form,
             );
         }
@@ -164,27 +133,15 @@ async fn authenticate(
 
 /// Checks every API call shares: client headers, injected faults, the token (which must belong
 /// to the `Gstin` and `user_name` sent). `Err` is the answer to send instead.
-async fn guard(
-    core: &SimCore,
-    headers: &HeaderMap,
-    form: StatusForm,
-) -> Result<(SimToken, String), Response> {
-    check_client(
-        headers,
-        &["client_id", "client_secret", "Gstin", "user_name"],
-    )
-    .map_err(|e| failure(e, form))?;
+async fn guard(core: &SimCore, headers: &HeaderMap, form: StatusForm) -> Result<(SimToken, String), Response> {
+    check_client(headers, &["client_id", "client_secret", "Gstin", "user_name"]).map_err(|e| failure(e, form))?;
     match core.before_call().await {
-        Err(None) => {
-            return Err((StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response())
-        }
+        Err(None) => return Err((StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()),
         Err(Some(e)) => return Err(failure(e, form)),
         Ok(()) => {}
     }
     let gstin = h(headers, "Gstin").to_string();
-    let token = core
-        .check_token(h(headers, "AuthToken"), &gstin)
-        .map_err(|e| failure(e, form))?;
+    let token = core.check_token(h(headers, "AuthToken"), &gstin).map_err(|e| failure(e, form))?;
     if token.user != h(headers, "user_name") {
         return Err(failure(SimError::one("1005", "Invalid Token"), form));
     }
@@ -220,11 +177,7 @@ fn text(v: &Value, key: &str) -> String {
     }
 }
 
-async fn generate(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn generate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form = StatusForm::Number;
     let (token, gstin) = match guard(&core, &headers, form).await {
         Ok(t) => t,
@@ -241,11 +194,7 @@ async fn generate(
     answer(&token, res, form)
 }
 
-async fn get_by_irn(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    Path(irn): Path<String>,
-) -> Response {
+async fn get_by_irn(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(irn): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
         Ok((token, gstin)) => answer(&token, core.get_by_irn(&gstin, &irn), form),
@@ -265,23 +214,12 @@ async fn get_by_doc(
     };
     let p = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     if p("doctype").is_empty() || p("docnum").is_empty() || p("docdate").is_empty() {
-        return failure(
-            SimError::one("2140", "doctype, docnum and docdate are required"),
-            form,
-        );
+        return failure(SimError::one("2140", "doctype, docnum and docdate are required"), form);
     }
-    answer(
-        &token,
-        core.get_by_doc(&gstin, p("doctype"), p("docnum"), p("docdate")),
-        form,
-    )
+    answer(&token, core.get_by_doc(&gstin, p("doctype"), p("docnum"), p("docdate")), form)
 }
 
-async fn cancel(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+async fn cancel(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form = StatusForm::Number;
     let (token, gstin) = match guard(&core, &headers, form).await {
         Ok(t) => t,
@@ -291,16 +229,7 @@ async fn cancel(
         Ok(v) => v,
         Err(e) => return failure(e, form),
     };
-    answer(
-        &token,
-        core.cancel(
-            &gstin,
-            &text(&b, "Irn"),
-            &text(&b, "CnlRsn"),
-            &text(&b, "CnlRem"),
-        ),
-        form,
-    )
+    answer(&token, core.cancel(&gstin, &text(&b, "Irn"), &text(&b, "CnlRsn"), &text(&b, "CnlRem")), form)
 }
 
 async fn rejected_irns(
@@ -311,20 +240,14 @@ async fn rejected_irns(
     // NIC's sample answer for this API writes Status as a string.
     let form = StatusForm::Text;
     match guard(&core, &headers, form).await {
-        Ok((token, gstin)) => answer(
-            &token,
-            core.rejected_irns(&gstin, q.get("date").map(String::as_str).unwrap_or("")),
-            form,
-        ),
+        Ok((token, gstin)) => {
+            answer(&token, core.rejected_irns(&gstin, q.get("date").map(String::as_str).unwrap_or("")), form)
+        }
         Err(r) => r,
     }
 }
 
-async fn gstin_details(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    Path(gstin): Path<String>,
-) -> Response {
+async fn gstin_details(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(gstin): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
         Ok((token, _)) => answer(&token, core.gstin_details(&gstin), form),
@@ -332,11 +255,7 @@ async fn gstin_details(
     }
 }
 
-async fn sync_gstin(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    Path(gstin): Path<String>,
-) -> Response {
+async fn sync_gstin(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(gstin): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
         Ok((token, _)) => answer(&token, core.sync_gstin(&gstin), form),
@@ -344,11 +263,7 @@ async fn sync_gstin(
     }
 }
 
-async fn ewaybill_by_irn(
-    State(core): State<Arc<SimCore>>,
-    headers: HeaderMap,
-    Path(irn): Path<String>,
-) -> Response {
+async fn ewaybill_by_irn(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(irn): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
         Ok((token, gstin)) => answer(&token, core.ewaybill_by_irn(&gstin, &irn), form),
@@ -373,19 +288,14 @@ mod tests {
         rb.send().await.unwrap().json().await.unwrap()
     }
 
-    const CLIENT: [(&str, &str); 3] = [
-        ("client_id", "cid"),
-        ("client_secret", "cs"),
-        ("Gstin", "29AAGCP4821K1Z3"),
-    ];
+    const CLIENT: [(&str, &str); 3] = [("client_id", "cid"), ("client_secret", "cs"), ("Gstin", "29AAGCP4821K1Z3")];
 
     #[tokio::test]
     async fn auth_checks_headers_and_key() {
         let sim = Simulator::start("127.0.0.1:0").await.unwrap();
         let url = format!("{}/eivital/v1.04/auth", sim.base_url());
         let app_key = AppKey::random();
-        let data =
-            nic_crypto::encrypt_auth_request(&public_key(), "user", "pw", &app_key, false).unwrap();
+        let data = nic_crypto::encrypt_auth_request(&public_key(), "user", "pw", &app_key, false).unwrap();
 
         let r = post(url.clone(), &CLIENT[..2], json!({"Data": data})).await;
         assert_eq!(r["Status"], 0);
@@ -404,30 +314,12 @@ mod tests {
         let mut hs: Vec<(&str, &str)> = CLIENT.to_vec();
         hs.extend([("user_name", "user"), ("AuthToken", token.as_str())]);
         let inv = format!("{}/eicore/v1.03/Invoice", sim.base_url());
-        let r = post(
-            inv.clone(),
-            &hs,
-            json!({"Data": nic_crypto::encrypt_json_b64(&[7u8; 32], &json!({}))}),
-        )
-        .await;
+        let r = post(inv.clone(), &hs, json!({"Data": nic_crypto::encrypt_json_b64(&[7u8; 32], &json!({}))})).await;
         assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "2140");
-        let r = post(
-            inv.clone(),
-            &hs,
-            json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))}),
-        )
-        .await;
-        assert_eq!(
-            r["ErrorDetails"][0]["ErrorCode"], "2140",
-            "schema error from the core"
-        );
+        let r = post(inv.clone(), &hs, json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))})).await;
+        assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "2140", "schema error from the core");
         hs[3] = ("user_name", "someone-else");
-        let r = post(
-            inv,
-            &hs,
-            json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))}),
-        )
-        .await;
+        let r = post(inv, &hs, json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))})).await;
         assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "1005");
     }
 }

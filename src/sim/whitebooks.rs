@@ -29,12 +29,9 @@ fn ok(data: Value) -> Response {
 }
 
 fn err(e: SimError) -> Response {
-    let list: Vec<Value> = e
-        .errors
-        .iter()
-        .map(|(c, m)| json!({"ErrorCode": c, "ErrorMessage": m}))
-        .collect();
-    let mut body = json!({"status_cd": "0", "status_desc": Value::String(Value::Array(list).to_string()), "irp": "NIC"});
+    let list: Vec<Value> = e.errors.iter().map(|(c, m)| json!({"ErrorCode": c, "ErrorMessage": m})).collect();
+    let mut body =
+        json!({"status_cd": "0", "status_desc": Value::String(Value::Array(list).to_string()), "irp": "NIC"});
     if !e.info.is_empty() {
         body["InfoDtls"] = Value::Array(e.info);
     }
@@ -42,26 +39,14 @@ fn err(e: SimError) -> Response {
 }
 
 fn h<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// The GSP's own checks: every call needs the client credentials, GSTIN, username and IP.
 fn check_client(headers: &HeaderMap) -> Result<(), SimError> {
-    for name in [
-        "client_id",
-        "client_secret",
-        "gstin",
-        "username",
-        "ip_address",
-    ] {
+    for name in ["client_id", "client_secret", "gstin", "username", "ip_address"] {
         if h(headers, name).is_empty() {
-            return Err(SimError::one(
-                "1010",
-                format!("Invalid Client-ID/Client-Secret: header '{name}' is missing"),
-            ));
+            return Err(SimError::one("1010", format!("Invalid Client-ID/Client-Secret: header '{name}' is missing")));
         }
     }
     Ok(())
@@ -78,15 +63,8 @@ async fn authenticate(
     if q.get("email").is_none_or(|e| e.is_empty()) {
         return err(SimError::one("1010", "email query parameter is required"));
     }
-    match core.authenticate(
-        h(&headers, "gstin"),
-        h(&headers, "username"),
-        h(&headers, "password"),
-        false,
-    ) {
-        Ok(t) => {
-            ok(json!({"AuthToken": t.token, "Sek": "", "TokenExpiry": format_ist(t.expires_at)}))
-        }
+    match core.authenticate(h(&headers, "gstin"), h(&headers, "username"), h(&headers, "password"), false) {
+        Ok(t) => ok(json!({"AuthToken": t.token, "Sek": "", "TokenExpiry": format_ist(t.expires_at)})),
         Err(e) => err(e),
     }
 }
@@ -102,9 +80,7 @@ async fn api(
         return err(e);
     }
     match core.before_call().await {
-        Err(None) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()
-        }
+        Err(None) => return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
         Err(Some(e)) => return err(e),
         Ok(()) => {}
     }
@@ -115,9 +91,7 @@ async fn api(
     let json_body = || serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let param = |k: &str| q.get(k).cloned().unwrap_or_default();
     let str_of = |v: &Value, keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default()
+        keys.iter().find_map(|k| v.get(*k).and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
     };
     let result = match typ.as_str() {
         "GENERATE" => {
@@ -128,20 +102,12 @@ async fn api(
             res
         }
         "GETIRN" => core.get_by_irn(&gstin, &param("param1")),
-        "GETIRNBYDOCDETAILS" => core.get_by_doc(
-            &gstin,
-            &param("param1"),
-            h(&headers, "docnum"),
-            h(&headers, "docdate"),
-        ),
+        "GETIRNBYDOCDETAILS" => {
+            core.get_by_doc(&gstin, &param("param1"), h(&headers, "docnum"), h(&headers, "docdate"))
+        }
         "GETIRNBYDOC" => {
             let b = json_body();
-            core.get_by_doc(
-                &gstin,
-                &str_of(&b, &["docTyp"]),
-                &str_of(&b, &["docNo"]),
-                &str_of(&b, &["docDt"]),
-            )
+            core.get_by_doc(&gstin, &str_of(&b, &["docTyp"]), &str_of(&b, &["docNo"]), &str_of(&b, &["docDt"]))
         }
         "CANCEL" | "CANCELIRN" => {
             let b = json_body();
@@ -158,17 +124,9 @@ async fn api(
         "GETREJECTEDIRNS" | "GETREJECTEDIRN" => core.rejected_irns(&gstin, &param("param1")),
         "GETB2CQR" => {
             let b = json_body();
-            core.b2c_qr(
-                &gstin,
-                &str_of(&b, &["docTyp"]),
-                &str_of(&b, &["docNo"]),
-                &str_of(&b, &["docDt"]),
-            )
+            core.b2c_qr(&gstin, &str_of(&b, &["docTyp"]), &str_of(&b, &["docNo"]), &str_of(&b, &["docDt"]))
         }
-        other => Err(SimError::one(
-            "GSPERR404",
-            format!("unknown type '{other}'"),
-        )),
+        other => Err(SimError::one("GSPERR404", format!("unknown type '{other}'"))),
     };
     match result {
         Ok(v) => ok(v),

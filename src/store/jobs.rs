@@ -170,7 +170,10 @@ impl Db {
         )
         .await?;
         let row = tx
-            .query_one(&format!("SELECT {COLUMNS}, lease_owner, lease_until FROM jobs WHERE doc_key = $1 FOR UPDATE"), &[&dk])
+            .query_one(
+                &format!("SELECT {COLUMNS}, lease_owner, lease_until FROM jobs WHERE doc_key = $1 FOR UPDATE"),
+                &[&dk],
+            )
             .await?;
         let job = JobRow::from(&row);
         let lease_owner: Option<Uuid> = row.get(25);
@@ -181,9 +184,7 @@ impl Db {
             // The same payload was already refused: answer with that refusal. NIC asks clients
             // not to resend erroneous payloads (it blocks top error generators).
             status::REJECTED if job.request.as_ref() == Some(request) => Claim::Done(job),
-            status::IN_FLIGHT
-                if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) =>
-            {
+            status::IN_FLIGHT if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) => {
                 Claim::Busy(lease_until.unwrap_or(now))
             }
             prev => {
@@ -200,10 +201,7 @@ impl Db {
                         &[&job.id, &owner, &(lease_secs as f64), request, &provider],
                     )
                     .await?;
-                Claim::Owned {
-                    job: JobRow::from(&row),
-                    ambiguous,
-                }
+                Claim::Owned { job: JobRow::from(&row), ambiguous }
             }
         };
         tx.commit().await?;
@@ -211,12 +209,7 @@ impl Db {
     }
 
     /// Extend our lease while a long retry sequence runs.
-    pub async fn extend_lease(
-        &self,
-        job_id: Uuid,
-        owner: Uuid,
-        lease_secs: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn extend_lease(&self, job_id: Uuid, owner: Uuid, lease_secs: i64) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
             .execute(
@@ -279,33 +272,22 @@ impl Db {
 
     pub async fn job_by_key(&self, key: &DocumentKey) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(
-            &format!("SELECT {COLUMNS} FROM jobs WHERE doc_key = $1"),
-            &[&doc_key(key)],
-        )
-        .await?
-        .as_ref()
-        .map(JobRow::from))
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE doc_key = $1"), &[&doc_key(key)])
+            .await?
+            .as_ref()
+            .map(JobRow::from))
     }
 
     pub async fn job_by_irn(&self, irn: &str) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(
-            &format!("SELECT {COLUMNS} FROM jobs WHERE irn = $1"),
-            &[&irn],
-        )
-        .await?
-        .as_ref()
-        .map(JobRow::from))
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE irn = $1"), &[&irn])
+            .await?
+            .as_ref()
+            .map(JobRow::from))
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Option<JobRow>, StoreError> {
         let c = self.client().await?;
-        Ok(
-            c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id])
-                .await?
-                .as_ref()
-                .map(JobRow::from),
-        )
+        Ok(c.query_opt(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"), &[&id]).await?.as_ref().map(JobRow::from))
     }
 }

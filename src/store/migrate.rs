@@ -9,11 +9,7 @@ use tokio_postgres::Client;
 /// (version, name, sql) in order. Add new files here; never edit an applied one.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (
-        2,
-        "reconcile",
-        include_str!("../../migrations/0002_reconcile.sql"),
-    ),
+    (2, "reconcile", include_str!("../../migrations/0002_reconcile.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.
@@ -22,8 +18,7 @@ const MIGRATION_LOCK: i64 = 0x6549_6e76_6f69_6365; // "eInvoice"
 /// Apply every migration not yet applied. Safe to call from many processes at once.
 pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version integer PRIMARY KEY,
@@ -31,23 +26,15 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
              applied_at timestamptz NOT NULL DEFAULT now())",
     )
     .await?;
-    let applied: Vec<i32> = tx
-        .query("SELECT version FROM schema_migrations", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let applied: Vec<i32> =
+        tx.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
     let mut newly = Vec::new();
     for (version, name, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
         }
         tx.batch_execute(sql).await?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
-        )
-        .await?;
+        tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[version, name]).await?;
         newly.push(*version);
     }
     tx.commit().await?;

@@ -34,16 +34,9 @@ pub struct Db {
 impl Db {
     /// Build a pool for `url`. Nothing connects until first use; call [`Db::ping`] to fail fast.
     pub fn new(url: &str, max_size: usize) -> Result<Db, StoreError> {
-        let cfg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let cfg: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         // deadpool's timeouts default to "wait forever"; a stuck pool must surface as an error.
         let pool = Pool::builder(mgr)
             .max_size(max_size)
@@ -80,25 +73,18 @@ impl Db {
 /// Create the database named in `url` if it does not exist, by connecting to the server's
 /// `postgres` database. Lets `demo` and `migrate` work on a fresh server.
 pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+    let mut cfg: tokio_postgres::Config =
+        url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
     let Some(name) = cfg.get_dbname().map(str::to_string) else {
         return Ok(());
     };
     cfg.dbname("postgres");
     let (client, conn) = cfg.connect(NoTls).await?;
     let task = tokio::spawn(conn);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
     if !exists {
         let quoted = name.replace('"', "\"\"");
-        if let Err(e) = client
-            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
-            .await
-        {
+        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
             // Another process may have created it between our check and our CREATE.
             if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
                 return Err(e.into());

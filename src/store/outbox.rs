@@ -27,19 +27,12 @@ pub struct PendingEvent {
 }
 
 pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<(), StoreError> {
-    let payload =
-        serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     client
         .execute(
             "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-            &[
-                &ev.event.event_id,
-                &ev.event.event_type,
-                &ev.reply_to,
-                &ev.event.correlation_id,
-                &payload,
-            ],
+            &[&ev.event.event_id, &ev.event.event_type, &ev.reply_to, &ev.event.correlation_id, &payload],
         )
         .await?;
     Ok(())
@@ -60,20 +53,12 @@ impl Db {
     /// Number of events not yet published (for tests, the demo and metrics).
     pub async fn outbox_backlog(&self) -> Result<i64, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_one(
-            "SELECT count(*) FROM outbox WHERE published_at IS NULL",
-            &[],
-        )
-        .await?
-        .get(0))
+        Ok(c.query_one("SELECT count(*) FROM outbox WHERE published_at IS NULL", &[]).await?.get(0))
     }
 }
 
 /// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds).
-pub async fn lock_pending(
-    tx: &Transaction<'_>,
-    limit: i64,
-) -> Result<Vec<PendingEvent>, StoreError> {
+pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
     let rows = tx
         .query(
             "SELECT id, event_id, event_type, reply_to, correlation_id, payload FROM outbox
@@ -95,10 +80,6 @@ pub async fn lock_pending(
 }
 
 pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE outbox SET published_at = now() WHERE id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
+    tx.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &[&ids]).await?;
     Ok(())
 }

@@ -6,12 +6,7 @@ use serde_json::Value;
 use super::{Db, StoreError};
 
 impl Db {
-    pub async fn pause_gstin(
-        &self,
-        gstin: &str,
-        secs: i64,
-        reason: &Value,
-    ) -> Result<DateTime<Utc>, StoreError> {
+    pub async fn pause_gstin(&self, gstin: &str, secs: i64, reason: &Value) -> Result<DateTime<Utc>, StoreError> {
         let c = self.client().await?;
         let row = c
             .query_one(
@@ -27,18 +22,14 @@ impl Db {
     /// When the GSTIN's pause ends, if it is paused now.
     pub async fn paused_until(&self, gstin: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(
-            "SELECT paused_until FROM gstin_pauses WHERE gstin = $1 AND paused_until > now()",
-            &[&gstin],
-        )
-        .await?
-        .map(|r| r.get(0)))
+        Ok(c.query_opt("SELECT paused_until FROM gstin_pauses WHERE gstin = $1 AND paused_until > now()", &[&gstin])
+            .await?
+            .map(|r| r.get(0)))
     }
 
     pub async fn unpause_gstin(&self, gstin: &str) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute("DELETE FROM gstin_pauses WHERE gstin = $1", &[&gstin])
-            .await?;
+        c.execute("DELETE FROM gstin_pauses WHERE gstin = $1", &[&gstin]).await?;
         Ok(())
     }
 }

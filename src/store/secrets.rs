@@ -26,9 +26,7 @@ impl std::fmt::Debug for SecretBox {
 pub enum SecretBoxError {
     #[error("EINVOICE_TOKEN_KEY must be the base64 encoding of exactly 32 bytes")]
     BadKey,
-    #[error(
-        "a stored token could not be decrypted: the row is corrupt or EINVOICE_TOKEN_KEY changed"
-    )]
+    #[error("a stored token could not be decrypted: the row is corrupt or EINVOICE_TOKEN_KEY changed")]
     Decrypt,
 }
 
@@ -42,20 +40,14 @@ impl SecretBox {
                 .and_then(|v| v.try_into().ok())
                 .ok_or(SecretBoxError::BadKey)?,
         };
-        Ok(SecretBox {
-            cipher: Aes256Gcm::new(&bytes.into()),
-        })
+        Ok(SecretBox { cipher: Aes256Gcm::new(&bytes.into()) })
     }
 
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
-        out.extend(
-            self.cipher
-                .encrypt(Nonce::from_slice(&nonce), plain)
-                .expect("AES-GCM encryption cannot fail"),
-        );
+        out.extend(self.cipher.encrypt(Nonce::from_slice(&nonce), plain).expect("AES-GCM encryption cannot fail"));
         out
     }
 
@@ -64,9 +56,7 @@ impl SecretBox {
             return Err(SecretBoxError::Decrypt);
         }
         let (nonce, ct) = sealed.split_at(12);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| SecretBoxError::Decrypt)
+        self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| SecretBoxError::Decrypt)
     }
 }
 

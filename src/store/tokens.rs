@@ -11,55 +11,52 @@ use super::{Db, StoreError};
 use crate::irp::session::{Sek, Session};
 
 impl Db {
+    /// The stored session, if any, and the row's version (its refresh count), which
+    /// [`Db::begin_refresh`] checks so nobody refreshes a token someone just replaced.
     pub async fn load_session(
         &self,
         provider: &str,
         gstin: &str,
         sbox: &SecretBox,
-    ) -> Result<Option<Session>, StoreError> {
+    ) -> Result<(Option<Session>, i64), StoreError> {
         let c = self.client().await?;
         let Some(row) = c
             .query_opt(
-                "SELECT token_enc, sek_enc, expires_at, updated_at FROM auth_tokens
-                 WHERE provider = $1 AND gstin = $2 AND token_enc IS NOT NULL",
+                "SELECT token_enc, sek_enc, expires_at, updated_at, refresh_count FROM auth_tokens
+                 WHERE provider = $1 AND gstin = $2",
                 &[&provider, &gstin],
             )
             .await?
         else {
-            return Ok(None);
+            return Ok((None, 0));
         };
-        let token_enc: Vec<u8> = row.get(0);
+        let version: i64 = row.get(4);
+        let Some(token_enc) = row.get::<_, Option<Vec<u8>>>(0) else {
+            return Ok((None, version));
+        };
         let sek_enc: Option<Vec<u8>> = row.get(1);
-        let token = sbox
-            .open(&token_enc)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let token = sbox.open(&token_enc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let token = String::from_utf8(token).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let sek = match sek_enc {
             Some(s) => {
-                let raw = sbox
-                    .open(&s)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Some(
-                    Sek::from_slice(&raw)
-                        .ok_or_else(|| StoreError::Corrupt("stored SEK is not 32 bytes".into()))?,
-                )
+                let raw = sbox.open(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Some(Sek::from_slice(&raw).ok_or_else(|| StoreError::Corrupt("stored SEK is not 32 bytes".into()))?)
             }
             None => None,
         };
-        Ok(Some(Session {
-            token: SecretString::from(token),
-            sek,
-            expires_at: row.get(2),
-            obtained_at: row.get(3),
-        }))
+        let session = Session { token: SecretString::from(token), sek, expires_at: row.get(2), obtained_at: row.get(3) };
+        Ok((Some(session), version))
     }
 
     /// Try to become the one refresher for this key. True = go ahead and authenticate.
+    /// `seen_version` is the version the caller found stale: if another process refreshed
+    /// since, the claim fails and the caller re-reads instead of authenticating again.
     pub async fn begin_refresh(
         &self,
         provider: &str,
         gstin: &str,
         lease_secs: i64,
+        seen_version: i64,
     ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
@@ -67,8 +64,9 @@ impl Db {
                 "INSERT INTO auth_tokens (provider, gstin, refreshing_until)
                  VALUES ($1, $2, now() + make_interval(secs => $3))
                  ON CONFLICT (provider, gstin) DO UPDATE SET refreshing_until = EXCLUDED.refreshing_until
-                 WHERE auth_tokens.refreshing_until IS NULL OR auth_tokens.refreshing_until < now()",
-                &[&provider, &gstin, &(lease_secs as f64)],
+                 WHERE (auth_tokens.refreshing_until IS NULL OR auth_tokens.refreshing_until < now())
+                   AND auth_tokens.refresh_count = $4",
+                &[&provider, &gstin, &(lease_secs as f64), &seen_version],
             )
             .await?;
         Ok(n == 1)
@@ -115,17 +113,10 @@ impl Db {
         .unwrap_or(0))
     }
 
-    pub async fn session_expiry(
-        &self,
-        provider: &str,
-        gstin: &str,
-    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub async fn session_expiry(&self, provider: &str, gstin: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let c = self.client().await?;
-        Ok(c.query_opt(
-            "SELECT expires_at FROM auth_tokens WHERE provider = $1 AND gstin = $2",
-            &[&provider, &gstin],
-        )
-        .await?
-        .and_then(|r| r.get(0)))
+        Ok(c.query_opt("SELECT expires_at FROM auth_tokens WHERE provider = $1 AND gstin = $2", &[&provider, &gstin])
+            .await?
+            .and_then(|r| r.get(0)))
     }
 }

@@ -1,0 +1,270 @@
+//! `TestApp::spawn`: a simulator, a fresh database, a namespaced topology and a running worker.
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use einvoice_worker::amqp::{self, Topology};
+use einvoice_worker::config::{ProviderKind, Settings};
+use einvoice_worker::runtime::worker::{self, WorkerHandle};
+use einvoice_worker::sim::{self, Simulator};
+use einvoice_worker::store::Db;
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{Channel, Connection, Consumer};
+use serde_json::Value;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const SELLER_KA: &str = "29AAGCP4821K1Z3";
+pub const SELLER_MH: &str = "27AAKFU7303M1ZP";
+
+/// Every log line the worker writes during the test run, for the "no secrets in logs" test.
+pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| {
+    let buf = Arc::new(Mutex::new(Vec::new()));
+    let writer = LogWriter(buf.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("einvoice_worker=trace,info")
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init();
+    buf
+});
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        if std::env::var("TEST_LOG").is_ok() {
+            std::io::stderr().write_all(b)?;
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub id: String,
+    pub sim: Simulator,
+    pub settings: Settings,
+    pub db: Db,
+    pub topology: Topology,
+    pub worker: Option<WorkerHandle>,
+    pub conn: Connection,
+    pub ch: Channel,
+    pub replies: String,
+    reply_consumer: Consumer,
+    events_consumer: Consumer,
+    database_url: String,
+}
+
+/// Knobs a test may turn before the worker starts.
+pub struct Options {
+    pub provider: ProviderKind,
+    pub extra_toml: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { provider: ProviderKind::Whitebooks, extra_toml: String::new() }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(opts: Options) -> TestApp {
+        LazyLock::force(&LOGS);
+        let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
+        let sim = Simulator::start("127.0.0.1:0").await.expect("simulator starts");
+        let database_url = format!("postgres://postgres@127.0.0.1:5432/einvoice_test_{id}");
+        let mut toml = format!(
+            "amqp_url = \"{AMQP_URL}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"t{id}.\"\nprefetch = 16\n\
+             retry_min_delay_ms = 50\nretry_max_delay_ms = 300\nretry_max_times = 3\ntoken_refresh_margin_secs = 1\n\
+             http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nlease_secs = 10\npause_secs = 2\n{}\n",
+            opts.extra_toml
+        );
+        for g in [SELLER_KA, SELLER_MH] {
+            toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, g));
+        }
+        let settings = Settings::from_toml(&toml).expect("test settings parse");
+        let db = worker::prepare_db(&settings).await.expect("database ready");
+        let topology = Topology::new(&settings);
+        let conn = amqp::connect(AMQP_URL, "einvoice-test").await.expect("RabbitMQ reachable");
+        let ch = amqp::confirm_channel(&conn).await.unwrap();
+        topology.declare(&ch).await.unwrap();
+        let replies = format!("t{id}.replies");
+        let events = format!("t{id}.all-events");
+        let excl = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
+        ch.queue_declare(replies.as_str().into(), excl, FieldTable::default()).await.unwrap();
+        ch.queue_declare(events.as_str().into(), excl, FieldTable::default()).await.unwrap();
+        ch.queue_bind(
+            events.as_str().into(),
+            topology.events.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let reply_consumer = ch
+            .basic_consume(
+                replies.as_str().into(),
+                "replies".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let events_consumer = ch
+            .basic_consume(
+                events.as_str().into(),
+                "events".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let worker = worker::start(settings.clone()).await.expect("worker starts");
+        TestApp {
+            id,
+            sim,
+            settings,
+            db,
+            topology,
+            worker: Some(worker),
+            conn,
+            ch,
+            replies,
+            reply_consumer,
+            events_consumer,
+            database_url,
+        }
+    }
+
+    /// Start another worker process-equivalent on the same database and topology.
+    pub async fn start_another_worker(&self) -> WorkerHandle {
+        worker::start(self.settings.clone()).await.expect("second worker starts")
+    }
+
+    /// Publish a command; returns its correlation id. The reply goes to the test's reply queue.
+    pub async fn publish(&self, routing_key: &str, body: &Value) -> String {
+        self.publish_bytes(routing_key, body.to_string().as_bytes()).await
+    }
+
+    pub async fn publish_bytes(&self, routing_key: &str, body: &[u8]) -> String {
+        let corr = uuid::Uuid::new_v4().to_string();
+        let props = amqp::json_props()
+            .with_correlation_id(ShortString::from(corr.as_str()))
+            .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()))
+            .with_reply_to(ShortString::from(self.replies.as_str()));
+        amqp::publish_confirmed(&self.ch, &self.topology.commands, routing_key, body, props, true)
+            .await
+            .expect("publish");
+        corr
+    }
+
+    pub async fn generate(&self, invoice: &Value) -> String {
+        let gstin = invoice["SellerDtls"]["Gstin"].as_str().unwrap().to_string();
+        self.publish("irn.generate", &serde_json::json!({"gstin": gstin, "invoice": invoice})).await
+    }
+
+    /// The next reply (on `reply_to`) with its correlation id.
+    pub async fn next_reply(&mut self, secs: u64) -> (Option<String>, Value) {
+        next(&mut self.reply_consumer, secs).await.unwrap_or_else(|| panic!("no reply within {secs} s"))
+    }
+
+    /// The next event on `einvoice.events`.
+    pub async fn next_event(&mut self, secs: u64) -> Value {
+        next(&mut self.events_consumer, secs).await.unwrap_or_else(|| panic!("no event within {secs} s")).1
+    }
+
+    /// `n` replies, keyed by correlation id.
+    pub async fn replies(&mut self, n: usize, secs: u64) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now()).as_secs().max(1);
+            match next(&mut self.reply_consumer, left).await {
+                Some((c, v)) => out.push((c.unwrap_or_default(), v)),
+                None => panic!("only {} of {n} replies within {secs} s: {out:?}", out.len()),
+            }
+        }
+        out
+    }
+
+    /// Assert nothing more arrives on reply_to for `secs`.
+    pub async fn no_more_replies(&mut self, secs: u64) {
+        if let Some(r) = next(&mut self.reply_consumer, secs).await {
+            panic!("unexpected extra reply: {r:?}");
+        }
+    }
+
+    /// Take one message from the dead-letter queue.
+    pub async fn dead_letter(&self, secs: u64) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(m) =
+                self.ch.basic_get(self.topology.dead.as_str().into(), BasicGetOptions { no_ack: true }).await.unwrap()
+            {
+                return Some(m.delivery.data.clone());
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stop the worker and remove the test's queues, exchanges and database.
+    pub async fn stop(mut self) {
+        if let Some(w) = self.worker.take() {
+            w.stop().await.expect("worker stops cleanly");
+        }
+        let t = &self.topology;
+        for q in [t.jobs.clone(), t.dead.clone(), t.retry_queue("5s"), t.retry_queue("30s"), t.retry_queue("5m")] {
+            let _ = self.ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
+        }
+        for x in [&t.commands, &t.events, &t.dlx, &t.retry] {
+            let _ = self.ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
+        }
+        let _ = self.conn.close(200, "test done".into()).await;
+        drop(self.db);
+        let name = format!("einvoice_test_{}", self.id);
+        if let Ok((c, conn)) =
+            tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+        }
+        let _ = &self.database_url;
+    }
+}
+
+async fn next(c: &mut Consumer, secs: u64) -> Option<(Option<String>, Value)> {
+    match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
+        Ok(Some(Ok(d))) => {
+            d.ack(BasicAckOptions::default()).await.unwrap();
+            let corr = d.properties.correlation_id().as_ref().map(|c| c.to_string());
+            Some((corr, serde_json::from_slice(&d.data).expect("events are JSON")))
+        }
+        _ => None,
+    }
+}
+
+/// A sample invoice dated today with a document number unique to this call.
+pub fn invoice(sample: &str, doc_number: &str) -> Value {
+    einvoice_worker::samples::stamped(sample, Some(doc_number))
+}
+
+pub fn is_irn(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
