@@ -2,7 +2,7 @@
 use serde_json::{json, Value};
 
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, Event};
-use crate::irp::{jwt, qr};
+use crate::irp::{jwt, qr, IrnData};
 use crate::store::outbox::OutboxEvent;
 use crate::store::JobRow;
 
@@ -23,22 +23,46 @@ fn payload(jwt_str: Option<&str>) -> Value {
 
 /// The `irn.generated` / `irn.details` data for a job row.
 pub fn irn_data(row: &JobRow, replayed: bool) -> Value {
-    let qr_png = row.signed_qr_code.as_deref().and_then(|q| qr::qr_png_base64(q).ok());
+    let mut v = render(&IrnData {
+        irn: row.irn.clone().unwrap_or_default(),
+        ack_no: row.ack_no.clone().unwrap_or_default(),
+        ack_dt: row.ack_dt.clone().unwrap_or_default(),
+        signed_invoice: row.signed_invoice.clone(),
+        signed_qr_code: row.signed_qr_code.clone(),
+        status: Some(if row.status == "cancelled" { "CNL" } else { "ACT" }.into()),
+        ewb_no: row.ewb_no.clone(),
+        ewb_dt: row.ewb_dt.clone(),
+        ewb_valid_till: row.ewb_valid_till.clone(),
+        raw: Value::Null,
+    });
+    v["duplicate"] = json!(row.duplicate);
+    v["replayed"] = json!(replayed);
+    v
+}
+
+/// The same shape for details fetched from the IRP rather than read from a job row.
+pub fn fetched_irn_data(d: &IrnData) -> Value {
+    let mut v = render(d);
+    v["duplicate"] = json!(false);
+    v["replayed"] = json!(false);
+    v
+}
+
+fn render(d: &IrnData) -> Value {
+    let qr_png = d.signed_qr_code.as_deref().and_then(|q| qr::qr_png_base64(q).ok());
     json!({
-        "irn": row.irn,
-        "ack_no": row.ack_no,
-        "ack_dt": row.ack_dt,
-        "status": if row.status == "cancelled" { "CNL" } else { "ACT" },
-        "signed_invoice": row.signed_invoice,
-        "signed_qr_code": row.signed_qr_code,
-        "signed_invoice_payload": payload(row.signed_invoice.as_deref()),
-        "signed_qr_payload": payload(row.signed_qr_code.as_deref()),
+        "irn": d.irn,
+        "ack_no": d.ack_no,
+        "ack_dt": d.ack_dt,
+        "status": d.status.clone().unwrap_or_else(|| "ACT".into()),
+        "signed_invoice": d.signed_invoice,
+        "signed_qr_code": d.signed_qr_code,
+        "signed_invoice_payload": payload(d.signed_invoice.as_deref()),
+        "signed_qr_payload": payload(d.signed_qr_code.as_deref()),
         "qr_png_base64": qr_png,
-        "ewb_no": row.ewb_no,
-        "ewb_dt": row.ewb_dt,
-        "ewb_valid_till": row.ewb_valid_till,
-        "duplicate": row.duplicate,
-        "replayed": replayed,
+        "ewb_no": d.ewb_no,
+        "ewb_dt": d.ewb_dt,
+        "ewb_valid_till": d.ewb_valid_till,
     })
 }
 

@@ -1,4 +1,5 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
+pub mod gstin_cache;
 pub mod jobs;
 pub mod migrate;
 pub mod outbox;

@@ -3,4 +3,5 @@
 mod helpers;
 
 mod generate;
+mod jobs;
 mod robustness;
