@@ -50,12 +50,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
         .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
         .await?;
 
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo").await.map_err(|e| {
-        anyhow::anyhow!(
-            "RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`",
-            opts.amqp_url
-        )
-    })?;
+    // The URL may carry a password: name only host and port (the error does).
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;

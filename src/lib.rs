@@ -8,6 +8,7 @@
 //! - [`runtime`]: the job handlers and the worker that wires the adapters together;
 //! - [`sim`]: the built-in IRP simulator used by the demo and the tests.
 pub mod amqp;
+pub mod bench;
 pub mod config;
 pub mod demo;
 pub mod domain;

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
 use einvoice_worker::domain::command::{parse_command, JobKind, ParseOptions};
 use einvoice_worker::domain::invoice::{validate_invoice, ValidationOptions};
-use einvoice_worker::{amqp, demo, runtime, sim, telemetry};
+use einvoice_worker::{amqp, bench, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -46,6 +46,16 @@ enum Cmd {
     },
     /// The whole pipeline against the built-in simulator: publishes the sample invoices and prints the results.
     Demo {
+        #[arg(long, value_enum, default_value = "whitebooks")]
+        provider: Provider,
+    },
+    /// Throughput against the built-in simulator: prefetch 1 (baseline), 8, 32, 64, the other protocol, a replay.
+    Bench {
+        #[arg(long, default_value_t = 400)]
+        invoices: usize,
+        /// Simulated IRP latency per API call.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
@@ -140,6 +150,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_demo".into());
             let s = demo::run(demo::DemoOptions { provider: provider.into(), amqp_url, database_url }).await?;
             if s.missing > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::Bench { invoices, latency_ms, provider } => {
+            telemetry::init(Default::default(), "warn");
+            let report = bench::run(bench::BenchOptions::from_env(invoices, latency_ms, provider.into())).await?;
+            if !report.passed() {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -4,7 +4,7 @@ pub mod topology;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
 pub use topology::Topology;
 
@@ -16,14 +16,31 @@ pub enum AmqpError {
     Nacked(String),
     #[error("RabbitMQ could not route the message to '{0}' (no such queue?)")]
     Unroutable(String),
+    #[error("RabbitMQ is not reachable at {0}")]
+    Unreachable(String),
     #[error("RabbitMQ publish to '{0}' timed out")]
     Timeout(String),
 }
 
 /// Connect with lapin's auto-recovery on: it reconnects and replays topology, QoS and consumers.
+///
+/// With recovery on, lapin also retries the *initial* connect (16 attempts with backoff), which
+/// would make "RabbitMQ is down" look like a hang. So we first check that the broker's port
+/// answers at all, and bound the whole connect.
 pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
+    let uri: lapin::uri::AMQPUri =
+        url.parse().map_err(|e: String| AmqpError::Unreachable(format!("invalid AMQP URL: {e}")))?;
+    let addr = format!("{}:{}", uri.authority.host, uri.authority.port);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(AmqpError::Unreachable(format!("{addr}: {e}"))),
+        Err(_) => return Err(AmqpError::Unreachable(format!("{addr}: no answer within 5 s"))),
+    }
     let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
-    Ok(Connection::connect(url, props).await?)
+    tokio::time::timeout(std::time::Duration::from_secs(30), Connection::connect(url, props))
+        .await
+        .map_err(|_| AmqpError::Unreachable(format!("{addr}: the AMQP handshake did not finish within 30 s")))?
+        .map_err(AmqpError::from)
 }
 
 /// A channel in publisher-confirm mode.
@@ -48,31 +65,43 @@ pub async fn publish_confirmed(
     props: BasicProperties,
     mandatory: bool,
 ) -> Result<(), AmqpError> {
-    let target = format!("{exchange}/{routing_key}");
-    let fut = async {
-        let confirm = ch
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions { mandatory, ..Default::default() },
-                body,
-                props,
-            )
-            .await?
-            .await?;
-        if confirm.is_nack() {
-            return Err(AmqpError::Nacked(target.clone()));
-        }
-        if let Some(returned) = confirm.take_message() {
-            let _ = returned;
-            return Err(AmqpError::Unroutable(target.clone()));
-        }
-        Ok(())
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), fut)
+    let confirm = send(ch, exchange, routing_key, body, props, mandatory).await?;
+    confirmed(confirm, &format!("{exchange}/{routing_key}")).await
+}
+
+/// Send without waiting for the confirm, so a batch can be pipelined: the broker confirms
+/// persistent messages only after writing them, and waiting for each in turn would make every
+/// event cost a disk flush of latency.
+pub async fn send(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    props: BasicProperties,
+    mandatory: bool,
+) -> Result<PublisherConfirm, AmqpError> {
+    let opts = BasicPublishOptions { mandatory, ..Default::default() };
+    let fut = ch.basic_publish(exchange.into(), routing_key.into(), opts, body, props);
+    tokio::time::timeout(PUBLISH_TIMEOUT, fut)
         .await
         .map_err(|_| AmqpError::Timeout(routing_key.into()))?
+        .map_err(AmqpError::from)
 }
+
+/// Wait for one confirm from [`send`]; `target` names the destination in errors.
+pub async fn confirmed(confirm: PublisherConfirm, target: &str) -> Result<(), AmqpError> {
+    let confirmation =
+        tokio::time::timeout(PUBLISH_TIMEOUT, confirm).await.map_err(|_| AmqpError::Timeout(target.into()))??;
+    if confirmation.is_nack() {
+        return Err(AmqpError::Nacked(target.into()));
+    }
+    if confirmation.take_message().is_some() {
+        return Err(AmqpError::Unroutable(target.into()));
+    }
+    Ok(())
+}
+
+const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A header table from string pairs.
 pub fn headers(pairs: &[(&str, AMQPValue)]) -> FieldTable {

@@ -11,7 +11,7 @@ use lapin::Channel;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{json_props, publish_confirmed, AmqpError};
+use super::{confirmed, json_props, send, AmqpError};
 use crate::store::outbox::{lock_pending, mark_published, PendingEvent};
 use crate::store::Db;
 
@@ -46,7 +46,9 @@ impl Relay {
         }
     }
 
-    /// Publish one batch; returns how many events went out.
+    /// Publish one batch; returns how many events went out. All messages of the batch are sent
+    /// first and their confirms awaited afterwards (pipelined); the rows are marked published only
+    /// when every confirm has arrived.
     pub async fn drain(&self) -> Result<usize, anyhow::Error> {
         let mut c = self.db.client().await?;
         let tx = c.transaction().await?;
@@ -54,37 +56,44 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
-        let mut done = Vec::with_capacity(batch.len());
+        let mut confirms = Vec::with_capacity(batch.len() * 2);
         for ev in &batch {
-            self.publish(ev).await?;
-            done.push(ev.id);
-        }
-        mark_published(&tx, &done).await?;
-        tx.commit().await?;
-        Ok(done.len())
-    }
-
-    async fn publish(&self, ev: &PendingEvent) -> Result<(), AmqpError> {
-        let body = serde_json::to_vec(&ev.payload).expect("a JSON value serialises");
-        let mut props = json_props()
-            .with_message_id(ShortString::from(ev.event_id.to_string()))
-            .with_type(ShortString::from(ev.event_type.as_str()))
-            .with_app_id("einvoice-worker".into())
-            .with_timestamp(chrono::Utc::now().timestamp() as u64);
-        if let Some(c) = &ev.correlation_id {
-            props = props.with_correlation_id(ShortString::from(c.as_str()));
-        }
-        publish_confirmed(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), false).await?;
-        if let Some(reply_to) = &ev.reply_to {
-            match publish_confirmed(&self.channel, "", reply_to, &body, props, true).await {
-                // A reply queue that no longer exists must not block every later event; the
-                // event is still on `einvoice.events`.
-                Err(AmqpError::Unroutable(q)) => {
-                    tracing::warn!(reply_to = %q, event_id = %ev.event_id, "reply queue does not exist; event published on the events exchange only")
-                }
-                other => other?,
+            let (body, props) = message(ev);
+            let to_events =
+                send(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), false).await?;
+            confirms.push((ev, None, to_events));
+            if let Some(reply_to) = &ev.reply_to {
+                confirms.push((ev, Some(reply_to), send(&self.channel, "", reply_to, &body, props, true).await?));
             }
         }
-        Ok(())
+        for (ev, reply_to, confirm) in confirms {
+            match (confirmed(confirm, reply_to.map_or(ev.event_type.as_str(), |r| r.as_str())).await, reply_to) {
+                (Ok(()), _) => {}
+                // A reply queue that no longer exists must not block every later event; the
+                // event is still on `einvoice.events`.
+                (Err(AmqpError::Unroutable(q)), Some(_)) => {
+                    tracing::warn!(reply_to = %q, event_id = %ev.event_id, "reply queue does not exist; event published on the events exchange only")
+                }
+                (Err(e), _) => return Err(e.into()),
+            }
+        }
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        mark_published(&tx, &ids).await?;
+        tx.commit().await?;
+        Ok(ids.len())
     }
+}
+
+/// The AMQP message for an event: JSON body, `message_id` = event id, `type` = event type.
+fn message(ev: &PendingEvent) -> (Vec<u8>, lapin::BasicProperties) {
+    let body = serde_json::to_vec(&ev.payload).expect("a JSON value serialises");
+    let mut props = json_props()
+        .with_message_id(ShortString::from(ev.event_id.to_string()))
+        .with_type(ShortString::from(ev.event_type.as_str()))
+        .with_app_id("einvoice-worker".into())
+        .with_timestamp(chrono::Utc::now().timestamp() as u64);
+    if let Some(c) = &ev.correlation_id {
+        props = props.with_correlation_id(ShortString::from(c.as_str()));
+    }
+    (body, props)
 }

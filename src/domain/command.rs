@@ -567,4 +567,50 @@ mod tests {
         assert!(codes.contains(&("irn", "IRN_INVALID")), "{codes:?}");
         assert!(codes.contains(&("reason", "CANCEL_REASON_INVALID")), "{codes:?}");
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn any_json() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(|f| serde_json::json!(f)),
+                ".{0,20}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                    prop::collection::btree_map(
+                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to",
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// No input, however malformed, panics the envelope parser; a rejection always says why.
+            #[test]
+            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
+                if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
+                    prop_assert!(!r.problems.is_empty());
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected"]), v in any_json()) {
+                let body = serde_json::to_vec(&v).unwrap();
+                if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
+                    prop_assert!(!r.problems.is_empty());
+                    prop_assert!(r.problems.iter().all(|p| !p.message.is_empty() && !p.code.is_empty()));
+                }
+            }
+        }
+    }
 }

@@ -26,9 +26,8 @@ const CANCEL_WINDOW_HOURS: i64 = 24;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) -> Result<Disposition, StoreError> {
     let kind = cmd.kind();
-    if let Command::ReconcileRejected { .. } = cmd {
-        let errors = vec![ErrorItem::worker("NOT_AVAILABLE", "reconciliation runs are not available in this build")];
-        return reject(ctx, meta, kind, errors, None).await;
+    if let Command::ReconcileRejected { gstin, from, to } = cmd {
+        return super::reconcile::handle(ctx, meta, gstin.as_ref(), *from, *to, attempt).await;
     }
     let Some(gstin) = cmd.gstin() else {
         unreachable!("every job type but reconciliation names its GSTIN");

@@ -5,12 +5,16 @@
 //! - [`generate`]: `irn.generate`, the path that must never register a document twice;
 //! - [`jobs`]: the other job types (cancel, lookups, GSTIN, e-way bill, B2C QR);
 //! - [`events`]: building result events from job rows;
+//! - [`reconcile`]: `reconcile.rejected` runs (rejected IRNs, in-doubt jobs), durable and resumable;
+//! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
 pub mod calls;
 pub mod context;
 pub mod events;
 pub mod generate;
 pub mod jobs;
+pub mod reconcile;
+pub mod scheduler;
 pub mod worker;
 
 pub use context::Ctx;

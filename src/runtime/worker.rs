@@ -59,7 +59,7 @@ impl WorkerHandle {
 pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     use secrecy::ExposeSecret;
     let url = settings.database_url.expose_secret();
-    store::ensure_database(url).await.map_err(|e| anyhow::anyhow!("PostgreSQL is not reachable ({e}); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or set EINVOICE_DATABASE_URL"))?;
+    store::ensure_database(url).await.map_err(|e| anyhow::anyhow!("PostgreSQL is not reachable at {} ({e}); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or set EINVOICE_DATABASE_URL", store::describe_url(url)))?;
     let db = Db::new(url, (settings.prefetch as usize).clamp(4, 32))?;
     db.migrate().await.context("applying migrations")?;
     Ok(db)
@@ -77,7 +77,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     let ctx = Arc::new(Ctx::new(settings, db, providers)?);
     let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker")
         .await
-        .map_err(|e| anyhow::anyhow!("RabbitMQ is not reachable at the configured URL ({e}); start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
+        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
     let setup = conn.create_channel().await?;
     ctx.topology.declare(&setup).await.context("declaring the RabbitMQ topology")?;
     let relay = Relay {
@@ -90,6 +90,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     let consume = conn.create_channel().await?;
     consume.basic_qos(ctx.settings.prefetch, BasicQosOptions { global: false }).await?;
     let shutdown = CancellationToken::new();
+    if ctx.settings.reconcile_schedule.is_some() {
+        let ch = amqp::confirm_channel(&conn).await?;
+        tokio::spawn(super::scheduler::run(ctx.clone(), ch, shutdown.child_token()));
+    }
     let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, publisher, relay, shutdown.clone()));
     Ok(WorkerHandle { ctx, shutdown, task })
 }

@@ -4,6 +4,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod outbox;
 pub mod pauses;
+pub mod reconcile;
 pub mod secrets;
 pub mod tokens;
 
@@ -95,4 +96,19 @@ pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
     drop(client);
     let _ = task.await;
     Ok(())
+}
+
+/// "host:port/db" of a database URL, for error messages (never the password).
+pub fn describe_url(url: &str) -> String {
+    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+        return "an unparseable EINVOICE_DATABASE_URL".into();
+    };
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
 }

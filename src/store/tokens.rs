@@ -44,7 +44,8 @@ impl Db {
             }
             None => None,
         };
-        let session = Session { token: SecretString::from(token), sek, expires_at: row.get(2), obtained_at: row.get(3) };
+        let session =
+            Session { token: SecretString::from(token), sek, expires_at: row.get(2), obtained_at: row.get(3) };
         Ok((Some(session), version))
     }
 

@@ -62,6 +62,8 @@ pub struct TestApp {
     reply_consumer: Consumer,
     events_consumer: Consumer,
     database_url: String,
+    /// The same configuration as a file, for worker processes started with `run`.
+    pub config_path: std::path::PathBuf,
 }
 
 /// Knobs a test may turn before the worker starts.
@@ -86,16 +88,24 @@ impl TestApp {
         let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_string();
         let sim = Simulator::start("127.0.0.1:0").await.expect("simulator starts");
         let database_url = format!("postgres://postgres@127.0.0.1:5432/einvoice_test_{id}");
-        let mut toml = format!(
+        let base = format!(
             "amqp_url = \"{AMQP_URL}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"t{id}.\"\nprefetch = 16\n\
              retry_min_delay_ms = 50\nretry_max_delay_ms = 300\nretry_max_times = 3\ntoken_refresh_margin_secs = 1\n\
-             http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nlease_secs = 10\npause_secs = 2\n{}\n",
-            opts.extra_toml
+             http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nlease_secs = 10\npause_secs = 2\n"
         );
+        // A test's own settings replace the defaults above (TOML forbids a key twice).
+        let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
+        let overridden: Vec<String> = opts.extra_toml.lines().map(key).filter(|k| !k.is_empty()).collect();
+        let mut toml: String =
+            base.lines().filter(|l| !overridden.contains(&key(l))).map(|l| format!("{l}\n")).collect();
+        toml.push_str(&opts.extra_toml);
+        toml.push('\n');
         for g in [SELLER_KA, SELLER_MH] {
             toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, g));
         }
         let settings = Settings::from_toml(&toml).expect("test settings parse");
+        let config_path = std::env::temp_dir().join(format!("einvoice-test-{id}.toml"));
+        std::fs::write(&config_path, &toml).expect("write the test configuration");
         let db = worker::prepare_db(&settings).await.expect("database ready");
         let topology = Topology::new(&settings);
         let conn = amqp::connect(AMQP_URL, "einvoice-test").await.expect("RabbitMQ reachable");
@@ -147,12 +157,26 @@ impl TestApp {
             reply_consumer,
             events_consumer,
             database_url,
+            config_path,
         }
     }
 
     /// Start another worker process-equivalent on the same database and topology.
     pub async fn start_another_worker(&self) -> WorkerHandle {
         worker::start(self.settings.clone()).await.expect("second worker starts")
+    }
+
+    /// Start `einvoice-worker run` as a separate process on this test's configuration.
+    pub fn spawn_process(&self) -> std::process::Child {
+        let quiet = std::env::var("TEST_LOG").is_err();
+        std::process::Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+            .arg("run")
+            .env("EINVOICE_CONFIG", &self.config_path)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(if quiet { std::process::Stdio::null() } else { std::process::Stdio::inherit() })
+            .spawn()
+            .expect("start the worker binary")
     }
 
     /// Publish a command; returns its correlation id. The reply goes to the test's reply queue.
@@ -246,6 +270,7 @@ impl TestApp {
             let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
         }
         let _ = &self.database_url;
+        let _ = std::fs::remove_file(&self.config_path);
     }
 }
 

@@ -2,6 +2,8 @@
 //! IRP simulator. Each test gets its own database and its own exchange/queue namespace.
 mod helpers;
 
+mod crash;
 mod generate;
 mod jobs;
+mod reconcile;
 mod robustness;

@@ -1,0 +1,515 @@
+//! `reconcile.rejected`: a reconciliation run over a date range.
+//!
+//! When the same document reaches more than one IRP and de-duplication fails, NIC keeps one
+//! IRN and marks the others rejected, listed per GSTIN per date. A run:
+//! 1. fetches the rejected IRNs of every GSTIN for every day of the range (one IRP call per
+//!    day, as the API takes one date), matches them with our jobs by IRN and flags ours
+//!    (`jobs.rejected_at_irp`, `jobs.surviving_irn`); progress is recorded after each day;
+//! 2. settles in-doubt jobs of those GSTINs: looked up by document, an IRN the IRP has makes
+//!    the job generated (with its `irn.generated` event); "not found" (2154) re-publishes the
+//!    job's stored invoice as an `irn.generate` command;
+//! 3. lists our generated jobs of the range that were not rejected, and completes the run with
+//!    one `reconcile.completed` event carrying a summary and every finding.
+//!
+//! The run is a row in `reconcile_runs` (see `store::reconcile`) with a lease: a redelivered or
+//! rescheduled command, or a later command for the same GSTINs and range, finds it and goes on
+//! from the recorded progress; a transient IRP failure reschedules the command.
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use lapin::types::ShortString;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::calls::{call, Resend};
+use super::events::{document_ref, errors_json, irn_data, job_event, plain_event};
+use super::{Ctx, Disposition};
+use crate::amqp;
+use crate::domain::command::{DocRef, JobKind};
+use crate::domain::event::{CommandMeta, ErrorItem};
+use crate::domain::outcome::{Class, Operation};
+use crate::domain::{DocDate, DocNumber, DocType, Gstin};
+use crate::irp::errors::get_ci;
+use crate::irp::IrnData;
+use crate::store::jobs::{IrnRecord, JobUpdate};
+use crate::store::reconcile::{RejectedFlag, RunClaim, RunRow};
+use crate::store::{JobRow, StoreError};
+
+/// Finding kinds, in the order the event lists them.
+pub mod finding {
+    pub const REJECTED_KNOWN: &str = "rejected_known";
+    pub const REJECTED_UNKNOWN: &str = "rejected_unknown";
+    pub const IN_DOUBT_RESOLVED: &str = "in_doubt_resolved";
+    pub const IN_DOUBT_REQUEUED: &str = "in_doubt_requeued";
+    pub const IN_DOUBT_UNRESOLVED: &str = "in_doubt_unresolved";
+    pub const OURS_FINE: &str = "ours_fine";
+    pub const ALL: [&str; 6] =
+        [REJECTED_KNOWN, REJECTED_UNKNOWN, IN_DOUBT_RESOLVED, IN_DOUBT_REQUEUED, IN_DOUBT_UNRESOLVED, OURS_FINE];
+}
+
+/// At most this many `ours_fine` findings are listed (the summary always counts them all).
+pub const MAX_LISTED_FINE: usize = 10_000;
+/// At most this many in-doubt jobs are settled per run; the next run takes the rest.
+const MAX_IN_DOUBT_PER_RUN: i64 = 1_000;
+
+/// How far a run got this time.
+enum Step {
+    Completed,
+    /// The run's lease went to another worker (ours expired): it finishes the run.
+    LostLease,
+    /// Transient trouble: give the lease up and come back through a retry tier.
+    Retry(Vec<ErrorItem>),
+}
+
+pub async fn handle(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    gstin: Option<&Gstin>,
+    from: DocDate,
+    to: DocDate,
+    attempt: u32,
+) -> Result<Disposition, StoreError> {
+    let gstins: Vec<String> = match gstin {
+        Some(g) if ctx.providers.get(g.as_str()).is_none() => {
+            let errors = vec![ErrorItem::worker(
+                "GSTIN_NOT_CONFIGURED",
+                format!("no IRP credentials are configured for GSTIN {g}; add a [gstins.\"{g}\"] section (see README)"),
+            )];
+            let data = json!({"errors": errors, "dead_lettered": false});
+            ctx.db.enqueue_events(&[plain_event(meta, &JobKind::ReconcileRejected.rejected_event(), data)]).await?;
+            return Ok(Disposition::Ack);
+        }
+        Some(g) => vec![g.as_str().to_ascii_uppercase()],
+        None => ctx.providers.gstins().cloned().collect(), // sorted (a BTreeMap's keys)
+    };
+    // A lease owner per handling, not per process: two deliveries of one run in the same
+    // process must not both believe they own it.
+    let owner = Uuid::new_v4();
+    let claim = ctx
+        .db
+        .claim_run(meta.message_id.as_deref(), &gstins, from.date(), to.date(), owner, ctx.settings.lease_secs)
+        .await?;
+    let run = match claim {
+        RunClaim::Owned(run) => run,
+        RunClaim::Done(run) => {
+            tracing::info!(run_id = %run.id, "reconciliation run already completed; its event was sent with it");
+            return Ok(Disposition::Ack);
+        }
+        RunClaim::Busy(until) => {
+            let errors = vec![ErrorItem::worker(
+                "RUN_BUSY",
+                format!("another worker is running this reconciliation (lease until {until}); retrying later"),
+            )];
+            return Ok(Disposition::Reschedule { attempt, errors });
+        }
+    };
+    tracing::info!(run_id = %run.id, gstins = ?run.gstins, from = %run.from_date, to = %run.to_date, "reconciliation run");
+    let mut requeuer = Requeuer::default();
+    let step = execute(ctx, meta, &run, owner, &mut requeuer).await;
+    requeuer.close().await;
+    let step = match step {
+        Ok(s) => s,
+        Err(e) => {
+            // The command is requeued; let its next delivery take the run at once.
+            let _ = ctx.db.release_run(run.id, owner).await;
+            return Err(e);
+        }
+    };
+    match step {
+        Step::Completed => Ok(Disposition::Ack),
+        Step::LostLease => {
+            tracing::warn!(run_id = %run.id, "reconciliation run taken over by another worker; leaving it to it");
+            Ok(Disposition::Ack)
+        }
+        Step::Retry(errors) => {
+            ctx.db.release_run(run.id, owner).await?;
+            Ok(Disposition::Reschedule { attempt, errors })
+        }
+    }
+}
+
+fn days(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
+    from.iter_days().take_while(move |d| *d <= to)
+}
+
+fn dmy(d: NaiveDate) -> String {
+    DocDate::new(d).to_string()
+}
+
+async fn execute(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    run: &RunRow,
+    owner: Uuid,
+    requeuer: &mut Requeuer,
+) -> Result<Step, StoreError> {
+    let lease = ctx.settings.lease_secs;
+    let mut paused = BTreeSet::new();
+    // 1. Rejected IRNs, one call per GSTIN-day not yet recorded.
+    for g in &run.gstins {
+        let provider = ctx.providers.get(g);
+        if provider.is_some() {
+            if let Some(until) = ctx.db.paused_until(g).await? {
+                if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
+                    let errors = vec![ErrorItem::worker(
+                        "GSTIN_PAUSED",
+                        format!("IRP calls for GSTIN {g} are paused until {until} after a configuration error; the run resumes then"),
+                    )];
+                    return Ok(Step::Retry(errors));
+                }
+                paused.insert(g.clone());
+            }
+        }
+        for day in days(run.from_date, run.to_date) {
+            if run.day_done(g, day) {
+                continue;
+            }
+            let (flags, findings, errors) = match &provider {
+                None => {
+                    let e = ErrorItem::worker(
+                        "GSTIN_NOT_CONFIGURED",
+                        format!("no IRP credentials are configured for GSTIN {g}"),
+                    );
+                    (Vec::new(), Vec::new(), vec![day_error(g, day, &[e])])
+                }
+                Some(p) => {
+                    let p = p.as_ref();
+                    let date = DocDate::new(day);
+                    let fetched = call(ctx, g, p, Operation::RejectedIrns, Resend::Freely, |s| async move {
+                        p.rejected_irns(&s, date).await
+                    })
+                    .await;
+                    match fetched {
+                        Ok(list) => examine(ctx, g, day, &list).await?,
+                        Err(e) if e.class(Operation::RejectedIrns) == Class::Transient => {
+                            tracing::warn!(gstin = %g, %day, error = %e, "rejected IRNs unavailable; rescheduling the run");
+                            return Ok(Step::Retry(e.to_error_items()));
+                        }
+                        Err(e) => {
+                            tracing::warn!(gstin = %g, %day, error = %e, "the IRP refused the rejected-IRN list");
+                            (Vec::new(), Vec::new(), vec![day_error(g, day, &e.to_error_items())])
+                        }
+                    }
+                }
+            };
+            if !ctx.db.record_run_day(run.id, owner, g, day, &flags, &findings, &errors, lease).await? {
+                return Ok(Step::LostLease);
+            }
+        }
+    }
+    // 2. In-doubt jobs.
+    let active: Vec<String> =
+        run.gstins.iter().filter(|g| !paused.contains(*g) && ctx.providers.get(g).is_some()).cloned().collect();
+    if let Some(step) = settle_in_doubt(ctx, run, owner, &active, requeuer).await? {
+        return Ok(step);
+    }
+    // 3. Ours and fine, then the final record and its event.
+    complete(ctx, meta, run, owner).await
+}
+
+fn day_error(gstin: &str, day: NaiveDate, errors: &[ErrorItem]) -> Value {
+    json!({"gstin": gstin, "date": dmy(day), "errors": errors_json(errors)})
+}
+
+/// Match one day's rejected IRNs with our jobs.
+async fn examine(
+    ctx: &Ctx,
+    gstin: &str,
+    day: NaiveDate,
+    list: &[Value],
+) -> Result<(Vec<RejectedFlag>, Vec<Value>, Vec<Value>), StoreError> {
+    let (mut flags, mut findings) = (Vec::new(), Vec::new());
+    for item in list {
+        let Some(irn) = get_ci(item, "Irn").filter(|s| !s.is_empty()) else {
+            tracing::warn!(gstin, %day, ?item, "rejected-IRN entry without an IRN; ignored");
+            continue;
+        };
+        let surviving = get_ci(item, "SurvivingIrn").filter(|s| !s.is_empty());
+        let mut job = ctx.db.job_by_irn(&irn).await?;
+        if job.is_none() && irn.to_ascii_lowercase() != irn {
+            job = ctx.db.job_by_irn(&irn.to_ascii_lowercase()).await?;
+        }
+        let ack = json!({"ack_no": get_ci(item, "AckNo"), "ack_dt": get_ci(item, "AckDt")});
+        match job {
+            Some(job) => {
+                tracing::warn!(gstin, irn = %irn, surviving = ?surviving, job_id = %job.id, "an IRN we generated was rejected at the IRP");
+                flags.push(RejectedFlag { irn: irn.clone(), surviving_irn: surviving.clone() });
+                findings.push(json!({
+                    "kind": finding::REJECTED_KNOWN,
+                    "gstin": gstin,
+                    "irn": job.irn.clone().unwrap_or(irn),
+                    "surviving_irn": surviving.or(job.surviving_irn.clone()),
+                    "rejected_on": dmy(day),
+                    "job_id": job.id,
+                    "job_status": job.status,
+                    "document": document_ref(&job),
+                    "ack_no": ack["ack_no"],
+                    "ack_dt": ack["ack_dt"],
+                }));
+            }
+            None => findings.push(json!({
+                "kind": finding::REJECTED_UNKNOWN,
+                "gstin": gstin,
+                "irn": irn,
+                "surviving_irn": surviving,
+                "rejected_on": dmy(day),
+                "job_id": null,
+                "document": {
+                    "gstin": gstin,
+                    "doc_type": get_ci(item, "DocTyp"),
+                    "doc_number": get_ci(item, "DocNo"),
+                    "doc_date": get_ci(item, "DocDt"),
+                },
+                "ack_no": ack["ack_no"],
+                "ack_dt": ack["ack_dt"],
+            })),
+        }
+    }
+    Ok((flags, findings, Vec::new()))
+}
+
+/// The document a job names, for a lookup.
+fn job_doc(job: &JobRow) -> Option<DocRef> {
+    Some(DocRef {
+        doc_type: DocType::parse(&job.doc_type).ok()?,
+        doc_number: DocNumber::parse(&job.doc_number).ok()?,
+        doc_date: DocDate::parse(job.doc_date.as_deref()?).ok()?,
+    })
+}
+
+fn job_finding(kind: &str, job: &JobRow, extra: Value) -> Value {
+    let mut f =
+        json!({"kind": kind, "gstin": job.gstin, "irn": job.irn, "job_id": job.id, "document": document_ref(job)});
+    if let (Some(o), Value::Object(e)) = (f.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    f
+}
+
+/// Settle the in-doubt jobs of `gstins`. `Some(step)` stops the run there.
+async fn settle_in_doubt(
+    ctx: &Ctx,
+    run: &RunRow,
+    owner: Uuid,
+    gstins: &[String],
+    requeuer: &mut Requeuer,
+) -> Result<Option<Step>, StoreError> {
+    if gstins.is_empty() {
+        return Ok(None);
+    }
+    let (after, lease) = (ctx.settings.in_doubt_after_secs, ctx.settings.lease_secs);
+    let candidates = ctx.db.in_doubt_jobs(gstins, after, MAX_IN_DOUBT_PER_RUN).await?;
+    for cand in candidates {
+        let Some(provider) = ctx.providers.get(&cand.gstin) else { continue };
+        let Some(job) = ctx.db.claim_in_doubt(cand.id, owner, after, lease).await? else {
+            continue; // settled meanwhile, or a generate retry holds it
+        };
+        let Some(doc) = job_doc(&job) else {
+            ctx.db.release_in_doubt(job.id, owner).await?;
+            let e = ErrorItem::worker("UNREADABLE_JOB", "the job's stored document type, number or date is unreadable");
+            let f = job_finding(finding::IN_DOUBT_UNRESOLVED, &job, json!({"errors": [e]}));
+            if !ctx.db.add_run_findings(run.id, owner, &[f], lease).await? {
+                return Ok(Some(Step::LostLease));
+            }
+            continue;
+        };
+        let p = provider.as_ref();
+        let d = &doc;
+        let found =
+            call(ctx, &job.gstin, p, Operation::GetByDoc, Resend::Freely, |s| async move { p.get_by_doc(&s, d).await })
+                .await;
+        let f = match found {
+            Ok(data) => {
+                // Still ours? (A lease that ran out while we waited on the IRP is not.)
+                if !ctx.db.extend_lease(job.id, owner, lease).await? {
+                    continue;
+                }
+                let row = resolve(ctx, &job, &data).await?;
+                tracing::info!(job_id = %job.id, irn = %data.irn, "in-doubt job resolved: the IRP has its IRN");
+                job_finding(finding::IN_DOUBT_RESOLVED, &row, json!({"ack_no": row.ack_no}))
+            }
+            Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => {
+                let Some(request) = job.request.clone() else {
+                    ctx.db.release_in_doubt(job.id, owner).await?;
+                    let e = ErrorItem::worker(
+                        "NO_STORED_REQUEST",
+                        "the IRP has no IRN for this job and no invoice is stored to send again",
+                    );
+                    let f = job_finding(finding::IN_DOUBT_UNRESOLVED, &job, json!({"errors": [e]}));
+                    if !ctx.db.add_run_findings(run.id, owner, &[f], lease).await? {
+                        return Ok(Some(Step::LostLease));
+                    }
+                    continue;
+                };
+                if !ctx.db.requeue_job(job.id, owner).await? {
+                    continue;
+                }
+                let body =
+                    json!({"gstin": job.gstin, "invoice": request, "request_id": format!("reconcile-{}", run.id)});
+                if let Err(e) = requeuer.publish(ctx, &body).await {
+                    ctx.db.unrequeue_job(job.id).await?;
+                    tracing::warn!(job_id = %job.id, error = %e, "could not re-publish the in-doubt job's command");
+                    return Ok(Some(Step::Retry(vec![ErrorItem::worker(
+                        "REQUEUE_FAILED",
+                        format!("could not publish irn.generate again: {e}"),
+                    )])));
+                }
+                tracing::info!(job_id = %job.id, "in-doubt job re-queued: the IRP has no IRN for it");
+                job_finding(finding::IN_DOUBT_REQUEUED, &job, json!({}))
+            }
+            Err(e) if e.class(Operation::GetByDoc) == Class::Transient => {
+                ctx.db.release_in_doubt(job.id, owner).await?;
+                return Ok(Some(Step::Retry(e.to_error_items())));
+            }
+            Err(e) => {
+                ctx.db.release_in_doubt(job.id, owner).await?;
+                tracing::warn!(job_id = %job.id, error = %e, "in-doubt job could not be looked up");
+                job_finding(finding::IN_DOUBT_UNRESOLVED, &job, json!({"errors": e.to_error_items()}))
+            }
+        };
+        if !ctx.db.add_run_findings(run.id, owner, &[f], lease).await? {
+            return Ok(Some(Step::LostLease));
+        }
+    }
+    Ok(None)
+}
+
+/// The IRP has the in-doubt job's IRN: store it and report `irn.generated`.
+async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<JobRow, StoreError> {
+    let rec = IrnRecord {
+        irn: data.irn.clone(),
+        ack_no: data.ack_no.clone(),
+        ack_dt: data.ack_dt.clone(),
+        signed_invoice: data.signed_invoice.clone(),
+        signed_qr_code: data.signed_qr_code.clone(),
+        ewb_no: data.ewb_no.clone(),
+        ewb_dt: data.ewb_dt.clone(),
+        ewb_valid_till: data.ewb_valid_till.clone(),
+        duplicate: false,
+        status: data.status.clone(),
+        response: data.raw.clone(),
+    };
+    let mut row = job.clone();
+    row.status = "generated".into();
+    row.irn = Some(rec.irn.clone());
+    row.ack_no = Some(rec.ack_no.clone());
+    row.ack_dt = Some(rec.ack_dt.clone());
+    row.signed_invoice = rec.signed_invoice.clone();
+    row.signed_qr_code = rec.signed_qr_code.clone();
+    row.ewb_no = rec.ewb_no.clone();
+    row.ewb_dt = rec.ewb_dt.clone();
+    row.ewb_valid_till = rec.ewb_valid_till.clone();
+    row.duplicate = false;
+    // The command that created the job is long gone: its ids are not stored, so the event goes
+    // to einvoice.events only, like any result whose requester is unknown.
+    let meta = CommandMeta { routing_key: JobKind::IrnGenerate.routing_key().into(), ..CommandMeta::default() };
+    let ev = job_event(&meta, &row, "irn.generated", irn_data(&row, false));
+    ctx.db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await
+}
+
+/// Sort key: kind (in [`finding::ALL`] order), GSTIN, document, IRN.
+fn sort_key(f: &Value) -> (usize, String, String, String, String, String) {
+    let s = |p: &str| f.pointer(p).map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+    let kind = f["kind"].as_str().unwrap_or_default();
+    (
+        finding::ALL.iter().position(|k| *k == kind).unwrap_or(usize::MAX),
+        s("/gstin").unwrap_or_default(),
+        s("/document/doc_type").unwrap_or_default(),
+        s("/document/doc_number").unwrap_or_default(),
+        s("/irn").unwrap_or_default(),
+        s("/job_id").unwrap_or_default(),
+    )
+}
+
+/// One finding per (kind, IRN or job): a day or a job settled twice (a resumed run) counts once.
+fn dedupe(findings: Vec<Value>) -> Vec<Value> {
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Value> = findings
+        .into_iter()
+        .filter(|f| {
+            let id = if f["job_id"].is_null() { f["irn"].to_string() } else { f["job_id"].to_string() };
+            seen.insert((f["kind"].to_string(), id))
+        })
+        .collect();
+    out.sort_by_key(sort_key);
+    out
+}
+
+async fn complete(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Result<Step, StoreError> {
+    let Some(stored) = ctx.db.reconcile_run(run.id).await? else {
+        return Ok(Step::LostLease);
+    };
+    let mut findings: Vec<Value> = stored.findings.as_array().cloned().unwrap_or_default();
+    findings.retain(|f| f["kind"] != finding::OURS_FINE);
+    let fine = ctx.db.generated_jobs_in_range(&run.gstins, run.from_date, run.to_date).await?;
+    let fine_total = fine.len();
+    findings.extend(fine.iter().take(MAX_LISTED_FINE).map(|j| job_finding(finding::OURS_FINE, j, json!({}))));
+    let findings = dedupe(findings);
+    let count = |k: &str| findings.iter().filter(|f| f["kind"] == k).count();
+    let errors = stored.errors.as_array().cloned().unwrap_or_default();
+    let summary = json!({
+        "gstins": run.gstins.len(),
+        "days": days(run.from_date, run.to_date).count(),
+        "rejected_known": count(finding::REJECTED_KNOWN),
+        "rejected_unknown": count(finding::REJECTED_UNKNOWN),
+        "ours_fine": fine_total,
+        "in_doubt_resolved": count(finding::IN_DOUBT_RESOLVED),
+        "in_doubt_requeued": count(finding::IN_DOUBT_REQUEUED),
+        "in_doubt_unresolved": count(finding::IN_DOUBT_UNRESOLVED),
+        "errors": errors.len(),
+        "ours_fine_truncated": fine_total > MAX_LISTED_FINE,
+    });
+    let finished_at = Utc::now();
+    let data = json!({
+        "run_id": run.id,
+        "tick": run.tick,
+        "gstins": run.gstins,
+        "from": dmy(run.from_date),
+        "to": dmy(run.to_date),
+        "started_at": run.started_at,
+        "finished_at": finished_at,
+        "summary": summary,
+        "findings": findings,
+        "errors": errors,
+    });
+    let ev = plain_event(meta, JobKind::ReconcileRejected.success_event(), data);
+    let findings = Value::Array(findings);
+    if !ctx.db.complete_run(run.id, owner, &findings, &summary, finished_at, &ev).await? {
+        return Ok(Step::LostLease);
+    }
+    tracing::info!(run_id = %run.id, %summary, "reconciliation run completed");
+    Ok(Step::Completed)
+}
+
+/// Publishes re-queued `irn.generate` commands on a confirm channel of its own, opened on first
+/// use (most runs re-queue nothing) and closed when the run ends.
+#[derive(Default)]
+struct Requeuer {
+    conn: Option<(lapin::Connection, lapin::Channel)>,
+}
+
+impl Requeuer {
+    async fn publish(&mut self, ctx: &Ctx, body: &Value) -> Result<(), amqp::AmqpError> {
+        if self.conn.is_none() {
+            let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker-reconcile").await?;
+            let ch = amqp::confirm_channel(&conn).await?;
+            self.conn = Some((conn, ch));
+        }
+        let Some((_, ch)) = &self.conn else { unreachable!("just opened") };
+        let props = amqp::json_props().with_message_id(ShortString::from(Uuid::new_v4().to_string()));
+        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
+        amqp::publish_confirmed(ch, &ctx.topology.commands, JobKind::IrnGenerate.routing_key(), &bytes, props, true)
+            .await
+    }
+
+    async fn close(self) {
+        if let Some((conn, _)) = self.conn {
+            let _ = conn.close(200, "reconciliation run done".into()).await;
+        }
+    }
+}
+
+/// Today's date in India (the IRP's calendar).
+pub fn india_today(now: DateTime<Utc>) -> NaiveDate {
+    now.with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
+}

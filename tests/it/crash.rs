@@ -1,0 +1,70 @@
+//! A worker process killed mid-call (SIGKILL: no graceful anything) loses nothing and
+//! registers nothing twice; concurrent migrations are safe.
+use std::time::Duration;
+
+use crate::helpers::{invoice, Options, TestApp};
+
+async fn job_status(app: &TestApp) -> Option<String> {
+    let c = app.db.client().await.unwrap();
+    c.query_opt("SELECT status FROM jobs", &[]).await.unwrap().map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_during_the_irp_call_loses_nothing() {
+    let mut app = TestApp::spawn_with(Options {
+        extra_toml: "lease_secs = 3\nhttp_read_timeout_ms = 10000".into(),
+        ..Default::default()
+    })
+    .await;
+    // Only worker processes consume from here on.
+    app.worker.take().unwrap().stop().await.unwrap();
+    app.sim.core.update_faults(|f| f.latency_ms = 2_000);
+    let mut first = app.spawn_process();
+    app.generate(&invoice("b2b-intra-goods", "C1/0001")).await;
+    // Wait until the first process is inside the IRP call, then kill it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while job_status(&app).await.as_deref() != Some("in_flight") {
+        assert!(tokio::time::Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    app.sim.core.update_faults(|f| f.latency_ms = 0);
+    let mut second = app.spawn_process();
+    let (_, ev) = app.next_reply(60).await;
+    assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
+    app.no_more_replies(3).await;
+    let s = app.sim.core.stats();
+    assert_eq!(s.irns_created, 1, "exactly one IRN: {s:?}");
+    assert!(s.generate_per_irn.values().all(|n| *n <= 2), "{s:?}");
+    assert_eq!(job_status(&app).await.as_deref(), Some("generated"));
+    second.kill().unwrap();
+    second.wait().unwrap();
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_on_a_fresh_database_are_safe() {
+    let name = format!("einvoice_mig_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    einvoice_worker::store::ensure_database(&url).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let db = einvoice_worker::store::Db::new(&url, 2).unwrap();
+            db.migrate().await.unwrap()
+        }));
+    }
+    let mut applied = Vec::new();
+    for t in tasks {
+        applied.extend(t.await.unwrap());
+    }
+    applied.sort();
+    let all: Vec<i32> = einvoice_worker::store::migrate::MIGRATIONS.iter().map(|m| m.0).collect();
+    assert_eq!(applied, all, "each migration applied exactly once across the four starters");
+    let (c, conn) =
+        tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
+}
