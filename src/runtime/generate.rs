@@ -277,33 +277,7 @@ async fn finish(
     let db = &ctx.db;
     match outcome {
         Outcome::Generated(data, duplicate) => {
-            let rec = IrnRecord {
-                irn: data.irn.clone(),
-                ack_no: data.ack_no.clone(),
-                ack_dt: data.ack_dt.clone(),
-                signed_invoice: data.signed_invoice.clone(),
-                signed_qr_code: data.signed_qr_code.clone(),
-                ewb_no: data.ewb_no.clone(),
-                ewb_dt: data.ewb_dt.clone(),
-                ewb_valid_till: data.ewb_valid_till.clone(),
-                duplicate,
-                status: data.status.clone(),
-                response: data.raw.clone(),
-            };
-            // Build the event from the row as it will be stored, so replays look identical.
-            let mut row = job.clone();
-            row.status = "generated".into();
-            row.irn = Some(rec.irn.clone());
-            row.ack_no = Some(rec.ack_no.clone());
-            row.ack_dt = Some(rec.ack_dt.clone());
-            row.signed_invoice = rec.signed_invoice.clone();
-            row.signed_qr_code = rec.signed_qr_code.clone();
-            row.ewb_no = rec.ewb_no.clone();
-            row.ewb_dt = rec.ewb_dt.clone();
-            row.ewb_valid_till = rec.ewb_valid_till.clone();
-            row.duplicate = duplicate;
-            let ev = job_event(meta, &row, "irn.generated", irn_data(&row, false));
-            db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await?;
+            let row = store_generated(ctx, meta, job, &data, duplicate).await?;
             tracing::info!(document = %row.doc_number, irn = %data.irn, duplicate, "IRN generated");
             Ok(Disposition::Ack)
         }
@@ -342,4 +316,41 @@ async fn finish(
             }
         }
     }
+}
+
+/// Store an IRN the IRP gave for `job` and its `irn.generated` event, in one transaction.
+/// The event is built from the row as it will be stored, so a later replay looks identical.
+pub(crate) async fn store_generated(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    job: &JobRow,
+    data: &IrnData,
+    duplicate: bool,
+) -> Result<JobRow, StoreError> {
+    let rec = IrnRecord {
+        irn: data.irn.clone(),
+        ack_no: data.ack_no.clone(),
+        ack_dt: data.ack_dt.clone(),
+        signed_invoice: data.signed_invoice.clone(),
+        signed_qr_code: data.signed_qr_code.clone(),
+        ewb_no: data.ewb_no.clone(),
+        ewb_dt: data.ewb_dt.clone(),
+        ewb_valid_till: data.ewb_valid_till.clone(),
+        duplicate,
+        status: data.status.clone(),
+        response: data.raw.clone(),
+    };
+    let mut row = job.clone();
+    row.status = "generated".into();
+    row.irn = Some(rec.irn.clone());
+    row.ack_no = Some(rec.ack_no.clone());
+    row.ack_dt = Some(rec.ack_dt.clone());
+    row.signed_invoice = rec.signed_invoice.clone();
+    row.signed_qr_code = rec.signed_qr_code.clone();
+    row.ewb_no = rec.ewb_no.clone();
+    row.ewb_dt = rec.ewb_dt.clone();
+    row.ewb_valid_till = rec.ewb_valid_till.clone();
+    row.duplicate = duplicate;
+    let ev = job_event(meta, &row, "irn.generated", irn_data(&row, false));
+    ctx.db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calls::{call, Resend};
-use super::events::{document_ref, errors_json, irn_data, job_event, plain_event};
+use super::events::{document_ref, errors_json, plain_event};
 use super::{Ctx, Disposition};
 use crate::amqp;
 use crate::domain::command::{DocRef, JobKind};
@@ -31,7 +31,6 @@ use crate::domain::outcome::{Class, Operation};
 use crate::domain::{DocDate, DocNumber, DocType, Gstin};
 use crate::irp::errors::get_ci;
 use crate::irp::IrnData;
-use crate::store::jobs::{IrnRecord, JobUpdate};
 use crate::store::reconcile::{RejectedFlag, RunClaim, RunRow};
 use crate::store::{JobRow, StoreError};
 
@@ -92,7 +91,14 @@ pub async fn handle(
     let run = match claim {
         RunClaim::Owned(run) => run,
         RunClaim::Done(run) => {
-            tracing::info!(run_id = %run.id, "reconciliation run already completed; its event was sent with it");
+            // Every message gets its outcome: a re-sent command is answered from the stored run,
+            // as a re-sent generate is answered from the stored IRN.
+            tracing::info!(run_id = %run.id, "reconciliation run already completed; replaying its result");
+            let summary = run.summary.clone().unwrap_or(Value::Null);
+            let finished_at = run.finished_at.unwrap_or_else(Utc::now);
+            let mut data = completed_data(&run, run.findings.clone(), summary, run.errors.clone(), finished_at);
+            data["replayed"] = json!(true);
+            ctx.db.enqueue_events(&[plain_event(meta, JobKind::ReconcileRejected.success_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
         RunClaim::Busy(until) => {
@@ -376,35 +382,10 @@ async fn settle_in_doubt(
 
 /// The IRP has the in-doubt job's IRN: store it and report `irn.generated`.
 async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<JobRow, StoreError> {
-    let rec = IrnRecord {
-        irn: data.irn.clone(),
-        ack_no: data.ack_no.clone(),
-        ack_dt: data.ack_dt.clone(),
-        signed_invoice: data.signed_invoice.clone(),
-        signed_qr_code: data.signed_qr_code.clone(),
-        ewb_no: data.ewb_no.clone(),
-        ewb_dt: data.ewb_dt.clone(),
-        ewb_valid_till: data.ewb_valid_till.clone(),
-        duplicate: false,
-        status: data.status.clone(),
-        response: data.raw.clone(),
-    };
-    let mut row = job.clone();
-    row.status = "generated".into();
-    row.irn = Some(rec.irn.clone());
-    row.ack_no = Some(rec.ack_no.clone());
-    row.ack_dt = Some(rec.ack_dt.clone());
-    row.signed_invoice = rec.signed_invoice.clone();
-    row.signed_qr_code = rec.signed_qr_code.clone();
-    row.ewb_no = rec.ewb_no.clone();
-    row.ewb_dt = rec.ewb_dt.clone();
-    row.ewb_valid_till = rec.ewb_valid_till.clone();
-    row.duplicate = false;
     // The command that created the job is long gone: its ids are not stored, so the event goes
     // to einvoice.events only, like any result whose requester is unknown.
     let meta = CommandMeta { routing_key: JobKind::IrnGenerate.routing_key().into(), ..CommandMeta::default() };
-    let ev = job_event(&meta, &row, "irn.generated", irn_data(&row, false));
-    ctx.db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await
+    super::generate::store_generated(ctx, &meta, job, data, false).await
 }
 
 /// Sort key: kind (in [`finding::ALL`] order), GSTIN, document, IRN.
@@ -460,7 +441,19 @@ async fn complete(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> R
         "ours_fine_truncated": fine_total > MAX_LISTED_FINE,
     });
     let finished_at = Utc::now();
-    let data = json!({
+    let findings = Value::Array(findings);
+    let data = completed_data(run, findings.clone(), summary.clone(), Value::Array(errors), finished_at);
+    let ev = plain_event(meta, JobKind::ReconcileRejected.success_event(), data);
+    if !ctx.db.complete_run(run.id, owner, &findings, &summary, finished_at, &ev).await? {
+        return Ok(Step::LostLease);
+    }
+    tracing::info!(run_id = %run.id, %summary, "reconciliation run completed");
+    Ok(Step::Completed)
+}
+
+/// The `reconcile.completed` data for a run.
+fn completed_data(run: &RunRow, findings: Value, summary: Value, errors: Value, finished_at: DateTime<Utc>) -> Value {
+    json!({
         "run_id": run.id,
         "tick": run.tick,
         "gstins": run.gstins,
@@ -471,14 +464,8 @@ async fn complete(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> R
         "summary": summary,
         "findings": findings,
         "errors": errors,
-    });
-    let ev = plain_event(meta, JobKind::ReconcileRejected.success_event(), data);
-    let findings = Value::Array(findings);
-    if !ctx.db.complete_run(run.id, owner, &findings, &summary, finished_at, &ev).await? {
-        return Ok(Step::LostLease);
-    }
-    tracing::info!(run_id = %run.id, %summary, "reconciliation run completed");
-    Ok(Step::Completed)
+        "replayed": false,
+    })
 }
 
 /// Publishes re-queued `irn.generate` commands on a confirm channel of its own, opened on first

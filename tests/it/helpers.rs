@@ -293,3 +293,20 @@ pub fn invoice(sample: &str, doc_number: &str) -> Value {
 pub fn is_irn(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// Run one scenario once per protocol: `both_protocols!(name, async_fn_taking_provider)`.
+macro_rules! both_protocols {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn whitebooks() {
+                $body(ProviderKind::Whitebooks).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn nic() {
+                $body(ProviderKind::Nic).await;
+            }
+        }
+    };
+}

@@ -6,22 +6,6 @@ use serde_json::json;
 
 use crate::helpers::{invoice, Options, TestApp, SELLER_KA, SELLER_MH};
 
-macro_rules! both_protocols {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn whitebooks() {
-                $body(ProviderKind::Whitebooks).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn nic() {
-                $body(ProviderKind::Nic).await;
-            }
-        }
-    };
-}
-
 async fn app(provider: ProviderKind) -> TestApp {
     TestApp::spawn_with(Options { provider, ..Default::default() }).await
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real worker against real RabbitMQ and PostgreSQL, with the built-in
 //! IRP simulator. Each test gets its own database and its own exchange/queue namespace.
+#[macro_use]
 mod helpers;
 
 mod crash;

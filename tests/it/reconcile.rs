@@ -141,17 +141,7 @@ async fn rejected_irns_are_reported_and_flagged(p: ProviderKind) {
     app.stop().await;
 }
 
-mod rejected {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn whitebooks() {
-        rejected_irns_are_reported_and_flagged(ProviderKind::Whitebooks).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn nic() {
-        rejected_irns_are_reported_and_flagged(ProviderKind::Nic).await;
-    }
-}
+both_protocols!(rejected, rejected_irns_are_reported_and_flagged);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_doubt_jobs_are_resolved_or_requeued() {
@@ -338,7 +328,9 @@ async fn interrupted_run_is_completed_without_refetching_done_days() {
     assert_eq!(ev["data"]["run_id"], own.to_string(), "{ev:#}");
     assert_eq!(ev["data"]["gstins"], json!([SELLER_KA]), "the run's own GSTINs, not every configured one");
     assert_eq!(app.sim.core.stats().other_calls - before, 1);
-    // The same command once more (a redelivery after completion): no second event.
+    // The same command once more (a redelivery after completion): answered from the stored run,
+    // with no IRP call.
+    let calls = app.sim.core.stats().other_calls;
     let props = amqp::json_props()
         .with_message_id(ShortString::from(cid.as_str()))
         .with_reply_to(ShortString::from(app.replies.as_str()));
@@ -352,6 +344,11 @@ async fn interrupted_run_is_completed_without_refetching_done_days() {
     )
     .await
     .unwrap();
-    app.no_more_replies(3).await;
+    let (_, again) = app.next_reply(30).await;
+    assert_eq!(again["data"]["run_id"], own.to_string());
+    assert_eq!(again["data"]["replayed"], true);
+    assert_eq!(again["data"]["summary"], ev["data"]["summary"]);
+    assert_eq!(app.sim.core.stats().other_calls, calls, "no IRP call for the replay");
+    app.no_more_replies(2).await;
     app.stop().await;
 }
