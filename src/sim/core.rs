@@ -209,6 +209,12 @@ impl SimCore {
         Ok(())
     }
 
+    /// Count one auth request as received, whatever becomes of it (the faces call this first,
+    /// so requests refused before login, e.g. undecryptable ones, count too).
+    pub fn count_auth_request(&self) {
+        self.count(|c| c.auth_calls += 1);
+    }
+
     /// Issue a token, or return the live one: NIC returns the same token for repeated auth
     /// calls within its lifetime, and a new one on a forced refresh in its last 10 minutes.
     pub fn authenticate(&self, gstin: &str, user: &str, password: &str, force: bool) -> Result<SimToken, SimError> {
@@ -217,7 +223,6 @@ impl SimCore {
             (f.token_ttl_secs, f.passwords.get(gstin).cloned())
         };
         let mut st = self.store.lock().expect("sim lock");
-        st.stats.auth_calls += 1;
         if expected.is_some_and(|p| p != password) {
             return Err(SimError::one("1008", "Invalid login credentials"));
         }

@@ -90,6 +90,7 @@ fn data_field(body: &[u8]) -> Option<String> {
 
 async fn authenticate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let form = StatusForm::Number;
+    core.count_auth_request();
     if let Err(e) = check_client(&headers, &["client_id", "client_secret", "Gstin"]) {
         return failure(e, form);
     }

@@ -57,6 +57,7 @@ async fn authenticate(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    core.count_auth_request();
     if let Err(e) = check_client(&headers) {
         return err(e);
     }

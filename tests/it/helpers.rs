@@ -69,12 +69,16 @@ pub struct TestApp {
 /// Knobs a test may turn before the worker starts.
 pub struct Options {
     pub provider: ProviderKind,
+    /// Top-level settings, replacing the test defaults.
     pub extra_toml: String,
+    /// (GSTIN, TOML section body) replaces that GSTIN's generated section; `{sim}` in the body
+    /// stands for the simulator's base URL.
+    pub gstin_sections: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { provider: ProviderKind::Whitebooks, extra_toml: String::new() }
+        Options { provider: ProviderKind::Whitebooks, extra_toml: String::new(), gstin_sections: Vec::new() }
     }
 }
 
@@ -101,7 +105,12 @@ impl TestApp {
         toml.push_str(&opts.extra_toml);
         toml.push('\n');
         for g in [SELLER_KA, SELLER_MH] {
-            toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, g));
+            match opts.gstin_sections.iter().find(|(k, _)| k == g) {
+                Some((_, body)) => {
+                    toml.push_str(&format!("[gstins.\"{g}\"]\n{}\n", body.replace("{sim}", &sim.base_url())))
+                }
+                None => toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, g)),
+            }
         }
         let settings = Settings::from_toml(&toml).expect("test settings parse");
         let config_path = std::env::temp_dir().join(format!("einvoice-test-{id}.toml"));

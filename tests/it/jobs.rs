@@ -236,3 +236,19 @@ async fn outage_longer_than_the_budget_is_rescheduled_durably() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_subcommand_sends_a_command_and_prints_its_result() {
+    let app = TestApp::spawn().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+        .args(["publish", "gstin.details", "--gstin", SELLER_KA, "--target-gstin", "33AAFCR6612L1ZA", "--wait", "20"])
+        .env("EINVOICE_CONFIG", &app.config_path)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("\"event_type\": \"gstin.details\""), "{text}");
+    assert!(text.contains("33AAFCR6612L1ZA"), "{text}");
+    app.stop().await;
+}

@@ -129,3 +129,29 @@ async fn two_workers_compete_without_double_registration() {
     second.stop().await.unwrap();
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_nic_public_key_pauses_the_gstin_instead_of_retrying() {
+    // The simulator's *signing* key is not its encryption key: auth fails with 1013.
+    let wrong_key = einvoice_worker::sim::core::SIGNING_PUBLIC_PEM;
+    let section = format!(
+        "provider = \"nic\"\nbase_url = \"{{sim}}\"\nusername = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\npublic_key_pem = \"\"\"\n{wrong_key}\"\"\"\n"
+    );
+    let mut app = TestApp::spawn_with(crate::helpers::Options {
+        provider: einvoice_worker::config::ProviderKind::Nic,
+        gstin_sections: vec![(SELLER_KA.into(), section)],
+        ..Default::default()
+    })
+    .await;
+    app.generate(&invoice("b2b-intra-goods", "R6/0001")).await;
+    let (_, ev) = app.next_reply(20).await;
+    assert_eq!(ev["event_type"], "gstin.paused", "{ev:#}");
+    assert_eq!(ev["data"]["errors"][0]["code"], "1013");
+    assert_eq!(app.sim.core.stats().auth_calls, 1, "a configuration error is not retried");
+    assert_eq!(app.sim.core.stats().generate_calls, 0);
+    // The other GSTIN (correct key) is unaffected.
+    app.generate(&invoice("debit-note", "R6/0002")).await;
+    let (_, ev) = app.next_reply(20).await;
+    assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
+    app.stop().await;
+}

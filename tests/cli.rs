@@ -1,0 +1,43 @@
+//! The binary's offline commands, as an ERP team would run them.
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+}
+
+#[test]
+fn validate_accepts_the_samples_and_names_every_problem_of_a_broken_file() {
+    let dir = std::env::temp_dir().join(format!("einvoice-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    let bad = dir.join("bad.json");
+    let mut inv = einvoice_worker::samples::stamped("b2b-intra-goods", None);
+    std::fs::write(&good, inv.to_string()).unwrap();
+    inv["BuyerDtls"]["Gstin"] = serde_json::json!("29AADCT5519H1Z5");
+    inv["ItemList"][1]["HsnCd"] = serde_json::json!("12");
+    std::fs::write(&bad, inv.to_string()).unwrap();
+
+    let ok = bin().arg("validate").arg(&good).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ok"));
+
+    let out = bin().arg("validate").arg(&good).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("BuyerDtls.Gstin [GSTIN_CHECK_DIGIT]"), "{text}");
+    assert!(text.contains("ItemList[1].HsnCd [HSN_FORMAT]"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn publish_refuses_a_command_the_worker_would_reject_before_connecting() {
+    let out = bin()
+        .args(["publish", "irn.cancel", "--gstin", "29AAGCP4821K1Z3", "--irn", "nothex", "--reason", "9"])
+        .env("EINVOICE_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("irn [IRN_INVALID]") && err.contains("reason [CANCEL_REASON_INVALID]"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+}
