@@ -71,6 +71,21 @@ pub async fn handle(
         .await?;
     let (job, mut ambiguous) = match claim {
         Claim::Done(row) => {
+            // A re-send with other content must not be told "generated": the IRN belongs to the
+            // invoice registered first.
+            let registered = row.request.as_ref().filter(|_| row.status != "rejected");
+            if let Some(Err(why)) = registered.map(|r| same_document(invoice, r)) {
+                let errors = vec![ErrorItem::worker(
+                    "DOCUMENT_ALREADY_REGISTERED",
+                    format!(
+                        "document {key} already has IRN {} for different content ({why}); cancel that IRN within 24 hours and register again, or issue a credit/debit note",
+                        row.irn.as_deref().unwrap_or("?")
+                    ),
+                )];
+                let ev = job_event(meta, &row, "irn.rejected", json!({"errors": errors, "dead_lettered": false}));
+                ctx.db.enqueue_events(&[ev]).await?;
+                return Ok(Disposition::Ack);
+            }
             tracing::info!(document = %key, irn = ?row.irn, "document already registered; replaying the stored result");
             let (ty, data) = match row.status.as_str() {
                 "cancelled" => ("irn.details", irn_data(&row, true)),
@@ -246,14 +261,20 @@ async fn resolve_duplicate(
 
 /// Seller GSTIN, buyer GSTIN and total of the signed invoice must match ours.
 fn compare(invoice: &ValidInvoice, data: &IrnData) -> Result<(), String> {
-    let Some(signed) = data.signed_invoice.as_deref().and_then(|s| jwt::decode_unverified(s).ok()) else {
-        return Ok(()); // nothing signed to compare against (the IRP gave IRN and AckNo only)
-    };
-    let d = &signed.data;
-    let seller = d.pointer("/SellerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
-    let buyer = d.pointer("/BuyerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
-    let total =
-        d.pointer("/ValDtls/TotInvVal").and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    match data.signed_invoice.as_deref().and_then(|s| jwt::decode_unverified(s).ok()) {
+        Some(signed) => same_document(invoice, &signed.data),
+        None => Ok(()), // nothing signed to compare against (the IRP gave IRN and AckNo only)
+    }
+}
+
+/// Is `registered` (an invoice the IRP already has) this invoice? Seller GSTIN, buyer GSTIN and
+/// total must match, as india-compliance checks before attaching an existing IRN.
+fn same_document(invoice: &ValidInvoice, registered: &Value) -> Result<(), String> {
+    let seller = registered.pointer("/SellerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
+    let buyer = registered.pointer("/BuyerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
+    let total = registered
+        .pointer("/ValDtls/TotInvVal")
+        .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
     if !seller.eq_ignore_ascii_case(invoice.seller_gstin().as_str()) {
         return Err(format!("seller GSTIN {seller} instead of {}", invoice.seller_gstin()));
     }
@@ -263,7 +284,7 @@ fn compare(invoice: &ValidInvoice, data: &IrnData) -> Result<(), String> {
     match total {
         Some(t) if (t - invoice.total_invoice_value()).abs() <= 0.01 => Ok(()),
         Some(t) => Err(format!("total {t:.2} instead of {:.2}", invoice.total_invoice_value())),
-        None => Err("the signed invoice has no total".into()),
+        None => Err("the registered invoice has no total".into()),
     }
 }
 

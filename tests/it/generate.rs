@@ -159,3 +159,22 @@ async fn timeout_after_commit_is_resolved_by_lookup(p: ProviderKind) {
     app.stop().await;
 }
 both_protocols!(ambiguous_timeout, timeout_after_commit_is_resolved_by_lookup);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_with_different_content_is_not_answered_with_the_old_irn() {
+    let mut app = TestApp::spawn().await;
+    let inv = invoice("b2b-intra-goods", "T9/0001");
+    app.generate(&inv).await;
+    let (_, first) = app.next_reply(20).await;
+    assert_eq!(first["event_type"], "irn.generated");
+    let mut changed = inv.clone();
+    changed["ValDtls"]["RndOffAmt"] = json!(0.5);
+    changed["ValDtls"]["TotInvVal"] = json!(39442.0);
+    app.generate(&changed).await;
+    let (_, ev) = app.next_reply(20).await;
+    assert_eq!(ev["event_type"], "irn.rejected", "{ev:#}");
+    assert_eq!(ev["data"]["errors"][0]["code"], "DOCUMENT_ALREADY_REGISTERED");
+    assert!(ev["data"]["errors"][0]["message"].as_str().unwrap().contains(first["data"]["irn"].as_str().unwrap()));
+    assert_eq!(app.sim.core.stats().generate_calls, 1);
+    app.stop().await;
+}
