@@ -149,6 +149,9 @@ pub struct Settings {
     #[serde(default)]
     pub reconcile_schedule: Option<String>,
     pub log_format: LogFormat,
+    /// Address for `/healthz`, `/readyz` and `/metrics` (off when unset), e.g. `0.0.0.0:9090`.
+    #[serde(default)]
+    pub health_listen: Option<String>,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
 }

@@ -80,6 +80,9 @@ impl Relay {
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
         mark_published(&tx, &ids).await?;
         tx.commit().await?;
+        for ev in &batch {
+            metrics::counter!("einvoice_events_published_total", "event_type" => ev.event_type.clone()).increment(1);
+        }
         Ok(ids.len())
     }
 }

@@ -47,7 +47,10 @@ where
             Err(x) => x,
         };
         stale = None;
-        match err.class(err_op) {
+        let class = err.class(err_op);
+        metrics::counter!("einvoice_irp_failures_total", "provider" => provider.kind().as_str(), "class" => format!("{class:?}"))
+            .increment(1);
+        match class {
             Class::Reauth if !reauthed && used.is_some() => {
                 reauthed = true;
                 tracing::info!(gstin, ?op, "IRP said the token is invalid (1005); re-authenticating once");

@@ -12,6 +12,7 @@ pub mod calls;
 pub mod context;
 pub mod events;
 pub mod generate;
+pub mod health;
 pub mod jobs;
 pub mod reconcile;
 pub mod scheduler;

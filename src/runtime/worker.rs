@@ -25,7 +25,7 @@ use super::events::plain_event;
 use super::{generate, jobs, Ctx, Disposition};
 use crate::amqp::{self, relay::Relay};
 use crate::config::Settings;
-use crate::domain::command::{parse_command, Command};
+use crate::domain::command::{parse_command, Command, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::irp::registry::Providers;
 use crate::store::{self, Db, StoreError};
@@ -36,6 +36,8 @@ const FIRST_SEEN_HEADER: &str = "x-einvoice-first-seen";
 /// A running worker; `stop` shuts it down gracefully.
 pub struct WorkerHandle {
     pub ctx: Arc<Ctx>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served, when `EINVOICE_HEALTH_LISTEN` is set.
+    pub health_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -94,8 +96,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         let ch = amqp::confirm_channel(&conn).await?;
         tokio::spawn(super::scheduler::run(ctx.clone(), ch, shutdown.child_token()));
     }
+    let health_addr = match &ctx.settings.health_listen {
+        Some(addr) => Some(
+            super::health::serve(addr, ctx.db.clone(), conn.status().clone(), shutdown.child_token())
+                .await
+                .with_context(|| format!("binding the health endpoint on {addr}"))?,
+        ),
+        None => None,
+    };
     let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, publisher, relay, shutdown.clone()));
-    Ok(WorkerHandle { ctx, shutdown, task })
+    Ok(WorkerHandle { ctx, health_addr, shutdown, task })
 }
 
 /// Run until `shutdown` resolves (the `run` subcommand passes Ctrl-C / SIGTERM).
@@ -199,8 +209,19 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
     let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
+    let started = std::time::Instant::now();
     let result = dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await;
     ctx.relay_wake.notify_one();
+    // Label by known routing keys only: an attacker-chosen key must not mint new series.
+    let rk = JobKind::from_routing_key(&meta.routing_key).map_or("unknown", JobKind::routing_key);
+    let outcome = match &result {
+        Ok(Disposition::Ack) => "done",
+        Ok(Disposition::DeadLetter) => "dead_lettered",
+        Ok(Disposition::Reschedule { .. }) => "rescheduled",
+        Err(_) => "requeued",
+    };
+    metrics::counter!("einvoice_commands_total", "routing_key" => rk, "outcome" => outcome).increment(1);
+    metrics::histogram!("einvoice_command_seconds", "routing_key" => rk).record(started.elapsed().as_secs_f64());
     let settled = match result {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
@@ -298,7 +319,7 @@ async fn dispatch(
     // Jobs without a job row give up here once they are too old (generate decides per row).
     if let Disposition::Reschedule { errors, .. } = &disposition {
         let age = (Utc::now() - first_seen).num_seconds().max(0) as u64;
-        if kind != crate::domain::command::JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
+        if kind != JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
             let data = json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});
             ctx.db.enqueue_events(&[plain_event(meta, &kind.failed_event(), data)]).await?;
             return Ok(Disposition::Ack);
