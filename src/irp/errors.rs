@@ -27,6 +27,10 @@ pub enum IrpError {
     /// The answer could not be understood (malformed 200, bad crypto, missing fields).
     #[error("the IRP's answer could not be read: {0}")]
     Protocol(String),
+    /// A SignedInvoice / SignedQRCode did not verify against the configured signing key: the
+    /// key is wrong or the answer was tampered with. Never accepted, never retried blindly.
+    #[error("the IRP's signed answer failed verification: {0}")]
+    Signature(String),
     /// Our own configuration is wrong (missing public key, bad PEM…).
     #[error("configuration error: {0}")]
     Config(String),
@@ -57,7 +61,7 @@ impl IrpError {
             IrpError::Http { status, .. } if http_status_is_transient(*status) => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_configuration(*status) => Class::Configuration,
             IrpError::Http { .. } => Class::Rejection,
-            IrpError::Config(_) => Class::Configuration,
+            IrpError::Config(_) | IrpError::Signature(_) => Class::Configuration,
             IrpError::Api { errors, .. } => {
                 let classes: Vec<Class> =
                     errors.iter().map(|e| classify(op, &e.code, names_a_field(&e.message))).collect();
@@ -106,6 +110,7 @@ impl IrpError {
                 vec![ErrorItem::irp("BAD_RESPONSE", format!("the IRP's answer could not be read: {m}"))]
             }
             IrpError::Config(m) => vec![ErrorItem::worker("CONFIGURATION", m.clone())],
+            IrpError::Signature(m) => vec![ErrorItem::worker("SIGNATURE_INVALID", m.clone())],
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod nic_crypto;
 pub mod qr;
 pub mod registry;
 pub mod session;
+pub mod signing;
 pub mod types;
 pub mod whitebooks;
 

@@ -24,8 +24,9 @@ use serde_json::{json, Value};
 use super::errors::{from_reqwest, parse_error_list, IrpMessage};
 use super::nic_crypto::{self, AppKey, CryptoError};
 use super::session::Sek;
+use super::signing::{self, load_public_key};
 use super::types::parse_ist;
-use super::{jwt, CancelData, IrnData, IrpError, IrpProvider, Session};
+use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
 use crate::config::{Environment, GstinConfig, ProviderKind};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
@@ -60,33 +61,6 @@ impl std::fmt::Debug for Nic {
     }
 }
 
-/// Load an RSA public key from the inline PEM (preferred when both are set) or the file.
-/// `Ok(None)` when neither is set.
-fn load_public_key(
-    gstin: &str,
-    pem: Option<&str>,
-    file: Option<&str>,
-    pem_key: &str,
-    file_key: &str,
-) -> Result<Option<RsaPublicKey>, IrpError> {
-    let pem = pem.filter(|p| !p.trim().is_empty());
-    let file = file.filter(|p| !p.trim().is_empty());
-    if let Some(pem) = pem {
-        return nic_crypto::parse_public_key_pem(pem).map(Some).map_err(|e| {
-            IrpError::Config(format!("GSTIN {gstin}: `gstins.{gstin}.{pem_key}` is not a usable RSA public key: {e}"))
-        });
-    }
-    let Some(path) = file else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        IrpError::Config(format!("GSTIN {gstin}: cannot read `gstins.{gstin}.{file_key}` '{path}': {e}"))
-    })?;
-    nic_crypto::parse_public_key_pem(&text).map(Some).map_err(|e| {
-        IrpError::Config(format!(
-            "GSTIN {gstin}: `gstins.{gstin}.{file_key}` '{path}' does not hold a usable RSA public key: {e}"
-        ))
-    })
-}
-
 impl Nic {
     /// Build the adapter, loading the IRP's encryption public key (`public_key_pem`, else
     /// `public_key_file`; required) and signing public key (`signing_key_pem`, else
@@ -105,13 +79,7 @@ impl Nic {
                  `gstins.{gstin}.public_key_pem` or `gstins.{gstin}.public_key_file`"
             ))
         })?;
-        let signing_key = load_public_key(
-            gstin,
-            cfg.signing_key_pem.as_deref(),
-            cfg.signing_key_file.as_deref(),
-            "signing_key_pem",
-            "signing_key_file",
-        )?;
+        let signing_key = signing::signing_key(gstin, cfg)?;
         Ok(Nic {
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
@@ -189,27 +157,7 @@ impl Nic {
     /// Verify `SignedInvoice` and `SignedQRCode` (those present) against the signing key, and
     /// that each is signed for the IRN the answer names. Without a signing key, nothing is checked.
     pub fn verify_signatures(&self, d: &IrnData) -> Result<(), IrpError> {
-        let Some(key) = &self.signing_key else {
-            return Ok(());
-        };
-        for (name, token) in [("SignedInvoice", &d.signed_invoice), ("SignedQRCode", &d.signed_qr_code)] {
-            let Some(token) = token else { continue };
-            let payload = jwt::verify(token, key).map_err(|e| {
-                IrpError::Protocol(format!(
-                    "the {name} signature does not verify against the signing key configured for GSTIN {}: {e}",
-                    self.gstin
-                ))
-            })?;
-            if let Some(irn) = payload.data.get("Irn").and_then(Value::as_str) {
-                if !irn.eq_ignore_ascii_case(&d.irn) {
-                    return Err(IrpError::Protocol(format!(
-                        "the {name} is signed for IRN {irn}, but the answer is for IRN {}",
-                        d.irn
-                    )));
-                }
-            }
-        }
-        Ok(())
+        signing::verify_irn_signatures(self.signing_key.as_ref(), &self.gstin, d)
     }
 }
 
@@ -657,16 +605,16 @@ mod tests {
         let wrong = Nic::new(client(), GSTIN, &bad).unwrap();
         let e = wrong.get_by_irn(&s, &d.irn).await.unwrap_err();
         match &e {
-            IrpError::Protocol(m) => assert!(m.contains("signature") && m.contains("does not verify"), "{m}"),
-            other => panic!("expected Protocol, got {other:?}"),
+            IrpError::Signature(m) => assert!(m.contains("signature") && m.contains("does not verify"), "{m}"),
+            other => panic!("expected Signature, got {other:?}"),
         }
         let e = wrong.generate(&s, &invoice("NIC/0004")).await.unwrap_err();
-        assert!(matches!(e, IrpError::Protocol(_)), "{e:?}");
+        assert!(matches!(e, IrpError::Signature(_)), "{e:?}");
 
         // A signature for another IRN is refused too.
         let mut swapped = d.clone();
         swapped.irn = "0".repeat(64);
-        assert!(matches!(nic.verify_signatures(&swapped), Err(IrpError::Protocol(m)) if m.contains("signed for IRN")));
+        assert!(matches!(nic.verify_signatures(&swapped), Err(IrpError::Signature(m)) if m.contains("signed for IRN")));
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ impl Providers {
         let mut map: BTreeMap<String, Arc<dyn IrpProvider>> = BTreeMap::new();
         for (gstin, cfg) in &s.gstins {
             let p: Arc<dyn IrpProvider> = match cfg.provider {
-                ProviderKind::Whitebooks => Arc::new(super::whitebooks::Whitebooks::new(http.clone(), gstin, cfg)),
+                ProviderKind::Whitebooks => Arc::new(super::whitebooks::Whitebooks::new(http.clone(), gstin, cfg)?),
                 ProviderKind::Nic => Arc::new(super::nic::Nic::new(http.clone(), gstin, cfg)?),
             };
             map.insert(gstin.clone(), p);

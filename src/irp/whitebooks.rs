@@ -48,14 +48,16 @@ pub struct Whitebooks {
     ip_address: String,
     environment: Environment,
     type_names: BTreeMap<String, String>,
+    /// NIC's signing key, when configured: the GSP passes NIC's signed JWTs through.
+    signing_key: Option<rsa::RsaPublicKey>,
 }
 
 impl Whitebooks {
-    pub fn new(http: reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Whitebooks {
+    pub fn new(http: reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<Whitebooks, IrpError> {
         let mut type_names: BTreeMap<String, String> =
             DEFAULT_TYPE_NAMES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         type_names.extend(cfg.type_names.clone());
-        Whitebooks {
+        Ok(Whitebooks {
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             gstin: gstin.to_string(),
@@ -67,7 +69,15 @@ impl Whitebooks {
             ip_address: cfg.ip_address.clone(),
             environment: cfg.environment,
             type_names,
-        }
+            signing_key: super::signing::signing_key(gstin, cfg)?,
+        })
+    }
+
+    /// An IRN answer, with its signatures checked when a signing key is configured.
+    fn irn_data(&self, v: Value) -> Result<IrnData, IrpError> {
+        let d = IrnData::from_json(&v).ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))?;
+        super::signing::verify_irn_signatures(self.signing_key.as_ref(), &self.gstin, &d)?;
+        Ok(d)
     }
 
     fn type_name<'a>(&'a self, op: &'a str) -> &'a str {
@@ -128,10 +138,6 @@ pub fn unwrap_envelope(v: Value) -> Result<Value, IrpError> {
     Err(IrpError::Api { errors, info })
 }
 
-fn irn_data(v: Value) -> Result<IrnData, IrpError> {
-    IrnData::from_json(&v).ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))
-}
-
 #[async_trait]
 impl IrpProvider for Whitebooks {
     fn kind(&self) -> ProviderKind {
@@ -163,11 +169,11 @@ impl IrpProvider for Whitebooks {
     }
 
     async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
-        irn_data(self.call(self.request(Method::POST, "generate", s).json(invoice)).await?)
+        self.irn_data(self.call(self.request(Method::POST, "generate", s).json(invoice)).await?)
     }
 
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {
-        irn_data(self.call(self.request(Method::GET, "get_irn", s).query(&[("param1", irn)])).await?)
+        self.irn_data(self.call(self.request(Method::GET, "get_irn", s).query(&[("param1", irn)])).await?)
     }
 
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError> {
@@ -183,7 +189,7 @@ impl IrpProvider for Whitebooks {
                 .header("docnum", doc.doc_number.as_str())
                 .header("docdate", &date)
         };
-        irn_data(self.call(rb).await?)
+        self.irn_data(self.call(rb).await?)
     }
 
     async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError> {

@@ -183,3 +183,25 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(metrics.contains("einvoice_events_published_total{event_type=\"irn.generated\"}"), "{metrics}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_that_does_not_verify_is_an_error_not_a_result() {
+    // Whitebooks passes NIC's signed JWTs through: with a (wrong) signing key configured, the
+    // answer is refused and the GSTIN paused, loudly, instead of storing an unverified IRN.
+    let wrong = einvoice_worker::sim::core::NIC_PUBLIC_PEM;
+    let section = format!(
+        "provider = \"whitebooks\"\nbase_url = \"{{sim}}\"\nemail = \"e@x\"\nusername = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\nsigning_key_pem = \"\"\"\n{wrong}\"\"\"\n"
+    );
+    let mut app = TestApp::spawn_with(crate::helpers::Options {
+        gstin_sections: vec![(SELLER_KA.into(), section)],
+        ..Default::default()
+    })
+    .await;
+    app.generate(&invoice("b2b-intra-goods", "R8/0001")).await;
+    let (_, ev) = app.next_reply(20).await;
+    assert_eq!(ev["event_type"], "gstin.paused", "{ev:#}");
+    assert_eq!(ev["data"]["errors"][0]["code"], "SIGNATURE_INVALID");
+    let status: String = app.db.client().await.unwrap().query_one("SELECT status FROM jobs", &[]).await.unwrap().get(0);
+    assert_ne!(status, "generated", "an unverified IRN is not recorded as generated");
+    app.stop().await;
+}
