@@ -77,7 +77,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         );
     }
     let ctx = Arc::new(Ctx::new(settings, db, providers)?);
-    let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker")
+    let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id))
         .await
         .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
     let setup = conn.create_channel().await?;

@@ -68,3 +68,40 @@ async fn concurrent_migrations_on_a_fresh_database_are_safe() {
     tokio::spawn(conn);
     c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
 }
+
+/// Close the worker's AMQP connection from the broker side, as a broker restart or a network
+/// blip would.
+fn close_broker_connection(worker_id: &str) -> bool {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "-q", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut closed = false;
+    for line in text.lines().filter(|l| l.contains(&format!("einvoice-worker-{worker_id}"))) {
+        let pid = line.split('\t').next().unwrap();
+        let st = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test: simulated network failure"])
+            .status()
+            .unwrap();
+        closed |= st.success();
+    }
+    closed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_closing_the_connection_is_recovered_and_nothing_is_lost() {
+    let mut app = TestApp::spawn().await;
+    app.generate(&invoice("b2b-intra-goods", "C2/0001")).await;
+    assert_eq!(app.next_reply(20).await.1["event_type"], "irn.generated");
+    let id = app.worker.as_ref().unwrap().ctx.worker_id.to_string();
+    let closed = tokio::task::spawn_blocking(move || close_broker_connection(&id)).await.unwrap();
+    assert!(closed, "found and closed the worker's connection");
+    for i in 0..5 {
+        app.generate(&invoice("b2b-intra-goods", &format!("C2/1{i}"))).await;
+    }
+    let replies = app.replies(5, 60).await;
+    assert!(replies.iter().all(|(_, r)| r["event_type"] == "irn.generated"), "{replies:#?}");
+    assert_eq!(app.sim.core.stats().irns_created, 6);
+    app.stop().await;
+}
