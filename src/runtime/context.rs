@@ -25,6 +25,9 @@ pub struct Ctx {
     pub worker_id: Uuid,
     /// Poked after every commit that wrote events, so the relay publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
+    /// set once the worker has connected.
+    publisher: std::sync::OnceLock<lapin::Channel>,
 }
 
 impl Ctx {
@@ -38,7 +41,32 @@ impl Ctx {
             providers,
             worker_id: Uuid::new_v4(),
             relay_wake: Arc::new(Notify::new()),
+            publisher: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Install the publisher channel (once, at start).
+    pub fn set_publisher(&self, ch: lapin::Channel) {
+        let _ = self.publisher.set(ch);
+    }
+
+    /// The publisher channel; `None` only before the worker has connected.
+    pub fn publisher(&self) -> Option<&lapin::Channel> {
+        self.publisher.get()
+    }
+
+    /// Publish a command to `einvoice.commands` with confirms (a new `message_id`).
+    pub async fn publish_command(
+        &self,
+        routing_key: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), crate::amqp::AmqpError> {
+        let ch = self
+            .publisher()
+            .ok_or_else(|| crate::amqp::AmqpError::Unreachable("the worker is not connected yet".into()))?;
+        let props = crate::amqp::json_props().with_message_id(Uuid::new_v4().to_string().into());
+        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
+        crate::amqp::publish_confirmed(ch, &self.topology.commands, routing_key, &bytes, props, true).await
     }
 
     /// Parsing options; `today` is re-read per message (India date) so a long-running worker

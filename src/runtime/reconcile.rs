@@ -17,14 +17,12 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use lapin::types::ShortString;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calls::{call, Resend};
 use super::events::{document_ref, errors_json, plain_event};
 use super::{Ctx, Disposition};
-use crate::amqp;
 use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::domain::outcome::{Class, Operation};
@@ -110,9 +108,7 @@ pub async fn handle(
         }
     };
     tracing::info!(run_id = %run.id, gstins = ?run.gstins, from = %run.from_date, to = %run.to_date, "reconciliation run");
-    let mut requeuer = Requeuer::default();
-    let step = execute(ctx, meta, &run, owner, &mut requeuer).await;
-    requeuer.close().await;
+    let step = execute(ctx, meta, &run, owner).await;
     let step = match step {
         Ok(s) => s,
         Err(e) => {
@@ -142,13 +138,7 @@ fn dmy(d: NaiveDate) -> String {
     DocDate::new(d).to_string()
 }
 
-async fn execute(
-    ctx: &Ctx,
-    meta: &CommandMeta,
-    run: &RunRow,
-    owner: Uuid,
-    requeuer: &mut Requeuer,
-) -> Result<Step, StoreError> {
+async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Result<Step, StoreError> {
     let lease = ctx.settings.lease_secs;
     let mut paused = BTreeSet::new();
     // 1. Rejected IRNs, one call per GSTIN-day not yet recorded.
@@ -206,7 +196,7 @@ async fn execute(
     // 2. In-doubt jobs.
     let active: Vec<String> =
         run.gstins.iter().filter(|g| !paused.contains(*g) && ctx.providers.get(g).is_some()).cloned().collect();
-    if let Some(step) = settle_in_doubt(ctx, run, owner, &active, requeuer).await? {
+    if let Some(step) = settle_in_doubt(ctx, run, owner, &active).await? {
         return Ok(step);
     }
     // 3. Ours and fine, then the final record and its event.
@@ -293,13 +283,7 @@ fn job_finding(kind: &str, job: &JobRow, extra: Value) -> Value {
 }
 
 /// Settle the in-doubt jobs of `gstins`. `Some(step)` stops the run there.
-async fn settle_in_doubt(
-    ctx: &Ctx,
-    run: &RunRow,
-    owner: Uuid,
-    gstins: &[String],
-    requeuer: &mut Requeuer,
-) -> Result<Option<Step>, StoreError> {
+async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]) -> Result<Option<Step>, StoreError> {
     if gstins.is_empty() {
         return Ok(None);
     }
@@ -352,7 +336,7 @@ async fn settle_in_doubt(
                 }
                 let body =
                     json!({"gstin": job.gstin, "invoice": request, "request_id": format!("reconcile-{}", run.id)});
-                if let Err(e) = requeuer.publish(ctx, &body).await {
+                if let Err(e) = ctx.publish_command(JobKind::IrnGenerate.routing_key(), &body).await {
                     ctx.db.unrequeue_job(job.id).await?;
                     tracing::warn!(job_id = %job.id, error = %e, "could not re-publish the in-doubt job's command");
                     return Ok(Some(Step::Retry(vec![ErrorItem::worker(
@@ -466,34 +450,6 @@ fn completed_data(run: &RunRow, findings: Value, summary: Value, errors: Value, 
         "errors": errors,
         "replayed": false,
     })
-}
-
-/// Publishes re-queued `irn.generate` commands on a confirm channel of its own, opened on first
-/// use (most runs re-queue nothing) and closed when the run ends.
-#[derive(Default)]
-struct Requeuer {
-    conn: Option<(lapin::Connection, lapin::Channel)>,
-}
-
-impl Requeuer {
-    async fn publish(&mut self, ctx: &Ctx, body: &Value) -> Result<(), amqp::AmqpError> {
-        if self.conn.is_none() {
-            let conn = amqp::connect(&ctx.settings.amqp_url, "einvoice-worker-reconcile").await?;
-            let ch = amqp::confirm_channel(&conn).await?;
-            self.conn = Some((conn, ch));
-        }
-        let Some((_, ch)) = &self.conn else { unreachable!("just opened") };
-        let props = amqp::json_props().with_message_id(ShortString::from(Uuid::new_v4().to_string()));
-        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
-        amqp::publish_confirmed(ch, &ctx.topology.commands, JobKind::IrnGenerate.routing_key(), &bytes, props, true)
-            .await
-    }
-
-    async fn close(self) {
-        if let Some((conn, _)) = self.conn {
-            let _ = conn.close(200, "reconciliation run done".into()).await;
-        }
-    }
 }
 
 /// Today's date in India (the IRP's calendar).

@@ -88,11 +88,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         events_exchange: ctx.topology.events.clone(),
         wake: ctx.relay_wake.clone(),
     };
-    let publisher = amqp::confirm_channel(&conn).await?;
+    ctx.set_publisher(amqp::confirm_channel(&conn).await?);
     let consume = conn.create_channel().await?;
     consume.basic_qos(ctx.settings.prefetch, BasicQosOptions { global: false }).await?;
     let shutdown = CancellationToken::new();
-    if ctx.settings.reconcile_schedule.is_some() {
+    if let Some(expr) = &ctx.settings.reconcile_schedule {
+        // A typo in the schedule fails the start, not silently later.
+        super::scheduler::parse_schedule(expr)
+            .map_err(|e| anyhow::anyhow!("EINVOICE_RECONCILE_SCHEDULE '{expr}' is not a cron expression: {e}"))?;
         let ch = amqp::confirm_channel(&conn).await?;
         tokio::spawn(super::scheduler::run(ctx.clone(), ch, shutdown.child_token()));
     }
@@ -104,7 +107,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ),
         None => None,
     };
-    let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, publisher, relay, shutdown.clone()));
+    let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, relay, shutdown.clone()));
     Ok(WorkerHandle { ctx, health_addr, shutdown, task })
 }
 
@@ -126,7 +129,6 @@ async fn consume_loop(
     ctx: Arc<Ctx>,
     conn: Connection,
     ch: Channel,
-    publisher: Channel,
     relay: Relay,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -134,21 +136,20 @@ async fn consume_loop(
     let relay_task = tokio::spawn(relay.run(shutdown.child_token()));
     let mut consumer = subscribe(&ch, &ctx.topology.jobs, &tag).await?;
     let tracker = TaskTracker::new();
-    let publisher = Arc::new(publisher);
     tracing::info!(queue = %ctx.topology.jobs, prefetch = ctx.settings.prefetch, "worker consuming");
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
-                    let (ctx, publisher) = (ctx.clone(), publisher.clone());
+                    let ctx = ctx.clone();
                     let span = tracing::info_span!(
                         "job",
                         routing_key = %delivery.routing_key,
                         message_id = ?delivery.properties.message_id(),
                         redelivered = delivery.redelivered
                     );
-                    tracker.spawn(async move { settle(&ctx, &publisher, delivery).await }.instrument(span));
+                    tracker.spawn(async move { settle(&ctx, delivery).await }.instrument(span));
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "consumer error; waiting for connection recovery");
@@ -196,7 +197,7 @@ fn header_i64(d: &Delivery, name: &str) -> Option<i64> {
 }
 
 /// Handle one delivery and settle it.
-async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
+async fn settle(ctx: &Ctx, delivery: Delivery) {
     let props = &delivery.properties;
     let mut meta = CommandMeta {
         routing_key: delivery.routing_key.to_string(),
@@ -226,7 +227,7 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Ok(Disposition::Reschedule { attempt, errors }) => {
-            match reschedule(ctx, publisher, &delivery, attempt + 1, first_seen).await {
+            match reschedule(ctx, &delivery, attempt + 1, first_seen).await {
                 Ok(delay) => {
                     tracing::info!(?errors, delay_ms = delay, "job rescheduled");
                     delivery.ack(BasicAckOptions::default()).await
@@ -250,13 +251,7 @@ async fn settle(ctx: &Ctx, publisher: &Channel, delivery: Delivery) {
 }
 
 /// Republish the command through a retry tier (keeping its routing key and ids). Returns the delay.
-async fn reschedule(
-    ctx: &Ctx,
-    publisher: &Channel,
-    d: &Delivery,
-    attempt: u32,
-    first_seen: DateTime<Utc>,
-) -> Result<u32, amqp::AmqpError> {
+async fn reschedule(ctx: &Ctx, d: &Delivery, attempt: u32, first_seen: DateTime<Utc>) -> Result<u32, amqp::AmqpError> {
     let (tier, delay) = ctx.topology.retry_tier(attempt);
     // Fresh headers on purpose: copying x-death would trip RabbitMQ's dead-letter cycle check.
     let mut headers = FieldTable::default();
@@ -280,6 +275,8 @@ async fn reschedule(
     if let Some(v) = p.reply_to() {
         props = props.with_reply_to(v.clone());
     }
+    let publisher =
+        ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected".into()))?;
     amqp::publish_confirmed(publisher, &ctx.topology.retry, d.routing_key.as_str(), &d.data, props, true).await?;
     Ok(delay)
 }
