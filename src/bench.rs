@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use base64::Engine as _;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use rand::RngCore as _;
@@ -217,22 +215,7 @@ async fn measure(
 ) -> anyhow::Result<Vec<ScenarioResult>> {
     let ch = amqp::confirm_channel(conn).await?;
     topology.declare(&ch).await?;
-    let replies = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await?;
-    let reply_queue = replies.name().to_string();
-    let mut consumer = ch
-        .basic_consume(
-            reply_queue.as_str().into(),
-            "bench".into(),
-            BasicConsumeOptions { no_ack: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await?;
+    let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench", true).await?;
     let handle = worker::start(settings).await?;
     let result = async {
         wait_for_consumer(&ch, &topology.jobs).await?;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicAckOptions, QueuePurgeOptions};
+use lapin::types::ShortString;
 use serde_json::{json, Value};
 
 use crate::amqp;
@@ -58,22 +58,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;
     ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default()).await?;
-    let replies = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-            FieldTable::default(),
-        )
-        .await?;
-    let reply_queue = replies.name().to_string();
-    let mut consumer = ch
-        .basic_consume(
-            reply_queue.as_str().into(),
-            "demo".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "demo", false).await?;
 
     let handle = worker::start(settings).await?;
 

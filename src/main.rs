@@ -255,24 +255,9 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
         .with_message_id(uuid::Uuid::new_v4().to_string().into());
     let mut consumer = None;
     if a.wait.is_some() {
-        use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
-        let q = ch
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
-                Default::default(),
-            )
-            .await?;
-        props = props.with_reply_to(q.name().clone());
-        consumer = Some(
-            ch.basic_consume(
-                q.name().clone(),
-                "publish".into(),
-                BasicConsumeOptions { no_ack: true, ..Default::default() },
-                Default::default(),
-            )
-            .await?,
-        );
+        let (queue, c) = amqp::reply_queue(&ch, "publish", true).await?;
+        props = props.with_reply_to(queue.as_str().into());
+        consumer = Some(c);
     }
     amqp::publish_confirmed(&ch, &topology.commands, &a.routing_key, &bytes, props, true).await?;
     println!("published {} (correlation id {corr})", a.routing_key);

@@ -103,6 +103,30 @@ pub async fn confirmed(confirm: PublisherConfirm, target: &str) -> Result<(), Am
 
 const PUBLISH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A private reply queue (server-named, exclusive, deleted with the connection) and a consumer
+/// on it: where `publish --wait`, the demo and the benchmark receive their result events.
+/// `no_ack`: the consumer does not ack (fine for a throwaway queue).
+pub async fn reply_queue(ch: &Channel, tag: &str, no_ack: bool) -> Result<(String, lapin::Consumer), AmqpError> {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    let q = ch
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    let name = q.name().to_string();
+    let consumer = ch
+        .basic_consume(
+            name.as_str().into(),
+            tag.into(),
+            BasicConsumeOptions { no_ack, ..Default::default() },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((name, consumer))
+}
+
 /// A header table from string pairs.
 pub fn headers(pairs: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();

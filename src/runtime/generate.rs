@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, irn_data, job_event, plain_event};
+use super::events::{errors_json, fetched_irn_data, irn_data, job_event, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
 use crate::domain::event::{CommandMeta, ErrorItem};
@@ -22,7 +22,7 @@ use crate::domain::outcome::{Class, Operation};
 use crate::domain::Gstin;
 use crate::irp::errors::get_ci;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
-use crate::store::jobs::{IrnRecord, JobUpdate};
+use crate::store::jobs::JobUpdate;
 use crate::store::{Claim, JobRow, StoreError};
 
 /// Why the generate path stopped.
@@ -340,7 +340,6 @@ async fn finish(
 }
 
 /// Store an IRN the IRP gave for `job` and its `irn.generated` event, in one transaction.
-/// The event is built from the row as it will be stored, so a later replay looks identical.
 pub(crate) async fn store_generated(
     ctx: &Ctx,
     meta: &CommandMeta,
@@ -348,30 +347,9 @@ pub(crate) async fn store_generated(
     data: &IrnData,
     duplicate: bool,
 ) -> Result<JobRow, StoreError> {
-    let rec = IrnRecord {
-        irn: data.irn.clone(),
-        ack_no: data.ack_no.clone(),
-        ack_dt: data.ack_dt.clone(),
-        signed_invoice: data.signed_invoice.clone(),
-        signed_qr_code: data.signed_qr_code.clone(),
-        ewb_no: data.ewb_no.clone(),
-        ewb_dt: data.ewb_dt.clone(),
-        ewb_valid_till: data.ewb_valid_till.clone(),
-        duplicate,
-        status: data.status.clone(),
-        response: data.raw.clone(),
-    };
-    let mut row = job.clone();
-    row.status = "generated".into();
-    row.irn = Some(rec.irn.clone());
-    row.ack_no = Some(rec.ack_no.clone());
-    row.ack_dt = Some(rec.ack_dt.clone());
-    row.signed_invoice = rec.signed_invoice.clone();
-    row.signed_qr_code = rec.signed_qr_code.clone();
-    row.ewb_no = rec.ewb_no.clone();
-    row.ewb_dt = rec.ewb_dt.clone();
-    row.ewb_valid_till = rec.ewb_valid_till.clone();
-    row.duplicate = duplicate;
-    let ev = job_event(meta, &row, "irn.generated", irn_data(&row, false));
-    ctx.db.finish_job(job.id, &JobUpdate::Generated(rec), &[ev]).await
+    // The event carries what is being stored, so a later replay (built from the row) matches it.
+    let mut event_data = fetched_irn_data(data);
+    event_data["duplicate"] = json!(duplicate);
+    let ev = job_event(meta, job, "irn.generated", event_data);
+    ctx.db.finish_job(job.id, &JobUpdate::Generated { data: data.clone(), duplicate }, &[ev]).await
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
 use crate::domain::DocumentKey;
+use crate::irp::IrnData;
 
 /// Job states. `in_doubt` means a generate or cancel may or may not have reached the IRP.
 pub mod status {
@@ -102,26 +103,14 @@ pub enum Claim {
     Owned { job: JobRow, ambiguous: bool },
 }
 
-/// The fields an IRN result stores.
-#[derive(Debug, Clone, Default)]
-pub struct IrnRecord {
-    pub irn: String,
-    pub ack_no: String,
-    pub ack_dt: String,
-    pub signed_invoice: Option<String>,
-    pub signed_qr_code: Option<String>,
-    pub ewb_no: Option<String>,
-    pub ewb_dt: Option<String>,
-    pub ewb_valid_till: Option<String>,
-    pub duplicate: bool,
-    pub status: Option<String>,
-    pub response: Value,
-}
-
 /// A job's final (or parked) state plus the events that report it, written in one transaction.
 #[derive(Debug, Clone)]
 pub enum JobUpdate {
-    Generated(IrnRecord),
+    /// The IRP's answer (`raw` is kept as the job's response) and whether it came from a 2150.
+    Generated {
+        data: IrnData,
+        duplicate: bool,
+    },
     Cancelled {
         cancel_date: String,
         response: Value,
@@ -233,7 +222,7 @@ impl Db {
             format!("UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
         };
         let row = match update {
-            JobUpdate::Generated(r) => {
+            JobUpdate::Generated { data: r, duplicate } => {
                 tx.query_one(
                     &sql("status = 'generated', irn = $2, ack_no = $3, ack_dt = $4, signed_invoice = $5, signed_qr_code = $6,
                           ewb_no = $7, ewb_dt = $8, ewb_valid_till = $9, duplicate = $10, response = $11, last_error = NULL"),
@@ -247,8 +236,8 @@ impl Db {
                         &r.ewb_no,
                         &r.ewb_dt,
                         &r.ewb_valid_till,
-                        &r.duplicate,
-                        &r.response,
+                        duplicate,
+                        &r.raw,
                     ],
                 )
                 .await?
