@@ -194,10 +194,15 @@ impl TestApp {
     }
 
     pub async fn publish_bytes(&self, routing_key: &str, body: &[u8]) -> String {
+        self.publish_with_id(routing_key, body, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// Publish with a chosen AMQP `message_id` (a re-sent or redelivered command keeps its id).
+    pub async fn publish_with_id(&self, routing_key: &str, body: &[u8], message_id: &str) -> String {
         let corr = uuid::Uuid::new_v4().to_string();
         let props = amqp::json_props()
             .with_correlation_id(ShortString::from(corr.as_str()))
-            .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()))
+            .with_message_id(ShortString::from(message_id))
             .with_reply_to(ShortString::from(self.replies.as_str()));
         amqp::publish_confirmed(&self.ch, &self.topology.commands, routing_key, body, props, true)
             .await

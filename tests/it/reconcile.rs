@@ -4,11 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use einvoice_worker::amqp;
 use einvoice_worker::config::ProviderKind;
 use einvoice_worker::domain::{validate_invoice, ValidationOptions};
 use einvoice_worker::store::Claim;
-use lapin::types::ShortString;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -310,20 +308,8 @@ async fn interrupted_run_is_completed_without_refetching_done_days() {
     let cid = Uuid::new_v4().to_string();
     let own = orphan_run(&app, Some(&cid), d1, today, &[d1], json!([])).await;
     let before = app.sim.core.stats().other_calls;
-    let props = amqp::json_props()
-        .with_message_id(ShortString::from(cid.as_str()))
-        .with_reply_to(ShortString::from(app.replies.as_str()));
     let body = json!({"from": dmy(d1), "to": dmy(today), "run_id": own});
-    amqp::publish_confirmed(
-        &app.ch,
-        &app.topology.commands,
-        "reconcile.rejected",
-        body.to_string().as_bytes(),
-        props,
-        true,
-    )
-    .await
-    .unwrap();
+    app.publish_with_id("reconcile.rejected", body.to_string().as_bytes(), &cid).await;
     let (_, ev) = app.next_reply(30).await;
     assert_eq!(ev["data"]["run_id"], own.to_string(), "{ev:#}");
     assert_eq!(ev["data"]["gstins"], json!([SELLER_KA]), "the run's own GSTINs, not every configured one");
@@ -331,19 +317,7 @@ async fn interrupted_run_is_completed_without_refetching_done_days() {
     // The same command once more (a redelivery after completion): answered from the stored run,
     // with no IRP call.
     let calls = app.sim.core.stats().other_calls;
-    let props = amqp::json_props()
-        .with_message_id(ShortString::from(cid.as_str()))
-        .with_reply_to(ShortString::from(app.replies.as_str()));
-    amqp::publish_confirmed(
-        &app.ch,
-        &app.topology.commands,
-        "reconcile.rejected",
-        body.to_string().as_bytes(),
-        props,
-        true,
-    )
-    .await
-    .unwrap();
+    app.publish_with_id("reconcile.rejected", body.to_string().as_bytes(), &cid).await;
     let (_, again) = app.next_reply(30).await;
     assert_eq!(again["data"]["run_id"], own.to_string());
     assert_eq!(again["data"]["replayed"], true);
