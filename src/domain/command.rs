@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::document::{DocDate, DocNumber, DocType};
+use super::event::DocumentRef;
 use super::invoice::{validate_invoice, ValidInvoice, ValidationOptions};
 use super::{Gstin, Problem};
 
@@ -168,6 +169,30 @@ pub struct Rejected {
     /// messages are also dead-lettered so an operator can inspect the original bytes.
     pub envelope: bool,
     pub problems: Vec<Problem>,
+    /// The document as far as it could be read (an invalid invoice still names its number),
+    /// so the ERP can match the rejection to its document.
+    pub document: Option<DocumentRef>,
+}
+
+/// Best effort: seller GSTIN, type, number and date of an invoice that failed validation,
+/// as given (trimmed), with the financial year when the date is readable.
+fn document_as_given(body: &Value) -> Option<DocumentRef> {
+    let inv = body.get("invoice")?;
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let doc_number = text(inv.pointer("/DocDtls/No"))?;
+    let gstin = text(inv.pointer("/SellerDtls/Gstin")).or_else(|| text(body.get("gstin"))).unwrap_or_default();
+    let doc_date = text(inv.pointer("/DocDtls/Dt"));
+    Some(DocumentRef {
+        gstin: gstin.to_ascii_uppercase(),
+        doc_type: text(inv.pointer("/DocDtls/Typ")).unwrap_or_default().to_ascii_uppercase(),
+        doc_number,
+        financial_year: doc_date
+            .as_deref()
+            .and_then(|d| DocDate::parse(d).ok())
+            .map(|d| d.financial_year().to_string())
+            .unwrap_or_default(),
+        doc_date,
+    })
 }
 
 /// Limits and switches that parsing needs.
@@ -313,7 +338,8 @@ pub struct Parsed {
 /// Parse one message body under its routing key.
 pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Result<Parsed, Rejected> {
     let kind = JobKind::from_routing_key(routing_key);
-    let envelope_err = |kind, request_id, p: Problem| Rejected { kind, request_id, envelope: true, problems: vec![p] };
+    let envelope_err =
+        |kind, request_id, p: Problem| Rejected { kind, request_id, envelope: true, problems: vec![p], document: None };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
             kind,
@@ -498,7 +524,10 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     };
     match cmd {
         Some(command) => Ok(Parsed { command, request_id }),
-        None => Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems }),
+        None => {
+            let document = if kind == JobKind::IrnGenerate { document_as_given(&value) } else { None };
+            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems, document })
+        }
     }
 }
 
@@ -543,6 +572,18 @@ mod tests {
         assert_eq!(e.request_id.as_deref(), Some("r1"));
         assert_eq!(e.problems[0].path, "invoice");
         assert_eq!(e.problems[0].code, "REQUIRED");
+    }
+
+    #[test]
+    fn an_invalid_invoice_still_names_its_document() {
+        let body = br#"{"gstin":"29AAGCP4821K1Z3","invoice":{"DocDtls":{"Typ":"inv","No":"SMP/9","Dt":"01/04/2025"},"SellerDtls":{"Gstin":"29AAGCP4821K1Z3"}}}"#;
+        let e = parse_command("irn.generate", body, &ParseOptions::default()).unwrap_err();
+        let d = e.document.expect("document as given");
+        assert_eq!(
+            (d.doc_type.as_str(), d.doc_number.as_str(), d.financial_year.as_str()),
+            ("INV", "SMP/9", "2025-26")
+        );
+        assert_eq!(d.gstin, "29AAGCP4821K1Z3");
     }
 
     #[test]

@@ -297,13 +297,9 @@ async fn dispatch(
             let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
             let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
-            ctx.db
-                .enqueue_events(&[plain_event(
-                    meta,
-                    &event_type,
-                    json!({"errors": errors, "dead_lettered": rej.envelope}),
-                )])
-                .await?;
+            let mut ev = plain_event(meta, &event_type, json!({"errors": errors, "dead_lettered": rej.envelope}));
+            ev.event.document = rej.document;
+            ctx.db.enqueue_events(&[ev]).await?;
             return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });
         }
     };

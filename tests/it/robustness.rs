@@ -68,6 +68,13 @@ async fn mixed_batch_one_outcome_per_message_and_no_calls_for_invalid_ones() {
     app.publish_bytes("irn.generate", b"[1,2,3]").await;
     let replies = app.replies(13, 40).await;
     let ok = replies.iter().filter(|(_, r)| r["event_type"] == "irn.generated").count();
+    // A rejected invoice still names its document, so the ERP can match it.
+    let named = replies
+        .iter()
+        .filter(|(_, r)| r["event_type"] == "irn.rejected")
+        .filter(|(_, r)| r["document"]["doc_number"].as_str().is_some_and(|n| n.starts_with("R3/")))
+        .count();
+    assert_eq!(named, 6, "the six invalid invoices (not the non-object message) carry their document");
     assert_eq!(ok, expected_ok);
     assert_eq!(replies.len() - ok, 13 - expected_ok);
     let s = app.sim.core.stats();
