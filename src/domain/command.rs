@@ -170,8 +170,8 @@ pub struct Rejected {
     pub envelope: bool,
     pub problems: Vec<Problem>,
     /// The document as far as it could be read (an invalid invoice still names its number),
-    /// so the ERP can match the rejection to its document.
-    pub document: Option<DocumentRef>,
+    /// so the ERP can match the rejection to its document. (Boxed: keeps the error small.)
+    pub document: Option<Box<DocumentRef>>,
 }
 
 /// Best effort: seller GSTIN, type, number and date of an invoice that failed validation,
@@ -525,7 +525,7 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     match cmd {
         Some(command) => Ok(Parsed { command, request_id }),
         None => {
-            let document = if kind == JobKind::IrnGenerate { document_as_given(&value) } else { None };
+            let document = if kind == JobKind::IrnGenerate { document_as_given(&value).map(Box::new) } else { None };
             Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems, document })
         }
     }

@@ -298,7 +298,7 @@ async fn dispatch(
             let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
             let mut ev = plain_event(meta, &event_type, json!({"errors": errors, "dead_lettered": rej.envelope}));
-            ev.event.document = rej.document;
+            ev.event.document = rej.document.map(|d| *d);
             ctx.db.enqueue_events(&[ev]).await?;
             return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });
         }
