@@ -36,8 +36,12 @@ impl Relay {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    // Last pass so a clean shutdown leaves nothing behind.
-                    let _ = self.drain().await;
+                    // Last passes so a clean shutdown leaves nothing behind.
+                    while let Ok(n) = self.drain().await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
                     return;
                 }
                 _ = self.wake.notified() => {}

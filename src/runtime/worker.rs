@@ -133,7 +133,10 @@ async fn consume_loop(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tag = format!("einvoice-worker-{}", ctx.worker_id);
-    let relay_task = tokio::spawn(relay.run(shutdown.child_token()));
+    // The relay stops only after the in-flight jobs have committed their events (below), not
+    // with the consumer: otherwise their events would wait in the outbox for another worker.
+    let relay_stop = CancellationToken::new();
+    let relay_task = tokio::spawn(relay.run(relay_stop.clone()));
     let mut consumer = subscribe(&ch, &ctx.topology.jobs, &tag).await?;
     let tracker = TaskTracker::new();
     tracing::info!(queue = %ctx.topology.jobs, prefetch = ctx.settings.prefetch, "worker consuming");
@@ -171,7 +174,7 @@ async fn consume_loop(
     if tokio::time::timeout(Duration::from_secs(60), tracker.wait()).await.is_err() {
         tracing::warn!("in-flight jobs did not finish within 60 s; their messages will be redelivered");
     }
-    ctx.relay_wake.notify_one();
+    relay_stop.cancel();
     let _ = relay_task.await;
     let _ = conn.close(200, "shutdown".into()).await;
     Ok(())

@@ -105,3 +105,27 @@ async fn broker_closing_the_connection_is_recovered_and_nothing_is_lost() {
     assert_eq!(app.sim.core.stats().irns_created, 6);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_finishes_in_flight_jobs_and_publishes_their_events() {
+    let mut app = TestApp::spawn().await;
+    app.sim.core.update_faults(|f| f.latency_ms = 700);
+    for i in 0..5 {
+        app.generate(&invoice("b2b-intra-goods", &format!("C3/{i}"))).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while job_status(&app).await.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "no job started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Stop while the IRP calls are in flight.
+    app.worker.take().unwrap().stop().await.unwrap();
+    assert_eq!(app.db.outbox_backlog().await.unwrap(), 0, "every committed event was published before exit");
+    let c = app.db.client().await.unwrap();
+    let generated: i64 = c.query_one("SELECT count(*) FROM jobs WHERE status = 'generated'", &[]).await.unwrap().get(0);
+    drop(c);
+    assert_eq!(generated, 5, "in-flight jobs were finished, not abandoned");
+    let replies = app.replies(5, 10).await;
+    assert!(replies.iter().all(|(_, r)| r["event_type"] == "irn.generated"));
+    app.stop().await;
+}
