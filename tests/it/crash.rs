@@ -109,13 +109,17 @@ async fn broker_closing_the_connection_is_recovered_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_stop_finishes_in_flight_jobs_and_publishes_their_events() {
     let mut app = TestApp::spawn().await;
-    app.sim.core.update_faults(|f| f.latency_ms = 700);
+    app.sim.core.update_faults(|f| f.latency_ms = 1_000);
     for i in 0..5 {
         app.generate(&invoice("b2b-intra-goods", &format!("C3/{i}"))).await;
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while job_status(&app).await.is_none() {
-        assert!(tokio::time::Instant::now() < deadline, "no job started");
+    let in_flight = || async {
+        let c = app.db.client().await.unwrap();
+        c.query_one("SELECT count(*) FROM jobs WHERE status = 'in_flight'", &[]).await.unwrap().get::<_, i64>(0)
+    };
+    while in_flight().await < 5 {
+        assert!(tokio::time::Instant::now() < deadline, "the jobs did not all start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Stop while the IRP calls are in flight.
