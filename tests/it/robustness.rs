@@ -164,34 +164,6 @@ async fn wrong_nic_public_key_pauses_the_gstin_instead_of_retrying() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_readiness_and_metrics_endpoints() {
-    let mut app = TestApp::spawn_with(crate::helpers::Options {
-        extra_toml: "health_listen = \"127.0.0.1:0\"".into(),
-        ..Default::default()
-    })
-    .await;
-    let addr = app.worker.as_ref().unwrap().health_addr.expect("health endpoint bound");
-    let get = |path: &str| reqwest::get(format!("http://{addr}{path}"));
-    assert_eq!(get("/healthz").await.unwrap().status(), 200);
-    let ready = get("/readyz").await.unwrap();
-    assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
-    app.generate(&invoice("b2b-intra-goods", "R7/0001")).await;
-    app.next_reply(20).await;
-    // The relay counts an event once its confirm is in, which may be just after we got it.
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = get("/metrics").await.unwrap().text().await.unwrap();
-        if metrics.contains("einvoice_events_published_total") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(metrics.contains("einvoice_commands_total{routing_key=\"irn.generate\",outcome=\"done\"}"), "{metrics}");
-    assert!(metrics.contains("einvoice_events_published_total{event_type=\"irn.generated\"}"), "{metrics}");
-    app.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_that_does_not_verify_is_an_error_not_a_result() {
     // Whitebooks passes NIC's signed JWTs through: with a (wrong) signing key configured, the
     // answer is refused and the GSTIN paused, loudly, instead of storing an unverified IRN.
