@@ -83,3 +83,11 @@ pub fn plain_event(meta: &CommandMeta, event_type: &str, data: Value) -> OutboxE
 pub fn errors_json(errors: &[ErrorItem]) -> Value {
     serde_json::to_value(errors).expect("error items serialise")
 }
+
+/// The error for a GSTIN with no `[gstins."…"]` section: says what to add.
+pub fn not_configured(gstin: &str) -> ErrorItem {
+    ErrorItem::worker(
+        "GSTIN_NOT_CONFIGURED",
+        format!("no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see README)"),
+    )
+}

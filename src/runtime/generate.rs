@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, fetched_irn_data, irn_data, job_event, plain_event};
+use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
 use crate::domain::event::{CommandMeta, ErrorItem};
@@ -47,7 +47,7 @@ pub async fn handle(
 ) -> Result<Disposition, StoreError> {
     let key = invoice.key();
     let Some(provider) = ctx.providers.get(gstin.as_str()) else {
-        let errors = vec![not_configured(gstin)];
+        let errors = vec![not_configured(gstin.as_str())];
         ctx.db
             .enqueue_events(&[plain_event(meta, "irn.rejected", json!({"errors": errors, "dead_lettered": false}))])
             .await?;
@@ -109,13 +109,6 @@ pub async fn handle(
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
     let outcome = register(ctx, gstin, provider.as_ref(), invoice, &doc, &mut ambiguous).await;
     finish(ctx, meta, &job, outcome, attempt).await
-}
-
-fn not_configured(gstin: &Gstin) -> ErrorItem {
-    ErrorItem::worker(
-        "GSTIN_NOT_CONFIGURED",
-        format!("no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see README)"),
-    )
 }
 
 /// The call sequence for one owned document.

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, fetched_irn_data, irn_data, job_event, plain_event};
+use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::{CancelReason, Command, DocRef, JobKind, Target};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, Event};
@@ -33,12 +33,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         unreachable!("every job type but reconciliation names its GSTIN");
     };
     let Some(provider) = ctx.providers.get(gstin.as_str()) else {
-        let errors = vec![ErrorItem::worker(
-            "GSTIN_NOT_CONFIGURED",
-            format!(
-                "no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see README)"
-            ),
-        )];
+        let errors = vec![not_configured(gstin.as_str())];
         return reject(ctx, meta, kind, errors, None).await;
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {

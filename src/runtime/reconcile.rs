@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calls::{call, Resend};
-use super::events::{document_ref, errors_json, plain_event};
+use super::events::{document_ref, errors_json, not_configured, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem};
@@ -68,10 +68,7 @@ pub async fn handle(
 ) -> Result<Disposition, StoreError> {
     let gstins: Vec<String> = match gstin {
         Some(g) if ctx.providers.get(g.as_str()).is_none() => {
-            let errors = vec![ErrorItem::worker(
-                "GSTIN_NOT_CONFIGURED",
-                format!("no IRP credentials are configured for GSTIN {g}; add a [gstins.\"{g}\"] section (see README)"),
-            )];
+            let errors = vec![not_configured(g.as_str())];
             let data = json!({"errors": errors, "dead_lettered": false});
             ctx.db.enqueue_events(&[plain_event(meta, &JobKind::ReconcileRejected.rejected_event(), data)]).await?;
             return Ok(Disposition::Ack);
@@ -162,10 +159,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
             }
             let (flags, findings, errors) = match &provider {
                 None => {
-                    let e = ErrorItem::worker(
-                        "GSTIN_NOT_CONFIGURED",
-                        format!("no IRP credentials are configured for GSTIN {g}"),
-                    );
+                    let e = not_configured(g);
                     (Vec::new(), Vec::new(), vec![day_error(g, day, &[e])])
                 }
                 Some(p) => {
