@@ -322,7 +322,14 @@ async fn finish(
                     "irn.failed",
                     json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first, "in_doubt": in_doubt}),
                 );
-                db.finish_job(job.id, &JobUpdate::Failed { errors: errors_json(&errors) }, &[ev]).await?;
+                // The IRP may hold an IRN for it: keep the job in doubt, so that reconciliation
+                // looks it up and settles it, rather than closing it as failed.
+                let update = if in_doubt {
+                    JobUpdate::Retry { errors: errors_json(&errors), in_doubt: true }
+                } else {
+                    JobUpdate::Failed { errors: errors_json(&errors) }
+                };
+                db.finish_job(job.id, &update, &[ev]).await?;
                 Ok(Disposition::Ack)
             } else {
                 db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;

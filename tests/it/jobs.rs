@@ -218,6 +218,10 @@ async fn transient_failure_past_max_age_ends_irn_failed() {
     assert_eq!(ev["event_type"], "irn.failed", "{ev:#}");
     assert_eq!(ev["data"]["errors"][0]["code"], "HTTP_503");
     assert_eq!(app.sim.core.stats().irns_created, 0);
+    // A 503 on generate may have reached the IRP: the job stays in doubt for reconciliation.
+    assert_eq!(ev["data"]["in_doubt"], true);
+    let status: String = app.db.client().await.unwrap().query_one("SELECT status FROM jobs", &[]).await.unwrap().get(0);
+    assert_eq!(status, "in_doubt");
     app.stop().await;
 }
 
