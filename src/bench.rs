@@ -182,18 +182,13 @@ async fn run_scenario(opts: &BenchOptions, s: &Scenario) -> anyhow::Result<Vec<S
     let settings = Settings::from_toml(&toml)?;
     let db = worker::prepare_db(&settings).await?;
     // The bench owns its database: every scenario registers afresh.
-    db.client()
-        .await?
-        .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
-        .await?;
+    db.reset_all().await?;
     drop(db);
 
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await.map_err(|e| {
-        anyhow::anyhow!(
-            "RabbitMQ is not reachable at {} ({e}); start it with `rabbitmq-server -detached`",
-            opts.amqp_url
-        )
-    })?;
+    // The URL may carry a password: name only host and port (the error does).
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
     let topology = Topology::new(&settings);
     let outcome = measure(opts, s, &sim, &conn, &topology, settings, &id[8..14]).await;
     // Whatever happened, leave nothing behind on the broker.

@@ -45,10 +45,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let settings = Settings::from_toml(&toml)?;
     let db = worker::prepare_db(&settings).await?;
     // The demo owns its database: start from a clean slate so every run registers afresh.
-    db.client()
-        .await?
-        .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
-        .await?;
+    db.reset_all().await?;
 
     // The URL may carry a password: name only host and port (the error does).
     let conn = amqp::connect(&opts.amqp_url, "einvoice-demo")

@@ -41,3 +41,21 @@ fn publish_refuses_a_command_the_worker_would_reject_before_connecting() {
     assert!(err.contains("irn [IRN_INVALID]") && err.contains("reason [CANCEL_REASON_INVALID]"), "{err}");
     assert!(err.contains("nothing was published"), "{err}");
 }
+
+#[test]
+fn an_unreachable_broker_is_one_clear_line_without_the_password() {
+    let out = bin()
+        .arg("demo")
+        .env("EINVOICE_AMQP_URL", "amqp://guest:hunter2@127.0.0.1:1/%2f")
+        .env("EINVOICE_DEMO_DATABASE_URL", "postgres://postgres:pg-secret@127.0.0.1:5432/einvoice_cli_test")
+        .output()
+        .unwrap();
+    let _ = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-qc", "DROP DATABASE IF EXISTS einvoice_cli_test"])
+        .output();
+    assert!(!out.status.success());
+    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(all.contains("RabbitMQ is not reachable at 127.0.0.1:1"), "{all}");
+    assert!(all.contains("rabbitmq-server -detached"), "{all}");
+    assert!(!all.contains("hunter2") && !all.contains("pg-secret"), "a password leaked: {all}");
+}

@@ -64,6 +64,16 @@ impl Db {
         Ok(())
     }
 
+    /// Empty every table the worker writes. For databases a tool owns outright (the demo's, the
+    /// benchmark's), never for a deployment's.
+    pub async fn reset_all(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
+            .await?;
+        Ok(())
+    }
+
     /// Apply pending migrations (safe when several workers start at once).
     pub async fn migrate(&self) -> Result<Vec<i32>, StoreError> {
         let mut obj = self.client().await?;
