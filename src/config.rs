@@ -71,6 +71,10 @@ pub struct GstinConfig {
     pub signing_key_pem: Option<String>,
     #[serde(default, alias = "signing_cert_file")]
     pub signing_key_file: Option<String>,
+    /// The IRP's reporting window for this seller, in days (30 for AATO ≥ ₹10 cr from 1-Apr-2025):
+    /// older documents are rejected before any call. Overrides `reporting_window_days`.
+    #[serde(default)]
+    pub reporting_window_days: Option<u32>,
     /// Whitebooks `type` names, overridable because the GSP's documented and deployed names differ.
     #[serde(default)]
     pub type_names: BTreeMap<String, String>,
@@ -139,6 +143,9 @@ pub struct Settings {
     /// Apply the IRP's 30-day reporting window (AATO ≥ ₹10 cr) before calling it.
     #[serde(default)]
     pub reporting_window_days: Option<u32>,
+    /// The GST rate master (%), when it differs from the built-in one (e.g. a new slab).
+    #[serde(default)]
+    pub gst_rates: Option<Vec<f64>>,
     /// Cache GSTIN details this long.
     pub gstin_cache_secs: i64,
     /// Jobs pending longer than this are "in doubt" for reconciliation.
@@ -248,6 +255,26 @@ impl Settings {
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
         Ok(s)
+    }
+
+    /// How commands are checked, from this configuration (the worker and `publish` alike).
+    /// `today` is read now (India date), so call it per message in a long-running worker.
+    pub fn parse_options(&self) -> crate::domain::command::ParseOptions {
+        let defaults = crate::domain::invoice::ValidationOptions::default();
+        crate::domain::command::ParseOptions {
+            max_message_bytes: self.max_message_bytes,
+            validation: crate::domain::invoice::ValidationOptions {
+                relaxed_gstin_check_digit: self.relaxed_gstin_check_digit,
+                reporting_window_days: self.reporting_window_days,
+                allowed_gst_rates: self.gst_rates.clone().unwrap_or_else(|| defaults.allowed_gst_rates.clone()),
+                ..defaults
+            },
+            reporting_window_by_gstin: self
+                .gstins
+                .iter()
+                .filter_map(|(g, c)| c.reporting_window_days.map(|d| (g.clone(), d)))
+                .collect(),
+        }
     }
 
     pub fn http_connect_timeout(&self) -> Duration {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
-use einvoice_worker::domain::command::{parse_command, JobKind, ParseOptions};
+use einvoice_worker::domain::command::{parse_command, JobKind};
 use einvoice_worker::domain::invoice::{validate_invoice, ValidationOptions};
 use einvoice_worker::{amqp, bench, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
@@ -232,14 +232,7 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let body = publish_body(&a)?;
     // Check it the way the worker will, so a typo is caught here rather than as an event.
     let bytes = serde_json::to_vec(&body)?;
-    let opts = ParseOptions {
-        validation: ValidationOptions {
-            relaxed_gstin_check_digit: settings.relaxed_gstin_check_digit,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    if let Err(rej) = parse_command(&a.routing_key, &bytes, &opts) {
+    if let Err(rej) = parse_command(&a.routing_key, &bytes, &settings.parse_options()) {
         for p in &rej.problems {
             eprintln!("{} [{}] {}", p.path, p.code, p.message);
         }

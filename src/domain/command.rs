@@ -200,11 +200,31 @@ fn document_as_given(body: &Value) -> Option<DocumentRef> {
 pub struct ParseOptions {
     pub max_message_bytes: usize,
     pub validation: ValidationOptions,
+    /// The IRP's reporting window (days) for sellers it applies to (AATO ≥ ₹10 cr), by GSTIN;
+    /// overrides `validation.reporting_window_days` for that seller.
+    pub reporting_window_by_gstin: std::collections::BTreeMap<String, u32>,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
-        Self { max_message_bytes: 1024 * 1024, validation: ValidationOptions::default() }
+        Self {
+            max_message_bytes: 1024 * 1024,
+            validation: ValidationOptions::default(),
+            reporting_window_by_gstin: Default::default(),
+        }
+    }
+}
+
+impl ParseOptions {
+    /// Validation options for one seller.
+    fn for_seller(&self, gstin: Option<&Gstin>) -> std::borrow::Cow<'_, ValidationOptions> {
+        match gstin.and_then(|g| self.reporting_window_by_gstin.get(g.as_str())) {
+            Some(days) => std::borrow::Cow::Owned(ValidationOptions {
+                reporting_window_days: Some(*days),
+                ..self.validation.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&self.validation),
+        }
     }
 }
 
@@ -401,16 +421,19 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
                     ));
                     None
                 }
-                Some(inv) => match validate_invoice(inv, gstin.as_ref().map(Gstin::as_str), &opts.validation) {
-                    Ok(v) => Some(v),
-                    Err(ps) => {
-                        r.problems.extend(ps.into_iter().map(|mut p| {
-                            p.path = if p.path.is_empty() { "invoice".into() } else { format!("invoice.{}", p.path) };
-                            p
-                        }));
-                        None
+                Some(inv) => {
+                    match validate_invoice(inv, gstin.as_ref().map(Gstin::as_str), &opts.for_seller(gstin.as_ref())) {
+                        Ok(v) => Some(v),
+                        Err(ps) => {
+                            r.problems.extend(ps.into_iter().map(|mut p| {
+                                p.path =
+                                    if p.path.is_empty() { "invoice".into() } else { format!("invoice.{}", p.path) };
+                                p
+                            }));
+                            None
+                        }
                     }
-                },
+                }
             };
             match (gstin, invoice) {
                 (Some(gstin), Some(invoice)) if r.problems.is_empty() => {
@@ -584,6 +607,20 @@ mod tests {
             ("INV", "SMP/9", "2025-26")
         );
         assert_eq!(d.gstin, "29AAGCP4821K1Z3");
+    }
+
+    #[test]
+    fn the_reporting_window_applies_to_the_sellers_configured_for_it() {
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/data/sample-invoices/b2b-intra-goods.json")).unwrap();
+        let body = serde_json::json!({"gstin": "29AAGCP4821K1Z3", "invoice": v}).to_string();
+        let mut opts = ParseOptions::default();
+        opts.validation.today = chrono::NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+        assert!(parse_command("irn.generate", body.as_bytes(), &opts).is_ok(), "no window configured");
+        opts.reporting_window_by_gstin.insert("29AAGCP4821K1Z3".into(), 30);
+        let e = parse_command("irn.generate", body.as_bytes(), &opts).unwrap_err();
+        assert_eq!(e.problems[0].path, "invoice.DocDtls.Dt");
+        assert_eq!(e.problems[0].code, "DATE_OUTSIDE_REPORTING_WINDOW");
     }
 
     #[test]

@@ -432,6 +432,7 @@ mod tests {
             signing_key_pem: None,
             signing_key_file: None,
             type_names: Default::default(),
+            reporting_window_days: None,
         }
     }
 

@@ -9,7 +9,6 @@ use uuid::Uuid;
 use crate::amqp::Topology;
 use crate::config::Settings;
 use crate::domain::command::ParseOptions;
-use crate::domain::invoice::ValidationOptions;
 use crate::irp::registry::Providers;
 use crate::irp::SessionManager;
 use crate::store::secrets::SecretBox;
@@ -72,14 +71,7 @@ impl Ctx {
     /// Parsing options; `today` is re-read per message (India date) so a long-running worker
     /// does not reject tomorrow's invoices as "future".
     pub fn parse_options(&self) -> ParseOptions {
-        ParseOptions {
-            max_message_bytes: self.settings.max_message_bytes,
-            validation: ValidationOptions {
-                relaxed_gstin_check_digit: self.settings.relaxed_gstin_check_digit,
-                reporting_window_days: self.settings.reporting_window_days,
-                ..ValidationOptions::default()
-            },
-        }
+        self.settings.parse_options()
     }
 
     /// The in-process retry schedule: exponential with jitter (backon).
