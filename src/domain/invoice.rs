@@ -1337,17 +1337,8 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    // Relative to this file; the main repo keeps the same layout.
-    const SAMPLES: &[(&str, &str)] = &[
-        ("b2b-30-items-roundoff", include_str!("../../tests/data/sample-invoices/b2b-30-items-roundoff.json")),
-        ("b2b-inter-goods-ewb", include_str!("../../tests/data/sample-invoices/b2b-inter-goods-ewb.json")),
-        ("b2b-inter-services", include_str!("../../tests/data/sample-invoices/b2b-inter-services.json")),
-        ("b2b-intra-goods", include_str!("../../tests/data/sample-invoices/b2b-intra-goods.json")),
-        ("credit-note", include_str!("../../tests/data/sample-invoices/credit-note.json")),
-        ("debit-note", include_str!("../../tests/data/sample-invoices/debit-note.json")),
-        ("export-with-payment", include_str!("../../tests/data/sample-invoices/export-with-payment.json")),
-        ("sez-without-payment", include_str!("../../tests/data/sample-invoices/sez-without-payment.json")),
-    ];
+    // The eight reference samples, shared with the demo and the benchmark.
+    use crate::samples::SAMPLES;
 
     fn sample(name: &str) -> Value {
         let text = SAMPLES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no sample {name}")).1;
