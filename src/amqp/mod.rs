@@ -3,7 +3,7 @@ pub mod relay;
 pub mod topology;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 
 pub use topology::Topology;
@@ -125,13 +125,4 @@ pub async fn reply_queue(ch: &Channel, tag: &str, no_ack: bool) -> Result<(Strin
         )
         .await?;
     Ok((name, consumer))
-}
-
-/// A header table from string pairs.
-pub fn headers(pairs: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in pairs {
-        t.insert(ShortString::from(*k), v.clone());
-    }
-    t
 }

@@ -26,10 +26,4 @@ impl Db {
             .await?
             .map(|r| r.get(0)))
     }
-
-    pub async fn unpause_gstin(&self, gstin: &str) -> Result<(), StoreError> {
-        let c = self.client().await?;
-        c.execute("DELETE FROM gstin_pauses WHERE gstin = $1", &[&gstin]).await?;
-        Ok(())
-    }
 }

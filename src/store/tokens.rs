@@ -3,7 +3,6 @@
 //! Refresh is single-flight across processes with a short lease column rather than a
 //! transaction held over the auth call: whoever sets `refreshing_until` refreshes; the others
 //! poll the row until the new token appears or the lease lapses.
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::secrets::SecretBox;
@@ -112,12 +111,5 @@ impl Db {
         .await?
         .map(|r| r.get(0))
         .unwrap_or(0))
-    }
-
-    pub async fn session_expiry(&self, provider: &str, gstin: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let c = self.client().await?;
-        Ok(c.query_opt("SELECT expires_at FROM auth_tokens WHERE provider = $1 AND gstin = $2", &[&provider, &gstin])
-            .await?
-            .and_then(|r| r.get(0)))
     }
 }
