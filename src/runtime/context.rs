@@ -68,6 +68,19 @@ impl Ctx {
         crate::amqp::publish_confirmed(ch, &self.topology.commands, routing_key, &bytes, props, true).await
     }
 
+    /// A configuration error (credentials, keys, enablement): pause the GSTIN's IRP calls for
+    /// `EINVOICE_PAUSE_SECS`, say so loudly, and return the `gstin.paused` event data.
+    pub async fn pause_gstin(
+        &self,
+        gstin: &str,
+        errors: &[crate::domain::event::ErrorItem],
+    ) -> Result<serde_json::Value, crate::store::StoreError> {
+        let errors_json = serde_json::to_value(errors).expect("error items serialise");
+        let until = self.db.pause_gstin(gstin, self.settings.pause_secs, &errors_json).await?;
+        tracing::error!(gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
+        Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
+    }
+
     /// Parsing options; `today` is re-read per message (India date) so a long-running worker
     /// does not reject tomorrow's invoices as "future".
     pub fn parse_options(&self) -> ParseOptions {

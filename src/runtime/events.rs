@@ -91,3 +91,11 @@ pub fn not_configured(gstin: &str) -> ErrorItem {
         format!("no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see README)"),
     )
 }
+
+/// The error for work on a GSTIN that a configuration error has paused.
+pub fn paused(gstin: &str, until: chrono::DateTime<chrono::Utc>) -> ErrorItem {
+    ErrorItem::worker(
+        "GSTIN_PAUSED",
+        format!("IRP calls for GSTIN {gstin} are paused until {until} after a configuration error; the work is retried then"),
+    )
+}

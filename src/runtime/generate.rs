@@ -13,7 +13,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, plain_event};
+use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, paused, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
 use crate::domain::event::{CommandMeta, ErrorItem};
@@ -54,7 +54,7 @@ pub async fn handle(
         return Ok(Disposition::Ack);
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
-        let errors = vec![ErrorItem::worker("GSTIN_PAUSED", format!("IRP calls for GSTIN {gstin} are paused until {until} after a configuration error; the job will be retried then"))];
+        let errors = vec![paused(gstin.as_str(), until)];
         return Ok(Disposition::Reschedule { attempt, errors });
     }
     let request = invoice.irp_json();
@@ -301,14 +301,7 @@ async fn finish(
             Ok(Disposition::Ack)
         }
         Outcome::Config(errors) => {
-            let until = db.pause_gstin(&job.gstin, ctx.settings.pause_secs, &errors_json(&errors)).await?;
-            tracing::error!(gstin = %job.gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
-            let ev = job_event(
-                meta,
-                job,
-                "gstin.paused",
-                json!({"gstin": job.gstin, "errors": errors, "paused_until": until}),
-            );
+            let ev = job_event(meta, job, "gstin.paused", ctx.pause_gstin(&job.gstin, &errors).await?);
             db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, plain_event};
+use super::events::{fetched_irn_data, irn_data, job_event, not_configured, paused, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::{CancelReason, Command, DocRef, JobKind, Target};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, Event};
@@ -37,10 +37,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         return reject(ctx, meta, kind, errors, None).await;
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
-        let errors = vec![ErrorItem::worker(
-            "GSTIN_PAUSED",
-            format!("IRP calls for GSTIN {gstin} are paused until {until} after a configuration error"),
-        )];
+        let errors = vec![paused(gstin.as_str(), until)];
         return Ok(Disposition::Reschedule { attempt, errors });
     }
     let job = Job { ctx, meta, kind, gstin, provider: provider.as_ref(), attempt };
@@ -116,18 +113,8 @@ impl<'a> Job<'a> {
             Class::Transient => Ok(Disposition::Reschedule { attempt: self.attempt, errors: e.to_error_items() }),
             Class::Configuration | Class::Reauth => {
                 let errors = e.to_error_items();
-                let until = self
-                    .ctx
-                    .db
-                    .pause_gstin(self.gstin.as_str(), self.ctx.settings.pause_secs, &errors_json(&errors))
-                    .await?;
-                tracing::error!(gstin = %self.gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
-                let ev = plain_event(
-                    self.meta,
-                    "gstin.paused",
-                    json!({"gstin": self.gstin, "errors": errors, "paused_until": until}),
-                );
-                self.ctx.db.enqueue_events(&[ev]).await?;
+                let data = self.ctx.pause_gstin(self.gstin.as_str(), &errors).await?;
+                self.ctx.db.enqueue_events(&[plain_event(self.meta, "gstin.paused", data)]).await?;
                 Ok(Disposition::Reschedule { attempt: self.attempt, errors })
             }
             _ => {

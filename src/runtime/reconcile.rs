@@ -144,10 +144,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
         if provider.is_some() {
             if let Some(until) = ctx.db.paused_until(g).await? {
                 if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
-                    let errors = vec![ErrorItem::worker(
-                        "GSTIN_PAUSED",
-                        format!("IRP calls for GSTIN {g} are paused until {until} after a configuration error; the run resumes then"),
-                    )];
+                    let errors = vec![super::events::paused(g, until)];
                     return Ok(Step::Retry(errors));
                 }
                 paused.insert(g.clone());
