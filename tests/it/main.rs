@@ -4,6 +4,7 @@
 mod helpers;
 
 mod crash;
+mod examples;
 mod generate;
 mod jobs;
 mod reconcile;
