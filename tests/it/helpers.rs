@@ -293,7 +293,9 @@ async fn next(c: &mut Consumer, secs: u64) -> Option<(Option<String>, Value)> {
         Ok(Some(Ok(d))) => {
             d.ack(BasicAckOptions::default()).await.unwrap();
             let corr = d.properties.correlation_id().as_ref().map(|c| c.to_string());
-            Some((corr, serde_json::from_slice(&d.data).expect("events are JSON")))
+            let event: Value = serde_json::from_slice(&d.data).expect("events are JSON");
+            super::contract::check_event(&event);
+            Some((corr, event))
         }
         _ => None,
     }

@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod contract;
 mod crash;
 mod examples;
 mod generate;
