@@ -3,7 +3,7 @@
 //! - [`context`]: what every handler shares (settings, pool, sessions, providers);
 //! - [`calls`]: one IRP call with backoff, re-auth once on 1005, and the ambiguity rule;
 //! - [`generate`]: `irn.generate`, the path that must never register a document twice;
-//! - [`jobs`]: the other job types (cancel, lookups, GSTIN, e-way bill, B2C QR);
+//! - [`jobs`]: the other job types, one module per family (cancel, lookups, e-way bill, B2C QR);
 //! - [`events`]: building result events from job rows;
 //! - [`reconcile`]: `reconcile.rejected` runs (rejected IRNs, in-doubt jobs), durable and resumable;
 //! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
