@@ -146,6 +146,10 @@ pub struct Settings {
     /// The GST rate master (%), when it differs from the built-in one (e.g. a new slab).
     #[serde(default)]
     pub gst_rates: Option<Vec<f64>>,
+    /// Ship-to rules of GSTN's advisory of 17 Jun 2026 (2323, 2325, ship-to GSTIN with an e-way
+    /// bill): `off` (default; reported on hold), `on`, or the date they apply from (`2026-08-01`).
+    #[serde(default)]
+    pub ship_to_rules: crate::domain::invoice::ShipToRules,
     /// Cache GSTIN details this long.
     pub gstin_cache_secs: i64,
     /// Jobs pending longer than this are "in doubt" for reconciliation.
@@ -267,6 +271,7 @@ impl Settings {
                 relaxed_gstin_check_digit: self.relaxed_gstin_check_digit,
                 reporting_window_days: self.reporting_window_days,
                 allowed_gst_rates: self.gst_rates.clone().unwrap_or_else(|| defaults.allowed_gst_rates.clone()),
+                ship_to_rules: self.ship_to_rules,
                 ..defaults
             },
             reporting_window_by_gstin: self
@@ -342,5 +347,19 @@ mod tests {
         assert_eq!(g.password.expose_secret(), "123456");
         assert_eq!(g.client_id, "42");
         assert_eq!(g.signing_key_file.as_deref(), Some("/x.pem"));
+    }
+
+    #[test]
+    fn ship_to_rules_switch() {
+        use crate::domain::invoice::ShipToRules;
+        let off = Settings::from_toml("").unwrap();
+        assert_eq!(off.parse_options().validation.ship_to_rules, ShipToRules::Off);
+        let on = Settings::from_toml(r#"ship_to_rules = "on""#).unwrap();
+        assert_eq!(on.parse_options().validation.ship_to_rules, ShipToRules::On);
+        let dated = Settings::from_toml(r#"ship_to_rules = "2026-08-01""#).unwrap();
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 8, 1).unwrap();
+        assert_eq!(dated.parse_options().validation.ship_to_rules, ShipToRules::From(d));
+        let err = Settings::from_toml(r#"ship_to_rules = "sometimes""#).unwrap_err().to_string();
+        assert!(err.contains("sometimes") && err.contains("2026-08-01"), "{err}");
     }
 }

@@ -167,7 +167,10 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
-    let opts = ValidationOptions { relaxed_gstin_check_digit: relaxed, ..ValidationOptions::default() };
+    // The worker's own checks: its GST rate master, reporting window and ship-to rules switch.
+    let configured = Settings::load().context("loading the configuration (EINVOICE_*)")?.parse_options().validation;
+    let opts =
+        ValidationOptions { relaxed_gstin_check_digit: relaxed || configured.relaxed_gstin_check_digit, ..configured };
     let mut bad = 0;
     for f in files {
         let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;

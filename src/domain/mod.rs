@@ -10,7 +10,8 @@
 //! * [`gstin`]: `Gstin`, which only exists if valid, and the check digit.
 //! * [`codes`]: master data (states, PIN ranges, units, rates, supply types).
 //! * [`document`]: document type/number/date, financial year, `DocumentKey` and IRN.
-//! * [`invoice`]: `validate_invoice` (all of reference §5) and `validate_cancel`.
+//! * [`invoice`]: `validate_invoice` (all of reference §5, the schema's field table in
+//!   `invoice::fields`, business rules by family in its submodules) and `validate_cancel`.
 //! * [`command`]: commands parsed from AMQP messages (every problem collected, with its path).
 //! * [`event`]: the result events the worker publishes.
 //! * [`outcome`]: the one table that classifies every IRP answer.
@@ -27,5 +28,5 @@ pub mod problem;
 pub use codes::SupplyType;
 pub use document::{DocDate, DocNumber, DocType, DocumentError, DocumentKey, FinancialYear};
 pub use gstin::{check_digit, Gstin, GstinError, GstinKind};
-pub use invoice::{validate_cancel, validate_invoice, ValidInvoice, ValidationOptions};
+pub use invoice::{validate_cancel, validate_invoice, ShipToRules, ValidInvoice, ValidationOptions};
 pub use problem::{Problem, Problems};

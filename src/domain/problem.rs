@@ -118,6 +118,43 @@ pub mod code {
     /// An amount, rate or quantity is negative where only zero or more is allowed.
     pub const NEGATIVE_VALUE: &str = "NEGATIVE_VALUE";
 
+    // ---- schema formats (from the field table, `domain::invoice::fields`) ----
+    /// Free text contains a double quote, which the schema forbids (`^([^\"])*$`).
+    pub const TEXT_CHARS: &str = "TEXT_CHARS";
+    /// A number outside the schema's range (other than below zero, which is `NEGATIVE_VALUE`).
+    pub const VALUE_RANGE: &str = "VALUE_RANGE";
+    /// A number with more digits after the decimal point than the schema allows
+    /// (amounts 2, quantities, unit prices and rates 3, PINs, days and distances 0).
+    pub const DECIMAL_PLACES: &str = "DECIMAL_PLACES";
+    /// `Ph` is not 6 to 12 digits.
+    pub const PHONE_FORMAT: &str = "PHONE_FORMAT";
+    /// `Em` is not an e-mail address (`name@domain`).
+    pub const EMAIL_FORMAT: &str = "EMAIL_FORMAT";
+    /// A referenced document number (`RefDtls.PrecDocDtls[].InvNo`) breaks the schema's pattern.
+    pub const DOC_NUMBER_FORMAT: &str = "DOC_NUMBER_FORMAT";
+    /// `ExpDtls.Port` is not a port code of 2 to 10 letters and digits.
+    pub const PORT_FORMAT: &str = "PORT_FORMAT";
+    /// `EwbDtls.TransMode` is not 1 (road), 2 (rail), 3 (air) or 4 (ship).
+    pub const TRANSPORT_MODE: &str = "TRANSPORT_MODE";
+    /// `EwbDtls.TransDocNo` is not 1 to 15 letters, digits, `/` or `-`.
+    pub const TRANS_DOC_NO_FORMAT: &str = "TRANS_DOC_NO_FORMAT";
+    /// `EwbDtls.VehNo` is not 4 to 20 letters and digits.
+    pub const VEHICLE_NUMBER_FORMAT: &str = "VEHICLE_NUMBER_FORMAT";
+    /// `EwbDtls.VehType` is not R (regular) or O (over-dimensional cargo).
+    pub const VEHICLE_TYPE: &str = "VEHICLE_TYPE";
+
+    // ---- business rules added with the field table ----
+    /// `TranDtls.RegRev=Y` on a supply type where NIC does not allow reverse charge (only B2B and SEZ).
+    pub const REVERSE_CHARGE_NOT_ALLOWED: &str = "REVERSE_CHARGE_NOT_ALLOWED";
+    /// `StateCesAmt` differs from `AssAmt × StateCesRt / 100` beyond the tolerance.
+    pub const STATE_CESS_MISMATCH: &str = "STATE_CESS_MISMATCH";
+    /// Ship-to GSTIN equals the buyer's (IRP error 2323; ship-to rules switch).
+    pub const SHIP_TO_SAME_AS_BUYER: &str = "SHIP_TO_SAME_AS_BUYER";
+    /// Ship-to GSTIN's state differs from `ShipDtls.Stcd` (IRP error 2325; ship-to rules switch).
+    pub const SHIP_TO_STATE_MISMATCH: &str = "SHIP_TO_STATE_MISMATCH";
+    /// An invoice with `EwbDtls` has a ship-to address without a GSTIN (or `URP`) (ship-to rules switch).
+    pub const SHIP_TO_GSTIN_REQUIRED: &str = "SHIP_TO_GSTIN_REQUIRED";
+
     // ---- transaction ----
     /// `TranDtls.TaxSch` is not `GST`.
     pub const INVALID_TAX_SCHEME: &str = "INVALID_TAX_SCHEME";
