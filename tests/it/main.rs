@@ -6,5 +6,6 @@ mod helpers;
 mod crash;
 mod generate;
 mod jobs;
+mod ops;
 mod reconcile;
 mod robustness;
