@@ -83,7 +83,7 @@ impl StoreError {
                 "PostgreSQL's max_connections is used up: lower EINVOICE_DB_POOL_SIZE or the number of workers, or raise max_connections"
             }
             Some(c) if *c == SqlState::CANNOT_CONNECT_NOW => "PostgreSQL is starting or stopping; try again in a moment",
-            Some(_) => "see PostgreSQL's message above",
+            Some(_) => "see PostgreSQL's message",
         }
     }
 }

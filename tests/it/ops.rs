@@ -173,3 +173,53 @@ async fn several_workers_starting_at_once_on_a_fresh_database_all_start() {
     let n: i64 = migrated.unwrap().get(0);
     assert_eq!(n as usize, einvoice_worker::store::migrate::MIGRATIONS.len());
 }
+
+/// A TCP forwarder to the shared broker, standing in for one node of a cluster; `kill` closes its
+/// listener and every connection through it, as a node that dies.
+struct Node {
+    url: String,
+    kill: tokio_util::sync::CancellationToken,
+}
+
+async fn node() -> Node {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", listener.local_addr().unwrap());
+    let kill = tokio_util::sync::CancellationToken::new();
+    let k = kill.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = k.cancelled() => return,
+                accepted = listener.accept() => {
+                    let Ok((mut client, _)) = accepted else { return };
+                    let k = k.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await else { return };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => {}
+                            _ = k.cancelled() => {}
+                        }
+                    });
+                }
+            }
+        }
+    });
+    Node { url, kill }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_its_broker_node_dies_the_worker_moves_to_another() {
+    let (a, b) = (node().await, node().await);
+    let urls = format!("{},{}", a.url, b.url);
+    let mut app =
+        TestApp::spawn_with(Options { extra_toml: format!("amqp_url = \"{urls}\""), ..Default::default() }).await;
+    app.publish("no.such.command", &json!({"n": 1})).await;
+    assert_eq!(app.next_reply(20).await.1["event_type"], "command.rejected");
+    // Node a dies for good: lapin's own recovery would retry a's address only.
+    a.kill.cancel();
+    let corr = app.publish("no.such.command", &json!({"n": 2})).await;
+    let (got, reply) = app.next_reply(60).await;
+    assert_eq!(got.as_deref(), Some(corr.as_str()), "{reply}");
+    app.stop().await;
+    b.kill.cancel();
+}
