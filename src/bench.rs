@@ -186,9 +186,7 @@ async fn run_scenario(opts: &BenchOptions, s: &Scenario) -> anyhow::Result<Vec<S
     drop(db);
 
     // The URL may carry a password: name only host and port (the error does).
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await?;
     let topology = Topology::new(&settings);
     let outcome = measure(opts, s, &sim, &conn, &topology, settings, &id[8..14]).await;
     // Whatever happened, leave nothing behind on the broker.
@@ -399,7 +397,7 @@ async fn publish_all(
 /// Delete the scenario's queues and exchanges (the reply queue goes with the connection).
 async fn delete_topology(conn: &Connection, t: &Topology) -> Result<(), lapin::Error> {
     let ch = conn.create_channel().await?;
-    let mut queues = vec![t.jobs.clone(), t.dead.clone()];
+    let mut queues = vec![t.jobs.clone(), t.dead.clone(), t.unrouted.clone()];
     queues.extend(RETRY_TIERS.iter().map(|(suffix, _)| t.retry_queue(suffix)));
     for q in queues {
         ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await?;

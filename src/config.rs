@@ -123,6 +123,9 @@ pub struct Settings {
     /// Prefix for every exchange and queue name; lets tests and tenants share a broker.
     pub namespace: String,
     pub prefetch: u16,
+    /// Postgres connections for the jobs of one worker process (the outbox relay has one more of
+    /// its own). Independent of `prefetch`: jobs past the pool size wait for a connection.
+    pub db_pool_size: usize,
     pub delivery_limit: u32,
     pub max_message_bytes: usize,
     pub http_connect_timeout_ms: u64,
@@ -173,6 +176,7 @@ struct Defaults {
     database_url: &'static str,
     namespace: &'static str,
     prefetch: u16,
+    db_pool_size: usize,
     delivery_limit: u32,
     max_message_bytes: usize,
     http_connect_timeout_ms: u64,
@@ -200,6 +204,7 @@ impl Settings {
             database_url: DEFAULT_DATABASE_URL,
             namespace: "",
             prefetch: 32,
+            db_pool_size: 8,
             delivery_limit: 5,
             max_message_bytes: 1024 * 1024,
             http_connect_timeout_ms: 5_000,
@@ -245,7 +250,39 @@ impl Settings {
                     })
                     .lowercase(false),
             );
+        // `<KEY>_FILE` variables: the value is read from that file (Docker/Kubernetes secrets).
+        for (key, value) in check_env(std::env::vars_os())? {
+            fig = fig.merge(Serialized::default(&key, value));
+        }
         Self::from_figment(fig)
+    }
+
+    /// Refuse the built-in development token key when any GSTIN talks to the production IRP:
+    /// its bytes are public, so tokens and SEKs at rest would be readable by anyone.
+    pub fn check_token_key(&self) -> Result<(), ConfigError> {
+        use base64::Engine;
+        use secrecy::ExposeSecret;
+        let Some(prod) = self.gstins.iter().find(|(_, g)| g.environment == Environment::Production) else {
+            return Ok(());
+        };
+        // A key list seals with its first key; that one must not be the dev key.
+        let first =
+            self.token_key.as_ref().map(|k| k.expose_secret().split(',').next().unwrap_or("").trim().to_string());
+        let dev = match first {
+            None => true,
+            Some(k) => base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .is_ok_and(|b| b.as_slice() == crate::store::secrets::DEV_KEY.as_slice()),
+        };
+        if dev {
+            return Err(ConfigError::Invalid(format!(
+                "GSTIN {} has environment = \"production\" but EINVOICE_TOKEN_KEY is the built-in development \
+                 key; set EINVOICE_TOKEN_KEY (or EINVOICE_TOKEN_KEY_FILE) to the base64 of 32 random bytes, \
+                 e.g. `openssl rand -base64 32`",
+                prod.0
+            )));
+        }
+        Ok(())
     }
 
     /// Defaults plus the given TOML text: used by tests and the demo, which build their
@@ -256,6 +293,9 @@ impl Settings {
 
     fn from_figment(fig: Figment) -> Result<Settings, ConfigError> {
         let mut s: Settings = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if s.db_pool_size == 0 {
+            return Err(ConfigError::Invalid("db_pool_size (EINVOICE_DB_POOL_SIZE) must be at least 1".into()));
+        }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
         Ok(s)
@@ -300,6 +340,141 @@ pub enum ConfigError {
     Missing(String),
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    #[error("unknown environment variable {name}; did you mean {suggestion}?")]
+    UnknownVariable { name: String, suggestion: String },
+}
+
+/// `EINVOICE_*` variables read by the tools (`demo`, `bench`) or by `load` itself, not by [`Settings`].
+pub const TOOL_VARIABLES: &[&str] = &["EINVOICE_CONFIG", "EINVOICE_DEMO_DATABASE_URL", "EINVOICE_BENCH_DATABASE_URL"];
+
+/// How an environment variable's key part matches a struct's fields.
+enum FieldMatch {
+    Plain,
+    /// `<field>_FILE`: the value of `<field>` is in that file.
+    File(&'static str),
+    Unknown,
+}
+
+fn match_field(head: &str, nested: bool, fields: &[&'static str]) -> FieldMatch {
+    if fields.contains(&head) {
+        return FieldMatch::Plain;
+    }
+    match head.strip_suffix("_file").and_then(|b| fields.iter().find(|f| **f == b)) {
+        Some(base) if !nested => FieldMatch::File(base),
+        _ => FieldMatch::Unknown,
+    }
+}
+
+/// Check every `EINVOICE_*` variable against the settings' fields (a misspelt one fails the start
+/// instead of being ignored) and read the `_FILE` ones. Returns (figment key path, file content).
+fn check_env(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let vars: BTreeMap<String, String> =
+        vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned()))).collect();
+    let mut files = Vec::new();
+    for (name, value) in &vars {
+        let Some(rest) = name.strip_prefix("EINVOICE_") else { continue };
+        if TOOL_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
+        // (key path prefix, env name prefix, the part naming a field, its struct's fields)
+        let (path, env_prefix, key, fields) = match rest.strip_prefix("GSTINS__") {
+            Some(g) => {
+                let (gstin, key) = g.split_once("__").unwrap_or((g, ""));
+                (
+                    format!("gstins.{}.", gstin.to_ascii_uppercase()),
+                    format!("EINVOICE_GSTINS__{gstin}__"),
+                    key,
+                    field_names::<GstinConfig>(),
+                )
+            }
+            None => (String::new(), "EINVOICE_".to_string(), rest, field_names::<Settings>()),
+        };
+        let (head, nested) = match key.split_once("__") {
+            Some((h, _)) => (h, true),
+            None => (key, false),
+        };
+        match match_field(&head.to_ascii_lowercase(), nested, fields) {
+            FieldMatch::Plain => {}
+            FieldMatch::File(base) => {
+                let plain = format!("{env_prefix}{}", base.to_ascii_uppercase());
+                if vars.contains_key(&plain) {
+                    return Err(ConfigError::Invalid(format!("both {plain} and {name} are set; set only one")));
+                }
+                let text = std::fs::read_to_string(value)
+                    .map_err(|e| ConfigError::Invalid(format!("{name}: cannot read '{value}': {e}")))?;
+                // Secret files usually end with a newline that is not part of the secret.
+                files.push((format!("{path}{base}"), text.trim_end_matches(['\n', '\r']).to_string()));
+            }
+            FieldMatch::Unknown => {
+                let mut candidates: Vec<String> = fields
+                    .iter()
+                    .flat_map(|f| {
+                        [
+                            format!("{env_prefix}{}", f.to_ascii_uppercase()),
+                            format!("{env_prefix}{}_FILE", f.to_ascii_uppercase()),
+                        ]
+                    })
+                    .collect();
+                if path.is_empty() {
+                    candidates.extend(TOOL_VARIABLES.iter().map(|t| t.to_string()));
+                }
+                let suggestion = closest(name, &candidates);
+                return Err(ConfigError::UnknownVariable { name: name.clone(), suggestion });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The candidate with the smallest edit distance to `name`.
+fn closest(name: &str, candidates: &[String]) -> String {
+    candidates.iter().min_by_key(|c| edit_distance(name, c)).cloned().unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The field names serde knows for `T`, read from its derived `Deserialize` (so a field added
+/// to [`Settings`] is a valid variable without a second list to maintain).
+fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error as _, Visitor};
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Self::Error::custom("probed"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
 }
 
 #[cfg(test)]
@@ -361,5 +536,57 @@ mod tests {
         assert_eq!(dated.parse_options().validation.ship_to_rules, ShipToRules::From(d));
         let err = Settings::from_toml(r#"ship_to_rules = "sometimes""#).unwrap_err().to_string();
         assert!(err.contains("sometimes") && err.contains("2026-08-01"), "{err}");
+    }
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+        pairs.iter().map(|(k, v)| (k.into(), v.into())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn a_gstin_password_file_fills_the_password() {
+        let path = std::env::temp_dir().join(format!("einvoice-pw-{}", std::process::id()));
+        std::fs::write(&path, "s3cret 42\n").unwrap();
+        let name = "EINVOICE_GSTINS__29aagcp4821k1z3__PASSWORD_FILE";
+        let files = check_env(vars(&[(name, path.to_str().unwrap()), ("PATH", "/bin")])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files, vec![("gstins.29AAGCP4821K1Z3.password".to_string(), "s3cret 42".to_string())]);
+        let mut fig = Figment::from(Serialized::defaults(Settings::defaults())).merge(Toml::string(
+            "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nbase_url = \"x\"\nusername = \"u\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        ));
+        for (k, v) in files {
+            fig = fig.merge(Serialized::default(&k, v));
+        }
+        let s = Settings::from_figment(fig).unwrap();
+        assert_eq!(s.gstins["29AAGCP4821K1Z3"].password.expose_secret(), "s3cret 42");
+    }
+
+    #[test]
+    fn path_fields_ending_in_file_are_values_and_typos_get_the_closest_name() {
+        let ok = vars(&[
+            ("EINVOICE_GSTINS__27AAKFU7303M1ZP__PUBLIC_KEY_FILE", "/k.pem"),
+            ("EINVOICE_GSTINS__27AAKFU7303M1ZP__TYPE_NAMES__GET_BY_DOC", "X"),
+            ("EINVOICE_GSTINS__27AAKFU7303M1ZP__SIGNING_CERT_FILE", "/c.pem"),
+            ("EINVOICE_PREFETCH", "4"),
+            ("EINVOICE_CONFIG", "/x.toml"),
+        ]);
+        assert_eq!(check_env(ok).unwrap(), vec![]);
+        let err = check_env(vars(&[("EINVOICE_TOKEN_KYE", "x")])).unwrap_err().to_string();
+        assert!(err.contains("did you mean EINVOICE_TOKEN_KEY?"), "{err}");
+        let err = check_env(vars(&[("EINVOICE_AMQP_URL_FIEL", "x")])).unwrap_err().to_string();
+        assert!(err.contains("did you mean EINVOICE_AMQP_URL_FILE?"), "{err}");
+    }
+
+    #[test]
+    fn the_dev_key_is_refused_for_production_only() {
+        let toml = |env: &str, key: &str| {
+            format!(
+                "{key}\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"x\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\""
+            )
+        };
+        assert!(Settings::from_toml(&toml("sandbox", "")).unwrap().check_token_key().is_ok());
+        assert!(Settings::from_toml(&toml("production", "")).unwrap().check_token_key().is_err());
+        let real = "token_key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"";
+        assert!(Settings::from_toml(&toml("production", real)).unwrap().check_token_key().is_ok());
     }
 }

@@ -48,9 +48,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     db.reset_all().await?;
 
     // The URL may carry a password: name only host and port (the error does).
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo")
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-demo").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
     topology.declare(&ch).await?;

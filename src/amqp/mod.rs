@@ -10,7 +10,7 @@ pub use topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AmqpError {
-    #[error("RabbitMQ error: {0}")]
+    #[error("RabbitMQ error: {}", lapin_text(.0))]
     Lapin(#[from] lapin::Error),
     #[error("RabbitMQ did not confirm the publish to '{0}'")]
     Nacked(String),
@@ -20,28 +20,157 @@ pub enum AmqpError {
     Unreachable(String),
     #[error("RabbitMQ publish to '{0}' timed out")]
     Timeout(String),
+    #[error("invalid AMQP URL ({0})")]
+    InvalidUrl(String),
+    /// The port answers but the TLS handshake fails: retrying cannot fix that.
+    #[error(
+        "TLS handshake with RabbitMQ at {addr} failed: {reason}; check that this port speaks TLS (RabbitMQ's \
+         amqps listener is usually 5671, plain AMQP 5672) and that the server's certificate is valid for this \
+         host name and signed by a trusted CA"
+    )]
+    Tls { addr: String, reason: String },
+    /// The broker answered and refused the connection (credentials, vhost): retrying cannot fix that.
+    #[error("RabbitMQ at {addr} refused the connection: {reason}; {hint}")]
+    Refused { addr: String, reason: String, hint: &'static str },
 }
 
-/// Connect with lapin's auto-recovery on: it reconnects and replays topology, QoS and consumers.
+/// A lapin error with the broker's reply code and text when the broker sent one, e.g.
+/// `reply code 406: PRECONDITION_FAILED - inequivalent arg …`.
+pub fn lapin_text(e: &lapin::Error) -> String {
+    match e.kind() {
+        lapin::ErrorKind::ProtocolError(p) => format!("reply code {}: {}", p.get_id(), p.get_message()),
+        _ => e.to_string(),
+    }
+}
+
+/// The broker nodes of a comma-separated `EINVOICE_AMQP_URL` (one node, or several of a cluster
+/// sharing user, password and vhost).
+pub fn parse_urls(urls: &str) -> Result<Vec<lapin::uri::AMQPUri>, AmqpError> {
+    let nodes: Vec<_> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .enumerate()
+        // The URL's own text may hold a password: name it by position only.
+        .map(|(i, u)| u.parse().map_err(|e: String| AmqpError::InvalidUrl(format!("address {}: {e}", i + 1))))
+        .collect::<Result<_, _>>()?;
+    if nodes.is_empty() {
+        return Err(AmqpError::InvalidUrl("no address given".into()));
+    }
+    Ok(nodes)
+}
+
+fn host_port(uri: &lapin::uri::AMQPUri) -> String {
+    format!("{}:{}", uri.authority.host, uri.authority.port)
+}
+
+/// Open TCP (and TLS for `amqps://`) to one node within 5 s. A macro because the stream's type
+/// depends on lapin's runtime type, which lapin does not name publicly.
+macro_rules! open_stream {
+    ($uri:expr, $runtime:expr) => {{
+        use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig};
+        let tls = OwnedTLSConfig::default();
+        match tokio::time::timeout(NODE_TIMEOUT, $uri.connect_with_config_async(tls.as_ref(), $runtime)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 5 s")),
+        }
+    }};
+}
+
+const NODE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connect to the first live node of `urls` (comma-separated), with lapin's auto-recovery on: it
+/// reconnects and replays topology, QoS and consumers. Every (re)connection goes through our
+/// transport closure, which starts at the node last connected and moves on to the next when it
+/// is down, so losing a cluster node moves the worker to another (lapin alone would retry the
+/// dead address only).
 ///
 /// With recovery on, lapin also retries the *initial* connect (16 attempts with backoff), which
-/// would make "RabbitMQ is down" look like a hang. So we first check that the broker's port
-/// answers at all, and bound the whole connect.
-pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
-    let uri: lapin::uri::AMQPUri =
-        url.parse().map_err(|e: String| AmqpError::Unreachable(format!("invalid AMQP URL: {e}")))?;
-    let addr = format!("{}:{}", uri.authority.host, uri.authority.port);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::TcpStream::connect(&addr)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(AmqpError::Unreachable(format!("{addr}: {e}"))),
-        Err(_) => return Err(AmqpError::Unreachable(format!("{addr}: no answer within 5 s"))),
+/// would make "RabbitMQ is down", a TLS mismatch or wrong credentials look like a hang. So we
+/// first probe each node ourselves (TCP, then TLS), fail at once on a TLS error, and bound the
+/// handshake; a refusal by the broker (403 credentials, 530 vhost) is reported with its reply code.
+pub async fn connect(urls: &str, name: &str) -> Result<Connection, AmqpError> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let nodes = parse_urls(urls)?;
+    let runtime = lapin::runtime::default_runtime()?;
+    let mut down = Vec::new();
+    let mut first = None;
+    for (i, uri) in nodes.iter().enumerate() {
+        let addr = host_port(uri);
+        match tokio::time::timeout(NODE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                down.push(format!("{addr}: {e}"));
+                continue;
+            }
+            Err(_) => {
+                down.push(format!("{addr}: no answer within 5 s"));
+                continue;
+            }
+        }
+        if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
+            // The port answered; a failure now is the TLS handshake's.
+            if let Err(e) = open_stream!(uri, &runtime) {
+                return Err(AmqpError::Tls { addr, reason: e.to_string() });
+            }
+        }
+        first = Some(i);
+        break;
     }
+    let Some(first) = first else {
+        return Err(AmqpError::Unreachable(format!(
+            "{}; start it (e.g. `rabbitmq-server -detached`) or set EINVOICE_AMQP_URL to where it runs",
+            down.join(", ")
+        )));
+    };
+    let addr = host_port(&nodes[first]);
+    let uri = nodes[first].clone();
+    let nodes = Arc::new(nodes);
+    let current = Arc::new(AtomicUsize::new(first));
+    let transport = async move |_: lapin::uri::AMQPUri, runtime| {
+        let start = current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..nodes.len() {
+            let i = (start + k) % nodes.len();
+            match open_stream!(&nodes[i], &runtime) {
+                Ok(stream) => {
+                    if i != start {
+                        tracing::warn!(node = %host_port(&nodes[i]), "RabbitMQ node unreachable; connected to another");
+                    }
+                    current.store(i, Ordering::Relaxed);
+                    return Ok(stream);
+                }
+                Err(e) => {
+                    tracing::debug!(node = %host_port(&nodes[i]), error = %e, "RabbitMQ node unreachable");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(lapin::Error::from(last.unwrap_or_else(|| std::io::Error::other("no RabbitMQ node"))))
+    };
     let props = ConnectionProperties::default().with_connection_name(name.into()).enable_auto_recover();
-    tokio::time::timeout(std::time::Duration::from_secs(30), Connection::connect(url, props))
-        .await
-        .map_err(|_| AmqpError::Unreachable(format!("{addr}: the AMQP handshake did not finish within 30 s")))?
-        .map_err(AmqpError::from)
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, Connection::connector(uri, runtime, transport, props)).await {
+        Err(_) => Err(AmqpError::Unreachable(format!("{addr}: the AMQP handshake did not finish within 30 s"))),
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(match e.kind() {
+            lapin::ErrorKind::ProtocolError(p) => AmqpError::Refused {
+                addr,
+                reason: format!("reply code {}: {}", p.get_id(), p.get_message()),
+                hint: match p.get_id() {
+                    403 => "check the user name and password in EINVOICE_AMQP_URL",
+                    530 => "the virtual host does not exist or the user may not use it: check the vhost in \
+                            EINVOICE_AMQP_URL (`%2f` is `/`), or create it and grant access with \
+                            `rabbitmqctl add_vhost <vhost>` and `rabbitmqctl set_permissions -p <vhost> <user> '.*' '.*' '.*'`",
+                    _ => "see the broker's log",
+                },
+            },
+            _ => AmqpError::Lapin(e),
+        }),
+    }
 }
+
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A channel in publisher-confirm mode.
 pub async fn confirm_channel(conn: &Connection) -> Result<Channel, AmqpError> {

@@ -19,6 +19,8 @@ pub struct Relay {
     pub db: Db,
     pub channel: Channel,
     pub events_exchange: String,
+    /// Where an event goes when no queue is bound for its type on `events_exchange`.
+    pub unrouted_queue: String,
     pub wake: Arc<Notify>,
 }
 
@@ -63,23 +65,50 @@ impl Relay {
         let mut confirms = Vec::with_capacity(batch.len() * 2);
         for ev in &batch {
             let (body, props) = message(ev);
+            // Mandatory: the broker returns an event no queue is bound for, instead of dropping it.
             let to_events =
-                send(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), false).await?;
+                send(&self.channel, &self.events_exchange, &ev.event_type, &body, props.clone(), true).await?;
             confirms.push((ev, None, to_events));
             if let Some(reply_to) = &ev.reply_to {
                 confirms.push((ev, Some(reply_to), send(&self.channel, "", reply_to, &body, props, true).await?));
             }
         }
+        // Events no queue received (events exchange unbound, and no reply queue or a vanished one).
+        let mut missed: Vec<(&PendingEvent, bool)> = Vec::new();
         for (ev, reply_to, confirm) in confirms {
             match (confirmed(confirm, reply_to.map_or(ev.event_type.as_str(), |r| r.as_str())).await, reply_to) {
-                (Ok(()), _) => {}
-                // A reply queue that no longer exists must not block every later event; the
-                // event is still on `einvoice.events`.
+                (Ok(()), None) => {}
+                // Delivered to the caller's reply queue: not lost even if nobody listens on the exchange.
+                (Ok(()), Some(_)) => missed.retain(|(m, _)| m.id != ev.id),
+                // Nobody has bound a queue for this event type yet.
+                (Err(AmqpError::Unroutable(_)), None) => missed.push((ev, ev.reply_to.is_none())),
+                // A reply queue that no longer exists must not block every later event.
                 (Err(AmqpError::Unroutable(q)), Some(_)) => {
-                    tracing::warn!(reply_to = %q, event_id = %ev.event_id, "reply queue does not exist; event published on the events exchange only")
+                    tracing::warn!(reply_to = %q, event_id = %ev.event_id, "reply queue does not exist; event published on the events exchange only");
+                    missed.iter_mut().filter(|(m, _)| m.id == ev.id).for_each(|(_, lost)| *lost = true);
                 }
                 (Err(e), _) => return Err(e.into()),
             }
+        }
+        let unrouted: Vec<&PendingEvent> = missed.into_iter().filter(|(_, lost)| *lost).map(|(ev, _)| ev).collect();
+        // The message keeps its properties (`type` = the routing key it was published with), so an
+        // operator can shovel it back to the events exchange once the integrator has bound a queue.
+        let mut kept = Vec::with_capacity(unrouted.len());
+        for ev in &unrouted {
+            let (body, props) = message(ev);
+            kept.push(send(&self.channel, "", &self.unrouted_queue, &body, props, true).await?);
+        }
+        for confirm in kept {
+            // An error (the queue was deleted) leaves the batch in the outbox: nothing is lost.
+            confirmed(confirm, &self.unrouted_queue).await?;
+        }
+        if !unrouted.is_empty() {
+            metrics::counter!("einvoice_events_unrouted_total").increment(unrouted.len() as u64);
+            tracing::warn!(
+                count = unrouted.len(),
+                queue = %self.unrouted_queue,
+                "no queue is bound on the events exchange for these events; kept them in the unrouted queue"
+            );
         }
         let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
         mark_published(&tx, &ids).await?;

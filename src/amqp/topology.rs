@@ -3,7 +3,12 @@
 //! - `einvoice.commands` (topic) → `einvoice.jobs`: a quorum queue with an explicit
 //!   `x-delivery-limit` (RabbitMQ 3.x has no default) and at-least-once dead-lettering to
 //!   `einvoice.dlx` → `einvoice.dead`;
-//! - `einvoice.events` (topic): one routing key per event type;
+//! - `einvoice.events` (topic): one routing key per event type; an event no queue is bound for
+//!   (a new integrator, a binding for some event types only) goes to the durable queue
+//!   `einvoice.unrouted` instead of being dropped. The relay publishes `mandatory` and sends what
+//!   the broker returns there, rather than giving `einvoice.events` an alternate exchange: an
+//!   existing exchange cannot gain arguments (redeclaring fails with PRECONDITION_FAILED), so
+//!   this works unchanged on deployments made by earlier versions;
 //! - `einvoice.retry` (topic) → tier queues `einvoice.retry.5s|30s|5m`, each with a queue TTL
 //!   that dead-letters back into `einvoice.commands` under the original routing key. The
 //!   worker picks a tier with the `BCC` header, so the routing key survives the round trip.
@@ -26,6 +31,8 @@ pub struct Topology {
     pub jobs: String,
     pub dead: String,
     pub retry: String,
+    /// Events no queue was bound for.
+    pub unrouted: String,
     pub delivery_limit: u32,
 }
 
@@ -38,6 +45,7 @@ impl Topology {
             jobs: s.name("einvoice.jobs"),
             dead: s.name("einvoice.dead"),
             retry: s.name("einvoice.retry"),
+            unrouted: s.name("einvoice.unrouted"),
             delivery_limit: s.delivery_limit,
         }
     }
@@ -73,6 +81,7 @@ impl Topology {
             FieldTable::default(),
         )
         .await?;
+        ch.queue_declare(self.unrouted.as_str().into(), q, quorum()).await?;
         ch.queue_declare(self.dead.as_str().into(), q, quorum()).await?;
         ch.queue_bind(
             self.dead.as_str().into(),

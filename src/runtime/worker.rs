@@ -57,19 +57,30 @@ impl WorkerHandle {
     }
 }
 
+/// Connections of the outbox relay's own pool (it drains one batch at a time).
+pub const RELAY_POOL_SIZE: usize = 1;
+
 /// Prepare Postgres (create the database, migrate) and return the pool.
 pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     use secrecy::ExposeSecret;
     let url = settings.database_url.expose_secret();
-    store::ensure_database(url).await.map_err(|e| anyhow::anyhow!("PostgreSQL is not reachable at {} ({e}); start it, e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or set EINVOICE_DATABASE_URL", store::describe_url(url)))?;
-    let db = Db::new(url, (settings.prefetch as usize).clamp(4, 32))?;
-    db.migrate().await.context("applying migrations")?;
+    let fail = |e: StoreError| anyhow::anyhow!(store::startup_error(url, &e));
+    store::ensure_database(url).await.map_err(fail)?;
+    let db = Db::new(url, settings.db_pool_size)?;
+    db.migrate().await.map_err(fail).context("applying migrations")?;
     Ok(db)
 }
 
 /// Start a worker: migrate, declare topology, start the relay and the consumer.
 pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
+    settings.check_token_key()?;
     let db = prepare_db(&settings).await?;
+    // The relay's own connection: jobs holding every pooled connection cannot stall event
+    // publishing, and a slow relay cannot take connections from the jobs.
+    let relay_db = {
+        use secrecy::ExposeSecret;
+        Db::new(settings.database_url.expose_secret(), RELAY_POOL_SIZE)?
+    };
     let providers = Providers::from_settings(&settings).context("building IRP providers from the configuration")?;
     if settings.token_key.is_none() {
         tracing::warn!(
@@ -77,15 +88,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         );
     }
     let ctx = Arc::new(Ctx::new(settings, db, providers)?);
-    let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id))
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; start it with `rabbitmq-server -detached`, or set EINVOICE_AMQP_URL"))?;
+    let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;
     let setup = conn.create_channel().await?;
     ctx.topology.declare(&setup).await.context("declaring the RabbitMQ topology")?;
     let relay = Relay {
-        db: ctx.db.clone(),
+        db: relay_db,
         channel: amqp::confirm_channel(&conn).await?,
         events_exchange: ctx.topology.events.clone(),
+        unrouted_queue: ctx.topology.unrouted.clone(),
         wake: ctx.relay_wake.clone(),
     };
     ctx.set_publisher(amqp::confirm_channel(&conn).await?);

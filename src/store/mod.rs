@@ -17,14 +17,75 @@ pub use jobs::{Claim, JobRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error: {}", pg_text(.0))]
     Db(#[from] tokio_postgres::Error),
-    #[error("database pool error: {0}")]
+    #[error("database pool error: {}", pool_text(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("invalid database URL: {0}")]
     Url(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+}
+
+/// A Postgres error with what the server said: `FATAL 28P01: password authentication failed …`
+/// (tokio-postgres' own `Display` is a bare "db error"), or the I/O cause of a failed connect.
+pub fn pg_text(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut t = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            t.push_str(&format!(" ({d})"));
+        }
+        return t;
+    }
+    let mut t = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        t.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    t
+}
+
+fn pool_text(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_text(e),
+        other => other.to_string(),
+    }
+}
+
+impl StoreError {
+    /// The Postgres error underneath, if any.
+    pub fn pg(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            StoreError::Db(e) | StoreError::Pool(deadpool_postgres::PoolError::Backend(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// What an operator should do about this error at start-up, by its cause.
+    pub fn hint(&self) -> &'static str {
+        use tokio_postgres::error::SqlState;
+        let Some(e) = self.pg() else {
+            return "check EINVOICE_DATABASE_URL";
+        };
+        match e.code() {
+            None => "start PostgreSQL (e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) or set EINVOICE_DATABASE_URL to where it runs",
+            Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                "check the user and password in EINVOICE_DATABASE_URL (and pg_hba.conf for this client)"
+            }
+            Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
+                "the database does not exist: create it, or check its name in EINVOICE_DATABASE_URL"
+            }
+            Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => {
+                "the user lacks a privilege: create the database yourself (CREATE DATABASE … OWNER …) or grant the user CREATEDB"
+            }
+            Some(c) if *c == SqlState::TOO_MANY_CONNECTIONS => {
+                "PostgreSQL's max_connections is used up: lower EINVOICE_DB_POOL_SIZE or the number of workers, or raise max_connections"
+            }
+            Some(c) if *c == SqlState::CANNOT_CONNECT_NOW => "PostgreSQL is starting or stopping; try again in a moment",
+            Some(_) => "see PostgreSQL's message",
+        }
+    }
 }
 
 /// The connection pool plus the typed queries the worker needs.
@@ -82,30 +143,49 @@ impl Db {
     }
 }
 
-/// Create the database named in `url` if it does not exist, by connecting to the server's
-/// `postgres` database. Lets `demo` and `migrate` work on a fresh server.
+/// Create the database named in `url` if it does not exist. Connects to it first (the common
+/// case needs no access to the `postgres` database), and only on "does not exist" (3D000) creates
+/// it from the server's `postgres` database. Safe when several processes start at once: a
+/// concurrent `CREATE DATABASE` loses with 42P04 or a unique violation (23505) on
+/// `pg_database`'s name index, and both mean the database now exists.
 pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
+    use tokio_postgres::error::SqlState;
     let mut cfg: tokio_postgres::Config =
         url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
     let Some(name) = cfg.get_dbname().map(str::to_string) else {
         return Ok(());
     };
+    match cfg.connect(NoTls).await {
+        Ok((client, conn)) => {
+            drop(client);
+            let _ = conn.await;
+            return Ok(());
+        }
+        Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
+        Err(e) => return Err(e.into()),
+    }
     cfg.dbname("postgres");
     let (client, conn) = cfg.connect(NoTls).await?;
     let task = tokio::spawn(conn);
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
-    if !exists {
-        let quoted = name.replace('"', "\"\"");
-        if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
-            // Another process may have created it between our check and our CREATE.
-            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
-                return Err(e.into());
-            }
+    let quoted = name.replace('"', "\"\"");
+    if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
+        if e.code() != Some(&SqlState::DUPLICATE_DATABASE) && e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+            return Err(e.into());
         }
     }
     drop(client);
     let _ = task.await;
     Ok(())
+}
+
+/// A start-up failure for an operator: where, what PostgreSQL said (SQLSTATE and message), and
+/// a hint that fits the cause. Never the password.
+pub fn startup_error(url: &str, e: &StoreError) -> String {
+    let place = describe_url(url);
+    match e.pg().map(|p| p.code().is_some()) {
+        Some(false) => format!("PostgreSQL is not reachable at {place} ({e}); {}", e.hint()),
+        _ => format!("PostgreSQL at {place}: {e}; {}", e.hint()),
+    }
 }
 
 /// "host:port/db" of a database URL, for error messages (never the password).

@@ -9,7 +9,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Used only when EINVOICE_TOKEN_KEY is unset (development and the demo); `run` warns about it.
-const DEV_KEY: [u8; 32] = *b"einvoice-worker-dev-key-NOT-PROD";
+pub const DEV_KEY: [u8; 32] = *b"einvoice-worker-dev-key-NOT-PROD";
 
 #[derive(Clone)]
 pub struct SecretBox {

@@ -271,6 +271,7 @@ impl TestApp {
         for q in [t.jobs.clone(), t.dead.clone(), t.retry_queue("5s"), t.retry_queue("30s"), t.retry_queue("5m")] {
             let _ = self.ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
+        let _ = self.ch.queue_delete(t.unrouted.as_str().into(), QueueDeleteOptions::default()).await;
         for x in [&t.commands, &t.events, &t.dlx, &t.retry] {
             let _ = self.ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default()).await;
         }

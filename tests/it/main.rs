@@ -8,5 +8,6 @@ mod crash;
 mod examples;
 mod generate;
 mod jobs;
+mod ops;
 mod reconcile;
 mod robustness;
