@@ -1,27 +1,46 @@
-//! `einvoice-worker bench`: throughput of the whole pipeline against the built-in simulator.
+//! `einvoice-worker bench`: the worker's end-to-end throughput against a floor measured in the same run.
 //!
-//! Every scenario is the demo's pattern at scale: a fresh namespace (`bench<uuid8>.`), the
-//! `einvoice_bench` database emptied, a simulator answering every API call after a fixed
-//! latency, and a worker with the scenario's prefetch. It publishes N distinct invoices
-//! (doc numbers `B<run>/<i>`) with a reply queue, waits for N `irn.generated` replies and
-//! measures the wall time and each invoice's publish → reply latency (matched by correlation id).
+//! Scenarios, each on a fresh namespace (`bench<uuid8>.`) and the emptied `einvoice_bench` database:
+//! - **fresh**: N distinct invoices published in one burst with a reply queue; a worker (prefetch P)
+//!   registers them with the built-in simulator (answering after `--latency-ms`, 0 by default);
+//! - **replay**: the same N again (answered from the store, no IRP call);
+//! - **floor**: bare lapin over a quorum queue with the same prefetch and message sizes: consume →
+//!   publish the reply with a confirm → ack. Nothing the worker does can be faster, so the worker's
+//!   throughput is reported as a ratio of it;
+//! - **little**: a worker with `--little-in-flight` messages in flight against an IRP answering after
+//!   `--little-latency-ms`. By Little's law it could at best finish `in-flight / latency` messages per
+//!   second (for a burst of M: M / (⌈M / in-flight⌉ × latency)); the ratio says how close it gets.
 //!
-//! Figures are ratios against the baseline (prefetch 1: one IRP call at a time) measured in
-//! the same process, because absolute numbers on shared machines are noise. The simulator's
-//! generate-call count is a correctness check (exactly one call per fresh document, none on a
-//! replay) and fails the command, as does any missing or unexpected reply.
+//! The worker runs as a child process (`einvoice-worker run`, this executable), so that its CPU time
+//! and peak RSS (`/proc/<pid>/stat` utime + stime, `/proc/<pid>/status` VmHWM) are its own and not
+//! the simulator's or the bench's. Its database connections go through a counting relay in this
+//! process that reads the PostgreSQL wire protocol: client round trips are the Sync and simple Query
+//! messages (each makes the client wait for the server), statements the Execute and Query messages.
+//! Transactions come from the server's own counter (`pg_stat_database.xact_commit + xact_rollback` of
+//! the bench database), read before the worker starts and after it has exited (a backend flushes its
+//! counters when it ends), so they include the worker's start and stop.
+//!
+//! The simulator's generate-call count is a correctness check (exactly one per fresh invoice, none
+//! on a replay), as is every reply; the command fails otherwise. The last line of the output is
+//! `BENCH_RESULT <json>` for scripts.
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeleteOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 use rand::RngCore as _;
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::amqp::{self, topology::RETRY_TIERS, Topology};
 use crate::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
@@ -32,52 +51,98 @@ use crate::sim::{self, Simulator};
 /// Where the benchmark runs and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
+    /// Invoices in the fresh, replay and floor passes.
     pub invoices: usize,
+    /// Prefetch of the fresh/replay worker and of the floor.
+    pub prefetch: u16,
+    /// Simulated IRP latency per API call in the fresh pass.
     pub latency_ms: u64,
+    /// Little's-law scenario: IRP latency, messages in flight (the worker's prefetch), invoices.
+    pub little_latency_ms: u64,
+    pub little_in_flight: u16,
+    pub little_invoices: usize,
     pub provider: ProviderKind,
     pub amqp_url: String,
     pub database_url: String,
+    /// The `einvoice-worker` executable started as the worker.
+    pub worker_exe: PathBuf,
 }
 
 impl BenchOptions {
     /// The broker from `EINVOICE_AMQP_URL`, the database from `EINVOICE_BENCH_DATABASE_URL`
-    /// (default `postgres://postgres@127.0.0.1:5432/einvoice_bench`, which the bench empties).
-    pub fn from_env(invoices: usize, latency_ms: u64, provider: ProviderKind) -> BenchOptions {
-        BenchOptions {
-            invoices,
-            latency_ms,
+    /// (default `postgres://postgres@127.0.0.1:5432/einvoice_bench`, which the bench empties), the
+    /// worker is this executable unless `EINVOICE_BENCH_WORKER_EXE` names another build (to compare
+    /// two builds with one bench); the sizes are the CLI's defaults.
+    pub fn from_env(provider: ProviderKind) -> anyhow::Result<BenchOptions> {
+        Ok(BenchOptions {
+            invoices: 1000,
+            prefetch: 1000,
+            latency_ms: 0,
+            little_latency_ms: 300,
+            little_in_flight: 1000,
+            little_invoices: 2000,
             provider,
             amqp_url: std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
             database_url: std::env::var("EINVOICE_BENCH_DATABASE_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/einvoice_bench".into()),
-        }
+            worker_exe: match std::env::var_os("EINVOICE_BENCH_WORKER_EXE") {
+                Some(exe) => PathBuf::from(exe),
+                None => std::env::current_exe().context("locating the einvoice-worker executable")?,
+            },
+        })
     }
 }
 
+/// What the worker process spent during one pass.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerCost {
+    /// User + system CPU of the worker process during the pass.
+    pub cpu: Duration,
+    /// The worker's peak resident set size since it started (VmHWM).
+    pub peak_rss_bytes: u64,
+    /// Client round trips (Sync + simple Query messages) during the pass.
+    pub pg_round_trips: u64,
+    /// Statements run (Execute + simple Query messages) during the pass.
+    pub pg_statements: u64,
+    /// Statements prepared (Parse messages) during the pass.
+    pub pg_parses: u64,
+    /// Transactions the server counted for the bench database over the worker's whole life.
+    pub pg_transactions: u64,
+}
+
 /// One line of the table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct ScenarioResult {
     pub label: String,
-    pub provider: ProviderKind,
     pub prefetch: u16,
-    /// Invoices published.
-    pub invoices: usize,
-    /// Correct `irn.generated` replies.
+    pub latency_ms: u64,
+    /// Messages published.
+    pub messages: usize,
+    /// Correct replies.
     pub answered: usize,
     /// Replies of another type, or fresh/replayed when the other was expected.
     pub unexpected: Vec<String>,
     /// From the first publish to the last reply.
+    #[serde(serialize_with = "secs")]
     pub wall: Duration,
     /// Publish → reply, sorted.
+    #[serde(skip)]
     pub latencies: Vec<Duration>,
-    /// Generate calls the simulator saw during this scenario, and how many it should have.
-    pub generate_calls: u64,
-    pub expected_calls: u64,
+    /// Mean reply body size.
+    pub reply_bytes: usize,
+    /// Generate calls the simulator saw, and how many it should have (None: no simulator).
+    pub generate_calls: Option<(u64, u64)>,
+    /// None for the floor (no worker process).
+    pub worker: Option<WorkerCost>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl ScenarioResult {
     pub fn missing(&self) -> usize {
-        self.invoices.saturating_sub(self.answered + self.unexpected.len())
+        self.messages.saturating_sub(self.answered + self.unexpected.len())
     }
     pub fn per_second(&self) -> f64 {
         if self.wall.is_zero() {
@@ -94,164 +159,319 @@ impl ScenarioResult {
         let rank = ((p * self.latencies.len() as f64).ceil() as usize).clamp(1, self.latencies.len());
         Some(self.latencies[rank - 1])
     }
+    /// p50 reply latency as a share of the run: small when events flow during the run, about
+    /// 0.5 when they all come out at the end.
+    pub fn p50_share(&self) -> Option<f64> {
+        let p50 = self.percentile(0.5)?;
+        (!self.wall.is_zero()).then(|| p50.as_secs_f64() / self.wall.as_secs_f64())
+    }
+    fn per_message(&self, x: u64) -> f64 {
+        x as f64 / self.messages.max(1) as f64
+    }
+    pub fn cpu_ms_per_message(&self) -> Option<f64> {
+        self.worker.as_ref().map(|w| w.cpu.as_secs_f64() * 1000.0 / self.messages.max(1) as f64)
+    }
+    pub fn round_trips_per_message(&self) -> Option<f64> {
+        self.worker.as_ref().map(|w| self.per_message(w.pg_round_trips))
+    }
+    pub fn statements_per_message(&self) -> Option<f64> {
+        self.worker.as_ref().map(|w| self.per_message(w.pg_statements))
+    }
+    pub fn transactions_per_message(&self) -> Option<f64> {
+        self.worker.as_ref().map(|w| self.per_message(w.pg_transactions))
+    }
+    pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.worker.as_ref().map(|w| w.peak_rss_bytes as f64 / (1024.0 * 1024.0))
+    }
     pub fn passed(&self) -> bool {
-        self.missing() == 0 && self.unexpected.is_empty() && self.generate_calls == self.expected_calls
+        self.missing() == 0 && self.unexpected.is_empty() && self.generate_calls.is_none_or(|(seen, want)| seen == want)
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct BenchReport {
-    pub results: Vec<ScenarioResult>,
+    pub fresh: ScenarioResult,
+    pub replay: ScenarioResult,
+    pub floor: ScenarioResult,
+    pub little: ScenarioResult,
+    /// The best throughput Little's law allows the `little` burst.
+    pub little_ideal_per_second: f64,
 }
 
 impl BenchReport {
-    pub fn passed(&self) -> bool {
-        self.results.iter().all(ScenarioResult::passed)
+    pub fn all(&self) -> [&ScenarioResult; 4] {
+        [&self.fresh, &self.replay, &self.floor, &self.little]
     }
-    /// Throughput of a scenario relative to the first one (the baseline).
-    pub fn ratio(&self, r: &ScenarioResult) -> f64 {
-        let base = self.results.first().map(ScenarioResult::per_second).unwrap_or(0.0);
-        if base > 0.0 {
-            r.per_second() / base
+    pub fn passed(&self) -> bool {
+        self.all().iter().all(|r| r.passed())
+    }
+    /// Throughput of a scenario relative to the bare floor.
+    pub fn vs_floor(&self, r: &ScenarioResult) -> f64 {
+        let floor = self.floor.per_second();
+        if floor > 0.0 {
+            r.per_second() / floor
         } else {
             0.0
         }
     }
+    /// Measured ÷ Little's-law throughput of the `little` scenario.
+    pub fn little_ratio(&self) -> f64 {
+        if self.little_ideal_per_second > 0.0 {
+            self.little.per_second() / self.little_ideal_per_second
+        } else {
+            0.0
+        }
+    }
+    /// The machine-readable summary (the last output line).
+    pub fn json(&self) -> Value {
+        let mut scenarios = serde_json::Map::new();
+        for r in self.all() {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            v["per_second"] = json!(r.per_second());
+            v["vs_floor"] = json!(self.vs_floor(r));
+            v["p50_ms"] = json!(r.percentile(0.5).map(|d| d.as_secs_f64() * 1000.0));
+            v["p99_ms"] = json!(r.percentile(0.99).map(|d| d.as_secs_f64() * 1000.0));
+            v["p50_share_of_run"] = json!(r.p50_share());
+            v["cpu_ms_per_message"] = json!(r.cpu_ms_per_message());
+            v["pg_round_trips_per_message"] = json!(r.round_trips_per_message());
+            v["pg_statements_per_message"] = json!(r.statements_per_message());
+            v["pg_transactions_per_message"] = json!(r.transactions_per_message());
+            v["peak_rss_mib"] = json!(r.peak_rss_mib());
+            scenarios.insert(r.label.clone(), v);
+        }
+        json!({
+            "scenarios": scenarios,
+            "end_to_end_vs_floor": self.vs_floor(&self.fresh),
+            "littles_ratio": self.little_ratio(),
+            "little_ideal_per_second": self.little_ideal_per_second,
+            "passed": self.passed(),
+        })
+    }
 }
 
-struct Scenario {
-    label: String,
-    provider: ProviderKind,
-    prefetch: u16,
-    /// Also publish the same invoices a second time on the same worker and store.
-    replay: bool,
-}
-
-/// Run every scenario, print the table, return the figures (check [`BenchReport::passed`]).
+/// Run every scenario, print the table and the `BENCH_RESULT` line, return the figures
+/// (check [`BenchReport::passed`]).
 pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(opts.invoices >= 1 && opts.invoices <= 999_999, "--invoices must be between 1 and 999999");
-    let other = match opts.provider {
-        ProviderKind::Whitebooks => ProviderKind::Nic,
-        ProviderKind::Nic => ProviderKind::Whitebooks,
-    };
-    let p = opts.provider;
-    let scenarios = [
-        Scenario { label: "baseline (prefetch 1)".into(), provider: p, prefetch: 1, replay: false },
-        Scenario { label: "prefetch 8".into(), provider: p, prefetch: 8, replay: false },
-        Scenario { label: "prefetch 32".into(), provider: p, prefetch: 32, replay: true },
-        Scenario { label: "prefetch 64".into(), provider: p, prefetch: 64, replay: false },
-        Scenario { label: format!("prefetch 32, {}", other.as_str()), provider: other, prefetch: 32, replay: false },
-    ];
+    anyhow::ensure!(
+        opts.little_invoices >= 1 && opts.little_invoices <= 999_999,
+        "--little-invoices must be between 1 and 999999"
+    );
+    anyhow::ensure!(opts.prefetch >= 1 && opts.little_in_flight >= 1, "prefetch and in-flight must be at least 1");
+    anyhow::ensure!(opts.little_latency_ms >= 1, "--little-latency-ms must be at least 1");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
-        "einvoice-worker bench: {} invoices per scenario, simulated IRP latency {} ms per API call, provider {}, {} cores",
+        "einvoice-worker bench: {} invoices at prefetch {} (IRP latency {} ms), Little's law at {} in flight and {} ms \
+         ({} invoices), provider {}, {} cores",
         opts.invoices,
+        opts.prefetch,
         opts.latency_ms,
-        p.as_str(),
+        opts.little_in_flight,
+        opts.little_latency_ms,
+        opts.little_invoices,
+        opts.provider.as_str(),
         cores
     );
-    let mut results = Vec::new();
-    for s in &scenarios {
-        eprintln!("running: {} ({})", s.label, s.provider.as_str());
-        results.extend(run_scenario(&opts, s).await.with_context(|| format!("scenario '{}'", s.label))?);
-    }
-    let report = BenchReport { results };
+    // The URL may carry a password: the error names only host and port.
+    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let bodies = |tag: &str, n: usize| -> Vec<Vec<u8>> {
+        // Distinct documents, cycling through the samples so every scenario sends the same mix.
+        (0..n)
+            .map(|i| {
+                let number = format!("B{}{tag}/{i}", &run_id[..6]);
+                debug_assert!(number.len() <= 16);
+                let inv = samples::stamped(SAMPLES[i % SAMPLES.len()].0, Some(&number));
+                json!({"gstin": samples::seller(&inv), "invoice": inv}).to_string().into_bytes()
+            })
+            .collect()
+    };
+
+    eprintln!("running: fresh and replay (prefetch {})", opts.prefetch);
+    let commands = Arc::new(bodies("F", opts.invoices));
+    let (fresh, replay) = worker_scenario(&opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
+        .await
+        .context("scenario 'fresh'")?;
+    let replay = replay.context("the replay pass did not run")?;
+
+    eprintln!("running: bare floor (prefetch {})", opts.prefetch);
+    let floor = floor_scenario(&conn, opts.prefetch, commands, fresh.reply_bytes.max(1))
+        .await
+        .context("scenario 'floor'")?;
+
+    eprintln!("running: Little's law ({} in flight, {} ms)", opts.little_in_flight, opts.little_latency_ms);
+    let (little, _) = worker_scenario(
+        &opts,
+        &conn,
+        opts.little_in_flight,
+        opts.little_latency_ms,
+        Arc::new(bodies("L", opts.little_invoices)),
+        false,
+    )
+    .await
+    .context("scenario 'little'")?;
+    let _ = conn.close(200, "bench done".into()).await;
+
+    let waves = opts.little_invoices.div_ceil(usize::from(opts.little_in_flight));
+    let little_ideal_per_second = opts.little_invoices as f64 / (waves as f64 * opts.little_latency_ms as f64 / 1000.0);
+    let report = BenchReport { fresh, replay, floor, little, little_ideal_per_second };
     print_report(&opts, &report);
     Ok(report)
 }
 
-/// A fresh namespace, database, simulator and worker; one measured pass, two with `replay`.
-async fn run_scenario(opts: &BenchOptions, s: &Scenario) -> anyhow::Result<Vec<ScenarioResult>> {
-    let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
-    sim.core.update_faults(|f| f.latency_ms = opts.latency_ms);
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let namespace = format!("bench{}.", &id[..8]);
+/// The worker's settings for one scenario (its database is reached through `database_url`).
+fn scenario_toml(
+    opts: &BenchOptions,
+    sim: &Simulator,
+    namespace: &str,
+    database_url: &str,
+    prefetch: u16,
+) -> anyhow::Result<String> {
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
     let mut toml = format!(
-        "amqp_url = \"{}\"\ndatabase_url = \"{}\"\nnamespace = \"{namespace}\"\nprefetch = {}\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\ntoken_key = \"{}\"\n",
+        "amqp_url = \"{}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"{namespace}\"\nprefetch = {prefetch}\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\ntoken_key = \"{}\"\n",
         opts.amqp_url,
-        opts.database_url,
-        s.prefetch,
         base64::engine::general_purpose::STANDARD.encode(key)
     );
     let sellers: BTreeSet<String> = SAMPLES.iter().map(|(n, _)| samples::seller(&samples::stamped(n, None))).collect();
     for gstin in &sellers {
-        toml.push_str(&sim::gstin_toml(&sim.base_url(), s.provider, gstin));
+        toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, gstin));
     }
-    let settings = Settings::from_toml(&toml)?;
+    Settings::from_toml(&toml).context("the bench's worker configuration")?;
+    Ok(toml)
+}
+
+/// A fresh namespace, database, simulator and worker process; one measured pass, and a replay pass
+/// on a second worker process when `replay`.
+async fn worker_scenario(
+    opts: &BenchOptions,
+    conn: &Connection,
+    prefetch: u16,
+    latency_ms: u64,
+    bodies: Arc<Vec<Vec<u8>>>,
+    replay: bool,
+) -> anyhow::Result<(ScenarioResult, Option<ScenarioResult>)> {
+    let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
+    sim.core.update_faults(|f| f.latency_ms = latency_ms);
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let namespace = format!("bench{}.", &id[..8]);
+    let proxy = PgCountingProxy::start(&opts.database_url).await?;
+    let toml = scenario_toml(opts, &sim, &namespace, &proxy.url, prefetch)?;
+    let settings = Settings::from_toml(&scenario_toml(opts, &sim, &namespace, &opts.database_url, prefetch)?)?;
     let db = worker::prepare_db(&settings).await?;
     // The bench owns its database: every scenario registers afresh.
     db.reset_all().await?;
     drop(db);
-
-    // The URL may carry a password: name only host and port (the error does).
-    let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await?;
+    let stats = ServerStats::connect(&opts.database_url).await?;
     let topology = Topology::new(&settings);
-    let outcome = measure(opts, s, &sim, &conn, &topology, settings, &id[8..14]).await;
-    // Whatever happened, leave nothing behind on the broker.
-    if let Err(e) = delete_topology(&conn, &topology).await {
-        eprintln!("warning: could not delete the {namespace} queues and exchanges: {e}");
-    }
-    let _ = conn.close(200, "bench done".into()).await;
-    outcome
-}
-
-async fn measure(
-    opts: &BenchOptions,
-    s: &Scenario,
-    sim: &Simulator,
-    conn: &Connection,
-    topology: &Topology,
-    settings: Settings,
-    run: &str,
-) -> anyhow::Result<Vec<ScenarioResult>> {
     let ch = amqp::confirm_channel(conn).await?;
     topology.declare(&ch).await?;
     let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench", true).await?;
-    let handle = worker::start(settings).await?;
-    let result = async {
-        wait_for_consumer(&ch, &topology.jobs).await?;
-        // Distinct documents, cycling through the samples so every scenario sends the same mix.
-        let bodies: Arc<Vec<Vec<u8>>> = Arc::new(
-            (0..opts.invoices)
-                .map(|i| {
-                    let number = format!("B{run}/{i}");
-                    debug_assert!(number.len() <= 16);
-                    let inv = samples::stamped(SAMPLES[i % SAMPLES.len()].0, Some(&number));
-                    json!({"gstin": samples::seller(&inv), "invoice": inv}).to_string().into_bytes()
-                })
-                .collect(),
-        );
+    let target = Target { exchange: topology.commands.clone(), routing_key: "irn.generate".into() };
+    let outcome = async {
         let mut out = Vec::new();
-        let before = sim.core.stats().generate_calls;
-        let mut fresh = pass(&ch, topology, &reply_queue, &mut consumer, bodies.clone(), "fresh", false, opts).await?;
-        fresh.label = s.label.clone();
-        fresh.provider = s.provider;
-        fresh.prefetch = s.prefetch;
-        fresh.generate_calls = sim.core.stats().generate_calls - before;
-        fresh.expected_calls = opts.invoices as u64;
-        out.push(fresh);
-        if s.replay {
-            let before = sim.core.stats().generate_calls;
-            let mut again = pass(&ch, topology, &reply_queue, &mut consumer, bodies, "replay", true, opts).await?;
-            again.label = "replay (from the store)".into();
-            again.provider = s.provider;
-            again.prefetch = s.prefetch;
-            again.generate_calls = sim.core.stats().generate_calls - before;
-            again.expected_calls = 0;
-            out.push(again);
+        let passes: &[bool] = if replay { &[false, true] } else { &[false] };
+        for &replayed in passes {
+            let xacts_before = stats.transactions().await?;
+            let worker = WorkerProcess::start(&opts.worker_exe, &toml, &id).await?;
+            let measured = async {
+                wait_for_consumer(&ch, &topology.jobs).await?;
+                let calls_before = sim.core.stats().generate_calls;
+                let (cpu_before, db_before) = (worker.cpu()?, proxy.counts.snapshot());
+                let tag = if replayed { "replay" } else { "fresh" };
+                let expect = Expect::Generated { replayed };
+                let mut r = pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms)
+                    .await?;
+                let db_after = proxy.counts.snapshot();
+                r.label = tag.into();
+                r.prefetch = prefetch;
+                r.latency_ms = latency_ms;
+                let want = if replayed { 0 } else { bodies.len() as u64 };
+                r.generate_calls = Some((sim.core.stats().generate_calls - calls_before, want));
+                r.worker = Some(WorkerCost {
+                    cpu: worker.cpu()?.saturating_sub(cpu_before),
+                    peak_rss_bytes: worker.peak_rss()?,
+                    pg_round_trips: db_after.round_trips - db_before.round_trips,
+                    pg_statements: db_after.statements - db_before.statements,
+                    pg_parses: db_after.parses - db_before.parses,
+                    pg_transactions: 0,
+                });
+                anyhow::Ok(r)
+            }
+            .await;
+            worker.stop().await?;
+            let mut r = measured?;
+            if let Some(w) = r.worker.as_mut() {
+                w.pg_transactions = stats.transactions().await?.saturating_sub(xacts_before);
+            }
+            out.push(r);
         }
         anyhow::Ok(out)
     }
     .await;
-    handle.stop().await?;
-    result
+    // Whatever happened, leave nothing behind on the broker.
+    if let Err(e) = delete_topology(conn, &topology).await {
+        eprintln!("warning: could not delete the {namespace} queues and exchanges: {e}");
+    }
+    let _ = ch.close(200, "bench scenario done".into()).await;
+    let mut out = outcome?.into_iter();
+    let first = out.next().context("no pass ran")?;
+    Ok((first, out.next()))
 }
 
-/// Publishing before the worker subscribes would count its start-up as throughput.
+/// The bare floor: plain lapin consume → publish the reply with a confirm → ack, over a quorum queue.
+async fn floor_scenario(
+    conn: &Connection,
+    prefetch: u16,
+    bodies: Arc<Vec<Vec<u8>>>,
+    reply_bytes: usize,
+) -> anyhow::Result<ScenarioResult> {
+    let queue = format!("bench{}.floor", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let ch = amqp::confirm_channel(conn).await?;
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("quorum")));
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
+        .await?;
+    let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench-floor", true).await?;
+    // The echo side has its own channels, as a worker would: QoS on one, confirms on the other.
+    let consume = conn.create_channel().await?;
+    consume.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
+    let publish = amqp::confirm_channel(conn).await?;
+    let mut deliveries =
+        consume.basic_consume(queue.as_str().into(), "bench-floor".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let reply = Arc::new(vec![b'x'; reply_bytes]);
+    let echo = tokio::spawn(async move {
+        while let Some(Ok(d)) = deliveries.next().await {
+            let (publish, reply) = (publish.clone(), reply.clone());
+            tokio::spawn(async move {
+                let to = d.properties.reply_to().as_ref().map(|q| q.to_string()).unwrap_or_default();
+                let mut props = amqp::json_props();
+                if let Some(c) = d.properties.correlation_id() {
+                    props = props.with_correlation_id(c.clone());
+                }
+                if amqp::publish_confirmed(&publish, "", &to, &reply, props, true).await.is_ok() {
+                    let _ = d.ack(BasicAckOptions::default()).await;
+                }
+            });
+        }
+    });
+    wait_for_consumer(&ch, &queue).await?;
+    let target = Target { exchange: String::new(), routing_key: queue.clone() };
+    let result = pass(&ch, &target, &reply_queue, &mut consumer, bodies, "floor", Expect::Any, 0).await;
+    echo.abort();
+    let _ = consume.close(200, "bench floor done".into()).await;
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
+    let _ = ch.close(200, "bench floor done".into()).await;
+    let mut r = result?;
+    r.label = "floor".into();
+    r.prefetch = prefetch;
+    Ok(r)
+}
+
+/// Publishing before the consumer subscribes would count its start-up as throughput.
 async fn wait_for_consumer(ch: &Channel, queue: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let q = ch
             .queue_declare(
@@ -263,32 +483,48 @@ async fn wait_for_consumer(ch: &Channel, queue: &str) -> anyhow::Result<()> {
         if q.consumer_count() > 0 {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the worker did not subscribe to {queue} within 30 s");
+        anyhow::ensure!(Instant::now() < deadline, "nothing subscribed to {queue} within 60 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Where a pass publishes its commands.
+struct Target {
+    exchange: String,
+    routing_key: String,
+}
+
+/// What a reply must be.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// An `irn.generated` event, replayed or not.
+    Generated { replayed: bool },
+    /// Any reply (the floor echoes bytes).
+    Any,
 }
 
 /// Publish every body (pipelined, confirms awaited at the end) while collecting the replies.
 #[allow(clippy::too_many_arguments)]
 async fn pass(
     ch: &Channel,
-    topology: &Topology,
+    target: &Target,
     reply_queue: &str,
     consumer: &mut lapin::Consumer,
     bodies: Arc<Vec<Vec<u8>>>,
     tag: &str,
-    expect_replayed: bool,
-    opts: &BenchOptions,
+    expect: Expect,
+    latency_ms: u64,
 ) -> anyhow::Result<ScenarioResult> {
     let n = bodies.len();
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
     // Generous: every invoice strictly one after the other at several times the IRP latency.
-    let limit = Duration::from_secs(60) + Duration::from_millis((opts.latency_ms + 50) * 4 * n as u64);
+    let limit = Duration::from_secs(120) + Duration::from_millis((latency_ms + 50) * 4 * n as u64);
     let deadline = tokio::time::Instant::now() + limit;
     let start = Instant::now();
     let mut publisher = tokio::spawn(publish_all(
         ch.clone(),
-        topology.commands.clone(),
+        target.exchange.clone(),
+        target.routing_key.clone(),
         bodies,
         tag.to_string(),
         reply_queue.to_string(),
@@ -299,6 +535,7 @@ async fn pass(
     let (mut settled, mut last) = (0usize, start);
     let mut latencies = Vec::with_capacity(n);
     let mut unexpected = Vec::new();
+    let mut reply_bytes = 0usize;
     let prefix = format!("{tag}-");
     while settled < n {
         tokio::select! {
@@ -322,12 +559,15 @@ async fn pass(
                     continue; // an at-least-once duplicate
                 }
                 settled += 1;
-                let ev: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
-                let ty = ev["event_type"].as_str().unwrap_or("?");
-                let replayed = ev["data"]["replayed"].as_bool().unwrap_or(false);
-                if ty != "irn.generated" || replayed != expect_replayed {
-                    unexpected.push(format!("{corr}: {ty} (replayed: {replayed}) {}", ev["data"]["errors"]));
-                    continue;
+                reply_bytes += d.data.len();
+                if let Expect::Generated { replayed: want } = expect {
+                    let ev: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+                    let ty = ev["event_type"].as_str().unwrap_or("?");
+                    let replayed = ev["data"]["replayed"].as_bool().unwrap_or(false);
+                    if ty != "irn.generated" || replayed != want {
+                        unexpected.push(format!("{corr}: {ty} (replayed: {replayed}) {}", ev["data"]["errors"]));
+                        continue;
+                    }
                 }
                 let t0 = sent.lock().expect("bench lock")[i].unwrap_or(start);
                 latencies.push(now.saturating_duration_since(t0));
@@ -348,21 +588,23 @@ async fn pass(
     latencies.sort();
     Ok(ScenarioResult {
         label: String::new(),
-        provider: ProviderKind::Whitebooks,
         prefetch: 0,
-        invoices: n,
+        latency_ms,
+        messages: n,
         answered: latencies.len(),
         unexpected,
         wall: last.saturating_duration_since(start),
         latencies,
-        generate_calls: 0,
-        expected_calls: 0,
+        reply_bytes: reply_bytes / settled.max(1),
+        generate_calls: None,
+        worker: None,
     })
 }
 
 async fn publish_all(
     ch: Channel,
     exchange: String,
+    routing_key: String,
     bodies: Arc<Vec<Vec<u8>>>,
     tag: String,
     reply_queue: String,
@@ -378,7 +620,7 @@ async fn publish_all(
         let confirm = ch
             .basic_publish(
                 exchange.as_str().into(),
-                "irn.generate".into(),
+                routing_key.as_str().into(),
                 BasicPublishOptions { mandatory: true, ..Default::default() },
                 body,
                 props,
@@ -388,13 +630,13 @@ async fn publish_all(
     }
     for c in confirms {
         let confirm = c.await?;
-        anyhow::ensure!(!confirm.is_nack(), "RabbitMQ refused a command on {exchange}");
-        anyhow::ensure!(confirm.take_message().is_none(), "a command on {exchange} was unroutable");
+        anyhow::ensure!(!confirm.is_nack(), "RabbitMQ refused a command on '{exchange}'");
+        anyhow::ensure!(confirm.take_message().is_none(), "a command on '{exchange}' was unroutable");
     }
     Ok(())
 }
 
-/// Delete the scenario's queues and exchanges (the reply queue goes with the connection).
+/// Delete the scenario's queues and exchanges (the reply queue goes with the channel).
 async fn delete_topology(conn: &Connection, t: &Topology) -> Result<(), lapin::Error> {
     let ch = conn.create_channel().await?;
     let mut queues = vec![t.jobs.clone(), t.dead.clone(), t.unrouted.clone()];
@@ -409,58 +651,370 @@ async fn delete_topology(conn: &Connection, t: &Topology) -> Result<(), lapin::E
     Ok(())
 }
 
+/// `einvoice-worker run` as a child process with the scenario's configuration file.
+struct WorkerProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    config: PathBuf,
+}
+
+impl WorkerProcess {
+    async fn start(exe: &std::path::Path, toml: &str, id: &str) -> anyhow::Result<WorkerProcess> {
+        let config = std::env::temp_dir().join(format!("einvoice-bench-{id}.toml"));
+        std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg("run").env("EINVOICE_CONFIG", &config).env("RUST_LOG", "warn").stdout(std::process::Stdio::null());
+        // The configuration file is the whole configuration: an EINVOICE_DATABASE_URL in our own
+        // environment must never point the bench's worker at a real deployment.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("EINVOICE_") {
+                cmd.env_remove(&k);
+            }
+        }
+        let child = cmd.kill_on_drop(true).spawn().with_context(|| format!("starting {} run", exe.display()))?;
+        let pid = child.id().context("the worker exited at once")?;
+        Ok(WorkerProcess { child, pid, config })
+    }
+
+    fn proc_file(&self, name: &str) -> anyhow::Result<String> {
+        std::fs::read_to_string(format!("/proc/{}/{name}", self.pid))
+            .with_context(|| format!("reading /proc/{}/{name} (the worker process)", self.pid))
+    }
+
+    /// User + system CPU time so far (all threads, /proc/<pid>/stat fields 14 and 15).
+    fn cpu(&self) -> anyhow::Result<Duration> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default().split_whitespace().collect();
+        let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok()).context("unreadable /proc stat");
+        let ticks = field(14)? + field(15)?;
+        let hz = rustix::param::clock_ticks_per_second().max(1);
+        Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+    }
+
+    /// Peak resident set size so far (VmHWM).
+    fn peak_rss(&self) -> anyhow::Result<u64> {
+        let status = self.proc_file("status")?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .context("no VmHWM in /proc/<pid>/status")?;
+        Ok(kib * 1024)
+    }
+
+    /// SIGTERM (the worker finishes in-flight jobs and drains its outbox), then wait for it.
+    async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(&self.config);
+        if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(120), self.child.wait()).await {
+            Ok(status) => {
+                let status = status?;
+                anyhow::ensure!(status.success(), "the worker exited with {status}");
+                Ok(())
+            }
+            Err(_) => {
+                let _ = self.child.kill().await;
+                anyhow::bail!("the worker did not stop within 120 s of SIGTERM")
+            }
+        }
+    }
+}
+
+/// The server's transaction counter for the bench database.
+struct ServerStats {
+    client: tokio_postgres::Client,
+    database: String,
+}
+
+impl ServerStats {
+    /// Connects to the `postgres` database of the same server, so that reading the counter does
+    /// not count as a transaction of the bench database.
+    async fn connect(database_url: &str) -> anyhow::Result<ServerStats> {
+        let mut url = reqwest::Url::parse(database_url).context("EINVOICE_BENCH_DATABASE_URL is not a URL")?;
+        let database = url.path().trim_start_matches('/').to_string();
+        url.set_path("/postgres");
+        let (client, connection) = tokio_postgres::connect(url.as_str(), tokio_postgres::NoTls)
+            .await
+            .context("connecting to the server's postgres database for its statistics")?;
+        tokio::spawn(connection);
+        Ok(ServerStats { client, database })
+    }
+
+    /// Committed + rolled-back transactions of the bench database, once the counters have settled:
+    /// backends flush them when they end, a moment after their client has gone.
+    async fn transactions(&self) -> anyhow::Result<u64> {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let row = self
+            .client
+            .query_one(
+                "SELECT (xact_commit + xact_rollback)::bigint FROM pg_stat_database WHERE datname = $1",
+                &[&self.database],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+}
+
+/// Messages the worker sent to PostgreSQL, counted on the wire.
+#[derive(Default)]
+struct WireCounts {
+    round_trips: AtomicU64,
+    statements: AtomicU64,
+    parses: AtomicU64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct WireSnapshot {
+    round_trips: u64,
+    statements: u64,
+    parses: u64,
+}
+
+impl WireCounts {
+    fn snapshot(&self) -> WireSnapshot {
+        WireSnapshot {
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            statements: self.statements.load(Ordering::Relaxed),
+            parses: self.parses.load(Ordering::Relaxed),
+        }
+    }
+    fn count(&self, message_type: u8) {
+        match message_type {
+            // Simple query: one round trip, (at least) one statement.
+            b'Q' => {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+                self.statements.fetch_add(1, Ordering::Relaxed);
+            }
+            // Sync ends an extended-protocol exchange: the client waits for ReadyForQuery.
+            b'S' => {
+                self.round_trips.fetch_add(1, Ordering::Relaxed);
+            }
+            b'E' => {
+                self.statements.fetch_add(1, Ordering::Relaxed);
+            }
+            b'P' => {
+                self.parses.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Splits the client → server byte stream into protocol messages: the first ones (startup, SSL
+/// or GSS requests) have no type byte, every later one is a type byte plus a 4-byte length.
+#[derive(Default)]
+struct FrameReader {
+    started: bool,
+    header: Vec<u8>,
+    skip: usize,
+}
+
+impl FrameReader {
+    fn feed(&mut self, mut bytes: &[u8], counts: &WireCounts) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let header_len = if self.started { 5 } else { 8 };
+            let n = (header_len - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() < header_len {
+                break;
+            }
+            if self.started {
+                counts.count(self.header[0]);
+                let len = u32::from_be_bytes([self.header[1], self.header[2], self.header[3], self.header[4]]);
+                self.skip = (len as usize).saturating_sub(4);
+            } else {
+                let len = u32::from_be_bytes([self.header[0], self.header[1], self.header[2], self.header[3]]);
+                let code = u32::from_be_bytes([self.header[4], self.header[5], self.header[6], self.header[7]]);
+                // SSLRequest and GSSENCRequest come before the real startup message.
+                const SSL_REQUEST: u32 = 80_877_103;
+                const GSSENC_REQUEST: u32 = 80_877_104;
+                self.started = code != SSL_REQUEST && code != GSSENC_REQUEST;
+                self.skip = (len as usize).saturating_sub(8);
+            }
+            self.header.clear();
+        }
+    }
+}
+
+/// A loopback TCP relay in front of PostgreSQL that counts what the worker sends.
+struct PgCountingProxy {
+    /// The database URL with the relay's address.
+    url: String,
+    counts: Arc<WireCounts>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgCountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PgCountingProxy {
+    async fn start(database_url: &str) -> anyhow::Result<PgCountingProxy> {
+        let mut url = reqwest::Url::parse(database_url).context("EINVOICE_BENCH_DATABASE_URL is not a URL")?;
+        let upstream = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        url.set_host(Some("127.0.0.1")).map_err(|e| anyhow::anyhow!("cannot point the database URL at the relay: {e}"))?;
+        url.set_port(Some(addr.port())).map_err(|_| anyhow::anyhow!("cannot set the relay's port in the database URL"))?;
+        let counts = Arc::new(WireCounts::default());
+        let task = tokio::spawn(Self::serve(listener, upstream, counts.clone()));
+        Ok(PgCountingProxy { url: url.to_string(), counts, task })
+    }
+
+    async fn serve(listener: tokio::net::TcpListener, upstream: String, counts: Arc<WireCounts>) {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((client, _)) = listener.accept().await {
+            let (upstream, counts) = (upstream.clone(), counts.clone());
+            connections.spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    return;
+                };
+                let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = async {
+                    let (mut buf, mut frames) = (vec![0u8; 64 * 1024], FrameReader::default());
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return server_write.shutdown().await;
+                        }
+                        frames.feed(&buf[..n], &counts);
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                let _ = tokio::join!(upstream, downstream);
+            });
+        }
+    }
+}
+
 fn ms(d: Option<Duration>) -> String {
     d.map(|d| format!("{:.0}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into())
+}
+
+fn num(x: Option<f64>, decimals: usize) -> String {
+    x.map(|x| format!("{x:.decimals$}")).unwrap_or_else(|| "-".into())
 }
 
 fn print_report(opts: &BenchOptions, report: &BenchReport) {
     println!();
     println!(
-        "{:<26} {:<10} {:>8} {:>11} {:>8} {:>8} {:>11}  generate calls",
-        "scenario", "provider", "prefetch", "invoices/s", "p50 ms", "p99 ms", "vs baseline"
+        "{:<8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "scenario",
+        "prefetch",
+        "IRP ms",
+        "msgs",
+        "msgs/s",
+        "÷ floor",
+        "p50 ms",
+        "p99 ms",
+        "p50/run",
+        "CPU ms/msg",
+        "PG RT/msg",
+        "stmt/msg",
+        "xact/msg",
+        "peak RSS"
     );
-    for r in &report.results {
-        let check = if r.generate_calls == r.expected_calls { "ok" } else { "WRONG" };
+    for r in report.all() {
         println!(
-            "{:<26} {:<10} {:>8} {:>11.1} {:>8} {:>8} {:>10.2}x  {} (expected {}) {check}",
+            "{:<8} {:>8} {:>7} {:>6} {:>9.1} {:>7.3}x {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8} {:>9}",
             r.label,
-            r.provider.as_str(),
             r.prefetch,
+            r.latency_ms,
+            r.messages,
             r.per_second(),
+            report.vs_floor(r),
             ms(r.percentile(0.50)),
             ms(r.percentile(0.99)),
-            report.ratio(r),
-            r.generate_calls,
-            r.expected_calls
+            num(r.p50_share(), 2),
+            num(r.cpu_ms_per_message(), 2),
+            num(r.round_trips_per_message(), 1),
+            num(r.statements_per_message(), 1),
+            num(r.transactions_per_message(), 1),
+            r.peak_rss_mib().map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "-".into()),
         );
     }
-    if opts.latency_ms > 0 {
-        println!(
-            "\nAt {} ms per IRP call, one call at a time cannot exceed {:.0} invoices/s; p50/p99 run from each \
-             publish to its reply, so they include the wait behind the rest of the burst.",
-            opts.latency_ms,
-            1000.0 / opts.latency_ms as f64
-        );
-    }
+    println!(
+        "\nLittle's law: {} in flight at {} ms per IRP call allows {:.0} msgs/s for this burst; measured {:.1} = ratio {:.2}",
+        opts.little_in_flight,
+        opts.little_latency_ms,
+        report.little_ideal_per_second,
+        report.little.per_second(),
+        report.little_ratio()
+    );
+    println!(
+        "CPU and peak RSS are the worker process's own; PG RT (round trips: Sync + Query messages) and stmt \
+         (Execute + Query) are counted on the wire, xact by the server (pg_stat_database, including the worker's start and stop)."
+    );
     let mut failed = false;
-    for r in &report.results {
+    for r in report.all() {
         if r.missing() > 0 {
             failed = true;
-            println!("FAIL {}: {} of {} replies missing after the timeout", r.label, r.missing(), r.invoices);
+            println!("FAIL {}: {} of {} replies missing after the timeout", r.label, r.missing(), r.messages);
         }
         if !r.unexpected.is_empty() {
             failed = true;
             println!("FAIL {}: {} unexpected replies, e.g. {}", r.label, r.unexpected.len(), r.unexpected[0]);
         }
-        if r.generate_calls != r.expected_calls {
+        if let Some((seen, want)) = r.generate_calls.filter(|(seen, want)| seen != want) {
             failed = true;
-            println!(
-                "FAIL {}: the simulator saw {} generate calls, expected {}",
-                r.label, r.generate_calls, r.expected_calls
-            );
+            println!("FAIL {}: the simulator saw {seen} generate calls, expected {want}", r.label);
         }
     }
     if !failed {
         println!("all replies arrived; one generate call per fresh invoice, none on the replay");
+    }
+    println!("BENCH_RESULT {}", report.json());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(ty: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![ty];
+        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[test]
+    fn frame_reader_counts_messages_split_anywhere() {
+        // An SSLRequest, the startup message, then a simple query and an extended-protocol exchange.
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&8u32.to_be_bytes());
+        stream.extend_from_slice(&80_877_103u32.to_be_bytes());
+        let startup = b"\x00\x03\x00\x00user\x00postgres\x00\x00";
+        stream.extend_from_slice(&(startup.len() as u32 + 4).to_be_bytes());
+        stream.extend_from_slice(startup);
+        stream.extend(message(b'Q', b"BEGIN\0"));
+        for ty in [b'P', b'D', b'S', b'B', b'E', b'S'] {
+            stream.extend(message(ty, b"\0\0xyz"));
+        }
+        // Q inside a payload must not be counted: its bytes belong to the message before.
+        stream.extend(message(b'B', b"QQQQSSSS"));
+        for chunk in [1, 3, 7, stream.len()] {
+            let counts = WireCounts::default();
+            let mut reader = FrameReader::default();
+            for part in stream.chunks(chunk) {
+                reader.feed(part, &counts);
+            }
+            let s = counts.snapshot();
+            assert_eq!((s.round_trips, s.statements, s.parses), (3, 2, 1), "chunks of {chunk}");
+        }
     }
 }

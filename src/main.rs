@@ -49,13 +49,27 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
-    /// Throughput against the built-in simulator: prefetch 1 (baseline), 8, 32, 64, the other protocol, a replay.
+    /// Throughput against the built-in simulator, as a ratio of a bare RabbitMQ floor measured in the
+    /// same run; the worker's CPU, PostgreSQL round trips and peak RSS per message; Little's ratio.
     Bench {
-        #[arg(long, default_value_t = 400)]
+        /// Invoices in the fresh, replay and floor passes.
+        #[arg(long, default_value_t = 1000)]
         invoices: usize,
-        /// Simulated IRP latency per API call.
-        #[arg(long, default_value_t = 20)]
+        /// Prefetch of the worker and of the bare floor.
+        #[arg(long, default_value_t = 1000)]
+        prefetch: u16,
+        /// Simulated IRP latency per API call in the fresh pass.
+        #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Little's-law scenario: simulated IRP latency per API call.
+        #[arg(long, default_value_t = 300)]
+        little_latency_ms: u64,
+        /// Little's-law scenario: messages in flight (the worker's prefetch).
+        #[arg(long, default_value_t = 1000)]
+        little_in_flight: u16,
+        /// Little's-law scenario: invoices (default: twice the in-flight count).
+        #[arg(long)]
+        little_invoices: Option<usize>,
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
@@ -153,9 +167,18 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Cmd::Bench { invoices, latency_ms, provider } => {
+        Cmd::Bench { invoices, prefetch, latency_ms, little_latency_ms, little_in_flight, little_invoices, provider } => {
             telemetry::init(Default::default(), "warn");
-            let report = bench::run(bench::BenchOptions::from_env(invoices, latency_ms, provider.into())).await?;
+            let opts = bench::BenchOptions {
+                invoices,
+                prefetch,
+                latency_ms,
+                little_latency_ms,
+                little_in_flight,
+                little_invoices: little_invoices.unwrap_or(2 * usize::from(little_in_flight)),
+                ..bench::BenchOptions::from_env(provider.into())?
+            };
+            let report = bench::run(opts).await?;
             if !report.passed() {
                 return Ok(ExitCode::FAILURE);
             }
