@@ -486,7 +486,16 @@ async fn audit(rig: &mut Rig, mix: &Mix, sent: &[(String, Sent)], resent_unconfi
     }
     let multi_irn = irns.values().filter(|s| s.len() > 1).count();
     let stats = rig.sim.core.stats();
-    let double_generate = stats.generate_per_irn.values().filter(|n| **n > 1).count();
+    let doubles: Vec<String> = stats
+        .generate_per_irn
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(irn, n)| {
+            let doc = rig.sim.core.document(irn).map(|d| d.doc_number).unwrap_or_default();
+            format!("{doc}: {n} generate calls")
+        })
+        .collect();
+    let double_generate = doubles.len();
     let false_pauses = events.iter().filter(|e| e.event_type == "gstin.paused").count();
 
     // The store and the queues.
@@ -497,6 +506,18 @@ async fn audit(rig: &mut Rig, mix: &Mix, sent: &[(String, Sent)], resent_unconfi
         count("SELECT count(*) FROM jobs WHERE status NOT IN ('generated', 'rejected', 'cancelled')").await;
     let pause_rows = count("SELECT count(*) FROM gstin_pauses").await;
     let jobs_generated = count("SELECT count(*) FROM jobs WHERE status = 'generated'").await;
+    let unfinished_rows: Vec<String> = c
+        .query("SELECT doc_number, status, attempts, last_error::text FROM jobs WHERE status NOT IN ('generated', 'rejected', 'cancelled') ORDER BY doc_number", &[])
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let err: Option<String> = r.get(3);
+                    format!("{} {} (attempts {}): {}", r.get::<_, String>(0), r.get::<_, String>(1), r.get::<_, i32>(2), err.unwrap_or_default().chars().take(160).collect::<String>())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let depths = blocking(|| rig.queue_depths());
     let dead = depths.get(&rig.topology.dead).copied().unwrap_or(0);
     let stuck: i64 = depths
@@ -578,6 +599,8 @@ async fn audit(rig: &mut Rig, mix: &Mix, sent: &[(String, Sent)], resent_unconfi
         ("lost".into(), lost),
         ("answered twice".into(), twice),
         ("invoices not generated".into(), invoice_not_generated),
+        ("double generate".into(), doubles),
+        ("unfinished jobs".into(), unfinished_rows),
         ("secret lines".into(), secret_lines),
         ("worker crashes".into(), rig.workers.unexpected_exits.clone()),
         ("bad command outcomes".into(), bad_outcome.iter().map(|(k, v)| format!("{v:>4} {k}")).collect()),
