@@ -51,6 +51,13 @@ pub struct Faults {
     pub sync_activates: Vec<String>,
     /// (gstin → password): when set for a GSTIN, any other password fails auth with 1008.
     pub passwords: HashMap<String, String>,
+    /// Shares (0.0–1.0) drawn from the simulator's seeded RNG (`SimCore::seed`), for soak and
+    /// fault tests: generate calls that commit then hang `timeout_hang_ms`, and API calls
+    /// answering 1005 although the token is valid (`fail_5xx_ratio` is the 503 share).
+    pub p_commit_then_timeout: f64,
+    pub p_force_1005: f64,
+    /// An IRP outage: every API call (not auth) answers 503 while set.
+    pub outage: bool,
 }
 
 /// Counters a test asserts on.
@@ -64,6 +71,8 @@ pub struct SimStats {
     pub other_calls: u64,
     pub injected_5xx: u64,
     pub injected_1005: u64,
+    /// Generate calls that committed and then answered too late (the ambiguous case).
+    pub injected_commit_timeouts: u64,
     /// Generate calls per IRN (whether or not they created it).
     pub generate_per_irn: HashMap<String, u64>,
 }
@@ -116,6 +125,8 @@ struct Store {
 pub struct SimCore {
     store: Mutex<Store>,
     faults: Mutex<Faults>,
+    /// Draws for the probabilistic faults; seeded so a fault run can be repeated.
+    rng: Mutex<rand::rngs::StdRng>,
     token_seq: AtomicU64,
     pub signing_key: RsaPrivateKey,
     pub nic_key: RsaPrivateKey,
@@ -137,6 +148,7 @@ impl SimCore {
         SimCore {
             store: Mutex::new(Store::default()),
             faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
+            rng: Mutex::new(rand::SeedableRng::from_entropy()),
             token_seq: AtomicU64::new(1),
             signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key"),
             nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM).expect("bundled simulator key"),
@@ -145,6 +157,14 @@ impl SimCore {
 
     pub fn stats(&self) -> SimStats {
         self.store.lock().expect("sim lock").stats.clone()
+    }
+    /// Seed the RNG behind the probabilistic faults (`fail_5xx_ratio`, `p_*`).
+    pub fn seed(&self, seed: u64) {
+        *self.rng.lock().expect("sim lock") = rand::SeedableRng::seed_from_u64(seed);
+    }
+    /// One draw with probability `p` from the seeded RNG.
+    fn chance(&self, p: f64) -> bool {
+        p > 0.0 && self.rng.lock().expect("sim lock").gen_bool(p.min(1.0))
     }
     pub fn faults(&self) -> Faults {
         self.faults.lock().expect("sim lock").clone()
@@ -179,9 +199,11 @@ impl SimCore {
     /// Applied at the start of every API call (not auth): latency, 5xx, forced 1005.
     /// `Err(None)` = answer HTTP 503; `Err(Some(e))` = answer with that IRP error.
     pub async fn before_call(&self) -> Result<(), Option<SimError>> {
-        let (latency, five, ratio, f1005) = {
+        let (latency, five, ratio, f1005, p1005) = {
             let mut f = self.faults.lock().expect("sim lock");
-            let five = if f.fail_next_5xx > 0 {
+            let five = if f.outage {
+                true
+            } else if f.fail_next_5xx > 0 {
                 f.fail_next_5xx -= 1;
                 true
             } else {
@@ -193,16 +215,16 @@ impl SimCore {
             } else {
                 false
             };
-            (f.latency_ms, five, f.fail_5xx_ratio, f1005)
+            (f.latency_ms, five, f.fail_5xx_ratio, f1005, f.p_force_1005)
         };
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        if five || (ratio > 0.0 && rand::thread_rng().gen_bool(ratio.min(1.0))) {
+        if five || self.chance(ratio) {
             self.store.lock().expect("sim lock").stats.injected_5xx += 1;
             return Err(None);
         }
-        if f1005 {
+        if f1005 || self.chance(p1005) {
             self.store.lock().expect("sim lock").stats.injected_1005 += 1;
             return Err(Some(SimError::one("1005", "Invalid Token")));
         }
@@ -372,9 +394,14 @@ impl SimCore {
                 f.timeout_commit_next -= 1;
                 Some(Duration::from_millis(f.timeout_hang_ms))
             } else {
-                None
+                let (p, ms) = (f.p_commit_then_timeout, f.timeout_hang_ms);
+                drop(f);
+                self.chance(p).then(|| Duration::from_millis(ms))
             }
         };
+        if hang.is_some() {
+            self.count(|c| c.injected_commit_timeouts += 1);
+        }
         (Ok(answer), hang)
     }
 
