@@ -123,7 +123,11 @@ async fn the_pool_has_its_own_size_and_the_relay_publishes_while_jobs_hold_every
         reply_to: None,
         request_id: None,
     };
-    app.db.enqueue_events(&[plain_event(&meta, "command.rejected", json!({"errors": []}))]).await.unwrap();
+    app.db.enqueue_events(&[plain_event(
+            &meta,
+            "command.rejected",
+            json!({"errors": [{"source": "envelope", "path": "", "code": "UNKNOWN_COMMAND", "message": "test"}], "dead_lettered": false}),
+        )]).await.unwrap();
     ctx.relay_wake.notify_one();
     let ev = app.next_event(15).await;
     assert_eq!(ev["correlation_id"], "relay-own-connection", "{ev}");
