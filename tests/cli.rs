@@ -30,6 +30,29 @@ fn validate_accepts_the_samples_and_names_every_problem_of_a_broken_file() {
 }
 
 #[test]
+fn validate_uses_the_configured_ship_to_rules() {
+    let dir = std::env::temp_dir().join(format!("einvoice-cli-ship-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ship-to-buyer.json");
+    let mut inv = einvoice_worker::samples::stamped("b2b-intra-goods", None);
+    // Goods shipped to the buyer's own GSTIN: IRP error 2323 once the advisory applies.
+    inv["ShipDtls"] = serde_json::json!({"Gstin": "29AADCT5519H1Z4", "LglNm": "Tumkur Auto Components Ltd",
+        "Addr1": "Plant 2", "Loc": "Tumakuru", "Pin": 572106, "Stcd": "29"});
+    std::fs::write(&file, inv.to_string()).unwrap();
+
+    let off = bin().arg("validate").arg(&file).env_remove("EINVOICE_SHIP_TO_RULES").output().unwrap();
+    assert!(off.status.success(), "{}", String::from_utf8_lossy(&off.stdout));
+    let on = bin().arg("validate").arg(&file).env("EINVOICE_SHIP_TO_RULES", "2026-08-01").output().unwrap();
+    assert_eq!(on.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&on.stdout);
+    assert!(text.contains("ShipDtls.Gstin [SHIP_TO_SAME_AS_BUYER]") && text.contains("2323"), "{text}");
+    let bad = bin().arg("validate").arg(&file).env("EINVOICE_SHIP_TO_RULES", "soon").output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("soon"), "{}", String::from_utf8_lossy(&bad.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn publish_refuses_a_command_the_worker_would_reject_before_connecting() {
     let out = bin()
         .args(["publish", "irn.cancel", "--gstin", "29AAGCP4821K1Z3", "--irn", "nothex", "--reason", "9"])

@@ -6,6 +6,12 @@
 //! of the IRP: shape and types, GSTINs, states and PINs, document number and
 //! date, items, tax split and totals.
 //!
+//! Layout: [`fields`] is the schema's field table (every field's type, required-ness,
+//! length, pattern, decimals and range); `read` applies it to each field read, and
+//! `sweep` reads the fields no rule needs. The business rules sit on top by family:
+//! `header` (transaction, document), `parties` (GSTINs, states, PINs, ship-to advisory),
+//! `arithmetic` (taxes and totals, in [`money`] decimals), `export`, `ewb`.
+//!
 //! Design notes:
 //! * The input is never trusted to be well-typed: each field is read with a
 //!   helper that records `REQUIRED`/`INVALID_TYPE` and returns `None`, and
@@ -244,10 +250,8 @@ pub fn validate_invoice(
     if let Some(m) = cx.object(root, "", "DispDtls", false) {
         cx.party(m, "DispDtls", PartyRole::Dispatch, is_export);
     }
-    let ship = match cx.object(root, "", "ShipDtls", false) {
-        Some(m) => Some(cx.party(m, "ShipDtls", PartyRole::Ship, is_export)),
-        None => None,
-    };
+    let ship_dtls = cx.object(root, "", "ShipDtls", false);
+    let ship = ship_dtls.map(|m| cx.party(m, "ShipDtls", PartyRole::Ship, is_export));
     cx.cross_party(&seller, &buyer, seller_gstin_hint);
     cx.reverse_charge(&tran);
 
