@@ -49,8 +49,7 @@ pub fn check_event(event: &Value) {
         panic!("an event without event_type: {event:#}");
     };
     let v = validator(event_type);
-    let problems: Vec<String> =
-        v.iter_errors(event).map(|e| format!("  at {}: {}", e.instance_path(), e)).collect();
+    let problems: Vec<String> = v.iter_errors(event).map(|e| format!("  at {}: {}", e.instance_path(), e)).collect();
     assert!(
         problems.is_empty(),
         "`{event_type}` event violates docs/asyncapi.yaml:\n{}\nevent: {event:#}",
