@@ -4,6 +4,7 @@
 mod helpers;
 
 mod crash;
+mod faults;
 mod generate;
 mod jobs;
 mod reconcile;
