@@ -42,7 +42,7 @@ use rand::RngCore as _;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::amqp::{self, topology::RETRY_TIERS, Topology};
+use crate::amqp::{self, Topology};
 use crate::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
 use crate::runtime::worker;
 use crate::samples::{self, SAMPLES};
@@ -644,7 +644,7 @@ async fn publish_all(
 async fn delete_topology(conn: &Connection, t: &Topology) -> Result<(), lapin::Error> {
     let ch = conn.create_channel().await?;
     let mut queues = vec![t.jobs.clone(), t.dead.clone(), t.unrouted.clone()];
-    queues.extend(RETRY_TIERS.iter().map(|(suffix, _)| t.retry_queue(suffix)));
+    queues.extend(t.retry_queues());
     for q in queues {
         ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await?;
     }

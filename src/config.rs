@@ -102,6 +102,36 @@ fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sec
     string_or_number(d).map(SecretString::from)
 }
 
+/// `EINVOICE_RETRY_TIERS_SECS`: "5,30,300" (or a TOML array), strictly ascending positive seconds.
+fn retry_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<u64>),
+        One(u64),
+        Text(String),
+    }
+    let bad = |why: &str| {
+        serde::de::Error::custom(format!("retry_tiers_secs {why}: give ascending seconds, e.g. \"5,30,300\""))
+    };
+    let tiers = match Raw::deserialize(d)? {
+        Raw::List(v) => v,
+        Raw::One(n) => vec![n],
+        Raw::Text(s) => s
+            .split(',')
+            .map(|t| t.trim().parse::<u64>().map_err(|_| bad(&format!("has '{}', which is not a number", t.trim()))))
+            .collect::<Result<_, _>>()?,
+    };
+    if tiers.is_empty() || tiers[0] == 0 || tiers.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(bad("must be positive and strictly ascending"));
+    }
+    // The delay is a per-queue TTL in milliseconds (a 32-bit value at the broker).
+    if tiers.iter().any(|t| *t > u64::from(u32::MAX) / 1000) {
+        return Err(bad("has a tier longer than 49 days"));
+    }
+    Ok(tiers)
+}
+
 fn default_ip() -> String {
     "127.0.0.1".into()
 }
@@ -135,6 +165,11 @@ pub struct Settings {
     pub retry_max_times: usize,
     /// How long a job may keep being rescheduled for transient failures before `*.failed`.
     pub retry_max_age_secs: u64,
+    /// Delays of the durable retry queues, one queue per tier: the n-th failure waits the n-th
+    /// (then the last) tier; a benign wait (busy document, paused GSTIN) picks the tier that
+    /// fits the known end of the wait and does not advance the failure count.
+    #[serde(deserialize_with = "retry_tiers")]
+    pub retry_tiers_secs: Vec<u64>,
     /// Refresh a token this long before its expiry.
     pub token_refresh_margin_secs: i64,
     /// base64 of 32 bytes: encrypts tokens and SEKs at rest. Unset = a built-in development key.
@@ -185,6 +220,7 @@ struct Defaults {
     retry_max_delay_ms: u64,
     retry_max_times: usize,
     retry_max_age_secs: u64,
+    retry_tiers_secs: &'static str,
     token_refresh_margin_secs: i64,
     lease_secs: i64,
     relaxed_gstin_check_digit: bool,
@@ -213,6 +249,7 @@ impl Settings {
             retry_max_delay_ms: 10_000,
             retry_max_times: 4,
             retry_max_age_secs: 6 * 3600,
+            retry_tiers_secs: "5,30,300",
             token_refresh_margin_secs: 600,
             lease_secs: 120,
             relaxed_gstin_check_digit: false,
@@ -501,6 +538,17 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("csecret"), "{dbg}");
         assert_eq!(s.prefetch, 32);
+    }
+
+    #[test]
+    fn retry_tiers_parse_from_text_or_array_and_must_ascend() {
+        assert_eq!(Settings::from_toml("").unwrap().retry_tiers_secs, [5, 30, 300]);
+        assert_eq!(Settings::from_toml("retry_tiers_secs = \"1, 2,60\"").unwrap().retry_tiers_secs, [1, 2, 60]);
+        assert_eq!(Settings::from_toml("retry_tiers_secs = [2, 600]").unwrap().retry_tiers_secs, [2, 600]);
+        for bad in ["\"30,5\"", "\"0,5\"", "\"\"", "\"5,x\""] {
+            let e = Settings::from_toml(&format!("retry_tiers_secs = {bad}")).unwrap_err().to_string();
+            assert!(e.contains("retry_tiers_secs"), "{bad}: {e}");
+        }
     }
 
     #[test]

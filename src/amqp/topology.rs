@@ -9,9 +9,11 @@
 //!   the broker returns there, rather than giving `einvoice.events` an alternate exchange: an
 //!   existing exchange cannot gain arguments (redeclaring fails with PRECONDITION_FAILED), so
 //!   this works unchanged on deployments made by earlier versions;
-//! - `einvoice.retry` (topic) → tier queues `einvoice.retry.5s|30s|5m`, each with a queue TTL
-//!   that dead-letters back into `einvoice.commands` under the original routing key. The
-//!   worker picks a tier with the `BCC` header, so the routing key survives the round trip.
+//! - `einvoice.retry` (topic) → tier queues, one per `EINVOICE_RETRY_TIERS_SECS` delay (default
+//!   `einvoice.retry.5s|30s|5m`), each with a queue TTL that dead-letters back into
+//!   `einvoice.commands` under the original routing key. The worker picks a tier with the `BCC`
+//!   header, so the routing key survives the round trip. A queue is named by its delay, so
+//!   changing the tiers declares new queues instead of clashing with the old queues' TTL.
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
@@ -19,8 +21,14 @@ use lapin::{Channel, ExchangeKind};
 use super::AmqpError;
 use crate::config::Settings;
 
-/// Retry tiers: (suffix, delay in ms).
-pub const RETRY_TIERS: [(&str, u32); 3] = [("5s", 5_000), ("30s", 30_000), ("5m", 300_000)];
+/// A retry tier's queue-name suffix: "5s", "30s", "5m", "2h".
+fn tier_suffix(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
 
 /// Every name, with the deployment's namespace prefix applied.
 #[derive(Debug, Clone)]
@@ -34,6 +42,8 @@ pub struct Topology {
     /// Events no queue was bound for.
     pub unrouted: String,
     pub delivery_limit: u32,
+    /// The retry tiers, shortest first: (queue name, delay in ms).
+    pub retry_tiers: Vec<(String, u32)>,
 }
 
 impl Topology {
@@ -47,6 +57,11 @@ impl Topology {
             retry: s.name("einvoice.retry"),
             unrouted: s.name("einvoice.unrouted"),
             delivery_limit: s.delivery_limit,
+            retry_tiers: s
+                .retry_tiers_secs
+                .iter()
+                .map(|secs| (format!("{}.{}", s.name("einvoice.retry"), tier_suffix(*secs)), (secs * 1000) as u32))
+                .collect(),
         }
     }
 
@@ -54,10 +69,22 @@ impl Topology {
         format!("{}.{tier}", self.retry)
     }
 
-    /// The tier for the n-th reschedule (1-based): 5 s, 30 s, then 5 min.
+    /// The tier for the n-th reschedule after a failure (1-based): 5 s, 30 s, then 5 min.
     pub fn retry_tier(&self, n: u32) -> (String, u32) {
-        let (suffix, ms) = RETRY_TIERS[(n.saturating_sub(1) as usize).min(RETRY_TIERS.len() - 1)];
-        (self.retry_queue(suffix), ms)
+        self.retry_tiers[(n.saturating_sub(1) as usize).min(self.retry_tiers.len() - 1)].clone()
+    }
+
+    /// The tier for a wait of `ms`: the shortest tier at least that long (the message carries
+    /// `ms` as its own expiration, so it comes back after `ms`, or at most the tier's delay when
+    /// an earlier message holds the queue's head), or the longest tier when none is.
+    pub fn wait_tier(&self, ms: u32) -> (String, u32) {
+        let last = self.retry_tiers.len() - 1;
+        self.retry_tiers.iter().find(|(_, t)| *t >= ms).unwrap_or(&self.retry_tiers[last]).clone()
+    }
+
+    /// Every retry tier's queue name.
+    pub fn retry_queues(&self) -> Vec<String> {
+        self.retry_tiers.iter().map(|(q, _)| q.clone()).collect()
     }
 
     /// Declare everything; idempotent, so every worker does it at start.
@@ -91,10 +118,9 @@ impl Topology {
             FieldTable::default(),
         )
         .await?;
-        for (suffix, ttl) in RETRY_TIERS {
-            let name = self.retry_queue(suffix);
+        for (name, ttl) in &self.retry_tiers {
             let mut args = quorum();
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl as i64));
+            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(*ttl as i64));
             args.insert("x-dead-letter-exchange".into(), lstr(&self.commands));
             ch.queue_declare(name.as_str().into(), q, args).await?;
             ch.queue_bind(

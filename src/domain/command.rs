@@ -407,6 +407,8 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
             Problem::new("", "INVALID_TYPE", format!("the message must be a JSON object, found {}", type_name(&value))),
         ));
     }
+    // No stored text can hold a NUL: refuse it wherever it is, with its path.
+    let nul = super::text::nul_problems(&value);
     let relaxed = opts.validation.relaxed_gstin_check_digit;
     let mut r = Reader { body: &value, problems: Vec::new() };
     let cmd = match kind {
@@ -546,10 +548,11 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         }
     };
     match cmd {
-        Some(command) => Ok(Parsed { command, request_id }),
-        None => {
+        Some(command) if nul.is_empty() => Ok(Parsed { command, request_id }),
+        _ => {
             let document = if kind == JobKind::IrnGenerate { document_as_given(&value).map(Box::new) } else { None };
-            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems: r.problems, document })
+            let problems = nul.into_iter().chain(r.problems).collect();
+            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems, document })
         }
     }
 }

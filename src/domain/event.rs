@@ -69,6 +69,10 @@ pub struct CommandMeta {
     pub request_id: Option<String>,
 }
 
+/// Not terminal: a generate call may have reached the IRP and the worker is settling it by
+/// lookup; `irn.generated` or `irn.failed` follows.
+pub const IRN_IN_DOUBT: &str = "irn.in_doubt";
+
 /// The event envelope. `data` holds the type-specific fields documented in `docs/asyncapi.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -15,6 +15,7 @@
 //! * [`command`]: commands parsed from AMQP messages (every problem collected, with its path).
 //! * [`event`]: the result events the worker publishes.
 //! * [`outcome`]: the one table that classifies every IRP answer.
+//! * [`text`]: NUL characters, which no stored text may hold.
 
 pub mod codes;
 pub mod command;
@@ -24,6 +25,7 @@ pub mod gstin;
 pub mod invoice;
 pub mod outcome;
 pub mod problem;
+pub mod text;
 
 pub use codes::SupplyType;
 pub use document::{DocDate, DocNumber, DocType, DocumentError, DocumentKey, FinancialYear};

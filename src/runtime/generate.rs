@@ -8,15 +8,19 @@
 //! 4. 2150 "Duplicate IRN" is resolved to the existing IRN after comparing seller GSTIN,
 //!    buyer GSTIN and total with the signed invoice;
 //! 5. transient trouble that outlasts the in-process budget parks the job and reschedules the
-//!    message; past `EINVOICE_RETRY_MAX_AGE_SECS` the job ends `irn.failed`.
+//!    message; past `EINVOICE_RETRY_MAX_AGE_SECS` the job ends `irn.failed` when nothing can have
+//!    been registered, or else is reported `irn.in_doubt` (once) and re-checked through the
+//!    retry queue, lookup first, until the IRP answers: then `irn.generated` or `irn.failed`.
+//!    Terminal events are final.
 use chrono::Utc;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use super::calls::{call, Resend};
 use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, paused, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
-use crate::domain::event::{CommandMeta, ErrorItem};
+use crate::domain::event::{CommandMeta, ErrorItem, IRN_IN_DOUBT};
 use crate::domain::invoice::ValidInvoice;
 use crate::domain::outcome::{Class, Operation};
 use crate::domain::Gstin;
@@ -36,6 +40,8 @@ enum Outcome {
         errors: Vec<ErrorItem>,
         in_doubt: bool,
     },
+    /// Past the retry budget, the IRP confirmed (2154) it has no IRN for the in-doubt document.
+    NotRegistered,
 }
 
 pub async fn handle(
@@ -55,9 +61,11 @@ pub async fn handle(
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
         let errors = vec![paused(gstin.as_str(), until)];
-        return Ok(Disposition::Reschedule { attempt, errors });
+        return Ok(Disposition::Wait { until, attempt, errors });
     }
     let request = invoice.irp_json();
+    // The lease belongs to this attempt (this delivery), not to the process.
+    let attempt_id = Uuid::new_v4();
     let claim = ctx
         .db
         .claim_generate(
@@ -65,7 +73,7 @@ pub async fn handle(
             &invoice.doc_date().to_string(),
             provider.kind().as_str(),
             request,
-            ctx.worker_id,
+            attempt_id,
             ctx.settings.lease_secs,
         )
         .await?;
@@ -100,15 +108,46 @@ pub async fn handle(
         Claim::Busy(until) => {
             let errors = vec![ErrorItem::worker(
                 "DOCUMENT_BUSY",
-                format!("another worker is registering this document (lease until {until}); retrying later"),
+                format!("another attempt is registering this document (lease until {until}); checking again shortly"),
             )];
-            return Ok(Disposition::Reschedule { attempt, errors });
+            // The lease's end is only the worst case: the other attempt usually finishes within
+            // one IRP call, so look again after the shortest tier if that is sooner.
+            let first_tier = i64::from(ctx.topology.retry_tier(1).1);
+            let until = until.min(Utc::now() + chrono::Duration::milliseconds(first_tier));
+            return Ok(Disposition::Wait { until, attempt, errors });
         }
         Claim::Owned { job, ambiguous } => (job, ambiguous),
     };
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
-    let outcome = register(ctx, gstin, provider.as_ref(), invoice, &doc, &mut ambiguous).await;
+    let outcome = if ambiguous && past_max_age(ctx, &job) {
+        // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.
+        settle(ctx, gstin, provider.as_ref(), &doc).await
+    } else {
+        register(ctx, gstin, provider.as_ref(), invoice, &doc, &mut ambiguous).await
+    };
     finish(ctx, meta, &job, outcome, attempt).await
+}
+
+/// Has the job been retried for `EINVOICE_RETRY_MAX_AGE_SECS` since its first attempt?
+fn past_max_age(ctx: &Ctx, job: &JobRow) -> bool {
+    let age = job.first_attempt_at.map(|t| Utc::now() - t).unwrap_or_default();
+    age.num_seconds().max(0) as u64 >= ctx.settings.retry_max_age_secs
+}
+
+/// Look an in-doubt document up: the IRP has it (generated) or certainly not (failed).
+async fn settle(ctx: &Ctx, gstin: &Gstin, provider: &dyn IrpProvider, doc: &DocRef) -> Outcome {
+    match call(ctx, gstin.as_str(), provider, Operation::GetByDoc, Resend::Freely, |s| async move {
+        provider.get_by_doc(&s, doc).await
+    })
+    .await
+    {
+        Ok(data) => {
+            tracing::info!(irn = %data.irn, "in-doubt document settled by lookup: the IRP has it");
+            Outcome::Generated(Box::new(data), false)
+        }
+        Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => Outcome::NotRegistered,
+        Err(e) => classify_failure(e, Operation::GetByDoc, true),
+    }
 }
 
 /// The call sequence for one owned document.
@@ -305,31 +344,49 @@ async fn finish(
             db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
-        Outcome::Transient { errors, in_doubt } => {
-            let age = job.first_attempt_at.map(|t| Utc::now() - t).unwrap_or_default();
-            if age.num_seconds() as u64 >= ctx.settings.retry_max_age_secs {
-                let first = job.first_attempt_at;
-                let ev = job_event(
-                    meta,
-                    job,
-                    "irn.failed",
-                    json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first, "in_doubt": in_doubt}),
-                );
-                // The IRP may hold an IRN for it: keep the job in doubt, so that reconciliation
-                // looks it up and settles it, rather than closing it as failed.
-                let update = if in_doubt {
-                    JobUpdate::Retry { errors: errors_json(&errors), in_doubt: true }
-                } else {
-                    JobUpdate::Failed { errors: errors_json(&errors) }
-                };
-                db.finish_job(job.id, &update, &[ev]).await?;
-                Ok(Disposition::Ack)
-            } else {
-                db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
-                Ok(Disposition::Reschedule { attempt, errors })
+        Outcome::Transient { errors, in_doubt } if past_max_age(ctx, job) => {
+            let errors_v = errors_json(&errors);
+            if !in_doubt {
+                // Nothing can have reached the IRP: certain, so final.
+                let ev = failed_event(meta, job, &errors);
+                db.finish_job(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev]).await?;
+                return Ok(Disposition::Ack);
             }
+            // The IRP may hold an IRN: say so once (not as a failure, which would be final) and
+            // keep re-checking through the retry queue, lookup first, until the IRP answers.
+            if job.in_doubt_reported_at.is_none() {
+                let first = job.first_attempt_at;
+                let data = json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first});
+                let ev = job_event(meta, job, IRN_IN_DOUBT, data);
+                db.finish_job(job.id, &JobUpdate::ReportInDoubt { errors: errors_v }, &[ev]).await?;
+            } else {
+                db.finish_job(job.id, &JobUpdate::Retry { errors: errors_v, in_doubt: true }, &[]).await?;
+            }
+            Ok(Disposition::Reschedule { attempt, errors })
+        }
+        Outcome::Transient { errors, in_doubt } => {
+            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
+            Ok(Disposition::Reschedule { attempt, errors })
+        }
+        Outcome::NotRegistered => {
+            // The errors that kept it in doubt, and why it is now certain.
+            let mut errors: Vec<ErrorItem> =
+                job.last_error.clone().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+            errors.push(ErrorItem::worker(
+                "NOT_REGISTERED",
+                "the IRP confirmed it has no IRN for this document: nothing was registered; send the command again to register it",
+            ));
+            let ev = failed_event(meta, job, &errors);
+            db.finish_job(job.id, &JobUpdate::Failed { errors: errors_json(&errors) }, &[ev]).await?;
+            Ok(Disposition::Ack)
         }
     }
+}
+
+/// `irn.failed`: final, so only when nothing was registered (`in_doubt` is always false).
+fn failed_event(meta: &CommandMeta, job: &JobRow, errors: &[ErrorItem]) -> crate::store::outbox::OutboxEvent {
+    let data = json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": job.first_attempt_at, "in_doubt": false});
+    job_event(meta, job, "irn.failed", data)
 }
 
 /// Store an IRN the IRP gave for `job` and its `irn.generated` event, in one transaction.

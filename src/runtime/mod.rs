@@ -31,7 +31,10 @@ pub enum Disposition {
     /// Unreadable message: its rejection event is committed; reject without requeue so the
     /// broker dead-letters the original bytes to `einvoice.dead`.
     DeadLetter,
-    /// Transient trouble outlasted the in-process budget (or the GSTIN is paused, or another
-    /// worker holds the document): republish through a retry tier, then ack.
+    /// Transient trouble outlasted the in-process budget: republish through the next retry
+    /// tier (the failure count becomes `attempt + 1`), then ack.
     Reschedule { attempt: u32, errors: Vec<ErrorItem> },
+    /// A benign wait whose end is known (another attempt holds the document, the GSTIN is
+    /// paused): republish to come back at `until`, keeping the failure count at `attempt`.
+    Wait { until: chrono::DateTime<chrono::Utc>, attempt: u32, errors: Vec<ErrorItem> },
 }

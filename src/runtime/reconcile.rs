@@ -56,6 +56,8 @@ enum Step {
     LostLease,
     /// Transient trouble: give the lease up and come back through a retry tier.
     Retry(Vec<ErrorItem>),
+    /// A GSTIN is paused until then: give the lease up and come back then.
+    Wait(DateTime<Utc>, Vec<ErrorItem>),
 }
 
 pub async fn handle(
@@ -101,7 +103,7 @@ pub async fn handle(
                 "RUN_BUSY",
                 format!("another worker is running this reconciliation (lease until {until}); retrying later"),
             )];
-            return Ok(Disposition::Reschedule { attempt, errors });
+            return Ok(Disposition::Wait { until, attempt, errors });
         }
     };
     tracing::info!(run_id = %run.id, gstins = ?run.gstins, from = %run.from_date, to = %run.to_date, "reconciliation run");
@@ -124,6 +126,10 @@ pub async fn handle(
             ctx.db.release_run(run.id, owner).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
+        Step::Wait(until, errors) => {
+            ctx.db.release_run(run.id, owner).await?;
+            Ok(Disposition::Wait { until, attempt, errors })
+        }
     }
 }
 
@@ -145,7 +151,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
             if let Some(until) = ctx.db.paused_until(g).await? {
                 if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
                     let errors = vec![super::events::paused(g, until)];
-                    return Ok(Step::Retry(errors));
+                    return Ok(Step::Wait(until, errors));
                 }
                 paused.insert(g.clone());
             }

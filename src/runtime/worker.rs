@@ -224,14 +224,18 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
     let started = std::time::Instant::now();
-    let result = dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await;
+    let result = match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await {
+        // The message's own content failed to store: retrying cannot help, so answer it.
+        Err(e) if e.is_content_error() => reject_unstorable(ctx, &meta, &e).await,
+        result => result,
+    };
     ctx.relay_wake.notify_one();
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
     let rk = JobKind::from_routing_key(&meta.routing_key).map_or("unknown", JobKind::routing_key);
     let outcome = match &result {
         Ok(Disposition::Ack) => "done",
         Ok(Disposition::DeadLetter) => "dead_lettered",
-        Ok(Disposition::Reschedule { .. }) => "rescheduled",
+        Ok(Disposition::Reschedule { .. } | Disposition::Wait { .. }) => "rescheduled",
         Err(_) => "requeued",
     };
     metrics::counter!("einvoice_commands_total", "routing_key" => rk, "outcome" => outcome).increment(1);
@@ -240,16 +244,10 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Ok(Disposition::Reschedule { attempt, errors }) => {
-            match reschedule(ctx, &delivery, attempt + 1, first_seen).await {
-                Ok(delay) => {
-                    tracing::info!(?errors, delay_ms = delay, "job rescheduled");
-                    delivery.ack(BasicAckOptions::default()).await
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not reschedule; requeueing");
-                    delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
-                }
-            }
+            reschedule_then_ack(ctx, &delivery, attempt + 1, Delay::Failure, first_seen, &errors).await
+        }
+        Ok(Disposition::Wait { until, attempt, errors }) => {
+            reschedule_then_ack(ctx, &delivery, attempt, Delay::Until(until), first_seen, &errors).await
         }
         Err(e) => {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
@@ -263,9 +261,60 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     }
 }
 
-/// Republish the command through a retry tier (keeping its routing key and ids). Returns the delay.
-async fn reschedule(ctx: &Ctx, d: &Delivery, attempt: u32, first_seen: DateTime<Utc>) -> Result<u32, amqp::AmqpError> {
-    let (tier, delay) = ctx.topology.retry_tier(attempt);
+/// Reschedule, then ack; requeue when the copy could not be published.
+async fn reschedule_then_ack(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    attempt: u32,
+    delay: Delay,
+    first_seen: DateTime<Utc>,
+    errors: &[ErrorItem],
+) -> Result<bool, lapin::Error> {
+    match reschedule(ctx, delivery, attempt, delay, first_seen).await {
+        Ok(delay) => {
+            tracing::info!(?errors, delay_ms = delay, attempt, "job rescheduled");
+            delivery.ack(BasicAckOptions::default()).await
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not reschedule; requeueing");
+            delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
+        }
+    }
+}
+
+/// How long a rescheduled command waits.
+enum Delay {
+    /// After the n-th failure (`attempt`): the n-th retry tier.
+    Failure,
+    /// A benign wait: until then (or the longest tier, after which it waits again).
+    Until(DateTime<Utc>),
+}
+
+/// The shortest benign wait: a wait whose end has (nearly) passed still goes through the retry
+/// queue, but must not spin on a clock difference between this host and Postgres.
+const MIN_WAIT_MS: i64 = 250;
+
+/// Republish the command through a retry tier (keeping its routing key and ids), with
+/// `attempt` failures so far. Returns the delay.
+async fn reschedule(
+    ctx: &Ctx,
+    d: &Delivery,
+    attempt: u32,
+    delay: Delay,
+    first_seen: DateTime<Utc>,
+) -> Result<u32, amqp::AmqpError> {
+    let (tier, delay, expiration) = match delay {
+        Delay::Failure => {
+            let (tier, ms) = ctx.topology.retry_tier(attempt);
+            (tier, ms, None)
+        }
+        Delay::Until(until) => {
+            let ms = (until - Utc::now()).num_milliseconds().clamp(MIN_WAIT_MS, i64::from(u32::MAX)) as u32;
+            let (tier, tier_ms) = ctx.topology.wait_tier(ms);
+            // Shorter than its tier: the message's own expiration brings it back on time.
+            (tier, ms.min(tier_ms), (ms < tier_ms).then_some(ms))
+        }
+    };
     // Fresh headers on purpose: copying x-death would trip RabbitMQ's dead-letter cycle check.
     let mut headers = FieldTable::default();
     headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongLongInt(attempt as i64));
@@ -279,6 +328,9 @@ async fn reschedule(ctx: &Ctx, d: &Delivery, attempt: u32, first_seen: DateTime<
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
         .with_headers(headers);
+    if let Some(ms) = expiration {
+        props = props.with_expiration(ms.to_string().into());
+    }
     if let Some(v) = p.message_id() {
         props = props.with_message_id(v.clone());
     }
@@ -292,6 +344,22 @@ async fn reschedule(ctx: &Ctx, d: &Delivery, attempt: u32, first_seen: DateTime<
         ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected".into()))?;
     amqp::publish_confirmed(publisher, &ctx.topology.retry, d.routing_key.as_str(), &d.data, props, true).await?;
     Ok(delay)
+}
+
+/// A message whose content the database refused (a data exception, not an outage): publish its
+/// rejection and dead-letter the original bytes, instead of requeueing it until the delivery
+/// limit drops it unanswered.
+async fn reject_unstorable(ctx: &Ctx, meta: &CommandMeta, e: &StoreError) -> Result<Disposition, StoreError> {
+    tracing::warn!(error = %e, "the command's content cannot be stored; rejecting and dead-lettering it");
+    let kind = JobKind::from_routing_key(&meta.routing_key);
+    let event_type = kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
+    let errors = vec![ErrorItem::worker(
+        "UNSTORABLE_CONTENT",
+        format!("the command holds content the database cannot store ({e}); the message is in einvoice.dead"),
+    )];
+    let data = json!({"errors": errors, "dead_lettered": true});
+    ctx.db.enqueue_events(&[plain_event(meta, &event_type, data)]).await?;
+    Ok(Disposition::DeadLetter)
 }
 
 /// Parse and route one command to its handler.
@@ -323,7 +391,7 @@ async fn dispatch(
         other => jobs::handle(ctx, meta, other, attempt).await?,
     };
     // Jobs without a job row give up here once they are too old (generate decides per row).
-    if let Disposition::Reschedule { errors, .. } = &disposition {
+    if let Disposition::Reschedule { errors, .. } | Disposition::Wait { errors, .. } = &disposition {
         let age = (Utc::now() - first_seen).num_seconds().max(0) as u64;
         if kind != JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
             let data = json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});

@@ -1,4 +1,6 @@
 //! Job rows: one per document key, the durable truth about each document's IRN.
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio_postgres::Row;
@@ -6,6 +8,7 @@ use uuid::Uuid;
 
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
+use crate::domain::text::storable;
 use crate::domain::DocumentKey;
 use crate::irp::IrnData;
 
@@ -47,11 +50,51 @@ pub struct JobRow {
     pub updated_at: DateTime<Utc>,
     pub rejected_at_irp: bool,
     pub surviving_irn: Option<String>,
+    /// When `irn.in_doubt` was published for the current in-doubt period (else `None`).
+    pub in_doubt_reported_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, attempts, request,
+/// The columns of [`JobRow`], in the order `JobRow::from(&Row)` reads them.
+pub(crate) const COLUMNS: &str =
+    "id, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, attempts, request,
     irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
-    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn";
+    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn, in_doubt_reported_at";
+
+/// The claim statement (see [`Db::claim_generate`]). `ins` creates a new document already
+/// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
+/// rejected for this very payload, or leased to another live attempt; otherwise the locked row
+/// comes back as `held`. A re-sent command after `failed`/`rejected` starts a new retry budget.
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    let qualified: Vec<String> = COLUMNS.split(',').map(|c| format!("j.{}", c.trim())).collect();
+    let qualified = qualified.join(", ");
+    format!(
+        "WITH ins AS (
+            INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status,
+                              request, attempts, lease_owner, lease_until, first_attempt_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, 1, $10, now() + make_interval(secs => $11), now())
+            ON CONFLICT (doc_key) DO NOTHING
+            RETURNING {COLUMNS}
+         ), cur AS (
+            SELECT {COLUMNS}, lease_until FROM jobs WHERE doc_key = $2 FOR UPDATE
+         ), upd AS (
+            UPDATE jobs j SET status = 'in_flight', attempts = j.attempts + 1, lease_owner = $10,
+                lease_until = now() + make_interval(secs => $11), request = $9, provider = $8,
+                first_attempt_at = CASE WHEN cur.status IN ('failed', 'rejected') THEN now()
+                                        ELSE COALESCE(j.first_attempt_at, now()) END,
+                updated_at = now()
+            FROM cur
+            WHERE j.id = cur.id AND cur.status NOT IN ('generated', 'cancelled')
+              AND NOT (cur.status = 'rejected' AND cur.request = $9)
+              AND NOT (cur.status = 'in_flight' AND cur.lease_until > now())
+            RETURNING {qualified}, cur.status AS prev
+         )
+         SELECT {COLUMNS}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until FROM ins
+         UNION ALL
+         SELECT {COLUMNS}, 'owned', prev, NULL FROM upd
+         UNION ALL
+         SELECT {COLUMNS}, 'held', status, lease_until FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
+    )
+});
 
 impl From<&Row> for JobRow {
     fn from(r: &Row) -> Self {
@@ -81,6 +124,7 @@ impl From<&Row> for JobRow {
             updated_at: r.get(22),
             rejected_at_irp: r.get(23),
             surviving_irn: r.get(24),
+            in_doubt_reported_at: r.get(25),
         }
     }
 }
@@ -126,10 +170,20 @@ pub enum JobUpdate {
         errors: Value,
         in_doubt: bool,
     },
+    /// Past the retry budget but the IRP may have the IRN: `irn.in_doubt` is being published and
+    /// the job stays in doubt until a lookup settles it.
+    ReportInDoubt {
+        errors: Value,
+    },
 }
 
 impl Db {
-    /// Take the generate lease for a document, creating its job row on first sight.
+    /// Take the generate lease for a document, creating its job row on first sight. `owner`
+    /// names one attempt (one delivery), not a process: two deliveries of the same document in
+    /// one process must not both believe they own its generate call.
+    ///
+    /// One statement: insert-and-claim a new document, or claim an existing one unless it is
+    /// done or another attempt's lease is live; the row as it was tells which.
     pub async fn claim_generate(
         &self,
         key: &DocumentKey,
@@ -139,62 +193,49 @@ impl Db {
         owner: Uuid,
         lease_secs: i64,
     ) -> Result<Claim, StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
+        let c = self.client().await?;
         let dk = doc_key(key);
-        tx.execute(
-            "INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, request)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9) ON CONFLICT (doc_key) DO NOTHING",
-            &[
-                &Uuid::new_v4(),
-                &dk,
-                &key.gstin.as_str(),
-                &key.doc_type.as_str(),
-                &key.doc_number.as_str(),
-                &key.financial_year.to_string(),
-                &doc_date,
-                &provider,
-                request,
-            ],
-        )
-        .await?;
-        let row = tx
-            .query_one(
-                &format!("SELECT {COLUMNS}, lease_owner, lease_until FROM jobs WHERE doc_key = $1 FOR UPDATE"),
-                &[&dk],
-            )
-            .await?;
-        let job = JobRow::from(&row);
-        let lease_owner: Option<Uuid> = row.get(25);
-        let lease_until: Option<DateTime<Utc>> = row.get(26);
-        let now = Utc::now();
-        let claim = match job.status.as_str() {
-            status::GENERATED | status::CANCELLED => Claim::Done(job),
-            // The same payload was already refused: answer with that refusal. NIC asks clients
-            // not to resend erroneous payloads (it blocks top error generators).
-            status::REJECTED if job.request.as_ref() == Some(request) => Claim::Done(job),
-            status::IN_FLIGHT if lease_until.is_some_and(|u| u > now) && lease_owner != Some(owner) => {
-                Claim::Busy(lease_until.unwrap_or(now))
-            }
-            prev => {
-                // An expired in-flight lease means its owner died mid-call: the IRP may have the IRN.
-                let ambiguous = prev == status::IN_DOUBT || prev == status::IN_FLIGHT;
-                let row = tx
-                    .query_one(
-                        &format!(
-                            "UPDATE jobs SET status = 'in_flight', attempts = attempts + 1, lease_owner = $2,
-                             lease_until = now() + make_interval(secs => $3), request = $4, provider = $5,
-                             first_attempt_at = COALESCE(first_attempt_at, now()), updated_at = now()
-                             WHERE id = $1 RETURNING {COLUMNS}"
-                        ),
-                        &[&job.id, &owner, &(lease_secs as f64), request, &provider],
-                    )
-                    .await?;
-                Claim::Owned { job: JobRow::from(&row), ambiguous }
-            }
-        };
-        tx.commit().await?;
-        Ok(claim)
+        let stmt = c.prepare_cached(&CLAIM_SQL).await?;
+        let (fy, lease) = (key.financial_year.to_string(), lease_secs as f64);
+        // A row inserted by a concurrent claim after this statement's snapshot is neither ours
+        // nor visible to it (no row comes back): run it again, it is visible then.
+        for _ in 0..3 {
+            let row = c
+                .query_opt(
+                    &stmt,
+                    &[
+                        &Uuid::new_v4(),
+                        &dk,
+                        &key.gstin.as_str(),
+                        &key.doc_type.as_str(),
+                        &key.doc_number.as_str(),
+                        &fy,
+                        &doc_date,
+                        &provider,
+                        request,
+                        &owner,
+                        &lease,
+                    ],
+                )
+                .await?;
+            let Some(row) = row else { continue };
+            let job = JobRow::from(&row);
+            let prev: Option<String> = row.get("prev");
+            let kind: &str = row.get("kind");
+            return Ok(match kind {
+                "new" => Claim::Owned { job, ambiguous: false },
+                // An expired in-flight lease means its attempt died mid-call: the IRP may have the IRN.
+                "owned" => {
+                    let ambiguous = matches!(prev.as_deref(), Some(status::IN_DOUBT | status::IN_FLIGHT));
+                    Claim::Owned { job, ambiguous }
+                }
+                _ if prev.as_deref() == Some(status::IN_FLIGHT) => {
+                    Claim::Busy(row.get::<_, Option<DateTime<Utc>>>("held_until").unwrap_or_else(Utc::now))
+                }
+                _ => Claim::Done(job),
+            });
+        }
+        Err(StoreError::Corrupt(format!("job {dk} could neither be created nor found")))
     }
 
     /// Extend our lease while a long retry sequence runs.
@@ -218,8 +259,10 @@ impl Db {
     ) -> Result<JobRow, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
+        // `in_doubt_reported_at` survives only while the job stays in doubt.
         let sql = |set: &str| {
-            format!("UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
+            let reported = if set.contains("in_doubt_reported_at") { "" } else { ", in_doubt_reported_at = NULL" };
+            format!("UPDATE jobs SET {set}{reported}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
         };
         let row = match update {
             JobUpdate::Generated { data: r, duplicate } => {
@@ -237,19 +280,31 @@ impl Db {
                         &r.ewb_dt,
                         &r.ewb_valid_till,
                         duplicate,
-                        &r.raw,
+                        &*storable(&r.raw),
                     ],
                 )
                 .await?
             }
             JobUpdate::Cancelled { cancel_date, response } => {
-                tx.query_one(&sql("status = 'cancelled', cancel_date = $2, response = $3"), &[&job_id, cancel_date, response]).await?
+                let set = "status = 'cancelled', cancel_date = $2, response = $3";
+                tx.query_one(&sql(set), &[&job_id, cancel_date, &*storable(response)]).await?
             }
-            JobUpdate::Rejected { errors } => tx.query_one(&sql("status = 'rejected', last_error = $2"), &[&job_id, errors]).await?,
-            JobUpdate::Failed { errors } => tx.query_one(&sql("status = 'failed', last_error = $2"), &[&job_id, errors]).await?,
-            JobUpdate::Retry { errors, in_doubt } => {
-                let st = if *in_doubt { status::IN_DOUBT } else { status::PENDING };
-                tx.query_one(&sql("status = $2, last_error = $3"), &[&job_id, &st, errors]).await?
+            JobUpdate::Rejected { errors } => {
+                tx.query_one(&sql("status = 'rejected', last_error = $2"), &[&job_id, &*storable(errors)]).await?
+            }
+            JobUpdate::Failed { errors } => {
+                tx.query_one(&sql("status = 'failed', last_error = $2"), &[&job_id, &*storable(errors)]).await?
+            }
+            JobUpdate::Retry { errors, in_doubt: true } => {
+                let set = "status = 'in_doubt', last_error = $2, in_doubt_reported_at = in_doubt_reported_at";
+                tx.query_one(&sql(set), &[&job_id, &*storable(errors)]).await?
+            }
+            JobUpdate::Retry { errors, in_doubt: false } => {
+                tx.query_one(&sql("status = 'pending', last_error = $2"), &[&job_id, &*storable(errors)]).await?
+            }
+            JobUpdate::ReportInDoubt { errors } => {
+                let set = "status = 'in_doubt', last_error = $2, in_doubt_reported_at = now()";
+                tx.query_one(&sql(set), &[&job_id, &*storable(errors)]).await?
             }
         };
         for ev in events {

@@ -88,6 +88,19 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Was it what we tried to store, not the database, that failed? SQLSTATE class 22 (data
+    /// exception: a NUL, an invalid escape, a value out of range) and 54000 (a value too large
+    /// for an index) come from the content and fail the same way on every retry; anything else
+    /// (connection, pool, server trouble) may pass.
+    pub fn is_content_error(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e.code().is_some_and(|c| c.code().starts_with("22") || c.code() == "54000"),
+            _ => false,
+        }
+    }
+}
+
 /// The connection pool plus the typed queries the worker needs.
 #[derive(Clone)]
 pub struct Db {

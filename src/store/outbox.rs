@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{Db, StoreError};
 use crate::domain::event::Event;
+use crate::domain::text::{strip_nul, without_nul};
 
 /// An event and the reply queue it must also reach (the command's `reply_to`).
 #[derive(Debug, Clone)]
@@ -27,12 +28,22 @@ pub struct PendingEvent {
 }
 
 pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<(), StoreError> {
-    let payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    // An event may quote what a message said (a bad value, its ids): a NUL in it must not make
+    // the answer itself unstorable.
+    strip_nul(&mut payload);
+    let text = |s: &Option<String>| s.as_deref().map(|s| without_nul(s).into_owned());
     client
         .execute(
             "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-            &[&ev.event.event_id, &ev.event.event_type, &ev.reply_to, &ev.event.correlation_id, &payload],
+            &[
+                &ev.event.event_id,
+                &without_nul(&ev.event.event_type),
+                &text(&ev.reply_to),
+                &text(&ev.event.correlation_id),
+                &payload,
+            ],
         )
         .await?;
     Ok(())

@@ -9,15 +9,9 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::jobs::{status, JobRow};
+use super::jobs::{status, JobRow, COLUMNS as JOB_COLUMNS};
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
-
-/// The columns of [`JobRow`], in the order `JobRow::from(&Row)` reads them (same as `store::jobs`).
-const JOB_COLUMNS: &str =
-    "id, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, attempts, request,
-    irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
-    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn";
 
 const RUN_COLUMNS: &str = "id, tick, gstins, from_date, to_date, status, progress, findings, errors, command_id,
     lease_owner, lease_until, started_at, finished_at, summary";
@@ -413,7 +407,8 @@ impl Db {
         let n = c
             .execute(
                 &format!(
-                    "UPDATE jobs SET status = '{}', lease_owner = NULL, lease_until = NULL, updated_at = now()
+                    "UPDATE jobs SET status = '{}', lease_owner = NULL, lease_until = NULL, updated_at = now(),
+                            in_doubt_reported_at = NULL
                      WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
                     status::PENDING
                 ),

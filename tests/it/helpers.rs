@@ -268,7 +268,7 @@ impl TestApp {
             w.stop().await.expect("worker stops cleanly");
         }
         let t = &self.topology;
-        for q in [t.jobs.clone(), t.dead.clone(), t.retry_queue("5s"), t.retry_queue("30s"), t.retry_queue("5m")] {
+        for q in [t.jobs.clone(), t.dead.clone()].into_iter().chain(t.retry_queues()) {
             let _ = self.ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
         let _ = self.ch.queue_delete(t.unrouted.as_str().into(), QueueDeleteOptions::default()).await;

@@ -209,19 +209,32 @@ async fn wrong_password_pauses_that_gstin_only_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transient_failure_past_max_age_ends_irn_failed() {
-    let mut app =
-        TestApp::spawn_with(Options { extra_toml: "retry_max_age_secs = 0".into(), ..Default::default() }).await;
+async fn transient_failure_past_max_age_is_in_doubt_until_a_lookup_says_nothing_was_registered() {
+    let mut app = TestApp::spawn_with(Options {
+        extra_toml: "retry_max_age_secs = 0\nretry_tiers_secs = \"1,2\"".into(),
+        ..Default::default()
+    })
+    .await;
     app.sim.core.update_faults(|f| f.fail_5xx_ratio = 1.0);
     app.generate(&invoice("b2b-intra-goods", "J8/0001")).await;
     let (_, ev) = app.next_reply(30).await;
-    assert_eq!(ev["event_type"], "irn.failed", "{ev:#}");
+    // A 503 on generate may have reached the IRP: not a final failure, the job is in doubt.
+    assert_eq!(ev["event_type"], "irn.in_doubt", "{ev:#}");
     assert_eq!(ev["data"]["errors"][0]["code"], "HTTP_503");
-    assert_eq!(app.sim.core.stats().irns_created, 0);
-    // A 503 on generate may have reached the IRP: the job stays in doubt for reconciliation.
-    assert_eq!(ev["data"]["in_doubt"], true);
     let status: String = app.db.client().await.unwrap().query_one("SELECT status FROM jobs", &[]).await.unwrap().get(0);
     assert_eq!(status, "in_doubt");
+    // The IRP answers again and has no IRN for it: now it is certain, so final.
+    app.sim.core.update_faults(|f| f.fail_5xx_ratio = 0.0);
+    let (_, ev) = app.next_reply(30).await;
+    assert_eq!(ev["event_type"], "irn.failed", "{ev:#}");
+    assert_eq!(ev["data"]["in_doubt"], false);
+    let codes: Vec<&str> =
+        ev["data"]["errors"].as_array().unwrap().iter().map(|e| e["code"].as_str().unwrap()).collect();
+    assert_eq!(codes.last(), Some(&"NOT_REGISTERED"), "{ev:#}");
+    assert_eq!(app.sim.core.stats().irns_created, 0);
+    let status: String = app.db.client().await.unwrap().query_one("SELECT status FROM jobs", &[]).await.unwrap().get(0);
+    assert_eq!(status, "failed");
+    app.no_more_replies(3).await;
     app.stop().await;
 }
 

@@ -6,6 +6,7 @@ mod helpers;
 mod contract;
 mod crash;
 mod examples;
+mod faults;
 mod generate;
 mod jobs;
 mod ops;

@@ -40,7 +40,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
         let errors = vec![paused(gstin.as_str(), until)];
-        return Ok(Disposition::Reschedule { attempt, errors });
+        return Ok(Disposition::Wait { until, attempt, errors });
     }
     let job = Job { ctx, meta, kind, gstin, provider: provider.as_ref(), attempt };
     match cmd {
