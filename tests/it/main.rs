@@ -8,3 +8,4 @@ mod generate;
 mod jobs;
 mod reconcile;
 mod robustness;
+mod tokens;
