@@ -172,7 +172,8 @@ pub struct Settings {
     pub retry_tiers_secs: Vec<u64>,
     /// Refresh a token this long before its expiry.
     pub token_refresh_margin_secs: i64,
-    /// base64 of 32 bytes: encrypts tokens and SEKs at rest. Unset = a built-in development key.
+    /// base64 of 32 bytes, or a comma-separated list (rotation: the first encrypts, all decrypt):
+    /// encrypts tokens and SEKs at rest. Unset = a built-in development key.
     #[serde(default)]
     pub token_key: Option<SecretString>,
     /// How long a worker owns a document's generate call before another may look it up.

@@ -3,6 +3,9 @@
 #[allow(dead_code, unused_macros)]
 #[path = "it/helpers.rs"]
 mod helpers;
+#[allow(dead_code)]
+#[path = "it/contract.rs"]
+mod contract;
 
 use helpers::{invoice, TestApp};
 

@@ -34,6 +34,11 @@ pub enum IrpError {
     /// Our own configuration is wrong (missing public key, bad PEM…).
     #[error("configuration error: {0}")]
     Config(String),
+    /// 1005 (invalid token) persisted after re-authenticating: the IRP is not accepting the
+    /// tokens it issues right now. Transient (the durable retry path takes it), never a pause:
+    /// 1005 means "get a new token", not "your configuration is wrong".
+    #[error("the IRP kept refusing freshly obtained tokens (1005 Invalid Token): {0}")]
+    TokenRefused(String),
 }
 
 fn fmt_messages(m: &[IrpMessage]) -> String {
@@ -57,7 +62,9 @@ impl IrpError {
     /// The row of the outcome table this failure falls in.
     pub fn class(&self, op: Operation) -> Class {
         match self {
-            IrpError::Connect(_) | IrpError::Timeout(_) | IrpError::Protocol(_) => Class::Transient,
+            IrpError::Connect(_) | IrpError::Timeout(_) | IrpError::Protocol(_) | IrpError::TokenRefused(_) => {
+                Class::Transient
+            }
             IrpError::Http { status, .. } if http_status_is_transient(*status) => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_configuration(*status) => Class::Configuration,
             IrpError::Http { .. } => Class::Rejection,
@@ -111,6 +118,9 @@ impl IrpError {
             }
             IrpError::Config(m) => vec![ErrorItem::worker("CONFIGURATION", m.clone())],
             IrpError::Signature(m) => vec![ErrorItem::worker("SIGNATURE_INVALID", m.clone())],
+            IrpError::TokenRefused(m) => {
+                vec![ErrorItem::irp("1005", format!("Invalid Token, again after re-authenticating: {m}"))]
+            }
         }
     }
 }

@@ -4,6 +4,11 @@
 //! and a second auth from another process can invalidate the first token (1005). So one
 //! session per (provider, GSTIN) lives in Postgres; refreshes are single-flight per process
 //! (a mutex per key) and across processes (a lease row, see `store::tokens`).
+//!
+//! One auth call per token life: NIC returns the same token to every auth call until its last
+//! 10 minutes, so a renewal is asked for once, inside that window; if it still returns the same
+//! token, the row says so (`renew_after`) and nobody asks again before the token expires. The
+//! life is measured from the token's first issue, never from a re-issue.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -48,20 +53,53 @@ pub struct Session {
 }
 
 impl Session {
-    /// Usable for a new call: not within `margin` of expiry. The margin is capped at half the
-    /// token's life so a short-lived (sandbox or simulator) token is not refreshed forever.
-    pub fn is_fresh(&self, margin: chrono::Duration, now: DateTime<Utc>) -> bool {
-        let life = self.expires_at - self.obtained_at;
-        let margin = margin.min(life / 2);
-        now < self.expires_at - margin
-    }
-    fn same_token(&self, other: &Session) -> bool {
+    /// The same token string (the IRP re-issues a live token instead of a new one).
+    pub fn same_token(&self, other: &Session) -> bool {
         self.token.expose_secret() == other.token.expose_secret()
     }
 }
 
-/// The NIC rule: a forced refresh is only honoured in the token's last 10 minutes.
+/// The NIC rule: a forced refresh is only honoured in the token's last 10 minutes; before that,
+/// every auth call returns the same token.
 pub const FORCE_REFRESH_WINDOW: chrono::Duration = chrono::Duration::minutes(10);
+
+/// What this process knows about a key's current token.
+#[derive(Clone, Debug)]
+struct Held {
+    session: Session,
+    /// The token row's version (refresh count) it was read or written at.
+    version: i64,
+    /// Set when a renewal returned this same token: nobody asks again before this time.
+    renew_after: Option<DateTime<Utc>>,
+}
+
+impl Held {
+    /// How long before expiry to renew: the configured margin, capped at half the token's life
+    /// (so a short sandbox or simulator token is not renewed forever) and at the IRP's 10-minute
+    /// window (a renewal asked for earlier only gets the same token back). The life is measured
+    /// from the token's first issue, so a renewal that returns the same token does not shrink it.
+    fn window(&self, margin: chrono::Duration) -> chrono::Duration {
+        let life = self.session.expires_at - self.session.obtained_at;
+        margin.min(life / 2).min(FORCE_REFRESH_WINDOW).max(chrono::Duration::zero())
+    }
+
+    /// The IRP accepts this token as far as we know: before its expiry, or within the grace the
+    /// IRP gave it by handing it out again (its clock may lag ours).
+    fn valid(&self, now: DateTime<Utc>) -> bool {
+        now < self.session.expires_at || self.renew_after.is_some_and(|t| now < t)
+    }
+
+    /// Time to ask the IRP for the next token (once per token: see `renew_after`).
+    fn renewal_due(&self, margin: chrono::Duration, now: DateTime<Utc>) -> bool {
+        now >= self.session.expires_at - self.window(margin) && self.renew_after.is_none_or(|t| now >= t)
+    }
+}
+
+/// After the IRP re-issued the same token, how long past `now` it is trusted at least
+/// (a twentieth of its life, 1 s to 60 s): bounds auth calls when the IRP's clock lags ours.
+fn reissue_grace(life: chrono::Duration) -> chrono::Duration {
+    (life / 20).clamp(chrono::Duration::seconds(1), chrono::Duration::seconds(60))
+}
 
 /// (provider, GSTIN).
 type Key = (String, String);
@@ -73,7 +111,7 @@ pub struct SessionManager {
     margin: chrono::Duration,
     /// How long a refresher may hold the cross-process refresh lease.
     lease_secs: i64,
-    memory: Mutex<HashMap<Key, Session>>,
+    memory: Mutex<HashMap<Key, Held>>,
     locks: Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>,
 }
 
@@ -89,21 +127,32 @@ impl SessionManager {
         }
     }
 
-    fn key_lock(&self, key: &(String, String)) -> Arc<AsyncMutex<()>> {
+    fn key_lock(&self, key: &Key) -> Arc<AsyncMutex<()>> {
         self.locks.lock().expect("lock poisoned").entry(key.clone()).or_default().clone()
     }
 
-    fn cached(&self, key: &(String, String)) -> Option<Session> {
+    fn cached(&self, key: &Key) -> Option<Held> {
         self.memory.lock().expect("lock poisoned").get(key).cloned()
     }
 
-    /// A fresh session for this GSTIN, authenticating only if no process has one.
+    /// Keep `h` unless this process already knows a newer version.
+    fn remember(&self, key: &Key, h: Held) {
+        let mut m = self.memory.lock().expect("lock poisoned");
+        if m.get(key).is_none_or(|old| old.version <= h.version) {
+            m.insert(key.clone(), h);
+        }
+    }
+
+    /// A usable session for this GSTIN, authenticating only if no process has one, or once per
+    /// token when it enters its renewal window.
     pub async fn get(&self, gstin: &str, provider: &dyn IrpProvider) -> Result<Session, IrpError> {
         self.obtain(gstin, provider, None).await
     }
 
-    /// The IRP rejected `stale` (1005): get a session with a different token, authenticating
-    /// only if nobody else already replaced it.
+    /// The IRP refused `stale` (1005): a session with a different token that is newer than the
+    /// refused one (another worker's refresh since this process got `stale`), or else a token
+    /// from a new auth call. The stored token is never trusted just for being different: it may
+    /// be as dead as ours (a process can hold an older token in memory than the one in Postgres).
     pub async fn replace(&self, gstin: &str, provider: &dyn IrpProvider, stale: &Session) -> Result<Session, IrpError> {
         self.obtain(gstin, provider, Some(stale)).await
     }
@@ -115,46 +164,93 @@ impl SessionManager {
         stale: Option<&Session>,
     ) -> Result<Session, IrpError> {
         let key = (provider.kind().as_str().to_string(), gstin.to_string());
-        let usable = |s: &Session| s.is_fresh(self.margin, Utc::now()) && stale.is_none_or(|st| !s.same_token(st));
-        if let Some(s) = self.cached(&key).filter(usable) {
-            return Ok(s);
+        // The refused token's version as this process knows it; `None` when memory already moved on.
+        let seen = stale.and_then(|st| self.cached(&key).filter(|h| h.session.same_token(st)).map(|h| h.version));
+        let acceptable = |h: &Held, now: DateTime<Utc>| match stale {
+            None => h.valid(now) && !h.renewal_due(self.margin, now),
+            Some(st) => h.valid(now) && !h.session.same_token(st) && seen.is_none_or(|v| h.version > v),
+        };
+        if let Some(h) = self.cached(&key).filter(|h| acceptable(h, Utc::now())) {
+            return Ok(h.session);
         }
         let lock = self.key_lock(&key);
         let _guard = lock.lock().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(self.lease_secs as u64 + 5);
         loop {
-            if let Some(s) = self.cached(&key).filter(usable) {
-                return Ok(s);
+            let now = Utc::now();
+            if let Some(h) = self.cached(&key).filter(|h| acceptable(h, now)) {
+                return Ok(h.session);
             }
-            let (stored, version) = self.db.load_session(&key.0, &key.1, &self.sbox).await.map_err(store_err)?;
-            if let Some(s) = stored.clone().filter(usable) {
-                self.memory.lock().expect("lock poisoned").insert(key.clone(), s.clone());
-                return Ok(s);
-            }
-            if self.db.begin_refresh(&key.0, &key.1, self.lease_secs, version).await.map_err(store_err)? {
-                // Ask for a forced refresh only where NIC honours it: a token still valid but in its last 10 min.
-                let now = Utc::now();
-                let force =
-                    stored.as_ref().is_some_and(|s| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW)
-                        || stale.is_some_and(|s| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW);
-                match provider.authenticate(force).await {
-                    Ok(s) => {
-                        self.db.save_session(&key.0, &key.1, &s, &self.sbox).await.map_err(store_err)?;
-                        tracing::info!(provider = %key.0, gstin = %key.1, expires_at = %s.expires_at, "IRP session refreshed");
-                        self.memory.lock().expect("lock poisoned").insert(key.clone(), s.clone());
-                        return Ok(s);
-                    }
-                    Err(e) => {
-                        let _ = self.db.abort_refresh(&key.0, &key.1).await;
-                        return Err(e);
-                    }
+            let stored = self.db.load_session(&key.0, &key.1, &self.sbox).await.map_err(store_err)?;
+            let held = stored.session.map(|session| Held {
+                session,
+                version: stored.version,
+                renew_after: stored.renew_after,
+            });
+            if let Some(h) = &held {
+                self.remember(&key, h.clone());
+                if acceptable(h, now) {
+                    return Ok(h.session.clone());
                 }
+            }
+            if self.db.begin_refresh(&key.0, &key.1, self.lease_secs, stored.version).await.map_err(store_err)? {
+                if stored.unreadable {
+                    tracing::warn!(provider = %key.0, gstin = %key.1, "the stored IRP session does not decrypt with any configured EINVOICE_TOKEN_KEY (was the key replaced?); re-authenticating");
+                }
+                return self.refresh(&key, provider, held.as_ref(), stale).await;
+            }
+            // Another worker is refreshing. A renewal is not urgent: use the current token meanwhile.
+            if let Some(h) = held.filter(|h| stale.is_none() && h.valid(now)) {
+                return Ok(h.session);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(IrpError::Timeout("waited too long for another worker to refresh the IRP session".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Authenticate (this process holds the refresh lease) and store the result.
+    async fn refresh(
+        &self,
+        key: &Key,
+        provider: &dyn IrpProvider,
+        held: Option<&Held>,
+        stale: Option<&Session>,
+    ) -> Result<Session, IrpError> {
+        let now = Utc::now();
+        // Ask for a forced refresh only where NIC honours it: a token still valid but in its last 10 min.
+        let in_force_window = |s: &Session| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW;
+        let force = held.is_some_and(|h| in_force_window(&h.session)) || stale.is_some_and(in_force_window);
+        let mut s = match provider.authenticate(force).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.db.abort_refresh(&key.0, &key.1).await;
+                return Err(e);
+            }
+        };
+        // The same token again (the IRP issues a new one only in a token's last minutes): keep its
+        // life measured from its first issue and ask no more before it expires, so one token costs
+        // one auth call and not a storm of them as its expiry approaches.
+        let previous = held.map(|h| &h.session).into_iter().chain(stale).find(|p| p.same_token(&s));
+        if let Some(p) = previous {
+            s.obtained_at = p.obtained_at.min(s.obtained_at);
+        }
+        // Only a re-issue inside the renewal window says "no new token before expiry"; one after a
+        // 1005 earlier in the token's life leaves the renewal to come as it was.
+        let in_window = Held { session: s.clone(), version: 0, renew_after: None }.renewal_due(self.margin, now);
+        let renew_after = (previous.is_some() && in_window).then(|| {
+            // `TokenExpiry` is given to the second: the IRP may still hold the token that long after it.
+            (s.expires_at + chrono::Duration::seconds(1)).max(now + reissue_grace(s.expires_at - s.obtained_at))
+        });
+        let version = self.db.save_session(&key.0, &key.1, &s, renew_after, &self.sbox).await.map_err(store_err)?;
+        if renew_after.is_some() {
+            tracing::info!(provider = %key.0, gstin = %key.1, expires_at = %s.expires_at, "the IRP re-issued the current token; keeping it until it expires");
+        } else {
+            tracing::info!(provider = %key.0, gstin = %key.1, expires_at = %s.expires_at, "IRP session refreshed");
+        }
+        self.remember(key, Held { session: s.clone(), version, renew_after });
+        Ok(s)
     }
 }
 
@@ -167,18 +263,50 @@ fn store_err(e: crate::store::StoreError) -> IrpError {
 mod tests {
     use super::*;
 
+    fn held(life_secs: i64, renew_after: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Held {
+        Held {
+            session: Session {
+                token: SecretString::from("t".to_string()),
+                sek: None,
+                expires_at: now + chrono::Duration::seconds(life_secs),
+                obtained_at: now,
+            },
+            version: 1,
+            renew_after,
+        }
+    }
+
     #[test]
-    fn freshness_caps_margin_for_short_tokens() {
+    fn renewal_window_is_capped_by_life_and_the_irp_window() {
         let now = Utc::now();
-        let s = Session {
-            token: SecretString::from("t".to_string()),
-            sek: None,
-            expires_at: now + chrono::Duration::seconds(4),
-            obtained_at: now,
-        };
-        // A 10-minute margin on a 4-second token would make it stale at birth.
-        assert!(s.is_fresh(chrono::Duration::minutes(10), now));
-        assert!(!s.is_fresh(chrono::Duration::minutes(10), now + chrono::Duration::seconds(3)));
-        assert!(!format!("{s:?}").contains("\"t\""));
+        let m10 = chrono::Duration::minutes(10);
+        // A 10-minute margin on a 4-second token would make it due at birth.
+        let h = held(4, None, now);
+        assert!(!h.renewal_due(m10, now));
+        assert!(h.renewal_due(m10, now + chrono::Duration::seconds(3)));
+        // A 30-minute margin on a 6-hour token: renewing before the IRP's last 10 minutes is useless.
+        let h = held(6 * 3600, None, now);
+        let m30 = chrono::Duration::minutes(30);
+        assert!(!h.renewal_due(m30, h.session.expires_at - chrono::Duration::minutes(11)));
+        assert!(h.renewal_due(m30, h.session.expires_at - chrono::Duration::minutes(9)));
+        assert!(!format!("{:?}", h.session).contains("\"t\""));
+    }
+
+    #[test]
+    fn a_reissued_token_is_not_renewed_again_before_it_expires() {
+        let now = Utc::now();
+        let m10 = chrono::Duration::minutes(10);
+        let h = held(20, Some(now + chrono::Duration::seconds(20)), now);
+        let late = now + chrono::Duration::seconds(19);
+        assert!(!h.renewal_due(m10, late) && h.valid(late));
+        let after = now + chrono::Duration::seconds(20);
+        assert!(h.renewal_due(m10, after) && !h.valid(after));
+        // Re-issued after our clock says it expired: trusted for the grace, then asked for again.
+        let g = held(20, Some(now + chrono::Duration::seconds(22)), now);
+        assert!(
+            g.valid(now + chrono::Duration::seconds(21)) && !g.renewal_due(m10, now + chrono::Duration::seconds(21))
+        );
+        assert_eq!(reissue_grace(chrono::Duration::hours(6)), chrono::Duration::seconds(60));
+        assert_eq!(reissue_grace(chrono::Duration::seconds(4)), chrono::Duration::seconds(1));
     }
 }

@@ -1,10 +1,19 @@
-//! One logical IRP call: session, backoff on transient failures, re-auth once on 1005.
+//! One logical IRP call: session, backoff on transient failures, re-auth on 1005.
+//!
+//! 1005 means "get a new token", never "your configuration is wrong": a call that keeps
+//! getting 1005 after re-authenticating ends as a transient failure ([`IrpError::TokenRefused`])
+//! for the durable retry path, so no job code ever sees a 1005 it could mistake for a reason
+//! to pause the GSTIN. Only auth failures (1007/1008/1010…) are configuration errors.
 use std::future::Future;
 
 use crate::domain::outcome::{Class, Operation};
 use crate::irp::{IrpError, IrpProvider, Session};
 
 use super::Ctx;
+
+/// Re-authentications per call after 1005. The first may pick up another worker's newer token,
+/// which can be as dead as ours; the second then authenticates itself.
+const MAX_REAUTHS: u32 = 2;
 
 /// How a call may be retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,7 +26,8 @@ pub enum Resend {
 }
 
 /// Run `f` with a session for `gstin`, retrying per the outcome table. Returns the last
-/// error when the budget is spent or the error is not retryable here.
+/// error when the budget is spent or the error is not retryable here; never one of class
+/// [`Class::Reauth`].
 pub async fn call<T, F, Fut>(
     ctx: &Ctx,
     gstin: &str,
@@ -31,11 +41,17 @@ where
     Fut: Future<Output = Result<T, IrpError>>,
 {
     let mut delays = ctx.backoff();
-    let mut reauthed = false;
+    let mut reauths = 0;
     let mut stale: Option<Session> = None;
+    // A token a re-auth handed back unchanged: if the IRP refuses it again, more auth calls won't help.
+    let mut reissued: Option<Session> = None;
     loop {
-        let session = match &stale {
-            Some(s) => ctx.sessions.replace(gstin, provider, s).await,
+        let session = match stale.take() {
+            Some(old) => {
+                let new = ctx.sessions.replace(gstin, provider, &old).await;
+                reissued = new.as_ref().ok().filter(|n| n.same_token(&old)).cloned();
+                new
+            }
             None => ctx.sessions.get(gstin, provider).await,
         };
         let result = match session {
@@ -46,17 +62,31 @@ where
             Ok(v) => return Ok(v),
             Err(x) => x,
         };
-        stale = None;
         let class = err.class(err_op);
         metrics::counter!("einvoice_irp_failures_total", "provider" => provider.kind().as_str(), "class" => format!("{class:?}"))
             .increment(1);
-        match class {
-            Class::Reauth if !reauthed && used.is_some() => {
-                reauthed = true;
-                tracing::info!(gstin, ?op, "IRP said the token is invalid (1005); re-authenticating once");
-                stale = used;
+        let (err, class) = match (class, used) {
+            (Class::Reauth, Some(used))
+                if reauths < MAX_REAUTHS && !reissued.as_ref().is_some_and(|r| r.same_token(&used)) =>
+            {
+                reauths += 1;
+                tracing::info!(gstin, ?op, reauths, "IRP said the token is invalid (1005); getting a new one");
+                stale = Some(used);
                 continue;
             }
+            (Class::Reauth, _) => {
+                tracing::warn!(
+                    gstin,
+                    ?op,
+                    reauths,
+                    "IRP still says 1005 after re-authenticating; treating it as transient"
+                );
+                let e = IrpError::TokenRefused(format!("still refused after {reauths} re-authentication(s)"));
+                (e, Class::Transient)
+            }
+            (class, _) => (err, class),
+        };
+        match class {
             Class::Transient
                 if !(resend == Resend::NotIfMayHaveReached
                     && err_op != Operation::Auth

@@ -58,6 +58,9 @@ pub struct Faults {
     pub p_force_1005: f64,
     /// An IRP outage: every API call (not auth) answers 503 while set.
     pub outage: bool,
+    /// Auth returns the live token even in its last 10 minutes, forced or not (an IRP or GSP
+    /// that never renews early): a client must not turn that into a storm of auth calls.
+    pub early_renewal_refused: bool,
 }
 
 /// Counters a test asserts on.
@@ -240,9 +243,9 @@ impl SimCore {
     /// Issue a token, or return the live one: NIC returns the same token for repeated auth
     /// calls within its lifetime, and a new one on a forced refresh in its last 10 minutes.
     pub fn authenticate(&self, gstin: &str, user: &str, password: &str, force: bool) -> Result<SimToken, SimError> {
-        let (ttl, expected) = {
+        let (ttl, expected, renews) = {
             let f = self.faults.lock().expect("sim lock");
-            (f.token_ttl_secs, f.passwords.get(gstin).cloned())
+            (f.token_ttl_secs, f.passwords.get(gstin).cloned(), !f.early_renewal_refused)
         };
         let mut st = self.store.lock().expect("sim lock");
         if expected.is_some_and(|p| p != password) {
@@ -252,7 +255,7 @@ impl SimCore {
         let live = st.tokens.values().find(|t| t.gstin == gstin && t.user == user && t.expires_at > now).cloned();
         if let Some(t) = live {
             let in_last_10 = t.expires_at - now <= chrono::Duration::minutes(10);
-            if !(force && in_last_10) {
+            if !(force && in_last_10 && renews) {
                 return Ok(t);
             }
             st.tokens.remove(&t.token);

@@ -64,7 +64,9 @@ async fn authenticate(
     if q.get("email").is_none_or(|e| e.is_empty()) {
         return err(SimError::one("1010", "email query parameter is required"));
     }
-    match core.authenticate(h(&headers, "gstin"), h(&headers, "username"), h(&headers, "password"), false) {
+    // The GSP's auth API has no ForceRefreshAccessToken flag; like the IRP behind it, a re-auth
+    // gets the same token until the token's last 10 minutes and a new one within them.
+    match core.authenticate(h(&headers, "gstin"), h(&headers, "username"), h(&headers, "password"), true) {
         Ok(t) => ok(json!({"AuthToken": t.token, "Sek": "", "TokenExpiry": format_ist(t.expires_at)})),
         Err(e) => err(e),
     }

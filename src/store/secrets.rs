@@ -2,6 +2,11 @@
 //!
 //! `aes-gcm` from RustCrypto rather than anything home-made: authenticated encryption means a
 //! wrong key or a tampered row fails loudly instead of yielding garbage credentials.
+//!
+//! Key rotation: `EINVOICE_TOKEN_KEY` is one key or a comma-separated list. The first key
+//! encrypts; every key in the list decrypts, so rows written under the previous key stay
+//! readable while its tokens live (a token lasts at most 6 hours; rows are re-encrypted under
+//! the first key at their next refresh).
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
@@ -13,50 +18,68 @@ pub const DEV_KEY: [u8; 32] = *b"einvoice-worker-dev-key-NOT-PROD";
 
 #[derive(Clone)]
 pub struct SecretBox {
-    cipher: Aes256Gcm,
+    /// Never empty: `[0]` encrypts, all decrypt.
+    ciphers: Vec<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretBox([redacted])")
+        write!(f, "SecretBox({} key(s), redacted)", self.ciphers.len())
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretBoxError {
-    #[error("EINVOICE_TOKEN_KEY must be the base64 encoding of exactly 32 bytes")]
-    BadKey,
-    #[error("a stored token could not be decrypted: the row is corrupt or EINVOICE_TOKEN_KEY changed")]
+    /// `position` is 1-based; the key itself is never printed.
+    #[error(
+        "EINVOICE_TOKEN_KEY: key {position} of {count} is not the base64 encoding of exactly 32 bytes \
+         (give one key, or a comma-separated list whose first key encrypts and all keys decrypt)"
+    )]
+    BadKey { position: usize, count: usize },
+    #[error(
+        "a stored token could not be decrypted with any EINVOICE_TOKEN_KEY: the row is corrupt or the key changed"
+    )]
     Decrypt,
 }
 
 impl SecretBox {
     pub fn from_config(key: Option<&SecretString>) -> Result<SecretBox, SecretBoxError> {
-        let bytes: [u8; 32] = match key {
-            None => DEV_KEY,
-            Some(k) => base64::engine::general_purpose::STANDARD
-                .decode(k.expose_secret().trim())
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .ok_or(SecretBoxError::BadKey)?,
+        let keys: Vec<[u8; 32]> = match key {
+            None => vec![DEV_KEY],
+            Some(k) => {
+                let parts: Vec<&str> = k.expose_secret().split(',').map(str::trim).collect();
+                let count = parts.len();
+                parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(p)
+                            .ok()
+                            .and_then(|v| v.try_into().ok())
+                            .ok_or(SecretBoxError::BadKey { position: i + 1, count })
+                    })
+                    .collect::<Result<_, _>>()?
+            }
         };
-        Ok(SecretBox { cipher: Aes256Gcm::new(&bytes.into()) })
+        Ok(SecretBox { ciphers: keys.iter().map(|k| Aes256Gcm::new(k.into())).collect() })
     }
 
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
-        out.extend(self.cipher.encrypt(Nonce::from_slice(&nonce), plain).expect("AES-GCM encryption cannot fail"));
+        out.extend(self.ciphers[0].encrypt(Nonce::from_slice(&nonce), plain).expect("AES-GCM encryption cannot fail"));
         out
     }
 
+    /// Decrypt with the first key that authenticates the value.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SecretBoxError> {
         if sealed.len() < 12 {
             return Err(SecretBoxError::Decrypt);
         }
         let (nonce, ct) = sealed.split_at(12);
-        self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| SecretBoxError::Decrypt)
+        self.ciphers.iter().find_map(|c| c.decrypt(Nonce::from_slice(nonce), ct).ok()).ok_or(SecretBoxError::Decrypt)
     }
 }
 
@@ -64,15 +87,35 @@ impl SecretBox {
 mod tests {
     use super::*;
 
+    fn key(b: u8) -> String {
+        base64::engine::general_purpose::STANDARD.encode([b; 32])
+    }
+
+    fn sbox(s: &str) -> Result<SecretBox, SecretBoxError> {
+        SecretBox::from_config(Some(&SecretString::from(s.to_string())))
+    }
+
     #[test]
     fn round_trip_and_wrong_key_fails() {
         let a = SecretBox::from_config(None).unwrap();
         let sealed = a.seal(b"token-123");
         assert!(!sealed.windows(9).any(|w| w == b"token-123"));
         assert_eq!(a.open(&sealed).unwrap(), b"token-123");
-        let key = SecretString::from(base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
-        let b = SecretBox::from_config(Some(&key)).unwrap();
+        let b = sbox(&key(7)).unwrap();
         assert!(b.open(&sealed).is_err());
-        assert!(SecretBox::from_config(Some(&SecretString::from("short".to_string()))).is_err());
+        assert!(matches!(sbox("short"), Err(SecretBoxError::BadKey { position: 1, count: 1 })));
+    }
+
+    #[test]
+    fn rotation_first_key_encrypts_all_decrypt() {
+        let old = sbox(&key(1)).unwrap();
+        let sealed_old = old.seal(b"old-token");
+        let rotated = sbox(&format!("{}, {}", key(2), key(1))).unwrap();
+        assert_eq!(rotated.open(&sealed_old).unwrap(), b"old-token");
+        let sealed_new = rotated.seal(b"new-token");
+        assert!(old.open(&sealed_new).is_err(), "the first key in the list encrypts");
+        assert_eq!(sbox(&key(2)).unwrap().open(&sealed_new).unwrap(), b"new-token");
+        let err = sbox(&format!("{},not-a-key", key(2))).unwrap_err().to_string();
+        assert!(err.contains("key 2 of 2") && !err.contains(&key(2)), "{err}");
     }
 }

@@ -3,49 +3,69 @@
 //! Refresh is single-flight across processes with a short lease column rather than a
 //! transaction held over the auth call: whoever sets `refreshing_until` refreshes; the others
 //! poll the row until the new token appears or the lease lapses.
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::secrets::SecretBox;
 use super::{Db, StoreError};
 use crate::irp::session::{Sek, Session};
 
+/// What the token table holds for one (provider, GSTIN).
+#[derive(Debug, Default)]
+pub struct StoredSession {
+    /// `None` when absent, or when it no longer decrypts (`unreadable`).
+    pub session: Option<Session>,
+    /// The row's refresh count: [`Db::begin_refresh`] checks it so nobody refreshes a token
+    /// someone just replaced, and a worker told "invalid token" knows a newer one from an older one.
+    pub version: i64,
+    /// Don't ask the IRP for a new token before this (a renewal returned the same token).
+    pub renew_after: Option<DateTime<Utc>>,
+    /// A token is stored but none of the configured keys decrypts it (the key was replaced).
+    pub unreadable: bool,
+}
+
 impl Db {
-    /// The stored session, if any, and the row's version (its refresh count), which
-    /// [`Db::begin_refresh`] checks so nobody refreshes a token someone just replaced.
+    /// The stored session. A row no configured key decrypts is reported as `unreadable` with no
+    /// session, so the caller re-authenticates instead of failing every call until someone
+    /// notices (a changed `EINVOICE_TOKEN_KEY` must not stall the GSTIN).
     pub async fn load_session(
         &self,
         provider: &str,
         gstin: &str,
         sbox: &SecretBox,
-    ) -> Result<(Option<Session>, i64), StoreError> {
+    ) -> Result<StoredSession, StoreError> {
         let c = self.client().await?;
         let Some(row) = c
             .query_opt(
-                "SELECT token_enc, sek_enc, expires_at, updated_at, refresh_count FROM auth_tokens
+                "SELECT token_enc, sek_enc, expires_at, updated_at, refresh_count, renew_after FROM auth_tokens
                  WHERE provider = $1 AND gstin = $2",
                 &[&provider, &gstin],
             )
             .await?
         else {
-            return Ok((None, 0));
+            return Ok(StoredSession::default());
         };
-        let version: i64 = row.get(4);
-        let Some(token_enc) = row.get::<_, Option<Vec<u8>>>(0) else {
-            return Ok((None, version));
+        let mut stored = StoredSession { version: row.get(4), renew_after: row.get(5), ..StoredSession::default() };
+        let (Some(token_enc), Some(expires_at)) =
+            (row.get::<_, Option<Vec<u8>>>(0), row.get::<_, Option<DateTime<Utc>>>(2))
+        else {
+            return Ok(stored);
         };
         let sek_enc: Option<Vec<u8>> = row.get(1);
-        let token = sbox.open(&token_enc).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let token = String::from_utf8(token).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sek = match sek_enc {
-            Some(s) => {
-                let raw = sbox.open(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Some(Sek::from_slice(&raw).ok_or_else(|| StoreError::Corrupt("stored SEK is not 32 bytes".into()))?)
-            }
-            None => None,
+        let token = sbox.open(&token_enc).ok().and_then(|t| String::from_utf8(t).ok());
+        // Outer `None`: a SEK is stored but does not decrypt.
+        let sek = match &sek_enc {
+            Some(s) => sbox.open(s).ok().and_then(|raw| Sek::from_slice(&raw)).map(Some),
+            None => Some(None),
         };
-        let session =
-            Session { token: SecretString::from(token), sek, expires_at: row.get(2), obtained_at: row.get(3) };
-        Ok((Some(session), version))
+        match (token, sek) {
+            (Some(token), Some(sek)) => {
+                stored.session =
+                    Some(Session { token: SecretString::from(token), sek, expires_at, obtained_at: row.get(3) })
+            }
+            _ => stored.unreadable = true,
+        }
+        Ok(stored)
     }
 
     /// Try to become the one refresher for this key. True = go ahead and authenticate.
@@ -72,23 +92,29 @@ impl Db {
         Ok(n == 1)
     }
 
+    /// Store a session (ending this process's refresh lease) and return the row's new version.
+    /// `renew_after`: see [`StoredSession::renew_after`].
     pub async fn save_session(
         &self,
         provider: &str,
         gstin: &str,
         s: &Session,
+        renew_after: Option<DateTime<Utc>>,
         sbox: &SecretBox,
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         let c = self.client().await?;
         let token_enc = sbox.seal(s.token.expose_secret().as_bytes());
         let sek_enc = s.sek.as_ref().map(|k| sbox.seal(k.expose()));
-        c.execute(
-            "UPDATE auth_tokens SET token_enc = $3, sek_enc = $4, expires_at = $5, refreshing_until = NULL,
-             refresh_count = refresh_count + 1, updated_at = $6 WHERE provider = $1 AND gstin = $2",
-            &[&provider, &gstin, &token_enc, &sek_enc, &s.expires_at, &s.obtained_at],
-        )
-        .await?;
-        Ok(())
+        let row = c
+            .query_opt(
+                "UPDATE auth_tokens SET token_enc = $3, sek_enc = $4, expires_at = $5, refreshing_until = NULL,
+                 refresh_count = refresh_count + 1, updated_at = $6, renew_after = $7
+                 WHERE provider = $1 AND gstin = $2 RETURNING refresh_count",
+                &[&provider, &gstin, &token_enc, &sek_enc, &s.expires_at, &s.obtained_at, &renew_after],
+            )
+            .await?;
+        // No row: the table was emptied under us (tests' reset); the next load finds nothing.
+        Ok(row.map(|r| r.get(0)).unwrap_or(0))
     }
 
     pub async fn abort_refresh(&self, provider: &str, gstin: &str) -> Result<(), StoreError> {

@@ -12,3 +12,4 @@ mod jobs;
 mod ops;
 mod reconcile;
 mod robustness;
+mod tokens;
