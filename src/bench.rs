@@ -97,6 +97,7 @@ impl BenchOptions {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkerCost {
     /// User + system CPU of the worker process during the pass.
+    #[serde(serialize_with = "secs")]
     pub cpu: Duration,
     /// The worker's peak resident set size since it started (VmHWM).
     pub peak_rss_bytes: u64,
@@ -290,18 +291,19 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
 
     eprintln!("running: fresh and replay (prefetch {})", opts.prefetch);
     let commands = Arc::new(bodies("F", opts.invoices));
-    let (fresh, replay) = worker_scenario(&opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
-        .await
-        .context("scenario 'fresh'")?;
+    let (fresh, replay) =
+        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
+            .await
+            .context("scenario 'fresh'")?;
     let replay = replay.context("the replay pass did not run")?;
 
     eprintln!("running: bare floor (prefetch {})", opts.prefetch);
-    let floor = floor_scenario(&conn, opts.prefetch, commands, fresh.reply_bytes.max(1))
-        .await
-        .context("scenario 'floor'")?;
+    let floor =
+        floor_scenario(&conn, opts.prefetch, commands, fresh.reply_bytes.max(1)).await.context("scenario 'floor'")?;
 
     eprintln!("running: Little's law ({} in flight, {} ms)", opts.little_in_flight, opts.little_latency_ms);
     let (little, _) = worker_scenario(
+        "little",
         &opts,
         &conn,
         opts.little_in_flight,
@@ -346,6 +348,7 @@ fn scenario_toml(
 /// A fresh namespace, database, simulator and worker process; one measured pass, and a replay pass
 /// on a second worker process when `replay`.
 async fn worker_scenario(
+    label: &str,
     opts: &BenchOptions,
     conn: &Connection,
     prefetch: u16,
@@ -382,10 +385,10 @@ async fn worker_scenario(
                 let (cpu_before, db_before) = (worker.cpu()?, proxy.counts.snapshot());
                 let tag = if replayed { "replay" } else { "fresh" };
                 let expect = Expect::Generated { replayed };
-                let mut r = pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms)
-                    .await?;
+                let mut r =
+                    pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms).await?;
                 let db_after = proxy.counts.snapshot();
-                r.label = tag.into();
+                r.label = if replayed { "replay".into() } else { label.into() };
                 r.prefetch = prefetch;
                 r.latency_ms = latency_ms;
                 let want = if replayed { 0 } else { bodies.len() as u64 };
@@ -432,15 +435,20 @@ async fn floor_scenario(
     let ch = amqp::confirm_channel(conn).await?;
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("quorum")));
-    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args)
-        .await?;
+    ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
     let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench-floor", true).await?;
     // The echo side has its own channels, as a worker would: QoS on one, confirms on the other.
     let consume = conn.create_channel().await?;
     consume.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
     let publish = amqp::confirm_channel(conn).await?;
-    let mut deliveries =
-        consume.basic_consume(queue.as_str().into(), "bench-floor".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
+    let mut deliveries = consume
+        .basic_consume(
+            queue.as_str().into(),
+            "bench-floor".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     let reply = Arc::new(vec![b'x'; reply_bytes]);
     let echo = tokio::spawn(async move {
         while let Some(Ok(d)) = deliveries.next().await {
@@ -867,8 +875,10 @@ impl PgCountingProxy {
         let upstream = format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        url.set_host(Some("127.0.0.1")).map_err(|e| anyhow::anyhow!("cannot point the database URL at the relay: {e}"))?;
-        url.set_port(Some(addr.port())).map_err(|_| anyhow::anyhow!("cannot set the relay's port in the database URL"))?;
+        url.set_host(Some("127.0.0.1"))
+            .map_err(|e| anyhow::anyhow!("cannot point the database URL at the relay: {e}"))?;
+        url.set_port(Some(addr.port()))
+            .map_err(|_| anyhow::anyhow!("cannot set the relay's port in the database URL"))?;
         let counts = Arc::new(WireCounts::default());
         let task = tokio::spawn(Self::serve(listener, upstream, counts.clone()));
         Ok(PgCountingProxy { url: url.to_string(), counts, task })
@@ -950,7 +960,7 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         );
     }
     println!(
-        "\nLittle's law: {} in flight at {} ms per IRP call allows {:.0} msgs/s for this burst; measured {:.1} = ratio {:.2}",
+        "\nlittle: {} in flight at {} ms per IRP call allows {:.0} msgs/s for this burst; measured {:.1} = ratio {:.2}",
         opts.little_in_flight,
         opts.little_latency_ms,
         report.little_ideal_per_second,

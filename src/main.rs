@@ -167,7 +167,15 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Cmd::Bench { invoices, prefetch, latency_ms, little_latency_ms, little_in_flight, little_invoices, provider } => {
+        Cmd::Bench {
+            invoices,
+            prefetch,
+            latency_ms,
+            little_latency_ms,
+            little_in_flight,
+            little_invoices,
+            provider,
+        } => {
             telemetry::init(Default::default(), "warn");
             let opts = bench::BenchOptions {
                 invoices,

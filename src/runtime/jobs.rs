@@ -240,7 +240,7 @@ impl<'a> Job<'a> {
         };
         // Our own record has the signed data and outlives the IRP's two-day window.
         if let Some(job) = job.filter(|j| j.irn.is_some() && (j.status == "generated" || j.status == "cancelled")) {
-            let mut data = irn_data(&job, true);
+            let mut data = irn_data(self.ctx, &job, true).await?;
             data["source"] = json!("store");
             return self.emit(job_event(self.meta, &job, "irn.details", data)).await;
         }
@@ -250,7 +250,7 @@ impl<'a> Job<'a> {
         };
         match found {
             Ok(d) => {
-                let mut data = fetched_irn_data(&d);
+                let mut data = fetched_irn_data(self.ctx, &d).await?;
                 data["source"] = json!("irp");
                 self.emit(self.event("irn.details", data, None, doc)).await
             }
@@ -313,8 +313,10 @@ impl<'a> Job<'a> {
         {
             Ok(v) => {
                 let qr = get_ci(&v, "QRCode").or_else(|| get_ci(&v, "SignedQRCode")).unwrap_or_default();
-                let png = crate::irp::qr::qr_png_base64(&qr).ok();
-                let data = json!({"qr_code": qr, "qr_png_base64": png});
+                let mut data = json!({"qr_code": qr});
+                if let Some(png) = super::events::b2c_qr_png(self.ctx, &qr).await? {
+                    data["qr_png_base64"] = png;
+                }
                 self.emit(self.event("b2c.qr", data, None, Some(self.doc_ref(d)))).await
             }
             Err(e) => self.failed(e, Operation::B2cQr, Some(self.doc_ref(d))).await,
