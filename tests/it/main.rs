@@ -6,5 +6,6 @@ mod helpers;
 mod crash;
 mod generate;
 mod jobs;
+mod qr;
 mod reconcile;
 mod robustness;
