@@ -5,7 +5,12 @@ use crate::helpers::{invoice, Options, TestApp};
 
 async fn qr_rows(app: &TestApp) -> Vec<(Vec<u8>, String)> {
     let c = app.db.client().await.unwrap();
-    c.query("SELECT qr_sha256, png_base64 FROM qr_png", &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+    c.query("SELECT qr_sha256, png_base64 FROM qr_png", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
 
 #[tokio::test]
