@@ -97,6 +97,7 @@ impl BenchOptions {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkerCost {
     /// User + system CPU of the worker process during the pass.
+    #[serde(serialize_with = "secs")]
     pub cpu: Duration,
     /// The worker's peak resident set size since it started (VmHWM).
     pub peak_rss_bytes: u64,
@@ -289,9 +290,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
 
     eprintln!("running: fresh and replay (prefetch {})", opts.prefetch);
     let commands = Arc::new(bodies("F", opts.invoices));
-    let (fresh, replay) = worker_scenario(&opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
-        .await
-        .context("scenario 'fresh'")?;
+    let (fresh, replay) =
+        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
+            .await
+            .context("scenario 'fresh'")?;
     let replay = replay.context("the replay pass did not run")?;
 
     eprintln!("running: bare floor (prefetch {})", opts.prefetch);
@@ -300,6 +302,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
 
     eprintln!("running: Little's law ({} in flight, {} ms)", opts.little_in_flight, opts.little_latency_ms);
     let (little, _) = worker_scenario(
+        "little",
         &opts,
         &conn,
         opts.little_in_flight,
@@ -344,6 +347,7 @@ fn scenario_toml(
 /// A fresh namespace, database, simulator and worker process; one measured pass, and a replay pass
 /// on a second worker process when `replay`.
 async fn worker_scenario(
+    label: &str,
     opts: &BenchOptions,
     conn: &Connection,
     prefetch: u16,
@@ -383,7 +387,7 @@ async fn worker_scenario(
                 let mut r =
                     pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms).await?;
                 let db_after = proxy.counts.snapshot();
-                r.label = tag.into();
+                r.label = if replayed { "replay".into() } else { label.into() };
                 r.prefetch = prefetch;
                 r.latency_ms = latency_ms;
                 let want = if replayed { 0 } else { bodies.len() as u64 };
@@ -955,7 +959,7 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         );
     }
     println!(
-        "\nLittle's law: {} in flight at {} ms per IRP call allows {:.0} msgs/s for this burst; measured {:.1} = ratio {:.2}",
+        "\nlittle: {} in flight at {} ms per IRP call allows {:.0} msgs/s for this burst; measured {:.1} = ratio {:.2}",
         opts.little_in_flight,
         opts.little_latency_ms,
         report.little_ideal_per_second,

@@ -132,6 +132,10 @@ fn retry_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Er
     Ok(tiers)
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn default_ip() -> String {
     "127.0.0.1".into()
 }
@@ -202,6 +206,10 @@ pub struct Settings {
     /// Address for `/healthz`, `/readyz` and `/metrics` (off when unset), e.g. `0.0.0.0:9090`.
     #[serde(default)]
     pub health_listen: Option<String>,
+    /// Put a rendered QR PNG (`qr_png_base64`) in result events. Off: events carry only the signed
+    /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
+    #[serde(default = "yes")]
+    pub qr_png: bool,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
 }

@@ -1,10 +1,11 @@
 //! Result events built from job rows, so a fresh result and a replayed one look the same.
 use serde_json::{json, Value};
 
+use super::Ctx;
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, Event};
 use crate::irp::{jwt, qr, IrnData};
 use crate::store::outbox::OutboxEvent;
-use crate::store::JobRow;
+use crate::store::{JobRow, StoreError};
 
 pub fn document_ref(row: &JobRow) -> DocumentRef {
     DocumentRef {
@@ -21,36 +22,91 @@ fn payload(jwt_str: Option<&str>) -> Value {
     jwt_str.and_then(|s| jwt::decode_unverified(s).ok()).map(|p| p.data).unwrap_or(Value::Null)
 }
 
+/// How an event gets its QR image.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QrSource {
+    /// A signed QR seen for the first time (a fresh IRN): render and store, no lookup first.
+    New,
+    /// Possibly rendered before (replays, lookups): read the store, render only on a miss.
+    Stored,
+}
+
+/// The `qr_png_base64` value for `signed_qr`, or `None` when `EINVOICE_QR_PNG` is off (the field
+/// is then left out). Each signed QR is rendered once, off the async threads, and kept in the
+/// store; an IRP answer without a signed QR, or one too large to encode, gives `null`.
+async fn qr_field(ctx: &Ctx, signed_qr: Option<&str>, source: QrSource) -> Result<Option<Value>, StoreError> {
+    if !ctx.settings.qr_png {
+        return Ok(None);
+    }
+    let Some(text) = signed_qr else {
+        return Ok(Some(Value::Null));
+    };
+    if source == QrSource::Stored {
+        if let Some(png) = ctx.db.qr_png(text).await? {
+            return Ok(Some(Value::String(png)));
+        }
+    }
+    match qr::render_png_base64(text.to_string()).await {
+        Ok(png) => {
+            ctx.db.save_qr_png(text, &png).await?;
+            Ok(Some(Value::String(png)))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no QR image for this signed QR code");
+            Ok(Some(Value::Null))
+        }
+    }
+}
+
+/// The `qr_png_base64` of a `b2c.qr` event (`None`: leave the field out).
+pub async fn b2c_qr_png(ctx: &Ctx, qr_code: &str) -> Result<Option<Value>, StoreError> {
+    qr_field(ctx, Some(qr_code), QrSource::Stored).await
+}
+
 /// The `irn.generated` / `irn.details` data for a job row.
-pub fn irn_data(row: &JobRow, replayed: bool) -> Value {
-    let mut v = render(&IrnData {
-        irn: row.irn.clone().unwrap_or_default(),
-        ack_no: row.ack_no.clone().unwrap_or_default(),
-        ack_dt: row.ack_dt.clone().unwrap_or_default(),
-        signed_invoice: row.signed_invoice.clone(),
-        signed_qr_code: row.signed_qr_code.clone(),
-        status: Some(if row.status == "cancelled" { "CNL" } else { "ACT" }.into()),
-        ewb_no: row.ewb_no.clone(),
-        ewb_dt: row.ewb_dt.clone(),
-        ewb_valid_till: row.ewb_valid_till.clone(),
-        raw: Value::Null,
-    });
+pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, StoreError> {
+    let png = qr_field(ctx, row.signed_qr_code.as_deref(), QrSource::Stored).await?;
+    let mut v = render(
+        &IrnData {
+            irn: row.irn.clone().unwrap_or_default(),
+            ack_no: row.ack_no.clone().unwrap_or_default(),
+            ack_dt: row.ack_dt.clone().unwrap_or_default(),
+            signed_invoice: row.signed_invoice.clone(),
+            signed_qr_code: row.signed_qr_code.clone(),
+            status: Some(if row.status == "cancelled" { "CNL" } else { "ACT" }.into()),
+            ewb_no: row.ewb_no.clone(),
+            ewb_dt: row.ewb_dt.clone(),
+            ewb_valid_till: row.ewb_valid_till.clone(),
+            raw: Value::Null,
+        },
+        png,
+    );
     v["duplicate"] = json!(row.duplicate);
     v["replayed"] = json!(replayed);
-    v
+    Ok(v)
 }
 
 /// The same shape for details fetched from the IRP rather than read from a job row.
-pub fn fetched_irn_data(d: &IrnData) -> Value {
-    let mut v = render(d);
+pub async fn fetched_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreError> {
+    let png = qr_field(ctx, d.signed_qr_code.as_deref(), QrSource::Stored).await?;
+    Ok(fresh_shape(d, png))
+}
+
+/// The data of a freshly generated IRN: its QR is rendered (once) and stored without a lookup.
+pub async fn generated_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreError> {
+    let png = qr_field(ctx, d.signed_qr_code.as_deref(), QrSource::New).await?;
+    Ok(fresh_shape(d, png))
+}
+
+fn fresh_shape(d: &IrnData, png: Option<Value>) -> Value {
+    let mut v = render(d, png);
     v["duplicate"] = json!(false);
     v["replayed"] = json!(false);
     v
 }
 
-fn render(d: &IrnData) -> Value {
-    let qr_png = d.signed_qr_code.as_deref().and_then(|q| qr::qr_png_base64(q).ok());
-    json!({
+fn render(d: &IrnData, qr_png: Option<Value>) -> Value {
+    let mut v = json!({
         "irn": d.irn,
         "ack_no": d.ack_no,
         "ack_dt": d.ack_dt,
@@ -59,11 +115,20 @@ fn render(d: &IrnData) -> Value {
         "signed_qr_code": d.signed_qr_code,
         "signed_invoice_payload": payload(d.signed_invoice.as_deref()),
         "signed_qr_payload": payload(d.signed_qr_code.as_deref()),
-        "qr_png_base64": qr_png,
+        "qr_png_base64": null,
         "ewb_no": d.ewb_no,
         "ewb_dt": d.ewb_dt,
         "ewb_valid_till": d.ewb_valid_till,
-    })
+    });
+    // Keep the field's place in the object (serde_json's preserve_order) when it is present.
+    match (qr_png, v.as_object_mut()) {
+        (Some(png), _) => v["qr_png_base64"] = png,
+        (None, Some(o)) => {
+            o.shift_remove("qr_png_base64");
+        }
+        (None, None) => {}
+    }
+    v
 }
 
 /// An event about a job, addressed to the events exchange and the command's `reply_to`.

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, fetched_irn_data, irn_data, job_event, not_configured, paused, plain_event};
+use super::events::{errors_json, generated_irn_data, irn_data, job_event, not_configured, paused, plain_event};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
 use crate::domain::event::{CommandMeta, ErrorItem, IRN_IN_DOUBT};
@@ -96,11 +96,11 @@ pub async fn handle(
             }
             tracing::info!(document = %key, irn = ?row.irn, "document already registered; replaying the stored result");
             let (ty, data) = match row.status.as_str() {
-                "cancelled" => ("irn.details", irn_data(&row, true)),
+                "cancelled" => ("irn.details", irn_data(ctx, &row, true).await?),
                 "rejected" => {
                     ("irn.rejected", json!({"errors": row.last_error, "dead_lettered": false, "replayed": true}))
                 }
-                _ => ("irn.generated", irn_data(&row, true)),
+                _ => ("irn.generated", irn_data(ctx, &row, true).await?),
             };
             ctx.db.enqueue_events(&[job_event(meta, &row, ty, data)]).await?;
             return Ok(Disposition::Ack);
@@ -398,7 +398,7 @@ pub(crate) async fn store_generated(
     duplicate: bool,
 ) -> Result<JobRow, StoreError> {
     // The event carries what is being stored, so a later replay (built from the row) matches it.
-    let mut event_data = fetched_irn_data(data);
+    let mut event_data = generated_irn_data(ctx, data).await?;
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
     ctx.db.finish_job(job.id, &JobUpdate::Generated { data: data.clone(), duplicate }, &[ev]).await

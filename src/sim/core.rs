@@ -336,18 +336,17 @@ impl SimCore {
                 }
             }
         }
-        let mut st = self.store.lock().expect("sim lock");
-        if let Some(d) = st.docs.get(&irn) {
-            let err = SimError {
-                errors: vec![("2150".into(), "Duplicate IRN".into())],
-                info: vec![
-                    json!({"InfCd": "DUPIRN", "Desc": {"AckNo": d.ack_no.parse::<u64>().unwrap_or(0), "AckDt": format_ist(d.ack_at), "Irn": d.irn}}),
-                ],
-            };
-            return (Err(err), None);
-        }
-        st.ack_seq += 1;
-        let ack_no = format!("{}", 112_010_000_000_000u64 + st.ack_seq);
+        // Reserve the AckNo under the lock and sign outside it: the two RS256 signatures are most
+        // of a generate's cost, and holding the store meanwhile serialised every call.
+        let seq = {
+            let mut st = self.store.lock().expect("sim lock");
+            if let Some(d) = st.docs.get(&irn) {
+                return (Err(duplicate_irn(d)), None);
+            }
+            st.ack_seq += 1;
+            st.ack_seq
+        };
+        let ack_no = format!("{}", 112_010_000_000_000u64 + seq);
         let now = Utc::now();
         let ack_dt = format_ist(now);
         let mut signed = inv.clone();
@@ -367,7 +366,7 @@ impl SimCore {
             "Irn": irn, "IrnDt": ack_dt,
         });
         let ewb = inv.get("EwbDtls").filter(|e| e.is_object()).map(|_| {
-            let n = format!("{}", 181_000_000_000u64 + st.ack_seq);
+            let n = format!("{}", 181_000_000_000u64 + seq);
             (n, ack_dt.clone(), format_ist(now + chrono::Duration::days(1)))
         });
         let doc = SimDoc {
@@ -386,10 +385,16 @@ impl SimCore {
             rejected_on: None,
             surviving_irn: None,
         };
-        st.stats.irns_created += 1;
         let answer = doc_json(&doc);
-        st.docs.insert(irn, doc);
-        drop(st);
+        {
+            let mut st = self.store.lock().expect("sim lock");
+            // A concurrent call for the same document got there first: it owns the IRN.
+            if let Some(d) = st.docs.get(&irn) {
+                return (Err(duplicate_irn(d)), None);
+            }
+            st.stats.irns_created += 1;
+            st.docs.insert(irn, doc);
+        }
         // The ambiguous case: the IRN is committed, but the answer comes too late.
         let hang = {
             let mut f = self.faults.lock().expect("sim lock");
@@ -562,6 +567,16 @@ impl SimCore {
 }
 
 /// Lookups work for two days after acknowledgement, as at NIC (2283 afterwards).
+/// 2150 with the existing IRN in `InfoDtls`, as the IRP answers a repeated generate.
+fn duplicate_irn(d: &SimDoc) -> SimError {
+    SimError {
+        errors: vec![("2150".into(), "Duplicate IRN".into())],
+        info: vec![
+            json!({"InfCd": "DUPIRN", "Desc": {"AckNo": d.ack_no.parse::<u64>().unwrap_or(0), "AckDt": format_ist(d.ack_at), "Irn": d.irn}}),
+        ],
+    }
+}
+
 fn fetchable(d: &SimDoc) -> Result<Value, SimError> {
     if Utc::now() - d.ack_at > chrono::Duration::days(2) {
         return Err(SimError::one("2283", "IRN details cannot be provided as it is generated more than 2 days ago"));

@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "reconcile_resume", include_str!("../../migrations/0003_reconcile_resume.sql")),
     (4, "in_doubt", include_str!("../../migrations/0004_in_doubt.sql")),
     (5, "token_renewal", include_str!("../../migrations/0005_token_renewal.sql")),
+    (7, "qr_png", include_str!("../../migrations/0007_qr_png.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

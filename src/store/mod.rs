@@ -4,6 +4,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod outbox;
 pub mod pauses;
+pub mod qr;
 pub mod reconcile;
 pub mod secrets;
 pub mod tokens;

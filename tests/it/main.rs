@@ -10,6 +10,7 @@ mod faults;
 mod generate;
 mod jobs;
 mod ops;
+mod qr;
 mod reconcile;
 mod robustness;
 mod tokens;

@@ -19,8 +19,10 @@ impl Job<'_> {
         {
             Ok(v) => {
                 let qr = get_ci(&v, "QRCode").or_else(|| get_ci(&v, "SignedQRCode")).unwrap_or_default();
-                let png = crate::irp::qr::qr_png_base64(&qr).ok();
-                let data = json!({"qr_code": qr, "qr_png_base64": png});
+                let mut data = json!({"qr_code": qr});
+                if let Some(png) = crate::runtime::events::b2c_qr_png(self.ctx, &qr).await? {
+                    data["qr_png_base64"] = png;
+                }
                 self.emit(self.event("b2c.qr", data, None, Some(self.doc_ref(d)))).await
             }
             Err(e) => self.failed(e, Operation::B2cQr, Some(self.doc_ref(d))).await,

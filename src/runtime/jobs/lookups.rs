@@ -20,7 +20,7 @@ impl Job<'_> {
         };
         // Our own record has the signed data and outlives the IRP's two-day window.
         if let Some(job) = job.filter(|j| j.irn.is_some() && (j.status == "generated" || j.status == "cancelled")) {
-            let mut data = irn_data(&job, true);
+            let mut data = irn_data(self.ctx, &job, true).await?;
             data["source"] = json!("store");
             return self.emit(job_event(self.meta, &job, "irn.details", data)).await;
         }
@@ -30,7 +30,7 @@ impl Job<'_> {
         };
         match found {
             Ok(d) => {
-                let mut data = fetched_irn_data(&d);
+                let mut data = fetched_irn_data(self.ctx, &d).await?;
                 data["source"] = json!("irp");
                 self.emit(self.event("irn.details", data, None, doc)).await
             }
