@@ -158,8 +158,10 @@ pub struct Settings {
     pub namespace: String,
     pub prefetch: u16,
     /// Postgres connections for the jobs of one worker process (the outbox relay has one more of
-    /// its own). Independent of `prefetch`: jobs past the pool size wait for a connection.
-    pub db_pool_size: usize,
+    /// its own). Unset: `prefetch` clamped to 4..=32, because a job can hold two connections at
+    /// once (its own and the session's), so a pool much smaller than `prefetch` stalls jobs.
+    #[serde(default)]
+    pub db_pool_size: Option<usize>,
     pub delivery_limit: u32,
     pub max_message_bytes: usize,
     pub http_connect_timeout_ms: u64,
@@ -220,7 +222,6 @@ struct Defaults {
     database_url: &'static str,
     namespace: &'static str,
     prefetch: u16,
-    db_pool_size: usize,
     delivery_limit: u32,
     max_message_bytes: usize,
     http_connect_timeout_ms: u64,
@@ -249,7 +250,6 @@ impl Settings {
             database_url: DEFAULT_DATABASE_URL,
             namespace: "",
             prefetch: 32,
-            db_pool_size: 8,
             delivery_limit: 5,
             max_message_bytes: 1024 * 1024,
             http_connect_timeout_ms: 5_000,
@@ -339,7 +339,7 @@ impl Settings {
 
     fn from_figment(fig: Figment) -> Result<Settings, ConfigError> {
         let mut s: Settings = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if s.db_pool_size == 0 {
+        if s.db_pool_size == Some(0) {
             return Err(ConfigError::Invalid("db_pool_size (EINVOICE_DB_POOL_SIZE) must be at least 1".into()));
         }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
@@ -366,6 +366,11 @@ impl Settings {
                 .filter_map(|(g, c)| c.reporting_window_days.map(|d| (g.clone(), d)))
                 .collect(),
         }
+    }
+
+    /// The jobs' pool size: `db_pool_size`, or `prefetch` clamped to 4..=32.
+    pub fn pool_size(&self) -> usize {
+        self.db_pool_size.unwrap_or((self.prefetch as usize).clamp(4, 32))
     }
 
     pub fn http_connect_timeout(&self) -> Duration {

@@ -66,7 +66,7 @@ pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     let url = settings.database_url.expose_secret();
     let fail = |e: StoreError| anyhow::anyhow!(store::startup_error(url, &e));
     store::ensure_database(url).await.map_err(fail)?;
-    let db = Db::new(url, settings.db_pool_size)?;
+    let db = Db::new(url, settings.pool_size())?;
     db.migrate().await.map_err(fail).context("applying migrations")?;
     Ok(db)
 }
