@@ -54,6 +54,7 @@ struct Mix {
     seed: u64,            // FAULT_SEED
     deadline_secs: u64,   // FAULT_DEADLINE_SECS: give up waiting for answers after this (from the start)
     stall_secs: u64,      // FAULT_STALL_SECS: …or when no new answer came for this long
+    lease_secs: u64,      // FAULT_LEASE_SECS: the workers' lease_secs (short, so kills cost little time)
 }
 
 impl Mix {
@@ -74,6 +75,7 @@ impl Mix {
             seed: env_or("FAULT_SEED", 9),
             deadline_secs: env_or("FAULT_DEADLINE_SECS", 900),
             stall_secs: env_or("FAULT_STALL_SECS", 120),
+            lease_secs: env_or("FAULT_LEASE_SECS", 5),
         }
     }
 }
@@ -172,11 +174,12 @@ impl Rig {
             f.passwords.insert(mix::SELLER_MH.into(), secrets.gstin_passwords[1].clone());
         });
         let mut toml = format!(
-            "amqp_url = \"{}\"\ndatabase_url = \"{db_url}\"\nprefetch = 16\nlease_secs = 5\npause_secs = 2\n\
+            "amqp_url = \"{}\"\ndatabase_url = \"{db_url}\"\nprefetch = 16\nlease_secs = {}\npause_secs = 2\n\
              http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nretry_min_delay_ms = 100\n\
              retry_max_delay_ms = 1000\nretry_max_times = 4\nretry_max_age_secs = 900\n\
              token_refresh_margin_secs = 30\nmax_message_bytes = {MAX_MESSAGE_BYTES}\ntoken_key = \"{}\"\n",
             amqp_urls.join(","),
+            mix.lease_secs,
             secrets.token_key
         );
         for (i, (g, p)) in
