@@ -78,6 +78,22 @@ pub struct GstinConfig {
     /// Whitebooks `type` names, overridable because the GSP's documented and deployed names differ.
     #[serde(default)]
     pub type_names: BTreeMap<String, String>,
+    /// NIC: how the client headers are spelled (see [`HeaderSpelling`]).
+    #[serde(default)]
+    pub header_spelling: HeaderSpelling,
+}
+
+/// NIC: the spelling of the client headers. NIC documents `client_id`, `client_secret`, `Gstin`;
+/// gst_irn sends `client-id`, `client-secret`, `gstin`, and the real IRP accepts both. `user_name`
+/// and `AuthToken` are the same in both (gst_irn sends `user_name` too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderSpelling {
+    /// NIC's documented names (the default).
+    #[default]
+    Underscore,
+    /// The hyphenated names gst_irn sends, for a GSP or proxy that wants them.
+    Hyphen,
 }
 
 /// Environment variables that look numeric arrive as numbers; credentials are still text.

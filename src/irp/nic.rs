@@ -1,6 +1,7 @@
 //! The NIC IRP direct API (e-invoice v1.03, auth v1.04), with the RSA/AES crypto done here.
 //!
-//! * **Auth**: `POST {base}/eivital/v1.04/auth`, headers `client_id`, `client_secret`, `Gstin`,
+//! * **Auth**: `POST {base}/eivital/v1.04/auth`, headers `client_id`, `client_secret`, `Gstin`
+//!   (or `client-id`, `client-secret`, `gstin` with `header_spelling = "hyphen"`),
 //!   body `{"Data": RSA(base64(auth JSON))}` with a fresh [`AppKey`] per call. The answer is not
 //!   encrypted: `{"Status":1,"Data":{"ClientId","UserName","AuthToken","Sek","TokenExpiry"}}`, where
 //!   `Sek` is the session key encrypted with the AppKey and `TokenExpiry` is India time.
@@ -27,7 +28,7 @@ use super::session::Sek;
 use super::signing::{self, load_public_key};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
-use crate::config::{Environment, GstinConfig, ProviderKind};
+use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
@@ -44,6 +45,7 @@ pub struct Nic {
     password: SecretString,
     client_id: String,
     client_secret: SecretString,
+    header_spelling: HeaderSpelling,
     environment: Environment,
     public_key: RsaPublicKey,
     signing_key: Option<RsaPublicKey>,
@@ -88,6 +90,7 @@ impl Nic {
             password: cfg.password.clone(),
             client_id: cfg.client_id.clone(),
             client_secret: cfg.client_secret.clone(),
+            header_spelling: cfg.header_spelling,
             environment: cfg.environment,
             public_key,
             signing_key,
@@ -103,12 +106,19 @@ impl Nic {
         format!("{}{}", self.base_url, path)
     }
 
+    /// The client credentials and GSTIN, in the configured spelling. The default is NIC's
+    /// documented one; the hyphenated one is what gst_irn sends. Neither survives a proxy that drops
+    /// underscored headers (nginx's default), because `user_name` has one in both.
+    fn client_headers(&self, rb: RequestBuilder) -> RequestBuilder {
+        let [id, secret, gstin] = match self.header_spelling {
+            HeaderSpelling::Underscore => ["client_id", "client_secret", "Gstin"],
+            HeaderSpelling::Hyphen => ["client-id", "client-secret", "gstin"],
+        };
+        rb.header(id, &self.client_id).header(secret, self.client_secret.expose_secret()).header(gstin, &self.gstin)
+    }
+
     fn request(&self, method: Method, path: &str, s: &Session) -> RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .header("client_id", &self.client_id)
-            .header("client_secret", self.client_secret.expose_secret())
-            .header("Gstin", &self.gstin)
+        self.client_headers(self.http.request(method, self.url(path)))
             .header("user_name", &self.username)
             .header("AuthToken", s.token.expose_secret())
     }
@@ -277,13 +287,7 @@ impl IrpProvider for Nic {
             force_refresh,
         )
         .map_err(|e| crypto_config(&self.gstin, e))?;
-        let rb = self
-            .http
-            .post(self.url(AUTH_PATH))
-            .header("client_id", &self.client_id)
-            .header("client_secret", self.client_secret.expose_secret())
-            .header("Gstin", &self.gstin)
-            .json(&json!({ "Data": data }));
+        let rb = self.client_headers(self.http.post(self.url(AUTH_PATH))).json(&json!({ "Data": data }));
         let v = self.send(rb).await?;
         if status_of(&v) != Some(1) {
             // 1013/1016 (public key), 1008/1010 (credentials): the outcome table makes these configuration errors.
@@ -433,7 +437,61 @@ mod tests {
             signing_key_file: None,
             type_names: Default::default(),
             reporting_window_days: None,
+            header_spelling: HeaderSpelling::Underscore,
         }
+    }
+
+    /// The header names of the first request the adapter sends, read off the wire (lowercased).
+    async fn header_names_sent(spelling: HeaderSpelling) -> Vec<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "connection closed before the headers ended");
+                raw.extend_from_slice(&buf[..n]);
+            }
+            let body = r#"{"Status":0,"ErrorDetails":[{"ErrorCode":"1010","ErrorMessage":"no"}]}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&raw).into_owned()
+        });
+        let nic = Nic::new(client(), GSTIN, &GstinConfig { header_spelling: spelling, ..cfg(&base) }).unwrap();
+        assert!(nic.authenticate(false).await.unwrap_err().has_code("1010"));
+        let raw = server.await.unwrap();
+        raw.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, _)| k.trim().to_ascii_lowercase()).collect()
+    }
+
+    #[tokio::test]
+    async fn client_headers_follow_the_configured_spelling() {
+        let names = header_names_sent(HeaderSpelling::Underscore).await;
+        for n in ["client_id", "client_secret", "gstin"] {
+            assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("client-")), "{names:?}");
+
+        let names = header_names_sent(HeaderSpelling::Hyphen).await;
+        for n in ["client-id", "client-secret", "gstin"] {
+            assert!(names.contains(&n.to_string()), "{n} missing from {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.starts_with("client_")), "{names:?}");
+    }
+
+    #[tokio::test]
+    async fn hyphenated_headers_work_against_the_simulator() {
+        let sim = Simulator::start("127.0.0.1:0").await.unwrap();
+        let c = GstinConfig { header_spelling: HeaderSpelling::Hyphen, ..cfg(&sim.base_url()) };
+        let nic = Nic::new(client(), GSTIN, &c).unwrap();
+        let s = nic.authenticate(false).await.unwrap();
+        let d = nic.generate(&s, &invoice("NIC/HYPHEN/1")).await.unwrap();
+        assert_eq!(nic.get_by_doc(&s, &doc("NIC/HYPHEN/1")).await.unwrap().irn, d.irn);
     }
 
     fn client() -> reqwest::Client {

@@ -365,7 +365,10 @@ impl SimCore {
             "MainHsnCode": items.and_then(|i| i.first()).and_then(|i| i.get("HsnCd")).cloned().unwrap_or(Value::Null),
             "Irn": irn, "IrnDt": ack_dt,
         });
-        let ewb = inv.get("EwbDtls").filter(|e| e.is_object()).map(|_| {
+        // NIC makes an e-way bill with the IRN only when EwbDtls carries Part-A (TransId) or Part-B
+        // (vehicle or transport document); a bare Distance makes none, so the IRN stays cancellable
+        // (gst_irn's own cancel test sends `EwbDtls: {"Distance": 10}` and gets a CancelDate).
+        let ewb = inv.get("EwbDtls").filter(|e| has_ewb_part(e)).map(|_| {
             let n = format!("{}", 181_000_000_000u64 + seq);
             (n, ack_dt.clone(), format_ist(now + chrono::Duration::days(1)))
         });
@@ -564,6 +567,16 @@ impl SimCore {
             json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
         Ok(json!({"QRCode": jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY")}))
     }
+}
+
+/// Whether `EwbDtls` has what NIC needs to generate an e-way bill with the IRN: a transporter ID
+/// (Part-A) or a vehicle number / transport document (Part-B).
+fn has_ewb_part(ewb: &Value) -> bool {
+    ["TransId", "VehNo", "TransDocNo"].iter().any(|k| match ewb.get(*k) {
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    })
 }
 
 /// Lookups work for two days after acknowledgement, as at NIC (2283 afterwards).

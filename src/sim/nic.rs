@@ -68,15 +68,25 @@ fn failure(e: SimError, form: StatusForm) -> Response {
     Json(json!({"Status": form.value(false), "Data": null, "ErrorDetails": list, "InfoDtls": info})).into_response()
 }
 
+/// A request header by NIC's documented name (`client_id`), or by the same name with hyphens
+/// (`client-id`): NIC documents the underscores, but the real IRP also accepts the hyphens that
+/// gst_irn sends (its tests pass against the sandbox), so the simulator must not be stricter.
+/// Case never matters: HTTP header names are case-insensitive and `HeaderMap` lowercases them.
 fn h<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    let hyphenated = name.replace('_', "-");
+    headers.get(name).or_else(|| headers.get(hyphenated.as_str())).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// NIC's client checks: the API credentials and GSTIN on every call (`user_name` too after auth).
 fn check_client(headers: &HeaderMap, names: &[&str]) -> Result<(), SimError> {
     for name in names {
         if h(headers, name).trim().is_empty() {
-            return Err(SimError::one("1010", format!("Invalid Client-ID/Client-Secret: header '{name}' is missing")));
+            let alt = name.replace('_', "-");
+            let also = if alt == *name { String::new() } else { format!(" (or '{alt}')") };
+            return Err(SimError::one(
+                "1010",
+                format!("Invalid Client-ID/Client-Secret: header '{name}'{also} is missing"),
+            ));
         }
     }
     Ok(())
@@ -322,5 +332,43 @@ mod tests {
         hs[3] = ("user_name", "someone-else");
         let r = post(inv, &hs, json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))})).await;
         assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "1005");
+    }
+
+    /// The real IRP accepts gst_irn's `client-id`/`client-secret`/`gstin` as well as NIC's documented
+    /// `client_id`/`client_secret`/`Gstin`, in any case; the simulator must not be stricter.
+    #[tokio::test]
+    async fn client_headers_in_either_spelling_and_any_case() {
+        let sim = Simulator::start("127.0.0.1:0").await.unwrap();
+        let auth = format!("{}/eivital/v1.04/auth", sim.base_url());
+        let app_key = AppKey::random();
+        let data = nic_crypto::encrypt_auth_request(&public_key(), "user", "pw", &app_key, false).unwrap();
+
+        let gst_irn = [("client-id", "cid"), ("client-secret", "cs"), ("gstin", "29AAGCP4821K1Z3")];
+        let r = post(auth.clone(), &gst_irn, json!({"Data": data})).await;
+        assert_eq!(r["Status"], 1, "{r}");
+        assert_eq!(r["Data"]["ClientId"], "cid");
+        let sek = nic_crypto::decrypt_sek(&app_key, r["Data"]["Sek"].as_str().unwrap()).unwrap();
+        let token = r["Data"]["AuthToken"].as_str().unwrap().to_string();
+
+        let shouting = [("CLIENT_ID", "cid"), ("Client-Secret", "cs"), ("GSTIN", "29AAGCP4821K1Z3")];
+        assert_eq!(post(auth.clone(), &shouting, json!({"Data": data})).await["Status"], 1);
+
+        // An API call with gst_irn's headers (user_name keeps its underscore there too).
+        let mut hs: Vec<(&str, &str)> = gst_irn.to_vec();
+        hs.extend([("user_name", "user"), ("AuthToken", token.as_str())]);
+        let inv = format!("{}/eicore/v1.03/Invoice", sim.base_url());
+        let r = post(inv, &hs, json!({"Data": nic_crypto::encrypt_json_b64(&sek, &json!({}))})).await;
+        assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "2140", "past the client checks: {r}");
+
+        // Neither spelling: 1010, naming both.
+        let r = post(
+            auth,
+            &[("clientid", "cid"), ("client-secret", "cs"), ("gstin", "29AAGCP4821K1Z3")],
+            json!({"Data": data}),
+        )
+        .await;
+        assert_eq!(r["ErrorDetails"][0]["ErrorCode"], "1010");
+        let msg = r["ErrorDetails"][0]["ErrorMessage"].as_str().unwrap();
+        assert!(msg.contains("'client_id'") && msg.contains("'client-id'"), "{msg}");
     }
 }
