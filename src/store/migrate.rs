@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
     (2, "reconcile", include_str!("../../migrations/0002_reconcile.sql")),
     (3, "reconcile_resume", include_str!("../../migrations/0003_reconcile_resume.sql")),
+    (8, "ewaybills", include_str!("../../migrations/0008_ewaybills.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

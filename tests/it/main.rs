@@ -4,6 +4,7 @@
 mod helpers;
 
 mod crash;
+mod ewaybill;
 mod generate;
 mod jobs;
 mod reconcile;
