@@ -100,6 +100,62 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     }
     wait_for(&mut consumer, &mut pending, &mut summary, 0, Duration::from_secs(120)).await;
     summary.missing = pending.len();
+
+    // E-way bills: dispatch one invoice (an e-way bill from its IRN), change its vehicle, then
+    // cancel the invoice together with its e-way bill (e-way bill first, as the IRP requires).
+    let goods = samples::stamped("b2b-intra-goods", None);
+    let gstin = samples::seller(&goods);
+    let document = json!({"doc_type": "INV", "doc_number": goods["DocDtls"]["No"], "doc_date": goods["DocDtls"]["Dt"]});
+    let steps = [
+        (
+            "dispatch: e-way bill",
+            "ewaybill.generate",
+            json!({"gstin": gstin, "document": document, "transport": {"Distance": 120, "TransMode": "1", "VehNo": "KA01AB1234", "VehType": "R"}}),
+            "ewaybill.generated",
+        ),
+        (
+            "new vehicle (breakdown)",
+            "ewaybill.update_vehicle",
+            json!({"gstin": gstin, "irn": Value::Null, "vehicle_no": "KA05CD5678", "from_place": "Tumakuru", "from_state": "29", "reason": "1", "remark": "Breakdown", "trans_mode": "1"}),
+            "ewaybill.vehicle_updated",
+        ),
+        (
+            "cancel invoice + e-way bill",
+            "irn.cancel",
+            json!({"gstin": gstin, "document": document, "reason": "3", "remark": "Order cancelled", "cancel_ewaybill": true}),
+            "irn.cancelled",
+        ),
+    ];
+    let mut irn = Value::Null;
+    for (i, (label, rk, mut body, last)) in steps.into_iter().enumerate() {
+        if body.get("irn").is_some_and(Value::is_null) {
+            body["irn"] = irn.clone();
+        }
+        let corr = format!("demo-ewb-{i}");
+        let props = amqp::json_props()
+            .with_correlation_id(ShortString::from(corr.as_str()))
+            .with_reply_to(ShortString::from(reply_queue.as_str()))
+            .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()));
+        amqp::publish_confirmed(&ch, &topology.commands, rk, body.to_string().as_bytes(), props, true).await?;
+        // One command may answer with several events (the cancel: e-way bill, then IRN).
+        loop {
+            let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(60), consumer.next()).await else {
+                summary.missing += 1;
+                println!("       no answer for: {label}");
+                break;
+            };
+            let _ = d.ack(BasicAckOptions::default()).await;
+            let ev: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
+            if let Some(v) = ev["data"]["irn"].as_str() {
+                irn = json!(v);
+            }
+            print_line(label, &ev, &mut summary);
+            let ty = ev["event_type"].as_str().unwrap_or("");
+            if ty == last || ty.ends_with(".rejected") {
+                break;
+            }
+        }
+    }
     let stats = sim.core.stats();
     handle.stop().await?;
     let _ = conn.close(200, "demo done".into()).await;
@@ -157,6 +213,36 @@ fn print_line(label: &str, ev: &Value, summary: &mut DemoSummary) {
                 d["irn"].as_str().unwrap_or("?"),
                 d["ack_no"].as_str().unwrap_or("?"),
                 d["ewb_no"].as_str().map(|e| format!("  EWB {e}")).unwrap_or_default()
+            );
+        }
+        "ewaybill.generated" => {
+            summary.other += 1;
+            let d = &ev["data"];
+            println!(
+                "EWB  {label:<30} {doc:<14} e-way bill {} valid till {}{}",
+                d["ewb_no"].as_str().unwrap_or("?"),
+                d["ewb_valid_till"].as_str().unwrap_or("?"),
+                if d["already_existed"] == json!(true) { " (already existed)" } else { "" }
+            );
+        }
+        "ewaybill.vehicle_updated" => {
+            summary.other += 1;
+            let d = &ev["data"];
+            println!(
+                "EWB  {label:<30} {doc:<14} e-way bill {} now on vehicle {} (at {})",
+                d["ewb_no"].as_str().unwrap_or("?"),
+                d["vehicle_no"].as_str().unwrap_or("?"),
+                d["vehicle_updated_at"].as_str().unwrap_or("?")
+            );
+        }
+        "ewaybill.cancelled" | "irn.cancelled" => {
+            summary.other += 1;
+            let d = &ev["data"];
+            let what = d["ewb_no"].as_str().filter(|_| ty == "ewaybill.cancelled").map(|n| format!("e-way bill {n}"));
+            println!(
+                "CNL  {label:<30} {doc:<14} {} cancelled at {}",
+                what.unwrap_or_else(|| format!("IRN {}", d["irn"].as_str().unwrap_or("?"))),
+                d["cancel_date"].as_str().unwrap_or("?")
             );
         }
         t if t.ends_with(".rejected") => {

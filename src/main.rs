@@ -86,7 +86,8 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct PublishArgs {
-    /// irn.generate | irn.cancel | irn.get | gstin.details | ewaybill.get | b2c.qr | reconcile.rejected
+    /// irn.generate | irn.cancel | irn.get | gstin.details | ewaybill.get | b2c.qr | reconcile.rejected |
+    /// ewaybill.generate | ewaybill.update_vehicle | ewaybill.cancel
     routing_key: String,
     #[arg(long)]
     gstin: Option<String>,
@@ -112,6 +113,32 @@ struct PublishArgs {
     from: Option<String>,
     #[arg(long)]
     to: Option<String>,
+    /// ewaybill.update_vehicle / ewaybill.cancel: the e-way bill number (else --irn).
+    #[arg(long)]
+    ewb_no: Option<String>,
+    /// irn.cancel: cancel the IRN's active e-way bill first.
+    #[arg(long)]
+    cancel_ewaybill: bool,
+    /// ewaybill.generate: the transport JSON, e.g. '{"Distance":120,"TransMode":"1","VehNo":"KA01AB1234"}'.
+    #[arg(long)]
+    transport: Option<String>,
+    /// ewaybill.update_vehicle: the new vehicle and where it takes over.
+    #[arg(long)]
+    vehicle_no: Option<String>,
+    #[arg(long)]
+    from_place: Option<String>,
+    #[arg(long)]
+    from_state: Option<String>,
+    /// 1 Road, 2 Rail, 3 Air, 4 Ship.
+    #[arg(long)]
+    trans_mode: Option<String>,
+    #[arg(long)]
+    trans_doc_no: Option<String>,
+    #[arg(long)]
+    trans_doc_date: Option<String>,
+    /// R (regular) or O (over-dimensional cargo).
+    #[arg(long)]
+    vehicle_type: Option<String>,
     #[arg(long)]
     request_id: Option<String>,
     /// Wait up to this many seconds for the result event and print it.
@@ -244,13 +271,34 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
             json!({"gstin": gstin, "invoice": invoice})
         }
         JobKind::IrnCancel => {
-            json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "reason": a.reason, "remark": a.remark})
+            let mut b =
+                json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "reason": a.reason, "remark": a.remark});
+            if a.cancel_ewaybill {
+                b["cancel_ewaybill"] = json!(true);
+            }
+            b
         }
         JobKind::IrnGet => json!({"gstin": a.gstin, "irn": a.irn, "document": document()}),
         JobKind::GstinDetails => json!({"gstin": a.gstin, "target_gstin": a.target_gstin}),
         JobKind::EwaybillGet => json!({"gstin": a.gstin, "irn": a.irn}),
         JobKind::B2cQr => json!({"gstin": a.gstin, "document": document()}),
         JobKind::ReconcileRejected => json!({"gstin": a.gstin, "from": a.from, "to": a.to}),
+        JobKind::EwaybillGenerate => {
+            let transport: Value = match &a.transport {
+                Some(t) => serde_json::from_str(t).context("--transport is not JSON")?,
+                None => Value::Null,
+            };
+            json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "transport": transport})
+        }
+        JobKind::EwaybillUpdateVehicle => json!({
+            "gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "vehicle_no": a.vehicle_no,
+            "from_place": a.from_place, "from_state": a.from_state, "reason": a.reason, "remark": a.remark,
+            "trans_mode": a.trans_mode, "trans_doc_no": a.trans_doc_no, "trans_doc_date": a.trans_doc_date,
+            "vehicle_type": a.vehicle_type,
+        }),
+        JobKind::EwaybillCancel => {
+            json!({"gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "reason": a.reason, "remark": a.remark})
+        }
     };
     if let Some(o) = body.as_object_mut() {
         o.retain(|_, v| !v.is_null());

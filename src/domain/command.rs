@@ -4,6 +4,8 @@
 //! unparseable message still yields a [`Rejected`] that knows what could be read of its ids.
 use serde_json::Value;
 
+pub mod ewaybill;
+
 use super::document::{DocDate, DocNumber, DocType};
 use super::event::DocumentRef;
 use super::invoice::{validate_invoice, ValidInvoice, ValidationOptions};
@@ -19,10 +21,13 @@ pub enum JobKind {
     EwaybillGet,
     B2cQr,
     ReconcileRejected,
+    EwaybillGenerate,
+    EwaybillUpdateVehicle,
+    EwaybillCancel,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 7] = [
+    pub const ALL: [JobKind; 10] = [
         JobKind::IrnGenerate,
         JobKind::IrnCancel,
         JobKind::IrnGet,
@@ -30,6 +35,9 @@ impl JobKind {
         JobKind::EwaybillGet,
         JobKind::B2cQr,
         JobKind::ReconcileRejected,
+        JobKind::EwaybillGenerate,
+        JobKind::EwaybillUpdateVehicle,
+        JobKind::EwaybillCancel,
     ];
 
     pub fn routing_key(self) -> &'static str {
@@ -41,6 +49,9 @@ impl JobKind {
             JobKind::EwaybillGet => "ewaybill.get",
             JobKind::B2cQr => "b2c.qr",
             JobKind::ReconcileRejected => "reconcile.rejected",
+            JobKind::EwaybillGenerate => "ewaybill.generate",
+            JobKind::EwaybillUpdateVehicle => "ewaybill.update_vehicle",
+            JobKind::EwaybillCancel => "ewaybill.cancel",
         }
     }
 
@@ -58,6 +69,9 @@ impl JobKind {
             JobKind::EwaybillGet => "ewaybill.details",
             JobKind::B2cQr => "b2c.qr",
             JobKind::ReconcileRejected => "reconcile.completed",
+            JobKind::EwaybillGenerate => "ewaybill.generated",
+            JobKind::EwaybillUpdateVehicle => "ewaybill.vehicle_updated",
+            JobKind::EwaybillCancel => "ewaybill.cancelled",
         }
     }
 
@@ -125,13 +139,55 @@ pub enum Target {
 /// A parsed, valid command.
 #[derive(Debug, Clone)]
 pub enum Command {
-    Generate { gstin: Gstin, invoice: Box<ValidInvoice> },
-    Cancel { gstin: Gstin, target: Target, reason: CancelReason, remark: String },
-    Get { gstin: Gstin, target: Target },
-    GstinDetails { gstin: Gstin, target_gstin: Gstin },
-    EwaybillGet { gstin: Gstin, irn: String },
-    B2cQr { gstin: Gstin, document: DocRef },
-    ReconcileRejected { gstin: Option<Gstin>, from: DocDate, to: DocDate },
+    Generate {
+        gstin: Gstin,
+        invoice: Box<ValidInvoice>,
+    },
+    /// `cancel_ewaybill`: cancel the IRN's active e-way bill first (the IRP refuses otherwise, 2230).
+    Cancel {
+        gstin: Gstin,
+        target: Target,
+        reason: CancelReason,
+        remark: String,
+        cancel_ewaybill: bool,
+    },
+    Get {
+        gstin: Gstin,
+        target: Target,
+    },
+    GstinDetails {
+        gstin: Gstin,
+        target_gstin: Gstin,
+    },
+    EwaybillGet {
+        gstin: Gstin,
+        irn: String,
+    },
+    B2cQr {
+        gstin: Gstin,
+        document: DocRef,
+    },
+    ReconcileRejected {
+        gstin: Option<Gstin>,
+        from: DocDate,
+        to: DocDate,
+    },
+    EwaybillGenerate {
+        gstin: Gstin,
+        target: Target,
+        transport: ewaybill::Transport,
+    },
+    EwaybillUpdateVehicle {
+        gstin: Gstin,
+        target: ewaybill::EwbTarget,
+        update: ewaybill::VehicleUpdate,
+    },
+    EwaybillCancel {
+        gstin: Gstin,
+        target: ewaybill::EwbTarget,
+        reason: ewaybill::EwbCancelReason,
+        remark: String,
+    },
 }
 
 impl Command {
@@ -144,6 +200,9 @@ impl Command {
             Command::EwaybillGet { .. } => JobKind::EwaybillGet,
             Command::B2cQr { .. } => JobKind::B2cQr,
             Command::ReconcileRejected { .. } => JobKind::ReconcileRejected,
+            Command::EwaybillGenerate { .. } => JobKind::EwaybillGenerate,
+            Command::EwaybillUpdateVehicle { .. } => JobKind::EwaybillUpdateVehicle,
+            Command::EwaybillCancel { .. } => JobKind::EwaybillCancel,
         }
     }
     /// The GSTIN whose credentials the command runs under, if it has one.
@@ -154,7 +213,10 @@ impl Command {
             | Command::Get { gstin, .. }
             | Command::GstinDetails { gstin, .. }
             | Command::EwaybillGet { gstin, .. }
-            | Command::B2cQr { gstin, .. } => Some(gstin),
+            | Command::B2cQr { gstin, .. }
+            | Command::EwaybillGenerate { gstin, .. }
+            | Command::EwaybillUpdateVehicle { gstin, .. }
+            | Command::EwaybillCancel { gstin, .. } => Some(gstin),
             Command::ReconcileRejected { gstin, .. } => gstin.as_ref(),
         }
     }
@@ -468,10 +530,22 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
                     format!("the remark has {} characters; the IRP allows 100", remark.chars().count()),
                 ));
             }
+            let cancel_ewaybill = match value.get("cancel_ewaybill") {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    r.problems.push(Problem::new(
+                        "cancel_ewaybill",
+                        "INVALID_TYPE",
+                        format!("'cancel_ewaybill' must be true or false, found {}", type_name(other)),
+                    ));
+                    false
+                }
+            };
             let target = target(irn, doc, &value, &mut r.problems);
             match (gstin, target, reason) {
                 (Some(gstin), Some(target), Some(reason)) if r.problems.is_empty() => {
-                    Some(Command::Cancel { gstin, target, reason, remark })
+                    Some(Command::Cancel { gstin, target, reason, remark, cancel_ewaybill })
                 }
                 _ => None,
             }
@@ -543,6 +617,36 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
             }
             match (from, to) {
                 (Some(from), Some(to)) if r.problems.is_empty() => Some(Command::ReconcileRejected { gstin, from, to }),
+                _ => None,
+            }
+        }
+        JobKind::EwaybillGenerate => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let (target, transport) = ewaybill::parse_generate(&mut r, &value, opts.validation.today);
+            match (gstin, target, transport) {
+                (Some(gstin), Some(target), Some(transport)) if r.problems.is_empty() => {
+                    Some(Command::EwaybillGenerate { gstin, target, transport })
+                }
+                _ => None,
+            }
+        }
+        JobKind::EwaybillUpdateVehicle => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let (target, update) = ewaybill::parse_update_vehicle(&mut r, opts.validation.today);
+            match (gstin, target, update) {
+                (Some(gstin), Some(target), Some(update)) if r.problems.is_empty() => {
+                    Some(Command::EwaybillUpdateVehicle { gstin, target, update })
+                }
+                _ => None,
+            }
+        }
+        JobKind::EwaybillCancel => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let (target, reason, remark) = ewaybill::parse_cancel(&mut r);
+            match (gstin, target, reason, remark) {
+                (Some(gstin), Some(target), Some(reason), Some(remark)) if r.problems.is_empty() => {
+                    Some(Command::EwaybillCancel { gstin, target, reason, remark })
+                }
                 _ => None,
             }
         }

@@ -16,6 +16,12 @@ pub enum Operation {
     EwaybillByIrn,
     RejectedIrns,
     B2cQr,
+    /// Generate an e-way bill from an IRN (`/eiewb/v1.03/ewaybill`).
+    EwaybillGenerate,
+    /// The e-way bill API's `CANEWB`.
+    EwaybillCancel,
+    /// The e-way bill API's `VEHEWB` (Part B).
+    EwaybillUpdateVehicle,
 }
 
 /// What the worker does with an IRP error code.
@@ -23,9 +29,9 @@ pub enum Operation {
 pub enum Class {
     /// 2150 on generate: fetch the existing IRN, compare, report `duplicate: true`.
     DuplicateIrn,
-    /// 9999 on cancel: the IRN is already cancelled; report cancelled.
+    /// 9999 on cancel (312 on an e-way bill cancel): already cancelled; report cancelled.
     AlreadyCancelled,
-    /// 4002: the e-way bill already exists; fetch it.
+    /// 4002 (604 on generate): the e-way bill already exists; fetch it by IRN.
     EwaybillExists,
     /// 1005: the token is invalid or expired: re-authenticate once, then retry once.
     Reauth,
@@ -57,6 +63,26 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         (Operation::Generate, "2150") => Class::DuplicateIrn,
         (Operation::Cancel, "9999") => Class::AlreadyCancelled,
         (Operation::EwaybillByIrn, "4002") => Class::EwaybillExists,
+        // E-way bills (field reference §2.1): 4002 carries no number, so the job reads it by IRN.
+        (Operation::EwaybillGenerate, "4002" | "604") => Class::EwaybillExists,
+        // 312 is "not yours or already cancelled"; an e-way bill we name by its IRN is ours.
+        (Operation::EwaybillCancel, "312") => Class::AlreadyCancelled,
+        // 238: the e-way bill API's "invalid auth token" (its 1005).
+        (Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle, "238") => Class::Reauth,
+        // 4001 "error creating e-way bill", 658 request quota, 813 duplicate request at the
+        // same time, 118 "try after 5 minutes": the e-way bill system asks to come back later.
+        (
+            Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
+            "4001" | "658" | "813" | "118",
+        ) => Class::Transient,
+        // Named so the table lists every e-way bill code: the user must act (4010: CRN/DBN and
+        // services go through the plain e-way bill API; 728: past the cancel window; 820: the
+        // document is over 180 days old; 4000: the IRN is cancelled…).
+        (
+            Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
+            "4000" | "4003" | "4004" | "4005" | "4006" | "4007" | "4008" | "4009" | "4010" | "720" | "728" | "820"
+            | "821" | "283" | "312",
+        ) => Class::Rejection,
         (Operation::Generate, "3028" | "3029") => Class::SyncGstinThenRetry,
         (_, "2146" | "2147") => Class::Transient,
         (_, "5002") if !names_a_field => Class::Transient,
@@ -99,6 +125,14 @@ mod tests {
         assert_eq!(classify(Operation::Generate, "3029", false), Class::SyncGstinThenRetry);
         assert_eq!(classify(Operation::Generate, "2176", false), Class::Rejection);
         assert!(http_status_is_transient(503) && http_status_is_transient(429));
+        // E-way bills.
+        assert_eq!(classify(Operation::EwaybillGenerate, "4002", false), Class::EwaybillExists);
+        assert_eq!(classify(Operation::EwaybillCancel, "312", false), Class::AlreadyCancelled);
+        assert_eq!(classify(Operation::EwaybillUpdateVehicle, "312", false), Class::Rejection);
+        assert_eq!(classify(Operation::EwaybillCancel, "658", false), Class::Transient);
+        assert_eq!(classify(Operation::EwaybillGenerate, "813", false), Class::Transient);
+        assert_eq!(classify(Operation::EwaybillGenerate, "4010", false), Class::Rejection);
+        assert_eq!(classify(Operation::EwaybillCancel, "728", false), Class::Rejection);
         assert!(!http_status_is_transient(400));
     }
 }

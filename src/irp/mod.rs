@@ -2,6 +2,7 @@
 //! session (token) cache. Job code talks to [`IrpProvider`] only and never knows which
 //! protocol is behind it.
 pub mod errors;
+pub mod ewaybill;
 pub mod jwt;
 pub mod nic;
 pub mod nic_crypto;
@@ -16,10 +17,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::config::ProviderKind;
+use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
 pub use errors::IrpError;
+pub use ewaybill::{EwbCancelData, EwbData, VehicleData};
 pub use session::{Session, SessionManager};
 pub use types::{CancelData, IrnData};
 
@@ -40,6 +43,17 @@ pub trait IrpProvider: Send + Sync {
     async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError>;
     async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError>;
     async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError>;
+    /// Make an e-way bill from an IRN; `request` is the generate-by-IRN body (`Irn`, `Distance`, …).
+    async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError>;
+    async fn cancel_ewaybill(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        reason: EwbCancelReason,
+        remark: &str,
+    ) -> Result<EwbCancelData, IrpError>;
+    /// Part B: a new vehicle (or transport document) for e-way bill `ewb_no`.
+    async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError>;
 }
 
 /// The HTTP client every provider uses: explicit connect and read timeouts, rustls.

@@ -23,18 +23,24 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::errors::{from_reqwest, parse_error_list, IrpMessage};
+use super::ewaybill::{open_ewb_api_response, EwbCancelData, EwbData, VehicleData};
 use super::nic_crypto::{self, AppKey, CryptoError};
 use super::session::Sek;
 use super::signing::{self, load_public_key};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
 use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind};
+use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
 pub const AUTH_PATH: &str = "/eivital/v1.04/auth";
 pub const GENERATE_PATH: &str = "/eicore/v1.03/Invoice";
 pub const CANCEL_PATH: &str = "/eicore/v1.03/Invoice/Cancel";
+pub const EWB_GENERATE_PATH: &str = "/eiewb/v1.03/ewaybill";
+/// The e-way bill API: cancel (`CANEWB`) and Part B (`VEHEWB`) under the same session, since
+/// NIC accepts one token across its e-invoice and e-way bill portals (July 2024).
+pub const EWB_API_PATH: &str = "/ewaybillapi/v1.03/ewayapi";
 
 /// One GSTIN's connection to the NIC IRP.
 pub struct Nic {
@@ -155,6 +161,14 @@ impl Nic {
         let data = nic_crypto::encrypt_json_b64(sek.expose(), body);
         let v = self.send(self.request(Method::POST, path, s).json(&json!({ "Data": data }))).await?;
         open_response(sek, &v)
+    }
+
+    /// One e-way bill API action (`CANEWB`, `VEHEWB`): `{"action", "data": AES(SEK, payload)}`.
+    async fn ewb_action(&self, s: &Session, action: &str, payload: &Value) -> Result<Value, IrpError> {
+        let sek = self.sek(s)?;
+        let data = nic_crypto::encrypt_json_b64(sek.expose(), payload);
+        let rb = self.request(Method::POST, EWB_API_PATH, s).json(&json!({"action": action, "data": data}));
+        open_ewb_api_response(sek, &self.send(rb).await?)
     }
 
     /// An IRN answer, with its signatures checked when a signing key is configured.
@@ -371,6 +385,29 @@ impl IrpProvider for Nic {
         })
     }
 
+    async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
+        let v = self.post(s, EWB_GENERATE_PATH, request).await?;
+        EwbData::from_json(&v).ok_or_else(|| IrpError::Protocol("the e-way bill answer has no EwbNo".into()))
+    }
+
+    async fn cancel_ewaybill(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        reason: EwbCancelReason,
+        remark: &str,
+    ) -> Result<EwbCancelData, IrpError> {
+        let v = self.ewb_action(s, "CANEWB", &cancel_payload(ewb_no, reason, remark)).await?;
+        EwbCancelData::from_json(&v, ewb_no)
+            .ok_or_else(|| IrpError::Protocol("the e-way bill cancel answer has no cancelDate".into()))
+    }
+
+    async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError> {
+        let v = self.ewb_action(s, "VEHEWB", &update.request(ewb_no)).await?;
+        VehicleData::from_json(&v)
+            .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
+    }
+
     /// NIC's direct API has no B2C QR service: the dynamic QR for B2C invoices is a GSP
     /// (Whitebooks) feature. Rather than invent an endpoint, this answers
     /// `IrpError::Api` with code `NOT_SUPPORTED` without calling the IRP.
@@ -385,6 +422,12 @@ impl IrpProvider for Nic {
             info: Vec::new(),
         })
     }
+}
+
+/// The `CANEWB` payload, for both protocols.
+pub fn cancel_payload(ewb_no: &str, reason: EwbCancelReason, remark: &str) -> Value {
+    let no = ewb_no.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(ewb_no));
+    json!({"ewbNo": no, "cancelRsnCode": reason.code(), "cancelRmrk": remark})
 }
 
 /// Percent-encode anything outside the unreserved set in a path segment (IRNs and GSTINs are

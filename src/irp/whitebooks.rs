@@ -17,9 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::errors::{from_reqwest, get_ci, parse_error_list};
+use super::ewaybill::{EwbCancelData, EwbData, VehicleData};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
 use crate::config::{Environment, GstinConfig, ProviderKind};
+use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
@@ -34,6 +36,9 @@ pub const DEFAULT_TYPE_NAMES: &[(&str, &str)] = &[
     ("ewaybill_by_irn", "GETEWAYBILLIRN"),
     ("rejected_irns", "GETREJECTEDIRNS"),
     ("b2c_qr", "GETB2CQR"),
+    ("generate_ewaybill", "GENERATE_EWAYBILL"),
+    ("cancel_ewaybill", "CANEWB"),
+    ("update_vehicle", "VEHEWB"),
 ];
 
 pub struct Whitebooks {
@@ -222,6 +227,30 @@ impl IrpProvider for Whitebooks {
     async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError> {
         let body = json!({"docNo": doc.doc_number.as_str(), "docDt": doc.doc_date.to_string(), "docTyp": doc.doc_type.as_str()});
         self.call(self.request(Method::POST, "b2c_qr", s).json(&body)).await
+    }
+
+    async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
+        let v = self.call(self.request(Method::POST, "generate_ewaybill", s).json(request)).await?;
+        EwbData::from_json(&v).ok_or_else(|| IrpError::Protocol("the e-way bill answer has no EwbNo".into()))
+    }
+
+    async fn cancel_ewaybill(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        reason: EwbCancelReason,
+        remark: &str,
+    ) -> Result<EwbCancelData, IrpError> {
+        let body = super::nic::cancel_payload(ewb_no, reason, remark);
+        let v = self.call(self.request(Method::POST, "cancel_ewaybill", s).json(&body)).await?;
+        EwbCancelData::from_json(&v, ewb_no)
+            .ok_or_else(|| IrpError::Protocol("the e-way bill cancel answer has no cancelDate".into()))
+    }
+
+    async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError> {
+        let v = self.call(self.request(Method::POST, "update_vehicle", s).json(&update.request(ewb_no))).await?;
+        VehicleData::from_json(&v)
+            .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
     }
 }
 

@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 use crate::irp::types::format_ist;
 use crate::irp::{jwt, nic_crypto};
 
+mod ewaybill;
+pub use ewaybill::SimEwb;
+
 /// A simulated IRP error: codes and messages as NIC sends them, plus `InfoDtls`.
 #[derive(Debug, Clone)]
 pub struct SimError {
@@ -78,6 +81,13 @@ pub struct SimStats {
     pub injected_commit_timeouts: u64,
     /// Generate calls per IRN (whether or not they created it).
     pub generate_per_irn: HashMap<String, u64>,
+    /// E-way bill calls: generate by IRN, cancel (`CANEWB`), vehicle update (`VEHEWB`).
+    #[serde(default)]
+    pub ewb_generate_calls: u64,
+    #[serde(default)]
+    pub ewb_cancel_calls: u64,
+    #[serde(default)]
+    pub ewb_vehicle_calls: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +133,8 @@ struct Store {
     issued: Vec<String>,
     ack_seq: u64,
     stats: SimStats,
+    /// E-way bills made by IRN, and those of `EwbDtls` once cancelled or updated (see `ewaybill`).
+    ewbs: HashMap<String, SimEwb>,
 }
 
 pub struct SimCore {

@@ -17,6 +17,10 @@
 //! so clients must accept both.
 //!
 //! There is no B2C QR route: NIC has no such API (it is a GSP feature).
+//!
+//! E-way bills (generate by IRN, and the e-way bill API's cancel and vehicle update) are in [`ewb`].
+mod ewb;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -42,6 +46,7 @@ pub fn routes() -> Router<Arc<SimCore>> {
         .route("/eivital/v1.04/Master/gstin/{gstin}", get(gstin_details))
         .route("/eivital/v1.04/Master/syncgstin/{gstin}", get(sync_gstin))
         .route("/eiewb/v1.03/ewaybill/irn/{irn}", get(ewaybill_by_irn))
+        .merge(ewb::routes())
 }
 
 /// How `Status` is written in an answer.

@@ -124,6 +124,9 @@ async fn api(
         "GSTNDETAILS" => core.gstin_details(&param("param1")),
         "SYNC_GSTIN_FROMCP" => core.sync_gstin(&param("param1")),
         "GETEWAYBILLIRN" | "GETEWAYBILL" => core.ewaybill_by_irn(&gstin, &param("param1")),
+        "GENERATE_EWAYBILL" => core.generate_ewaybill(&gstin, &json_body()),
+        "CANEWB" => core.cancel_ewaybill(&gstin, &json_body()),
+        "VEHEWB" => core.update_vehicle(&gstin, &json_body()),
         "GETREJECTEDIRNS" | "GETREJECTEDIRN" => core.rejected_irns(&gstin, &param("param1")),
         "GETB2CQR" => {
             let b = json_body();

@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "in_doubt", include_str!("../../migrations/0004_in_doubt.sql")),
     (5, "token_renewal", include_str!("../../migrations/0005_token_renewal.sql")),
     (7, "qr_png", include_str!("../../migrations/0007_qr_png.sql")),
+    (8, "ewaybills", include_str!("../../migrations/0008_ewaybills.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

@@ -1,4 +1,5 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
+pub mod ewaybills;
 pub mod gstin_cache;
 pub mod jobs;
 pub mod migrate;
@@ -144,7 +145,7 @@ impl Db {
     pub async fn reset_all(&self) -> Result<(), StoreError> {
         self.client()
             .await?
-            .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs")
+            .batch_execute("TRUNCATE jobs, outbox, auth_tokens, gstin_pauses, gstin_cache, reconcile_runs, ewaybills")
             .await?;
         Ok(())
     }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod contract;
 mod crash;
+mod ewaybill;
 mod examples;
 mod faults;
 mod generate;

@@ -44,11 +44,16 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
     }
     let job = Job { ctx, meta, kind, gstin, provider: provider.as_ref(), attempt };
     match cmd {
-        Command::Cancel { target, reason, remark, .. } => job.cancel(target, *reason, remark).await,
+        Command::Cancel { target, reason, remark, cancel_ewaybill, .. } => {
+            job.cancel(target, *reason, remark, *cancel_ewaybill).await
+        }
         Command::Get { target, .. } => job.get(target).await,
         Command::GstinDetails { target_gstin, .. } => job.gstin_details(target_gstin).await,
         Command::EwaybillGet { irn, .. } => job.ewaybill(irn).await,
         Command::B2cQr { document, .. } => job.b2c_qr(document).await,
+        Command::EwaybillGenerate { target, transport, .. } => job.ewaybill_generate(target, transport).await,
+        Command::EwaybillUpdateVehicle { target, update, .. } => job.ewaybill_update_vehicle(target, update).await,
+        Command::EwaybillCancel { target, reason, remark, .. } => job.ewaybill_cancel(target, *reason, remark).await,
         Command::Generate { .. } | Command::ReconcileRejected { .. } => unreachable!("handled elsewhere"),
     }
 }
@@ -61,7 +66,23 @@ async fn reject(
     errors: Vec<ErrorItem>,
     doc: Option<DocumentRef>,
 ) -> Result<Disposition, StoreError> {
-    let mut ev = plain_event(meta, &kind.rejected_event(), json!({"errors": errors, "dead_lettered": false}));
+    reject_with(ctx, meta, kind, errors, doc, Value::Null).await
+}
+
+/// [`reject`] with more `data` fields (`extra`, an object) beside the errors.
+async fn reject_with(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    kind: JobKind,
+    errors: Vec<ErrorItem>,
+    doc: Option<DocumentRef>,
+    extra: Value,
+) -> Result<Disposition, StoreError> {
+    let mut data = json!({"errors": errors, "dead_lettered": false});
+    if let (Some(d), Value::Object(x)) = (data.as_object_mut(), extra) {
+        d.extend(x);
+    }
+    let mut ev = plain_event(meta, &kind.rejected_event(), data);
     ev.event.document = doc;
     ctx.db.enqueue_events(&[ev]).await?;
     Ok(Disposition::Ack)
@@ -97,6 +118,15 @@ impl<'a> Job<'a> {
 
     async fn reject(&self, errors: Vec<ErrorItem>, doc: Option<DocumentRef>) -> Result<Disposition, StoreError> {
         reject(self.ctx, self.meta, self.kind, errors, doc).await
+    }
+
+    async fn reject_with(
+        &self,
+        errors: Vec<ErrorItem>,
+        doc: Option<DocumentRef>,
+        extra: Value,
+    ) -> Result<Disposition, StoreError> {
+        reject_with(self.ctx, self.meta, self.kind, errors, doc, extra).await
     }
 
     /// Map an IRP failure that ended a call: reschedule, pause, or reject (with `remedy` text
@@ -159,7 +189,13 @@ fn irp_message(e: &IrpError) -> String {
 fn with_remedy(mut e: ErrorItem) -> ErrorItem {
     let remedy = match e.code.as_str() {
         "2270" => Some(CREDIT_NOTE_REMEDY),
-        "2230" => Some("cancel the e-way bill first (e-way bill portal), then send the cancel again"),
+        "2230" => Some(
+            "cancel the e-way bill first (ewaybill.cancel), or send irn.cancel again with \"cancel_ewaybill\": true to cancel both in order",
+        ),
+        "4010" => Some("no e-way bill from an IRN for a credit or debit note or for services: CRN/DBN and services go through the plain e-way bill API"),
+        "4000" => Some("the IRN is not active (cancelled?), so no e-way bill can be made from it"),
+        "728" => Some("the e-way bill can no longer be cancelled (24 hours after its Part-B entry); let it expire or reject it on the portal"),
+        "820" => Some("the document is more than 180 days old; no e-way bill can be made for it"),
         "2283" => Some(
             "the IRP only returns IRN details for 2 days after generation; use the stored copy of the signed invoice",
         ),
