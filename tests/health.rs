@@ -1,11 +1,11 @@
 //! The health port, in a test binary of its own: the metrics recorder is process-wide, so the
 //! counters checked here must not see other tests' workers.
-#[allow(dead_code, unused_macros)]
-#[path = "it/helpers.rs"]
-mod helpers;
 #[allow(dead_code)]
 #[path = "it/contract.rs"]
 mod contract;
+#[allow(dead_code, unused_macros)]
+#[path = "it/helpers.rs"]
+mod helpers;
 
 use helpers::{invoice, TestApp};
 
