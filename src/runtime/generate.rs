@@ -42,6 +42,9 @@ enum Outcome {
     },
     /// Past the retry budget, the IRP confirmed (2154) it has no IRN for the in-doubt document.
     NotRegistered,
+    /// Our lease lapsed (a long lookup or backoff) and another attempt may own the document now:
+    /// we must not call generate, nor write the job; the message comes back and finds its state.
+    LeaseLost,
 }
 
 pub async fn handle(
@@ -123,7 +126,8 @@ pub async fn handle(
         // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.
         settle(ctx, gstin, provider.as_ref(), &doc).await
     } else {
-        register(ctx, gstin, provider.as_ref(), invoice, &doc, &mut ambiguous).await
+        let lease = Lease { job_id: job.id, attempt_id };
+        register(ctx, gstin, provider.as_ref(), invoice, &doc, &lease, &mut ambiguous).await
     };
     finish(ctx, meta, &job, outcome, attempt).await
 }
@@ -150,6 +154,12 @@ async fn settle(ctx: &Ctx, gstin: &Gstin, provider: &dyn IrpProvider, doc: &DocR
     }
 }
 
+/// Which attempt owns which job's generate call.
+struct Lease {
+    job_id: Uuid,
+    attempt_id: Uuid,
+}
+
 /// The call sequence for one owned document.
 async fn register(
     ctx: &Ctx,
@@ -157,6 +167,7 @@ async fn register(
     provider: &dyn IrpProvider,
     invoice: &ValidInvoice,
     doc: &DocRef,
+    lease: &Lease,
     ambiguous: &mut bool,
 ) -> Outcome {
     let g = gstin.as_str();
@@ -176,6 +187,12 @@ async fn register(
                 Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => *ambiguous = false,
                 Err(e) => return classify_failure(e, Operation::GetByDoc, true),
             }
+        }
+        // Lookups and backoff may have outlasted the lease: renew it, and if another attempt has
+        // taken the document meanwhile, stop here rather than register it a second time.
+        match ctx.db.extend_lease(lease.job_id, lease.attempt_id, ctx.settings.lease_secs).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Outcome::LeaseLost,
         }
         let body = invoice.irp_json();
         match call(ctx, g, provider, Operation::Generate, Resend::NotIfMayHaveReached, |s| async move {
@@ -329,6 +346,16 @@ async fn finish(
 ) -> Result<Disposition, StoreError> {
     let db = &ctx.db;
     match outcome {
+        Outcome::LeaseLost => {
+            tracing::warn!(document = %job.doc_number, "lease lapsed before the generate call; leaving the document to its current owner");
+            let errors = vec![ErrorItem::worker(
+                "DOCUMENT_BUSY",
+                "this attempt's lease on the document lapsed; another attempt owns it now: checking again shortly",
+            )];
+            let first_tier = i64::from(ctx.topology.retry_tier(1).1);
+            let until = Utc::now() + chrono::Duration::milliseconds(first_tier);
+            Ok(Disposition::Wait { until, attempt, errors })
+        }
         Outcome::Generated(data, duplicate) => {
             let row = store_generated(ctx, meta, job, &data, duplicate).await?;
             tracing::info!(document = %row.doc_number, irn = %data.irn, duplicate, "IRN generated");

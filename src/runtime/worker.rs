@@ -224,7 +224,7 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
     let started = std::time::Instant::now();
-    let result = match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen).await {
+    let result = match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen, delivery.redelivered).await {
         // The message's own content failed to store: retrying cannot help, so answer it.
         Err(e) if e.is_content_error() => reject_unstorable(ctx, &meta, &e).await,
         result => result,
@@ -369,6 +369,7 @@ async fn dispatch(
     body: &[u8],
     attempt: u32,
     first_seen: DateTime<Utc>,
+    redelivered: bool,
 ) -> Result<Disposition, StoreError> {
     let parsed = match parse_command(&meta.routing_key, body, &ctx.parse_options()) {
         Ok(p) => p,
@@ -378,7 +379,17 @@ async fn dispatch(
             let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
             let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
-            let mut ev = plain_event(meta, &event_type, json!({"errors": errors, "dead_lettered": rej.envelope}));
+            let mut data = json!({"errors": errors, "dead_lettered": rej.envelope});
+            // A redelivery (the worker died between committing the answer and acking) of a
+            // command already answered says so, as a replay of a stored result does.
+            if redelivered {
+                if let Some(id) = &meta.message_id {
+                    if ctx.db.answered(id, &event_type).await? {
+                        data["replayed"] = json!(true);
+                    }
+                }
+            }
+            let mut ev = plain_event(meta, &event_type, data);
             ev.event.document = rej.document.map(|d| *d);
             ctx.db.enqueue_events(&[ev]).await?;
             return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });

@@ -50,6 +50,19 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
 }
 
 impl Db {
+    /// Has a command with this AMQP `message_id` already been answered with `event_type`? Only
+    /// asked for redelivered messages, so the unindexed payload lookup stays off the hot path.
+    pub async fn answered(&self, message_id: &str, event_type: &str) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM outbox WHERE event_type = $2 AND payload->>'command_message_id' = $1)",
+                &[&message_id, &event_type],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
     /// Record events that have no job state to go with them (envelope rejections, lookups).
     pub async fn enqueue_events(&self, events: &[OutboxEvent]) -> Result<(), StoreError> {
         let mut c = self.client().await?;
