@@ -228,6 +228,22 @@ pub struct Settings {
     /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
     #[serde(default = "yes")]
     pub qr_png: bool,
+    /// Published outbox rows older than this many days are deleted (0 keeps them forever).
+    pub outbox_retention_days: u32,
+    /// Finished jobs (with their IRN, ack and signed documents) older than this many days are
+    /// deleted (0 keeps them forever). GST law keeps tax records for 72 months from the due date of
+    /// the year's annual return (CGST Act s.36), which is up to about eight years from an invoice.
+    pub job_retention_days: u32,
+    /// How often a worker runs retention (0 = never; `einvoice-worker prune` runs it by hand).
+    pub retention_interval_secs: u64,
+    /// `/readyz` fails when the oldest unpublished result event is older than this (the relay is stuck).
+    pub ready_outbox_max_age_secs: u64,
+    /// A PEM file of CA certificates to trust for PostgreSQL TLS (with `sslmode=verify-ca|verify-full`).
+    #[serde(default)]
+    pub database_ca_file: Option<String>,
+    /// A PEM file of extra CA certificates to trust for IRP calls (a private CA, a TLS-inspecting proxy).
+    #[serde(default)]
+    pub http_ca_file: Option<String>,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
 }
@@ -254,6 +270,10 @@ struct Defaults {
     in_doubt_after_secs: i64,
     pause_secs: i64,
     log_format: LogFormat,
+    outbox_retention_days: u32,
+    job_retention_days: u32,
+    retention_interval_secs: u64,
+    ready_outbox_max_age_secs: u64,
 }
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -282,6 +302,10 @@ impl Settings {
             in_doubt_after_secs: 900,
             pause_secs: 300,
             log_format: LogFormat::Text,
+            outbox_retention_days: 90,
+            job_retention_days: 2922,
+            retention_interval_secs: 3600,
+            ready_outbox_max_age_secs: 300,
         }
     }
 
@@ -437,6 +461,19 @@ fn match_field(head: &str, nested: bool, fields: &[&'static str]) -> FieldMatch 
 fn check_env(
     vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
+    check_vars(vars, true)
+}
+
+/// Check variable names only (deployment manifests, tests): the same rules as at start-up,
+/// without reading the files `*_FILE` variables name.
+pub fn check_variable_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
+    check_vars(names.into_iter().map(|n| (n.into(), "".into())), false).map(drop)
+}
+
+fn check_vars(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    read_files: bool,
+) -> Result<Vec<(String, String)>, ConfigError> {
     let vars: BTreeMap<String, String> =
         vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.to_string_lossy().into_owned()))).collect();
     let mut files = Vec::new();
@@ -468,6 +505,9 @@ fn check_env(
                 let plain = format!("{env_prefix}{}", base.to_ascii_uppercase());
                 if vars.contains_key(&plain) {
                     return Err(ConfigError::Invalid(format!("both {plain} and {name} are set; set only one")));
+                }
+                if !read_files {
+                    continue;
                 }
                 let text = std::fs::read_to_string(value)
                     .map_err(|e| ConfigError::Invalid(format!("{name}: cannot read '{value}': {e}")))?;

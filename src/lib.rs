@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod irp;
+pub mod operator;
 pub mod runtime;
 pub mod samples;
 pub mod sim;

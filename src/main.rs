@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
 use einvoice_worker::domain::command::{parse_command, JobKind};
 use einvoice_worker::domain::invoice::{validate_invoice, ValidationOptions};
+use einvoice_worker::operator::cli as ops;
 use einvoice_worker::{amqp, bench, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
 
@@ -36,7 +37,34 @@ impl From<Provider> for ProviderKind {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the worker (applies migrations first) until Ctrl-C / SIGTERM.
+    #[command(long_about = "Run the worker (applies migrations first) until Ctrl-C / SIGTERM.\n\n\
+Configuration, later sources overriding earlier ones:\n\
+  1. built-in defaults;\n\
+  2. the TOML file named by EINVOICE_CONFIG (see deploy/config.example.toml);\n\
+  3. environment variables EINVOICE_<SETTING>, per GSTIN EINVOICE_GSTINS__<GSTIN>__<KEY>;\n\
+     any of them as <NAME>_FILE to read the value from a file (Kubernetes/Docker secrets).\n\
+An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the README lists every setting.")]
     Run,
+    /// Operator: list, show and retry jobs (failed, in doubt, ...).
+    Jobs {
+        #[command(subcommand)]
+        cmd: ops::JobsCmd,
+    },
+    /// Operator: inspect and replay dead-lettered messages.
+    Dead {
+        #[command(subcommand)]
+        cmd: ops::DeadCmd,
+    },
+    /// Operator: paused GSTINs.
+    Gstin {
+        #[command(subcommand)]
+        cmd: ops::GstinCmd,
+    },
+    /// Operator: delete published events and finished jobs past their retention now.
+    Prune {
+        #[command(flatten)]
+        out: ops::Output,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Run the built-in IRP simulator (Whitebooks and NIC protocols) in the foreground.
@@ -218,10 +246,32 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::Jobs { cmd } => return operator(|s| async move { ops::jobs(&s, cmd).await }).await,
+        Cmd::Dead { cmd } => return operator(|s| async move { ops::dead(&s, cmd).await }).await,
+        Cmd::Gstin { cmd } => return operator(|s| async move { ops::gstin(&s, cmd).await }).await,
+        Cmd::Prune { out } => return operator(|s| async move { ops::prune(&s, out).await }).await,
         Cmd::Validate { files, relaxed_gstin } => return validate(&files, relaxed_gstin),
         Cmd::Publish(args) => publish(*args).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run an operator command with the worker's configuration; its error picks the exit code
+/// (1 nothing matched or refused, 2 usage, 3 PostgreSQL/RabbitMQ unreachable).
+async fn operator<F, Fut>(f: F) -> anyhow::Result<ExitCode>
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), einvoice_worker::operator::OpError>>,
+{
+    let settings = Settings::load()?;
+    telemetry::init(settings.log_format, "warn");
+    match f(settings).await {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(e.exit_code()))
+        }
+    }
 }
 
 fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {

@@ -21,6 +21,16 @@ async fn health_readiness_and_metrics_endpoints() {
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     let ready = get("/readyz").await.unwrap();
     assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
+    // Every catalogued metric is there from start-up, before any command (alerts need series).
+    let at_start = get("/metrics").await.unwrap().text().await.unwrap();
+    for def in einvoice_worker::telemetry::metrics::CATALOG {
+        assert!(at_start.contains(&format!("# HELP {} ", def.name)), "{} missing at start-up:\n{at_start}", def.name);
+    }
+    assert!(at_start.contains("einvoice_build_info{version=\""), "{at_start}");
+    assert!(
+        at_start.contains("einvoice_commands_total{routing_key=\"irn.generate\",outcome=\"success\"} 0"),
+        "{at_start}"
+    );
     app.generate(&invoice("b2b-intra-goods", "R7/0001")).await;
     app.next_reply(20).await;
     // The relay counts an event once its confirm is in, which may be just after we got it.
@@ -34,8 +44,28 @@ async fn health_readiness_and_metrics_endpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // This binary runs one worker, so the process-wide counters are exactly this test's.
-    assert!(metrics.contains("einvoice_commands_total{routing_key=\"irn.generate\",outcome=\"done\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("einvoice_commands_total{routing_key=\"irn.generate\",outcome=\"success\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains(published), "{metrics}");
-    assert!(metrics.contains("einvoice_command_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("einvoice_command_duration_seconds_count{routing_key=\"irn.generate\"} 1"),
+        "a histogram, not a summary: {metrics}"
+    );
+    assert!(
+        metrics.contains("einvoice_irp_call_duration_seconds_count{irp=\"whitebooks\",operation=\"generate\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("einvoice_token_refreshes_total{gstin=\"29AAGCP4821K1Z3\"} 1"), "{metrics}");
+    assert!(!metrics.contains("Some("), "no Debug output in labels: {metrics}");
+    // The status page: ready, and the GSTIN's last IRP success.
+    let status: serde_json::Value = get("/status").await.unwrap().json().await.unwrap();
+    assert_eq!(status["ready"], true, "{status:#}");
+    let ka = &status["gstins"]["29AAGCP4821K1Z3"];
+    assert_eq!(ka["irp"], "whitebooks", "{status:#}");
+    assert!(ka["last_success_at"].is_string(), "{status:#}");
+    assert_eq!(ka["consecutive_failures"], 0, "{status:#}");
+    assert!(status["gstins"]["27AAKFU7303M1ZP"]["last_success_at"].is_null(), "{status:#}");
     app.stop().await;
 }

@@ -220,6 +220,29 @@ impl Command {
             Command::ReconcileRejected { gstin, .. } => gstin.as_ref(),
         }
     }
+
+    /// What the command is about, for log lines: the document (`TYPE/NUMBER/DATE`) or the IRN.
+    pub fn subject(&self) -> Option<String> {
+        let target = match self {
+            Command::Generate { invoice, .. } => return Some(invoice.key().to_string()),
+            Command::B2cQr { document, .. } => return Some(document.to_string()),
+            Command::EwaybillGet { irn, .. } => return Some(irn.clone()),
+            Command::Cancel { target, .. } | Command::Get { target, .. } | Command::EwaybillGenerate { target, .. } => {
+                target
+            }
+            _ => return None,
+        };
+        Some(match target {
+            Target::Irn(irn) => irn.clone(),
+            Target::Document(d) => d.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for DocRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.doc_type, self.doc_number, self.doc_date)
+    }
 }
 
 /// A message that is not a valid command: every problem found, and what could be read of it.

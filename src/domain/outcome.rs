@@ -24,6 +24,41 @@ pub enum Operation {
     EwaybillUpdateVehicle,
 }
 
+impl Operation {
+    pub const ALL: [Operation; 12] = [
+        Operation::Auth,
+        Operation::Generate,
+        Operation::Cancel,
+        Operation::GetByIrn,
+        Operation::GetByDoc,
+        Operation::GstinDetails,
+        Operation::EwaybillByIrn,
+        Operation::RejectedIrns,
+        Operation::B2cQr,
+        Operation::EwaybillGenerate,
+        Operation::EwaybillCancel,
+        Operation::EwaybillUpdateVehicle,
+    ];
+
+    /// A stable snake_case name (metric labels, log fields).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Auth => "auth",
+            Operation::Generate => "generate",
+            Operation::Cancel => "cancel",
+            Operation::GetByIrn => "get_by_irn",
+            Operation::GetByDoc => "get_by_doc",
+            Operation::GstinDetails => "gstin_details",
+            Operation::EwaybillByIrn => "ewaybill_by_irn",
+            Operation::RejectedIrns => "rejected_irns",
+            Operation::B2cQr => "b2c_qr",
+            Operation::EwaybillGenerate => "ewaybill_generate",
+            Operation::EwaybillCancel => "ewaybill_cancel",
+            Operation::EwaybillUpdateVehicle => "ewaybill_update_vehicle",
+        }
+    }
+}
+
 /// What the worker does with an IRP error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
@@ -46,6 +81,35 @@ pub enum Class {
     NotFound,
     /// The document is permanently wrong; the user must fix data or take another action.
     Rejection,
+}
+
+impl Class {
+    pub const ALL: [Class; 9] = [
+        Class::DuplicateIrn,
+        Class::AlreadyCancelled,
+        Class::EwaybillExists,
+        Class::Reauth,
+        Class::SyncGstinThenRetry,
+        Class::Transient,
+        Class::Configuration,
+        Class::NotFound,
+        Class::Rejection,
+    ];
+
+    /// A stable snake_case name (metric labels, log fields).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::DuplicateIrn => "duplicate_irn",
+            Class::AlreadyCancelled => "already_cancelled",
+            Class::EwaybillExists => "ewaybill_exists",
+            Class::Reauth => "reauth",
+            Class::SyncGstinThenRetry => "sync_gstin_then_retry",
+            Class::Transient => "transient",
+            Class::Configuration => "configuration",
+            Class::NotFound => "not_found",
+            Class::Rejection => "rejection",
+        }
+    }
 }
 
 /// GSP/NIC outage codes that come back as application errors rather than HTTP 5xx.

@@ -86,6 +86,28 @@ impl IrpError {
         }
     }
 
+    /// The IRP's error codes in this answer, comma-separated (log lines).
+    pub fn codes(&self) -> String {
+        match self {
+            IrpError::Api { errors, .. } => errors.iter().map(|m| m.code.as_str()).collect::<Vec<_>>().join(","),
+            _ => String::new(),
+        }
+    }
+
+    /// The HTTP status the IRP answered with, where the exchange got that far (0: no answer).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            IrpError::Http { status, .. } => *status,
+            IrpError::Api { .. } | IrpError::Protocol(_) | IrpError::Signature(_) => 200,
+            _ => 0,
+        }
+    }
+
+    /// Did the IRP itself answer with an error (what NIC counts towards blocking a GSTIN)?
+    pub fn is_error_response(&self) -> bool {
+        matches!(self, IrpError::Api { .. } | IrpError::Http { status: 400..=499, .. })
+    }
+
     pub fn has_code(&self, code: &str) -> bool {
         matches!(self, IrpError::Api { errors, .. } if errors.iter().any(|e| e.code == code))
     }

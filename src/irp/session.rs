@@ -9,6 +9,7 @@
 //! 10 minutes, so a renewal is asked for once, inside that window; if it still returns the same
 //! token, the row says so (`renew_after`) and nobody asks again before the token expires. The
 //! life is measured from the token's first issue, never from a re-issue.
+use crate::telemetry::metrics as m;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -222,9 +223,19 @@ impl SessionManager {
         // Ask for a forced refresh only where NIC honours it: a token still valid but in its last 10 min.
         let in_force_window = |s: &Session| s.expires_at > now && s.expires_at - now <= FORCE_REFRESH_WINDOW;
         let force = held.is_some_and(|h| in_force_window(&h.session)) || stale.is_some_and(in_force_window);
-        let mut s = match provider.authenticate(force).await {
-            Ok(s) => s,
+        let started = std::time::Instant::now();
+        let result = provider.authenticate(force).await;
+        let irp = provider.kind().as_str();
+        metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp, "operation" => "auth")
+            .record(started.elapsed().as_secs_f64());
+        let mut s = match result {
+            Ok(s) => {
+                metrics::counter!(m::TOKEN_REFRESHES, "gstin" => key.1.clone()).increment(1);
+                s
+            }
             Err(e) => {
+                metrics::counter!(m::AUTH_FAILURES, "gstin" => key.1.clone()).increment(1);
+                tracing::warn!(irp, gstin = %key.1, error = %e, latency_ms = started.elapsed().as_millis() as u64, "IRP authentication failed");
                 let _ = self.db.abort_refresh(&key.0, &key.1).await;
                 return Err(e);
             }

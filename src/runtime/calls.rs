@@ -5,9 +5,11 @@
 //! for the durable retry path, so no job code ever sees a 1005 it could mistake for a reason
 //! to pause the GSTIN. Only auth failures (1007/1008/1010…) are configuration errors.
 use std::future::Future;
+use std::time::Instant;
 
 use crate::domain::outcome::{Class, Operation};
 use crate::irp::{IrpError, IrpProvider, Session};
+use crate::telemetry::metrics as m;
 
 use super::Ctx;
 
@@ -54,17 +56,53 @@ where
             }
             None => ctx.sessions.get(gstin, provider).await,
         };
+        let irp = provider.kind().as_str();
         let result = match session {
-            Ok(s) => f(s.clone()).await.map_err(|e| (e, Some(s), op)),
+            Ok(s) => {
+                let started = Instant::now();
+                let result = f(s.clone()).await;
+                let elapsed = started.elapsed();
+                metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp, "operation" => op.as_str())
+                    .record(elapsed.as_secs_f64());
+                let latency_ms = elapsed.as_millis() as u64;
+                match &result {
+                    Ok(_) => {
+                        tracing::info!(
+                            irp,
+                            operation = op.as_str(),
+                            http_status = 200,
+                            latency_ms,
+                            "IRP call succeeded"
+                        )
+                    }
+                    Err(e) => tracing::info!(
+                        irp,
+                        operation = op.as_str(),
+                        http_status = e.http_status(),
+                        latency_ms,
+                        irp_codes = e.codes(),
+                        error = %e,
+                        "IRP call failed"
+                    ),
+                }
+                result.map_err(|e| (e, Some(s), op))
+            }
             Err(e) => Err((e, None, Operation::Auth)),
         };
         let (err, used, err_op) = match result {
-            Ok(v) => return Ok(v),
+            Ok(v) => {
+                ctx.irp_health.record_success(gstin, irp);
+                return Ok(v);
+            }
             Err(x) => x,
         };
         let class = err.class(err_op);
-        metrics::counter!("einvoice_irp_failures_total", "provider" => provider.kind().as_str(), "class" => format!("{class:?}"))
+        metrics::counter!(m::IRP_ERRORS, "irp" => irp, "operation" => err_op.as_str(), "class" => class.as_str())
             .increment(1);
+        if err.is_error_response() {
+            metrics::counter!(m::IRP_ERROR_RESPONSES, "gstin" => gstin.to_string()).increment(1);
+        }
+        ctx.irp_health.record_failure(gstin, irp, err_op, class, &err);
         let (err, class) = match (class, used) {
             (Class::Reauth, Some(used))
                 if reauths < MAX_REAUTHS && !reissued.as_ref().is_some_and(|r| r.same_token(&used)) =>

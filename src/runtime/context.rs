@@ -24,6 +24,8 @@ pub struct Ctx {
     pub worker_id: Uuid,
     /// Poked after every commit that wrote events, so the relay publishes at once.
     pub relay_wake: Arc<Notify>,
+    /// The last IRP answers per GSTIN (`/status`, `/readyz`).
+    pub irp_health: super::status::IrpHealth,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
     /// set once the worker has connected.
     publisher: std::sync::OnceLock<lapin::Channel>,
@@ -40,6 +42,7 @@ impl Ctx {
             providers,
             worker_id: Uuid::new_v4(),
             relay_wake: Arc::new(Notify::new()),
+            irp_health: Default::default(),
             publisher: std::sync::OnceLock::new(),
         })
     }

@@ -82,6 +82,7 @@ pub async fn handle(
         .await?;
     let (job, mut ambiguous) = match claim {
         Claim::Done(row) => {
+            super::worker::record_job_id(row.id);
             // A re-send with other content must not be told "generated": the IRN belongs to the
             // invoice registered first.
             let registered = row.request.as_ref().filter(|_| row.status != "rejected");
@@ -121,6 +122,7 @@ pub async fn handle(
         }
         Claim::Owned { job, ambiguous } => (job, ambiguous),
     };
+    super::worker::record_job_id(job.id);
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
     let outcome = if ambiguous && past_max_age(ctx, &job) {
         // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.

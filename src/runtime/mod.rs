@@ -7,6 +7,8 @@
 //! - [`events`]: building result events from job rows;
 //! - [`reconcile`]: `reconcile.rejected` runs (rejected IRNs, in-doubt jobs), durable and resumable;
 //! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
+//! - [`status`]: per-GSTIN IRP health and the metrics sampler; [`health`]: the HTTP endpoints;
+//! - [`retention`]: deleting old published events and finished jobs;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
 pub mod calls;
 pub mod context;
@@ -15,7 +17,9 @@ pub mod generate;
 pub mod health;
 pub mod jobs;
 pub mod reconcile;
+pub mod retention;
 pub mod scheduler;
+pub mod status;
 pub mod worker;
 
 pub use context::Ctx;

@@ -29,6 +29,7 @@ use crate::domain::command::{parse_command, Command, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::irp::registry::Providers;
 use crate::store::{self, Db, StoreError};
+use crate::telemetry::metrics as m;
 
 const ATTEMPT_HEADER: &str = "x-einvoice-attempt";
 const FIRST_SEEN_HEADER: &str = "x-einvoice-first-seen";
@@ -111,12 +112,30 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     }
     let health_addr = match &ctx.settings.health_listen {
         Some(addr) => Some(
-            super::health::serve(addr, ctx.db.clone(), conn.status().clone(), shutdown.child_token())
+            super::health::serve(addr, ctx.clone(), conn.status().clone(), shutdown.child_token())
                 .await
                 .with_context(|| format!("binding the health endpoint on {addr}"))?,
         ),
         None => None,
     };
+    crate::telemetry::metrics::register_configured(
+        ctx.settings.gstins.iter().map(|(g, c)| (g.as_str(), c.provider.as_str())),
+        ctx.topology.retry_queues().len(),
+    );
+    tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));
+    if ctx.settings.retention_interval_secs > 0 {
+        tokio::spawn(super::retention::run(ctx.clone(), shutdown.child_token()));
+    }
+    let irps: Vec<String> = ctx.settings.gstins.iter().map(|(g, c)| format!("{g}={}", c.provider.as_str())).collect();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        worker_id = %ctx.worker_id,
+        namespace = %ctx.settings.namespace,
+        gstins = %irps.join(","),
+        health = %health_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        prefetch = ctx.settings.prefetch,
+        "einvoice-worker starting"
+    );
     let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, relay, shutdown.clone()));
     Ok(WorkerHandle { ctx, health_addr, shutdown, task })
 }
@@ -156,12 +175,7 @@ async fn consume_loop(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let ctx = ctx.clone();
-                    let span = tracing::info_span!(
-                        "job",
-                        routing_key = %delivery.routing_key,
-                        message_id = ?delivery.properties.message_id(),
-                        redelivered = delivery.redelivered
-                    );
+                    let span = command_span(&delivery);
                     tracker.spawn(async move { settle(&ctx, delivery).await }.instrument(span));
                 }
                 Some(Err(e)) => {
@@ -188,6 +202,37 @@ async fn consume_loop(
     let _ = relay_task.await;
     let _ = conn.close(200, "shutdown".into()).await;
     Ok(())
+}
+
+/// One span per message, carrying what an operator searches by. Fields known only after
+/// parsing (request id, GSTIN, document) and claiming (job id) are recorded into it later, so
+/// every line of one invoice's handling carries them: `jq 'select(.span.correlation_id == "…")'`.
+fn command_span(delivery: &Delivery) -> tracing::Span {
+    let p = &delivery.properties;
+    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
+    let span = tracing::info_span!(
+        "command",
+        routing_key = %delivery.routing_key,
+        message_id = tracing::field::Empty,
+        correlation_id = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        job_id = tracing::field::Empty,
+        gstin = tracing::field::Empty,
+        document = tracing::field::Empty,
+        redelivered = delivery.redelivered,
+    );
+    if let Some(id) = text(p.message_id()) {
+        span.record("message_id", id.as_str());
+    }
+    if let Some(id) = text(p.correlation_id()) {
+        span.record("correlation_id", id.as_str());
+    }
+    span
+}
+
+/// Record the job id on the current message's span (handlers call this once they have a job).
+pub fn record_job_id(job_id: uuid::Uuid) {
+    tracing::Span::current().record("job_id", tracing::field::display(job_id));
 }
 
 fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
@@ -224,22 +269,30 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
     let started = std::time::Instant::now();
-    let result = match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen, delivery.redelivered).await {
-        // The message's own content failed to store: retrying cannot help, so answer it.
-        Err(e) if e.is_content_error() => reject_unstorable(ctx, &meta, &e).await,
-        result => result,
-    };
+    let in_flight = metrics::gauge!(m::JOBS_IN_FLIGHT);
+    in_flight.increment(1.0);
+    let (result, by_events) = m::track_outcome(async {
+        match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen, delivery.redelivered).await {
+            // The message's own content failed to store: retrying cannot help, so answer it.
+            Err(e) if e.is_content_error() => reject_unstorable(ctx, &meta, &e).await,
+            result => result,
+        }
+    })
+    .await;
+    in_flight.decrement(1.0);
     ctx.relay_wake.notify_one();
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
     let rk = JobKind::from_routing_key(&meta.routing_key).map_or("unknown", JobKind::routing_key);
     let outcome = match &result {
-        Ok(Disposition::Ack) => "done",
+        Ok(Disposition::Ack) => by_events.unwrap_or("success"),
         Ok(Disposition::DeadLetter) => "dead_lettered",
-        Ok(Disposition::Reschedule { .. } | Disposition::Wait { .. }) => "rescheduled",
+        Ok(Disposition::Reschedule { .. } | Disposition::Wait { .. }) => by_events.unwrap_or("rescheduled"),
         Err(_) => "requeued",
     };
-    metrics::counter!("einvoice_commands_total", "routing_key" => rk, "outcome" => outcome).increment(1);
-    metrics::histogram!("einvoice_command_seconds", "routing_key" => rk).record(started.elapsed().as_secs_f64());
+    let elapsed = started.elapsed();
+    metrics::counter!(m::COMMANDS, "routing_key" => rk, "outcome" => outcome).increment(1);
+    metrics::histogram!(m::COMMAND_DURATION, "routing_key" => rk).record(elapsed.as_secs_f64());
+    tracing::info!(outcome, duration_ms = elapsed.as_millis() as u64, attempt, "command finished");
     let settled = match result {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
@@ -343,6 +396,8 @@ async fn reschedule(
     let publisher =
         ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected".into()))?;
     amqp::publish_confirmed(publisher, &ctx.topology.retry, d.routing_key.as_str(), &d.data, props, true).await?;
+    let tier_no = ctx.topology.retry_queues().iter().position(|q| *q == tier).map_or(0, |i| i + 1);
+    metrics::counter!(m::RESCHEDULES, "tier" => tier_no.to_string()).increment(1);
     Ok(delay)
 }
 
@@ -375,6 +430,9 @@ async fn dispatch(
         Ok(p) => p,
         Err(rej) => {
             meta.request_id = rej.request_id.clone();
+            if let Some(id) = &meta.request_id {
+                tracing::Span::current().record("request_id", id.as_str());
+            }
             let source = if rej.envelope { ErrorSource::Envelope } else { ErrorSource::Validation };
             let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
             let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
@@ -396,6 +454,16 @@ async fn dispatch(
         }
     };
     meta.request_id = parsed.request_id;
+    let span = tracing::Span::current();
+    if let Some(id) = &meta.request_id {
+        span.record("request_id", id.as_str());
+    }
+    if let Some(g) = parsed.command.gstin() {
+        span.record("gstin", g.as_str());
+    }
+    if let Some(subject) = parsed.command.subject() {
+        span.record("document", subject.as_str());
+    }
     let kind = parsed.command.kind();
     let disposition = match &parsed.command {
         Command::Generate { gstin, invoice } => generate::handle(ctx, meta, gstin, invoice, attempt).await?,

@@ -3,6 +3,7 @@ pub mod ewaybills;
 pub mod gstin_cache;
 pub mod jobs;
 pub mod migrate;
+pub mod ops;
 pub mod outbox;
 pub mod pauses;
 pub mod qr;

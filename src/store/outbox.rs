@@ -46,6 +46,7 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
             ],
         )
         .await?;
+    crate::telemetry::metrics::note_event(&ev.event.event_type);
     Ok(())
 }
 

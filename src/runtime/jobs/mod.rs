@@ -101,7 +101,10 @@ struct Job<'a> {
 impl<'a> Job<'a> {
     fn event(&self, event_type: &str, data: Value, job: Option<&JobRow>, doc: Option<DocumentRef>) -> OutboxEvent {
         match job {
-            Some(row) => job_event(self.meta, row, event_type, data),
+            Some(row) => {
+                super::worker::record_job_id(row.id);
+                job_event(self.meta, row, event_type, data)
+            }
             None => {
                 let mut ev: Event =
                     plain_event(self.meta, event_type, data).event.with_provider(self.provider.kind().as_str());

@@ -1,4 +1,6 @@
 //! Logging: `tracing` with text or JSON output (`EINVOICE_LOG_FORMAT`), filtered by `RUST_LOG`.
+pub mod metrics;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
