@@ -10,6 +10,7 @@ mod examples;
 mod faults;
 mod generate;
 mod jobs;
+mod operate;
 mod ops;
 mod qr;
 mod reconcile;
