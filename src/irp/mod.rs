@@ -56,13 +56,39 @@ pub trait IrpProvider: Send + Sync {
     async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError>;
 }
 
-/// The HTTP client every provider uses: explicit connect and read timeouts, rustls.
+/// The HTTP client every provider uses: explicit connect and read timeouts, rustls trusting the
+/// system's certificate store; proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (reqwest's default).
 pub fn http_client(connect: std::time::Duration, read: std::time::Duration) -> reqwest::Client {
+    client_builder(connect, read).build().expect("the HTTP client configuration is static and valid")
+}
+
+fn client_builder(connect: std::time::Duration, read: std::time::Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(connect)
         .read_timeout(read)
         .timeout(connect + read)
         .user_agent(concat!("einvoice-worker/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client configuration is static and valid")
+}
+
+/// [`http_client`] that also trusts the CA certificates in `ca_file` (PEM: a private CA, or a
+/// TLS-inspecting proxy's), as `EINVOICE_HTTP_CA_FILE` asks.
+pub fn http_client_with_ca(
+    connect: std::time::Duration,
+    read: std::time::Duration,
+    ca_file: Option<&str>,
+) -> Result<reqwest::Client, IrpError> {
+    let mut b = client_builder(connect, read);
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| IrpError::Config(format!("EINVOICE_HTTP_CA_FILE '{path}' cannot be read: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| IrpError::Config(format!("EINVOICE_HTTP_CA_FILE '{path}' is not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(IrpError::Config(format!("EINVOICE_HTTP_CA_FILE '{path}' holds no certificate")));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| IrpError::Config(format!("building the HTTP client: {e}")))
 }

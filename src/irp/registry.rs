@@ -15,7 +15,8 @@ impl Providers {
     /// Build every configured GSTIN's provider; a bad entry (e.g. an unreadable NIC public
     /// key) is a configuration error at start, not a retry loop later.
     pub fn from_settings(s: &Settings) -> Result<Providers, IrpError> {
-        let http = super::http_client(s.http_connect_timeout(), s.http_read_timeout());
+        let http =
+            super::http_client_with_ca(s.http_connect_timeout(), s.http_read_timeout(), s.http_ca_file.as_deref())?;
         let mut map: BTreeMap<String, Arc<dyn IrpProvider>> = BTreeMap::new();
         for (gstin, cfg) in &s.gstins {
             let p: Arc<dyn IrpProvider> = match cfg.provider {

@@ -101,7 +101,7 @@ impl Output {
 
 async fn db(settings: &Settings) -> Result<Db, OpError> {
     use secrecy::ExposeSecret;
-    let db = Db::new(settings.database_url.expose_secret(), 1)?;
+    let db = Db::with_ca(settings.database_url.expose_secret(), 1, settings.database_ca_file.as_deref())?;
     db.ping().await?;
     Ok(db)
 }

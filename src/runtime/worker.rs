@@ -66,8 +66,9 @@ pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     use secrecy::ExposeSecret;
     let url = settings.database_url.expose_secret();
     let fail = |e: StoreError| anyhow::anyhow!(store::startup_error(url, &e));
-    store::ensure_database(url).await.map_err(fail)?;
-    let db = Db::new(url, settings.pool_size())?;
+    let ca = settings.database_ca_file.as_deref();
+    store::ensure_database(url, ca).await.map_err(fail)?;
+    let db = Db::with_ca(url, settings.pool_size(), ca)?;
     db.migrate().await.map_err(fail).context("applying migrations")?;
     Ok(db)
 }
@@ -80,7 +81,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     // publishing, and a slow relay cannot take connections from the jobs.
     let relay_db = {
         use secrecy::ExposeSecret;
-        Db::new(settings.database_url.expose_secret(), RELAY_POOL_SIZE)?
+        Db::with_ca(settings.database_url.expose_secret(), RELAY_POOL_SIZE, settings.database_ca_file.as_deref())?
     };
     let providers = Providers::from_settings(&settings).context("building IRP providers from the configuration")?;
     if settings.token_key.is_none() {

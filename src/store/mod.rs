@@ -9,6 +9,7 @@ pub mod pauses;
 pub mod qr;
 pub mod reconcile;
 pub mod secrets;
+pub mod tls;
 pub mod tokens;
 
 use std::time::Duration;
@@ -113,9 +114,17 @@ pub struct Db {
 impl Db {
     /// Build a pool for `url`. Nothing connects until first use; call [`Db::ping`] to fail fast.
     pub fn new(url: &str, max_size: usize) -> Result<Db, StoreError> {
-        let cfg: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-        let mgr = Manager::from_config(cfg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        Self::with_ca(url, max_size, None)
+    }
+
+    /// [`Db::new`] with the CA file that `sslmode=verify-ca|verify-full` checks against (see [`tls`]).
+    pub fn with_ca(url: &str, max_size: usize, ca_file: Option<&str>) -> Result<Db, StoreError> {
+        let target = tls::target(url, ca_file)?;
+        let mc = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let mgr = match target.tls {
+            Some(tls) => Manager::from_config(target.config, tls, mc),
+            None => Manager::from_config(target.config, NoTls, mc),
+        };
         // deadpool's timeouts default to "wait forever"; a stuck pool must surface as an error.
         let pool = Pool::builder(mgr)
             .max_size(max_size)
@@ -164,25 +173,23 @@ impl Db {
 /// it from the server's `postgres` database. Safe when several processes start at once: a
 /// concurrent `CREATE DATABASE` loses with 42P04 or a unique violation (23505) on
 /// `pg_database`'s name index, and both mean the database now exists.
-pub async fn ensure_database(url: &str) -> Result<(), StoreError> {
+pub async fn ensure_database(url: &str, ca_file: Option<&str>) -> Result<(), StoreError> {
     use tokio_postgres::error::SqlState;
-    let mut cfg: tokio_postgres::Config =
-        url.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
-    let Some(name) = cfg.get_dbname().map(str::to_string) else {
+    let mut target = tls::target(url, ca_file)?;
+    let Some(name) = target.config.get_dbname().map(str::to_string) else {
         return Ok(());
     };
-    match cfg.connect(NoTls).await {
-        Ok((client, conn)) => {
+    match target.connect().await {
+        Ok((client, task)) => {
             drop(client);
-            let _ = conn.await;
+            let _ = task.await;
             return Ok(());
         }
         Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(e) => return Err(e.into()),
     }
-    cfg.dbname("postgres");
-    let (client, conn) = cfg.connect(NoTls).await?;
-    let task = tokio::spawn(conn);
+    target.config.dbname("postgres");
+    let (client, task) = target.connect().await?;
     let quoted = name.replace('"', "\"\"");
     if let Err(e) = client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
         if e.code() != Some(&SqlState::DUPLICATE_DATABASE) && e.code() != Some(&SqlState::UNIQUE_VIOLATION) {

@@ -47,7 +47,7 @@ async fn worker_killed_during_the_irp_call_loses_nothing() {
 async fn concurrent_migrations_on_a_fresh_database_are_safe() {
     let name = format!("einvoice_mig_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    einvoice_worker::store::ensure_database(&url).await.unwrap();
+    einvoice_worker::store::ensure_database(&url, None).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..4 {
         let url = url.clone();

@@ -269,3 +269,44 @@ async fn one_query_follows_one_invoice_through_the_json_logs() {
     }
     app.stop().await;
 }
+
+/// The pool speaks TLS as libpq's `sslmode` says (the machine's PostgreSQL has `ssl = on` with
+/// Debian's self-signed "snakeoil" certificate for `localhost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_honours_sslmode_and_the_ca_file() {
+    use einvoice_worker::store::Db;
+    const CA: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+    async fn encrypted(url: &str, ca: Option<&str>) -> Result<bool, String> {
+        let db = Db::with_ca(url, 1, ca).map_err(|e| e.to_string())?;
+        let c = db.client().await.map_err(|e| e.to_string())?;
+        let row = c
+            .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(row.get(0))
+    }
+    let on: String = {
+        let db = Db::new("postgres://postgres@127.0.0.1:5432/postgres", 1).unwrap();
+        db.client().await.unwrap().query_one("SHOW ssl", &[]).await.unwrap().get(0)
+    };
+    assert_eq!(on, "on", "this test needs the server's TLS (Debian's default)");
+    let plain = "postgres://postgres@127.0.0.1:5432/postgres";
+    assert_eq!(encrypted(plain, None).await, Ok(false), "no sslmode: plain TCP as before");
+    assert_eq!(encrypted(&format!("{plain}?sslmode=require"), None).await, Ok(true));
+    let local = "postgres://postgres@localhost:5432/postgres";
+    assert_eq!(encrypted(&format!("{local}?sslmode=verify-full"), Some(CA)).await, Ok(true));
+    // verify-ca checks the chain but not the name; verify-full refuses a certificate for another host.
+    assert_eq!(encrypted(&format!("{plain}?sslmode=verify-ca"), Some(CA)).await, Ok(true));
+    let wrong_name = encrypted(&format!("{plain}?sslmode=verify-full"), Some(CA)).await.unwrap_err();
+    assert!(wrong_name.to_lowercase().contains("certificate"), "{wrong_name}");
+    // A CA file that did not sign the server's certificate: refused (the CA file replaces the
+    // system store, which on Debian also holds the snakeoil certificate).
+    let other_ca = std::fs::read_dir("/usr/share/ca-certificates/mozilla")
+        .expect("Debian's CA bundle")
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "crt"))
+        .unwrap();
+    let untrusted =
+        encrypted(&format!("{local}?sslmode=verify-full"), Some(other_ca.to_str().unwrap())).await.unwrap_err();
+    assert!(untrusted.to_lowercase().contains("certificate"), "{untrusted}");
+}
