@@ -40,10 +40,19 @@ pub enum Environment {
     Production,
 }
 
-/// Credentials and endpoint for one seller GSTIN.
+/// Credentials and endpoint for one seller GSTIN at its primary IRP; `failover` lists further
+/// IRPs (the same keys, each with its own `irp` name) in priority order.
 #[derive(Debug, Clone, Deserialize)]
 pub struct GstinConfig {
     pub provider: ProviderKind,
+    /// Which IRP this is: `NIC1`, `NIC2`, `IRIS`, `CYGNET`, `CLEAR`, `EY`, … (default: `NIC1` for
+    /// the `nic` provider, `whitebooks` for the GSP). Recorded on every IRN it issues.
+    #[serde(default)]
+    pub irp: Option<String>,
+    /// Further IRPs for this GSTIN, tried in order when the ones before are down (never for a
+    /// document whose generate may have reached another IRP).
+    #[serde(default)]
+    pub failover: Vec<GstinConfig>,
     #[serde(default)]
     pub environment: Environment,
     pub base_url: String,
@@ -81,6 +90,17 @@ pub struct GstinConfig {
     /// NIC: how the client headers are spelled (see [`HeaderSpelling`]).
     #[serde(default)]
     pub header_spelling: HeaderSpelling,
+}
+
+impl GstinConfig {
+    /// The IRP's name as recorded and reported (`data.irp`).
+    pub fn irp_name(&self) -> String {
+        match (&self.irp, self.provider) {
+            (Some(n), _) => n.trim().to_string(),
+            (None, ProviderKind::Nic) => "NIC1".into(),
+            (None, ProviderKind::Whitebooks) => "whitebooks".into(),
+        }
+    }
 }
 
 /// NIC: the spelling of the client headers. NIC documents `client_id`, `client_secret`, `Gstin`;
@@ -238,6 +258,10 @@ pub struct Settings {
     pub retention_interval_secs: u64,
     /// `/readyz` fails when the oldest unpublished result event is older than this (the relay is stuck).
     pub ready_outbox_max_age_secs: u64,
+    /// An IRP's circuit opens after this many consecutive transport failures or 5xx answers …
+    pub breaker_failures: u32,
+    /// … for this long; then calls probe it again (one failure re-opens it, a success closes it).
+    pub breaker_open_secs: u64,
     /// A PEM file of CA certificates to trust for PostgreSQL TLS (with `sslmode=verify-ca|verify-full`).
     #[serde(default)]
     pub database_ca_file: Option<String>,
@@ -274,6 +298,8 @@ struct Defaults {
     job_retention_days: u32,
     retention_interval_secs: u64,
     ready_outbox_max_age_secs: u64,
+    breaker_failures: u32,
+    breaker_open_secs: u64,
 }
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -306,6 +332,8 @@ impl Settings {
             job_retention_days: 2922,
             retention_interval_secs: 3600,
             ready_outbox_max_age_secs: 300,
+            breaker_failures: 5,
+            breaker_open_secs: 30,
         }
     }
 

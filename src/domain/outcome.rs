@@ -64,6 +64,9 @@ impl Operation {
 pub enum Class {
     /// 2150 on generate: fetch the existing IRN, compare, report `duplicate: true`.
     DuplicateIrn,
+    /// 2295 on generate: another IRP registered the document with GSTN's de-duplication
+    /// registry; the IRN is the same everywhere (deterministic): report it, `duplicate: true`.
+    RegisteredElsewhere,
     /// 9999 on cancel (312 on an e-way bill cancel): already cancelled; report cancelled.
     AlreadyCancelled,
     /// 4002 (604 on generate): the e-way bill already exists; fetch it by IRN.
@@ -84,8 +87,9 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 9] = [
+    pub const ALL: [Class; 10] = [
         Class::DuplicateIrn,
+        Class::RegisteredElsewhere,
         Class::AlreadyCancelled,
         Class::EwaybillExists,
         Class::Reauth,
@@ -100,6 +104,7 @@ impl Class {
     pub fn as_str(self) -> &'static str {
         match self {
             Class::DuplicateIrn => "duplicate_irn",
+            Class::RegisteredElsewhere => "registered_elsewhere",
             Class::AlreadyCancelled => "already_cancelled",
             Class::EwaybillExists => "ewaybill_exists",
             Class::Reauth => "reauth",
@@ -125,6 +130,7 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
     match (op, code) {
         (_, "1005") => Class::Reauth,
         (Operation::Generate, "2150") => Class::DuplicateIrn,
+        (Operation::Generate, "2295") => Class::RegisteredElsewhere,
         (Operation::Cancel, "9999") => Class::AlreadyCancelled,
         (Operation::EwaybillByIrn, "4002") => Class::EwaybillExists,
         // E-way bills (field reference §2.1): 4002 carries no number, so the job reads it by IRN.

@@ -46,10 +46,11 @@ fn fmt_messages(m: &[IrpMessage]) -> String {
 }
 
 /// Class priority when one answer carries several codes: the most actionable wins.
-const PRIORITY: [Class; 9] = [
+const PRIORITY: [Class; 10] = [
     Class::Configuration,
     Class::Reauth,
     Class::DuplicateIrn,
+    Class::RegisteredElsewhere,
     Class::AlreadyCancelled,
     Class::EwaybillExists,
     Class::SyncGstinThenRetry,

@@ -30,6 +30,21 @@ pub use types::{CancelData, IrnData};
 #[async_trait]
 pub trait IrpProvider: Send + Sync {
     fn kind(&self) -> ProviderKind;
+    /// The IRP's name (`NIC1`, `NIC2`, `IRIS`, `whitebooks`, …): recorded on the IRNs it issues.
+    fn irp(&self) -> &str;
+    /// Sessions are cached per (this key, GSTIN): NIC-1 and NIC-2 accept one token (NIC's notice of
+    /// 18 Jul 2024), every other IRP or GSP has its own.
+    fn session_key(&self) -> String {
+        match self.irp() {
+            "NIC1" | "NIC2" => "nic".into(),
+            other => other.to_ascii_lowercase(),
+        }
+    }
+    /// This NIC IRP asking for data another NIC IRP holds (`irp: NIC1|NIC2` header on get, cancel
+    /// and e-way bill calls); `None` where the IRP has no such bridge (every private IRP).
+    fn cross_portal(&self, _issuer: &str) -> Option<std::sync::Arc<dyn IrpProvider>> {
+        None
+    }
     /// Authenticate and return a new session. `force_refresh` asks the IRP for a new token
     /// even if the current one is still valid (NIC honours it only in the last 10 minutes).
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError>;

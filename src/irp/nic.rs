@@ -42,8 +42,12 @@ pub const EWB_GENERATE_PATH: &str = "/eiewb/v1.03/ewaybill";
 /// NIC accepts one token across its e-invoice and e-way bill portals (July 2024).
 pub const EWB_API_PATH: &str = "/ewaybillapi/v1.03/ewayapi";
 
-/// One GSTIN's connection to the NIC IRP.
+/// One GSTIN's connection to the NIC IRP (or a private IRP speaking the NIC API).
+#[derive(Clone)]
 pub struct Nic {
+    irp: String,
+    /// `irp: NIC1|NIC2` on every call: this adapter asks for another NIC IRP's data.
+    irp_header: Option<String>,
     http: reqwest::Client,
     base_url: String,
     gstin: String,
@@ -89,6 +93,8 @@ impl Nic {
         })?;
         let signing_key = signing::signing_key(gstin, cfg)?;
         Ok(Nic {
+            irp: cfg.irp_name(),
+            irp_header: None,
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             gstin: gstin.to_string(),
@@ -120,7 +126,14 @@ impl Nic {
             HeaderSpelling::Underscore => ["client_id", "client_secret", "Gstin"],
             HeaderSpelling::Hyphen => ["client-id", "client-secret", "gstin"],
         };
-        rb.header(id, &self.client_id).header(secret, self.client_secret.expose_secret()).header(gstin, &self.gstin)
+        let rb = rb
+            .header(id, &self.client_id)
+            .header(secret, self.client_secret.expose_secret())
+            .header(gstin, &self.gstin);
+        match &self.irp_header {
+            Some(irp) => rb.header("irp", irp),
+            None => rb,
+        }
     }
 
     fn request(&self, method: Method, path: &str, s: &Session) -> RequestBuilder {
@@ -289,6 +302,16 @@ fn crypto_config(gstin: &str, e: CryptoError) -> IrpError {
 impl IrpProvider for Nic {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Nic
+    }
+
+    fn irp(&self) -> &str {
+        &self.irp
+    }
+
+    fn cross_portal(&self, issuer: &str) -> Option<std::sync::Arc<dyn IrpProvider>> {
+        let nic = |n: &str| matches!(n, "NIC1" | "NIC2");
+        (nic(&self.irp) && nic(issuer) && issuer != self.irp)
+            .then(|| std::sync::Arc::new(Nic { irp_header: Some(issuer.to_string()), ..self.clone() }) as _)
     }
 
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError> {
@@ -465,6 +488,8 @@ mod tests {
 
     fn cfg(base_url: &str) -> GstinConfig {
         GstinConfig {
+            irp: None,
+            failover: Vec::new(),
             provider: ProviderKind::Nic,
             environment: Environment::Sandbox,
             base_url: base_url.to_string(),

@@ -164,7 +164,7 @@ impl SessionManager {
         provider: &dyn IrpProvider,
         stale: Option<&Session>,
     ) -> Result<Session, IrpError> {
-        let key = (provider.kind().as_str().to_string(), gstin.to_string());
+        let key = (provider.session_key(), gstin.to_string());
         // The refused token's version as this process knows it; `None` when memory already moved on.
         let seen = stale.and_then(|st| self.cached(&key).filter(|h| h.session.same_token(st)).map(|h| h.version));
         let acceptable = |h: &Held, now: DateTime<Utc>| match stale {
@@ -225,8 +225,8 @@ impl SessionManager {
         let force = held.is_some_and(|h| in_force_window(&h.session)) || stale.is_some_and(in_force_window);
         let started = std::time::Instant::now();
         let result = provider.authenticate(force).await;
-        let irp = provider.kind().as_str();
-        metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp, "operation" => "auth")
+        let irp = provider.irp();
+        metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp.to_ascii_lowercase(), "operation" => "auth")
             .record(started.elapsed().as_secs_f64());
         let mut s = match result {
             Ok(s) => {

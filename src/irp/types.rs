@@ -15,6 +15,9 @@ pub struct IrnData {
     pub ewb_no: Option<String>,
     pub ewb_dt: Option<String>,
     pub ewb_valid_till: Option<String>,
+    /// The IRP that issued the IRN (set by the runtime from the IRP it asked; `None`: unknown).
+    #[serde(default)]
+    pub irp: Option<String>,
     /// The decrypted response as received, kept in the job row for audit.
     #[serde(skip)]
     pub raw: Value,
@@ -51,6 +54,7 @@ impl IrnData {
             ewb_no: field(v, &["EwbNo", "EwayBillNo"]),
             ewb_dt: field(v, &["EwbDt", "EwayBillDate"]),
             ewb_valid_till: field(v, &["EwbValidTill", "EwayBillValidTill"]),
+            irp: None,
             raw: v.clone(),
         })
     }

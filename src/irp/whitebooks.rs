@@ -42,6 +42,7 @@ pub const DEFAULT_TYPE_NAMES: &[(&str, &str)] = &[
 ];
 
 pub struct Whitebooks {
+    irp: String,
     http: reqwest::Client,
     base_url: String,
     gstin: String,
@@ -63,6 +64,7 @@ impl Whitebooks {
             DEFAULT_TYPE_NAMES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         type_names.extend(cfg.type_names.clone());
         Ok(Whitebooks {
+            irp: cfg.irp_name(),
             http,
             base_url: cfg.base_url.trim_end_matches('/').to_string(),
             gstin: gstin.to_string(),
@@ -147,6 +149,10 @@ pub fn unwrap_envelope(v: Value) -> Result<Value, IrpError> {
 impl IrpProvider for Whitebooks {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Whitebooks
+    }
+
+    fn irp(&self) -> &str {
+        &self.irp
     }
 
     async fn authenticate(&self, _force_refresh: bool) -> Result<Session, IrpError> {

@@ -48,6 +48,14 @@ where
     // A token a re-auth handed back unchanged: if the IRP refuses it again, more auth calls won't help.
     let mut reissued: Option<Session> = None;
     loop {
+        // A dead IRP is not called until its circuit's open period passes: the job goes back to
+        // its durable retry (or, for generate, to another IRP) instead of spending its budget.
+        if let Err(until) = ctx.irp_health.check(gstin, provider.irp()) {
+            return Err(IrpError::Connect(format!(
+                "IRP {} is unavailable: its circuit is open until {until}",
+                provider.irp()
+            )));
+        }
         let session = match stale.take() {
             Some(old) => {
                 let new = ctx.sessions.replace(gstin, provider, &old).await;
@@ -56,13 +64,14 @@ where
             }
             None => ctx.sessions.get(gstin, provider).await,
         };
-        let irp = provider.kind().as_str();
+        let irp = provider.irp();
+        let irp_label = irp.to_ascii_lowercase();
         let result = match session {
             Ok(s) => {
                 let started = Instant::now();
                 let result = f(s.clone()).await;
                 let elapsed = started.elapsed();
-                metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp, "operation" => op.as_str())
+                metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp_label.clone(), "operation" => op.as_str())
                     .record(elapsed.as_secs_f64());
                 let latency_ms = elapsed.as_millis() as u64;
                 match &result {
@@ -97,7 +106,7 @@ where
             Err(x) => x,
         };
         let class = err.class(err_op);
-        metrics::counter!(m::IRP_ERRORS, "irp" => irp, "operation" => err_op.as_str(), "class" => class.as_str())
+        metrics::counter!(m::IRP_ERRORS, "irp" => irp_label, "operation" => err_op.as_str(), "class" => class.as_str())
             .increment(1);
         if err.is_error_response() {
             metrics::counter!(m::IRP_ERROR_RESPONSES, "gstin" => gstin.to_string()).increment(1);

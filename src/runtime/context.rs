@@ -34,6 +34,10 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(settings: Settings, db: Db, providers: Providers) -> Result<Ctx, crate::store::secrets::SecretBoxError> {
         let sbox = SecretBox::from_config(settings.token_key.as_ref())?;
+        let irp_health = super::status::IrpHealth::new(super::status::Breaker {
+            failures: settings.breaker_failures,
+            open_secs: settings.breaker_open_secs,
+        });
         Ok(Ctx {
             sessions: SessionManager::new(db.clone(), sbox, settings.token_refresh_margin_secs),
             topology: Topology::new(&settings),
@@ -42,7 +46,7 @@ impl Ctx {
             providers,
             worker_id: Uuid::new_v4(),
             relay_wake: Arc::new(Notify::new()),
-            irp_health: Default::default(),
+            irp_health,
             publisher: std::sync::OnceLock::new(),
         })
     }

@@ -77,6 +77,7 @@ pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, 
             ewb_no: row.ewb_no.clone(),
             ewb_dt: row.ewb_dt.clone(),
             ewb_valid_till: row.ewb_valid_till.clone(),
+            irp: row.irp.clone().filter(|_| row.irn.is_some()),
             raw: Value::Null,
         },
         png,
@@ -119,6 +120,7 @@ fn render(d: &IrnData, qr_png: Option<Value>) -> Value {
         "ewb_no": d.ewb_no,
         "ewb_dt": d.ewb_dt,
         "ewb_valid_till": d.ewb_valid_till,
+        "irp": d.irp,
     });
     // Keep the field's place in the object (serde_json's preserve_order) when it is present.
     match (qr_png, v.as_object_mut()) {

@@ -12,6 +12,8 @@
 //!    been registered, or else is reported `irn.in_doubt` (once) and re-checked through the
 //!    retry queue, lookup first, until the IRP answers: then `irn.generated` or `irn.failed`.
 //!    Terminal events are final.
+use std::sync::Arc;
+
 use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -25,6 +27,7 @@ use crate::domain::invoice::ValidInvoice;
 use crate::domain::outcome::{Class, Operation};
 use crate::domain::Gstin;
 use crate::irp::errors::get_ci;
+use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
 use crate::store::jobs::JobUpdate;
 use crate::store::{Claim, JobRow, StoreError};
@@ -42,6 +45,11 @@ enum Outcome {
     },
     /// Past the retry budget, the IRP confirmed (2154) it has no IRN for the in-doubt document.
     NotRegistered,
+    /// No IRP this document may go to is available (circuits open) before `until`.
+    Unavailable {
+        until: chrono::DateTime<Utc>,
+        in_doubt: bool,
+    },
     /// Our lease lapsed (a long lookup or backoff) and another attempt may own the document now:
     /// we must not call generate, nor write the job; the message comes back and finds its state.
     LeaseLost,
@@ -55,7 +63,7 @@ pub async fn handle(
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
     let key = invoice.key();
-    let Some(provider) = ctx.providers.get(gstin.as_str()) else {
+    let Some(irps) = ctx.providers.set(gstin.as_str()).cloned() else {
         let errors = vec![not_configured(gstin.as_str())];
         ctx.db
             .enqueue_events(&[plain_event(meta, "irn.rejected", json!({"errors": errors, "dead_lettered": false}))])
@@ -74,7 +82,7 @@ pub async fn handle(
         .claim_generate(
             key,
             &invoice.doc_date().to_string(),
-            provider.kind().as_str(),
+            irps.primary().kind().as_str(),
             request,
             attempt_id,
             ctx.settings.lease_secs,
@@ -124,14 +132,63 @@ pub async fn handle(
     };
     super::worker::record_job_id(job.id);
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
+    let provider = match route(ctx, gstin, &irps, &job, ambiguous) {
+        Ok(p) => p,
+        Err(until) => {
+            return finish(ctx, meta, &job, Outcome::Unavailable { until, in_doubt: ambiguous }, attempt).await
+        }
+    };
     let outcome = if ambiguous && past_max_age(ctx, &job) {
         // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.
         settle(ctx, gstin, provider.as_ref(), &doc).await
     } else {
         let lease = Lease { job_id: job.id, attempt_id };
-        register(ctx, gstin, provider.as_ref(), invoice, &doc, &lease, &mut ambiguous).await
+        register(ctx, gstin, &irps, provider, invoice, &doc, &lease, &mut ambiguous).await
     };
     finish(ctx, meta, &job, outcome, attempt).await
+}
+
+/// Which IRP this attempt talks to. A document whose last generate may have reached an IRP is
+/// looked up at that IRP and nowhere else, however long it is down (failover must never make a
+/// second registration); any other document goes to the first IRP whose circuit is not open.
+/// `Err(until)`: none is available before then.
+fn route(
+    ctx: &Ctx,
+    gstin: &Gstin,
+    irps: &IrpSet,
+    job: &JobRow,
+    ambiguous: bool,
+) -> Result<Arc<dyn IrpProvider>, chrono::DateTime<Utc>> {
+    let g = gstin.as_str();
+    if ambiguous {
+        let sent_to = job.irp.as_deref().and_then(|n| irps.by_name(n)).unwrap_or(irps.primary());
+        ctx.irp_health.check(g, sent_to.irp())?;
+        return Ok(sent_to.clone());
+    }
+    let mut soonest: Option<chrono::DateTime<Utc>> = None;
+    for p in irps.entries() {
+        match ctx.irp_health.check(g, p.irp()) {
+            Ok(()) => {
+                if !Arc::ptr_eq(p, irps.primary()) {
+                    tracing::info!(
+                        irp = p.irp(),
+                        primary = irps.primary().irp(),
+                        "primary IRP unavailable; failing over"
+                    );
+                }
+                return Ok(p.clone());
+            }
+            Err(until) => soonest = Some(soonest.map_or(until, |s| s.min(until))),
+        }
+    }
+    Err(soonest.unwrap_or_else(Utc::now))
+}
+
+/// After a generate that certainly did not reach `current` (it refused the connection, or its
+/// circuit is open), the next IRP in order that is available, if any.
+fn next_irp(ctx: &Ctx, g: &str, irps: &IrpSet, current: &Arc<dyn IrpProvider>) -> Option<Arc<dyn IrpProvider>> {
+    let pos = irps.entries().iter().position(|p| Arc::ptr_eq(p, current))?;
+    irps.entries()[pos + 1..].iter().find(|p| ctx.irp_health.check(g, p.irp()).is_ok()).cloned()
 }
 
 /// Has the job been retried for `EINVOICE_RETRY_MAX_AGE_SECS` since its first attempt?
@@ -147,8 +204,9 @@ async fn settle(ctx: &Ctx, gstin: &Gstin, provider: &dyn IrpProvider, doc: &DocR
     })
     .await
     {
-        Ok(data) => {
+        Ok(mut data) => {
             tracing::info!(irn = %data.irn, "in-doubt document settled by lookup: the IRP has it");
+            data.irp = Some(provider.irp().to_string());
             Outcome::Generated(Box::new(data), false)
         }
         Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => Outcome::NotRegistered,
@@ -163,10 +221,12 @@ struct Lease {
 }
 
 /// The call sequence for one owned document.
+#[allow(clippy::too_many_arguments)]
 async fn register(
     ctx: &Ctx,
     gstin: &Gstin,
-    provider: &dyn IrpProvider,
+    irps: &IrpSet,
+    mut current: Arc<dyn IrpProvider>,
     invoice: &ValidInvoice,
     doc: &DocRef,
     lease: &Lease,
@@ -174,16 +234,19 @@ async fn register(
 ) -> Outcome {
     let g = gstin.as_str();
     let mut synced = false;
-    // Each pass either finishes or made progress on an ambiguity; bound it anyway.
-    for _ in 0..4 {
+    // Each pass either finishes or made progress on an ambiguity (or moved to the next IRP);
+    // bound it anyway.
+    for _ in 0..(4 + irps.entries().len()) {
+        let provider = current.as_ref();
         if *ambiguous {
             match call(ctx, g, provider, Operation::GetByDoc, Resend::Freely, |s| async move {
                 provider.get_by_doc(&s, doc).await
             })
             .await
             {
-                Ok(data) => {
+                Ok(mut data) => {
                     tracing::info!(document = %invoice.key(), irn = %data.irn, "ambiguous generate resolved by lookup: the IRP has it");
+                    data.irp = Some(provider.irp().to_string());
                     return Outcome::Generated(Box::new(data), false);
                 }
                 Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => *ambiguous = false,
@@ -192,7 +255,7 @@ async fn register(
         }
         // Lookups and backoff may have outlasted the lease: renew it, and if another attempt has
         // taken the document meanwhile, stop here rather than register it a second time.
-        match ctx.db.extend_lease(lease.job_id, lease.attempt_id, ctx.settings.lease_secs).await {
+        match ctx.db.extend_lease(lease.job_id, lease.attempt_id, ctx.settings.lease_secs, provider.irp()).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return Outcome::LeaseLost,
         }
@@ -202,9 +265,19 @@ async fn register(
         })
         .await
         {
-            Ok(data) => return Outcome::Generated(Box::new(data), false),
+            Ok(mut data) => {
+                data.irp = Some(provider.irp().to_string());
+                return Outcome::Generated(Box::new(data), false);
+            }
             Err(e) => match e.class(Operation::Generate) {
                 Class::DuplicateIrn => return resolve_duplicate(ctx, g, provider, invoice, doc, &e).await,
+                Class::RegisteredElsewhere => return registered_elsewhere(ctx, g, irps, provider, invoice).await,
+                // Never reached this IRP: the document is still unsent anywhere, so it may go on.
+                Class::Transient if !e.may_have_reached_irp() && next_irp(ctx, g, irps, &current).is_some() => {
+                    let next = next_irp(ctx, g, irps, &current).expect("checked just above");
+                    tracing::warn!(document = %invoice.key(), from = provider.irp(), to = next.irp(), error = %e, "IRP unreachable; failing over");
+                    current = next;
+                }
                 Class::Transient if e.may_have_reached_irp() => {
                     tracing::warn!(document = %invoice.key(), error = %e, "generate may have reached the IRP; looking the document up before any resend");
                     *ambiguous = true;
@@ -285,8 +358,11 @@ async fn resolve_duplicate(
         }
     };
     match fetched {
-        Ok(data) => match compare(invoice, &data) {
-            Ok(()) => Outcome::Generated(Box::new(data), true),
+        Ok(mut data) => match compare(invoice, &data) {
+            Ok(()) => {
+                data.irp = Some(provider.irp().to_string());
+                Outcome::Generated(Box::new(data), true)
+            }
             Err(why) => Outcome::Rejected(vec![ErrorItem::irp(
                 "DUPLICATE_MISMATCH",
                 format!("the IRP already has IRN {} for document {} with different data ({why}); use a new document number or cancel that IRN", data.irn, invoice.key()),
@@ -308,6 +384,40 @@ async fn resolve_duplicate(
         }
         Err(fe) => classify_failure(fe, Operation::GetByIrn, false),
     }
+}
+
+/// 2295: another IRP registered this document with GSTN's registry. The IRN is the same at every
+/// IRP, so it is known; ask the GSTIN's other IRPs for the signed details (the issuer is one of
+/// them when the ERP used it directly) and report `duplicate: true` with that IRP, or, when none
+/// has it, the IRN alone with `irp: null` (the signed invoice and QR stay with the unknown issuer).
+async fn registered_elsewhere(
+    ctx: &Ctx,
+    g: &str,
+    irps: &IrpSet,
+    asked: &dyn IrpProvider,
+    invoice: &ValidInvoice,
+) -> Outcome {
+    let irn = invoice.key().irn();
+    for other in irps.entries().iter().filter(|p| !p.irp().eq_ignore_ascii_case(asked.irp())) {
+        if ctx.irp_health.check(g, other.irp()).is_err() {
+            continue;
+        }
+        let p = other.as_ref();
+        let found = call(ctx, g, p, Operation::GetByIrn, Resend::Freely, |s| {
+            let irn = irn.clone();
+            async move { p.get_by_irn(&s, &irn).await }
+        })
+        .await;
+        if let Ok(mut data) = found {
+            if compare(invoice, &data).is_ok() {
+                tracing::info!(document = %invoice.key(), irn, issuer = p.irp(), asked = asked.irp(), "2295: registered by another IRP; details fetched from it");
+                data.irp = Some(p.irp().to_string());
+                return Outcome::Generated(Box::new(data), true);
+            }
+        }
+    }
+    tracing::warn!(document = %invoice.key(), irn, asked = asked.irp(), "2295: registered by an IRP this GSTIN is not configured for; reporting the IRN without its signed details");
+    Outcome::Generated(Box::new(IrnData { irn, ..IrnData::default() }), true)
 }
 
 /// Seller GSTIN, buyer GSTIN and total of the signed invoice must match ours.
@@ -356,6 +466,18 @@ async fn finish(
             )];
             let first_tier = i64::from(ctx.topology.retry_tier(1).1);
             let until = Utc::now() + chrono::Duration::milliseconds(first_tier);
+            Ok(Disposition::Wait { until, attempt, errors })
+        }
+        Outcome::Unavailable { until, in_doubt } => {
+            let errors = vec![ErrorItem::worker(
+                "IRP_UNAVAILABLE",
+                format!(
+                    "{} is down (circuit open until {until}); the document waits for it{}",
+                    if in_doubt { "the IRP this document was sent to" } else { "every IRP configured for this GSTIN" },
+                    if in_doubt { " and is looked up there first, never sent elsewhere" } else { "" }
+                ),
+            )];
+            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
@@ -430,5 +552,5 @@ pub(crate) async fn store_generated(
     let mut event_data = generated_irn_data(ctx, data).await?;
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
-    ctx.db.finish_job(job.id, &JobUpdate::Generated { data: data.clone(), duplicate }, &[ev]).await
+    ctx.db.finish_job(job.id, &JobUpdate::Generated { data: Box::new(data.clone()), duplicate }, &[ev]).await
 }

@@ -61,8 +61,11 @@ struct GstinStatus {
     irp: String,
     paused_until: Option<DateTime<Utc>>,
     pause_reason: Option<Value>,
+    /// The primary IRP's health, at the top level.
     #[serde(flatten)]
     health: GstinHealth,
+    /// Every IRP of the GSTIN (primary and failover) with its circuit.
+    irps: BTreeMap<String, GstinHealth>,
 }
 
 /// The checks, their problems (empty: ready), the store's counts and per-GSTIN state.
@@ -103,18 +106,30 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
     let mut gstins = BTreeMap::new();
     for (gstin, cfg) in &settings.gstins {
         let pause = pauses.iter().find(|p| p.gstin == *gstin);
-        let h = health.get(gstin).cloned().unwrap_or_default();
+        let names = std::iter::once(cfg.irp_name()).chain(cfg.failover.iter().map(|f| f.irp_name()));
+        let irps: BTreeMap<String, GstinHealth> = names
+            .map(|irp| {
+                let mut h = health.get(&(gstin.clone(), irp.clone())).cloned().unwrap_or_default();
+                h.irp = irp.clone();
+                if h.circuit.is_empty() {
+                    h.circuit = "closed";
+                }
+                (irp, h)
+            })
+            .collect();
+        let primary = cfg.irp_name();
         gstins.insert(
             gstin.clone(),
             GstinStatus {
-                irp: cfg.provider.as_str().to_string(),
+                irp: primary.clone(),
                 paused_until: pause.map(|p| p.paused_until),
                 pause_reason: pause.map(|p| p.reason.clone()),
-                health: h,
+                health: irps.get(&primary).cloned().unwrap_or_default(),
+                irps,
             },
         );
     }
-    let refused = |g: &GstinStatus| g.paused_until.is_some() || g.health.credentials_failing;
+    let refused = |g: &GstinStatus| g.paused_until.is_some() || g.irps.values().all(|h| h.credentials_failing);
     if !gstins.is_empty() && gstins.values().all(refused) {
         problems.push(format!(
             "no configured GSTIN can reach its IRP: {} (credentials refused or paused; see /status)",

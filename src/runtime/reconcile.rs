@@ -40,8 +40,18 @@ pub mod finding {
     pub const IN_DOUBT_REQUEUED: &str = "in_doubt_requeued";
     pub const IN_DOUBT_UNRESOLVED: &str = "in_doubt_unresolved";
     pub const OURS_FINE: &str = "ours_fine";
-    pub const ALL: [&str; 6] =
-        [REJECTED_KNOWN, REJECTED_UNKNOWN, IN_DOUBT_RESOLVED, IN_DOUBT_REQUEUED, IN_DOUBT_UNRESOLVED, OURS_FINE];
+    /// Another IRP rejected its own registration of one of our documents (a double registration
+    /// made while GSTN's de-duplication registry was down); ours, at `ours_at`, stands.
+    pub const DOUBLE_REGISTRATION: &str = "double_registration";
+    pub const ALL: [&str; 7] = [
+        REJECTED_KNOWN,
+        REJECTED_UNKNOWN,
+        IN_DOUBT_RESOLVED,
+        IN_DOUBT_REQUEUED,
+        IN_DOUBT_UNRESOLVED,
+        OURS_FINE,
+        DOUBLE_REGISTRATION,
+    ];
 }
 
 /// At most this many `ours_fine` findings are listed (the summary always counts them all).
@@ -146,7 +156,9 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
     let mut paused = BTreeSet::new();
     // 1. Rejected IRNs, one call per GSTIN-day not yet recorded.
     for g in &run.gstins {
-        let provider = ctx.providers.get(g);
+        // Every IRP the GSTIN is configured for: a registration another IRP rejected (the
+        // registry's outage) is listed by that IRP, not by ours.
+        let provider = ctx.providers.set(g).cloned();
         if provider.is_some() {
             if let Some(until) = ctx.db.paused_until(g).await? {
                 if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
@@ -165,24 +177,33 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
                     let e = not_configured(g);
                     (Vec::new(), Vec::new(), vec![day_error(g, day, &[e])])
                 }
-                Some(p) => {
-                    let p = p.as_ref();
-                    let date = DocDate::new(day);
-                    let fetched = call(ctx, g, p, Operation::RejectedIrns, Resend::Freely, |s| async move {
-                        p.rejected_irns(&s, date).await
-                    })
-                    .await;
-                    match fetched {
-                        Ok(list) => examine(ctx, g, day, &list).await?,
-                        Err(e) if e.class(Operation::RejectedIrns) == Class::Transient => {
-                            tracing::warn!(gstin = %g, %day, error = %e, "rejected IRNs unavailable; rescheduling the run");
-                            return Ok(Step::Retry(e.to_error_items()));
-                        }
-                        Err(e) => {
-                            tracing::warn!(gstin = %g, %day, error = %e, "the IRP refused the rejected-IRN list");
-                            (Vec::new(), Vec::new(), vec![day_error(g, day, &e.to_error_items())])
+                Some(set) => {
+                    let (mut flags, mut findings, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+                    for p in set.entries() {
+                        let p = p.as_ref();
+                        let date = DocDate::new(day);
+                        let fetched = call(ctx, g, p, Operation::RejectedIrns, Resend::Freely, |s| async move {
+                            p.rejected_irns(&s, date).await
+                        })
+                        .await;
+                        match fetched {
+                            Ok(list) => {
+                                let (f, x, e) = examine(ctx, g, day, p.irp(), &list).await?;
+                                flags.extend(f);
+                                findings.extend(x);
+                                errors.extend(e);
+                            }
+                            Err(e) if e.class(Operation::RejectedIrns) == Class::Transient => {
+                                tracing::warn!(gstin = %g, %day, irp = p.irp(), error = %e, "rejected IRNs unavailable; rescheduling the run");
+                                return Ok(Step::Retry(e.to_error_items()));
+                            }
+                            Err(e) => {
+                                tracing::warn!(gstin = %g, %day, irp = p.irp(), error = %e, "the IRP refused the rejected-IRN list");
+                                errors.push(day_error(g, day, &e.to_error_items()));
+                            }
                         }
                     }
+                    (flags, findings, errors)
                 }
             };
             if !ctx.db.record_run_day(run.id, owner, g, day, &flags, &findings, &errors, lease).await? {
@@ -209,6 +230,7 @@ async fn examine(
     ctx: &Ctx,
     gstin: &str,
     day: NaiveDate,
+    irp: &str,
     list: &[Value],
 ) -> Result<(Vec<RejectedFlag>, Vec<Value>, Vec<Value>), StoreError> {
     let (mut flags, mut findings) = (Vec::new(), Vec::new());
@@ -224,12 +246,32 @@ async fn examine(
         }
         let ack = json!({"ack_no": get_ci(item, "AckNo"), "ack_dt": get_ci(item, "AckDt")});
         match job {
+            // The same IRN, rejected by another IRP than the one that issued ours: that IRP's
+            // registration lost the de-duplication, ours stands. Report it, flag nothing.
+            Some(job) if job.irp.as_deref().is_some_and(|ours| !ours.eq_ignore_ascii_case(irp)) => {
+                tracing::warn!(gstin, irn = %irn, rejected_at = irp, ours_at = ?job.irp, job_id = %job.id, "double registration: another IRP rejected its copy of our document");
+                findings.push(json!({
+                    "kind": finding::DOUBLE_REGISTRATION,
+                    "gstin": gstin,
+                    "irn": irn,
+                    "irp": irp,
+                    "ours_at": job.irp,
+                    "surviving_irn": surviving,
+                    "rejected_on": dmy(day),
+                    "job_id": job.id,
+                    "job_status": job.status,
+                    "document": document_ref(&job),
+                    "ack_no": ack["ack_no"],
+                    "ack_dt": ack["ack_dt"],
+                }));
+            }
             Some(job) => {
                 tracing::warn!(gstin, irn = %irn, surviving = ?surviving, job_id = %job.id, "an IRN we generated was rejected at the IRP");
                 flags.push(RejectedFlag { irn: irn.clone(), surviving_irn: surviving.clone() });
                 findings.push(json!({
                     "kind": finding::REJECTED_KNOWN,
                     "gstin": gstin,
+                    "irp": irp,
                     "irn": job.irn.clone().unwrap_or(irn),
                     "surviving_irn": surviving.or(job.surviving_irn.clone()),
                     "rejected_on": dmy(day),
@@ -243,6 +285,7 @@ async fn examine(
             None => findings.push(json!({
                 "kind": finding::REJECTED_UNKNOWN,
                 "gstin": gstin,
+                "irp": irp,
                 "irn": irn,
                 "surviving_irn": surviving,
                 "rejected_on": dmy(day),
@@ -287,7 +330,12 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
     let (after, lease) = (ctx.settings.in_doubt_after_secs, ctx.settings.lease_secs);
     let candidates = ctx.db.in_doubt_jobs(gstins, after, MAX_IN_DOUBT_PER_RUN).await?;
     for cand in candidates {
-        let Some(provider) = ctx.providers.get(&cand.gstin) else { continue };
+        let Some(provider) = ctx.providers.set(&cand.gstin).map(|s| match cand.irp.as_deref() {
+            Some(sent_to) => s.by_name(sent_to).unwrap_or(s.primary()).clone(),
+            None => s.primary().clone(),
+        }) else {
+            continue;
+        };
         let Some(job) = ctx.db.claim_in_doubt(cand.id, owner, after, lease).await? else {
             continue; // settled meanwhile, or a generate retry holds it
         };
@@ -306,9 +354,10 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
             call(ctx, &job.gstin, p, Operation::GetByDoc, Resend::Freely, |s| async move { p.get_by_doc(&s, d).await })
                 .await;
         let f = match found {
-            Ok(data) => {
+            Ok(mut data) => {
+                data.irp = Some(p.irp().to_string());
                 // Still ours? (A lease that ran out while we waited on the IRP is not.)
-                if !ctx.db.extend_lease(job.id, owner, lease).await? {
+                if !ctx.db.extend_lease(job.id, owner, lease, p.irp()).await? {
                     continue;
                 }
                 let row = resolve(ctx, &job, &data).await?;
@@ -418,6 +467,7 @@ async fn complete(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> R
         "in_doubt_resolved": count(finding::IN_DOUBT_RESOLVED),
         "in_doubt_requeued": count(finding::IN_DOUBT_REQUEUED),
         "in_doubt_unresolved": count(finding::IN_DOUBT_UNRESOLVED),
+        "double_registration": count(finding::DOUBLE_REGISTRATION),
         "errors": errors.len(),
         "ours_fine_truncated": fine_total > MAX_LISTED_FINE,
     });

@@ -13,7 +13,7 @@ use crate::domain::outcome::{Class, Operation};
 use crate::irp::IrpError;
 use crate::telemetry::metrics as m;
 
-/// How one GSTIN's IRP calls have gone in this process.
+/// How one GSTIN's calls to one IRP have gone in this process.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct GstinHealth {
     pub irp: String,
@@ -25,32 +25,65 @@ pub struct GstinHealth {
     pub consecutive_failures: u32,
     /// The IRP refused this GSTIN's credentials (or its configuration) on the last call.
     pub credentials_failing: bool,
+    /// `closed` (calls go through), `open` (no calls until `circuit_open_until`) or `half_open`
+    /// (the open period has passed: calls probe the IRP; one failure re-opens, a success closes).
+    pub circuit: &'static str,
+    pub circuit_open_until: Option<DateTime<Utc>>,
+    /// Consecutive transport failures / 5xx answers (what opens the circuit).
+    #[serde(skip)]
+    outage_failures: u32,
 }
 
-/// Per-GSTIN IRP health, updated by every IRP call.
+/// Per (GSTIN, IRP) health and circuit breaker, updated by every IRP call.
 #[derive(Debug, Default, Clone)]
 pub struct IrpHealth {
-    inner: Arc<Mutex<BTreeMap<String, GstinHealth>>>,
+    inner: Arc<Mutex<BTreeMap<(String, String), GstinHealth>>>,
+    breaker: Breaker,
+}
+
+/// When a circuit opens and for how long (`EINVOICE_BREAKER_FAILURES`, `EINVOICE_BREAKER_OPEN_SECS`).
+#[derive(Debug, Clone, Copy)]
+pub struct Breaker {
+    pub failures: u32,
+    pub open_secs: u64,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker { failures: 5, open_secs: 30 }
+    }
 }
 
 /// Keep failure texts short in `/status`: an IRP's HTML error page is not a status.
 const MAX_FAILURE_TEXT: usize = 300;
 
+fn key(gstin: &str, irp: &str) -> (String, String) {
+    (gstin.to_ascii_uppercase(), irp.to_string())
+}
+
 impl IrpHealth {
+    pub fn new(breaker: Breaker) -> IrpHealth {
+        IrpHealth { inner: Default::default(), breaker }
+    }
+
     pub fn record_success(&self, gstin: &str, irp: &str) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(gstin.to_string()).or_default();
+        let h = map.entry(key(gstin, irp)).or_default();
         h.irp = irp.to_string();
         h.last_success_at = Some(Utc::now());
         h.consecutive_failures = 0;
+        h.outage_failures = 0;
         h.credentials_failing = false;
+        h.circuit = "closed";
+        h.circuit_open_until = None;
     }
 
     pub fn record_failure(&self, gstin: &str, irp: &str, op: Operation, class: Class, err: &IrpError) {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(gstin.to_string()).or_default();
+        let h = map.entry(key(gstin, irp)).or_default();
         h.irp = irp.to_string();
-        h.last_failure_at = Some(Utc::now());
+        let now = Utc::now();
+        h.last_failure_at = Some(now);
         let mut text = err.to_string();
         if text.len() > MAX_FAILURE_TEXT {
             let cut = (0..=MAX_FAILURE_TEXT).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
@@ -61,10 +94,49 @@ impl IrpHealth {
         h.last_failure_class = Some(class.as_str());
         h.consecutive_failures += 1;
         h.credentials_failing = class == Class::Configuration && op == Operation::Auth;
+        // Only "the IRP is not there" counts towards the breaker: an answer (a rejection, a 4xx,
+        // a 429) means the IRP is up.
+        let outage = class == Class::Transient && !err.is_error_response() && err.http_status() != 429;
+        if outage {
+            h.outage_failures += 1;
+            if h.outage_failures >= self.breaker.failures.max(1) {
+                let until = now + chrono::Duration::seconds(self.breaker.open_secs as i64);
+                if h.circuit != "open" {
+                    tracing::warn!(gstin, irp, until = %until, failures = h.outage_failures, "IRP circuit opened: no calls to it until then");
+                }
+                h.circuit = "open";
+                h.circuit_open_until = Some(until);
+            }
+        }
     }
 
-    pub fn get(&self) -> BTreeMap<String, GstinHealth> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// `Err(until)` while the (GSTIN, IRP) circuit is open: do not call it before then.
+    pub fn check(&self, gstin: &str, irp: &str) -> Result<(), DateTime<Utc>> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(h) = map.get_mut(&key(gstin, irp)) else { return Ok(()) };
+        match h.circuit_open_until {
+            Some(until) if until > Utc::now() => Err(until),
+            Some(_) => {
+                h.circuit = "half_open";
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Every (GSTIN, IRP) this process has called, with its state.
+    pub fn get(&self) -> BTreeMap<(String, String), GstinHealth> {
+        let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let now = Utc::now();
+        for h in map.values_mut() {
+            if h.circuit.is_empty() {
+                h.circuit = "closed";
+            }
+            if h.circuit == "open" && h.circuit_open_until.is_some_and(|u| u <= now) {
+                h.circuit = "half_open";
+            }
+        }
+        map
     }
 }
 

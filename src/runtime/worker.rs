@@ -119,8 +119,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ),
         None => None,
     };
+    let irps: Vec<(String, String)> = ctx
+        .settings
+        .gstins
+        .iter()
+        .flat_map(|(g, c)| {
+            std::iter::once(c).chain(&c.failover).map(move |e| (g.clone(), e.irp_name().to_ascii_lowercase()))
+        })
+        .collect();
     crate::telemetry::metrics::register_configured(
-        ctx.settings.gstins.iter().map(|(g, c)| (g.as_str(), c.provider.as_str())),
+        irps.iter().map(|(g, i)| (g.as_str(), i.as_str())),
         ctx.topology.retry_queues().len(),
     );
     tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));

@@ -1,7 +1,7 @@
 //! The simulator's protocol-neutral state: documents, tokens, faults and counters.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -137,8 +137,82 @@ struct Store {
     ewbs: HashMap<String, SimEwb>,
 }
 
+/// GSTN's central de-duplication registry, shared by several simulated IRPs: a document one
+/// IRP registered is refused by the others with 2295. While it is down ([`SimRegistry::set_down`])
+/// every IRP registers on its own; when it comes back, the first registration of an IRN stands
+/// and the later ones are marked REJ at their IRP (listed by its rejected-IRN API), as NIC's note
+/// describes.
+#[derive(Default)]
+pub struct SimRegistry {
+    inner: Mutex<RegistryState>,
+}
+
+#[derive(Default)]
+struct RegistryState {
+    down: bool,
+    /// IRN → the IRP whose registration stands.
+    owners: HashMap<String, String>,
+    /// Registrations made while down, in order: (IRN, IRP, that IRP's core).
+    pending: Vec<(String, String, std::sync::Weak<SimCore>)>,
+}
+
+impl SimRegistry {
+    pub fn new() -> Arc<SimRegistry> {
+        Arc::new(SimRegistry::default())
+    }
+
+    /// Take the registry down, or bring it back (settling what was registered meanwhile).
+    pub fn set_down(&self, down: bool) {
+        let mut st = self.inner.lock().expect("registry lock");
+        st.down = down;
+        if down {
+            return;
+        }
+        for (irn, irp, core) in std::mem::take(&mut st.pending) {
+            match st.owners.get(&irn) {
+                Some(owner) if *owner != irp => {
+                    if let Some(core) = core.upgrade() {
+                        let _ = core.mark_rejected(&irn, Some(&irn), None);
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    st.owners.insert(irn, irp);
+                }
+            }
+        }
+    }
+
+    /// The IRP whose registration of `irn` stands, when the registry is up and knows one.
+    pub fn owner(&self, irn: &str) -> Option<String> {
+        let st = self.inner.lock().expect("registry lock");
+        if st.down {
+            return None;
+        }
+        st.owners.get(irn).cloned()
+    }
+
+    fn record(&self, irn: &str, irp: &str, core: std::sync::Weak<SimCore>) {
+        let mut st = self.inner.lock().expect("registry lock");
+        if st.down {
+            st.pending.push((irn.to_string(), irp.to_string(), core));
+        } else {
+            st.owners.entry(irn.to_string()).or_insert_with(|| irp.to_string());
+        }
+    }
+}
+
+/// A simulated IRP's membership of a shared registry.
+struct Membership {
+    registry: Arc<SimRegistry>,
+    irp: String,
+    me: std::sync::Weak<SimCore>,
+}
+
 pub struct SimCore {
     store: Mutex<Store>,
+    /// Set when this simulator is one of several IRPs sharing a de-duplication registry.
+    membership: std::sync::OnceLock<Membership>,
     faults: Mutex<Faults>,
     /// Draws for the probabilistic faults; seeded so a fault run can be repeated.
     rng: Mutex<rand::rngs::StdRng>,
@@ -162,12 +236,18 @@ impl SimCore {
     pub fn new() -> SimCore {
         SimCore {
             store: Mutex::new(Store::default()),
+            membership: std::sync::OnceLock::new(),
             faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
             rng: Mutex::new(rand::SeedableRng::from_entropy()),
             token_seq: AtomicU64::new(1),
             signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key"),
             nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM).expect("bundled simulator key"),
         }
+    }
+
+    /// Make this simulator the IRP `irp` among those sharing `registry`.
+    pub fn join_registry(self: &Arc<Self>, registry: Arc<SimRegistry>, irp: &str) {
+        let _ = self.membership.set(Membership { registry, irp: irp.to_string(), me: Arc::downgrade(self) });
     }
 
     pub fn stats(&self) -> SimStats {
@@ -324,6 +404,18 @@ impl SimCore {
         if !seller.eq_ignore_ascii_case(gstin) {
             return (Err(SimError::one("2143", "Invoice does not belong to the user GSTIN")), None);
         }
+        if let Some(m) = self.membership.get() {
+            let ours = self.store.lock().expect("sim lock").docs.contains_key(&irn);
+            if !ours && m.registry.owner(&irn).is_some_and(|o| o != m.irp) {
+                return (
+                    Err(SimError::one(
+                        "2295",
+                        "IRN is already generated and is registered with GSTN Lookup Portal by other IRP",
+                    )),
+                    None,
+                );
+            }
+        }
         let faults = self.faults();
         let bad_hsn: Vec<String> = inv
             .get("ItemList")
@@ -408,7 +500,10 @@ impl SimCore {
                 return (Err(duplicate_irn(d)), None);
             }
             st.stats.irns_created += 1;
-            st.docs.insert(irn, doc);
+            st.docs.insert(irn.clone(), doc);
+        }
+        if let Some(m) = self.membership.get() {
+            m.registry.record(&irn, &m.irp, m.me.clone());
         }
         // The ambiguous case: the IRN is committed, but the answer comes too late.
         let hang = {

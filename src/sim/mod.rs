@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-pub use self::core::{Faults, SimCore, SimStats};
+pub use self::core::{Faults, SimCore, SimRegistry, SimStats};
 
 /// A running simulator: its address and its state (for tests to inspect and steer).
 pub struct Simulator {
@@ -29,7 +29,18 @@ pub struct Simulator {
 impl Simulator {
     /// Bind `addr` (use port 0 for any free port) and serve until dropped.
     pub async fn start(addr: &str) -> std::io::Result<Simulator> {
+        Self::serve(addr, Arc::new(SimCore::new())).await
+    }
+
+    /// One of several IRPs (`irp`: its name, e.g. `NIC1`, `IRIS`) sharing GSTN's de-duplication
+    /// `registry`: a document another member registered is answered 2295.
+    pub async fn start_irp(addr: &str, irp: &str, registry: Arc<SimRegistry>) -> std::io::Result<Simulator> {
         let core = Arc::new(SimCore::new());
+        core.join_registry(registry, irp);
+        Self::serve(addr, core).await
+    }
+
+    async fn serve(addr: &str, core: Arc<SimCore>) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let app = router(core.clone());

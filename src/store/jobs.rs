@@ -52,13 +52,15 @@ pub struct JobRow {
     pub surviving_irn: Option<String>,
     /// When `irn.in_doubt` was published for the current in-doubt period (else `None`).
     pub in_doubt_reported_at: Option<DateTime<Utc>>,
+    /// The IRP the document was sent to, then the one that issued its IRN (see migration 0011).
+    pub irp: Option<String>,
 }
 
 /// The columns of [`JobRow`], in the order `JobRow::from(&Row)` reads them.
 pub(crate) const COLUMNS: &str =
     "id, gstin, doc_type, doc_number, financial_year, doc_date, provider, status, attempts, request,
     irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
-    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn, in_doubt_reported_at";
+    last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn, in_doubt_reported_at, irp";
 
 /// The claim statement (see [`Db::claim_generate`]). `ins` creates a new document already
 /// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
@@ -125,6 +127,7 @@ impl From<&Row> for JobRow {
             rejected_at_irp: r.get(23),
             surviving_irn: r.get(24),
             in_doubt_reported_at: r.get(25),
+            irp: r.get(26),
         }
     }
 }
@@ -152,7 +155,7 @@ pub enum Claim {
 pub enum JobUpdate {
     /// The IRP's answer (`raw` is kept as the job's response) and whether it came from a 2150.
     Generated {
-        data: IrnData,
+        data: Box<IrnData>,
         duplicate: bool,
     },
     Cancelled {
@@ -238,13 +241,21 @@ impl Db {
         Err(StoreError::Corrupt(format!("job {dk} could neither be created nor found")))
     }
 
-    /// Extend our lease while a long retry sequence runs.
-    pub async fn extend_lease(&self, job_id: Uuid, owner: Uuid, lease_secs: i64) -> Result<bool, StoreError> {
+    /// Extend our lease before a generate call, and record the IRP the call goes to (committed
+    /// before the call: if it turns out ambiguous, the document is looked up there and nowhere else).
+    pub async fn extend_lease(
+        &self,
+        job_id: Uuid,
+        owner: Uuid,
+        lease_secs: i64,
+        irp: &str,
+    ) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
             .execute(
-                "UPDATE jobs SET lease_until = now() + make_interval(secs => $3) WHERE id = $1 AND lease_owner = $2",
-                &[&job_id, &owner, &(lease_secs as f64)],
+                "UPDATE jobs SET lease_until = now() + make_interval(secs => $3), irp = $4
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&job_id, &owner, &(lease_secs as f64), &irp],
             )
             .await?;
         Ok(n == 1)
@@ -268,7 +279,8 @@ impl Db {
             JobUpdate::Generated { data: r, duplicate } => {
                 tx.query_one(
                     &sql("status = 'generated', irn = $2, ack_no = $3, ack_dt = $4, signed_invoice = $5, signed_qr_code = $6,
-                          ewb_no = $7, ewb_dt = $8, ewb_valid_till = $9, duplicate = $10, response = $11, last_error = NULL"),
+                          ewb_no = $7, ewb_dt = $8, ewb_valid_till = $9, duplicate = $10, response = $11, last_error = NULL,
+                          irp = $12"),
                     &[
                         &job_id,
                         &r.irn,
@@ -281,6 +293,7 @@ impl Db {
                         &r.ewb_valid_till,
                         duplicate,
                         &*storable(&r.raw),
+                        &r.irp,
                     ],
                 )
                 .await?

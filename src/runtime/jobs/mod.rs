@@ -34,8 +34,18 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
     let Some(gstin) = cmd.gstin() else {
         unreachable!("every job type but reconciliation names its GSTIN");
     };
-    let Some(provider) = ctx.providers.get(gstin.as_str()) else {
+    let Some(irps) = ctx.providers.set(gstin.as_str()) else {
         let errors = vec![not_configured(gstin.as_str())];
+        return reject(ctx, meta, kind, errors, None).await;
+    };
+    // Follow-up calls go to the IRP that issued the IRN (an IRN is portal-local).
+    let issuer = issuer_of(ctx, gstin, cmd).await?;
+    let Some(provider) = irps.for_issuer(issuer.as_deref()) else {
+        let irp = issuer.unwrap_or_default();
+        let errors = vec![ErrorItem::worker(
+            "IRP_NOT_CONFIGURED",
+            format!("the IRN was issued by IRP {irp}, which is not configured for GSTIN {gstin}; add it under gstins.\"{gstin}\".failover"),
+        )];
         return reject(ctx, meta, kind, errors, None).await;
     };
     if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
@@ -56,6 +66,35 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         Command::EwaybillCancel { target, reason, remark, .. } => job.ewaybill_cancel(target, *reason, remark).await,
         Command::Generate { .. } | Command::ReconcileRejected { .. } => unreachable!("handled elsewhere"),
     }
+}
+
+/// The IRP that issued the IRN a command is about, when our store knows it.
+async fn issuer_of(ctx: &Ctx, gstin: &Gstin, cmd: &Command) -> Result<Option<String>, StoreError> {
+    use crate::domain::command::ewaybill::EwbTarget;
+    let job = match cmd {
+        Command::Cancel { target, .. } | Command::Get { target, .. } | Command::EwaybillGenerate { target, .. } => {
+            match target {
+                Target::Irn(irn) => ctx.db.job_by_irn(irn).await?,
+                Target::Document(d) => {
+                    let key = DocumentKey::new(gstin.clone(), d.doc_type, d.doc_number.clone(), d.doc_date);
+                    ctx.db.job_by_key(&key).await?
+                }
+            }
+        }
+        Command::EwaybillGet { irn, .. } => ctx.db.job_by_irn(irn).await?,
+        Command::EwaybillUpdateVehicle { target, .. } | Command::EwaybillCancel { target, .. } => {
+            let irn = match target {
+                EwbTarget::Irn(irn) => Some(irn.clone()),
+                EwbTarget::EwbNo(n) => ctx.db.ewaybill(n).await?.and_then(|e| e.irn),
+            };
+            match irn {
+                Some(irn) => ctx.db.job_by_irn(&irn).await?,
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(job.and_then(|j| j.irp))
 }
 
 /// Publish `<job>.rejected` for a command that has no job row.
@@ -156,6 +195,7 @@ impl<'a> Job<'a> {
             p.get_by_doc(&s, d).await
         })
         .await
+        .map(|data| IrnData { irp: Some(p.irp().to_string()), ..data })
     }
 
     async fn lookup_irn(&self, irn: &str) -> Result<IrnData, IrpError> {
@@ -164,6 +204,7 @@ impl<'a> Job<'a> {
             p.get_by_irn(&s, irn).await
         })
         .await
+        .map(|data| IrnData { irp: Some(p.irp().to_string()), ..data })
     }
 
     fn key(&self, d: &DocRef) -> DocumentKey {
