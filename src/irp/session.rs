@@ -19,8 +19,6 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::{IrpError, IrpProvider};
-use crate::store::secrets::SecretBox;
-use crate::store::Db;
 
 /// The 32-byte session encryption key NIC hands out with a token. Never printed.
 #[derive(Clone, PartialEq)]
@@ -102,13 +100,44 @@ fn reissue_grace(life: chrono::Duration) -> chrono::Duration {
     (life / 20).clamp(chrono::Duration::seconds(1), chrono::Duration::seconds(60))
 }
 
-/// (provider, GSTIN).
+/// (session key, GSTIN).
 type Key = (String, String);
+
+/// What the shared session store holds for one (session key, GSTIN).
+#[derive(Debug, Default)]
+pub struct StoredSession {
+    /// `None` when absent, or when it no longer decrypts (`unreadable`).
+    pub session: Option<Session>,
+    /// The row's refresh count: `begin_refresh` checks it so nobody refreshes a token someone
+    /// just replaced, and a worker told "invalid token" knows a newer one from an older one.
+    pub version: i64,
+    /// Don't ask the IRP for a new token before this (a renewal returned the same token).
+    pub renew_after: Option<DateTime<Utc>>,
+    /// A token is stored but cannot be read (the key that encrypted it was replaced).
+    pub unreadable: bool,
+}
+
+/// The port through which sessions are shared between processes. The IRP module owns it; the
+/// store implements it (in Postgres, encrypted at rest), so this module never imports the store.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn load(&self, key: &str, gstin: &str) -> Result<StoredSession, String>;
+    /// Take the cross-process refresh lease if the row is still at `seen_version`.
+    async fn begin_refresh(&self, key: &str, gstin: &str, lease_secs: i64, seen_version: i64) -> Result<bool, String>;
+    /// Store a new session (releasing the lease); returns its version.
+    async fn save(
+        &self,
+        key: &str,
+        gstin: &str,
+        s: &Session,
+        renew_after: Option<DateTime<Utc>>,
+    ) -> Result<i64, String>;
+    async fn abort_refresh(&self, key: &str, gstin: &str) -> Result<(), String>;
+}
 
 /// Hands out sessions per (provider, GSTIN), refreshing them at most once at a time.
 pub struct SessionManager {
-    db: Db,
-    sbox: SecretBox,
+    db: Arc<dyn SessionStore>,
     margin: chrono::Duration,
     /// How long a refresher may hold the cross-process refresh lease.
     lease_secs: i64,
@@ -117,10 +146,9 @@ pub struct SessionManager {
 }
 
 impl SessionManager {
-    pub fn new(db: Db, sbox: SecretBox, margin_secs: i64) -> SessionManager {
+    pub fn new(db: Arc<dyn SessionStore>, margin_secs: i64) -> SessionManager {
         SessionManager {
             db,
-            sbox,
             margin: chrono::Duration::seconds(margin_secs),
             lease_secs: 30,
             memory: Mutex::new(HashMap::new()),
@@ -182,7 +210,7 @@ impl SessionManager {
             if let Some(h) = self.cached(&key).filter(|h| acceptable(h, now)) {
                 return Ok(h.session);
             }
-            let stored = self.db.load_session(&key.0, &key.1, &self.sbox).await.map_err(store_err)?;
+            let stored = self.db.load(&key.0, &key.1).await.map_err(store_err)?;
             let held = stored.session.map(|session| Held {
                 session,
                 version: stored.version,
@@ -254,7 +282,7 @@ impl SessionManager {
             // `TokenExpiry` is given to the second: the IRP may still hold the token that long after it.
             (s.expires_at + chrono::Duration::seconds(1)).max(now + reissue_grace(s.expires_at - s.obtained_at))
         });
-        let version = self.db.save_session(&key.0, &key.1, &s, renew_after, &self.sbox).await.map_err(store_err)?;
+        let version = self.db.save(&key.0, &key.1, &s, renew_after).await.map_err(store_err)?;
         if renew_after.is_some() {
             tracing::info!(provider = %key.0, gstin = %key.1, expires_at = %s.expires_at, "the IRP re-issued the current token; keeping it until it expires");
         } else {
@@ -265,7 +293,7 @@ impl SessionManager {
     }
 }
 
-fn store_err(e: crate::store::StoreError) -> IrpError {
+fn store_err(e: String) -> IrpError {
     // A database failure while fetching a token is transient from the job's point of view.
     IrpError::Connect(format!("token store unavailable: {e}"))
 }

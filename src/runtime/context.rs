@@ -39,7 +39,10 @@ impl Ctx {
             open_secs: settings.breaker_open_secs,
         });
         Ok(Ctx {
-            sessions: SessionManager::new(db.clone(), sbox, settings.token_refresh_margin_secs),
+            sessions: SessionManager::new(
+                Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox }),
+                settings.token_refresh_margin_secs,
+            ),
             topology: Topology::new(&settings),
             settings,
             db,

@@ -8,20 +8,36 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::secrets::SecretBox;
 use super::{Db, StoreError};
-use crate::irp::session::{Sek, Session};
+use crate::irp::session::{Sek, Session, SessionStore};
 
-/// What the token table holds for one (provider, GSTIN).
-#[derive(Debug, Default)]
-pub struct StoredSession {
-    /// `None` when absent, or when it no longer decrypts (`unreadable`).
-    pub session: Option<Session>,
-    /// The row's refresh count: [`Db::begin_refresh`] checks it so nobody refreshes a token
-    /// someone just replaced, and a worker told "invalid token" knows a newer one from an older one.
-    pub version: i64,
-    /// Don't ask the IRP for a new token before this (a renewal returned the same token).
-    pub renew_after: Option<DateTime<Utc>>,
-    /// A token is stored but none of the configured keys decrypts it (the key was replaced).
-    pub unreadable: bool,
+pub use crate::irp::session::StoredSession;
+
+/// The [`SessionStore`] port over Postgres: sessions encrypted at rest with `sbox`.
+pub struct PgSessions {
+    pub db: Db,
+    pub sbox: SecretBox,
+}
+
+#[async_trait::async_trait]
+impl SessionStore for PgSessions {
+    async fn load(&self, key: &str, gstin: &str) -> Result<StoredSession, String> {
+        self.db.load_session(key, gstin, &self.sbox).await.map_err(|e| e.to_string())
+    }
+    async fn begin_refresh(&self, key: &str, gstin: &str, lease_secs: i64, seen_version: i64) -> Result<bool, String> {
+        self.db.begin_refresh(key, gstin, lease_secs, seen_version).await.map_err(|e| e.to_string())
+    }
+    async fn save(
+        &self,
+        key: &str,
+        gstin: &str,
+        s: &Session,
+        renew_after: Option<DateTime<Utc>>,
+    ) -> Result<i64, String> {
+        self.db.save_session(key, gstin, s, renew_after, &self.sbox).await.map_err(|e| e.to_string())
+    }
+    async fn abort_refresh(&self, key: &str, gstin: &str) -> Result<(), String> {
+        self.db.abort_refresh(key, gstin).await.map_err(|e| e.to_string())
+    }
 }
 
 impl Db {
