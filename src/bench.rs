@@ -369,7 +369,7 @@ async fn worker_scenario(
     let stats = ServerStats::connect(&opts.database_url).await?;
     let topology = Topology::new(&settings);
     let ch = amqp::confirm_channel(conn).await?;
-    topology.declare(&ch).await?;
+    topology.declare(conn).await?;
     let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench", true).await?;
     let target = Target { exchange: topology.commands.clone(), routing_key: "irn.generate".into() };
     let outcome = async {

@@ -51,7 +51,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<DemoSummary> {
     let conn = amqp::connect(&opts.amqp_url, "einvoice-demo").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
-    topology.declare(&ch).await?;
+    topology.declare(&conn).await?;
     ch.queue_purge(topology.jobs.as_str().into(), QueuePurgeOptions::default()).await?;
     let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "demo", false).await?;
 

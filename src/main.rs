@@ -373,7 +373,7 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     let conn = amqp::connect(&settings.amqp_url, "einvoice-publish").await?;
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
-    topology.declare(&ch).await?;
+    topology.declare(&conn).await?;
     let corr = uuid::Uuid::new_v4().to_string();
     let mut props = amqp::json_props()
         .with_correlation_id(corr.as_str().into())

@@ -16,7 +16,7 @@
 //!   changing the tiers declares new queues instead of clashing with the old queues' TTL.
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::ExchangeKind;
 
 use super::AmqpError;
 use crate::config::Settings;
@@ -87,8 +87,11 @@ impl Topology {
         self.retry_tiers.iter().map(|(q, _)| q.clone()).collect()
     }
 
-    /// Declare everything; idempotent, so every worker does it at start.
-    pub async fn declare(&self, ch: &Channel) -> Result<(), AmqpError> {
+    /// Declare everything; idempotent, so every worker does it at start. Takes the connection:
+    /// a retry queue declared by an earlier version (without at-least-once dead-lettering) fails
+    /// the redeclare, which closes the channel, and is then kept as it is on a fresh one.
+    pub async fn declare(&self, conn: &lapin::Connection) -> Result<(), AmqpError> {
+        let mut ch = conn.create_channel().await?;
         let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
         for x in [&self.commands, &self.events, &self.dlx, &self.retry] {
             ch.exchange_declare(x.as_str().into(), ExchangeKind::Topic, durable, FieldTable::default()).await?;
@@ -122,7 +125,27 @@ impl Topology {
             let mut args = quorum();
             args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(*ttl as i64));
             args.insert("x-dead-letter-exchange".into(), lstr(&self.commands));
-            ch.queue_declare(name.as_str().into(), q, args).await?;
+            // At-least-once: a message expiring while the jobs queue cannot take it (a broker
+            // restart, a leader election) stays here until it can, instead of being dropped.
+            args.insert("x-dead-letter-strategy".into(), lstr("at-least-once"));
+            args.insert("x-overflow".into(), lstr("reject-publish"));
+            match ch.queue_declare(name.as_str().into(), q, args).await {
+                Ok(_) => {}
+                Err(e) if super::lapin_text(&e).contains("406") => {
+                    tracing::warn!(
+                        queue = %name,
+                        "retry queue declared by an earlier version without at-least-once dead-lettering: kept as it is. \
+                         A message expiring in it while RabbitMQ restarts can be lost; drain and delete the queue (the \
+                         worker declares it anew) or apply a policy with dead-letter-strategy at-least-once and \
+                         overflow reject-publish"
+                    );
+                    // The failed declare closed the channel: carry on with a fresh one.
+                    ch = conn.create_channel().await?;
+                    let passive = QueueDeclareOptions { passive: true, ..q };
+                    ch.queue_declare(name.as_str().into(), passive, FieldTable::default()).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
             ch.queue_bind(
                 name.as_str().into(),
                 self.retry.as_str().into(),

@@ -91,8 +91,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     }
     let ctx = Arc::new(Ctx::new(settings, db, providers)?);
     let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;
-    let setup = conn.create_channel().await?;
-    ctx.topology.declare(&setup).await.context("declaring the RabbitMQ topology")?;
+    ctx.topology.declare(&conn).await.context("declaring the RabbitMQ topology")?;
     let relay = Relay {
         db: relay_db,
         channel: amqp::confirm_channel(&conn).await?,
@@ -195,7 +194,7 @@ async fn consume_loop(
                     // The broker cancelled us (queue deleted, consumer timeout): not a shutdown.
                     tracing::warn!("consumer cancelled by the broker; re-subscribing");
                     tokio::time::sleep(Duration::from_secs(1)).await;
-                    ctx.topology.declare(&ch).await?;
+                    ctx.topology.declare(&conn).await?;
                     consumer = subscribe(&ch, &ctx.topology.jobs, &tag).await?;
                 }
             }

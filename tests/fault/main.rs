@@ -199,7 +199,7 @@ impl Rig {
         // Topology and the capture queue exist before the first event.
         let conn = bus::connect_any(&amqp_urls, "fault-setup").await.expect("own broker reachable");
         let ch = conn.create_channel().await.unwrap();
-        topology.declare(&ch).await.expect("declare topology");
+        topology.declare(&conn).await.expect("declare topology");
         bus::declare_capture(&ch, &topology.events).await;
         let _ = conn.close(200, "setup done".into()).await;
         let events: Events = Default::default();

@@ -119,7 +119,7 @@ impl TestApp {
         let topology = Topology::new(&settings);
         let conn = amqp::connect(AMQP_URL, "einvoice-test").await.expect("RabbitMQ reachable");
         let ch = amqp::confirm_channel(&conn).await.unwrap();
-        topology.declare(&ch).await.unwrap();
+        topology.declare(&conn).await.unwrap();
         let replies = format!("t{id}.replies");
         let events = format!("t{id}.all-events");
         let excl = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };

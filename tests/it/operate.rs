@@ -310,3 +310,31 @@ async fn postgres_over_tls_honours_sslmode_and_the_ca_file() {
         encrypted(&format!("{local}?sslmode=verify-full"), Some(other_ca.to_str().unwrap())).await.unwrap_err();
     assert!(untrusted.to_lowercase().contains("certificate"), "{untrusted}");
 }
+
+/// A retry queue declared by an earlier version (no at-least-once dead-lettering) does not stop
+/// a new worker from starting: it is kept, with a warning, and still carries retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_queue_from_an_earlier_version_is_kept_not_fatal() {
+    use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    let mut app = TestApp::spawn().await;
+    let old = app.topology.retry_queues()[0].clone();
+    app.ch.queue_delete(old.as_str().into(), QueueDeleteOptions::default()).await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(5000));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(app.topology.commands.as_str())),
+    );
+    let q = QueueDeclareOptions { durable: true, ..Default::default() };
+    app.ch.queue_declare(old.as_str().into(), q, args).await.unwrap();
+    let second = app.start_another_worker().await;
+    // It works: a busy-document wait goes through that tier and comes back.
+    app.sim.core.update_faults(|f| f.fail_next_5xx = 8);
+    app.generate(&invoice("b2b-intra-goods", "OP6/0001")).await;
+    let (_, ev) = app.next_reply(40).await;
+    assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
+    second.stop().await.unwrap();
+    app.stop().await;
+}
