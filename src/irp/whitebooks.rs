@@ -16,11 +16,11 @@ use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::errors::{from_reqwest, get_ci, parse_error_list};
+use super::errors::{from_reqwest, get_ci, http_error, parse_error_list};
 use super::ewaybill::{EwbCancelData, EwbData, VehicleData};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
-use crate::config::{Environment, GstinConfig, ProviderKind};
+use crate::config::{Environment, GstinConfig, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
@@ -55,6 +55,7 @@ pub struct Whitebooks {
     type_names: BTreeMap<String, String>,
     /// NIC's signing key, when configured: the GSP passes NIC's signed JWTs through.
     signing_key: Option<rsa::RsaPublicKey>,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Whitebooks {
@@ -75,6 +76,7 @@ impl Whitebooks {
             environment: cfg.environment,
             type_names,
             signing_key: super::signing::signing_key(gstin, cfg)?,
+            rate_limit: cfg.rate_limit,
         })
     }
 
@@ -107,9 +109,10 @@ impl Whitebooks {
     async fn call(&self, rb: RequestBuilder) -> Result<Value, IrpError> {
         let resp = rb.send().await.map_err(from_reqwest)?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.map_err(from_reqwest)?;
         if !(200..300).contains(&status) {
-            return Err(IrpError::Http { status, body: text });
+            return Err(http_error(status, &headers, text));
         }
         let v: Value = serde_json::from_str(&text).map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))?;
         unwrap_envelope(v)
@@ -147,6 +150,14 @@ pub fn unwrap_envelope(v: Value) -> Result<Value, IrpError> {
 impl IrpProvider for Whitebooks {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Whitebooks
+    }
+
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
     }
 
     async fn authenticate(&self, _force_refresh: bool) -> Result<Session, IrpError> {

@@ -72,7 +72,7 @@ impl IrpHealth {
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Refresh the store-backed gauges (outbox backlog and age, paused GSTINs, in-doubt and failed
-/// jobs) and the dead-letter depth until `stop`.
+/// jobs, the error budget per GSTIN) and the dead-letter depth until `stop`.
 pub async fn sample(ctx: Arc<Ctx>, channel: lapin::Channel, stop: CancellationToken) {
     loop {
         match ctx.db.snapshot().await {
@@ -85,6 +85,7 @@ pub async fn sample(ctx: Arc<Ctx>, channel: lapin::Channel, stop: CancellationTo
             }
             Err(e) => tracing::debug!(error = %e, "metrics sampler: the store did not answer"),
         }
+        super::guard::sample_budget(&ctx).await;
         let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
         match channel.queue_declare(ctx.topology.dead.as_str().into(), passive, Default::default()).await {
             Ok(q) => metrics::gauge!(m::DEAD_LETTERS).set(f64::from(q.message_count())),
