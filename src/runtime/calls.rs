@@ -111,7 +111,8 @@ where
         }
         ctx.irp_health.record_failure(gstin, irp, err_op, class, &err);
         // "Slow down" is neither an attempt nor a backoff step: wait (in `acquire`) and go again.
-        if err.is_throttled() {
+        // (Only when it decides the class: 312 with 658 is still "already cancelled".)
+        if class == Class::Transient && err.is_throttled() {
             if guard::on_throttled(ctx, gstin, provider, &err, &mut pacing).await {
                 continue;
             }
