@@ -803,13 +803,15 @@ mod tests {
         // Nested keys from the environment reach the table.
         assert_eq!(gstin_env_key("29aagcp4821k1z3", "RATE_LIMIT__BURST"), "gstins.29AAGCP4821K1Z3.rate_limit.burst");
         assert_eq!(gstin_env_key("29AAGCP4821K1Z3", "PASSWORD"), "gstins.29AAGCP4821K1Z3.password");
-        let names = ["EINVOICE_GSTINS__29AAGCP4821K1Z3__RATE_LIMIT__REQUESTS_PER_MINUTE", "EINVOICE_ERROR_BUDGET_WARN_SHARE"];
+        let names =
+            ["EINVOICE_GSTINS__29AAGCP4821K1Z3__RATE_LIMIT__REQUESTS_PER_MINUTE", "EINVOICE_ERROR_BUDGET_WARN_SHARE"];
         check_variable_names(names).unwrap();
 
         let d = Settings::from_toml("").unwrap();
         assert_eq!((d.error_budget_gstin_per_day, d.error_budget_client_per_day), (20_000, 100_000));
         assert_eq!((d.error_budget_warn_share, d.error_budget_pause_share), (0.25, 0.5));
-        for bad in ["error_budget_warn_share = 0.6", "error_budget_pause_share = 1.5", "error_budget_gstin_per_day = 0"] {
+        for bad in ["error_budget_warn_share = 0.6", "error_budget_pause_share = 1.5", "error_budget_gstin_per_day = 0"]
+        {
             let e = Settings::from_toml(bad).unwrap_err().to_string();
             assert!(e.contains("EINVOICE_ERROR_BUDGET_"), "{bad}: {e}");
         }

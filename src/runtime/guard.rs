@@ -106,12 +106,7 @@ async fn sleep_counted(d: Duration, pacing: &mut Pacing, irp: &'static str) {
 
 /// Wait until both buckets (credential and GSTIN) allow a call, and take a token from each.
 /// [`IrpError::RateLimited`] when that would take longer than the call may still wait.
-pub async fn acquire(
-    ctx: &Ctx,
-    gstin: &str,
-    provider: &dyn IrpProvider,
-    pacing: &mut Pacing,
-) -> Result<(), IrpError> {
+pub async fn acquire(ctx: &Ctx, gstin: &str, provider: &dyn IrpProvider, pacing: &mut Pacing) -> Result<(), IrpError> {
     let keys = bucket_keys(gstin, provider);
     let irp = provider.kind().as_str();
     let limit = max_wait(ctx);
@@ -178,8 +173,8 @@ pub async fn on_throttled(
         }
     }
     pacing.throttles += 1;
-    let again = pacing.throttles <= MAX_THROTTLES_PER_CALL
-        && pacing.waited + Duration::from_secs(secs) <= max_wait(ctx);
+    let again =
+        pacing.throttles <= MAX_THROTTLES_PER_CALL && pacing.waited + Duration::from_secs(secs) <= max_wait(ctx);
     tracing::warn!(
         gstin,
         irp,
@@ -197,9 +192,15 @@ pub async fn on_throttled(
 pub enum Budget {
     Fine,
     /// The count just reached the warning share (exactly once per day and key).
-    Warn { warn_at: i64, pause_at: i64 },
+    Warn {
+        warn_at: i64,
+        pause_at: i64,
+    },
     /// At or past the pause share.
-    Pause { warn_at: i64, pause_at: i64 },
+    Pause {
+        warn_at: i64,
+        pause_at: i64,
+    },
 }
 
 /// Where `count` stands against `threshold` (NIC's blocking count) and the shares.

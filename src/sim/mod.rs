@@ -63,7 +63,9 @@ pub(crate) fn too_many_requests(retry_after_secs: u64) -> axum::response::Respon
     (
         axum::http::StatusCode::TOO_MANY_REQUESTS,
         [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
-        Json(serde_json::json!({"error": "Too Many Requests", "message": "API request quota exceeded for this client"})),
+        Json(
+            serde_json::json!({"error": "Too Many Requests", "message": "API request quota exceeded for this client"}),
+        ),
     )
         .into_response()
 }

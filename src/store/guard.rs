@@ -29,12 +29,10 @@ impl Db {
     ) -> Result<Acquired, StoreError> {
         let c = self.client().await?;
         let row = c
-            .query_one("SELECT wait, taken, drains FROM rate_acquire($1, $2, $3, $4)", &[
-                &keys,
-                &per_second,
-                &burst,
-                &max_wait_secs,
-            ])
+            .query_one(
+                "SELECT wait, taken, drains FROM rate_acquire($1, $2, $3, $4)",
+                &[&keys, &per_second, &burst, &max_wait_secs],
+            )
             .await?;
         Ok(Acquired { wait_secs: row.get(0), taken: row.get(1), drains: row.get(2) })
     }
@@ -78,10 +76,7 @@ impl Db {
                 &[&day, &keys],
             )
             .await?;
-        Ok(keys
-            .iter()
-            .map(|k| rows.iter().find(|r| r.get::<_, &str>(0) == k).map(|r| r.get(1)).unwrap_or(0))
-            .collect())
+        Ok(keys.iter().map(|k| rows.iter().find(|r| r.get::<_, &str>(0) == k).map(|r| r.get(1)).unwrap_or(0)).collect())
     }
 
     /// Every key's count on `day` (the budget gauges).

@@ -61,7 +61,8 @@ async fn sixty_documents_at_a_quota_of_thirty_a_minute_all_succeed_with_few_429s
     }
     let replies = app.replies(60, 300).await;
     let elapsed = started.elapsed();
-    let not_generated: Vec<&Value> = replies.iter().map(|(_, r)| r).filter(|r| r["event_type"] != "irn.generated").collect();
+    let not_generated: Vec<&Value> =
+        replies.iter().map(|(_, r)| r).filter(|r| r["event_type"] != "irn.generated").collect();
     assert!(not_generated.is_empty(), "every document registered: {not_generated:#?}");
     assert!(replies.iter().all(|(_, r)| is_irn(r["data"]["irn"].as_str().unwrap_or(""))));
     let s = app.sim.core.stats();
@@ -78,7 +79,7 @@ async fn sixty_documents_at_a_quota_of_thirty_a_minute_all_succeed_with_few_429s
     let c = app.db.client().await.unwrap();
     let keys: Vec<String> =
         c.query("SELECT key FROM rate_buckets ORDER BY key", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    assert_eq!(keys, [format!("client:whitebooks:sim-client"), format!("gstin:whitebooks:{SELLER_KA}")]);
+    assert_eq!(keys, ["client:whitebooks:sim-client".to_string(), format!("gstin:whitebooks:{SELLER_KA}")]);
     second.stop().await.unwrap();
     app.stop().await;
 }
