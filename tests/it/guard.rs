@@ -225,3 +225,39 @@ async fn the_error_budget_warns_then_pauses_the_gstin() {
     assert_eq!(counts, [("client:whitebooks:sim-client".to_string(), 3), (format!("gstin:{SELLER_KA}"), 3)]);
     app.stop().await;
 }
+
+/// The shared bucket itself (`rate_acquire` in migration 0010): a burst, then slots one refill
+/// apart in order; a wait longer than the caller's limit takes nothing; a bucket shared with
+/// another GSTIN (the same client ID) holds both; a drain shuts the bucket for its Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bucket_reserves_slots_in_order_and_a_throttle_shuts_it() {
+    let app = TestApp::spawn().await;
+    let keys = ["client:t:c".to_string(), "gstin:t:g".to_string()];
+    // 1 token a second, burst 2.
+    let mut waits = Vec::new();
+    for _ in 0..4 {
+        let a = app.db.rate_acquire(&keys, 1.0, 2.0, 10.0).await.unwrap();
+        assert!(a.taken, "{a:?}");
+        waits.push(a.wait_secs);
+    }
+    let near = |got: f64, want: f64| (got - want).abs() < 0.3;
+    assert!(near(waits[0], 0.0) && near(waits[1], 0.0), "the burst goes at once: {waits:?}");
+    assert!(near(waits[2], 1.0) && near(waits[3], 2.0), "then one slot a second, in order: {waits:?}");
+    let refused = app.db.rate_acquire(&keys, 1.0, 2.0, 2.5).await.unwrap();
+    assert!(!refused.taken && near(refused.wait_secs, 3.0), "{refused:?}");
+    let next = app.db.rate_acquire(&keys, 1.0, 2.0, 10.0).await.unwrap();
+    assert!(next.taken && near(next.wait_secs, 3.0), "the refused caller reserved nothing: {next:?}");
+    // Another GSTIN on the same credential queues behind it (its own bucket is full).
+    let other = ["client:t:c".to_string(), "gstin:t:h".to_string()];
+    let o = app.db.rate_acquire(&other, 1.0, 2.0, 10.0).await.unwrap();
+    assert!(o.taken && near(o.wait_secs, 4.0), "{o:?}");
+    // A throttle: shut for 5 s, every reservation dropped, and the drain is visible.
+    assert_eq!(app.db.rate_drains(&keys).await.unwrap(), 0);
+    app.db.rate_drain(&keys, 5.0).await.unwrap();
+    assert_eq!(app.db.rate_drains(&keys).await.unwrap(), 2, "both buckets drained once");
+    let after = app.db.rate_acquire(&keys, 1.0, 2.0, 10.0).await.unwrap();
+    assert!(after.taken && near(after.wait_secs, 5.0), "one call when the throttle ends: {after:?}");
+    let then = app.db.rate_acquire(&keys, 1.0, 2.0, 10.0).await.unwrap();
+    assert!(near(then.wait_secs, 6.0), "then the configured rate: {then:?}");
+    app.stop().await;
+}
