@@ -90,6 +90,44 @@ pub struct GstinConfig {
     /// NIC: how the client headers are spelled (see [`HeaderSpelling`]).
     #[serde(default)]
     pub header_spelling: HeaderSpelling,
+    /// The quota of this GSTIN's credential (its GSP plan, or what NIC allows): the worker paces
+    /// its calls to it instead of collecting 429s. Unset: no pacing (a 429 still slows it down).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// `rate_limit = { requests_per_minute = 30, burst = 5 }`: a token bucket that refills
+/// `requests_per_minute` tokens a minute and holds at most `burst`. One bucket per credential
+/// (client ID) and one per GSTIN, kept in Postgres so every worker process shares them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_minute: u32,
+    /// Calls allowed back to back after a quiet spell (at least 1).
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// Tokens per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.requests_per_minute) / 60.0
+    }
+
+    /// Both numbers must be at least 1; `at` names where the setting came from.
+    pub fn check(&self, at: &str) -> Result<(), ConfigError> {
+        if self.requests_per_minute == 0 || self.burst == 0 {
+            return Err(ConfigError::Invalid(format!(
+                "{at}: requests_per_minute ({}) and burst ({}) must both be at least 1; leave rate_limit out for no limit",
+                self.requests_per_minute, self.burst
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl GstinConfig {
@@ -268,6 +306,14 @@ pub struct Settings {
     /// A PEM file of extra CA certificates to trust for IRP calls (a private CA, a TLS-inspecting proxy).
     #[serde(default)]
     pub http_ca_file: Option<String>,
+    /// NIC blocks a GSTIN's e-invoice and e-way bill APIs after more than 20,000 error responses
+    /// (and a client ID after more than 1 lakh): the daily counts the error budget measures against.
+    pub error_budget_gstin_per_day: u64,
+    pub error_budget_client_per_day: u64,
+    /// At this share of a threshold the worker warns (`gstin.error_budget`, once a day per key) …
+    pub error_budget_warn_share: f64,
+    /// … and at this one it pauses the GSTIN until India midnight (`gstin.paused`, `ERROR_BUDGET`).
+    pub error_budget_pause_share: f64,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
 }
@@ -300,6 +346,10 @@ struct Defaults {
     ready_outbox_max_age_secs: u64,
     breaker_failures: u32,
     breaker_open_secs: u64,
+    error_budget_gstin_per_day: u64,
+    error_budget_client_per_day: u64,
+    error_budget_warn_share: f64,
+    error_budget_pause_share: f64,
 }
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -334,6 +384,12 @@ impl Settings {
             ready_outbox_max_age_secs: 300,
             breaker_failures: 5,
             breaker_open_secs: 30,
+            // NIC's blocking thresholds (einv-apisandbox.nic.in/NoteonTopErrors.html): warn at a
+            // quarter, pause at half, far enough below that a storm is stopped before the block.
+            error_budget_gstin_per_day: 20_000,
+            error_budget_client_per_day: 100_000,
+            error_budget_warn_share: 0.25,
+            error_budget_pause_share: 0.5,
         }
     }
 
@@ -360,7 +416,7 @@ impl Settings {
                     .filter_map(|k| {
                         let rest = k.as_str().strip_prefix("EINVOICE_GSTINS__")?;
                         let (gstin, field) = rest.split_once("__")?;
-                        Some(format!("gstins.{}.{}", gstin.to_ascii_uppercase(), field.to_ascii_lowercase()).into())
+                        Some(gstin_env_key(gstin, field).into())
                     })
                     .lowercase(false),
             );
@@ -412,7 +468,32 @@ impl Settings {
         }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
+        for (gstin, g) in &s.gstins {
+            if let Some(r) = &g.rate_limit {
+                r.check(&format!("gstins.\"{gstin}\".rate_limit (EINVOICE_GSTINS__{gstin}__RATE_LIMIT__…)"))?;
+            }
+        }
+        s.check_error_budget()?;
         Ok(s)
+    }
+
+    /// The error budget's thresholds are counts ≥ 1 and its shares 0 < warn < pause ≤ 1.
+    fn check_error_budget(&self) -> Result<(), ConfigError> {
+        if self.error_budget_gstin_per_day == 0 || self.error_budget_client_per_day == 0 {
+            return Err(ConfigError::Invalid(
+                "error_budget_gstin_per_day (EINVOICE_ERROR_BUDGET_GSTIN_PER_DAY) and error_budget_client_per_day \
+                 (EINVOICE_ERROR_BUDGET_CLIENT_PER_DAY) must be at least 1"
+                    .into(),
+            ));
+        }
+        let (warn, pause) = (self.error_budget_warn_share, self.error_budget_pause_share);
+        if !(warn > 0.0 && warn < pause && pause <= 1.0) {
+            return Err(ConfigError::Invalid(format!(
+                "error_budget_warn_share (EINVOICE_ERROR_BUDGET_WARN_SHARE, {warn}) and error_budget_pause_share \
+                 (EINVOICE_ERROR_BUDGET_PAUSE_SHARE, {pause}) must satisfy 0 < warn < pause <= 1, e.g. 0.25 and 0.5"
+            )));
+        }
+        Ok(())
     }
 
     /// How commands are checked, from this configuration (the worker and `publish` alike).
@@ -461,6 +542,12 @@ pub enum ConfigError {
     Invalid(String),
     #[error("unknown environment variable {name}; did you mean {suggestion}?")]
     UnknownVariable { name: String, suggestion: String },
+}
+
+/// The figment key of `EINVOICE_GSTINS__<GSTIN>__<FIELD>`: the GSTIN upper-case, the field
+/// lower-case, and `__` inside the field nesting a table (`RATE_LIMIT__BURST` → `rate_limit.burst`).
+fn gstin_env_key(gstin: &str, field: &str) -> String {
+    format!("gstins.{}.{}", gstin.to_ascii_uppercase(), field.to_ascii_lowercase().replace("__", "."))
 }
 
 /// `EINVOICE_*` variables read by the tools (`demo`, `bench`) or by `load` itself, not by [`Settings`].
@@ -720,6 +807,42 @@ mod tests {
         assert!(err.contains("did you mean EINVOICE_TOKEN_KEY?"), "{err}");
         let err = check_env(vars(&[("EINVOICE_AMQP_URL_FIEL", "x")])).unwrap_err().to_string();
         assert!(err.contains("did you mean EINVOICE_AMQP_URL_FILE?"), "{err}");
+    }
+
+    #[test]
+    fn rate_limit_on_a_gstin_and_error_budget_settings() {
+        let gstin = |extra: &str| {
+            format!(
+                "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"whitebooks\"\nbase_url = \"x\"\nusername = \"u\"\n\
+                 password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{extra}"
+            )
+        };
+        let s = Settings::from_toml(&gstin("rate_limit = { requests_per_minute = 30, burst = 5 }")).unwrap();
+        let r = s.gstins["29AAGCP4821K1Z3"].rate_limit.unwrap();
+        assert_eq!(r, RateLimit { requests_per_minute: 30, burst: 5 });
+        assert!((r.per_second() - 0.5).abs() < 1e-9);
+        assert_eq!(Settings::from_toml(&gstin("")).unwrap().gstins["29AAGCP4821K1Z3"].rate_limit, None);
+        let burst1 = Settings::from_toml(&gstin("rate_limit = { requests_per_minute = 6 }")).unwrap();
+        assert_eq!(burst1.gstins["29AAGCP4821K1Z3"].rate_limit.unwrap().burst, 1);
+        let e = Settings::from_toml(&gstin("rate_limit = { requests_per_minute = 0, burst = 5 }")).unwrap_err();
+        assert!(e.to_string().contains("gstins.\"29AAGCP4821K1Z3\".rate_limit"), "{e}");
+        let e = Settings::from_toml(&gstin("rate_limit = { requests_per_minute = 5, brust = 5 }")).unwrap_err();
+        assert!(e.to_string().contains("brust"), "{e}");
+        // Nested keys from the environment reach the table.
+        assert_eq!(gstin_env_key("29aagcp4821k1z3", "RATE_LIMIT__BURST"), "gstins.29AAGCP4821K1Z3.rate_limit.burst");
+        assert_eq!(gstin_env_key("29AAGCP4821K1Z3", "PASSWORD"), "gstins.29AAGCP4821K1Z3.password");
+        let names =
+            ["EINVOICE_GSTINS__29AAGCP4821K1Z3__RATE_LIMIT__REQUESTS_PER_MINUTE", "EINVOICE_ERROR_BUDGET_WARN_SHARE"];
+        check_variable_names(names).unwrap();
+
+        let d = Settings::from_toml("").unwrap();
+        assert_eq!((d.error_budget_gstin_per_day, d.error_budget_client_per_day), (20_000, 100_000));
+        assert_eq!((d.error_budget_warn_share, d.error_budget_pause_share), (0.25, 0.5));
+        for bad in ["error_budget_warn_share = 0.6", "error_budget_pause_share = 1.5", "error_budget_gstin_per_day = 0"]
+        {
+            let e = Settings::from_toml(bad).unwrap_err().to_string();
+            assert!(e.contains("EINVOICE_ERROR_BUDGET_"), "{bad}: {e}");
+        }
     }
 
     #[test]

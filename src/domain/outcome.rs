@@ -120,11 +120,16 @@ impl Class {
 /// GSP/NIC outage codes that come back as application errors rather than HTTP 5xx.
 const OUTAGE_CODES: &[&str] = &["GSPERR300", "GSPGSTDOWN", "GSPERR301", "GSPERR302"];
 
+/// Quota codes, on any operation: 658 (the e-way bill system's "request limit exceeded") and
+/// GEN5005 (a GSP's "plan limit exceeded"). Transient, and throttling: the call waits and goes
+/// again without counting as an attempt (`IrpError::is_throttled`, `runtime::guard`).
+const QUOTA_CODES: &[&str] = &["658", "GEN5005"];
+
 /// Classify one IRP error code. `names_a_field` tells 5002 "try again" apart from 5002 used
 /// for schema messages.
 pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
     let code = code.trim();
-    if OUTAGE_CODES.iter().any(|c| c.eq_ignore_ascii_case(code)) {
+    if OUTAGE_CODES.iter().chain(QUOTA_CODES).any(|c| c.eq_ignore_ascii_case(code)) {
         return Class::Transient;
     }
     match (op, code) {
@@ -139,11 +144,12 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         (Operation::EwaybillCancel, "312") => Class::AlreadyCancelled,
         // 238: the e-way bill API's "invalid auth token" (its 1005).
         (Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle, "238") => Class::Reauth,
-        // 4001 "error creating e-way bill", 658 request quota, 813 duplicate request at the
-        // same time, 118 "try after 5 minutes": the e-way bill system asks to come back later.
+        // 4001 "error creating e-way bill", 813 duplicate request at the same time, 118 "try
+        // after 5 minutes": the e-way bill system asks to come back later (658, its request
+        // quota, is a quota code above).
         (
             Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
-            "4001" | "658" | "813" | "118",
+            "4001" | "813" | "118",
         ) => Class::Transient,
         // Named so the table lists every e-way bill code: the user must act (4010: CRN/DBN and
         // services go through the plain e-way bill API; 728: past the cancel window; 820: the
@@ -200,6 +206,8 @@ mod tests {
         assert_eq!(classify(Operation::EwaybillCancel, "312", false), Class::AlreadyCancelled);
         assert_eq!(classify(Operation::EwaybillUpdateVehicle, "312", false), Class::Rejection);
         assert_eq!(classify(Operation::EwaybillCancel, "658", false), Class::Transient);
+        assert_eq!(classify(Operation::Generate, "GEN5005", false), Class::Transient);
+        assert_eq!(classify(Operation::GetByIrn, "658", false), Class::Transient);
         assert_eq!(classify(Operation::EwaybillGenerate, "813", false), Class::Transient);
         assert_eq!(classify(Operation::EwaybillGenerate, "4010", false), Class::Rejection);
         assert_eq!(classify(Operation::EwaybillCancel, "728", false), Class::Rejection);

@@ -21,6 +21,18 @@ pub enum IrpError {
     Timeout(String),
     #[error("the IRP answered HTTP {status}: {body}")]
     Http { status: u16, body: String },
+    /// HTTP 429 Too Many Requests from the IRP or the GSP in front of it, with its `Retry-After`
+    /// in seconds when it sent one. Not an attempt: the call waits and goes again
+    /// (`runtime::guard`), and every worker slows down for that credential.
+    #[error("the IRP throttled the request (HTTP {status}{}): {body}", retry_after_text(*.retry_after))]
+    Throttled { status: u16, retry_after: Option<u64>, body: String },
+    /// Our own rate limit (`rate_limit` of the GSTIN) has no slot for this call within the wait
+    /// one call may spend: nothing was sent; the command is retried later.
+    #[error(
+        "the rate limit of this GSTIN's credential allows the next IRP call in {wait_secs} s, longer than one call \
+         may wait; nothing was sent and the command is retried later"
+    )]
+    RateLimited { wait_secs: u64 },
     /// The IRP answered with application errors.
     #[error("the IRP refused the request: {}", fmt_messages(.errors))]
     Api { errors: Vec<IrpMessage>, info: Vec<Value> },
@@ -40,6 +52,14 @@ pub enum IrpError {
     #[error("the IRP kept refusing freshly obtained tokens (1005 Invalid Token): {0}")]
     TokenRefused(String),
 }
+
+fn retry_after_text(secs: Option<u64>) -> String {
+    secs.map(|s| format!(", Retry-After {s} s")).unwrap_or_default()
+}
+
+/// Quota codes answered as application errors: 658 (the e-way bill system's "request limit
+/// exceeded") and GEN5005 (a GSP's "plan limit exceeded").
+pub const THROTTLE_CODES: &[&str] = &["658", "GEN5005"];
 
 fn fmt_messages(m: &[IrpMessage]) -> String {
     m.iter().map(|m| format!("{} {}", m.code, m.message)).collect::<Vec<_>>().join("; ")
@@ -63,9 +83,12 @@ impl IrpError {
     /// The row of the outcome table this failure falls in.
     pub fn class(&self, op: Operation) -> Class {
         match self {
-            IrpError::Connect(_) | IrpError::Timeout(_) | IrpError::Protocol(_) | IrpError::TokenRefused(_) => {
-                Class::Transient
-            }
+            IrpError::Connect(_)
+            | IrpError::Timeout(_)
+            | IrpError::Protocol(_)
+            | IrpError::TokenRefused(_)
+            | IrpError::Throttled { .. }
+            | IrpError::RateLimited { .. } => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_transient(*status) => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_configuration(*status) => Class::Configuration,
             IrpError::Http { .. } => Class::Rejection,
@@ -98,15 +121,36 @@ impl IrpError {
     /// The HTTP status the IRP answered with, where the exchange got that far (0: no answer).
     pub fn http_status(&self) -> u16 {
         match self {
-            IrpError::Http { status, .. } => *status,
+            IrpError::Http { status, .. } | IrpError::Throttled { status, .. } => *status,
             IrpError::Api { .. } | IrpError::Protocol(_) | IrpError::Signature(_) => 200,
             _ => 0,
         }
     }
 
-    /// Did the IRP itself answer with an error (what NIC counts towards blocking a GSTIN)?
+    /// Did the IRP itself answer with an error (what NIC counts towards blocking a GSTIN)? A 429
+    /// is not counted: it is the GSP's quota speaking, and the worker paces itself for it.
     pub fn is_error_response(&self) -> bool {
         matches!(self, IrpError::Api { .. } | IrpError::Http { status: 400..=499, .. })
+    }
+
+    /// "Slow down": HTTP 429, 658 (request limit exceeded) or GEN5005 (plan limit exceeded). The
+    /// call waits (`Retry-After` when given) and goes again without counting as an attempt.
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            IrpError::Throttled { .. } => true,
+            IrpError::Api { errors, .. } => {
+                errors.iter().any(|e| THROTTLE_CODES.iter().any(|c| c.eq_ignore_ascii_case(e.code.trim())))
+            }
+            _ => false,
+        }
+    }
+
+    /// The `Retry-After` a throttling answer carried, in seconds.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            IrpError::Throttled { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     pub fn has_code(&self, code: &str) -> bool {
@@ -134,6 +178,15 @@ impl IrpError {
                     format!("the IRP answered HTTP {status}: {}", truncate(body, 300)),
                 )]
             }
+            IrpError::Throttled { status, retry_after, body } => vec![ErrorItem::irp(
+                format!("HTTP_{status}"),
+                format!(
+                    "the IRP (or the GSP in front of it) answered HTTP {status} Too Many Requests{}: {}",
+                    retry_after_text(*retry_after),
+                    truncate(body, 300)
+                ),
+            )],
+            IrpError::RateLimited { .. } => vec![ErrorItem::worker("RATE_LIMITED", self.to_string())],
             IrpError::Connect(m) => vec![ErrorItem::irp("CONNECT", format!("could not connect to the IRP: {m}"))],
             IrpError::Timeout(m) => vec![ErrorItem::irp("TIMEOUT", format!("the IRP did not answer in time: {m}"))],
             IrpError::Protocol(m) => {
@@ -160,6 +213,29 @@ fn truncate(s: &str, n: usize) -> String {
 fn names_a_field(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     ["itemlist", "dtls", "gstin", "hsn", "schema", "json", "value", "field"].iter().any(|k| m.contains(k))
+}
+
+/// A non-2xx HTTP answer: [`IrpError::Throttled`] for 429 (with `Retry-After`), else [`IrpError::Http`].
+pub fn http_error(status: u16, headers: &reqwest::header::HeaderMap, body: String) -> IrpError {
+    if status == 429 {
+        let retry_after = headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+        return IrpError::Throttled { status, retry_after, body };
+    }
+    IrpError::Http { status, body }
+}
+
+/// `Retry-After` as delay-seconds (`120`) or an HTTP date (`Wed, 21 Oct 2026 07:28:00 GMT`),
+/// in whole seconds from `now` (a date in the past is 0).
+pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - now).num_seconds().max(0) as u64)
 }
 
 /// Map a reqwest failure onto connect (safe to resend) versus timeout (may have reached).
@@ -244,5 +320,42 @@ mod tests {
         assert_eq!(IrpError::Http { status: 503, body: String::new() }.class(Operation::Generate), Class::Transient);
         assert!(IrpError::Timeout("x".into()).may_have_reached_irp());
         assert!(!IrpError::Connect("x".into()).may_have_reached_irp());
+    }
+
+    #[test]
+    fn throttling_is_transient_never_reached_and_not_an_error_response() {
+        let e = IrpError::Throttled { status: 429, retry_after: Some(7), body: "slow down".into() };
+        assert_eq!(e.class(Operation::Generate), Class::Transient);
+        assert!(e.is_throttled() && !e.may_have_reached_irp() && !e.is_error_response());
+        assert_eq!((e.retry_after(), e.http_status()), (Some(7), 429));
+        assert_eq!(e.to_error_items()[0].code, "HTTP_429");
+        assert!(e.to_error_items()[0].message.contains("Retry-After 7 s"), "{:?}", e.to_error_items());
+        for code in ["658", "GEN5005", "gen5005"] {
+            let api = IrpError::Api {
+                errors: vec![IrpMessage { code: code.into(), message: "limit exceeded".into() }],
+                info: vec![],
+            };
+            assert!(api.is_throttled(), "{code}");
+            assert_eq!(api.class(Operation::Generate), Class::Transient, "{code}");
+            assert_eq!(api.class(Operation::EwaybillCancel), Class::Transient, "{code}");
+            assert!(api.is_error_response(), "an answered error still counts towards NIC's threshold");
+        }
+        let limited = IrpError::RateLimited { wait_secs: 90 };
+        assert_eq!(limited.class(Operation::Generate), Class::Transient);
+        assert!(!limited.may_have_reached_irp() && !limited.is_error_response() && !limited.is_throttled());
+        assert_eq!(limited.to_error_items()[0].code, "RATE_LIMITED");
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-10-21T07:28:00Z").unwrap().with_timezone(&chrono::Utc);
+        assert_eq!(parse_retry_after(" 120 ", now), Some(120));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:30 GMT", now), Some(30));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now), Some(0));
+        assert_eq!(parse_retry_after("soon", now), None);
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert!(matches!(http_error(429, &h, String::new()), IrpError::Throttled { retry_after: Some(3), .. }));
+        assert!(matches!(http_error(503, &h, String::new()), IrpError::Http { status: 503, .. }));
     }
 }

@@ -45,6 +45,12 @@ pub trait IrpProvider: Send + Sync {
     fn cross_portal(&self, _issuer: &str) -> Option<std::sync::Arc<dyn IrpProvider>> {
         None
     }
+    /// The credential's client ID (not a secret): the key of its rate limit and error budget.
+    fn client_id(&self) -> &str;
+    /// This credential's quota, when configured (`rate_limit`): calls are paced to it.
+    fn rate_limit(&self) -> Option<crate::config::RateLimit> {
+        None
+    }
     /// Authenticate and return a new session. `force_refresh` asks the IRP for a new token
     /// even if the current one is still valid (NIC honours it only in the last 10 minutes).
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError>;

@@ -22,14 +22,14 @@ use rsa::RsaPublicKey;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::errors::{from_reqwest, parse_error_list, IrpMessage};
+use super::errors::{from_reqwest, http_error, parse_error_list, IrpMessage};
 use super::ewaybill::{open_ewb_api_response, EwbCancelData, EwbData, VehicleData};
 use super::nic_crypto::{self, AppKey, CryptoError};
 use super::session::Sek;
 use super::signing::{self, load_public_key};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
-use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind};
+use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
@@ -59,6 +59,7 @@ pub struct Nic {
     environment: Environment,
     public_key: RsaPublicKey,
     signing_key: Option<RsaPublicKey>,
+    rate_limit: Option<RateLimit>,
 }
 
 impl std::fmt::Debug for Nic {
@@ -106,6 +107,7 @@ impl Nic {
             environment: cfg.environment,
             public_key,
             signing_key,
+            rate_limit: cfg.rate_limit,
         })
     }
 
@@ -156,9 +158,10 @@ impl Nic {
     async fn send(&self, rb: RequestBuilder) -> Result<Value, IrpError> {
         let resp = rb.send().await.map_err(from_reqwest)?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.map_err(from_reqwest)?;
         if !(200..300).contains(&status) {
-            return Err(IrpError::Http { status, body: text });
+            return Err(http_error(status, &headers, text));
         }
         serde_json::from_str(&text).map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))
     }
@@ -312,6 +315,14 @@ impl IrpProvider for Nic {
         let nic = |n: &str| matches!(n, "NIC1" | "NIC2");
         (nic(&self.irp) && nic(issuer) && issuer != self.irp)
             .then(|| std::sync::Arc::new(Nic { irp_header: Some(issuer.to_string()), ..self.clone() }) as _)
+    }
+
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
     }
 
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError> {
@@ -506,6 +517,7 @@ mod tests {
             type_names: Default::default(),
             reporting_window_days: None,
             header_spelling: HeaderSpelling::Underscore,
+            rate_limit: None,
         }
     }
 

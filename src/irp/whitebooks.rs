@@ -16,11 +16,11 @@ use reqwest::{Method, RequestBuilder};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use super::errors::{from_reqwest, get_ci, parse_error_list};
+use super::errors::{from_reqwest, get_ci, http_error, parse_error_list};
 use super::ewaybill::{EwbCancelData, EwbData, VehicleData};
 use super::types::parse_ist;
 use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
-use crate::config::{Environment, GstinConfig, ProviderKind};
+use crate::config::{Environment, GstinConfig, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
@@ -56,6 +56,7 @@ pub struct Whitebooks {
     type_names: BTreeMap<String, String>,
     /// NIC's signing key, when configured: the GSP passes NIC's signed JWTs through.
     signing_key: Option<rsa::RsaPublicKey>,
+    rate_limit: Option<RateLimit>,
 }
 
 impl Whitebooks {
@@ -77,6 +78,7 @@ impl Whitebooks {
             environment: cfg.environment,
             type_names,
             signing_key: super::signing::signing_key(gstin, cfg)?,
+            rate_limit: cfg.rate_limit,
         })
     }
 
@@ -109,9 +111,10 @@ impl Whitebooks {
     async fn call(&self, rb: RequestBuilder) -> Result<Value, IrpError> {
         let resp = rb.send().await.map_err(from_reqwest)?;
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         let text = resp.text().await.map_err(from_reqwest)?;
         if !(200..300).contains(&status) {
-            return Err(IrpError::Http { status, body: text });
+            return Err(http_error(status, &headers, text));
         }
         let v: Value = serde_json::from_str(&text).map_err(|e| IrpError::Protocol(format!("not JSON: {e}")))?;
         unwrap_envelope(v)
@@ -153,6 +156,14 @@ impl IrpProvider for Whitebooks {
 
     fn irp(&self) -> &str {
         &self.irp
+    }
+
+    fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
     }
 
     async fn authenticate(&self, _force_refresh: bool) -> Result<Session, IrpError> {

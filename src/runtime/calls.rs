@@ -4,6 +4,10 @@
 //! getting 1005 after re-authenticating ends as a transient failure ([`IrpError::TokenRefused`])
 //! for the durable retry path, so no job code ever sees a 1005 it could mistake for a reason
 //! to pause the GSTIN. Only auth failures (1007/1008/1010…) are configuration errors.
+//!
+//! Every call also goes through [`guard`](super::guard): it waits for the credential's rate limit
+//! first, a throttle (429, 658, GEN5005) makes it wait and go again without spending the backoff
+//! budget, and every error response counts against the GSTIN's daily error budget.
 use std::future::Future;
 use std::time::Instant;
 
@@ -11,7 +15,7 @@ use crate::domain::outcome::{Class, Operation};
 use crate::irp::{IrpError, IrpProvider, Session};
 use crate::telemetry::metrics as m;
 
-use super::Ctx;
+use super::{guard, Ctx};
 
 /// Re-authentications per call after 1005. The first may pick up another worker's newer token,
 /// which can be as dead as ours; the second then authenticates itself.
@@ -47,6 +51,7 @@ where
     let mut stale: Option<Session> = None;
     // A token a re-auth handed back unchanged: if the IRP refuses it again, more auth calls won't help.
     let mut reissued: Option<Session> = None;
+    let mut pacing = guard::Pacing::default();
     loop {
         // A dead IRP is not called until its circuit's open period passes: the job goes back to
         // its durable retry (or, for generate, to another IRP) instead of spending its budget.
@@ -56,6 +61,7 @@ where
                 provider.irp()
             )));
         }
+        guard::acquire(ctx, gstin, provider, &mut pacing).await?;
         let session = match stale.take() {
             Some(old) => {
                 let new = ctx.sessions.replace(gstin, provider, &old).await;
@@ -110,8 +116,17 @@ where
             .increment(1);
         if err.is_error_response() {
             metrics::counter!(m::IRP_ERROR_RESPONSES, "gstin" => gstin.to_string()).increment(1);
+            guard::count_error_response(ctx, gstin, provider).await;
         }
         ctx.irp_health.record_failure(gstin, irp, err_op, class, &err);
+        // "Slow down" is neither an attempt nor a backoff step: wait (in `acquire`) and go again.
+        // (Only when it decides the class: 312 with 658 is still "already cancelled".)
+        if class == Class::Transient && err.is_throttled() {
+            if guard::on_throttled(ctx, gstin, provider, &err, &mut pacing).await {
+                continue;
+            }
+            return Err(err);
+        }
         let (err, class) = match (class, used) {
             (Class::Reauth, Some(used))
                 if reauths < MAX_REAUTHS && !reissued.as_ref().is_some_and(|r| r.same_token(&used)) =>

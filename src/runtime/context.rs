@@ -26,6 +26,8 @@ pub struct Ctx {
     pub relay_wake: Arc<Notify>,
     /// The last IRP answers per GSTIN (`/status`, `/readyz`).
     pub irp_health: super::status::IrpHealth,
+    /// Throttles this process has seen (`runtime::guard`).
+    pub guard: super::guard::Local,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
     /// set once the worker has connected.
     publisher: std::sync::OnceLock<lapin::Channel>,
@@ -50,6 +52,7 @@ impl Ctx {
             worker_id: Uuid::new_v4(),
             relay_wake: Arc::new(Notify::new()),
             irp_health,
+            guard: Default::default(),
             publisher: std::sync::OnceLock::new(),
         })
     }
@@ -88,6 +91,20 @@ impl Ctx {
         let errors_json = serde_json::to_value(errors).expect("error items serialise");
         let until = self.db.pause_gstin(gstin, self.settings.pause_secs, &errors_json).await?;
         tracing::error!(gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
+        Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
+    }
+
+    /// Pause the GSTIN's IRP calls for `secs` for a reason other than its configuration (the
+    /// error budget: `errors` says why), and return the `gstin.paused` event data.
+    pub async fn pause_gstin_for(
+        &self,
+        gstin: &str,
+        secs: i64,
+        errors: &[crate::domain::event::ErrorItem],
+    ) -> Result<serde_json::Value, crate::store::StoreError> {
+        let errors_json = serde_json::to_value(errors).expect("error items serialise");
+        let until = self.db.pause_gstin(gstin, secs, &errors_json).await?;
+        tracing::error!(gstin, ?errors, %until, "pausing this GSTIN's work");
         Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
     }
 

@@ -159,10 +159,13 @@ pub fn not_configured(gstin: &str) -> ErrorItem {
     )
 }
 
-/// The error for work on a GSTIN that a configuration error has paused.
+/// The error for work on a paused GSTIN (a configuration error, or its daily error budget).
 pub fn paused(gstin: &str, until: chrono::DateTime<chrono::Utc>) -> ErrorItem {
     ErrorItem::worker(
         "GSTIN_PAUSED",
-        format!("IRP calls for GSTIN {gstin} are paused until {until} after a configuration error; the work is retried then"),
+        format!(
+            "IRP calls for GSTIN {gstin} are paused until {until} (a configuration error, or its daily IRP error \
+             budget; the gstin.paused event says which); the work is retried then"
+        ),
     )
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`context`]: what every handler shares (settings, pool, sessions, providers);
 //! - [`calls`]: one IRP call with backoff, re-auth once on 1005, and the ambiguity rule;
+//! - [`guard`]: rate limits, throttling (429/658) and the daily error budget of a GSTIN;
 //! - [`generate`]: `irn.generate`, the path that must never register a document twice;
 //! - [`jobs`]: the other job types, one module per family (cancel, lookups, e-way bill, B2C QR);
 //! - [`events`]: building result events from job rows;
@@ -14,6 +15,7 @@ pub mod calls;
 pub mod context;
 pub mod events;
 pub mod generate;
+pub mod guard;
 pub mod health;
 pub mod jobs;
 pub mod reconcile;

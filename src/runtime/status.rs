@@ -96,7 +96,7 @@ impl IrpHealth {
         h.credentials_failing = class == Class::Configuration && op == Operation::Auth;
         // Only "the IRP is not there" counts towards the breaker: an answer (a rejection, a 4xx,
         // a 429) means the IRP is up.
-        let outage = class == Class::Transient && !err.is_error_response() && err.http_status() != 429;
+        let outage = class == Class::Transient && !err.is_error_response() && !err.is_throttled();
         if outage {
             h.outage_failures += 1;
             if h.outage_failures >= self.breaker.failures.max(1) {
@@ -144,7 +144,7 @@ impl IrpHealth {
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// Refresh the store-backed gauges (outbox backlog and age, paused GSTINs, in-doubt and failed
-/// jobs) and the dead-letter depth until `stop`.
+/// jobs, the error budget per GSTIN) and the dead-letter depth until `stop`.
 pub async fn sample(ctx: Arc<Ctx>, channel: lapin::Channel, stop: CancellationToken) {
     loop {
         match ctx.db.snapshot().await {
@@ -157,6 +157,7 @@ pub async fn sample(ctx: Arc<Ctx>, channel: lapin::Channel, stop: CancellationTo
             }
             Err(e) => tracing::debug!(error = %e, "metrics sampler: the store did not answer"),
         }
+        super::guard::sample_budget(&ctx).await;
         let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
         match channel.queue_declare(ctx.topology.dead.as_str().into(), passive, Default::default()).await {
             Ok(q) => metrics::gauge!(m::DEAD_LETTERS).set(f64::from(q.message_count())),

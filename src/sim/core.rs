@@ -1,8 +1,8 @@
 //! The simulator's protocol-neutral state: documents, tokens, faults and counters.
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
@@ -64,6 +64,13 @@ pub struct Faults {
     /// Auth returns the live token even in its last 10 minutes, forced or not (an IRP or GSP
     /// that never renews early): a client must not turn that into a storm of auth calls.
     pub early_renewal_refused: bool,
+    /// A GSP plan's quota: at most this many API calls (not auth) per client ID in any 60 s;
+    /// more answer HTTP 429 with `Retry-After` = the seconds until the oldest call leaves the
+    /// window. Refused calls do not count.
+    pub rate_limit_per_minute: Option<u32>,
+    /// The next N API calls (not auth) answer HTTP 429 with `Retry-After: throttle_retry_after_secs`.
+    pub throttle_next: u32,
+    pub throttle_retry_after_secs: u64,
 }
 
 /// Counters a test asserts on.
@@ -88,6 +95,9 @@ pub struct SimStats {
     pub ewb_cancel_calls: u64,
     #[serde(default)]
     pub ewb_vehicle_calls: u64,
+    /// API calls answered HTTP 429 (quota or `throttle_next`).
+    #[serde(default)]
+    pub throttled_429: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +224,8 @@ pub struct SimCore {
     /// Set when this simulator is one of several IRPs sharing a de-duplication registry.
     membership: std::sync::OnceLock<Membership>,
     faults: Mutex<Faults>,
+    /// Accepted API calls per client ID in the last 60 s (`rate_limit_per_minute`).
+    quota: Mutex<HashMap<String, VecDeque<Instant>>>,
     /// Draws for the probabilistic faults; seeded so a fault run can be repeated.
     rng: Mutex<rand::rngs::StdRng>,
     token_seq: AtomicU64,
@@ -237,6 +249,7 @@ impl SimCore {
         SimCore {
             store: Mutex::new(Store::default()),
             membership: std::sync::OnceLock::new(),
+            quota: Mutex::new(HashMap::new()),
             faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
             rng: Mutex::new(rand::SeedableRng::from_entropy()),
             token_seq: AtomicU64::new(1),
@@ -324,6 +337,46 @@ impl SimCore {
             return Err(Some(SimError::one("1005", "Invalid Token")));
         }
         Ok(())
+    }
+
+    /// The GSP's quota, checked first on every API call (not auth): `Err(secs)` = answer HTTP
+    /// 429 with `Retry-After: secs`. A sliding 60 s window per client ID.
+    pub fn check_quota(&self, client_id: &str) -> Result<(), u64> {
+        let limit = {
+            let mut f = self.faults.lock().expect("sim lock");
+            if f.throttle_next > 0 {
+                f.throttle_next -= 1;
+                let secs = f.throttle_retry_after_secs;
+                drop(f);
+                self.count(|c| c.throttled_429 += 1);
+                return Err(secs);
+            }
+            f.rate_limit_per_minute
+        };
+        let Some(limit) = limit else { return Ok(()) };
+        let window = Duration::from_secs(60);
+        let now = Instant::now();
+        let refused = {
+            let mut q = self.quota.lock().expect("sim lock");
+            let calls = q.entry(client_id.to_string()).or_default();
+            while calls.front().is_some_and(|t| now.duration_since(*t) >= window) {
+                calls.pop_front();
+            }
+            if calls.len() >= limit as usize {
+                let frees_at = calls.front().map_or(now + window, |oldest| *oldest + window);
+                Some(frees_at.saturating_duration_since(now).as_secs_f64().ceil().max(1.0) as u64)
+            } else {
+                calls.push_back(now);
+                None
+            }
+        };
+        match refused {
+            Some(secs) => {
+                self.count(|c| c.throttled_429 += 1);
+                Err(secs)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Count one auth request as received, whatever becomes of it (the faces call this first,

@@ -4,7 +4,8 @@
 //! - the NIC IRP direct API with its RSA/AES encryption (`/eivital/...`, `/eicore/...`), see [`nic`].
 //!
 //! IRN = SHA-256 hex of seller GSTIN + financial year + doc type + doc number. Faults can be
-//! injected (latency, 5xx, timeouts that still commit, forced 1005) and counters let a test
+//! injected (latency, 5xx, timeouts that still commit, forced 1005, a per-client quota and 429s
+//! with `Retry-After`) and counters let a test
 //! assert "one generate call per document" and "one auth per token lifetime".
 pub mod core;
 pub mod nic;
@@ -65,6 +66,19 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// HTTP 429 with `Retry-After`, as a GSP answers past its plan's quota.
+pub(crate) fn too_many_requests(retry_after_secs: u64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        [(axum::http::header::RETRY_AFTER, retry_after_secs.to_string())],
+        Json(
+            serde_json::json!({"error": "Too Many Requests", "message": "API request quota exceeded for this client"}),
+        ),
+    )
+        .into_response()
 }
 
 /// All routes: both protocols plus the `/_sim` admin API.

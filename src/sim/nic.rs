@@ -151,6 +151,7 @@ async fn authenticate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body
 /// to the `Gstin` and `user_name` sent). `Err` is the answer to send instead.
 async fn guard(core: &SimCore, headers: &HeaderMap, form: StatusForm) -> Result<(SimToken, String), Response> {
     check_client(headers, &["client_id", "client_secret", "Gstin", "user_name"]).map_err(|e| failure(e, form))?;
+    core.check_quota(h(headers, "client_id")).map_err(crate::sim::too_many_requests)?;
     match core.before_call().await {
         Err(None) => return Err((StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()),
         Err(Some(e)) => return Err(failure(e, form)),

@@ -82,6 +82,9 @@ async fn api(
     if let Err(e) = check_client(&headers) {
         return err(e);
     }
+    if let Err(secs) = core.check_quota(h(&headers, "client_id")) {
+        return super::too_many_requests(secs);
+    }
     match core.before_call().await {
         Err(None) => return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
         Err(Some(e)) => return err(e),

@@ -1,6 +1,7 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
 pub mod ewaybills;
 pub mod gstin_cache;
+pub mod guard;
 pub mod jobs;
 pub mod migrate;
 pub mod ops;

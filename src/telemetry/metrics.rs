@@ -50,6 +50,9 @@ pub const EVENTS_PUBLISHED: &str = "einvoice_events_published_total";
 pub const EVENTS_UNROUTED: &str = "einvoice_events_unrouted_total";
 pub const DEAD_LETTERS: &str = "einvoice_dead_letter_messages";
 pub const RETENTION_PRUNED: &str = "einvoice_retention_pruned_rows_total";
+pub const IRP_ERROR_BUDGET_USED: &str = "einvoice_irp_error_budget_used";
+pub const IRP_THROTTLED: &str = "einvoice_irp_throttled_total";
+pub const RATE_LIMIT_WAIT: &str = "einvoice_rate_limit_wait_seconds_total";
 
 const COMMAND_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 const IRP_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -109,7 +112,7 @@ pub const CATALOG: &[MetricDef] = &[
     MetricDef {
         name: GSTINS_PAUSED,
         kind: Kind::Gauge,
-        help: "GSTINs whose IRP work is paused now after a configuration error.",
+        help: "GSTINs whose IRP work is paused now (after a configuration error, or their daily error budget).",
         labels: &[],
     },
     MetricDef {
@@ -165,6 +168,27 @@ pub const CATALOG: &[MetricDef] = &[
         kind: Kind::Counter,
         help: "Rows deleted by retention, by table.",
         labels: &["table"],
+    },
+    MetricDef {
+        name: IRP_ERROR_BUDGET_USED,
+        kind: Kind::Gauge,
+        help: "Share of NIC's blocking threshold used today (India day) by a GSTIN's IRP error responses: the larger \
+               of its count / error_budget_gstin_per_day and its client ID's count / error_budget_client_per_day. \
+               The worker warns at error_budget_warn_share and pauses the GSTIN at error_budget_pause_share.",
+        labels: &["gstin"],
+    },
+    MetricDef {
+        name: IRP_THROTTLED,
+        kind: Kind::Counter,
+        help: "Throttling answers (HTTP 429, 658, GEN5005) by IRP: each one slowed the credential down for its \
+               Retry-After.",
+        labels: &["irp"],
+    },
+    MetricDef {
+        name: RATE_LIMIT_WAIT,
+        kind: Kind::Counter,
+        help: "Seconds IRP calls waited for a rate limit slot or a throttle's Retry-After, by IRP.",
+        labels: &["irp"],
     },
 ];
 
@@ -232,10 +256,13 @@ pub fn register_configured<'a>(gstins: impl IntoIterator<Item = (&'a str, &'a st
         let gstin = gstin.to_string();
         metrics::counter!(TOKEN_REFRESHES, "gstin" => gstin.clone()).increment(0);
         metrics::counter!(AUTH_FAILURES, "gstin" => gstin.clone()).increment(0);
-        metrics::counter!(IRP_ERROR_RESPONSES, "gstin" => gstin).increment(0);
+        metrics::counter!(IRP_ERROR_RESPONSES, "gstin" => gstin.clone()).increment(0);
+        metrics::gauge!(IRP_ERROR_BUDGET_USED, "gstin" => gstin).increment(0.0);
         irps.insert(irp.to_string());
     }
     for irp in irps {
+        metrics::counter!(IRP_THROTTLED, "irp" => irp.clone()).increment(0);
+        metrics::counter!(RATE_LIMIT_WAIT, "irp" => irp.clone()).increment(0);
         for op in Operation::ALL {
             drop(metrics::histogram!(IRP_CALL_DURATION, "irp" => irp.clone(), "operation" => op.as_str()));
             for class in Class::ALL {

@@ -398,6 +398,16 @@ async fn run(tag: &str, mix: Mix, cluster_nodes: usize, leader_kill: bool) {
     let deadline = rig.started + Duration::from_secs(mix.deadline_secs);
     rig.wait_quiet(&ids, deadline, Duration::from_secs(mix.stall_secs)).await;
     publisher.close().await;
+    // A redelivered copy of an answered command may still be on its way back through a retry
+    // tier (it waited for a busy document): let the running workers drain the work and retry
+    // queues. What is still there after a minute is stuck, and the audit counts it.
+    let (dead_q, until) = (rig.topology.dead.clone(), Instant::now() + Duration::from_secs(60));
+    let in_queues = |d: &BTreeMap<String, i64>| -> i64 {
+        d.iter().filter(|(q, _)| **q != dead_q && q.as_str() != bus::CAPTURE_QUEUE).map(|(_, n)| *n).sum()
+    };
+    while in_queues(&blocking(|| rig.queue_depths())) > 0 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     blocking(|| rig.workers.stop_all());
     audit(&mut rig, &mix, &sent, publisher.resent_unconfirmed, &leader_killed).await;
 }
@@ -418,16 +428,6 @@ fn kill_jobs_leader(nodes: &mut [RabbitNode], jobs: &str) -> String {
 }
 
 async fn audit(rig: &mut Rig, mix: &Mix, sent: &[(String, Sent)], resent_unconfirmed: usize, leader_killed: &str) {
-    // A redelivered copy of an answered command may still be on its way back through a retry tier
-    // (it waited for a busy document): give the work and retry queues time to drain. What is
-    // still there after two minutes is stuck and counted below.
-    let (dead_q, until) = (rig.topology.dead.clone(), Instant::now() + Duration::from_secs(120));
-    let in_queues = |d: &BTreeMap<String, i64>| -> i64 {
-        d.iter().filter(|(q, _)| **q != dead_q && q.as_str() != bus::CAPTURE_QUEUE).map(|(_, n)| *n).sum()
-    };
-    while in_queues(&blocking(|| rig.queue_depths())) > 0 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
     // Let the capture catch up with everything the relays published.
     let until = Instant::now() + Duration::from_secs(30);
     while blocking(|| rig.queue_depths()).get(bus::CAPTURE_QUEUE).copied().unwrap_or(0) > 0 && Instant::now() < until {

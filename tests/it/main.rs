@@ -9,6 +9,7 @@ mod ewaybill;
 mod examples;
 mod faults;
 mod generate;
+mod guard;
 mod irps;
 mod jobs;
 mod operate;

@@ -72,7 +72,9 @@ async fn the_operator_cli_finds_an_in_doubt_job_and_retries_it_without_a_second_
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains(&job_id) && text.contains("in_doubt") && text.contains("irn.in_doubt"), "{text}");
 
-    // ... retry it: the worker looks it up first and finds the IRN the lost call made.
+    // ... retry it once the IRP's circuit (opened by the failed lookups) has half-opened (2 s in
+    // tests): the worker looks it up first and finds the IRN the lost call made.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let retried = json_out(&cli(&app, &["jobs", "retry", &job_id, "--json"]));
     assert_eq!(retried["previous_status"], "in_doubt");
     let generated = event_of_type(&mut app, "irn.generated").await;
@@ -183,6 +185,8 @@ async fn retention_deletes_only_old_published_events_and_old_finished_jobs() {
     app.generate(&invoice("b2b-intra-goods", "OP4/0001")).await;
     app.generate(&invoice("b2b-intra-goods", "OP4/0002")).await;
     app.replies(2, 30).await;
+    // The worker stops first: its relay would publish the unsent event inserted below.
+    app.worker.take().unwrap().stop().await.unwrap();
     let c = app.db.client().await.unwrap();
     // Age one job and its events past the periods; leave the other as it is; add an old event
     // that was never published (retention must never drop an unsent answer).

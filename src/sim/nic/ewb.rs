@@ -45,6 +45,9 @@ async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axu
     if let Err(e) = check_client(&headers, &["client_id", "client_secret", "Gstin", "user_name"]) {
         return ewb_failure(e);
     }
+    if let Err(secs) = core.check_quota(h(&headers, "client_id")) {
+        return crate::sim::too_many_requests(secs);
+    }
     match core.before_call().await {
         Err(None) => return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
         Err(Some(e)) => return ewb_failure(e),
