@@ -15,4 +15,5 @@ mod ops;
 mod qr;
 mod reconcile;
 mod robustness;
+mod status;
 mod tokens;

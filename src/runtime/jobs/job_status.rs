@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::domain::command::status::StatusQuery;
-use crate::domain::event::{CommandMeta, DocumentRef};
+use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem};
 use crate::domain::Gstin;
 use crate::runtime::events::{document_ref, plain_event};
 use crate::runtime::{Ctx, Disposition};
@@ -53,7 +53,7 @@ pub async fn answer(
             "duplicate": j.duplicate,
             "cancel_date": j.cancel_date,
             "ewb_no": j.ewb_no,
-            "last_errors": j.last_error.clone().filter(|e| e.as_array().is_some_and(|a| !a.is_empty())),
+            "last_errors": last_errors(j.last_error.as_ref()),
             "first_attempt_at": j.first_attempt_at,
             "updated_at": j.updated_at,
         }),
@@ -94,6 +94,12 @@ fn query_json(q: &StatusQuery) -> Value {
             "document": {"doc_type": key.doc_type.as_str(), "doc_number": key.doc_number.as_str(), "doc_date": date.to_string()},
         }),
     }
+}
+
+/// The job's last errors as error items (`None` when it has none).
+fn last_errors(stored: Option<&Value>) -> Option<Vec<ErrorItem>> {
+    let items: Vec<ErrorItem> = serde_json::from_value(stored?.clone()).ok()?;
+    (!items.is_empty()).then_some(items)
 }
 
 fn ts(t: Option<DateTime<Utc>>) -> Value {
