@@ -361,9 +361,10 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
             let file = a.file.as_ref().context("irn.generate_batch needs --file <invoices.json> (a JSON array)")?;
             let invoices: Value =
                 serde_json::from_str(&std::fs::read_to_string(file)?).context("the invoices file is not JSON")?;
-            let gstin = a.gstin.clone().or_else(|| {
-                invoices.pointer("/0/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string)
-            });
+            let gstin = a
+                .gstin
+                .clone()
+                .or_else(|| invoices.pointer("/0/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
             json!({"gstin": gstin, "invoices": invoices, "batch_id": a.batch_id})
         }
     };

@@ -475,15 +475,14 @@ pub struct Parsed {
 /// Parse one message body under its routing key.
 pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Result<Parsed, Rejected> {
     let kind = JobKind::from_routing_key(routing_key);
-    let envelope_err =
-        |kind, request_id, p: Problem| Rejected {
-            kind,
-            request_id,
-            envelope: true,
-            problems: vec![p],
-            document: None,
-            batch: None,
-        };
+    let envelope_err = |kind, request_id, p: Problem| Rejected {
+        kind,
+        request_id,
+        envelope: true,
+        problems: vec![p],
+        document: None,
+        batch: None,
+    };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
             kind,

@@ -190,8 +190,9 @@ impl Db {
     ) -> Result<Option<BatchRow>, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let locked =
-            tx.query_opt(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 FOR UPDATE"), &[&batch_id]).await?;
+        let locked = tx
+            .query_opt(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1 FOR UPDATE"), &[&batch_id])
+            .await?;
         let Some(batch) = locked.as_ref().map(BatchRow::from).filter(|b| b.completed_at.is_none()) else {
             return Ok(None);
         };
@@ -234,8 +235,10 @@ impl Db {
         if n == 0 {
             return Ok(None);
         }
-        let settled: i32 =
-            tx.query_one("UPDATE batches SET settled = settled + 1 WHERE id = $1 RETURNING settled", &[&batch_id]).await?.get(0);
+        let settled: i32 = tx
+            .query_one("UPDATE batches SET settled = settled + 1 WHERE id = $1 RETURNING settled", &[&batch_id])
+            .await?
+            .get(0);
         if settled < batch.total {
             tx.commit().await?;
             return Ok(None);

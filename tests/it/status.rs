@@ -110,7 +110,9 @@ async fn a_malformed_status_query_is_rejected_with_field_paths() {
         .iter()
         .map(|e| (e["path"].as_str().unwrap(), e["code"].as_str().unwrap()))
         .collect();
-    for want in [("gstin", "REQUIRED"), ("document.doc_type", "DOC_TYPE_INVALID"), ("document.doc_date", "DATE_INVALID")] {
+    for want in
+        [("gstin", "REQUIRED"), ("document.doc_type", "DOC_TYPE_INVALID"), ("document.doc_date", "DATE_INVALID")]
+    {
         assert!(paths.contains(&want), "{want:?} missing: {paths:?}");
     }
     assert_eq!(ev["data"]["dead_lettered"], false);

@@ -120,7 +120,11 @@ pub(super) fn parse_batch(
         }
     };
     if invoices.is_empty() {
-        r.problems.push(Problem::new("invoices", "BATCH_EMPTY", "'invoices' is empty: a batch holds 1 to 1000 invoices"));
+        r.problems.push(Problem::new(
+            "invoices",
+            "BATCH_EMPTY",
+            "'invoices' is empty: a batch holds 1 to 1000 invoices",
+        ));
         return (batch_id, None);
     }
     if invoices.len() > MAX_BATCH_INVOICES {
@@ -234,7 +238,9 @@ mod tests {
         let p = problems(json!({"gstin": G, "invoices": many}));
         assert_eq!(p, vec![("invoices".into(), "BATCH_TOO_LARGE".into())]);
         let p = problems(json!({"invoices": {}}));
-        assert!(p.contains(&("gstin".into(), "REQUIRED".into())) && p.contains(&("invoices".into(), "INVALID_TYPE".into())));
+        assert!(
+            p.contains(&("gstin".into(), "REQUIRED".into())) && p.contains(&("invoices".into(), "INVALID_TYPE".into()))
+        );
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub enum StatusQuery {
     RequestId(String),
     /// A document of the seller `key.gstin`; `date` is the date as given (the key keeps only its
     /// financial year).
-    Document { key: DocumentKey, date: DocDate },
+    Document {
+        key: DocumentKey,
+        date: DocDate,
+    },
     JobId(Uuid),
 }
 
@@ -34,7 +37,8 @@ impl fmt::Display for StatusQuery {
     }
 }
 
-const HOW: &str = "name the job by 'request_id', by 'gstin' and 'document' {doc_type, doc_number, doc_date}, or by 'job_id'";
+const HOW: &str =
+    "name the job by 'request_id', by 'gstin' and 'document' {doc_type, doc_number, doc_date}, or by 'job_id'";
 
 fn present(body: &Value, field: &str) -> bool {
     !matches!(body.get(field), None | Some(Value::Null))

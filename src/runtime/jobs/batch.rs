@@ -105,7 +105,9 @@ pub async fn fan_out(
             tracing::warn!(batch_id = %batch.id, error = %e, "could not publish the batch's commands; trying again later");
             let errors = vec![ErrorItem::worker(
                 "PUBLISH_FAILED",
-                format!("publishing the batch's irn.generate commands failed ({e}); the batch is published again shortly"),
+                format!(
+                    "publishing the batch's irn.generate commands failed ({e}); the batch is published again shortly"
+                ),
             )];
             Ok(Disposition::Reschedule { attempt, errors })
         }
