@@ -36,15 +36,19 @@ impl From<&Row> for SentEvent {
     }
 }
 
-const SENT_COLUMNS: &str = "event_id, event_type, payload->>'occurred_at', payload->>'request_id',
-    payload->>'command_message_id', created_at, published_at";
+const SENT_COLUMNS: &str = "event_id, event_type, payload->>'occurred_at' AS occurred_at,
+    payload->>'request_id' AS request_id, payload->>'command_message_id' AS command_message_id, created_at,
+    published_at";
+const SENT_NAMES: &str = "event_id, event_type, occurred_at, request_id, command_message_id, created_at, published_at";
 
 /// The answers to status queries: never listed among a request's events (a status query by
 /// request id carries that request id itself).
 const STATUS_ANSWERS: &str = "('job.status', 'job.status.rejected')";
 
 /// The newest `limit` rows of `rows` (read newest first, one more than the limit), oldest first,
-/// and whether older ones were left out.
+/// and whether older ones were left out. (The queries select a job's or a request's events
+/// first, through their expression index, and only then sort: a plain `ORDER BY id DESC LIMIT`
+/// tempts the planner into walking the whole outbox backwards.)
 fn newest_first(rows: Vec<Row>, limit: i64) -> (Vec<SentEvent>, bool) {
     let truncated = rows.len() as i64 > limit;
     let mut out: Vec<SentEvent> = rows.iter().take(limit as usize).map(SentEvent::from).collect();
@@ -70,10 +74,10 @@ impl Db {
         let row = c
             .query_opt(
                 &format!(
-                    "SELECT {COLUMNS} FROM jobs WHERE id = (
-                       SELECT (payload->>'job_id')::uuid FROM outbox
-                       WHERE payload->>'request_id' = $1 AND payload->>'job_id' IS NOT NULL
-                       ORDER BY id DESC LIMIT 1)"
+                    "WITH e AS MATERIALIZED (
+                       SELECT id, payload->>'job_id' AS job_id FROM outbox
+                       WHERE payload->>'request_id' = $1 AND payload->>'job_id' IS NOT NULL)
+                     SELECT {COLUMNS} FROM jobs WHERE id = (SELECT job_id::uuid FROM e ORDER BY id DESC LIMIT 1)"
                 ),
                 &[&request_id],
             )
@@ -87,8 +91,8 @@ impl Db {
         let rows = c
             .query(
                 &format!(
-                    "SELECT {SENT_COLUMNS} FROM outbox WHERE payload->>'job_id' = $1
-                     ORDER BY id DESC LIMIT $2"
+                    "WITH e AS MATERIALIZED (SELECT id, {SENT_COLUMNS} FROM outbox WHERE payload->>'job_id' = $1)
+                     SELECT {SENT_NAMES} FROM e ORDER BY id DESC LIMIT $2"
                 ),
                 &[&job_id.to_string(), &(limit + 1)],
             )
@@ -108,11 +112,12 @@ impl Db {
         let rows = c
             .query(
                 &format!(
-                    "SELECT {SENT_COLUMNS} FROM outbox
-                     WHERE payload->>'request_id' = $1 AND payload->>'job_id' IS NULL
-                       AND event_type NOT IN {STATUS_ANSWERS}
-                       AND ($2::text IS NULL OR payload->'document'->>'gstin' = $2)
-                     ORDER BY id DESC LIMIT $3"
+                    "WITH e AS MATERIALIZED (
+                       SELECT id, {SENT_COLUMNS} FROM outbox
+                       WHERE payload->>'request_id' = $1 AND payload->>'job_id' IS NULL
+                         AND event_type NOT IN {STATUS_ANSWERS}
+                         AND ($2::text IS NULL OR payload->'document'->>'gstin' = $2))
+                     SELECT {SENT_NAMES} FROM e ORDER BY id DESC LIMIT $3"
                 ),
                 &[&request_id, &gstin, &(limit + 1)],
             )
