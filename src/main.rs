@@ -115,13 +115,19 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the R
 #[derive(clap::Args)]
 struct PublishArgs {
     /// irn.generate | irn.cancel | irn.get | gstin.details | ewaybill.get | b2c.qr | reconcile.rejected |
-    /// ewaybill.generate | ewaybill.update_vehicle | ewaybill.cancel
+    /// ewaybill.generate | ewaybill.update_vehicle | ewaybill.cancel | job.status | irn.generate_batch
     routing_key: String,
     #[arg(long)]
     gstin: Option<String>,
-    /// irn.generate: the invoice JSON file (NIC schema v1.1).
+    /// irn.generate: the invoice JSON file (NIC schema v1.1); irn.generate_batch: a JSON array of invoices.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// irn.generate_batch: the batch's id (a re-sent batch with the same id is not fanned out again).
+    #[arg(long)]
+    batch_id: Option<String>,
+    /// job.status: the job's id (else --request-id, or --gstin with --doc-number, --doc-date, --doc-type).
+    #[arg(long)]
+    job_id: Option<String>,
     #[arg(long)]
     irn: Option<String>,
     #[arg(long)]
@@ -348,6 +354,18 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
         }),
         JobKind::EwaybillCancel => {
             json!({"gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "reason": a.reason, "remark": a.remark})
+        }
+        // --request-id alone names the job by the request id of an earlier command.
+        JobKind::JobStatus => json!({"gstin": a.gstin, "job_id": a.job_id, "document": document()}),
+        JobKind::IrnGenerateBatch => {
+            let file = a.file.as_ref().context("irn.generate_batch needs --file <invoices.json> (a JSON array)")?;
+            let invoices: Value =
+                serde_json::from_str(&std::fs::read_to_string(file)?).context("the invoices file is not JSON")?;
+            let gstin = a
+                .gstin
+                .clone()
+                .or_else(|| invoices.pointer("/0/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
+            json!({"gstin": gstin, "invoices": invoices, "batch_id": a.batch_id})
         }
     };
     if let Some(o) = body.as_object_mut() {

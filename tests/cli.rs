@@ -66,6 +66,35 @@ fn publish_refuses_a_command_the_worker_would_reject_before_connecting() {
 }
 
 #[test]
+fn publish_builds_status_queries_and_batches_and_checks_them_first() {
+    let nowhere = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let run = |args: &[&str]| {
+        let out = bin().arg("publish").args(args).env("EINVOICE_AMQP_URL", nowhere).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&["job.status", "--doc-number", "SMP/1", "--doc-date", "21/11/2026"]);
+    assert!(err.contains("gstin [REQUIRED]") && err.contains("nothing was published"), "{err}");
+    // A well-formed query gets as far as the (unreachable) broker.
+    let err = run(&["job.status", "--request-id", "erp-4711"]);
+    assert!(!err.contains("nothing was published"), "{err}");
+    let err = run(&["job.status", "--job-id", "0b9f3c1e-6f57-4a5c-9a43-2f1d5e7c8a10"]);
+    assert!(!err.contains("nothing was published"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("einvoice-cli-batch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("invoices.json");
+    let invoices = serde_json::json!([
+        einvoice_worker::samples::stamped("b2b-intra-goods", Some("CLI/1")),
+        einvoice_worker::samples::stamped("b2b-inter-goods-ewb", Some("CLI/2")),
+    ]);
+    std::fs::write(&file, invoices.to_string()).unwrap();
+    let err = run(&["irn.generate_batch", "--file", file.to_str().unwrap(), "--batch-id", "cli-1"]);
+    assert!(err.contains("invoices[1].SellerDtls.Gstin [SELLER_GSTIN_MISMATCH]"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn an_unreachable_broker_is_one_clear_line_without_the_password() {
     let out = bin()
         .arg("demo")

@@ -4,7 +4,9 @@
 //! unparseable message still yields a [`Rejected`] that knows what could be read of its ids.
 use serde_json::Value;
 
+pub mod batch;
 pub mod ewaybill;
+pub mod status;
 
 use super::document::{DocDate, DocNumber, DocType};
 use super::event::DocumentRef;
@@ -24,10 +26,12 @@ pub enum JobKind {
     EwaybillGenerate,
     EwaybillUpdateVehicle,
     EwaybillCancel,
+    JobStatus,
+    IrnGenerateBatch,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 10] = [
+    pub const ALL: [JobKind; 12] = [
         JobKind::IrnGenerate,
         JobKind::IrnCancel,
         JobKind::IrnGet,
@@ -38,6 +42,8 @@ impl JobKind {
         JobKind::EwaybillGenerate,
         JobKind::EwaybillUpdateVehicle,
         JobKind::EwaybillCancel,
+        JobKind::JobStatus,
+        JobKind::IrnGenerateBatch,
     ];
 
     pub fn routing_key(self) -> &'static str {
@@ -52,6 +58,8 @@ impl JobKind {
             JobKind::EwaybillGenerate => "ewaybill.generate",
             JobKind::EwaybillUpdateVehicle => "ewaybill.update_vehicle",
             JobKind::EwaybillCancel => "ewaybill.cancel",
+            JobKind::JobStatus => "job.status",
+            JobKind::IrnGenerateBatch => "irn.generate_batch",
         }
     }
 
@@ -72,6 +80,9 @@ impl JobKind {
             JobKind::EwaybillGenerate => "ewaybill.generated",
             JobKind::EwaybillUpdateVehicle => "ewaybill.vehicle_updated",
             JobKind::EwaybillCancel => "ewaybill.cancelled",
+            JobKind::JobStatus => "job.status",
+            // The immediate answer; `batch.completed` follows once every member is final.
+            JobKind::IrnGenerateBatch => "batch.accepted",
         }
     }
 
@@ -188,6 +199,19 @@ pub enum Command {
         reason: ewaybill::EwbCancelReason,
         remark: String,
     },
+    /// `job.status`: answered from the store, never the IRP. `gstin`, when given, scopes the
+    /// answer to that seller's jobs.
+    JobStatus {
+        gstin: Option<Gstin>,
+        query: status::StatusQuery,
+    },
+    /// `irn.generate_batch`: fans out into one `irn.generate` per invoice. The invoices are only
+    /// checked for their seller here; each member is validated by the generate path.
+    GenerateBatch {
+        gstin: Gstin,
+        batch_id: Option<String>,
+        invoices: Vec<Value>,
+    },
 }
 
 impl Command {
@@ -203,6 +227,8 @@ impl Command {
             Command::EwaybillGenerate { .. } => JobKind::EwaybillGenerate,
             Command::EwaybillUpdateVehicle { .. } => JobKind::EwaybillUpdateVehicle,
             Command::EwaybillCancel { .. } => JobKind::EwaybillCancel,
+            Command::JobStatus { .. } => JobKind::JobStatus,
+            Command::GenerateBatch { .. } => JobKind::IrnGenerateBatch,
         }
     }
     /// The GSTIN whose credentials the command runs under, if it has one.
@@ -216,8 +242,9 @@ impl Command {
             | Command::B2cQr { gstin, .. }
             | Command::EwaybillGenerate { gstin, .. }
             | Command::EwaybillUpdateVehicle { gstin, .. }
-            | Command::EwaybillCancel { gstin, .. } => Some(gstin),
-            Command::ReconcileRejected { gstin, .. } => gstin.as_ref(),
+            | Command::EwaybillCancel { gstin, .. }
+            | Command::GenerateBatch { gstin, .. } => Some(gstin),
+            Command::ReconcileRejected { gstin, .. } | Command::JobStatus { gstin, .. } => gstin.as_ref(),
         }
     }
 
@@ -227,6 +254,7 @@ impl Command {
             Command::Generate { invoice, .. } => return Some(invoice.key().to_string()),
             Command::B2cQr { document, .. } => return Some(document.to_string()),
             Command::EwaybillGet { irn, .. } => return Some(irn.clone()),
+            Command::JobStatus { query, .. } => return Some(query.to_string()),
             Command::Cancel { target, .. } | Command::Get { target, .. } | Command::EwaybillGenerate { target, .. } => {
                 target
             }
@@ -257,6 +285,8 @@ pub struct Rejected {
     /// The document as far as it could be read (an invalid invoice still names its number),
     /// so the ERP can match the rejection to its document. (Boxed: keeps the error small.)
     pub document: Option<Box<DocumentRef>>,
+    /// The batch the command belongs to (an `irn.generate` fanned out by `irn.generate_batch`).
+    pub batch: Option<batch::BatchMember>,
 }
 
 /// Best effort: seller GSTIN, type, number and date of an invoice that failed validation,
@@ -438,13 +468,21 @@ fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option<Doc
 pub struct Parsed {
     pub command: Command,
     pub request_id: Option<String>,
+    /// The batch the command belongs to (an `irn.generate` fanned out by `irn.generate_batch`).
+    pub batch: Option<batch::BatchMember>,
 }
 
 /// Parse one message body under its routing key.
 pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Result<Parsed, Rejected> {
     let kind = JobKind::from_routing_key(routing_key);
-    let envelope_err =
-        |kind, request_id, p: Problem| Rejected { kind, request_id, envelope: true, problems: vec![p], document: None };
+    let envelope_err = |kind, request_id, p: Problem| Rejected {
+        kind,
+        request_id,
+        envelope: true,
+        problems: vec![p],
+        document: None,
+        batch: None,
+    };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
             kind,
@@ -494,6 +532,7 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     }
     // No stored text can hold a NUL: refuse it wherever it is, with its path.
     let nul = super::text::nul_problems(&value);
+    let batch = if kind == JobKind::IrnGenerate { batch::member_marker(&value) } else { None };
     let relaxed = opts.validation.relaxed_gstin_check_digit;
     let mut r = Reader { body: &value, problems: Vec::new() };
     let cmd = match kind {
@@ -673,13 +712,31 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
                 _ => None,
             }
         }
+        JobKind::JobStatus => {
+            let gstin = r.gstin("gstin", false, relaxed);
+            let query = status::parse_query(&mut r, &value, gstin.as_ref(), request_id.as_deref());
+            match query {
+                Some(query) if r.problems.is_empty() => Some(Command::JobStatus { gstin, query }),
+                _ => None,
+            }
+        }
+        JobKind::IrnGenerateBatch => {
+            let gstin = r.gstin("gstin", true, relaxed);
+            let (batch_id, invoices) = batch::parse_batch(&mut r, &value, gstin.as_ref());
+            match (gstin, invoices) {
+                (Some(gstin), Some(invoices)) if r.problems.is_empty() => {
+                    Some(Command::GenerateBatch { gstin, batch_id, invoices })
+                }
+                _ => None,
+            }
+        }
     };
     match cmd {
-        Some(command) if nul.is_empty() => Ok(Parsed { command, request_id }),
+        Some(command) if nul.is_empty() => Ok(Parsed { command, request_id, batch }),
         _ => {
             let document = if kind == JobKind::IrnGenerate { document_as_given(&value).map(Box::new) } else { None };
             let problems = nul.into_iter().chain(r.problems).collect();
-            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems, document })
+            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems, document, batch })
         }
     }
 }
@@ -791,7 +848,7 @@ mod tests {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
                     prop::collection::btree_map(
-                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to",
+                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to|job_id|request_id|invoices|batch_id|batch",
                         inner,
                         0..6
                     )
@@ -805,14 +862,14 @@ mod tests {
 
             /// No input, however malformed, panics the envelope parser; a rejection always says why.
             #[test]
-            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
+            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());
                 }
             }
 
             #[test]
-            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected"]), v in any_json()) {
+            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch"]), v in any_json()) {
                 let body = serde_json::to_vec(&v).unwrap();
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());

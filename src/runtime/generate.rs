@@ -79,13 +79,14 @@ pub async fn handle(
     let attempt_id = Uuid::new_v4();
     let claim = ctx
         .db
-        .claim_generate(
+        .claim_generate_for(
             key,
             &invoice.doc_date().to_string(),
             irps.primary().kind().as_str(),
             request,
             attempt_id,
             ctx.settings.lease_secs,
+            meta.request_id.as_deref(),
         )
         .await?;
     let (job, mut ambiguous) = match claim {

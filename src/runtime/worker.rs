@@ -25,6 +25,7 @@ use super::events::plain_event;
 use super::{generate, jobs, Ctx, Disposition};
 use crate::amqp::{self, relay::Relay};
 use crate::config::Settings;
+use crate::domain::command::batch::BatchMember;
 use crate::domain::command::{parse_command, Command, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::irp::registry::Providers;
@@ -279,14 +280,7 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     let started = std::time::Instant::now();
     let in_flight = metrics::gauge!(m::JOBS_IN_FLIGHT);
     in_flight.increment(1.0);
-    let (result, by_events) = m::track_outcome(async {
-        match dispatch(ctx, &mut meta, &delivery.data, attempt, first_seen, delivery.redelivered).await {
-            // The message's own content failed to store: retrying cannot help, so answer it.
-            Err(e) if e.is_content_error() => reject_unstorable(ctx, &meta, &e).await,
-            result => result,
-        }
-    })
-    .await;
+    let (result, by_events) = m::track_outcome(handle(ctx, &mut meta, &delivery, attempt, first_seen)).await;
     in_flight.decrement(1.0);
     ctx.relay_wake.notify_one();
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
@@ -319,6 +313,32 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}
+
+/// Dispatch one delivery, answer a command whose content cannot be stored, and record a batch
+/// member's final answer.
+async fn handle(
+    ctx: &Ctx,
+    meta: &mut CommandMeta,
+    delivery: &Delivery,
+    attempt: u32,
+    first_seen: DateTime<Utc>,
+) -> Result<Disposition, StoreError> {
+    let mut member = None;
+    let result = match dispatch(ctx, meta, &delivery.data, attempt, first_seen, delivery.redelivered, &mut member).await
+    {
+        // The message's own content failed to store: retrying cannot help, so answer it.
+        Err(e) if e.is_content_error() => reject_unstorable(ctx, meta, &e).await,
+        result => result,
+    };
+    // A batch member answered for good: record it before the ack, so a crash in between
+    // redelivers the member (answered from the store) and records it then.
+    match (result, member) {
+        (Ok(d @ (Disposition::Ack | Disposition::DeadLetter)), Some(member)) => {
+            jobs::batch_member_answered(ctx, &member, meta.message_id.as_deref()).await.map(|()| d)
+        }
+        (result, _) => result,
     }
 }
 
@@ -433,10 +453,12 @@ async fn dispatch(
     attempt: u32,
     first_seen: DateTime<Utc>,
     redelivered: bool,
+    member: &mut Option<BatchMember>,
 ) -> Result<Disposition, StoreError> {
     let parsed = match parse_command(&meta.routing_key, body, &ctx.parse_options()) {
         Ok(p) => p,
         Err(rej) => {
+            member.clone_from(&rej.batch);
             meta.request_id = rej.request_id.clone();
             if let Some(id) = &meta.request_id {
                 tracing::Span::current().record("request_id", id.as_str());
@@ -462,6 +484,7 @@ async fn dispatch(
         }
     };
     meta.request_id = parsed.request_id;
+    member.clone_from(&parsed.batch);
     let span = tracing::Span::current();
     if let Some(id) = &meta.request_id {
         span.record("request_id", id.as_str());

@@ -72,8 +72,8 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH ins AS (
             INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status,
-                              request, attempts, lease_owner, lease_until, first_attempt_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, 1, $10, now() + make_interval(secs => $11), now())
+                              request, attempts, lease_owner, lease_until, first_attempt_at, request_id)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, 1, $10, now() + make_interval(secs => $11), now(), $12)
             ON CONFLICT (doc_key) DO NOTHING
             RETURNING {COLUMNS}
          ), cur AS (
@@ -81,6 +81,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
          ), upd AS (
             UPDATE jobs j SET status = 'in_flight', attempts = j.attempts + 1, lease_owner = $10,
                 lease_until = now() + make_interval(secs => $11), request = $9, provider = $8,
+                request_id = COALESCE($12, j.request_id),
                 first_attempt_at = CASE WHEN cur.status IN ('failed', 'rejected') THEN now()
                                         ELSE COALESCE(j.first_attempt_at, now()) END,
                 updated_at = now()
@@ -196,6 +197,22 @@ impl Db {
         owner: Uuid,
         lease_secs: i64,
     ) -> Result<Claim, StoreError> {
+        self.claim_generate_for(key, doc_date, provider, request, owner, lease_secs, None).await
+    }
+
+    /// [`Db::claim_generate`] recording the claiming command's `request_id` on the job (kept
+    /// when the command has none), so `job.status` finds a job still in its first attempt.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_generate_for(
+        &self,
+        key: &DocumentKey,
+        doc_date: &str,
+        provider: &str,
+        request: &Value,
+        owner: Uuid,
+        lease_secs: i64,
+        request_id: Option<&str>,
+    ) -> Result<Claim, StoreError> {
         let c = self.client().await?;
         let dk = doc_key(key);
         let stmt = c.prepare_cached(&CLAIM_SQL).await?;
@@ -218,6 +235,7 @@ impl Db {
                         request,
                         &owner,
                         &lease,
+                        &request_id,
                     ],
                 )
                 .await?;

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "token_renewal", include_str!("../../migrations/0005_token_renewal.sql")),
     (7, "qr_png", include_str!("../../migrations/0007_qr_png.sql")),
     (8, "ewaybills", include_str!("../../migrations/0008_ewaybills.sql")),
+    (9, "status_batches", include_str!("../../migrations/0009_status_batches.sql")),
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
 ];

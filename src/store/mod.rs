@@ -1,4 +1,5 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
+pub mod batches;
 pub mod ewaybills;
 pub mod gstin_cache;
 pub mod guard;
@@ -10,6 +11,7 @@ pub mod pauses;
 pub mod qr;
 pub mod reconcile;
 pub mod secrets;
+pub mod status;
 pub mod tls;
 pub mod tokens;
 

@@ -17,4 +17,5 @@ mod ops;
 mod qr;
 mod reconcile;
 mod robustness;
+mod status;
 mod tokens;

@@ -6,12 +6,17 @@
 //! (reschedule), configuration (pause the GSTIN) or rejection (with what to do instead).
 //!
 //! One module per job family, named after its routing keys: [`cancel`] (`irn.cancel`),
-//! [`lookups`] (`irn.get`, `gstin.details`), [`ewaybill`] (`ewaybill.*`), [`b2c`] (`b2c.qr`).
+//! [`lookups`] (`irn.get`, `gstin.details`), [`ewaybill`] (`ewaybill.*`), [`b2c`] (`b2c.qr`),
+//! [`job_status`] (`job.status`, from the store only), [`batch`] (`irn.generate_batch`).
 //! This module routes a command to its family and holds what they share ([`Job`]).
 mod b2c;
+mod batch;
 mod cancel;
 mod ewaybill;
+mod job_status;
 mod lookups;
+
+pub use batch::member_answered as batch_member_answered;
 
 use serde_json::{json, Value};
 
@@ -28,8 +33,16 @@ use crate::store::{JobRow, StoreError};
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) -> Result<Disposition, StoreError> {
     let kind = cmd.kind();
-    if let Command::ReconcileRejected { gstin, from, to } = cmd {
-        return super::reconcile::handle(ctx, meta, gstin.as_ref(), *from, *to, attempt).await;
+    match cmd {
+        Command::ReconcileRejected { gstin, from, to } => {
+            return super::reconcile::handle(ctx, meta, gstin.as_ref(), *from, *to, attempt).await;
+        }
+        // Answered from the store: no provider, no pause, no configuration needed.
+        Command::JobStatus { gstin, query } => return job_status::answer(ctx, meta, gstin.as_ref(), query).await,
+        Command::GenerateBatch { gstin, batch_id, invoices } => {
+            return batch::fan_out(ctx, meta, gstin, batch_id.as_deref(), invoices, attempt).await;
+        }
+        _ => {}
     }
     let Some(gstin) = cmd.gstin() else {
         unreachable!("every job type but reconciliation names its GSTIN");
@@ -64,7 +77,10 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         Command::EwaybillGenerate { target, transport, .. } => job.ewaybill_generate(target, transport).await,
         Command::EwaybillUpdateVehicle { target, update, .. } => job.ewaybill_update_vehicle(target, update).await,
         Command::EwaybillCancel { target, reason, remark, .. } => job.ewaybill_cancel(target, *reason, remark).await,
-        Command::Generate { .. } | Command::ReconcileRejected { .. } => unreachable!("handled elsewhere"),
+        Command::Generate { .. }
+        | Command::ReconcileRejected { .. }
+        | Command::JobStatus { .. }
+        | Command::GenerateBatch { .. } => unreachable!("handled elsewhere"),
     }
 }
 

@@ -1,0 +1,234 @@
+//! `irn.generate_batch`: one seller's invoices fanned out into one `irn.generate` each, and one
+//! `batch.completed` once every member has its final answer.
+//!
+//! - The batch is recorded (batch row, one row per member, `batch.accepted`) in one transaction
+//!   before anything is published; its id is `batch_id`, else the command's `message_id`.
+//! - Members are ordinary `irn.generate` commands with fixed message ids
+//!   (`batch:<batch id>:<index>`), `request_id` `<batch id>:<index>`, a `batch` marker, and the
+//!   batch command's `correlation_id` and `reply_to`: their answers are the usual ones, on
+//!   `einvoice.events` and on the batch's `reply_to`. A batch published again (redelivered before
+//!   every member was confirmed) publishes the same messages again, which the generate path
+//!   answers from the store: no document is registered twice.
+//! - A re-sent batch (same id) is answered `batch.accepted` with `replayed: true` and is not
+//!   published again once fanned out; the same id with other invoices is refused.
+//! - After a member's answer is committed, and before its command is acked, the worker records
+//!   the member's first final answer; whoever records the last one writes `batch.completed`
+//!   (see `store::batches`). A crash in between redelivers the member, which records it then.
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::reject_with;
+use crate::amqp;
+use crate::domain::command::batch::{valid_batch_id, BatchMember, MEMBER_OUTCOMES};
+use crate::domain::command::JobKind;
+use crate::domain::event::{CommandMeta, ErrorItem, Event};
+use crate::domain::Gstin;
+use crate::runtime::events::{not_configured, plain_event};
+use crate::runtime::{Ctx, Disposition};
+use crate::store::batches::{BatchCreated, BatchRow, MemberRow, NewBatch, NewMember};
+use crate::store::outbox::OutboxEvent;
+use crate::store::StoreError;
+
+/// Member commands sent before waiting for their confirms.
+const PUBLISH_WINDOW: usize = 100;
+
+pub async fn fan_out(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    gstin: &Gstin,
+    batch_id: Option<&str>,
+    invoices: &[Value],
+    attempt: u32,
+) -> Result<Disposition, StoreError> {
+    let kind = JobKind::IrnGenerateBatch;
+    if ctx.providers.get(gstin.as_str()).is_none() {
+        return reject_with(ctx, meta, kind, vec![not_configured(gstin.as_str())], None, Value::Null).await;
+    }
+    let id = batch_key(batch_id, meta.message_id.as_deref());
+    let content = Sha256::digest(json!({"gstin": gstin.as_str(), "invoices": invoices}).to_string()).to_vec();
+    let text = |inv: &Value, p: &str| inv.pointer(p).and_then(Value::as_str).map(|s| s.trim().to_string());
+    let members: Vec<NewMember> = invoices
+        .iter()
+        .enumerate()
+        .map(|(i, inv)| NewMember {
+            idx: i as i32,
+            message_id: BatchMember::message_id(&id, i as u32),
+            doc_type: text(inv, "/DocDtls/Typ").map(|t| t.to_ascii_uppercase()),
+            doc_number: text(inv, "/DocDtls/No"),
+            doc_date: text(inv, "/DocDtls/Dt"),
+        })
+        .collect();
+    let new = NewBatch {
+        id: id.clone(),
+        gstin: gstin.to_string(),
+        content_sha256: content.clone(),
+        request_id: meta.request_id.clone(),
+        command_message_id: meta.message_id.clone(),
+        correlation_id: meta.correlation_id.clone(),
+        reply_to: meta.reply_to.clone(),
+    };
+    let batch = match ctx.db.create_batch(&new, &members, |row| accepted(meta, row, false)).await? {
+        BatchCreated::New(row) => {
+            tracing::info!(batch_id = %row.id, total = row.total, "batch accepted; publishing its irn.generate commands");
+            row
+        }
+        BatchCreated::Existing(row) if row.content_sha256 != content => {
+            let path = if batch_id.is_some() { "batch_id" } else { "" };
+            let errors = vec![ErrorItem {
+                path: path.into(),
+                ..ErrorItem::worker(
+                    "BATCH_ID_REUSED",
+                    format!(
+                        "batch '{}' was accepted at {} with other invoices or another seller; give a new batch a new batch_id (and message_id)",
+                        row.id, row.created_at
+                    ),
+                )
+            }];
+            return reject_with(ctx, meta, kind, errors, None, Value::Null).await;
+        }
+        BatchCreated::Existing(row) => {
+            tracing::info!(batch_id = %row.id, fanned_out = row.fanned_out_at.is_some(), "batch sent again");
+            ctx.db.enqueue_events(&[accepted(meta, &row, true)]).await?;
+            if row.fanned_out_at.is_some() {
+                return Ok(Disposition::Ack);
+            }
+            row
+        }
+    };
+    match publish_members(ctx, &batch.id, gstin, invoices, meta).await {
+        Ok(()) => {
+            ctx.db.mark_batch_fanned_out(&batch.id).await?;
+            Ok(Disposition::Ack)
+        }
+        Err(e) => {
+            tracing::warn!(batch_id = %batch.id, error = %e, "could not publish the batch's commands; trying again later");
+            let errors = vec![ErrorItem::worker(
+                "PUBLISH_FAILED",
+                format!(
+                    "publishing the batch's irn.generate commands failed ({e}); the batch is published again shortly"
+                ),
+            )];
+            Ok(Disposition::Reschedule { attempt, errors })
+        }
+    }
+}
+
+/// The batch's id: `batch_id`, else the command's `message_id` (hashed when it is not a valid
+/// batch id), else a new one (such a batch cannot be recognised when sent again).
+fn batch_key(batch_id: Option<&str>, message_id: Option<&str>) -> String {
+    match (batch_id, message_id) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(m)) if valid_batch_id(m) => m.to_string(),
+        (None, Some(m)) => format!("m-{}", &hex::encode(Sha256::digest(m.as_bytes()))[..32]),
+        (None, None) => Uuid::new_v4().to_string(),
+    }
+}
+
+async fn publish_members(
+    ctx: &Ctx,
+    id: &str,
+    gstin: &Gstin,
+    invoices: &[Value],
+    meta: &CommandMeta,
+) -> Result<(), amqp::AmqpError> {
+    let ch = ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected yet".into()))?;
+    let rk = JobKind::IrnGenerate.routing_key();
+    let target = format!("{}/{rk}", ctx.topology.commands);
+    for (n, chunk) in invoices.chunks(PUBLISH_WINDOW).enumerate() {
+        let mut confirms = Vec::with_capacity(chunk.len());
+        for (j, invoice) in chunk.iter().enumerate() {
+            let i = (n * PUBLISH_WINDOW + j) as u32;
+            let body = json!({
+                "gstin": gstin.as_str(),
+                "invoice": invoice,
+                "request_id": BatchMember::request_id(id, i),
+                "batch": BatchMember::marker(id, i),
+            });
+            let mut props = amqp::json_props().with_message_id(BatchMember::message_id(id, i).into());
+            if let Some(c) = &meta.correlation_id {
+                props = props.with_correlation_id(c.as_str().into());
+            }
+            if let Some(r) = &meta.reply_to {
+                props = props.with_reply_to(r.as_str().into());
+            }
+            let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+            confirms.push(amqp::send(ch, &ctx.topology.commands, rk, &bytes, props, true).await?);
+        }
+        for c in confirms {
+            amqp::confirmed(c, &target).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The meta of the batch command, for `batch.completed` (written while handling a member).
+fn batch_meta(b: &BatchRow) -> CommandMeta {
+    CommandMeta {
+        routing_key: JobKind::IrnGenerateBatch.routing_key().into(),
+        message_id: b.command_message_id.clone(),
+        correlation_id: b.correlation_id.clone(),
+        reply_to: b.reply_to.clone(),
+        request_id: b.request_id.clone(),
+    }
+}
+
+fn accepted(meta: &CommandMeta, b: &BatchRow, replayed: bool) -> OutboxEvent {
+    let data = json!({
+        "batch_id": b.id,
+        "gstin": b.gstin,
+        "total": b.total,
+        "replayed": replayed,
+        "accepted_at": b.created_at,
+        "completed_at": b.completed_at,
+    });
+    plain_event(meta, JobKind::IrnGenerateBatch.success_event(), data)
+}
+
+/// `batch.completed`: counts by outcome and one item per invoice, in batch order.
+fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
+    let mut counts = serde_json::Map::new();
+    for o in MEMBER_OUTCOMES {
+        let n = members.iter().filter(|m| m.outcome.as_deref() == Some(o)).count();
+        counts.insert(o.into(), json!(n));
+    }
+    let items: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            json!({
+                "index": m.idx,
+                "document": {"doc_type": m.doc_type, "doc_number": m.doc_number, "doc_date": m.doc_date},
+                "outcome": m.outcome,
+                "event_type": m.event_type,
+                "job_id": m.job_id,
+                "irn": m.irn,
+                "ack_no": m.ack_no,
+                "errors": m.errors,
+            })
+        })
+        .collect();
+    let data = json!({
+        "batch_id": b.id,
+        "gstin": b.gstin,
+        "total": b.total,
+        "counts": counts,
+        "items": items,
+        "accepted_at": b.created_at,
+        "completed_at": chrono::Utc::now(),
+    });
+    OutboxEvent { event: Event::new("batch.completed", &batch_meta(b), data), reply_to: b.reply_to.clone() }
+}
+
+/// A member command was answered (its answer is committed, its delivery not yet acked): record
+/// its outcome, completing the batch when it was the last. A command whose marker does not
+/// match its own message id is no member: a client's `batch` field cannot touch a batch.
+pub async fn member_answered(ctx: &Ctx, member: &BatchMember, message_id: Option<&str>) -> Result<(), StoreError> {
+    let expected = BatchMember::message_id(&member.batch_id, member.index);
+    if message_id != Some(expected.as_str()) {
+        return Ok(());
+    }
+    if let Some(b) = ctx.db.settle_batch_member(&member.batch_id, member.index as i32, &expected, completed).await? {
+        tracing::info!(batch_id = %b.id, total = b.total, "batch completed");
+    }
+    Ok(())
+}
