@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Db, StoreError};
 use crate::domain::event::Event;
-use crate::domain::text::{strip_nul, without_nul};
+use crate::domain::text::{escape_controls, escape_event_echoes, strip_nul, without_nul};
 
 /// An event and the reply queue it must also reach (the command's `reply_to`).
 #[derive(Debug, Clone)]
@@ -32,7 +32,11 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
     // An event may quote what a message said (a bad value, its ids): a NUL in it must not make
     // the answer itself unstorable.
     strip_nul(&mut payload);
+    // Nor may a control character it quotes (a bidi override in a document number) reach an
+    // ERP screen as such: every echoed string is escaped here, where every event passes.
+    escape_event_echoes(&mut payload);
     let text = |s: &Option<String>| s.as_deref().map(|s| without_nul(s).into_owned());
+    let echoed = |s: &Option<String>| s.as_deref().map(|s| escape_controls(&without_nul(s)).into_owned());
     client
         .execute(
             "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
@@ -41,7 +45,7 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
                 &ev.event.event_id,
                 &without_nul(&ev.event.event_type),
                 &text(&ev.reply_to),
-                &text(&ev.event.correlation_id),
+                &echoed(&ev.event.correlation_id),
                 &payload,
             ],
         )
