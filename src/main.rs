@@ -106,8 +106,10 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the R
     /// Check invoice JSON files offline exactly as the worker checks an `irn.generate`: the contract's
     /// schema, then the worker's rules, with the worker's configuration (EINVOICE_CONFIG and
     /// EINVOICE_*: GST rate master, reporting windows, ship-to rules, relaxed GSTIN check).
-    #[command(after_help = "Exit codes: 0 every file is valid; 1 a file has a problem (or is unreadable or not JSON); \
-2 usage or configuration error.")]
+    #[command(
+        after_help = "Exit codes: 0 every file is valid; 1 a file has a problem (or is unreadable or not JSON); \
+2 usage or configuration error."
+    )]
     Validate {
         /// Invoice files (NIC schema v1.1), or `-` for standard input. A file holding a whole
         /// `irn.generate` command ({"gstin", "invoice"}) is checked as that command.
@@ -156,7 +158,7 @@ struct PublishArgs {
     routing_key: String,
     #[arg(long)]
     gstin: Option<String>,
-    /// irn.generate: the invoice JSON file (NIC schema v1.1).
+    /// irn.generate: the invoice JSON file (NIC schema v1.1); b2c.qr: the B2C invoice (DocDtls, ValDtls).
     #[arg(long)]
     file: Option<PathBuf>,
     #[arg(long)]
@@ -413,7 +415,14 @@ fn validate(files: &[PathBuf], relaxed: bool, format: OutputFormat) -> anyhow::R
             for r in &results {
                 match &r.document {
                     Some(d) if r.problems.is_empty() => {
-                        println!("{}: ok ({}/{}/{}/{})", esc(&r.file), d.gstin, d.doc_type, d.doc_number, d.financial_year)
+                        println!(
+                            "{}: ok ({}/{}/{}/{})",
+                            esc(&r.file),
+                            d.gstin,
+                            d.doc_type,
+                            d.doc_number,
+                            d.financial_year
+                        )
                     }
                     _ => {
                         for p in &r.problems {
@@ -469,7 +478,17 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
         JobKind::IrnGet => json!({"gstin": a.gstin, "irn": a.irn, "document": document()}),
         JobKind::GstinDetails => json!({"gstin": a.gstin, "target_gstin": a.target_gstin}),
         JobKind::EwaybillGet => json!({"gstin": a.gstin, "irn": a.irn}),
-        JobKind::B2cQr => json!({"gstin": a.gstin, "document": document()}),
+        JobKind::B2cQr => {
+            // With --file, the B2C invoice: the worker makes the UPI QR itself.
+            let invoice = match &a.file {
+                Some(f) => Some(
+                    serde_json::from_str::<Value>(&std::fs::read_to_string(f)?)
+                        .context("the invoice file is not JSON")?,
+                ),
+                None => None,
+            };
+            json!({"gstin": a.gstin, "document": document(), "invoice": invoice})
+        }
         JobKind::ReconcileRejected => json!({"gstin": a.gstin, "from": a.from, "to": a.to}),
         JobKind::EwaybillGenerate => {
             let transport: Value = match &a.transport {

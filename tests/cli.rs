@@ -187,7 +187,8 @@ fn validate_reads_the_workers_configuration() {
     assert!(report.to_string().contains("GstRt"), "{report:#}");
     let mut sandbox = einvoice_worker::samples::stamped("b2b-intra-goods", Some("CFG/3"));
     sandbox["BuyerDtls"]["Gstin"] = serde_json::json!("29AADCT5519H1Z5");
-    let (code, _) = validate_json(&["-"], &[("EINVOICE_RELAXED_GSTIN_CHECK_DIGIT", "true")], Some(&sandbox.to_string()));
+    let (code, _) =
+        validate_json(&["-"], &[("EINVOICE_RELAXED_GSTIN_CHECK_DIGIT", "true")], Some(&sandbox.to_string()));
     assert_eq!(code, Some(0));
     let out = bin().args(["validate", "-"]).env("EINVOICE_CONFIG", "/nonexistent.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "a configuration error is not an invalid invoice");

@@ -4,6 +4,7 @@
 //! unparseable message still yields a [`Rejected`] that knows what could be read of its ids.
 use serde_json::Value;
 
+pub mod b2c;
 pub mod ewaybill;
 
 use super::document::{DocDate, DocNumber, DocType};
@@ -163,9 +164,11 @@ pub enum Command {
         gstin: Gstin,
         irn: String,
     },
+    /// With `invoice`, the worker makes the B2C QR itself (any provider); without, it asks the IRP.
     B2cQr {
         gstin: Gstin,
         document: DocRef,
+        invoice: Option<Box<b2c::B2cInvoice>>,
     },
     ReconcileRejected {
         gstin: Option<Gstin>,
@@ -307,7 +310,8 @@ fn document_if_valid(body: &Value, relaxed: bool) -> Option<DocumentRef> {
     let [gstin, doc_type, doc_number, doc_date] = document_fields(body).map(|v| v.and_then(Value::as_str));
     let gstin = Gstin::parse(gstin?, relaxed).ok()?;
     let date = DocDate::parse(doc_date?).ok()?;
-    let key = super::DocumentKey::new(gstin, DocType::parse(doc_type?).ok()?, DocNumber::parse(doc_number?).ok()?, date);
+    let key =
+        super::DocumentKey::new(gstin, DocType::parse(doc_type?).ok()?, DocNumber::parse(doc_number?).ok()?, date);
     Some(DocumentRef::new(&key, Some(date)))
 }
 
@@ -362,7 +366,10 @@ fn schema_only(worker: &[Problem], schema: Vec<Problem>) -> Vec<Problem> {
     }
     let exact: std::collections::HashSet<&str> = worker.iter().map(|p| p.path.as_str()).collect();
     let around: std::collections::HashSet<&str> = worker.iter().flat_map(|p| ancestors(&p.path)).collect();
-    schema.into_iter().filter(|s| !around.contains(s.path.as_str()) && !ancestors(&s.path).any(|a| exact.contains(a))).collect()
+    schema
+        .into_iter()
+        .filter(|s| !around.contains(s.path.as_str()) && !ancestors(&s.path).any(|a| exact.contains(a)))
+        .collect()
 }
 
 /// Limits and switches that parsing needs.
@@ -703,15 +710,32 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         JobKind::B2cQr => {
             let gstin = r.gstin("gstin", true, relaxed);
             let doc = doc_ref(&value, "document", &mut r.problems);
-            if value.get("document").is_none() {
+            let invoice = match value.get("invoice") {
+                None | Some(Value::Null) => None,
+                Some(inv) => b2c::parse_invoice(inv, gstin.as_ref(), relaxed, &mut r.problems).map(Box::new),
+            };
+            let no_invoice = matches!(value.get("invoice"), None | Some(Value::Null));
+            if value.get("document").is_none() && no_invoice {
                 r.problems.push(Problem::new(
                     "document",
                     "REQUIRED",
-                    "'document' is required: {doc_type, doc_number, doc_date}",
+                    "'document' {doc_type, doc_number, doc_date} or the B2C 'invoice' (DocDtls, ValDtls) is required",
                 ));
             }
-            match (gstin, doc) {
-                (Some(gstin), Some(document)) if r.problems.is_empty() => Some(Command::B2cQr { gstin, document }),
+            if let (Some(d), Some(inv)) = (&doc, &invoice) {
+                if *d != inv.document {
+                    r.problems.push(Problem::new(
+                        "document",
+                        "DOCUMENT_MISMATCH",
+                        format!("'document' names {d} but the invoice is {}; send one of them", inv.document),
+                    ));
+                }
+            }
+            let document = invoice.as_ref().map(|i| i.document.clone()).or(doc);
+            match (gstin, document) {
+                (Some(gstin), Some(document)) if r.problems.is_empty() => {
+                    Some(Command::B2cQr { gstin, document, invoice })
+                }
                 _ => None,
             }
         }
@@ -916,7 +940,10 @@ mod tests {
         }
         let e = ok(json!(2)).unwrap_err();
         assert!(e.envelope);
-        assert_eq!((e.problems[0].path.as_str(), e.problems[0].code.as_str()), ("schema_version", "SCHEMA_VERSION_UNSUPPORTED"));
+        assert_eq!(
+            (e.problems[0].path.as_str(), e.problems[0].code.as_str()),
+            ("schema_version", "SCHEMA_VERSION_UNSUPPORTED")
+        );
         for v in [json!("v1"), json!(true), json!("1..2"), json!(1.5)] {
             let e = ok(v.clone()).unwrap_err();
             assert_eq!(e.problems[0].code, "SCHEMA_VERSION_INVALID", "{v}");

@@ -38,9 +38,8 @@ pub enum SchemaError {
     Contract(String),
 }
 
-static VALIDATORS: LazyLock<HashMap<String, Validator>> = LazyLock::new(|| {
-    compile(ASYNCAPI_YAML).unwrap_or_else(|e| panic!("the embedded contract's command schemas: {e}"))
-});
+static VALIDATORS: LazyLock<HashMap<String, Validator>> =
+    LazyLock::new(|| compile(ASYNCAPI_YAML).unwrap_or_else(|e| panic!("the embedded contract's command schemas: {e}")));
 
 /// Compile the schema of every command channel in an AsyncAPI document, by routing key.
 pub fn compile(yaml: &str) -> Result<HashMap<String, Validator>, SchemaError> {

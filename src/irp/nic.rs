@@ -481,6 +481,8 @@ mod tests {
             type_names: Default::default(),
             reporting_window_days: None,
             header_spelling: HeaderSpelling::Underscore,
+            upi_id: None,
+            payee_name: None,
         }
     }
 

@@ -30,19 +30,24 @@ fn printed_types(out: &Output) -> Vec<String> {
 async fn publish_wait_exits_with_the_outcome() {
     let opts = Options { extra_toml: "retry_max_age_secs = 1\nretry_tiers_secs = [1]\n".into(), ..Default::default() };
     let mut app = TestApp::spawn_with(opts).await;
-    let ok = publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "33AAFCR6612L1ZA", "--wait", "20"]).await;
+    let ok =
+        publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "33AAFCR6612L1ZA", "--wait", "20"])
+            .await;
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(printed_types(&ok), ["gstin.details"]);
 
     // Valid as sent, refused by the worker: this GSTIN has no configuration.
     let rejected =
-        publish(&app, &["gstin.details", "--gstin", "33AAFCR6612L1ZA", "--target-gstin", SELLER_KA, "--wait", "20"]).await;
+        publish(&app, &["gstin.details", "--gstin", "33AAFCR6612L1ZA", "--target-gstin", SELLER_KA, "--wait", "20"])
+            .await;
     assert_eq!(rejected.status.code(), Some(1), "{}", String::from_utf8_lossy(&rejected.stdout));
     assert_eq!(printed_types(&rejected), ["gstin.details.rejected"]);
 
     // The IRP is down for longer than the retry budget: failed.
     app.sim.core.update_faults(|f| f.outage = true);
-    let failed = publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "27AAKFU7303M1ZP", "--wait", "60"]).await;
+    let failed =
+        publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "27AAKFU7303M1ZP", "--wait", "60"])
+            .await;
     assert_eq!(failed.status.code(), Some(4), "{}", String::from_utf8_lossy(&failed.stdout));
     assert_eq!(printed_types(&failed), ["gstin.details.failed"]);
     app.sim.core.update_faults(|f| f.outage = false);
@@ -51,7 +56,9 @@ async fn publish_wait_exits_with_the_outcome() {
     if let Some(w) = app.worker.take() {
         w.stop().await.unwrap();
     }
-    let silent = publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "33AAFCR6612L1ZA", "--wait", "2"]).await;
+    let silent =
+        publish(&app, &["gstin.details", "--gstin", SELLER_KA, "--target-gstin", "33AAFCR6612L1ZA", "--wait", "2"])
+            .await;
     assert_eq!(silent.status.code(), Some(5), "{}", String::from_utf8_lossy(&silent.stderr));
     assert!(String::from_utf8_lossy(&silent.stderr).contains("no answer within 2 s"));
     app.stop().await;
