@@ -181,28 +181,6 @@ fn render(d: &IrnData, images: Images) -> Value {
     v
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_print_block_holds_the_three_and_an_svg_of_them() {
-        let irn = "a".repeat(32) + &"b".repeat(32);
-        let b = print_block(&irn, "112010000000001", "2025-04-01 11:32:00", Some("iVBORw0K"));
-        assert_eq!((b["irn"].as_str(), b["ack_no"].as_str()), (Some(irn.as_str()), Some("112010000000001")));
-        let svg = b["svg"].as_str().unwrap();
-        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
-        for part in
-            ["data:image/png;base64,iVBORw0K", &"a".repeat(32), &"b".repeat(32), "Ack Date: 2025-04-01 11:32:00"]
-        {
-            assert!(svg.contains(part), "{part} in {svg}");
-        }
-        assert!(print_block(&irn, "1", "<x>&", Some("p"))["svg"].as_str().unwrap().contains("&lt;x&gt;&amp;"));
-        let none = print_block(&irn, "1", "", None);
-        assert!(none["svg"].is_null() && none["qr_png_base64"].is_null());
-    }
-}
-
 /// An event about a job, addressed to the events exchange and the command's `reply_to`.
 pub fn job_event(meta: &CommandMeta, row: &JobRow, event_type: &str, data: Value) -> OutboxEvent {
     let mut ev = Event::new(event_type, meta, data).with_job(row.id).with_document(document_ref(row));
@@ -235,4 +213,26 @@ pub fn paused(gstin: &str, until: chrono::DateTime<chrono::Utc>) -> ErrorItem {
         "GSTIN_PAUSED",
         format!("IRP calls for GSTIN {gstin} are paused until {until} after a configuration error; the work is retried then"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_print_block_holds_the_three_and_an_svg_of_them() {
+        let irn = "a".repeat(32) + &"b".repeat(32);
+        let b = print_block(&irn, "112010000000001", "2025-04-01 11:32:00", Some("iVBORw0K"));
+        assert_eq!((b["irn"].as_str(), b["ack_no"].as_str()), (Some(irn.as_str()), Some("112010000000001")));
+        let svg = b["svg"].as_str().unwrap();
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
+        for part in
+            ["data:image/png;base64,iVBORw0K", &"a".repeat(32), &"b".repeat(32), "Ack Date: 2025-04-01 11:32:00"]
+        {
+            assert!(svg.contains(part), "{part} in {svg}");
+        }
+        assert!(print_block(&irn, "1", "<x>&", Some("p"))["svg"].as_str().unwrap().contains("&lt;x&gt;&amp;"));
+        let none = print_block(&irn, "1", "", None);
+        assert!(none["svg"].is_null() && none["qr_png_base64"].is_null());
+    }
 }

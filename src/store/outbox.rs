@@ -103,9 +103,18 @@ pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<Pendin
             event_type: r.get(2),
             reply_to: r.get(3),
             correlation_id: r.get(4),
-            payload: r.get(5),
+            payload: with_schema_version(r.get(5)),
         })
         .collect())
+}
+
+/// An event stored by a worker from before `schema_version` existed is published with it, so
+/// every event a consumer sees has it (they are all version 1).
+fn with_schema_version(mut payload: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = payload.as_object_mut() {
+        o.entry("schema_version").or_insert(crate::domain::event::SCHEMA_VERSION.into());
+    }
+    payload
 }
 
 pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
