@@ -350,10 +350,13 @@ fn schema_version_problem(body: &Value) -> Option<Problem> {
 
 /// Every path in `path` up to the root, itself first: `a.b[0].c`, `a.b[0]`, `a.b`, `a`, ``.
 fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    let cuts = path.char_indices().filter(|(_, c)| matches!(c, '.' | '[')).map(|(i, _)| i);
-    let mut cuts: Vec<usize> = cuts.collect();
-    cuts.reverse();
-    std::iter::once(path).chain(cuts.into_iter().map(move |i| &path[..i])).chain((!path.is_empty()).then_some(""))
+    let mut end = Some(path.len());
+    std::iter::from_fn(move || {
+        let e = end?;
+        let here = &path[..e];
+        end = (e > 0).then(|| here.rfind(['.', '[']).unwrap_or(0));
+        Some(here)
+    })
 }
 
 /// The schema's problems that add to what the worker's own checks found: one at a field the
@@ -365,10 +368,17 @@ fn schema_only(worker: &[Problem], schema: Vec<Problem>) -> Vec<Problem> {
         return schema;
     }
     let exact: std::collections::HashSet<&str> = worker.iter().map(|p| p.path.as_str()).collect();
-    let around: std::collections::HashSet<&str> = worker.iter().flat_map(|p| ancestors(&p.path)).collect();
+    // Fields that hold a reported one, built only if some schema problem is not at or inside one.
+    let mut around: Option<std::collections::HashSet<&str>> = None;
     schema
         .into_iter()
-        .filter(|s| !around.contains(s.path.as_str()) && !ancestors(&s.path).any(|a| exact.contains(a)))
+        .filter(|s| {
+            if ancestors(&s.path).any(|a| exact.contains(a)) {
+                return false;
+            }
+            let around = around.get_or_insert_with(|| worker.iter().flat_map(|p| ancestors(&p.path).skip(1)).collect());
+            !around.contains(s.path.as_str())
+        })
         .collect()
 }
 
@@ -948,6 +958,21 @@ mod tests {
             let e = ok(v.clone()).unwrap_err();
             assert_eq!(e.problems[0].code, "SCHEMA_VERSION_INVALID", "{v}");
         }
+    }
+
+    #[test]
+    fn a_schema_problem_is_kept_only_where_the_worker_found_nothing() {
+        let p = |path: &str| Problem::new(path, "X", "x");
+        let worker = [p("invoice.ItemList[1].HsnCd"), p("invoice.ValDtls")];
+        let schema = [
+            "invoice.ItemList[1].HsnCd",
+            "invoice.ItemList[1]",
+            "invoice.ValDtls.AssVal",
+            "invoice.ItemList[0].Qty",
+            "",
+        ];
+        let kept: Vec<String> = schema_only(&worker, schema.map(p).to_vec()).into_iter().map(|p| p.path).collect();
+        assert_eq!(kept, ["invoice.ItemList[0].Qty"]);
     }
 
     #[test]
