@@ -58,6 +58,8 @@ impl Db {
     /// Has a command with this AMQP `message_id` already been answered with `event_type`? Only
     /// asked for redelivered messages, so the unindexed payload lookup stays off the hot path.
     pub async fn answered(&self, message_id: &str, event_type: &str) -> Result<bool, StoreError> {
+        // The id as `insert` stored it.
+        let message_id = escape_controls(&without_nul(message_id)).into_owned();
         let c = self.client().await?;
         let row = c
             .query_one(
