@@ -94,6 +94,13 @@ pub struct GstinConfig {
     /// its calls to it instead of collecting 429s. Unset: no pacing (a 429 still slows it down).
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// The seller's UPI id (`name@bank`): the payee of the B2C QR code the worker makes for a
+    /// `b2c.qr` that carries its invoice. Without it such a command is refused.
+    #[serde(default)]
+    pub upi_id: Option<String>,
+    /// The payee name in that QR (`pn`); unset: the invoice's trade name, else its legal name.
+    #[serde(default)]
+    pub payee_name: Option<String>,
 }
 
 /// `rate_limit = { requests_per_minute = 30, burst = 5 }`: a token bucket that refills
@@ -286,6 +293,10 @@ pub struct Settings {
     /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
     #[serde(default = "yes")]
     pub qr_png: bool,
+    /// Add `print_block` to `irn.generated` / `irn.details`: IRN, AckNo, AckDt and the QR image,
+    /// plus an SVG of the three for the invoice print (rendered even when `qr_png` is off).
+    #[serde(default)]
+    pub print_block: bool,
     /// Published outbox rows older than this many days are deleted (0 keeps them forever).
     pub outbox_retention_days: u32,
     /// Finished jobs (with their IRN, ack and signed documents) older than this many days are
@@ -474,6 +485,14 @@ impl Settings {
             }
         }
         s.check_error_budget()?;
+        for (g, c) in &s.gstins {
+            if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
+                return Err(ConfigError::Invalid(format!(
+                    "gstins.\"{g}\".upi_id (EINVOICE_GSTINS__{g}__UPI_ID) is '{upi}', which is not a UPI id such as \
+                     seller@bank"
+                )));
+            }
+        }
         Ok(s)
     }
 
@@ -755,6 +774,22 @@ mod tests {
         assert_eq!(g.password.expose_secret(), "123456");
         assert_eq!(g.client_id, "42");
         assert_eq!(g.signing_key_file.as_deref(), Some("/x.pem"));
+    }
+
+    #[test]
+    fn a_upi_id_is_checked_when_the_configuration_is_loaded() {
+        let section = |upi: &str| {
+            format!(
+                "print_block = true\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"whitebooks\"\nbase_url = \"http://x\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\nupi_id = \"{upi}\"\n"
+            )
+        };
+        let s = Settings::from_toml(&section("prakash.eng@okaxis")).unwrap();
+        assert!(s.print_block);
+        assert_eq!(s.gstins["29AAGCP4821K1Z3"].upi_id.as_deref(), Some("prakash.eng@okaxis"));
+        let e = Settings::from_toml(&section("prakash at okaxis")).unwrap_err().to_string();
+        assert!(e.contains("upi_id") && e.contains("EINVOICE_GSTINS__29AAGCP4821K1Z3__UPI_ID"), "{e}");
+        assert!(!Settings::from_toml("").unwrap().print_block, "off by default");
     }
 
     #[test]

@@ -4,10 +4,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
-use einvoice_worker::domain::command::{parse_command, JobKind};
-use einvoice_worker::domain::invoice::{validate_invoice, ValidationOptions};
+use einvoice_worker::domain::command::{parse_command, Command, JobKind};
+use einvoice_worker::domain::event::DocumentRef;
+use einvoice_worker::domain::text::escape_controls;
+use einvoice_worker::domain::Problem;
 use einvoice_worker::operator::cli as ops;
 use einvoice_worker::{amqp, bench, demo, runtime, sim, telemetry};
 use serde_json::{json, Value};
@@ -101,15 +103,52 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the R
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
-    /// Check invoice JSON files offline with the worker's own rules (exit code 1 on any problem).
+    /// Check invoice JSON files offline exactly as the worker checks an `irn.generate`: the contract's
+    /// schema, then the worker's rules, with the worker's configuration (EINVOICE_CONFIG and
+    /// EINVOICE_*: GST rate master, reporting windows, ship-to rules, relaxed GSTIN check).
+    #[command(
+        after_help = "Exit codes: 0 every file is valid; 1 a file has a problem (or is unreadable or not JSON); \
+2 usage or configuration error."
+    )]
     Validate {
+        /// Invoice files (NIC schema v1.1), or `-` for standard input. A file holding a whole
+        /// `irn.generate` command ({"gstin", "invoice"}) is checked as that command.
+        #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Accept NIC sandbox test GSTINs whose check digit is wrong.
+        /// Accept NIC sandbox test GSTINs whose check digit is wrong (as EINVOICE_RELAXED_GSTIN_CHECK_DIGIT).
         #[arg(long)]
         relaxed_gstin: bool,
+        /// `text`: one line per problem; `json`: one JSON document with every problem of every file.
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
     },
     /// Publish one command by hand, e.g. `publish irn.cancel --gstin … --irn … --reason 2`.
+    #[command(after_help = "Exit codes: 0 published (with --wait: the command succeeded); 1 rejected (by the \
+local check before publishing, or *.rejected / command.rejected); 2 usage or configuration error; \
+3 RabbitMQ unreachable; 4 failed (*.failed: transient errors outlasted the retries); 5 no final \
+answer within --wait (irn.in_doubt and gstin.paused are not final: they are printed and waiting goes on).")]
     Publish(Box<PublishArgs>),
+    /// Print shell completions: `einvoice-worker completions bash > /etc/bash_completion.d/einvoice-worker`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Exit codes of `validate` and `publish` (README "Commands").
+mod exit {
+    pub const REJECTED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const FAILED: u8 = 4;
+    pub const TIMED_OUT: u8 = 5;
 }
 
 #[derive(clap::Args)]
@@ -119,7 +158,8 @@ struct PublishArgs {
     routing_key: String,
     #[arg(long)]
     gstin: Option<String>,
-    /// irn.generate: the invoice JSON file (NIC schema v1.1); irn.generate_batch: a JSON array of invoices.
+    /// irn.generate: the invoice JSON file (NIC schema v1.1); irn.generate_batch: a JSON array of invoices;
+    /// b2c.qr: the B2C invoice (DocDtls, ValDtls).
     #[arg(long)]
     file: Option<PathBuf>,
     /// irn.generate_batch: the batch's id (a re-sent batch with the same id is not fanned out again).
@@ -175,7 +215,8 @@ struct PublishArgs {
     vehicle_type: Option<String>,
     #[arg(long)]
     request_id: Option<String>,
-    /// Wait up to this many seconds for the result event and print it.
+    /// Wait up to this many seconds for the command's final answer, print every event that
+    /// answers it, and exit with the outcome's code (see below).
     #[arg(long)]
     wait: Option<u64>,
 }
@@ -256,8 +297,17 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Dead { cmd } => return operator(|s| async move { ops::dead(&s, cmd).await }).await,
         Cmd::Gstin { cmd } => return operator(|s| async move { ops::gstin(&s, cmd).await }).await,
         Cmd::Prune { out } => return operator(|s| async move { ops::prune(&s, out).await }).await,
-        Cmd::Validate { files, relaxed_gstin } => return validate(&files, relaxed_gstin),
-        Cmd::Publish(args) => publish(*args).await?,
+        Cmd::Validate { files, relaxed_gstin, format } => return validate(&files, relaxed_gstin, format),
+        // Past its own checks, what can fail is the broker (declaring, publishing, the reply queue).
+        Cmd::Publish(args) => {
+            return Ok(publish(*args).await.unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(exit::UNREACHABLE)
+            }))
+        }
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "einvoice-worker", &mut std::io::stdout())
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -280,36 +330,134 @@ where
     }
 }
 
-fn validate(files: &[PathBuf], relaxed: bool) -> anyhow::Result<ExitCode> {
-    // The worker's own checks: its GST rate master, reporting window and ship-to rules switch.
-    let configured = Settings::load().context("loading the configuration (EINVOICE_*)")?.parse_options().validation;
-    let opts =
-        ValidationOptions { relaxed_gstin_check_digit: relaxed || configured.relaxed_gstin_check_digit, ..configured };
-    let mut bad = 0;
-    for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        let value: Value = match serde_json::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                println!("{}: [INVALID_JSON] {e}", f.display());
-                bad += 1;
-                continue;
+/// One file's verdict for `validate`.
+struct Checked {
+    file: String,
+    document: Option<DocumentRef>,
+    problems: Vec<Problem>,
+}
+
+/// Check one file's text as the worker checks an `irn.generate` (schema, then rules).
+fn check_invoice(text: &str, opts: &einvoice_worker::domain::command::ParseOptions) -> Checked {
+    let mut out = Checked { file: String::new(), document: None, problems: Vec::new() };
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            out.problems.push(Problem::new("", "INVALID_JSON", format!("the file is not JSON: {e}")));
+            return out;
+        }
+    };
+    // A whole command is checked as it is; a bare invoice as the command that would carry it,
+    // its seller as the envelope GSTIN (whose problems are then the invoice's own, at
+    // SellerDtls.Gstin, so they are not listed twice) and its paths without the `invoice.` prefix.
+    let bare = value.get("invoice").is_none();
+    let body = if bare {
+        json!({"gstin": value.pointer("/SellerDtls/Gstin").cloned().unwrap_or(Value::Null), "invoice": value})
+    } else {
+        value
+    };
+    match parse_command("irn.generate", body.to_string().as_bytes(), opts) {
+        Ok(parsed) => {
+            if let Command::Generate { invoice, .. } = &parsed.command {
+                out.document = Some(DocumentRef::new(invoice.key(), Some(invoice.doc_date())));
             }
+        }
+        Err(rej) => {
+            out.problems = rej
+                .problems
+                .into_iter()
+                .filter(|p| !(bare && p.path == "gstin"))
+                .map(|mut p| {
+                    if bare {
+                        p.path = p.path.strip_prefix("invoice.").unwrap_or(&p.path).to_string();
+                        if p.path == "invoice" {
+                            p.path.clear();
+                        }
+                    }
+                    p
+                })
+                .collect();
+        }
+    }
+    out
+}
+
+fn validate(files: &[PathBuf], relaxed: bool, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    // The worker's own configuration: schema, rate master, reporting windows (per seller too),
+    // ship-to rules, relaxed GSTIN check, message size limit.
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: loading the configuration (EINVOICE_CONFIG, EINVOICE_*): {e}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    let mut opts = settings.parse_options();
+    opts.validation.relaxed_gstin_check_digit |= relaxed;
+    let mut results = Vec::new();
+    for f in files {
+        let (name, text) = if f.as_os_str() == "-" {
+            let mut text = String::new();
+            let read = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text);
+            ("-".to_string(), read.map(|_| text))
+        } else {
+            (f.display().to_string(), std::fs::read_to_string(f))
         };
-        match validate_invoice(&value, None, &opts) {
-            Ok(v) => println!("{}: ok ({})", f.display(), v.key()),
-            Err(problems) => {
-                bad += 1;
-                for p in problems {
-                    println!("{}: {} [{}] {}", f.display(), p.path, p.code, p.message);
+        let mut checked = match text {
+            Ok(text) => check_invoice(&text, &opts),
+            Err(e) => Checked {
+                file: String::new(),
+                document: None,
+                problems: vec![Problem::new("", "UNREADABLE", format!("cannot read the file: {e}"))],
+            },
+        };
+        checked.file = name;
+        results.push(checked);
+    }
+    let ok = results.iter().all(|r| r.problems.is_empty());
+    // Messages and paths may quote the file: no control character reaches the terminal as such.
+    let esc = |s: &str| escape_controls(s).into_owned();
+    match format {
+        OutputFormat::Text => {
+            for r in &results {
+                match &r.document {
+                    Some(d) if r.problems.is_empty() => {
+                        println!(
+                            "{}: ok ({}/{}/{}/{})",
+                            esc(&r.file),
+                            d.gstin,
+                            d.doc_type,
+                            d.doc_number,
+                            d.financial_year
+                        )
+                    }
+                    _ => {
+                        for p in &r.problems {
+                            println!("{}: {} [{}] {}", esc(&r.file), esc(&p.path), esc(&p.code), esc(&p.message));
+                        }
+                    }
                 }
             }
         }
+        OutputFormat::Json => {
+            let files: Vec<Value> = results
+                .iter()
+                .map(|r| {
+                    let problems: Vec<Value> = r
+                        .problems
+                        .iter()
+                        .map(|p| json!({"path": esc(&p.path), "code": esc(&p.code), "message": esc(&p.message)}))
+                        .collect();
+                    json!({"file": esc(&r.file), "ok": r.problems.is_empty(), "document": r.document, "problems": problems})
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&json!({"ok": ok, "files": files}))?);
+        }
     }
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(exit::REJECTED) })
 }
 
-fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
+fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
     let kind = JobKind::from_routing_key(&a.routing_key)
         .with_context(|| format!("unknown routing key '{}'", a.routing_key))?;
     let document = || {
@@ -337,7 +485,17 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
         JobKind::IrnGet => json!({"gstin": a.gstin, "irn": a.irn, "document": document()}),
         JobKind::GstinDetails => json!({"gstin": a.gstin, "target_gstin": a.target_gstin}),
         JobKind::EwaybillGet => json!({"gstin": a.gstin, "irn": a.irn}),
-        JobKind::B2cQr => json!({"gstin": a.gstin, "document": document()}),
+        JobKind::B2cQr => {
+            // With --file, the B2C invoice: the worker makes the UPI QR itself.
+            let invoice = match &a.file {
+                Some(f) => Some(
+                    serde_json::from_str::<Value>(&std::fs::read_to_string(f)?)
+                        .context("the invoice file is not JSON")?,
+                ),
+                None => None,
+            };
+            json!({"gstin": a.gstin, "document": document(), "invoice": invoice})
+        }
         JobKind::ReconcileRejected => json!({"gstin": a.gstin, "from": a.from, "to": a.to}),
         JobKind::EwaybillGenerate => {
             let transport: Value = match &a.transport {
@@ -370,25 +528,60 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<Value> {
     };
     if let Some(o) = body.as_object_mut() {
         o.retain(|_, v| !v.is_null());
+        o.insert("schema_version".into(), json!(einvoice_worker::domain::event::SCHEMA_VERSION));
         if let Some(r) = &a.request_id {
             o.insert("request_id".into(), json!(r));
         }
     }
-    Ok(body)
+    Ok((kind, body))
 }
 
-async fn publish(a: PublishArgs) -> anyhow::Result<()> {
-    let settings = Settings::load()?;
-    let body = publish_body(&a)?;
+/// How an event answers the command `kind` for `publish --wait`: `Some(exit code)` when it is the
+/// final answer, `None` for events that are not (`irn.in_doubt`, `gstin.paused`, the e-way bill
+/// step of a cancel).
+fn final_outcome(kind: JobKind, event_type: &str) -> Option<u8> {
+    if event_type == kind.success_event() || (kind == JobKind::IrnGenerate && event_type == "irn.details") {
+        Some(0)
+    } else if event_type == kind.rejected_event() || event_type == "command.rejected" {
+        Some(exit::REJECTED)
+    } else if event_type == kind.failed_event() {
+        Some(exit::FAILED)
+    } else {
+        None
+    }
+}
+
+async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
+    let settings = match Settings::load() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: loading the configuration (EINVOICE_CONFIG, EINVOICE_*): {e}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
+    let (kind, body) = match publish_body(&a) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(exit::USAGE));
+        }
+    };
     // Check it the way the worker will, so a typo is caught here rather than as an event.
     let bytes = serde_json::to_vec(&body)?;
     if let Err(rej) = parse_command(&a.routing_key, &bytes, &settings.parse_options()) {
         for p in &rej.problems {
-            eprintln!("{} [{}] {}", p.path, p.code, p.message);
+            eprintln!("{} [{}] {}", escape_controls(&p.path), p.code, escape_controls(&p.message));
         }
-        anyhow::bail!("the command would be rejected; nothing was published");
+        eprintln!("error: the command would be rejected; nothing was published");
+        return Ok(ExitCode::from(exit::REJECTED));
     }
-    let conn = amqp::connect(&settings.amqp_url, "einvoice-publish").await?;
+    let conn = match amqp::connect(&settings.amqp_url, "einvoice-publish").await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(exit::UNREACHABLE));
+        }
+    };
     let ch = amqp::confirm_channel(&conn).await?;
     let topology = amqp::Topology::new(&settings);
     topology.declare(&conn).await?;
@@ -404,16 +597,31 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     }
     amqp::publish_confirmed(&ch, &topology.commands, &a.routing_key, &bytes, props, true).await?;
     println!("published {} (correlation id {corr})", a.routing_key);
-    if let (Some(secs), Some(mut c)) = (a.wait, consumer) {
-        use futures_util::StreamExt;
-        match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
-            Ok(Some(Ok(d))) => {
-                println!("{}", serde_json::to_string_pretty(&serde_json::from_slice::<Value>(&d.data)?)?)
-            }
-            _ => anyhow::bail!("no result within {secs} s (is a worker running?)"),
+    let (Some(secs), Some(mut c)) = (a.wait, consumer) else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    use futures_util::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut last = None;
+    loop {
+        let d = match tokio::time::timeout_at(deadline, c.next()).await {
+            Ok(Some(Ok(d))) => d,
+            Ok(Some(Err(e))) => anyhow::bail!("the reply queue failed: {e}"),
+            Ok(None) | Err(_) => break,
+        };
+        let event: Value = serde_json::from_slice(&d.data)?;
+        println!("{}", serde_json::to_string_pretty(&event)?);
+        let event_type = event["event_type"].as_str().unwrap_or_default().to_string();
+        if let Some(code) = final_outcome(kind, &event_type) {
+            return Ok(ExitCode::from(code));
         }
+        last = Some(event_type);
     }
-    Ok(())
+    match last {
+        Some(t) => eprintln!("error: no final answer within {secs} s (last event: {t})"),
+        None => eprintln!("error: no answer within {secs} s (is a worker running?)"),
+    }
+    Ok(ExitCode::from(exit::TIMED_OUT))
 }
 
 async fn shutdown_signal() {

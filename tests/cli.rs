@@ -59,10 +59,18 @@ fn publish_refuses_a_command_the_worker_would_reject_before_connecting() {
         .env("EINVOICE_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1), "rejected");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("irn [IRN_INVALID]") && err.contains("reason [CANCEL_REASON_INVALID]"), "{err}");
     assert!(err.contains("nothing was published"), "{err}");
+    // A valid command and no broker: exit 3, as the operator commands say "unreachable".
+    let out = bin()
+        .args(["publish", "gstin.details", "--gstin", "29AAGCP4821K1Z3", "--target-gstin", "33AAFCR6612L1ZA"])
+        .env("EINVOICE_AMQP_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not reachable"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -110,4 +118,120 @@ fn an_unreachable_broker_is_one_clear_line_without_the_password() {
     assert!(all.contains("RabbitMQ is not reachable at 127.0.0.1:1"), "{all}");
     assert!(all.contains("rabbitmq-server -detached"), "{all}");
     assert!(!all.contains("hunter2") && !all.contains("pg-secret"), "a password leaked: {all}");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("einvoice-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Run `validate --format json` with `envs` and `stdin`, returning (exit code, the JSON report).
+fn validate_json(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut cmd = bin();
+    cmd.arg("validate").args(["--format", "json"]).args(args);
+    cmd.env_remove("EINVOICE_CONFIG").env_remove("EINVOICE_SHIP_TO_RULES");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+#[test]
+fn validate_json_lists_every_problem_per_file_and_reads_standard_input() {
+    let dir = scratch("json");
+    let good = dir.join("good.json");
+    let inv = einvoice_worker::samples::stamped("b2b-intra-goods", Some("CLI/1"));
+    std::fs::write(&good, inv.to_string()).unwrap();
+    let mut bad = inv.clone();
+    bad["BuyerDtls"]["Gstin"] = serde_json::json!("29AADCT5519H1Z5");
+    bad["ItemList"][0]["Qty"] = serde_json::json!(true);
+    bad["DocDtls"]["No"] = serde_json::json!("CLI/1\u{202E}2");
+
+    let (code, report) = validate_json(&[good.to_str().unwrap(), "-"], &[], Some(&bad.to_string()));
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files[0]["ok"], true, "{report:#}");
+    assert_eq!(files[0]["document"]["doc_number"], "CLI/1");
+    assert_eq!(files[1]["file"], "-");
+    let problems = files[1]["problems"].as_array().unwrap();
+    let find = |path: &str| problems.iter().find(|p| p["path"] == path).unwrap_or_else(|| panic!("{path}: {report:#}"));
+    assert_eq!(find("BuyerDtls.Gstin")["code"], "GSTIN_CHECK_DIGIT");
+    assert_eq!(find("ItemList[0].Qty")["code"], "INVALID_TYPE");
+    let doc_no = find("DocDtls.No");
+    assert!(doc_no["message"].as_str().unwrap().contains("CLI/1\\u202E2"), "escaped: {doc_no}");
+    assert!(!report.to_string().contains('\u{202E}'), "no raw bidi override in the report");
+    assert!(problems.iter().all(|p| p["path"] != "gstin"), "the envelope GSTIN is the invoice's own: {report:#}");
+
+    // A whole command is checked as one; the schema applies to it (SCHEMA where only it objects).
+    let cmd = serde_json::json!({"gstin": "29AAGCP4821K1Z3", "invoice": inv, "schema_version": "x"});
+    let (code, report) = validate_json(&["-"], &[], Some(&cmd.to_string()));
+    assert_eq!(code, Some(1));
+    assert_eq!(report["files"][0]["problems"][0]["code"], "SCHEMA_VERSION_INVALID", "{report:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn validate_refuses_to_run_on_nothing() {
+    let out = bin().arg("validate").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FILE"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn validate_reads_the_workers_configuration() {
+    let dir = scratch("config");
+    let mut inv = einvoice_worker::samples::stamped("b2b-intra-goods", Some("CFG/1"));
+    // 40 days old: outside the 30-day reporting window of a seller configured with it.
+    let old = einvoice_worker::domain::invoice::india_today() - chrono::Duration::days(40);
+    inv["DocDtls"]["Dt"] = serde_json::json!(old.format("%d/%m/%Y").to_string());
+    let text = inv.to_string();
+    let (code, _) = validate_json(&["-"], &[], Some(&text));
+    assert_eq!(code, Some(0), "no window configured");
+
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\n\
+         username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\nreporting_window_days = 30\n",
+    )
+    .unwrap();
+    let (code, report) = validate_json(&["-"], &[("EINVOICE_CONFIG", config.to_str().unwrap())], Some(&text));
+    assert_eq!(code, Some(1));
+    assert_eq!(report["files"][0]["problems"][0]["code"], "DATE_OUTSIDE_REPORTING_WINDOW", "{report:#}");
+
+    // The rate master and the relaxed GSTIN check come from the environment, as for the worker.
+    let inv = einvoice_worker::samples::stamped("b2b-intra-goods", Some("CFG/2")).to_string();
+    let (code, report) = validate_json(&["-"], &[("EINVOICE_GST_RATES", "[0, 5]")], Some(&inv));
+    assert_eq!(code, Some(1));
+    assert!(report.to_string().contains("GstRt"), "{report:#}");
+    let mut sandbox = einvoice_worker::samples::stamped("b2b-intra-goods", Some("CFG/3"));
+    sandbox["BuyerDtls"]["Gstin"] = serde_json::json!("29AADCT5519H1Z5");
+    let (code, _) =
+        validate_json(&["-"], &[("EINVOICE_RELAXED_GSTIN_CHECK_DIGIT", "true")], Some(&sandbox.to_string()));
+    assert_eq!(code, Some(0));
+    let out = bin().args(["validate", "-"]).env("EINVOICE_CONFIG", "/nonexistent.toml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a configuration error is not an invalid invoice");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shell_completions_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("einvoice-worker") && text.contains("validate") && text.contains("publish"), "{shell}");
+    }
+    assert_eq!(bin().args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
 }

@@ -73,7 +73,8 @@ function describe(event) {
 }
 
 async function register(args) {
-  const command = { gstin: args.gstin, invoice: JSON.parse(fs.readFileSync(args.invoice, 'utf8')) };
+  // schema_version: the contract's major version this client is written for (docs/asyncapi.yaml).
+  const command = { schema_version: 1, gstin: args.gstin, invoice: JSON.parse(fs.readFileSync(args.invoice, 'utf8')) };
   if (args.requestId) command.request_id = args.requestId;
 
   const conn = await amqp.connect(args.amqp);

@@ -54,7 +54,8 @@ def parse_args(argv):
 def register(args):
     with open(args.invoice, encoding="utf-8") as f:
         invoice = json.load(f)
-    command = {"gstin": args.gstin, "invoice": invoice}
+    # schema_version: the contract's major version this client is written for (docs/asyncapi.yaml).
+    command = {"schema_version": 1, "gstin": args.gstin, "invoice": invoice}
     if args.request_id:
         command["request_id"] = args.request_id
 

@@ -4,12 +4,13 @@
 //! unparseable message still yields a [`Rejected`] that knows what could be read of its ids.
 use serde_json::Value;
 
+pub mod b2c;
 pub mod batch;
 pub mod ewaybill;
 pub mod status;
 
 use super::document::{DocDate, DocNumber, DocType};
-use super::event::DocumentRef;
+use super::event::{DocumentAsGiven, DocumentRef, SCHEMA_VERSION};
 use super::invoice::{validate_invoice, ValidInvoice, ValidationOptions};
 use super::{Gstin, Problem};
 
@@ -174,9 +175,11 @@ pub enum Command {
         gstin: Gstin,
         irn: String,
     },
+    /// With `invoice`, the worker makes the B2C QR itself (any provider); without, it asks the IRP.
     B2cQr {
         gstin: Gstin,
         document: DocRef,
+        invoice: Option<Box<b2c::B2cInvoice>>,
     },
     ReconcileRejected {
         gstin: Option<Gstin>,
@@ -282,32 +285,131 @@ pub struct Rejected {
     /// messages are also dead-lettered so an operator can inspect the original bytes.
     pub envelope: bool,
     pub problems: Vec<Problem>,
-    /// The document as far as it could be read (an invalid invoice still names its number),
-    /// so the ERP can match the rejection to its document. (Boxed: keeps the error small.)
+    /// The document the command names, when its key (seller GSTIN, type, number, date) is valid
+    /// even though something else is not (an invoice with a wrong tax amount still names its
+    /// document), so the ERP can match the rejection to it. (Boxed: keeps the error small.)
     pub document: Option<Box<DocumentRef>>,
     /// The batch the command belongs to (an `irn.generate` fanned out by `irn.generate_batch`).
     pub batch: Option<batch::BatchMember>,
+    /// The document's fields as the command gave them, valid or not (`data.document_as_given`).
+    pub document_as_given: Option<Box<DocumentAsGiven>>,
 }
 
-/// Best effort: seller GSTIN, type, number and date of an invoice that failed validation,
-/// as given (trimmed), with the financial year when the date is readable.
-fn document_as_given(body: &Value) -> Option<DocumentRef> {
-    let inv = body.get("invoice")?;
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let doc_number = text(inv.pointer("/DocDtls/No"))?;
-    let gstin = text(inv.pointer("/SellerDtls/Gstin")).or_else(|| text(body.get("gstin"))).unwrap_or_default();
-    let doc_date = text(inv.pointer("/DocDtls/Dt"));
-    Some(DocumentRef {
-        gstin: gstin.to_ascii_uppercase(),
-        doc_type: text(inv.pointer("/DocDtls/Typ")).unwrap_or_default().to_ascii_uppercase(),
-        doc_number,
-        financial_year: doc_date
-            .as_deref()
-            .and_then(|d| DocDate::parse(d).ok())
-            .map(|d| d.financial_year().to_string())
-            .unwrap_or_default(),
-        doc_date,
+/// Where a command names its document: the invoice's `DocDtls` and seller for `irn.generate` (and
+/// a `b2c.qr` that carries its invoice), else the `document` object beside the envelope `gstin`.
+fn document_fields(body: &Value) -> [Option<&Value>; 4] {
+    match body.get("invoice").filter(|v| v.is_object()) {
+        Some(inv) => [
+            inv.pointer("/SellerDtls/Gstin").or_else(|| body.get("gstin")),
+            inv.pointer("/DocDtls/Typ"),
+            inv.pointer("/DocDtls/No"),
+            inv.pointer("/DocDtls/Dt"),
+        ],
+        None => {
+            let doc = body.get("document");
+            let field = |k: &str| doc.and_then(|d| d.get(k));
+            [body.get("gstin"), field("doc_type"), field("doc_number"), field("doc_date")]
+        }
+    }
+}
+
+/// The longest text of a field `document_as_given` repeats (characters).
+const AS_GIVEN_MAX_CHARS: usize = 100;
+
+/// The document's fields as given: strings as they are (cut at [`AS_GIVEN_MAX_CHARS`]), numbers
+/// as their text, anything else left out. `None` when the command names none of them.
+fn document_as_given(body: &Value) -> Option<DocumentAsGiven> {
+    let text = |v: Option<&Value>| -> Option<String> {
+        let s = match v? {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        Some(match s.char_indices().nth(AS_GIVEN_MAX_CHARS) {
+            Some((cut, _)) => format!("{}…", &s[..cut]),
+            None => s,
+        })
+    };
+    let [gstin, doc_type, doc_number, doc_date] = document_fields(body).map(text);
+    let given = DocumentAsGiven { gstin, doc_type, doc_number, doc_date };
+    (given.doc_type.is_some() || given.doc_number.is_some() || given.doc_date.is_some()).then_some(given)
+}
+
+/// The document's key when every part of it is valid (the `document` of the rejection event).
+fn document_if_valid(body: &Value, relaxed: bool) -> Option<DocumentRef> {
+    let [gstin, doc_type, doc_number, doc_date] = document_fields(body).map(|v| v.and_then(Value::as_str));
+    let gstin = Gstin::parse(gstin?, relaxed).ok()?;
+    let date = DocDate::parse(doc_date?).ok()?;
+    let key =
+        super::DocumentKey::new(gstin, DocType::parse(doc_type?).ok()?, DocNumber::parse(doc_number?).ok()?, date);
+    Some(DocumentRef::new(&key, Some(date)))
+}
+
+/// The command's `schema_version`: absent (or null) means 1; a number or a string whose first
+/// part is the major version (`1`, `"1"`, `"1.2"`). A major this worker does not speak is refused
+/// before anything else is read, as an envelope problem, so the message is kept in `einvoice.dead`
+/// for a worker that does.
+fn schema_version_problem(body: &Value) -> Option<Problem> {
+    let major = match body.get("schema_version") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => {
+            let major = s.split('.').next().unwrap_or_default();
+            let parts_ok = s.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+            parts_ok.then(|| major.parse::<u64>().ok()).flatten()
+        }
+        Some(_) => None,
+    };
+    match major {
+        Some(m) if m == u64::from(SCHEMA_VERSION) => None,
+        Some(m) => Some(Problem::new(
+            "schema_version",
+            "SCHEMA_VERSION_UNSUPPORTED",
+            format!(
+                "the command is written for version {m} of the message contract; this worker speaks version \
+                 {SCHEMA_VERSION} (the message is kept in einvoice.dead: replay it to a worker that speaks {m})"
+            ),
+        )),
+        None => Some(Problem::new(
+            "schema_version",
+            "SCHEMA_VERSION_INVALID",
+            "'schema_version' must be a whole number such as 1 (or a string such as \"1\")",
+        )),
+    }
+}
+
+/// Every path in `path` up to the root, itself first: `a.b[0].c`, `a.b[0]`, `a.b`, `a`, ``.
+fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    let mut end = Some(path.len());
+    std::iter::from_fn(move || {
+        let e = end?;
+        let here = &path[..e];
+        end = (e > 0).then(|| here.rfind(['.', '[']).unwrap_or(0));
+        Some(here)
     })
+}
+
+/// The schema's problems that add to what the worker's own checks found: one at a field the
+/// worker already reported (or inside it, or around it) says the same less precisely
+/// (`HSN_FORMAT` beats a pattern mismatch), so only the others are kept. Linear in the sizes of
+/// both lists.
+fn schema_only(worker: &[Problem], schema: Vec<Problem>) -> Vec<Problem> {
+    if worker.is_empty() || schema.is_empty() {
+        return schema;
+    }
+    let exact: std::collections::HashSet<&str> = worker.iter().map(|p| p.path.as_str()).collect();
+    // Fields that hold a reported one, built only if some schema problem is not at or inside one.
+    let mut around: Option<std::collections::HashSet<&str>> = None;
+    schema
+        .into_iter()
+        .filter(|s| {
+            if ancestors(&s.path).any(|a| exact.contains(a)) {
+                return false;
+            }
+            let around = around.get_or_insert_with(|| worker.iter().flat_map(|p| ancestors(&p.path).skip(1)).collect());
+            !around.contains(s.path.as_str())
+        })
+        .collect()
 }
 
 /// Limits and switches that parsing needs.
@@ -482,6 +584,7 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         problems: vec![p],
         document: None,
         batch: None,
+        document_as_given: None,
     };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
@@ -530,6 +633,11 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
             Problem::new("", "INVALID_TYPE", format!("the message must be a JSON object, found {}", type_name(&value))),
         ));
     }
+    if let Some(p) = schema_version_problem(&value) {
+        return Err(envelope_err(Some(kind), request_id, p));
+    }
+    // The contract's schema first: what it refuses is refused, whatever the checks below say.
+    let schema = super::schema::command_problems(routing_key, &value);
     // No stored text can hold a NUL: refuse it wherever it is, with its path.
     let nul = super::text::nul_problems(&value);
     let batch = if kind == JobKind::IrnGenerate { batch::member_marker(&value) } else { None };
@@ -646,15 +754,32 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         JobKind::B2cQr => {
             let gstin = r.gstin("gstin", true, relaxed);
             let doc = doc_ref(&value, "document", &mut r.problems);
-            if value.get("document").is_none() {
+            let invoice = match value.get("invoice") {
+                None | Some(Value::Null) => None,
+                Some(inv) => b2c::parse_invoice(inv, gstin.as_ref(), relaxed, &mut r.problems).map(Box::new),
+            };
+            let no_invoice = matches!(value.get("invoice"), None | Some(Value::Null));
+            if value.get("document").is_none() && no_invoice {
                 r.problems.push(Problem::new(
                     "document",
                     "REQUIRED",
-                    "'document' is required: {doc_type, doc_number, doc_date}",
+                    "'document' {doc_type, doc_number, doc_date} or the B2C 'invoice' (DocDtls, ValDtls) is required",
                 ));
             }
-            match (gstin, doc) {
-                (Some(gstin), Some(document)) if r.problems.is_empty() => Some(Command::B2cQr { gstin, document }),
+            if let (Some(d), Some(inv)) = (&doc, &invoice) {
+                if *d != inv.document {
+                    r.problems.push(Problem::new(
+                        "document",
+                        "DOCUMENT_MISMATCH",
+                        format!("'document' names {d} but the invoice is {}; send one of them", inv.document),
+                    ));
+                }
+            }
+            let document = invoice.as_ref().map(|i| i.document.clone()).or(doc);
+            match (gstin, document) {
+                (Some(gstin), Some(document)) if r.problems.is_empty() => {
+                    Some(Command::B2cQr { gstin, document, invoice })
+                }
                 _ => None,
             }
         }
@@ -732,11 +857,20 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         }
     };
     match cmd {
-        Some(command) if nul.is_empty() => Ok(Parsed { command, request_id, batch }),
+        Some(command) if nul.is_empty() && schema.is_empty() => Ok(Parsed { command, request_id, batch }),
         _ => {
-            let document = if kind == JobKind::IrnGenerate { document_as_given(&value).map(Box::new) } else { None };
-            let problems = nul.into_iter().chain(r.problems).collect();
-            Err(Rejected { kind: Some(kind), request_id, envelope: false, problems, document, batch })
+            let mut problems: Vec<Problem> = nul.into_iter().chain(r.problems).collect();
+            let extra = schema_only(&problems, schema);
+            problems.extend(extra);
+            Err(Rejected {
+                kind: Some(kind),
+                request_id,
+                envelope: false,
+                problems,
+                document: document_if_valid(&value, relaxed).map(Box::new),
+                document_as_given: document_as_given(&value).map(Box::new),
+                batch,
+            })
         }
     }
 }
@@ -761,6 +895,7 @@ fn target(irn: Option<String>, doc: Option<DocRef>, body: &Value, problems: &mut
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn not_json_is_an_envelope_problem() {
@@ -794,6 +929,110 @@ mod tests {
             ("INV", "SMP/9", "2025-26")
         );
         assert_eq!(d.gstin, "29AAGCP4821K1Z3");
+    }
+
+    /// The five shapes of a broken document key from issue 14: none yields a `document` (whose
+    /// schema is strict); each is repeated as given.
+    #[test]
+    fn a_broken_document_key_gives_no_document_but_says_what_was_given() {
+        let cases: [(&str, Value); 5] = [
+            ("Dt", json!("31/02/2025")),
+            ("Dt", json!("2025-04-01")),
+            ("Typ", json!("INVOICE")),
+            ("No", json!("ABCDEFGHIJ1234567")),
+            ("No", json!("SMP/1\u{202E}9")),
+        ];
+        for (field, value) in cases {
+            let mut inv = crate::samples::stamped("b2b-intra-goods", Some("KEY/1"));
+            inv["DocDtls"][field] = value.clone();
+            let body = json!({"gstin": "29AAGCP4821K1Z3", "invoice": inv});
+            let e = parse_command("irn.generate", body.to_string().as_bytes(), &ParseOptions::default()).unwrap_err();
+            assert!(e.document.is_none(), "{field}={value}: {:?}", e.document);
+            let given = e.document_as_given.expect("as given");
+            let got = match field {
+                "Dt" => given.doc_date,
+                "Typ" => given.doc_type,
+                _ => given.doc_number,
+            };
+            assert_eq!(got.as_deref(), value.as_str(), "{field}");
+            assert_eq!(given.gstin.as_deref(), Some("29AAGCP4821K1Z3"));
+            assert!(e.problems.iter().any(|p| p.path == format!("invoice.DocDtls.{field}")), "{:?}", e.problems);
+        }
+    }
+
+    #[test]
+    fn a_valid_key_names_the_document_even_when_the_invoice_is_wrong() {
+        let mut inv = crate::samples::stamped("b2b-intra-goods", Some("KEY/2"));
+        inv["ItemList"][0]["AssAmt"] = json!(1);
+        let date = inv["DocDtls"]["Dt"].as_str().unwrap().to_string();
+        let body = json!({"gstin": "29AAGCP4821K1Z3", "invoice": inv, "request_id": 42});
+        let e = parse_command("irn.generate", body.to_string().as_bytes(), &ParseOptions::default()).unwrap_err();
+        let d = e.document.expect("document");
+        assert_eq!((d.doc_number.as_str(), d.doc_date.as_deref()), ("KEY/2", Some(date.as_str())));
+        assert_eq!(e.request_id.as_deref(), Some("42"));
+        // Other commands name theirs in `document`.
+        let body = json!({"gstin": "29AAGCP4821K1Z3", "reason": "9",
+            "document": {"doc_type": "INV", "doc_number": "C/1", "doc_date": "01/04/2025"}});
+        let e = parse_command("irn.cancel", body.to_string().as_bytes(), &ParseOptions::default()).unwrap_err();
+        assert_eq!(e.document.expect("document").financial_year, "2025-26");
+        assert_eq!(e.document_as_given.expect("as given").doc_number.as_deref(), Some("C/1"));
+    }
+
+    #[test]
+    fn schema_violations_are_rejected_even_when_the_worker_would_accept() {
+        // `gstin` in lower case: the worker would upper-case it, but the contract says upper case.
+        let body = json!({"gstin": "29aagcp4821k1z3", "target_gstin": "33AAFCR6612L1ZA"});
+        let e = parse_command("gstin.details", body.to_string().as_bytes(), &ParseOptions::default()).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+        assert_eq!((e.problems[0].path.as_str(), e.problems[0].code.as_str()), ("gstin", "SCHEMA"));
+        // Where the worker has its own, more precise code for a field, that one is kept alone.
+        let body = json!({"gstin": "29AAGCP4821K1Z3", "irn": "xyz", "reason": "7"});
+        let e = parse_command("irn.cancel", body.to_string().as_bytes(), &ParseOptions::default()).unwrap_err();
+        let codes: Vec<_> = e.problems.iter().map(|p| (p.path.as_str(), p.code.as_str())).collect();
+        assert_eq!(codes, [("irn", "IRN_INVALID"), ("reason", "CANCEL_REASON_INVALID")]);
+    }
+
+    #[test]
+    fn schema_version_one_is_spoken_and_others_are_refused_as_envelope_problems() {
+        let ok = |v: Value| {
+            let body = json!({"gstin": "29AAGCP4821K1Z3", "target_gstin": "33AAFCR6612L1ZA", "schema_version": v});
+            parse_command("gstin.details", body.to_string().as_bytes(), &ParseOptions::default())
+        };
+        for v in [json!(1), json!("1"), json!("1.3"), Value::Null] {
+            assert!(ok(v.clone()).is_ok(), "{v}");
+        }
+        let e = ok(json!(2)).unwrap_err();
+        assert!(e.envelope);
+        assert_eq!(
+            (e.problems[0].path.as_str(), e.problems[0].code.as_str()),
+            ("schema_version", "SCHEMA_VERSION_UNSUPPORTED")
+        );
+        for v in [json!("v1"), json!(true), json!("1..2"), json!(1.5)] {
+            let e = ok(v.clone()).unwrap_err();
+            assert_eq!(e.problems[0].code, "SCHEMA_VERSION_INVALID", "{v}");
+        }
+    }
+
+    #[test]
+    fn a_schema_problem_is_kept_only_where_the_worker_found_nothing() {
+        let p = |path: &str| Problem::new(path, "X", "x");
+        let worker = [p("invoice.ItemList[1].HsnCd"), p("invoice.ValDtls")];
+        let schema = [
+            "invoice.ItemList[1].HsnCd",
+            "invoice.ItemList[1]",
+            "invoice.ValDtls.AssVal",
+            "invoice.ItemList[0].Qty",
+            "",
+        ];
+        let kept: Vec<String> = schema_only(&worker, schema.map(p).to_vec()).into_iter().map(|p| p.path).collect();
+        assert_eq!(kept, ["invoice.ItemList[0].Qty"]);
+    }
+
+    #[test]
+    fn ancestors_run_up_to_the_root() {
+        let a: Vec<&str> = ancestors("invoice.ItemList[0].Qty").collect();
+        assert_eq!(a, ["invoice.ItemList[0].Qty", "invoice.ItemList[0]", "invoice.ItemList", "invoice", ""]);
+        assert_eq!(ancestors("").collect::<Vec<_>>(), [""]);
     }
 
     #[test]

@@ -28,6 +28,21 @@ impl DocumentRef {
     }
 }
 
+/// A rejected command's document fields exactly as it gave them (valid or not), as plain
+/// strings: what the ERP sent, to match the rejection to its record even when the key itself is
+/// what was wrong. Control characters in them are escaped when the event is stored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DocumentAsGiven {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gstin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doc_date: Option<String>,
+}
+
 /// Where an error came from: our validation, the envelope, or the IRP itself. An ERP handles
 /// all three alike; the source only tells it who found the problem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +88,22 @@ pub struct CommandMeta {
 /// lookup; `irn.generated` or `irn.failed` follows.
 pub const IRN_IN_DOUBT: &str = "irn.in_doubt";
 
+/// The major version of the message contract (`docs/asyncapi.yaml`) this worker speaks: every
+/// event carries it as `schema_version`, and a command may name it (absent means 1). Compatible
+/// changes (a new optional field, a new event type or command, a new error code) keep it; a field
+/// removed, renamed or retyped, or a meaning changed, makes a new major.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_version() -> u32 {
+    SCHEMA_VERSION
+}
+
 /// The event envelope. `data` holds the type-specific fields documented in `docs/asyncapi.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// [`SCHEMA_VERSION`] (events stored before the field existed read back as 1).
+    #[serde(default = "schema_version")]
+    pub schema_version: u32,
     pub event_id: Uuid,
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
@@ -91,6 +119,7 @@ pub struct Event {
 impl Event {
     pub fn new(event_type: impl Into<String>, meta: &CommandMeta, data: Value) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
             event_id: Uuid::new_v4(),
             event_type: event_type.into(),
             occurred_at: Utc::now(),

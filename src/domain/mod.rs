@@ -15,7 +15,8 @@
 //! * [`command`]: commands parsed from AMQP messages (every problem collected, with its path).
 //! * [`event`]: the result events the worker publishes.
 //! * [`outcome`]: the one table that classifies every IRP answer.
-//! * [`text`]: NUL characters, which no stored text may hold.
+//! * [`schema`]: the commands' JSON Schemas from `docs/asyncapi.yaml`, checked before parsing.
+//! * [`text`]: NUL characters, which no stored text may hold, and control characters no answer echoes.
 
 pub mod codes;
 pub mod command;
@@ -25,6 +26,7 @@ pub mod gstin;
 pub mod invoice;
 pub mod outcome;
 pub mod problem;
+pub mod schema;
 pub mod text;
 
 pub use codes::SupplyType;

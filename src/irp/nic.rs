@@ -518,6 +518,8 @@ mod tests {
             reporting_window_days: None,
             header_spelling: HeaderSpelling::Underscore,
             rate_limit: None,
+            upi_id: None,
+            payee_name: None,
         }
     }
 

@@ -31,57 +31,104 @@ enum QrSource {
     Stored,
 }
 
-/// The `qr_png_base64` value for `signed_qr`, or `None` when `EINVOICE_QR_PNG` is off (the field
-/// is then left out). Each signed QR is rendered once, off the async threads, and kept in the
-/// store; an IRP answer without a signed QR, or one too large to encode, gives `null`.
-async fn qr_field(ctx: &Ctx, signed_qr: Option<&str>, source: QrSource) -> Result<Option<Value>, StoreError> {
-    if !ctx.settings.qr_png {
+/// The QR image of `text` (base64 PNG): rendered once, off the async threads, and kept in the
+/// store. `None` when there is no text or it is too large to encode.
+async fn qr_image(ctx: &Ctx, text: Option<&str>, source: QrSource) -> Result<Option<String>, StoreError> {
+    let Some(text) = text else {
         return Ok(None);
-    }
-    let Some(text) = signed_qr else {
-        return Ok(Some(Value::Null));
     };
     if source == QrSource::Stored {
         if let Some(png) = ctx.db.qr_png(text).await? {
-            return Ok(Some(Value::String(png)));
+            return Ok(Some(png));
         }
     }
     match qr::render_png_base64(text.to_string()).await {
         Ok(png) => {
             ctx.db.save_qr_png(text, &png).await?;
-            Ok(Some(Value::String(png)))
+            Ok(Some(png))
         }
         Err(e) => {
             tracing::warn!(error = %e, "no QR image for this signed QR code");
-            Ok(Some(Value::Null))
+            Ok(None)
         }
     }
 }
 
+/// The images of an IRN record: the `qr_png_base64` field (`None` when `EINVOICE_QR_PNG` is off:
+/// the field is then left out; `null` when there is no image) and the `print_block` (when
+/// `EINVOICE_PRINT_BLOCK` is on). Nothing is rendered when neither wants an image.
+struct Images {
+    field: Option<Value>,
+    print_block: Option<Value>,
+}
+
+async fn images(ctx: &Ctx, d: &IrnData, source: QrSource) -> Result<Images, StoreError> {
+    let (want_field, want_block) = (ctx.settings.qr_png, ctx.settings.print_block);
+    let png = if want_field || want_block { qr_image(ctx, d.signed_qr_code.as_deref(), source).await? } else { None };
+    Ok(Images {
+        field: want_field.then(|| png.clone().map_or(Value::Null, Value::String)),
+        print_block: want_block.then(|| print_block(&d.irn, &d.ack_no, &d.ack_dt, png.as_deref())),
+    })
+}
+
+/// Escape text for an SVG text node or attribute.
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The e-invoice print block: what GST rules require on the printed invoice (IRN, acknowledgement
+/// number and date, the signed QR code) in one object, plus `svg`: the QR beside the three as a
+/// 100 × 32 mm SVG (the PNG embedded, text in a monospace font), ready to place on a print
+/// template. `qr_png_base64` and `svg` are null when the IRP gave no signed QR code.
+pub fn print_block(irn: &str, ack_no: &str, ack_dt: &str, png: Option<&str>) -> Value {
+    let svg = png.map(|png| {
+        let (a, b) = irn.split_at(irn.len().min(32));
+        format!(
+            concat!(
+                r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" "#,
+                r#"width="100mm" height="32mm" viewBox="0 0 100 32">"#,
+                r#"<image x="0" y="0" width="32" height="32" style="image-rendering:pixelated" "#,
+                r#"xlink:href="data:image/png;base64,{png}" href="data:image/png;base64,{png}"/>"#,
+                r#"<g font-family="monospace" font-size="2.6" fill="black">"#,
+                r#"<text x="34" y="7">IRN: {a}</text><text x="34" y="10.5">{b}</text>"#,
+                r#"<text x="34" y="16">Ack No: {ack_no}</text><text x="34" y="20.5">Ack Date: {ack_dt}</text>"#,
+                "</g></svg>"
+            ),
+            png = png,
+            a = xml(a),
+            b = xml(b),
+            ack_no = xml(ack_no),
+            ack_dt = xml(ack_dt),
+        )
+    });
+    json!({"irn": irn, "ack_no": ack_no, "ack_dt": ack_dt, "qr_png_base64": png, "svg": svg})
+}
+
 /// The `qr_png_base64` of a `b2c.qr` event (`None`: leave the field out).
 pub async fn b2c_qr_png(ctx: &Ctx, qr_code: &str) -> Result<Option<Value>, StoreError> {
-    qr_field(ctx, Some(qr_code), QrSource::Stored).await
+    if !ctx.settings.qr_png {
+        return Ok(None);
+    }
+    Ok(Some(qr_image(ctx, Some(qr_code), QrSource::Stored).await?.map_or(Value::Null, Value::String)))
 }
 
 /// The `irn.generated` / `irn.details` data for a job row.
 pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, StoreError> {
-    let png = qr_field(ctx, row.signed_qr_code.as_deref(), QrSource::Stored).await?;
-    let mut v = render(
-        &IrnData {
-            irn: row.irn.clone().unwrap_or_default(),
-            ack_no: row.ack_no.clone().unwrap_or_default(),
-            ack_dt: row.ack_dt.clone().unwrap_or_default(),
-            signed_invoice: row.signed_invoice.clone(),
-            signed_qr_code: row.signed_qr_code.clone(),
-            status: Some(if row.status == "cancelled" { "CNL" } else { "ACT" }.into()),
-            ewb_no: row.ewb_no.clone(),
-            ewb_dt: row.ewb_dt.clone(),
-            ewb_valid_till: row.ewb_valid_till.clone(),
-            irp: row.irp.clone().filter(|_| row.irn.is_some()),
-            raw: Value::Null,
-        },
-        png,
-    );
+    let d = IrnData {
+        irn: row.irn.clone().unwrap_or_default(),
+        ack_no: row.ack_no.clone().unwrap_or_default(),
+        ack_dt: row.ack_dt.clone().unwrap_or_default(),
+        signed_invoice: row.signed_invoice.clone(),
+        signed_qr_code: row.signed_qr_code.clone(),
+        status: Some(if row.status == "cancelled" { "CNL" } else { "ACT" }.into()),
+        ewb_no: row.ewb_no.clone(),
+        ewb_dt: row.ewb_dt.clone(),
+        ewb_valid_till: row.ewb_valid_till.clone(),
+        irp: row.irp.clone().filter(|_| row.irn.is_some()),
+        raw: Value::Null,
+    };
+    let images = images(ctx, &d, QrSource::Stored).await?;
+    let mut v = render(&d, images);
     v["duplicate"] = json!(row.duplicate);
     v["replayed"] = json!(replayed);
     Ok(v)
@@ -89,24 +136,24 @@ pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, 
 
 /// The same shape for details fetched from the IRP rather than read from a job row.
 pub async fn fetched_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreError> {
-    let png = qr_field(ctx, d.signed_qr_code.as_deref(), QrSource::Stored).await?;
-    Ok(fresh_shape(d, png))
+    let images = images(ctx, d, QrSource::Stored).await?;
+    Ok(fresh_shape(d, images))
 }
 
 /// The data of a freshly generated IRN: its QR is rendered (once) and stored without a lookup.
 pub async fn generated_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreError> {
-    let png = qr_field(ctx, d.signed_qr_code.as_deref(), QrSource::New).await?;
-    Ok(fresh_shape(d, png))
+    let images = images(ctx, d, QrSource::New).await?;
+    Ok(fresh_shape(d, images))
 }
 
-fn fresh_shape(d: &IrnData, png: Option<Value>) -> Value {
-    let mut v = render(d, png);
+fn fresh_shape(d: &IrnData, images: Images) -> Value {
+    let mut v = render(d, images);
     v["duplicate"] = json!(false);
     v["replayed"] = json!(false);
     v
 }
 
-fn render(d: &IrnData, qr_png: Option<Value>) -> Value {
+fn render(d: &IrnData, images: Images) -> Value {
     let mut v = json!({
         "irn": d.irn,
         "ack_no": d.ack_no,
@@ -123,12 +170,15 @@ fn render(d: &IrnData, qr_png: Option<Value>) -> Value {
         "irp": d.irp,
     });
     // Keep the field's place in the object (serde_json's preserve_order) when it is present.
-    match (qr_png, v.as_object_mut()) {
+    match (images.field, v.as_object_mut()) {
         (Some(png), _) => v["qr_png_base64"] = png,
         (None, Some(o)) => {
             o.shift_remove("qr_png_base64");
         }
         (None, None) => {}
+    }
+    if let Some(block) = images.print_block {
+        v["print_block"] = block;
     }
     v
 }
@@ -168,4 +218,26 @@ pub fn paused(gstin: &str, until: chrono::DateTime<chrono::Utc>) -> ErrorItem {
              budget; the gstin.paused event says which); the work is retried then"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_print_block_holds_the_three_and_an_svg_of_them() {
+        let irn = "a".repeat(32) + &"b".repeat(32);
+        let b = print_block(&irn, "112010000000001", "2025-04-01 11:32:00", Some("iVBORw0K"));
+        assert_eq!((b["irn"].as_str(), b["ack_no"].as_str()), (Some(irn.as_str()), Some("112010000000001")));
+        let svg = b["svg"].as_str().unwrap();
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
+        for part in
+            ["data:image/png;base64,iVBORw0K", &"a".repeat(32), &"b".repeat(32), "Ack Date: 2025-04-01 11:32:00"]
+        {
+            assert!(svg.contains(part), "{part} in {svg}");
+        }
+        assert!(print_block(&irn, "1", "<x>&", Some("p"))["svg"].as_str().unwrap().contains("&lt;x&gt;&amp;"));
+        let none = print_block(&irn, "1", "", None);
+        assert!(none["svg"].is_null() && none["qr_png_base64"].is_null());
+    }
 }

@@ -477,6 +477,9 @@ async fn dispatch(
                     }
                 }
             }
+            if let Some(given) = &rej.document_as_given {
+                data["document_as_given"] = json!(given);
+            }
             let mut ev = plain_event(meta, &event_type, data);
             ev.event.document = rej.document.map(|d| *d);
             ctx.db.enqueue_events(&[ev]).await?;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::{Db, StoreError};
 use crate::domain::event::Event;
-use crate::domain::text::{strip_nul, without_nul};
+use crate::domain::text::{escape_controls, escape_event_echoes, strip_nul, without_nul};
 
 /// An event and the reply queue it must also reach (the command's `reply_to`).
 #[derive(Debug, Clone)]
@@ -32,7 +32,11 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
     // An event may quote what a message said (a bad value, its ids): a NUL in it must not make
     // the answer itself unstorable.
     strip_nul(&mut payload);
+    // Nor may a control character it quotes (a bidi override in a document number) reach an
+    // ERP screen as such: every echoed string is escaped here, where every event passes.
+    escape_event_echoes(&mut payload);
     let text = |s: &Option<String>| s.as_deref().map(|s| without_nul(s).into_owned());
+    let echoed = |s: &Option<String>| s.as_deref().map(|s| escape_controls(&without_nul(s)).into_owned());
     client
         .execute(
             "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
@@ -41,7 +45,7 @@ pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<()
                 &ev.event.event_id,
                 &without_nul(&ev.event.event_type),
                 &text(&ev.reply_to),
-                &text(&ev.event.correlation_id),
+                &echoed(&ev.event.correlation_id),
                 &payload,
             ],
         )
@@ -54,6 +58,8 @@ impl Db {
     /// Has a command with this AMQP `message_id` already been answered with `event_type`? Only
     /// asked for redelivered messages, so the unindexed payload lookup stays off the hot path.
     pub async fn answered(&self, message_id: &str, event_type: &str) -> Result<bool, StoreError> {
+        // The id as `insert` stored it.
+        let message_id = escape_controls(&without_nul(message_id)).into_owned();
         let c = self.client().await?;
         let row = c
             .query_one(
@@ -99,9 +105,18 @@ pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<Pendin
             event_type: r.get(2),
             reply_to: r.get(3),
             correlation_id: r.get(4),
-            payload: r.get(5),
+            payload: with_schema_version(r.get(5)),
         })
         .collect())
+}
+
+/// An event stored by a worker from before `schema_version` existed is published with it, so
+/// every event a consumer sees has it (they are all version 1).
+fn with_schema_version(mut payload: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = payload.as_object_mut() {
+        o.entry("schema_version").or_insert(crate::domain::event::SCHEMA_VERSION.into());
+    }
+    payload
 }
 
 pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {

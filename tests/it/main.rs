@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod cli_publish;
 mod contract;
 mod crash;
 mod ewaybill;

@@ -1,8 +1,13 @@
-//! `b2c.qr`: the IRP's signed QR code for a B2C invoice.
+//! `b2c.qr`: the QR code of a B2C invoice. With the invoice in the command the worker makes it
+//! itself (a UPI payment intent from the seller's configured `upi_id`, see
+//! `domain::command::b2c`), for any provider and without an IRP call; without it, the IRP's
+//! (a Whitebooks feature: NIC has no B2C QR API and answers `NOT_SUPPORTED`).
 use serde_json::json;
 
 use super::Job;
+use crate::domain::command::b2c::{upi_intent, B2cInvoice};
 use crate::domain::command::DocRef;
+use crate::domain::event::ErrorItem;
 use crate::domain::outcome::Operation;
 use crate::irp::errors::get_ci;
 use crate::runtime::calls::{call, Resend};
@@ -10,7 +15,10 @@ use crate::runtime::Disposition;
 use crate::store::StoreError;
 
 impl Job<'_> {
-    pub(super) async fn b2c_qr(&self, d: &DocRef) -> Result<Disposition, StoreError> {
+    pub(super) async fn b2c_qr(&self, d: &DocRef, invoice: Option<&B2cInvoice>) -> Result<Disposition, StoreError> {
+        if let Some(inv) = invoice {
+            return self.b2c_qr_local(inv).await;
+        }
         let p = self.provider;
         match call(self.ctx, self.gstin.as_str(), p, Operation::B2cQr, Resend::Freely, |s| async move {
             p.b2c_qr(&s, d).await
@@ -19,7 +27,7 @@ impl Job<'_> {
         {
             Ok(v) => {
                 let qr = get_ci(&v, "QRCode").or_else(|| get_ci(&v, "SignedQRCode")).unwrap_or_default();
-                let mut data = json!({"qr_code": qr});
+                let mut data = json!({"qr_code": qr, "source": "irp"});
                 if let Some(png) = crate::runtime::events::b2c_qr_png(self.ctx, &qr).await? {
                     data["qr_png_base64"] = png;
                 }
@@ -27,5 +35,28 @@ impl Job<'_> {
             }
             Err(e) => self.failed(e, Operation::B2cQr, Some(self.doc_ref(d))).await,
         }
+    }
+
+    async fn b2c_qr_local(&self, inv: &B2cInvoice) -> Result<Disposition, StoreError> {
+        let doc = Some(self.doc_ref(&inv.document));
+        let cfg = self.ctx.settings.gstins.get(self.gstin.as_str());
+        let Some(upi_id) = cfg.and_then(|c| c.upi_id.as_deref()) else {
+            let g = self.gstin.as_str();
+            let e = ErrorItem::worker(
+                "UPI_ID_NOT_CONFIGURED",
+                format!(
+                    "the B2C QR is a UPI payment request to the seller, and GSTIN {g} has no upi_id: set \
+                     [gstins.\"{g}\"] upi_id = \"name@bank\" (EINVOICE_GSTINS__{g}__UPI_ID)"
+                ),
+            );
+            return self.reject(vec![e], doc).await;
+        };
+        let payee = cfg.and_then(|c| c.payee_name.clone()).or_else(|| inv.seller_name.clone());
+        let qr = upi_intent(upi_id, payee.as_deref().unwrap_or(self.gstin.as_str()), self.gstin, inv);
+        let mut data = json!({"qr_code": qr, "source": "local"});
+        if let Some(png) = crate::runtime::events::b2c_qr_png(self.ctx, &qr).await? {
+            data["qr_png_base64"] = png;
+        }
+        self.emit(self.event("b2c.qr", data, None, doc)).await
     }
 }

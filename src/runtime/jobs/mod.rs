@@ -73,7 +73,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         Command::Get { target, .. } => job.get(target).await,
         Command::GstinDetails { target_gstin, .. } => job.gstin_details(target_gstin).await,
         Command::EwaybillGet { irn, .. } => job.ewaybill(irn).await,
-        Command::B2cQr { document, .. } => job.b2c_qr(document).await,
+        Command::B2cQr { document, invoice, .. } => job.b2c_qr(document, invoice.as_deref()).await,
         Command::EwaybillGenerate { target, transport, .. } => job.ewaybill_generate(target, transport).await,
         Command::EwaybillUpdateVehicle { target, update, .. } => job.ewaybill_update_vehicle(target, update).await,
         Command::EwaybillCancel { target, reason, remark, .. } => job.ewaybill_cancel(target, *reason, remark).await,
@@ -261,6 +261,9 @@ fn with_remedy(mut e: ErrorItem) -> ErrorItem {
         ),
         "2148" | "2154" => Some("check the IRN or document details; the IRP has no such document"),
         "3028" | "3029" => Some("check the GSTIN on the GST portal; it is invalid or inactive"),
+        "NOT_SUPPORTED" => Some(
+            "send the B2C invoice in the command (\"invoice\": DocDtls, ValDtls) and the worker makes the QR itself from the seller's configured upi_id",
+        ),
         _ => None,
     };
     if let Some(r) = remedy {
