@@ -139,7 +139,7 @@ mod tests {
         let q = query(&format!(r#"{{"job_id": "{id}", "request_id": "mine"}}"#)).unwrap();
         assert_eq!(q, StatusQuery::JobId(id.parse().unwrap()), "request_id beside job_id is the query's own");
         let q = query(
-            r#"{"gstin": "29AAGCP4821K1Z3", "document": {"doc_type": "inv", "doc_number": "SMP/1", "doc_date": "01/04/2025"}}"#,
+            r#"{"gstin": "29AAGCP4821K1Z3", "document": {"doc_type": "INV", "doc_number": "SMP/1", "doc_date": "01/04/2025"}}"#,
         )
         .unwrap();
         assert_eq!(q.to_string(), "29AAGCP4821K1Z3/INV/SMP/1/2025-26");
@@ -161,7 +161,8 @@ mod tests {
         assert_eq!(query(r#"{"request_id": {}}"#).unwrap_err(), vec![("request_id".into(), "INVALID_TYPE".into())]);
         assert_eq!(query(r#"{"job_id": "42"}"#).unwrap_err(), vec![("job_id".into(), "JOB_ID_INVALID".into())]);
         let both = query(r#"{"job_id": "42", "document": {}}"#).unwrap_err();
-        assert_eq!(both, vec![("job_id".into(), "QUERY_AMBIGUOUS".into())]);
+        // (The contract's schema also names the empty document's missing fields.)
+        assert!(both.contains(&("job_id".into(), "QUERY_AMBIGUOUS".into())), "{both:?}");
         let bad_gstin = query(r#"{"gstin": "29AAGCP4821K1Z4", "request_id": "r"}"#).unwrap_err();
         assert_eq!(bad_gstin, vec![("gstin".into(), "GSTIN_INVALID".into())]);
     }
