@@ -5,6 +5,7 @@ mod helpers;
 
 mod cli_publish;
 mod contract;
+mod contract_events;
 mod crash;
 mod ewaybill;
 mod examples;
