@@ -96,7 +96,7 @@ impl TestApp {
             "amqp_url = \"{AMQP_URL}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"t{id}.\"\nprefetch = 16\n\
              retry_min_delay_ms = 50\nretry_max_delay_ms = 300\nretry_max_times = 3\ntoken_refresh_margin_secs = 1\n\
              http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nlease_secs = 10\npause_secs = 2\n\
-             breaker_open_secs = 2\n"
+             breaker_failures = 10\nbreaker_open_secs = 2\n"
         );
         // A test's own settings replace the defaults above (TOML forbids a key twice).
         let key = |l: &str| l.split('=').next().unwrap_or("").trim().to_string();
