@@ -167,7 +167,9 @@ async fn inactive_buyer_3029_syncs_then_retries_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_pauses_that_gstin_only_and_loses_nothing() {
-    let mut app = TestApp::spawn().await;
+    // The pause outlasts the first phase, so the paused jobs come back only after the fix below
+    // (with the tests' 2 s pause a slow machine could see them retried, and paused, once more).
+    let mut app = TestApp::spawn_with(Options { extra_toml: "pause_secs = 8".into(), ..Default::default() }).await;
     app.sim.core.update_faults(|f| {
         f.passwords.insert(SELLER_KA.into(), "the-real-password".into());
     });
