@@ -70,9 +70,11 @@ pub async fn handle(
             .await?;
         return Ok(Disposition::Ack);
     };
-    if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
-        let errors = vec![paused(gstin.as_str(), until)];
-        return Ok(Disposition::Wait { until, attempt, errors });
+    if let Some((until, code)) = ctx.db.pause_of(gstin.as_str()).await? {
+        if super::guard::holds(crate::domain::command::JobKind::IrnGenerate, code.as_deref()) {
+            let errors = vec![paused(gstin.as_str(), until)];
+            return Ok(Disposition::Wait { until, attempt, errors });
+        }
     }
     let request = invoice.irp_json();
     // The lease belongs to this attempt (this delivery), not to the process.

@@ -194,13 +194,19 @@ async fn the_error_budget_warns_then_pauses_the_gstin() {
         .get(0);
     assert_eq!(reason[0]["code"], "ERROR_BUDGET");
 
-    // Paused: the next command waits for the pause to end and calls nothing.
+    // Paused: non-essential traffic (here a GSTIN lookup) waits for the pause to end and calls
+    // nothing; registering documents goes on.
     let calls = app.sim.core.stats().generate_calls;
     assert_eq!(calls, 3);
+    let other = app.sim.core.stats().other_calls;
+    app.publish("gstin.details", &serde_json::json!({"gstin": SELLER_KA, "target_gstin": "29AADCT5519H1Z4"})).await;
+    app.no_more_replies(4).await;
+    assert_eq!(app.sim.core.stats().other_calls, other, "no lookup while paused");
     app.sim.core.update_faults(|f| f.invalid_hsn.clear());
     app.generate(&doc("EB/0004")).await;
-    app.no_more_replies(4).await;
-    assert_eq!(app.sim.core.stats().generate_calls, calls, "no IRP call while paused");
+    let (_, ev) = app.next_reply(30).await;
+    assert_eq!(ev["event_type"], "irn.generated", "an essential command is not held: {ev:#}");
+    assert_eq!(app.sim.core.stats().generate_calls, calls + 1);
     // One warning, one pause: neither repeats for the same crossing.
     let c = app.db.client().await.unwrap();
     let kinds: Vec<(String, i64)> = c

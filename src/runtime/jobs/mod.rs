@@ -61,9 +61,11 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         )];
         return reject(ctx, meta, kind, errors, None).await;
     };
-    if let Some(until) = ctx.db.paused_until(gstin.as_str()).await? {
-        let errors = vec![paused(gstin.as_str(), until)];
-        return Ok(Disposition::Wait { until, attempt, errors });
+    if let Some((until, code)) = ctx.db.pause_of(gstin.as_str()).await? {
+        if super::guard::holds(kind, code.as_deref()) {
+            let errors = vec![paused(gstin.as_str(), until)];
+            return Ok(Disposition::Wait { until, attempt, errors });
+        }
     }
     let job = Job { ctx, meta, kind, gstin, provider: provider.as_ref(), attempt };
     match cmd {
