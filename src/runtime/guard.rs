@@ -347,6 +347,23 @@ pub async fn sample_budget(ctx: &Ctx) {
     }
 }
 
+/// The pause reason code of an error-budget pause.
+pub const ERROR_BUDGET: &str = "ERROR_BUDGET";
+
+/// Commands an error-budget pause does not hold: registering and cancelling documents and their
+/// e-way bills (the business cannot wait until midnight for them, and validation before the call
+/// keeps their errors rare). Lookups, GSTIN details, B2C QR fetches and reconciliation wait.
+pub fn essential(kind: crate::domain::command::JobKind) -> bool {
+    use crate::domain::command::JobKind::*;
+    matches!(kind, IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle)
+}
+
+/// Does this pause hold a command of `kind`? Every pause does, but an error-budget pause only
+/// holds non-essential commands.
+pub fn holds(kind: crate::domain::command::JobKind, pause_code: Option<&str>) -> bool {
+    !(pause_code == Some(ERROR_BUDGET) && essential(kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,21 +399,4 @@ mod tests {
         assert!(l.blocked_until(&keys).is_some(), "one shut bucket holds the call");
         assert!(l.blocked_until(&keys[1..]).is_none());
     }
-}
-
-/// The pause reason code of an error-budget pause.
-pub const ERROR_BUDGET: &str = "ERROR_BUDGET";
-
-/// Commands an error-budget pause does not hold: registering and cancelling documents and their
-/// e-way bills (the business cannot wait until midnight for them, and validation before the call
-/// keeps their errors rare). Lookups, GSTIN details, B2C QR fetches and reconciliation wait.
-pub fn essential(kind: crate::domain::command::JobKind) -> bool {
-    use crate::domain::command::JobKind::*;
-    matches!(kind, IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle)
-}
-
-/// Does this pause hold a command of `kind`? Every pause does, but an error-budget pause only
-/// holds non-essential commands.
-pub fn holds(kind: crate::domain::command::JobKind, pause_code: Option<&str>) -> bool {
-    !(pause_code == Some(ERROR_BUDGET) && essential(kind))
 }
