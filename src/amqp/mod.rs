@@ -184,6 +184,22 @@ pub fn json_props() -> BasicProperties {
     BasicProperties::default().with_content_type("application/json".into()).with_delivery_mode(2)
 }
 
+/// `props` with the ids a command is answered by (`message_id`, `correlation_id`, `reply_to`)
+/// copied from `from`: a command published again (a retry tier, a dead-letter replay) is still
+/// the same command to its sender.
+pub fn with_command_ids(mut props: BasicProperties, from: &BasicProperties) -> BasicProperties {
+    if let Some(v) = from.message_id() {
+        props = props.with_message_id(v.clone());
+    }
+    if let Some(v) = from.correlation_id() {
+        props = props.with_correlation_id(v.clone());
+    }
+    if let Some(v) = from.reply_to() {
+        props = props.with_reply_to(v.clone());
+    }
+    props
+}
+
 /// Publish and wait for the broker's confirm; unroutable (mandatory) messages are errors.
 /// Wrapped in a timeout: lapin's publish can hang when the server goes away (lapin#409).
 pub async fn publish_confirmed(

@@ -316,17 +316,7 @@ pub async fn dead(settings: &Settings, limit: usize, replay: Option<Select<'_>>)
                 continue;
             }
             if replay.is_some() {
-                let p = &d.properties;
-                let mut props = amqp::json_props();
-                if let Some(v) = p.message_id() {
-                    props = props.with_message_id(v.clone());
-                }
-                if let Some(v) = p.correlation_id() {
-                    props = props.with_correlation_id(v.clone());
-                }
-                if let Some(v) = p.reply_to() {
-                    props = props.with_reply_to(v.clone());
-                }
+                let props = amqp::with_command_ids(amqp::json_props(), &d.properties);
                 amqp::publish_confirmed(&publish, &topology.commands, d.routing_key.as_str(), &d.data, props, true)
                     .await?;
                 d.ack(BasicAckOptions::default()).await.map_err(AmqpError::from)?;

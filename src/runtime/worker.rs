@@ -15,7 +15,7 @@ use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Channel, Connection};
+use lapin::{Channel, Connection};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -404,22 +404,9 @@ async fn reschedule(
         ShortString::from("BCC"),
         AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(LongString::from(tier.as_str()))])),
     );
-    let p = &d.properties;
-    let mut props = BasicProperties::default()
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
-        .with_headers(headers);
+    let mut props = amqp::with_command_ids(amqp::json_props().with_headers(headers), &d.properties);
     if let Some(ms) = expiration {
         props = props.with_expiration(ms.to_string().into());
-    }
-    if let Some(v) = p.message_id() {
-        props = props.with_message_id(v.clone());
-    }
-    if let Some(v) = p.correlation_id() {
-        props = props.with_correlation_id(v.clone());
-    }
-    if let Some(v) = p.reply_to() {
-        props = props.with_reply_to(v.clone());
     }
     let publisher =
         ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected".into()))?;
