@@ -245,42 +245,36 @@ async fn examine(
             job = ctx.db.job_by_irn(&irn.to_ascii_lowercase()).await?;
         }
         let ack = json!({"ack_no": get_ci(item, "AckNo"), "ack_dt": get_ci(item, "AckDt")});
+        // A finding about one of our jobs, named by the IRP whose list had it.
+        let about_job = |kind: &str, job: &JobRow, irn: String, surviving: Option<String>| {
+            json!({
+                "kind": kind,
+                "gstin": gstin,
+                "irp": irp,
+                "irn": irn,
+                "surviving_irn": surviving,
+                "rejected_on": dmy(day),
+                "job_id": job.id,
+                "job_status": job.status,
+                "document": document_ref(job),
+                "ack_no": ack["ack_no"],
+                "ack_dt": ack["ack_dt"],
+            })
+        };
         match job {
             // The same IRN, rejected by another IRP than the one that issued ours: that IRP's
             // registration lost the de-duplication, ours stands. Report it, flag nothing.
             Some(job) if job.irp.as_deref().is_some_and(|ours| !ours.eq_ignore_ascii_case(irp)) => {
                 tracing::warn!(gstin, irn = %irn, rejected_at = irp, ours_at = ?job.irp, job_id = %job.id, "double registration: another IRP rejected its copy of our document");
-                findings.push(json!({
-                    "kind": finding::DOUBLE_REGISTRATION,
-                    "gstin": gstin,
-                    "irn": irn,
-                    "irp": irp,
-                    "ours_at": job.irp,
-                    "surviving_irn": surviving,
-                    "rejected_on": dmy(day),
-                    "job_id": job.id,
-                    "job_status": job.status,
-                    "document": document_ref(&job),
-                    "ack_no": ack["ack_no"],
-                    "ack_dt": ack["ack_dt"],
-                }));
+                let mut f = about_job(finding::DOUBLE_REGISTRATION, &job, irn, surviving);
+                f["ours_at"] = json!(job.irp);
+                findings.push(f);
             }
             Some(job) => {
                 tracing::warn!(gstin, irn = %irn, surviving = ?surviving, job_id = %job.id, "an IRN we generated was rejected at the IRP");
                 flags.push(RejectedFlag { irn: irn.clone(), surviving_irn: surviving.clone() });
-                findings.push(json!({
-                    "kind": finding::REJECTED_KNOWN,
-                    "gstin": gstin,
-                    "irp": irp,
-                    "irn": job.irn.clone().unwrap_or(irn),
-                    "surviving_irn": surviving.or(job.surviving_irn.clone()),
-                    "rejected_on": dmy(day),
-                    "job_id": job.id,
-                    "job_status": job.status,
-                    "document": document_ref(&job),
-                    "ack_no": ack["ack_no"],
-                    "ack_dt": ack["ack_dt"],
-                }));
+                let (irn, surviving) = (job.irn.clone().unwrap_or(irn), surviving.or(job.surviving_irn.clone()));
+                findings.push(about_job(finding::REJECTED_KNOWN, &job, irn, surviving));
             }
             None => findings.push(json!({
                 "kind": finding::REJECTED_UNKNOWN,
