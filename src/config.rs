@@ -146,6 +146,11 @@ impl GstinConfig {
             (None, ProviderKind::Whitebooks) => "whitebooks".into(),
         }
     }
+
+    /// The names of the GSTIN's IRPs: the primary, then the failover entries in order.
+    pub fn irp_names(&self) -> impl Iterator<Item = String> + '_ {
+        std::iter::once(self.irp_name()).chain(self.failover.iter().map(GstinConfig::irp_name))
+    }
 }
 
 /// NIC: the spelling of the client headers. NIC documents `client_id`, `client_secret`, `Gstin`;

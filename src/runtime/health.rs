@@ -106,14 +106,11 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
     let mut gstins = BTreeMap::new();
     for (gstin, cfg) in &settings.gstins {
         let pause = pauses.iter().find(|p| p.gstin == *gstin);
-        let names = std::iter::once(cfg.irp_name()).chain(cfg.failover.iter().map(|f| f.irp_name()));
-        let irps: BTreeMap<String, GstinHealth> = names
+        let irps: BTreeMap<String, GstinHealth> = cfg
+            .irp_names()
             .map(|irp| {
                 let mut h = health.get(&(gstin.clone(), irp.clone())).cloned().unwrap_or_default();
                 h.irp = irp.clone();
-                if h.circuit.is_empty() {
-                    h.circuit = "closed";
-                }
                 (irp, h)
             })
             .collect();

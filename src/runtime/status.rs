@@ -14,7 +14,7 @@ use crate::irp::IrpError;
 use crate::telemetry::metrics as m;
 
 /// How one GSTIN's calls to one IRP have gone in this process.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GstinHealth {
     pub irp: String,
     pub last_success_at: Option<DateTime<Utc>>,
@@ -32,6 +32,24 @@ pub struct GstinHealth {
     /// Consecutive transport failures / 5xx answers (what opens the circuit).
     #[serde(skip)]
     outage_failures: u32,
+}
+
+/// An IRP not called yet: its circuit is closed.
+impl Default for GstinHealth {
+    fn default() -> Self {
+        GstinHealth {
+            irp: String::new(),
+            last_success_at: None,
+            last_failure_at: None,
+            last_failure: None,
+            last_failure_class: None,
+            consecutive_failures: 0,
+            credentials_failing: false,
+            circuit: "closed",
+            circuit_open_until: None,
+            outage_failures: 0,
+        }
+    }
 }
 
 /// Per (GSTIN, IRP) health and circuit breaker, updated by every IRP call.
@@ -129,9 +147,6 @@ impl IrpHealth {
         let mut map = self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let now = Utc::now();
         for h in map.values_mut() {
-            if h.circuit.is_empty() {
-                h.circuit = "closed";
-            }
             if h.circuit == "open" && h.circuit_open_until.is_some_and(|u| u <= now) {
                 h.circuit = "half_open";
             }

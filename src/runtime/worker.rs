@@ -123,9 +123,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         .settings
         .gstins
         .iter()
-        .flat_map(|(g, c)| {
-            std::iter::once(c).chain(&c.failover).map(move |e| (g.clone(), e.irp_name().to_ascii_lowercase()))
-        })
+        .flat_map(|(g, c)| c.irp_names().map(move |irp| (g.clone(), irp.to_ascii_lowercase())))
         .collect();
     crate::telemetry::metrics::register_configured(
         irps.iter().map(|(g, i)| (g.as_str(), i.as_str())),
@@ -135,7 +133,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     if ctx.settings.retention_interval_secs > 0 {
         tokio::spawn(super::retention::run(ctx.clone(), shutdown.child_token()));
     }
-    let irps: Vec<String> = ctx.settings.gstins.iter().map(|(g, c)| format!("{g}={}", c.provider.as_str())).collect();
+    let irps: Vec<String> = ctx
+        .settings
+        .gstins
+        .iter()
+        .map(|(g, c)| format!("{g}={}", c.irp_names().collect::<Vec<_>>().join("+")))
+        .collect();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         worker_id = %ctx.worker_id,
