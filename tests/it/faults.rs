@@ -1,10 +1,9 @@
 //! Issue 9: every promise holds under concurrency, faults and operator mistakes.
-use std::time::Duration;
 
 use einvoice_worker::domain::validate_invoice;
 use serde_json::{json, Value};
 
-use crate::helpers::{invoice, is_irn, Options, TestApp, SELLER_KA};
+use crate::helpers::{invoice, is_irn, wait_until, Options, TestApp, SELLER_KA};
 
 /// Short failure tiers whose second tier is far beyond any test's patience: a message that
 /// climbs to it never comes back in time.
@@ -153,11 +152,7 @@ async fn in_doubt_is_not_a_failure_and_settles_as_soon_as_the_irp_answers() {
     // The generate call commits at the IRP and never answers (the client times out) ...
     app.sim.core.update_faults(|f| f.timeout_commit_next = 1);
     app.generate(&invoice("b2b-intra-goods", "F10/0001")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.sim.core.stats().generate_calls == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the generate call never came");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(20, "the generate call never came", || app.sim.core.stats().generate_calls > 0).await;
     // ... and then the IRP is down: the lookup after the timeout fails too.
     app.sim.core.update_faults(|f| f.fail_5xx_ratio = 1.0);
     let (_, first) = app.next_reply(30).await;

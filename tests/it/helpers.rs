@@ -304,6 +304,15 @@ async fn next(c: &mut Consumer, secs: u64) -> Option<(Option<String>, Value)> {
 }
 
 /// A sample invoice dated today with a document number unique to this call.
+/// Poll `cond` every 10 ms until it holds; fail with `what` after `secs`.
+pub async fn wait_until(secs: u64, what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub fn invoice(sample: &str, doc_number: &str) -> Value {
     einvoice_worker::samples::stamped(sample, Some(doc_number))
 }

@@ -8,7 +8,7 @@ use einvoice_worker::config::ProviderKind;
 use einvoice_worker::sim::{self, SimRegistry, Simulator};
 use serde_json::{json, Value};
 
-use crate::helpers::{invoice, Options, TestApp, SELLER_KA, SELLER_MH};
+use crate::helpers::{invoice, wait_until, Options, TestApp, SELLER_KA, SELLER_MH};
 
 /// The `[gstins."<g>"]` body for a NIC-protocol GSTIN at `primary` (named `primary_name`) with
 /// `failover` entries (name, URL) after it.
@@ -70,18 +70,10 @@ async fn an_outage_sends_new_documents_to_the_failover_irp_and_an_ambiguous_one_
     irps.nic1.core.update_faults(|f| f.timeout_commit_next = 1);
     let a = invoice("b2b-intra-goods", "IR1/A");
     app.generate(&a).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while irps.nic1.core.stats().generate_calls == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the generate call never came");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(20, "the generate call never came", || irps.nic1.core.stats().generate_calls > 0).await;
     irps.nic1.core.update_faults(|f| f.outage = true);
     // Wait until the lookups of A have opened NIC1's circuit.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while irps.nic1.core.stats().injected_5xx < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "A was never looked up at NIC1");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(20, "A was never looked up at NIC1", || irps.nic1.core.stats().injected_5xx >= 2).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // B and C are new: they go to IRIS.
     let b = invoice("b2b-intra-goods", "IR1/B");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{invoice, Options, TestApp, SELLER_KA, SELLER_MH};
+use crate::helpers::{invoice, wait_until, Options, TestApp, SELLER_KA, SELLER_MH};
 
 /// Run the binary with the test's configuration.
 fn cli(app: &TestApp, args: &[&str]) -> ProcOutput {
@@ -44,11 +44,7 @@ async fn the_operator_cli_finds_an_in_doubt_job_and_retries_it_without_a_second_
     .await;
     app.sim.core.update_faults(|f| f.timeout_commit_next = 1);
     app.generate(&invoice("b2b-intra-goods", "OP1/0001")).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while app.sim.core.stats().generate_calls == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the generate call never came");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(20, "the generate call never came", || app.sim.core.stats().generate_calls > 0).await;
     app.sim.core.update_faults(|f| f.fail_5xx_ratio = 1.0);
     let (_, in_doubt) = app.next_reply(30).await;
     assert_eq!(in_doubt["event_type"], "irn.in_doubt", "{in_doubt:#}");
