@@ -28,6 +28,8 @@ pub struct Ctx {
     pub irp_health: super::status::IrpHealth,
     /// Throttles this process has seen (`runtime::guard`).
     pub guard: super::guard::Local,
+    /// Paused GSTINs, re-read at most once a second (see [`Ctx::pause_of`]).
+    pauses: super::pause_cache::PauseCache,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
     /// set once the worker has connected.
     publisher: std::sync::OnceLock<lapin::Channel>,
@@ -53,6 +55,7 @@ impl Ctx {
             relay_wake: Arc::new(Notify::new()),
             irp_health,
             guard: Default::default(),
+            pauses: Default::default(),
             publisher: std::sync::OnceLock::new(),
         })
     }
@@ -90,6 +93,7 @@ impl Ctx {
     ) -> Result<serde_json::Value, crate::store::StoreError> {
         let errors_json = serde_json::to_value(errors).expect("error items serialise");
         let until = self.db.pause_gstin(gstin, self.settings.pause_secs, &errors_json).await?;
+        self.pauses.note(gstin, (until, errors.first().map(|e| e.code.clone()))).await;
         tracing::error!(gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
         Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
     }
@@ -104,8 +108,19 @@ impl Ctx {
     ) -> Result<serde_json::Value, crate::store::StoreError> {
         let errors_json = serde_json::to_value(errors).expect("error items serialise");
         let until = self.db.pause_gstin(gstin, secs, &errors_json).await?;
+        self.pauses.note(gstin, (until, errors.first().map(|e| e.code.clone()))).await;
         tracing::error!(gstin, ?errors, %until, "pausing this GSTIN's work");
         Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
+    }
+
+    /// The GSTIN's pause, if it is paused now: until when, and its first reason's code. Read
+    /// from a copy of `gstin_pauses` at most a second old (a pause set elsewhere, or lifted by an
+    /// operator, is seen within that second; this process's own pauses at once).
+    pub async fn pause_of(
+        &self,
+        gstin: &str,
+    ) -> Result<Option<super::pause_cache::Pause>, crate::store::StoreError> {
+        self.pauses.pause_of(&self.db, gstin).await
     }
 
     /// Parsing options; `today` is re-read per message (India date) so a long-running worker

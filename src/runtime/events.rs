@@ -23,51 +23,61 @@ fn payload(jwt_str: Option<&str>) -> Value {
 }
 
 /// How an event gets its QR image.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum QrSource {
-    /// A signed QR seen for the first time (a fresh IRN): render and store, no lookup first.
+#[derive(Clone, Copy)]
+enum QrSource<'a> {
+    /// A signed QR seen for the first time (a fresh IRN): render it; the caller stores the image
+    /// with the IRN, in the same statement.
     New,
-    /// Possibly rendered before (replays, lookups): read the store, render only on a miss.
+    /// Possibly rendered before (lookups): read the store, render and store only on a miss.
     Stored,
+    /// The store was read already (the claim of a replay): this is what it held.
+    Read(Option<&'a str>),
 }
 
-/// The QR image of `text` (base64 PNG): rendered once, off the async threads, and kept in the
-/// store. `None` when there is no text or it is too large to encode.
-async fn qr_image(ctx: &Ctx, text: Option<&str>, source: QrSource) -> Result<Option<String>, StoreError> {
+/// The QR image of `text` (base64 PNG), rendered once, off the async threads. `None` when there
+/// is no text or it is too large to encode.
+async fn qr_image(ctx: &Ctx, text: Option<&str>, source: QrSource<'_>) -> Result<Option<String>, StoreError> {
     let Some(text) = text else {
         return Ok(None);
     };
-    if source == QrSource::Stored {
-        if let Some(png) = ctx.db.qr_png(text).await? {
-            return Ok(Some(png));
+    match source {
+        QrSource::Read(Some(png)) => return Ok(Some(png.to_string())),
+        QrSource::Stored => {
+            if let Some(png) = ctx.db.qr_png(text).await? {
+                return Ok(Some(png));
+            }
         }
+        QrSource::Read(None) | QrSource::New => {}
     }
-    match qr::render_png_base64(text.to_string()).await {
-        Ok(png) => {
-            ctx.db.save_qr_png(text, &png).await?;
-            Ok(Some(png))
-        }
+    let png = match qr::render_png_base64(text.to_string()).await {
+        Ok(png) => png,
         Err(e) => {
             tracing::warn!(error = %e, "no QR image for this signed QR code");
-            Ok(None)
+            return Ok(None);
         }
+    };
+    if !matches!(source, QrSource::New) {
+        ctx.db.save_qr_png(text, &png).await?;
     }
+    Ok(Some(png))
 }
 
 /// The images of an IRN record: the `qr_png_base64` field (`None` when `EINVOICE_QR_PNG` is off:
-/// the field is then left out; `null` when there is no image) and the `print_block` (when
-/// `EINVOICE_PRINT_BLOCK` is on). Nothing is rendered when neither wants an image.
+/// the field is then left out; `null` when there is no image), the `print_block` (when
+/// `EINVOICE_PRINT_BLOCK` is on), and the PNG itself. Nothing is rendered when neither wants an image.
 struct Images {
     field: Option<Value>,
     print_block: Option<Value>,
+    png: Option<String>,
 }
 
-async fn images(ctx: &Ctx, d: &IrnData, source: QrSource) -> Result<Images, StoreError> {
+async fn images(ctx: &Ctx, d: &IrnData, source: QrSource<'_>) -> Result<Images, StoreError> {
     let (want_field, want_block) = (ctx.settings.qr_png, ctx.settings.print_block);
     let png = if want_field || want_block { qr_image(ctx, d.signed_qr_code.as_deref(), source).await? } else { None };
     Ok(Images {
         field: want_field.then(|| png.clone().map_or(Value::Null, Value::String)),
         print_block: want_block.then(|| print_block(&d.irn, &d.ack_no, &d.ack_dt, png.as_deref())),
+        png,
     })
 }
 
@@ -114,6 +124,15 @@ pub async fn b2c_qr_png(ctx: &Ctx, qr_code: &str) -> Result<Option<Value>, Store
 
 /// The `irn.generated` / `irn.details` data for a job row.
 pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, StoreError> {
+    row_data(ctx, row, replayed, QrSource::Stored).await
+}
+
+/// [`irn_data`] of a replay, whose claim has already read the stored QR image (`qr_png`).
+pub async fn replayed_irn_data(ctx: &Ctx, row: &JobRow, qr_png: Option<String>) -> Result<Value, StoreError> {
+    row_data(ctx, row, true, QrSource::Read(qr_png.as_deref())).await
+}
+
+async fn row_data(ctx: &Ctx, row: &JobRow, replayed: bool, source: QrSource<'_>) -> Result<Value, StoreError> {
     let d = IrnData {
         irn: row.irn.clone().unwrap_or_default(),
         ack_no: row.ack_no.clone().unwrap_or_default(),
@@ -127,7 +146,7 @@ pub async fn irn_data(ctx: &Ctx, row: &JobRow, replayed: bool) -> Result<Value, 
         irp: row.irp.clone().filter(|_| row.irn.is_some()),
         raw: Value::Null,
     };
-    let images = images(ctx, &d, QrSource::Stored).await?;
+    let images = images(ctx, &d, source).await?;
     let mut v = render(&d, images);
     v["duplicate"] = json!(row.duplicate);
     v["replayed"] = json!(replayed);
@@ -140,10 +159,12 @@ pub async fn fetched_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreErro
     Ok(fresh_shape(d, images))
 }
 
-/// The data of a freshly generated IRN: its QR is rendered (once) and stored without a lookup.
-pub async fn generated_irn_data(ctx: &Ctx, d: &IrnData) -> Result<Value, StoreError> {
+/// The data of a freshly generated IRN, and its QR image, rendered (once) for the caller to
+/// store with the IRN.
+pub async fn generated_irn_data(ctx: &Ctx, d: &IrnData) -> Result<(Value, Option<String>), StoreError> {
     let images = images(ctx, d, QrSource::New).await?;
-    Ok(fresh_shape(d, images))
+    let png = images.png.clone();
+    Ok((fresh_shape(d, images), png))
 }
 
 fn fresh_shape(d: &IrnData, images: Images) -> Value {

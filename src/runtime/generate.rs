@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::calls::{call, Resend};
-use super::events::{errors_json, generated_irn_data, irn_data, job_event, not_configured, paused, plain_event};
+use super::events::{
+    errors_json, generated_irn_data, job_event, not_configured, paused, plain_event, replayed_irn_data,
+};
 use super::{Ctx, Disposition};
 use crate::domain::command::DocRef;
 use crate::domain::event::{CommandMeta, ErrorItem, IRN_IN_DOUBT};
@@ -70,7 +72,7 @@ pub async fn handle(
             .await?;
         return Ok(Disposition::Ack);
     };
-    if let Some((until, code)) = ctx.db.pause_of(gstin.as_str()).await? {
+    if let Some((until, code)) = ctx.pause_of(gstin.as_str()).await? {
         if super::guard::holds(crate::domain::command::JobKind::IrnGenerate, code.as_deref()) {
             let errors = vec![paused(gstin.as_str(), until)];
             return Ok(Disposition::Wait { until, attempt, errors });
@@ -79,6 +81,9 @@ pub async fn handle(
     let request = invoice.irp_json();
     // The lease belongs to this attempt (this delivery), not to the process.
     let attempt_id = Uuid::new_v4();
+    // The IRP a new document goes to, recorded by the claim itself (`route` confirms it below).
+    let intended = preferred(ctx, gstin, &irps).irp().to_string();
+    let claimed_at = std::time::Instant::now();
     let claim = ctx
         .db
         .claim_generate_for(
@@ -89,10 +94,11 @@ pub async fn handle(
             attempt_id,
             ctx.settings.lease_secs,
             meta.request_id.as_deref(),
+            Some(&intended),
         )
         .await?;
     let (job, mut ambiguous) = match claim {
-        Claim::Done(row) => {
+        Claim::Done { row, qr_png } => {
             super::worker::record_job_id(row.id);
             // A re-send with other content must not be told "generated": the IRN belongs to the
             // invoice registered first.
@@ -111,11 +117,11 @@ pub async fn handle(
             }
             tracing::info!(document = %key, irn = ?row.irn, "document already registered; replaying the stored result");
             let (ty, data) = match row.status.as_str() {
-                "cancelled" => ("irn.details", irn_data(ctx, &row, true).await?),
+                "cancelled" => ("irn.details", replayed_irn_data(ctx, &row, qr_png).await?),
                 "rejected" => {
                     ("irn.rejected", json!({"errors": row.last_error, "dead_lettered": false, "replayed": true}))
                 }
-                _ => ("irn.generated", irn_data(ctx, &row, true).await?),
+                _ => ("irn.generated", replayed_irn_data(ctx, &row, qr_png).await?),
             };
             ctx.db.enqueue_events(&[job_event(meta, &row, ty, data)]).await?;
             return Ok(Disposition::Ack);
@@ -145,7 +151,9 @@ pub async fn handle(
         // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.
         settle(ctx, gstin, provider.as_ref(), &doc).await
     } else {
-        let lease = Lease { job_id: job.id, attempt_id };
+        // The claim has just taken the lease and recorded this IRP: the first call needs no renewal.
+        let recorded = job.irp.clone().filter(|irp| irp == provider.irp()).map(|irp| (claimed_at, irp));
+        let lease = Lease { job_id: job.id, attempt_id, recorded };
         register(ctx, gstin, &irps, provider, invoice, &doc, &lease, &mut ambiguous).await
     };
     finish(ctx, meta, &job, outcome, attempt).await
@@ -187,6 +195,12 @@ fn route(
     Err(soonest.unwrap_or_else(Utc::now))
 }
 
+/// The IRP a document never sent anywhere goes to: the first whose circuit is not open (else the
+/// primary; `route` then makes it wait).
+fn preferred<'a>(ctx: &Ctx, gstin: &Gstin, irps: &'a IrpSet) -> &'a Arc<dyn IrpProvider> {
+    irps.entries().iter().find(|p| ctx.irp_health.check(gstin.as_str(), p.irp()).is_ok()).unwrap_or(irps.primary())
+}
+
 /// After a generate that certainly did not reach `current` (it refused the connection, or its
 /// circuit is open), the next IRP in order that is available, if any.
 fn next_irp(ctx: &Ctx, g: &str, irps: &IrpSet, current: &Arc<dyn IrpProvider>) -> Option<Arc<dyn IrpProvider>> {
@@ -221,6 +235,18 @@ async fn settle(ctx: &Ctx, gstin: &Gstin, provider: &dyn IrpProvider, doc: &DocR
 struct Lease {
     job_id: Uuid,
     attempt_id: Uuid,
+    /// When the claim took the lease, and the IRP it recorded, if that is the IRP `route` chose.
+    recorded: Option<(std::time::Instant, String)>,
+}
+
+impl Lease {
+    /// Must the lease be renewed (and the IRP recorded) before a generate call at `irp`? Not
+    /// shortly after a claim that recorded that very IRP: the lease is fresh and nobody else can
+    /// take it before it ends.
+    fn needs_renewal(&self, ctx: &Ctx, irp: &str) -> bool {
+        let quarter = ctx.settings.lease_secs as f64 / 4.0;
+        !self.recorded.as_ref().is_some_and(|(at, recorded)| recorded == irp && at.elapsed().as_secs_f64() < quarter)
+    }
 }
 
 /// The call sequence for one owned document.
@@ -258,9 +284,11 @@ async fn register(
         }
         // Lookups and backoff may have outlasted the lease: renew it, and if another attempt has
         // taken the document meanwhile, stop here rather than register it a second time.
-        match ctx.db.extend_lease(lease.job_id, lease.attempt_id, ctx.settings.lease_secs, provider.irp()).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return Outcome::LeaseLost,
+        if lease.needs_renewal(ctx, provider.irp()) {
+            match ctx.db.extend_lease(lease.job_id, lease.attempt_id, ctx.settings.lease_secs, provider.irp()).await {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return Outcome::LeaseLost,
+            }
         }
         let body = invoice.irp_json();
         match call(ctx, g, provider, Operation::Generate, Resend::NotIfMayHaveReached, |s| async move {
@@ -484,8 +512,8 @@ async fn finish(
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
-            let row = store_generated(ctx, meta, job, &data, duplicate).await?;
-            tracing::info!(document = %row.doc_number, irn = %data.irn, duplicate, "IRN generated");
+            store_generated(ctx, meta, job, &data, duplicate).await?;
+            tracing::info!(document = %job.doc_number, irn = %data.irn, duplicate, "IRN generated");
             Ok(Disposition::Ack)
         }
         Outcome::Rejected(errors) => {
@@ -550,10 +578,11 @@ pub(crate) async fn store_generated(
     job: &JobRow,
     data: &IrnData,
     duplicate: bool,
-) -> Result<JobRow, StoreError> {
+) -> Result<(), StoreError> {
     // The event carries what is being stored, so a later replay (built from the row) matches it.
-    let mut event_data = generated_irn_data(ctx, data).await?;
+    let (mut event_data, qr_png) = generated_irn_data(ctx, data).await?;
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
-    ctx.db.finish_job(job.id, &JobUpdate::Generated { data: Box::new(data.clone()), duplicate }, &[ev]).await
+    let update = JobUpdate::Generated { data: Box::new(data.clone()), duplicate, qr_png };
+    ctx.db.finish_job(job.id, &update, &[ev]).await
 }

@@ -9,6 +9,7 @@
 //! - [`reconcile`]: `reconcile.rejected` runs (rejected IRNs, in-doubt jobs), durable and resumable;
 //! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
 //! - [`status`]: per-GSTIN IRP health and the metrics sampler; [`health`]: the HTTP endpoints;
+//! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
 //! - [`retention`]: deleting old published events and finished jobs;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
 pub mod calls;
@@ -18,6 +19,7 @@ pub mod generate;
 pub mod guard;
 pub mod health;
 pub mod jobs;
+pub mod pause_cache;
 pub mod reconcile;
 pub mod retention;
 pub mod scheduler;

@@ -354,9 +354,10 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                 if !ctx.db.extend_lease(job.id, owner, lease, p.irp()).await? {
                     continue;
                 }
-                let row = resolve(ctx, &job, &data).await?;
+                resolve(ctx, &job, &data).await?;
                 tracing::info!(job_id = %job.id, irn = %data.irn, "in-doubt job resolved: the IRP has its IRN");
-                job_finding(finding::IN_DOUBT_RESOLVED, &row, json!({"ack_no": row.ack_no}))
+                let row = JobRow { irn: Some(data.irn.clone()), ..job.clone() };
+                job_finding(finding::IN_DOUBT_RESOLVED, &row, json!({"ack_no": data.ack_no}))
             }
             Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => {
                 let Some(request) = job.request.clone() else {
@@ -405,7 +406,7 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
 }
 
 /// The IRP has the in-doubt job's IRN: store it and report `irn.generated`.
-async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<JobRow, StoreError> {
+async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<(), StoreError> {
     // The command that created the job is long gone: its ids are not stored, so the event goes
     // to einvoice.events only, like any result whose requester is unknown.
     let meta = CommandMeta { routing_key: JobKind::IrnGenerate.routing_key().into(), ..CommandMeta::default() };

@@ -230,6 +230,8 @@ pub struct SimCore {
     rng: Mutex<rand::rngs::StdRng>,
     token_seq: AtomicU64,
     pub signing_key: RsaPrivateKey,
+    /// `signing_key` on ring, for the two signatures of every IRN.
+    signer: jwt::FastSigner,
     pub nic_key: RsaPrivateKey,
 }
 
@@ -246,14 +248,16 @@ impl Default for SimCore {
 
 impl SimCore {
     pub fn new() -> SimCore {
+        let signing_key = nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key");
         SimCore {
+            signer: jwt::FastSigner::new(&signing_key).expect("bundled simulator key"),
             store: Mutex::new(Store::default()),
             membership: std::sync::OnceLock::new(),
             quota: Mutex::new(HashMap::new()),
             faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
             rng: Mutex::new(rand::SeedableRng::from_entropy()),
             token_seq: AtomicU64::new(1),
-            signing_key: nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key"),
+            signing_key,
             nic_key: nic_crypto::parse_private_key_pem(NIC_PRIVATE_PEM).expect("bundled simulator key"),
         }
     }
@@ -539,8 +543,8 @@ impl SimCore {
             ack_at: now,
             status: "ACT".into(),
             cancel_date: None,
-            signed_invoice: jwt::sign(&signed, &self.signing_key, "SIM-SIGNING-KEY"),
-            signed_qr: jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY"),
+            signed_invoice: self.signer.sign(&signed, "SIM-SIGNING-KEY"),
+            signed_qr: self.signer.sign(&qr, "SIM-SIGNING-KEY"),
             ewb,
             rejected_on: None,
             surviving_irn: None,
@@ -725,7 +729,7 @@ impl SimCore {
         self.count(|c| c.other_calls += 1);
         let qr =
             json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
-        Ok(json!({"QRCode": jwt::sign(&qr, &self.signing_key, "SIM-SIGNING-KEY")}))
+        Ok(json!({"QRCode": self.signer.sign(&qr, "SIM-SIGNING-KEY")}))
     }
 }
 

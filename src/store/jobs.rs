@@ -3,6 +3,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -65,15 +66,18 @@ pub(crate) const COLUMNS: &str =
 /// The claim statement (see [`Db::claim_generate`]). `ins` creates a new document already
 /// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
 /// rejected for this very payload, or leased to another live attempt; otherwise the locked row
-/// comes back as `held`. A re-sent command after `failed`/`rejected` starts a new retry budget.
+/// comes back as `held`, with its stored QR image (a replay needs nothing else). A re-sent
+/// command after `failed`/`rejected` starts a new retry budget. The claim records the IRP the
+/// attempt means to call (`$13`), except on a document that may already have reached one: that
+/// one keeps its IRP, where it is looked up.
 static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     let qualified: Vec<String> = COLUMNS.split(',').map(|c| format!("j.{}", c.trim())).collect();
     let qualified = qualified.join(", ");
     format!(
         "WITH ins AS (
             INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status,
-                              request, attempts, lease_owner, lease_until, first_attempt_at, request_id)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, 1, $10, now() + make_interval(secs => $11), now(), $12)
+                              request, attempts, lease_owner, lease_until, first_attempt_at, request_id, irp)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'in_flight', $9, 1, $10, now() + make_interval(secs => $11), now(), $12, $13)
             ON CONFLICT (doc_key) DO NOTHING
             RETURNING {COLUMNS}
          ), cur AS (
@@ -82,6 +86,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
             UPDATE jobs j SET status = 'in_flight', attempts = j.attempts + 1, lease_owner = $10,
                 lease_until = now() + make_interval(secs => $11), request = $9, provider = $8,
                 request_id = COALESCE($12, j.request_id),
+                irp = CASE WHEN cur.status IN ('in_doubt', 'in_flight') THEN j.irp ELSE $13 END,
                 first_attempt_at = CASE WHEN cur.status IN ('failed', 'rejected') THEN now()
                                         ELSE COALESCE(j.first_attempt_at, now()) END,
                 updated_at = now()
@@ -91,11 +96,14 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
               AND NOT (cur.status = 'in_flight' AND cur.lease_until > now())
             RETURNING {qualified}, cur.status AS prev
          )
-         SELECT {COLUMNS}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until FROM ins
+         SELECT {COLUMNS}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until,
+                NULL::text AS qr_png FROM ins
          UNION ALL
-         SELECT {COLUMNS}, 'owned', prev, NULL FROM upd
+         SELECT {COLUMNS}, 'owned', prev, NULL, NULL FROM upd
          UNION ALL
-         SELECT {COLUMNS}, 'held', status, lease_until FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
+         SELECT {COLUMNS}, 'held', status, lease_until,
+                (SELECT png_base64 FROM qr_png WHERE qr_sha256 = sha256(convert_to(cur.signed_qr_code, 'UTF8')))
+         FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
     )
 });
 
@@ -142,8 +150,8 @@ pub fn doc_key(key: &DocumentKey) -> String {
 #[derive(Debug)]
 pub enum Claim {
     /// The document already has its outcome (generated, cancelled, or this very payload was
-    /// rejected): answer from the store.
-    Done(JobRow),
+    /// rejected): answer from the store. `qr_png`: the stored image of its signed QR, if any.
+    Done { row: JobRow, qr_png: Option<String> },
     /// Another worker holds the lease until this time.
     Busy(DateTime<Utc>),
     /// We own the generate call for this document until the lease ends. `ambiguous` is true
@@ -158,6 +166,8 @@ pub enum JobUpdate {
     Generated {
         data: Box<IrnData>,
         duplicate: bool,
+        /// The QR image rendered for `data.signed_qr_code`, stored with it (see `store::qr`).
+        qr_png: Option<String>,
     },
     Cancelled {
         cancel_date: String,
@@ -197,11 +207,12 @@ impl Db {
         owner: Uuid,
         lease_secs: i64,
     ) -> Result<Claim, StoreError> {
-        self.claim_generate_for(key, doc_date, provider, request, owner, lease_secs, None).await
+        self.claim_generate_for(key, doc_date, provider, request, owner, lease_secs, None, None).await
     }
 
     /// [`Db::claim_generate`] recording the claiming command's `request_id` on the job (kept
-    /// when the command has none), so `job.status` finds a job still in its first attempt.
+    /// when the command has none), so `job.status` finds a job still in its first attempt, and
+    /// the IRP this attempt means to call (see [`CLAIM_SQL`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_generate_for(
         &self,
@@ -212,6 +223,7 @@ impl Db {
         owner: Uuid,
         lease_secs: i64,
         request_id: Option<&str>,
+        irp: Option<&str>,
     ) -> Result<Claim, StoreError> {
         let c = self.client().await?;
         let dk = doc_key(key);
@@ -236,6 +248,7 @@ impl Db {
                         &owner,
                         &lease,
                         &request_id,
+                        &irp,
                     ],
                 )
                 .await?;
@@ -253,7 +266,7 @@ impl Db {
                 _ if prev.as_deref() == Some(status::IN_FLIGHT) => {
                     Claim::Busy(row.get::<_, Option<DateTime<Utc>>>("held_until").unwrap_or_else(Utc::now))
                 }
-                _ => Claim::Done(job),
+                _ => Claim::Done { qr_png: row.get("qr_png"), row: job },
             });
         }
         Err(StoreError::Corrupt(format!("job {dk} could neither be created nor found")))
@@ -279,70 +292,86 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Write a job's new state and its events atomically, releasing the lease.
-    pub async fn finish_job(
-        &self,
-        job_id: Uuid,
-        update: &JobUpdate,
-        events: &[OutboxEvent],
-    ) -> Result<JobRow, StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
+    /// Write a job's new state and its events atomically, releasing the lease: one statement
+    /// (the job's `UPDATE`, each event's and a QR image's `INSERT` as data-modifying `WITH`
+    /// clauses), prepared once per shape, so one round trip and no `BEGIN`/`COMMIT`.
+    pub async fn finish_job(&self, job_id: Uuid, update: &JobUpdate, events: &[OutboxEvent]) -> Result<(), StoreError> {
         // `in_doubt_reported_at` survives only while the job stays in doubt.
-        let sql = |set: &str| {
-            let reported = if set.contains("in_doubt_reported_at") { "" } else { ", in_doubt_reported_at = NULL" };
-            format!("UPDATE jobs SET {set}{reported}, lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
-        };
-        let row = match update {
-            JobUpdate::Generated { data: r, duplicate } => {
-                tx.query_one(
-                    &sql("status = 'generated', irn = $2, ack_no = $3, ack_dt = $4, signed_invoice = $5, signed_qr_code = $6,
-                          ewb_no = $7, ewb_dt = $8, ewb_valid_till = $9, duplicate = $10, response = $11, last_error = NULL,
-                          irp = $12"),
-                    &[
-                        &job_id,
-                        &r.irn,
-                        &r.ack_no,
-                        &r.ack_dt,
-                        &r.signed_invoice,
-                        &r.signed_qr_code,
-                        &r.ewb_no,
-                        &r.ewb_dt,
-                        &r.ewb_valid_till,
-                        duplicate,
-                        &*storable(&r.raw),
-                        &r.irp,
-                    ],
-                )
-                .await?
-            }
-            JobUpdate::Cancelled { cancel_date, response } => {
-                let set = "status = 'cancelled', cancel_date = $2, response = $3";
-                tx.query_one(&sql(set), &[&job_id, cancel_date, &*storable(response)]).await?
+        let (set, json) = match update {
+            JobUpdate::Generated { data, .. } => (
+                "status = 'generated', irn = $3, ack_no = $4, ack_dt = $5, signed_invoice = $6, signed_qr_code = $7,
+                 ewb_no = $8, ewb_dt = $9, ewb_valid_till = $10, duplicate = $11, response = $2, last_error = NULL,
+                 irp = $12, in_doubt_reported_at = NULL",
+                storable(&data.raw),
+            ),
+            JobUpdate::Cancelled { response, .. } => {
+                ("status = 'cancelled', cancel_date = $3, response = $2, in_doubt_reported_at = NULL", storable(response))
             }
             JobUpdate::Rejected { errors } => {
-                tx.query_one(&sql("status = 'rejected', last_error = $2"), &[&job_id, &*storable(errors)]).await?
+                ("status = 'rejected', last_error = $2, in_doubt_reported_at = NULL", storable(errors))
             }
-            JobUpdate::Failed { errors } => {
-                tx.query_one(&sql("status = 'failed', last_error = $2"), &[&job_id, &*storable(errors)]).await?
-            }
-            JobUpdate::Retry { errors, in_doubt: true } => {
-                let set = "status = 'in_doubt', last_error = $2, in_doubt_reported_at = in_doubt_reported_at";
-                tx.query_one(&sql(set), &[&job_id, &*storable(errors)]).await?
-            }
+            JobUpdate::Failed { errors } => ("status = 'failed', last_error = $2, in_doubt_reported_at = NULL", storable(errors)),
+            JobUpdate::Retry { errors, in_doubt: true } => ("status = 'in_doubt', last_error = $2", storable(errors)),
             JobUpdate::Retry { errors, in_doubt: false } => {
-                tx.query_one(&sql("status = 'pending', last_error = $2"), &[&job_id, &*storable(errors)]).await?
+                ("status = 'pending', last_error = $2, in_doubt_reported_at = NULL", storable(errors))
             }
             JobUpdate::ReportInDoubt { errors } => {
-                let set = "status = 'in_doubt', last_error = $2, in_doubt_reported_at = now()";
-                tx.query_one(&sql(set), &[&job_id, &*storable(errors)]).await?
+                ("status = 'in_doubt', last_error = $2, in_doubt_reported_at = now()", storable(errors))
             }
         };
-        for ev in events {
-            outbox::insert(&tx, ev).await?;
+        let json: &Value = &json;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&job_id, json];
+        let mut qr: Option<(Vec<u8>, &str)> = None;
+        match update {
+            JobUpdate::Generated { data: r, duplicate, qr_png } => {
+                params.extend([
+                    &r.irn as &(dyn ToSql + Sync),
+                    &r.ack_no,
+                    &r.ack_dt,
+                    &r.signed_invoice,
+                    &r.signed_qr_code,
+                    &r.ewb_no,
+                    &r.ewb_dt,
+                    &r.ewb_valid_till,
+                    duplicate,
+                    &r.irp,
+                ]);
+                qr = r.signed_qr_code.as_deref().zip(qr_png.as_deref()).map(|(text, png)| (super::qr::key(text), png));
+            }
+            JobUpdate::Cancelled { cancel_date, .. } => params.push(cancel_date),
+            _ => {}
         }
-        tx.commit().await?;
-        Ok(JobRow::from(&row))
+        let mut sql = format!(
+            "WITH job AS (UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now()
+                          WHERE id = $1 RETURNING id)"
+        );
+        let rows = events.iter().map(outbox::Row::of).collect::<Result<Vec<_>, _>>()?;
+        for (i, (row, values)) in rows.iter().zip(outbox::placeholders(params.len() + 1, rows.len(), true)).enumerate() {
+            sql += &format!(
+                ", event{i} AS (INSERT INTO outbox ({}) SELECT {values} FROM job ON CONFLICT (event_id) DO NOTHING)",
+                outbox::COLUMNS
+            );
+            params.extend(row.params());
+        }
+        if let Some((key, png)) = &qr {
+            let n = params.len();
+            sql += &format!(
+                ", qr AS (INSERT INTO qr_png (qr_sha256, png_base64) SELECT ${}::bytea, ${}::text FROM job
+                          ON CONFLICT (qr_sha256) DO NOTHING)",
+                n + 1,
+                n + 2
+            );
+            params.extend([key as &(dyn ToSql + Sync), png]);
+        }
+        sql += " SELECT count(*) FROM job";
+        let c = self.client().await?;
+        let stmt = c.prepare_cached(&sql).await?;
+        let found: i64 = c.query_one(&stmt, &params).await?.get(0);
+        if found != 1 {
+            return Err(StoreError::Corrupt(format!("job {job_id} does not exist")));
+        }
+        rows.iter().for_each(outbox::Row::note);
+        Ok(())
     }
 
     pub async fn job_by_key(&self, key: &DocumentKey) -> Result<Option<JobRow>, StoreError> {

@@ -2,6 +2,7 @@
 //! report, and a relay publishes them afterwards (see `amqp::relay`). A crash between commit
 //! and publish only delays an event; consumers dedupe on `event_id`.
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -27,31 +28,87 @@ pub struct PendingEvent {
     pub payload: serde_json::Value,
 }
 
-pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<(), StoreError> {
-    let mut payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    // An event may quote what a message said (a bad value, its ids): a NUL in it must not make
-    // the answer itself unstorable.
-    strip_nul(&mut payload);
-    // Nor may a control character it quotes (a bidi override in a document number) reach an
-    // ERP screen as such: every echoed string is escaped here, where every event passes.
-    escape_event_echoes(&mut payload);
-    let text = |s: &Option<String>| s.as_deref().map(|s| without_nul(s).into_owned());
-    let echoed = |s: &Option<String>| s.as_deref().map(|s| escape_controls(&without_nul(s)).into_owned());
-    client
-        .execute(
-            "INSERT INTO outbox (event_id, event_type, reply_to, correlation_id, payload)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
-            &[
-                &ev.event.event_id,
-                &without_nul(&ev.event.event_type),
-                &text(&ev.reply_to),
-                &echoed(&ev.event.correlation_id),
-                &payload,
-            ],
-        )
-        .await?;
-    crate::telemetry::metrics::note_event(&ev.event.event_type);
+/// An event as the `outbox` table stores it. An event may quote what a message said (a bad
+/// value, its ids): a NUL in it must not make the answer itself unstorable, nor may a control
+/// character it quotes (a bidi override in a document number) reach an ERP screen as such, so
+/// NULs are stripped and every echoed string is escaped here, where every event passes.
+pub(crate) struct Row {
+    event_id: Uuid,
+    event_type: String,
+    reply_to: Option<String>,
+    correlation_id: Option<String>,
+    payload: serde_json::Value,
+}
+
+/// The columns [`Row::params`] fills, in order.
+pub(crate) const COLUMNS: &str = "event_id, event_type, reply_to, correlation_id, payload";
+/// Their types, for parameters in a `SELECT` list (where Postgres cannot infer them).
+pub(crate) const TYPES: [&str; 5] = ["uuid", "text", "text", "text", "jsonb"];
+
+impl Row {
+    pub(crate) fn of(ev: &OutboxEvent) -> Result<Row, StoreError> {
+        let mut payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        strip_nul(&mut payload);
+        escape_event_echoes(&mut payload);
+        Ok(Row {
+            event_id: ev.event.event_id,
+            event_type: without_nul(&ev.event.event_type).into_owned(),
+            reply_to: ev.reply_to.as_deref().map(|s| without_nul(s).into_owned()),
+            correlation_id: ev.event.correlation_id.as_deref().map(|s| escape_controls(&without_nul(s)).into_owned()),
+            payload,
+        })
+    }
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [&self.event_id, &self.event_type, &self.reply_to, &self.correlation_id, &self.payload]
+    }
+
+    /// Count the event once it is committed (see `telemetry::metrics::note_event`).
+    pub(crate) fn note(&self) {
+        crate::telemetry::metrics::note_event(&self.event_type);
+    }
+}
+
+/// `$first, …` placeholders for `n` rows of [`COLUMNS`], as `VALUES` tuples (`typed`: with casts,
+/// for a `SELECT` list).
+pub(crate) fn placeholders(first: usize, n: usize, typed: bool) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            let cols: Vec<String> = TYPES
+                .iter()
+                .enumerate()
+                .map(|(c, ty)| {
+                    let p = first + i * TYPES.len() + c;
+                    if typed {
+                        format!("${p}::{ty}")
+                    } else {
+                        format!("${p}")
+                    }
+                })
+                .collect();
+            cols.join(", ")
+        })
+        .collect()
+}
+
+/// Insert events (one statement, prepared once per event count).
+pub async fn insert_all<C: GenericClient>(client: &C, events: &[OutboxEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = events.iter().map(Row::of).collect::<Result<Vec<_>, _>>()?;
+    let values: Vec<String> = placeholders(1, rows.len(), false).into_iter().map(|p| format!("({p})")).collect();
+    let sql =
+        format!("INSERT INTO outbox ({COLUMNS}) VALUES {} ON CONFLICT (event_id) DO NOTHING", values.join(", "));
+    let stmt = client.prepare_cached(&sql).await?;
+    let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(Row::params).collect();
+    client.execute(&stmt, &params).await?;
+    rows.iter().for_each(Row::note);
     Ok(())
+}
+
+pub async fn insert<C: GenericClient>(client: &C, ev: &OutboxEvent) -> Result<(), StoreError> {
+    insert_all(client, std::slice::from_ref(ev)).await
 }
 
 impl Db {
@@ -70,15 +127,10 @@ impl Db {
         Ok(row.get(0))
     }
 
-    /// Record events that have no job state to go with them (envelope rejections, lookups).
+    /// Record events that have no job state to go with them (envelope rejections, lookups,
+    /// replays): one statement, so all or none.
     pub async fn enqueue_events(&self, events: &[OutboxEvent]) -> Result<(), StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await?;
-        for ev in events {
-            insert(&tx, ev).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        insert_all(&self.client().await?, events).await
     }
 
     /// Number of events not yet published (for tests, the demo and metrics).

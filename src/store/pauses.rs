@@ -38,4 +38,17 @@ impl Db {
         .await?
         .map(|r| (r.get(0), r.get(1))))
     }
+
+    /// Every pause in force now, by GSTIN (see `runtime::pause_cache`).
+    pub async fn pauses_now(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Option<String>)>, StoreError> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT gstin, paused_until, reason->0->>'code' FROM gstin_pauses WHERE paused_until > now()",
+            )
+            .await?;
+        Ok(c.query(&stmt, &[]).await?.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect())
+    }
 }

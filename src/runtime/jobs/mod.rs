@@ -61,7 +61,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) 
         )];
         return reject(ctx, meta, kind, errors, None).await;
     };
-    if let Some((until, code)) = ctx.db.pause_of(gstin.as_str()).await? {
+    if let Some((until, code)) = ctx.pause_of(gstin.as_str()).await? {
         if super::guard::holds(kind, code.as_deref()) {
             let errors = vec![paused(gstin.as_str(), until)];
             return Ok(Disposition::Wait { until, attempt, errors });
