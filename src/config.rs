@@ -541,9 +541,19 @@ impl Settings {
         }
     }
 
-    /// The jobs' pool size: `db_pool_size`, or `prefetch` clamped to 4..=32.
+    /// The jobs' connections: `db_pool_size`, or `prefetch` clamped to 4..=32.
     pub fn pool_size(&self) -> usize {
         self.db_pool_size.unwrap_or((self.prefetch as usize).clamp(4, 32))
+    }
+
+    /// [`Settings::pool_size`] split in two pools: (finishing work and everything else, claims of
+    /// new documents). A quarter (at least one) is for claims, so that at a high prefetch the
+    /// claims of new messages queue among themselves and never ahead of the finishes of jobs
+    /// whose IRP call has returned.
+    pub fn pool_sizes(&self) -> (usize, usize) {
+        let total = self.pool_size();
+        let intake = (total / 4).max(1);
+        (total.saturating_sub(intake).max(1), intake)
     }
 
     pub fn http_connect_timeout(&self) -> Duration {

@@ -122,7 +122,7 @@ impl Relay {
 
 /// The AMQP message for an event: JSON body, `message_id` = event id, `type` = event type.
 fn message(ev: &PendingEvent) -> (Vec<u8>, lapin::BasicProperties) {
-    let body = serde_json::to_vec(&ev.payload).expect("a JSON value serialises");
+    let body = ev.body.clone();
     let mut props = json_props()
         .with_message_id(ShortString::from(ev.event_id.to_string()))
         .with_type(ShortString::from(ev.event_type.as_str()))

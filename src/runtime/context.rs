@@ -17,6 +17,9 @@ use crate::store::Db;
 pub struct Ctx {
     pub settings: Settings,
     pub db: Db,
+    /// The pool generate claims use (by default `db` itself; the worker gives it its own
+    /// connections: see `Settings::pool_sizes`).
+    pub intake: Db,
     pub sessions: SessionManager,
     pub providers: Providers,
     pub topology: Topology,
@@ -49,6 +52,7 @@ impl Ctx {
             ),
             topology: Topology::new(&settings),
             settings,
+            intake: db.clone(),
             db,
             providers,
             worker_id: Uuid::new_v4(),
@@ -58,6 +62,12 @@ impl Ctx {
             pauses: Default::default(),
             publisher: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Claims go through `intake`, apart from the finishing work in `db`.
+    pub fn with_intake(mut self, intake: Db) -> Ctx {
+        self.intake = intake;
+        self
     }
 
     /// Install the publisher channel (once, at start).

@@ -85,7 +85,7 @@ pub async fn handle(
     let intended = preferred(ctx, gstin, &irps).irp().to_string();
     let claimed_at = std::time::Instant::now();
     let claim = ctx
-        .db
+        .intake
         .claim_generate_for(
             key,
             &invoice.doc_date().to_string(),
@@ -512,8 +512,9 @@ async fn finish(
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
-            store_generated(ctx, meta, job, &data, duplicate).await?;
-            tracing::info!(document = %job.doc_number, irn = %data.irn, duplicate, "IRN generated");
+            let irn = data.irn.clone();
+            store_generated(ctx, meta, job, data, duplicate).await?;
+            tracing::info!(document = %job.doc_number, irn, duplicate, "IRN generated");
             Ok(Disposition::Ack)
         }
         Outcome::Rejected(errors) => {
@@ -576,13 +577,13 @@ pub(crate) async fn store_generated(
     ctx: &Ctx,
     meta: &CommandMeta,
     job: &JobRow,
-    data: &IrnData,
+    data: Box<IrnData>,
     duplicate: bool,
 ) -> Result<(), StoreError> {
     // The event carries what is being stored, so a later replay (built from the row) matches it.
-    let (mut event_data, qr_png) = generated_irn_data(ctx, data).await?;
+    let (mut event_data, qr_png) = generated_irn_data(ctx, &data).await?;
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
-    let update = JobUpdate::Generated { data: Box::new(data.clone()), duplicate, qr_png };
+    let update = JobUpdate::Generated { data, duplicate, qr_png };
     ctx.db.finish_job(job.id, &update, &[ev]).await
 }

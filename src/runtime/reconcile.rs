@@ -410,7 +410,7 @@ async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<(), StoreErr
     // The command that created the job is long gone: its ids are not stored, so the event goes
     // to einvoice.events only, like any result whose requester is unknown.
     let meta = CommandMeta { routing_key: JobKind::IrnGenerate.routing_key().into(), ..CommandMeta::default() };
-    super::generate::store_generated(ctx, &meta, job, data, false).await
+    super::generate::store_generated(ctx, &meta, job, Box::new(data.clone()), false).await
 }
 
 /// Sort key: kind (in [`finding::ALL`] order), GSTIN, document, IRN.

@@ -69,7 +69,7 @@ pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     let fail = |e: StoreError| anyhow::anyhow!(store::startup_error(url, &e));
     let ca = settings.database_ca_file.as_deref();
     store::ensure_database(url, ca).await.map_err(fail)?;
-    let db = Db::with_ca(url, settings.pool_size(), ca)?;
+    let db = Db::with_ca(url, settings.pool_sizes().0, ca)?;
     db.migrate().await.map_err(fail).context("applying migrations")?;
     Ok(db)
 }
@@ -90,7 +90,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
             "EINVOICE_TOKEN_KEY is not set: IRP tokens are encrypted at rest with the built-in development key"
         );
     }
-    let ctx = Arc::new(Ctx::new(settings, db, providers)?);
+    // Claims of new documents have their own connections (see `Settings::pool_sizes`).
+    let intake = {
+        use secrecy::ExposeSecret;
+        Db::with_ca(settings.database_url.expose_secret(), settings.pool_sizes().1, settings.database_ca_file.as_deref())?
+    };
+    let ctx = Arc::new(Ctx::new(settings, db, providers)?.with_intake(intake));
     let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;
     ctx.topology.declare(&conn).await.context("declaring the RabbitMQ topology")?;
     let relay = Relay {

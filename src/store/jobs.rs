@@ -73,6 +73,9 @@ pub(crate) const COLUMNS: &str =
 static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     let qualified: Vec<String> = COLUMNS.split(',').map(|c| format!("j.{}", c.trim())).collect();
     let qualified = qualified.join(", ");
+    // A claimed row's request is the one this statement sent: not worth sending back and parsing.
+    let claimed = COLUMNS.replace(" request,", " NULL::jsonb AS request,");
+    assert_ne!(claimed, COLUMNS, "COLUMNS lists request");
     format!(
         "WITH ins AS (
             INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status,
@@ -96,10 +99,10 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
               AND NOT (cur.status = 'in_flight' AND cur.lease_until > now())
             RETURNING {qualified}, cur.status AS prev
          )
-         SELECT {COLUMNS}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until,
+         SELECT {claimed}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until,
                 NULL::text AS qr_png FROM ins
          UNION ALL
-         SELECT {COLUMNS}, 'owned', prev, NULL, NULL FROM upd
+         SELECT {claimed}, 'owned', prev, NULL, NULL FROM upd
          UNION ALL
          SELECT {COLUMNS}, 'held', status, lease_until,
                 (SELECT png_base64 FROM qr_png WHERE qr_sha256 = sha256(convert_to(cur.signed_qr_code, 'UTF8')))
@@ -156,6 +159,7 @@ pub enum Claim {
     Busy(DateTime<Utc>),
     /// We own the generate call for this document until the lease ends. `ambiguous` is true
     /// when an earlier attempt may have reached the IRP: look up by document before generating.
+    /// The row's `request` is left out (it is the claim's own).
     Owned { job: JobRow, ambiguous: bool },
 }
 

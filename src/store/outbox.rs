@@ -2,7 +2,7 @@
 //! report, and a relay publishes them afterwards (see `amqp::relay`). A crash between commit
 //! and publish only delays an event; consumers dedupe on `event_id`.
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
@@ -25,7 +25,27 @@ pub struct PendingEvent {
     pub event_type: String,
     pub reply_to: Option<String>,
     pub correlation_id: Option<String>,
-    pub payload: serde_json::Value,
+    /// The event as JSON text, exactly as PostgreSQL returns the `jsonb` (published as is).
+    pub body: Vec<u8>,
+}
+
+/// A `jsonb` (or `json`) value's JSON text, as the server sent it: the relay publishes it without
+/// parsing it into a tree and writing it out again.
+struct JsonText(Vec<u8>);
+
+impl<'a> FromSql<'a> for JsonText {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<JsonText, Box<dyn std::error::Error + Sync + Send>> {
+        // Binary jsonb is a format version byte (1) and the text; binary json is the text.
+        match (ty, raw.split_first()) {
+            (&Type::JSONB, Some((1, text))) => Ok(JsonText(text.to_vec())),
+            (&Type::JSONB, _) => Err("unsupported jsonb format version".into()),
+            _ => Ok(JsonText(raw.to_vec())),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSONB | Type::JSON)
+    }
 }
 
 /// An event as the `outbox` table stores it. An event may quote what a message said (a bad
@@ -140,15 +160,20 @@ impl Db {
     }
 }
 
-/// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds).
+/// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds). An event
+/// stored by a worker from before `schema_version` existed gets it here, so every event a
+/// consumer sees has it (they are all version 1).
 pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
-    let rows = tx
-        .query(
-            "SELECT id, event_id, event_type, reply_to, correlation_id, payload FROM outbox
-             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            &[&limit],
+    let stmt = tx
+        .prepare_cached(
+            "SELECT id, event_id, event_type, reply_to, correlation_id,
+                    CASE WHEN payload ? 'schema_version' THEN payload
+                         ELSE payload || jsonb_build_object('schema_version', $2::int) END
+             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .await?;
+    let version = i32::try_from(crate::domain::event::SCHEMA_VERSION).unwrap_or(1);
+    let rows = tx.query(&stmt, &[&limit, &version]).await?;
     Ok(rows
         .iter()
         .map(|r| PendingEvent {
@@ -157,21 +182,13 @@ pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<Pendin
             event_type: r.get(2),
             reply_to: r.get(3),
             correlation_id: r.get(4),
-            payload: with_schema_version(r.get(5)),
+            body: r.get::<_, JsonText>(5).0,
         })
         .collect())
 }
 
-/// An event stored by a worker from before `schema_version` existed is published with it, so
-/// every event a consumer sees has it (they are all version 1).
-fn with_schema_version(mut payload: serde_json::Value) -> serde_json::Value {
-    if let Some(o) = payload.as_object_mut() {
-        o.entry("schema_version").or_insert(crate::domain::event::SCHEMA_VERSION.into());
-    }
-    payload
-}
-
 pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
-    tx.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1)", &[&ids]).await?;
+    let stmt = tx.prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").await?;
+    tx.execute(&stmt, &[&ids]).await?;
     Ok(())
 }

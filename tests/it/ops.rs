@@ -107,14 +107,15 @@ async fn events_nobody_is_bound_for_are_kept_in_the_unrouted_queue_and_only_thos
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pool_has_its_own_size_and_the_relay_publishes_while_jobs_hold_every_connection() {
+async fn the_pools_have_their_own_size_and_the_relay_publishes_while_jobs_hold_every_connection() {
     let mut app =
         TestApp::spawn_with(Options { extra_toml: "prefetch = 32\ndb_pool_size = 2".into(), ..Default::default() })
             .await;
     let ctx = app.worker.as_ref().unwrap().ctx.clone();
-    assert_eq!(ctx.db.pool().status().max_size, 2, "the pool follows db_pool_size, not prefetch");
-    // Jobs hold every connection of the worker's pool...
-    let held = [ctx.db.client().await.unwrap(), ctx.db.client().await.unwrap()];
+    let sizes = (ctx.db.pool().status().max_size, ctx.intake.pool().status().max_size);
+    assert_eq!(sizes, (1, 1), "the pools follow db_pool_size, not prefetch: one for claims, one for the rest");
+    // Jobs hold every connection of the worker's pools...
+    let held = [ctx.db.client().await.unwrap(), ctx.intake.client().await.unwrap()];
     // ...while an event is committed (by another process's pool) and waits in the outbox.
     let meta = einvoice_worker::domain::event::CommandMeta {
         routing_key: "irn.get".into(),
