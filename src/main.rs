@@ -9,6 +9,12 @@ use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
 use einvoice_worker::domain::command::{parse_command, Command, JobKind};
 use einvoice_worker::domain::event::DocumentRef;
 use einvoice_worker::domain::text::escape_controls;
+
+/// jemalloc instead of glibc's malloc: a worker allocates and frees many short-lived JSON trees and
+/// buffers per message, and glibc's allocator (consolidating its free lists) was a fifth of the
+/// worker's CPU. mimalloc was tried too: it cost as much CPU and twice the peak RSS (README, Benchmark).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use einvoice_worker::domain::Problem;
 use einvoice_worker::operator::cli as ops;
 use einvoice_worker::{amqp, bench, demo, runtime, sim, telemetry};

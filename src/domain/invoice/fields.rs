@@ -406,5 +406,15 @@ pub fn matches(spec: &FieldSpec, text: &str) -> bool {
 
 /// The children of a section (template path), in table order.
 pub fn children(parent: &str) -> impl Iterator<Item = &'static FieldSpec> + '_ {
-    FIELDS.iter().filter(move |f| f.parent() == parent && f.path != parent)
+    CHILDREN.get(parent).into_iter().flatten().copied()
 }
+
+/// Each template path's fields, in table order: the validation walks every object of every
+/// invoice through this, so it is indexed once instead of scanning the table per object.
+static CHILDREN: Lazy<HashMap<&'static str, Vec<&'static FieldSpec>>> = Lazy::new(|| {
+    let mut by_parent: HashMap<&'static str, Vec<&'static FieldSpec>> = HashMap::new();
+    for f in FIELDS.iter().filter(|f| f.path != f.parent()) {
+        by_parent.entry(f.parent()).or_default().push(f);
+    }
+    by_parent
+});
