@@ -375,6 +375,25 @@ pub fn get(template: &str) -> Option<&'static FieldSpec> {
     BY_PATH.get(template).copied()
 }
 
+/// The spec of the field `key` of the section `parent` (a template path), without building the
+/// field's path.
+pub fn get_child(parent: &str, key: &str) -> Option<&'static FieldSpec> {
+    // A list element's template (`ItemList[]`) is its list's section (`ItemList`).
+    children(parent.trim_end_matches("[]")).find(|f| f.key() == key)
+}
+
+/// The allowed range of a number field as decimals, parsed once: the field's own, or the schema's
+/// widest (±99999999999999.99).
+pub fn range(spec: Option<&FieldSpec>) -> (crate::domain::invoice::Decimal, crate::domain::invoice::Decimal) {
+    type Range = (crate::domain::invoice::Decimal, crate::domain::invoice::Decimal);
+    const WIDEST: (&str, &str) = ("-99999999999999.99", "99999999999999.99");
+    static PARSED: Lazy<HashMap<(&'static str, &'static str), Range>> = Lazy::new(|| {
+        let parse = |t: &str| crate::domain::invoice::money::parse(t).unwrap_or_default();
+        FIELDS.iter().filter_map(|f| f.range).chain([WIDEST]).map(|r| (r, (parse(r.0), parse(r.1)))).collect()
+    });
+    PARSED[&spec.and_then(|s| s.range).unwrap_or(WIDEST)]
+}
+
 /// Template of a concrete path: `ItemList[3].AssAmt` → `ItemList[].AssAmt`.
 pub fn template(concrete: &str) -> String {
     let mut out = String::with_capacity(concrete.len());

@@ -21,7 +21,7 @@ impl Ctx<'_> {
     /// The table's spec for `base.key` (`base` concrete: `ItemList[3]`). Every field a rule reads
     /// is in the table; a miss is a bug caught by the tests (debug builds).
     pub(super) fn spec(&self, base: &str, key: &str) -> Option<&'static fields::FieldSpec> {
-        let s = fields::get(&fields::template(&join(base, key)));
+        let s = fields::get_child(&fields::template(base), key);
         debug_assert!(s.is_some(), "{base}.{key} is not in the field table");
         s
     }
@@ -180,7 +180,7 @@ impl Ctx<'_> {
             Some(v) => v,
         };
         let v = match slot {
-            Value::Number(n) => money::parse(&n.to_string()),
+            Value::Number(n) => number_value(n),
             Value::String(s) => {
                 let t = s.trim();
                 if t.is_empty() {
@@ -218,8 +218,7 @@ impl Ctx<'_> {
             }
         };
         let spec = self.spec(base, key);
-        let (min, max) = spec.and_then(|s| s.range).unwrap_or(("-99999999999999.99", "99999999999999.99"));
-        let (min, max) = (money::parse(min).unwrap_or_default(), money::parse(max).unwrap_or_default());
+        let (min, max) = fields::range(spec);
         let owned_by_rule = matches!(spec, Some(fields::FieldSpec { check: fields::Check::Rule(_), .. }));
         let range_code = match spec {
             Some(fields::FieldSpec { check: fields::Check::Schema { code: c }, .. }) => c,
@@ -390,5 +389,15 @@ impl Ctx<'_> {
                 None
             }
         }
+    }
+}
+
+/// A JSON number as a decimal: integers directly, others through their shortest text (what a
+/// reader of the JSON sees), as `money::parse` would.
+fn number_value(n: &Number) -> Option<Decimal> {
+    match (n.as_i64(), n.as_u64()) {
+        (Some(i), _) => Some(Decimal::from(i)),
+        (None, Some(u)) => Some(Decimal::from(u)),
+        _ => money::parse(&n.to_string()),
     }
 }
