@@ -126,10 +126,7 @@ impl Ctx {
     /// The GSTIN's pause, if it is paused now: until when, and its first reason's code. Read
     /// from a copy of `gstin_pauses` at most a second old (a pause set elsewhere, or lifted by an
     /// operator, is seen within that second; this process's own pauses at once).
-    pub async fn pause_of(
-        &self,
-        gstin: &str,
-    ) -> Result<Option<super::pause_cache::Pause>, crate::store::StoreError> {
+    pub async fn pause_of(&self, gstin: &str) -> Result<Option<super::pause_cache::Pause>, crate::store::StoreError> {
         self.pauses.pause_of(&self.db, gstin).await
     }
 

@@ -93,7 +93,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     // Claims of new documents have their own connections (see `Settings::pool_sizes`).
     let intake = {
         use secrecy::ExposeSecret;
-        Db::with_ca(settings.database_url.expose_secret(), settings.pool_sizes().1, settings.database_ca_file.as_deref())?
+        Db::with_ca(
+            settings.database_url.expose_secret(),
+            settings.pool_sizes().1,
+            settings.database_ca_file.as_deref(),
+        )?
     };
     let ctx = Arc::new(Ctx::new(settings, db, providers)?.with_intake(intake));
     let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;

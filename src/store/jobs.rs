@@ -76,6 +76,14 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
     // A claimed row's request is the one this statement sent: not worth sending back and parsing.
     let claimed = COLUMNS.replace(" request,", " NULL::jsonb AS request,");
     assert_ne!(claimed, COLUMNS, "COLUMNS lists request");
+    // A done document's request is compared with a re-sent one on three fields only: send those.
+    let done = COLUMNS.replace(
+        " request,",
+        " CASE WHEN request IS NOT NULL THEN jsonb_build_object(
+             'SellerDtls', jsonb_build_object('Gstin', request->'SellerDtls'->'Gstin'),
+             'BuyerDtls', jsonb_build_object('Gstin', request->'BuyerDtls'->'Gstin'),
+             'ValDtls', jsonb_build_object('TotInvVal', request->'ValDtls'->'TotInvVal')) END AS request,",
+    );
     format!(
         "WITH ins AS (
             INSERT INTO jobs (id, doc_key, gstin, doc_type, doc_number, financial_year, doc_date, provider, status,
@@ -104,7 +112,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
          UNION ALL
          SELECT {claimed}, 'owned', prev, NULL, NULL FROM upd
          UNION ALL
-         SELECT {COLUMNS}, 'held', status, lease_until,
+         SELECT {done}, 'held', status, lease_until,
                 (SELECT png_base64 FROM qr_png WHERE qr_sha256 = sha256(convert_to(cur.signed_qr_code, 'UTF8')))
          FROM cur WHERE NOT EXISTS (SELECT 1 FROM upd)"
     )
@@ -153,7 +161,9 @@ pub fn doc_key(key: &DocumentKey) -> String {
 #[derive(Debug)]
 pub enum Claim {
     /// The document already has its outcome (generated, cancelled, or this very payload was
-    /// rejected): answer from the store. `qr_png`: the stored image of its signed QR, if any.
+    /// rejected): answer from the store. `qr_png`: the stored image of its signed QR, if any. The
+    /// row's `request` holds only the seller GSTIN, buyer GSTIN and total (what a re-send is
+    /// compared on).
     Done { row: JobRow, qr_png: Option<String> },
     /// Another worker holds the lease until this time.
     Busy(DateTime<Utc>),
@@ -308,13 +318,16 @@ impl Db {
                  irp = $12, in_doubt_reported_at = NULL",
                 storable(&data.raw),
             ),
-            JobUpdate::Cancelled { response, .. } => {
-                ("status = 'cancelled', cancel_date = $3, response = $2, in_doubt_reported_at = NULL", storable(response))
-            }
+            JobUpdate::Cancelled { response, .. } => (
+                "status = 'cancelled', cancel_date = $3, response = $2, in_doubt_reported_at = NULL",
+                storable(response),
+            ),
             JobUpdate::Rejected { errors } => {
                 ("status = 'rejected', last_error = $2, in_doubt_reported_at = NULL", storable(errors))
             }
-            JobUpdate::Failed { errors } => ("status = 'failed', last_error = $2, in_doubt_reported_at = NULL", storable(errors)),
+            JobUpdate::Failed { errors } => {
+                ("status = 'failed', last_error = $2, in_doubt_reported_at = NULL", storable(errors))
+            }
             JobUpdate::Retry { errors, in_doubt: true } => ("status = 'in_doubt', last_error = $2", storable(errors)),
             JobUpdate::Retry { errors, in_doubt: false } => {
                 ("status = 'pending', last_error = $2, in_doubt_reported_at = NULL", storable(errors))
@@ -350,7 +363,8 @@ impl Db {
                           WHERE id = $1 RETURNING id)"
         );
         let rows = events.iter().map(outbox::Row::of).collect::<Result<Vec<_>, _>>()?;
-        for (i, (row, values)) in rows.iter().zip(outbox::placeholders(params.len() + 1, rows.len(), true)).enumerate() {
+        for (i, (row, values)) in rows.iter().zip(outbox::placeholders(params.len() + 1, rows.len(), true)).enumerate()
+        {
             sql += &format!(
                 ", event{i} AS (INSERT INTO outbox ({}) SELECT {values} FROM job ON CONFLICT (event_id) DO NOTHING)",
                 outbox::COLUMNS

@@ -1,14 +1,15 @@
 //! The transactional outbox: events are inserted in the same transaction as the job state they
 //! report, and a relay publishes them afterwards (see `amqp::relay`). A crash between commit
 //! and publish only delays an event; consumers dedupe on `event_id`.
+use bytes::BufMut as _;
 use deadpool_postgres::GenericClient;
-use tokio_postgres::types::{FromSql, ToSql, Type};
 use deadpool_postgres::Transaction;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
 use uuid::Uuid;
 
 use super::{Db, StoreError};
 use crate::domain::event::Event;
-use crate::domain::text::{escape_controls, escape_event_echoes, strip_nul, without_nul};
+use crate::domain::text::{escape_controls, escape_event_echoes, is_hidden_control, strip_nul, without_nul};
 
 /// An event and the reply queue it must also reach (the command's `reply_to`).
 #[derive(Debug, Clone)]
@@ -57,7 +58,48 @@ pub(crate) struct Row {
     event_type: String,
     reply_to: Option<String>,
     correlation_id: Option<String>,
-    payload: serde_json::Value,
+    payload: Payload,
+}
+
+/// An event's JSON for the `payload` column.
+#[derive(Debug)]
+enum Payload {
+    /// Serialised straight from the event: it had nothing to strip or escape.
+    Text(Vec<u8>),
+    /// Built as a tree, with NULs stripped and echoed controls escaped.
+    Tree(serde_json::Value),
+}
+
+impl ToSql for Payload {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Payload::Tree(v) => v.to_sql(ty, out),
+            Payload::Text(text) => {
+                // Binary jsonb is a format version byte (1) and the text; binary json is the text.
+                if *ty == Type::JSONB {
+                    out.put_u8(1);
+                }
+                out.put_slice(text);
+                Ok(IsNull::No)
+            }
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSONB | Type::JSON)
+    }
+
+    to_sql_checked!();
+}
+
+/// Is this serialised JSON free of anything [`strip_nul`] or [`escape_event_echoes`] would
+/// change: no escaped control character (`\n`, `\u0000`, …) and no raw hidden control (DEL,
+/// C1, bidi marks)? Then the bytes can be stored as they are. (A false alarm, such as an escaped
+/// backslash before an `n`, only takes the slower path.)
+fn plain(json: &[u8]) -> bool {
+    let escaped_control =
+        json.windows(2).any(|w| w[0] == b'\\' && matches!(w[1], b'b' | b'f' | b'n' | b'r' | b't' | b'u'));
+    !escaped_control && std::str::from_utf8(json).is_ok_and(|t| !t.chars().any(is_hidden_control))
 }
 
 /// The columns [`Row::params`] fills, in order.
@@ -67,9 +109,16 @@ pub(crate) const TYPES: [&str; 5] = ["uuid", "text", "text", "text", "jsonb"];
 
 impl Row {
     pub(crate) fn of(ev: &OutboxEvent) -> Result<Row, StoreError> {
-        let mut payload = serde_json::to_value(&ev.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        strip_nul(&mut payload);
-        escape_event_echoes(&mut payload);
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let payload = match serde_json::to_vec(&ev.event).map_err(corrupt)? {
+            text if plain(&text) => Payload::Text(text),
+            _ => {
+                let mut tree = serde_json::to_value(&ev.event).map_err(corrupt)?;
+                strip_nul(&mut tree);
+                escape_event_echoes(&mut tree);
+                Payload::Tree(tree)
+            }
+        };
         Ok(Row {
             event_id: ev.event.event_id,
             event_type: without_nul(&ev.event.event_type).into_owned(),
@@ -118,8 +167,7 @@ pub async fn insert_all<C: GenericClient>(client: &C, events: &[OutboxEvent]) ->
     }
     let rows = events.iter().map(Row::of).collect::<Result<Vec<_>, _>>()?;
     let values: Vec<String> = placeholders(1, rows.len(), false).into_iter().map(|p| format!("({p})")).collect();
-    let sql =
-        format!("INSERT INTO outbox ({COLUMNS}) VALUES {} ON CONFLICT (event_id) DO NOTHING", values.join(", "));
+    let sql = format!("INSERT INTO outbox ({COLUMNS}) VALUES {} ON CONFLICT (event_id) DO NOTHING", values.join(", "));
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(Row::params).collect();
     client.execute(&stmt, &params).await?;
@@ -191,4 +239,24 @@ pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), Sto
     let stmt = tx.prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").await?;
     tx.execute(&stmt, &[&ids]).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn only_json_without_controls_is_stored_as_serialised() {
+        assert!(plain(br#"{"a":"b","n":1.5,"q":"say \"hi\""}"#));
+        for tainted in [
+            r#"{"a":"x\u0000y"}"#,
+            r#"{"a":"line\nbreak"}"#,
+            r#"{"a":"tab\there"}"#,
+            "{\"a\":\"bidi \u{202E}\"}",
+            "{\"a\":\"del \u{7F}\"}",
+            "{\"a\":\"c1 \u{85}\"}",
+        ] {
+            assert!(!plain(tainted.as_bytes()), "{tainted}");
+        }
+    }
 }
