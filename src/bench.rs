@@ -135,6 +135,13 @@ pub struct ScenarioResult {
     pub generate_calls: Option<(u64, u64)>,
     /// None for the floor (no worker process).
     pub worker: Option<WorkerCost>,
+    /// Busy CPU time of the whole machine during the pass (every process: worker, simulator,
+    /// PostgreSQL, RabbitMQ), from `/proc/stat`: what bounds throughput on a box this small.
+    #[serde(serialize_with = "secs")]
+    pub machine_cpu: Duration,
+    /// CPU time of this process during the pass: the simulator and the load generator.
+    #[serde(serialize_with = "secs")]
+    pub bench_cpu: Duration,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -168,6 +175,14 @@ impl ScenarioResult {
     }
     fn per_message(&self, x: u64) -> f64 {
         x as f64 / self.messages.max(1) as f64
+    }
+    /// The whole machine's CPU per message (see [`ScenarioResult::machine_cpu`]).
+    pub fn machine_ms_per_message(&self) -> f64 {
+        self.machine_cpu.as_secs_f64() * 1000.0 / self.messages.max(1) as f64
+    }
+    /// The simulator's and load generator's CPU per message.
+    pub fn bench_ms_per_message(&self) -> f64 {
+        self.bench_cpu.as_secs_f64() * 1000.0 / self.messages.max(1) as f64
     }
     pub fn cpu_ms_per_message(&self) -> Option<f64> {
         self.worker.as_ref().map(|w| w.cpu.as_secs_f64() * 1000.0 / self.messages.max(1) as f64)
@@ -238,6 +253,8 @@ impl BenchReport {
             v["pg_statements_per_message"] = json!(r.statements_per_message());
             v["pg_transactions_per_message"] = json!(r.transactions_per_message());
             v["peak_rss_mib"] = json!(r.peak_rss_mib());
+            v["machine_cpu_ms_per_message"] = json!(r.machine_ms_per_message());
+            v["bench_cpu_ms_per_message"] = json!(r.bench_ms_per_message());
             scenarios.insert(r.label.clone(), v);
         }
         json!({
@@ -524,6 +541,7 @@ async fn pass(
     latency_ms: u64,
 ) -> anyhow::Result<ScenarioResult> {
     let n = bodies.len();
+    let (machine_before, bench_before) = (machine_busy(), own_cpu());
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
     // Generous: every invoice strictly one after the other at several times the IRP latency.
     let limit = Duration::from_secs(120) + Duration::from_millis((latency_ms + 50) * 4 * n as u64);
@@ -594,7 +612,11 @@ async fn pass(
         }
     }
     latencies.sort();
+    let (machine_cpu, bench_cpu) =
+        (machine_busy().saturating_sub(machine_before), own_cpu().saturating_sub(bench_before));
     Ok(ScenarioResult {
+        machine_cpu,
+        bench_cpu,
         label: String::new(),
         prefetch: 0,
         latency_ms,
@@ -607,6 +629,31 @@ async fn pass(
         generate_calls: None,
         worker: None,
     })
+}
+
+/// Busy CPU time of the whole machine so far: every `/proc/stat` mode but idle and iowait
+/// (zero where there is no `/proc`).
+fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| l.split_whitespace().filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_secs_f64(busy as f64 / hz as f64)
+}
+
+/// CPU time (user + system) of this process so far.
+fn own_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default().split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let hz = rustix::param::clock_ticks_per_second().max(1);
+    Duration::from_secs_f64((field(14) + field(15)) as f64 / hz as f64)
 }
 
 async fn publish_all(
@@ -923,7 +970,7 @@ fn num(x: Option<f64>, decimals: usize) -> String {
 fn print_report(opts: &BenchOptions, report: &BenchReport) {
     println!();
     println!(
-        "{:<8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9}",
+        "{:<8} {:>8} {:>7} {:>6} {:>9} {:>8} {:>8} {:>8} {:>7} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10}",
         "scenario",
         "prefetch",
         "IRP ms",
@@ -937,11 +984,13 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         "PG RT/msg",
         "stmt/msg",
         "xact/msg",
-        "peak RSS"
+        "peak RSS",
+        "box ms/msg",
+        "sim ms/msg"
     );
     for r in report.all() {
         println!(
-            "{:<8} {:>8} {:>7} {:>6} {:>9.1} {:>7.3}x {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8} {:>9}",
+            "{:<8} {:>8} {:>7} {:>6} {:>9.1} {:>7.3}x {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8} {:>9} {:>10.2} {:>10.2}",
             r.label,
             r.prefetch,
             r.latency_ms,
@@ -956,6 +1005,8 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
             num(r.statements_per_message(), 1),
             num(r.transactions_per_message(), 1),
             r.peak_rss_mib().map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "-".into()),
+            r.machine_ms_per_message(),
+            r.bench_ms_per_message(),
         );
     }
     println!(
@@ -969,6 +1020,13 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
     println!(
         "CPU and peak RSS are the worker process's own; PG RT (round trips: Sync + Query messages) and stmt \
          (Execute + Query) are counted on the wire, xact by the server (pg_stat_database, including the worker's start and stop)."
+    );
+    println!(
+        "box ms/msg: the whole machine's busy CPU per message (worker, simulator, PostgreSQL, RabbitMQ; /proc/stat); \
+         sim ms/msg: this process's (the simulator and the load generator). {} cores cannot finish more than \
+         {} / box ms/msg × 1000 messages a second, whatever the worker does.",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     );
     let mut failed = false;
     for r in report.all() {
