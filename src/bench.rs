@@ -20,6 +20,10 @@
 //! the bench database), read before the worker starts and after it has exited (a backend flushes its
 //! counters when it ends), so they include the worker's start and stop.
 //!
+//! Every pass also reads the whole machine's busy CPU (`/proc/stat`) and this process's own (the
+//! simulator and the load generator), per message: on a small box they show what bounds a run
+//! (the worker, or the simulator, PostgreSQL and RabbitMQ beside it).
+//!
 //! The simulator's generate-call count is a correctness check (exactly one per fresh invoice, none
 //! on a replay), as is every reply; the command fails otherwise. The last line of the output is
 //! `BENCH_RESULT <json>` for scripts.
