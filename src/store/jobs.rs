@@ -97,7 +97,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
             UPDATE jobs j SET status = 'in_flight', attempts = j.attempts + 1, lease_owner = $10,
                 lease_until = now() + make_interval(secs => $11), request = $9, provider = $8,
                 request_id = COALESCE($12, j.request_id),
-                irp = CASE WHEN cur.status IN ('in_doubt', 'in_flight') THEN j.irp ELSE $13 END,
+                irp = CASE WHEN cur.status IN ('in_doubt', 'in_flight') THEN j.irp ELSE COALESCE($13, j.irp) END,
                 first_attempt_at = CASE WHEN cur.status IN ('failed', 'rejected') THEN now()
                                         ELSE COALESCE(j.first_attempt_at, now()) END,
                 updated_at = now()

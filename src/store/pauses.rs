@@ -27,19 +27,9 @@ impl Db {
             .map(|r| r.get(0)))
     }
 
-    /// The GSTIN's pause, if it is paused now: until when, and the code of its first reason
-    /// (`ERROR_BUDGET` lets essential commands through; see `runtime::guard::essential`).
-    pub async fn pause_of(&self, gstin: &str) -> Result<Option<(DateTime<Utc>, Option<String>)>, StoreError> {
-        let c = self.client().await?;
-        Ok(c.query_opt(
-            "SELECT paused_until, reason->0->>'code' FROM gstin_pauses WHERE gstin = $1 AND paused_until > now()",
-            &[&gstin],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1))))
-    }
-
-    /// Every pause in force now, by GSTIN (see `runtime::pause_cache`).
+    /// Every pause in force now, by GSTIN: until when, and the code of its first reason
+    /// (`ERROR_BUDGET` lets essential commands through; see `runtime::guard::essential`). Read
+    /// through `runtime::pause_cache`.
     pub async fn pauses_now(
         &self,
     ) -> Result<std::collections::HashMap<String, (DateTime<Utc>, Option<String>)>, StoreError> {
