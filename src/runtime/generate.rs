@@ -149,14 +149,15 @@ pub async fn handle(
     };
     let outcome = if ambiguous && past_max_age(ctx, &job) {
         // A delayed re-check of an in-doubt job: settle it by lookup, never generate anew.
-        settle(ctx, gstin, provider.as_ref(), &doc).await
+        Box::pin(settle(ctx, gstin, provider.as_ref(), &doc)).await
     } else {
         // The claim has just taken the lease and recorded this IRP: the first call needs no renewal.
         let recorded = job.irp.clone().filter(|irp| irp == provider.irp()).map(|irp| (claimed_at, irp));
         let lease = Lease { job_id: job.id, attempt_id, recorded };
-        register(ctx, gstin, &irps, provider, invoice, &doc, &lease, &mut ambiguous).await
+        // Boxed, as `finish` below: the lookups, failover and 2150/2295 paths make these futures large.
+        Box::pin(register(ctx, gstin, &irps, provider, invoice, &doc, &lease, &mut ambiguous)).await
     };
-    finish(ctx, meta, &job, outcome, attempt).await
+    Box::pin(finish(ctx, meta, &job, outcome, attempt)).await
 }
 
 /// Which IRP this attempt talks to. A document whose last generate may have reached an IRP is

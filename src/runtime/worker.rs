@@ -311,10 +311,10 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Ok(Disposition::Reschedule { attempt, errors }) => {
-            reschedule_then_ack(ctx, &delivery, attempt + 1, Delay::Failure, first_seen, &errors).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, attempt + 1, Delay::Failure, first_seen, &errors)).await
         }
         Ok(Disposition::Wait { until, attempt, errors }) => {
-            reschedule_then_ack(ctx, &delivery, attempt, Delay::Until(until), first_seen, &errors).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, attempt, Delay::Until(until), first_seen, &errors)).await
         }
         Err(e) => {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
@@ -338,17 +338,17 @@ async fn handle(
     first_seen: DateTime<Utc>,
 ) -> Result<Disposition, StoreError> {
     let mut member = None;
-    let result = match dispatch(ctx, meta, &delivery.data, attempt, first_seen, delivery.redelivered, &mut member).await
-    {
+    let dispatched = dispatch(ctx, meta, &delivery.data, attempt, first_seen, delivery.redelivered, &mut member);
+    let result = match Box::pin(dispatched).await {
         // The message's own content failed to store: retrying cannot help, so answer it.
-        Err(e) if e.is_content_error() => reject_unstorable(ctx, meta, &e).await,
+        Err(e) if e.is_content_error() => Box::pin(reject_unstorable(ctx, meta, &e)).await,
         result => result,
     };
     // A batch member answered for good: record it before the ack, so a crash in between
     // redelivers the member (answered from the store) and records it then.
     match (result, member) {
         (Ok(d @ (Disposition::Ack | Disposition::DeadLetter)), Some(member)) => {
-            jobs::batch_member_answered(ctx, &member, meta.message_id.as_deref()).await.map(|()| d)
+            Box::pin(jobs::batch_member_answered(ctx, &member, meta.message_id.as_deref())).await.map(|()| d)
         }
         (result, _) => result,
     }
@@ -499,8 +499,10 @@ async fn dispatch(
     }
     let kind = parsed.command.kind();
     let disposition = match &parsed.command {
-        Command::Generate { gstin, invoice } => generate::handle(ctx, meta, gstin, invoice, attempt).await?,
-        other => jobs::handle(ctx, meta, other, attempt).await?,
+        // Boxed: a message's future holds only the handler it runs, not the largest of them
+        // (unboxed, every in-flight message held ~41 KB; see README, Benchmark).
+        Command::Generate { gstin, invoice } => Box::pin(generate::handle(ctx, meta, gstin, invoice, attempt)).await?,
+        other => Box::pin(jobs::handle(ctx, meta, other, attempt)).await?,
     };
     // Jobs without a job row give up here once they are too old (generate decides per row).
     if let Disposition::Reschedule { errors, .. } | Disposition::Wait { errors, .. } = &disposition {

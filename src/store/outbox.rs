@@ -94,12 +94,28 @@ impl ToSql for Payload {
 
 /// Is this serialised JSON free of anything [`strip_nul`] or [`escape_event_echoes`] would
 /// change: no escaped control character (`\n`, `\u0000`, …) and no raw hidden control (DEL,
-/// C1, bidi marks)? Then the bytes can be stored as they are. (A false alarm, such as an escaped
-/// backslash before an `n`, only takes the slower path.)
+/// C1, bidi marks)? Then the bytes can be stored as they are.
 fn plain(json: &[u8]) -> bool {
-    let escaped_control =
-        json.windows(2).any(|w| w[0] == b'\\' && matches!(w[1], b'b' | b'f' | b'n' | b'r' | b't' | b'u'));
-    !escaped_control && std::str::from_utf8(json).is_ok_and(|t| !t.chars().any(is_hidden_control))
+    // One pass over the bytes; only text with non-ASCII characters is decoded to look for the
+    // hidden ones among them.
+    let mut non_ascii = false;
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'\\' => {
+                if matches!(json.get(i + 1), Some(b'b' | b'f' | b'n' | b'r' | b't' | b'u')) {
+                    return false;
+                }
+                i += 2; // an escaped quote or backslash
+                continue;
+            }
+            0x7F => return false,
+            b if b >= 0x80 => non_ascii = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    !non_ascii || std::str::from_utf8(json).is_ok_and(|t| !t.chars().any(is_hidden_control))
 }
 
 /// The columns [`Row::params`] fills, in order.
@@ -247,7 +263,7 @@ mod tests {
 
     #[test]
     fn only_json_without_controls_is_stored_as_serialised() {
-        assert!(plain(br#"{"a":"b","n":1.5,"q":"say \"hi\""}"#));
+        assert!(plain(r#"{"a":"b","n":1.5,"q":"say \"hi\"","p":"C:\\new","i":"ಕನ್ನಡ"}"#.as_bytes()));
         for tainted in [
             r#"{"a":"x\u0000y"}"#,
             r#"{"a":"line\nbreak"}"#,

@@ -379,7 +379,8 @@ pub fn get(template: &str) -> Option<&'static FieldSpec> {
 /// field's path.
 pub fn get_child(parent: &str, key: &str) -> Option<&'static FieldSpec> {
     // A list element's template (`ItemList[]`) is its list's section (`ItemList`).
-    children(parent.trim_end_matches("[]")).find(|f| f.key() == key)
+    let section = CHILDREN.get(parent.trim_end_matches("[]"))?;
+    section.iter().find(|(k, _)| *k == key).map(|(_, f)| *f)
 }
 
 /// The allowed range of a number field as decimals, parsed once: the field's own, or the schema's
@@ -425,15 +426,15 @@ pub fn matches(spec: &FieldSpec, text: &str) -> bool {
 
 /// The children of a section (template path), in table order.
 pub fn children(parent: &str) -> impl Iterator<Item = &'static FieldSpec> + '_ {
-    CHILDREN.get(parent).into_iter().flatten().copied()
+    CHILDREN.get(parent).into_iter().flatten().map(|(_, f)| *f)
 }
 
-/// Each template path's fields, in table order: the validation walks every object of every
-/// invoice through this, so it is indexed once instead of scanning the table per object.
-static CHILDREN: Lazy<HashMap<&'static str, Vec<&'static FieldSpec>>> = Lazy::new(|| {
-    let mut by_parent: HashMap<&'static str, Vec<&'static FieldSpec>> = HashMap::new();
+/// Each template path's fields with their keys, in table order: the validation walks every object
+/// of every invoice through this, so it is indexed once instead of scanning the table per object.
+static CHILDREN: Lazy<HashMap<&'static str, Vec<(&'static str, &'static FieldSpec)>>> = Lazy::new(|| {
+    let mut by_parent: HashMap<&'static str, Vec<(&'static str, &'static FieldSpec)>> = HashMap::new();
     for f in FIELDS.iter().filter(|f| f.path != f.parent()) {
-        by_parent.entry(f.parent()).or_default().push(f);
+        by_parent.entry(f.parent()).or_default().push((f.key(), f));
     }
     by_parent
 });
