@@ -101,11 +101,9 @@ impl Ctx {
         gstin: &str,
         errors: &[crate::domain::event::ErrorItem],
     ) -> Result<serde_json::Value, crate::store::StoreError> {
-        let errors_json = serde_json::to_value(errors).expect("error items serialise");
-        let until = self.db.pause_gstin(gstin, self.settings.pause_secs, &errors_json).await?;
-        self.pauses.note(gstin, (until, errors.first().map(|e| e.code.clone()))).await;
+        let (until, data) = self.pause(gstin, self.settings.pause_secs, errors).await?;
         tracing::error!(gstin, ?errors, %until, "IRP configuration error: pausing this GSTIN's work");
-        Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
+        Ok(data)
     }
 
     /// Pause the GSTIN's IRP calls for `secs` for a reason other than its configuration (the
@@ -116,11 +114,22 @@ impl Ctx {
         secs: i64,
         errors: &[crate::domain::event::ErrorItem],
     ) -> Result<serde_json::Value, crate::store::StoreError> {
+        let (until, data) = self.pause(gstin, secs, errors).await?;
+        tracing::error!(gstin, ?errors, %until, "pausing this GSTIN's work");
+        Ok(data)
+    }
+
+    /// Store the pause (this process sees it at once): its end and the `gstin.paused` event data.
+    async fn pause(
+        &self,
+        gstin: &str,
+        secs: i64,
+        errors: &[crate::domain::event::ErrorItem],
+    ) -> Result<(chrono::DateTime<chrono::Utc>, serde_json::Value), crate::store::StoreError> {
         let errors_json = serde_json::to_value(errors).expect("error items serialise");
         let until = self.db.pause_gstin(gstin, secs, &errors_json).await?;
         self.pauses.note(gstin, (until, errors.first().map(|e| e.code.clone()))).await;
-        tracing::error!(gstin, ?errors, %until, "pausing this GSTIN's work");
-        Ok(serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until}))
+        Ok((until, serde_json::json!({"gstin": gstin, "errors": errors, "paused_until": until})))
     }
 
     /// The GSTIN's pause, if it is paused now: until when, and its first reason's code. Read
