@@ -67,11 +67,16 @@ pub async fn prepare_db(settings: &Settings) -> anyhow::Result<Db> {
     use secrecy::ExposeSecret;
     let url = settings.database_url.expose_secret();
     let fail = |e: StoreError| anyhow::anyhow!(store::startup_error(url, &e));
-    let ca = settings.database_ca_file.as_deref();
-    store::ensure_database(url, ca).await.map_err(fail)?;
-    let db = Db::with_ca(url, settings.pool_sizes().0, ca)?;
+    store::ensure_database(url, settings.database_ca_file.as_deref()).await.map_err(fail)?;
+    let db = pool(settings, settings.pool_sizes().0)?;
     db.migrate().await.map_err(fail).context("applying migrations")?;
     Ok(db)
+}
+
+/// A pool of `size` connections to the configured database.
+fn pool(settings: &Settings, size: usize) -> Result<Db, StoreError> {
+    use secrecy::ExposeSecret;
+    Db::with_ca(settings.database_url.expose_secret(), size, settings.database_ca_file.as_deref())
 }
 
 /// Start a worker: migrate, declare topology, start the relay and the consumer.
@@ -80,10 +85,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     let db = prepare_db(&settings).await?;
     // The relay's own connection: jobs holding every pooled connection cannot stall event
     // publishing, and a slow relay cannot take connections from the jobs.
-    let relay_db = {
-        use secrecy::ExposeSecret;
-        Db::with_ca(settings.database_url.expose_secret(), RELAY_POOL_SIZE, settings.database_ca_file.as_deref())?
-    };
+    let relay_db = pool(&settings, RELAY_POOL_SIZE)?;
     let providers = Providers::from_settings(&settings).context("building IRP providers from the configuration")?;
     if settings.token_key.is_none() {
         tracing::warn!(
@@ -91,14 +93,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         );
     }
     // Claims of new documents have their own connections (see `Settings::pool_sizes`).
-    let intake = {
-        use secrecy::ExposeSecret;
-        Db::with_ca(
-            settings.database_url.expose_secret(),
-            settings.pool_sizes().1,
-            settings.database_ca_file.as_deref(),
-        )?
-    };
+    let intake = pool(&settings, settings.pool_sizes().1)?;
     let ctx = Arc::new(Ctx::new(settings, db, providers)?.with_intake(intake));
     let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;
     ctx.topology.declare(&conn).await.context("declaring the RabbitMQ topology")?;
