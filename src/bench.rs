@@ -651,13 +651,18 @@ fn machine_busy() -> Duration {
     Duration::from_secs_f64(busy as f64 / hz as f64)
 }
 
-/// CPU time (user + system) of this process so far.
+/// CPU time (user + system) of this process so far (zero where there is no `/proc`).
 fn own_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default().split_whitespace().collect();
-    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    std::fs::read_to_string("/proc/self/stat").ok().as_deref().and_then(stat_cpu).unwrap_or_default()
+}
+
+/// User + system CPU time (fields 14 and 15) of a `/proc/<pid>/stat` line.
+fn stat_cpu(stat: &str) -> Option<Duration> {
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok());
     let hz = rustix::param::clock_ticks_per_second().max(1);
-    Duration::from_secs_f64((field(14) + field(15)) as f64 / hz as f64)
+    Some(Duration::from_secs_f64((field(14)? + field(15)?) as f64 / hz as f64))
 }
 
 async fn publish_all(
@@ -742,13 +747,7 @@ impl WorkerProcess {
 
     /// User + system CPU time so far (all threads, /proc/<pid>/stat fields 14 and 15).
     fn cpu(&self) -> anyhow::Result<Duration> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let rest: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default().split_whitespace().collect();
-        let field = |n: usize| rest.get(n - 3).and_then(|v| v.parse::<u64>().ok()).context("unreadable /proc stat");
-        let ticks = field(14)? + field(15)?;
-        let hz = rustix::param::clock_ticks_per_second().max(1);
-        Ok(Duration::from_secs_f64(ticks as f64 / hz as f64))
+        stat_cpu(&self.proc_file("stat")?).context("unreadable /proc stat")
     }
 
     /// Peak resident set size so far (VmHWM).
