@@ -177,36 +177,32 @@ fn route(
         ctx.irp_health.check(g, sent_to.irp())?;
         return Ok(sent_to.clone());
     }
-    let mut soonest: Option<chrono::DateTime<Utc>> = None;
-    for p in irps.entries() {
-        match ctx.irp_health.check(g, p.irp()) {
-            Ok(()) => {
-                if !Arc::ptr_eq(p, irps.primary()) {
-                    tracing::info!(
-                        irp = p.irp(),
-                        primary = irps.primary().irp(),
-                        "primary IRP unavailable; failing over"
-                    );
-                }
-                return Ok(p.clone());
-            }
-            Err(until) => soonest = Some(soonest.map_or(until, |s| s.min(until))),
+    if let Some(p) = first_available(ctx, g, irps.entries()) {
+        if !Arc::ptr_eq(p, irps.primary()) {
+            tracing::info!(irp = p.irp(), primary = irps.primary().irp(), "primary IRP unavailable; failing over");
         }
+        return Ok(p.clone());
     }
-    Err(soonest.unwrap_or_else(Utc::now))
+    // None is available: wait for the first circuit to close.
+    Err(irps.entries().iter().filter_map(|p| ctx.irp_health.check(g, p.irp()).err()).min().unwrap_or_else(Utc::now))
 }
 
-/// The IRP a document never sent anywhere goes to: the first whose circuit is not open (else the
-/// primary; `route` then makes it wait).
+/// The first of `irps` whose circuit is not open.
+fn first_available<'a>(ctx: &Ctx, g: &str, irps: &'a [Arc<dyn IrpProvider>]) -> Option<&'a Arc<dyn IrpProvider>> {
+    irps.iter().find(|p| ctx.irp_health.check(g, p.irp()).is_ok())
+}
+
+/// The IRP a document never sent anywhere goes to: the first available (else the primary;
+/// `route` then makes it wait).
 fn preferred<'a>(ctx: &Ctx, gstin: &Gstin, irps: &'a IrpSet) -> &'a Arc<dyn IrpProvider> {
-    irps.entries().iter().find(|p| ctx.irp_health.check(gstin.as_str(), p.irp()).is_ok()).unwrap_or(irps.primary())
+    first_available(ctx, gstin.as_str(), irps.entries()).unwrap_or(irps.primary())
 }
 
 /// After a generate that certainly did not reach `current` (it refused the connection, or its
 /// circuit is open), the next IRP in order that is available, if any.
 fn next_irp(ctx: &Ctx, g: &str, irps: &IrpSet, current: &Arc<dyn IrpProvider>) -> Option<Arc<dyn IrpProvider>> {
     let pos = irps.entries().iter().position(|p| Arc::ptr_eq(p, current))?;
-    irps.entries()[pos + 1..].iter().find(|p| ctx.irp_health.check(g, p.irp()).is_ok()).cloned()
+    first_available(ctx, g, &irps.entries()[pos + 1..]).cloned()
 }
 
 /// Has the job been retried for `EINVOICE_RETRY_MAX_AGE_SECS` since its first attempt?
