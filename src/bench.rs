@@ -9,7 +9,11 @@
 //!   throughput is reported as a ratio of it;
 //! - **little**: a worker with `--little-in-flight` messages in flight against an IRP answering after
 //!   `--little-latency-ms`. By Little's law it could at best finish `in-flight / latency` messages per
-//!   second (for a burst of M: M / (⌈M / in-flight⌉ × latency)); the ratio says how close it gets.
+//!   second (for a burst of M: M / (⌈M / in-flight⌉ × latency)); the ratio says how close it gets;
+//! - **steady**: N other fresh invoices published one by one at `--steady-share` of the fresh pass's
+//!   throughput. In a burst the median reply must wait for half the burst (p50/run ≥ ~0.5 however
+//!   fast the worker is); at a steady rate below capacity, p50/run shows whether events flow during
+//!   the run or are held back.
 //!
 //! The worker runs as a child process (`einvoice-worker run`, this executable), so that its CPU time
 //! and peak RSS (`/proc/<pid>/stat` utime + stime, `/proc/<pid>/status` VmHWM) are its own and not
@@ -65,6 +69,9 @@ pub struct BenchOptions {
     pub little_latency_ms: u64,
     pub little_in_flight: u16,
     pub little_invoices: usize,
+    /// Steady scenario: invoices are published one by one at this share of the fresh pass's
+    /// throughput (measured in the same run), not in one burst.
+    pub steady_share: f64,
     pub provider: ProviderKind,
     pub amqp_url: String,
     pub database_url: String,
@@ -85,6 +92,7 @@ impl BenchOptions {
             little_latency_ms: 300,
             little_in_flight: 1000,
             little_invoices: 2000,
+            steady_share: 0.5,
             provider,
             amqp_url: std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
             database_url: std::env::var("EINVOICE_BENCH_DATABASE_URL")
@@ -214,13 +222,18 @@ pub struct BenchReport {
     pub replay: ScenarioResult,
     pub floor: ScenarioResult,
     pub little: ScenarioResult,
+    /// Fresh invoices published at a steady rate (`steady_per_second`), not in a burst: their
+    /// p50/run says whether events flow during the run.
+    pub steady: ScenarioResult,
     /// The best throughput Little's law allows the `little` burst.
     pub little_ideal_per_second: f64,
+    /// The rate the steady scenario published at.
+    pub steady_per_second: f64,
 }
 
 impl BenchReport {
-    pub fn all(&self) -> [&ScenarioResult; 4] {
-        [&self.fresh, &self.replay, &self.floor, &self.little]
+    pub fn all(&self) -> [&ScenarioResult; 5] {
+        [&self.fresh, &self.replay, &self.floor, &self.little, &self.steady]
     }
     pub fn passed(&self) -> bool {
         self.all().iter().all(|r| r.passed())
@@ -266,6 +279,8 @@ impl BenchReport {
             "end_to_end_vs_floor": self.vs_floor(&self.fresh),
             "littles_ratio": self.little_ratio(),
             "little_ideal_per_second": self.little_ideal_per_second,
+            "steady_published_per_second": self.steady_per_second,
+            "steady_p50_share_of_run": self.steady.p50_share(),
             "passed": self.passed(),
         })
     }
@@ -281,6 +296,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     );
     anyhow::ensure!(opts.prefetch >= 1 && opts.little_in_flight >= 1, "prefetch and in-flight must be at least 1");
     anyhow::ensure!(opts.little_latency_ms >= 1, "--little-latency-ms must be at least 1");
+    anyhow::ensure!(opts.steady_share > 0.0 && opts.steady_share <= 1.0, "--steady-share must be in (0, 1]");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "einvoice-worker bench: {} invoices at prefetch {} (IRP latency {} ms), Little's law at {} in flight and {} ms \
@@ -312,7 +328,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     eprintln!("running: fresh and replay (prefetch {})", opts.prefetch);
     let commands = Arc::new(bodies("F", opts.invoices));
     let (fresh, replay) =
-        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true)
+        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true, None)
             .await
             .context("scenario 'fresh'")?;
     let replay = replay.context("the replay pass did not run")?;
@@ -330,14 +346,32 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         opts.little_latency_ms,
         Arc::new(bodies("L", opts.little_invoices)),
         false,
+        None,
     )
     .await
     .context("scenario 'little'")?;
+
+    // A burst published at once cannot have p50 under half the run (the median message waits
+    // for the half before it); a steady stream below capacity shows whether events flow.
+    let steady_per_second = (fresh.per_second() * opts.steady_share).max(1.0);
+    eprintln!("running: steady ({steady_per_second:.0} msgs/s, prefetch {})", opts.prefetch);
+    let (steady, _) = worker_scenario(
+        "steady",
+        &opts,
+        &conn,
+        opts.prefetch,
+        opts.latency_ms,
+        Arc::new(bodies("S", opts.invoices)),
+        false,
+        Some(steady_per_second),
+    )
+    .await
+    .context("scenario 'steady'")?;
     let _ = conn.close(200, "bench done".into()).await;
 
     let waves = opts.little_invoices.div_ceil(usize::from(opts.little_in_flight));
     let little_ideal_per_second = opts.little_invoices as f64 / (waves as f64 * opts.little_latency_ms as f64 / 1000.0);
-    let report = BenchReport { fresh, replay, floor, little, little_ideal_per_second };
+    let report = BenchReport { fresh, replay, floor, little, steady, little_ideal_per_second, steady_per_second };
     print_report(&opts, &report);
     Ok(report)
 }
@@ -366,7 +400,9 @@ fn scenario_toml(
 }
 
 /// A fresh namespace, database, simulator and worker process; one measured pass, and a replay pass
-/// on a second worker process when `replay`.
+/// on a second worker process when `replay`. `pace`: publish at this many messages a second
+/// instead of in one burst.
+#[allow(clippy::too_many_arguments)]
 async fn worker_scenario(
     label: &str,
     opts: &BenchOptions,
@@ -375,6 +411,7 @@ async fn worker_scenario(
     latency_ms: u64,
     bodies: Arc<Vec<Vec<u8>>>,
     replay: bool,
+    pace: Option<f64>,
 ) -> anyhow::Result<(ScenarioResult, Option<ScenarioResult>)> {
     let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
     sim.core.update_faults(|f| f.latency_ms = latency_ms);
@@ -406,7 +443,8 @@ async fn worker_scenario(
                 let tag = if replayed { "replay" } else { "fresh" };
                 let expect = Expect::Generated { replayed };
                 let mut r =
-                    pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms).await?;
+                    pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), tag, expect, latency_ms, pace)
+                        .await?;
                 let db_after = proxy.counts.snapshot();
                 r.label = if replayed { "replay".into() } else { label.into() };
                 r.prefetch = prefetch;
@@ -487,7 +525,7 @@ async fn floor_scenario(
     });
     wait_for_consumer(&ch, &queue).await?;
     let target = Target { exchange: String::new(), routing_key: queue.clone() };
-    let result = pass(&ch, &target, &reply_queue, &mut consumer, bodies, "floor", Expect::Any, 0).await;
+    let result = pass(&ch, &target, &reply_queue, &mut consumer, bodies, "floor", Expect::Any, 0, None).await;
     echo.abort();
     let _ = consume.close(200, "bench floor done".into()).await;
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
@@ -543,12 +581,14 @@ async fn pass(
     tag: &str,
     expect: Expect,
     latency_ms: u64,
+    pace: Option<f64>,
 ) -> anyhow::Result<ScenarioResult> {
     let n = bodies.len();
     let (machine_before, bench_before) = (machine_busy(), own_cpu());
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
     // Generous: every invoice strictly one after the other at several times the IRP latency.
-    let limit = Duration::from_secs(120) + Duration::from_millis((latency_ms + 50) * 4 * n as u64);
+    let pacing = pace.map_or(Duration::ZERO, |rate| Duration::from_secs_f64(n as f64 / rate));
+    let limit = Duration::from_secs(120) + pacing + Duration::from_millis((latency_ms + 50) * 4 * n as u64);
     let deadline = tokio::time::Instant::now() + limit;
     let start = Instant::now();
     let mut publisher = tokio::spawn(publish_all(
@@ -559,6 +599,7 @@ async fn pass(
         tag.to_string(),
         reply_queue.to_string(),
         sent.clone(),
+        pace,
     ));
     let mut published = false;
     let mut seen = vec![false; n];
@@ -673,9 +714,15 @@ async fn publish_all(
     tag: String,
     reply_queue: String,
     sent: Arc<Mutex<Vec<Option<Instant>>>>,
+    pace: Option<f64>,
 ) -> anyhow::Result<()> {
     let mut confirms = Vec::with_capacity(bodies.len());
+    let start = tokio::time::Instant::now();
     for (i, body) in bodies.iter().enumerate() {
+        if let Some(rate) = pace {
+            // Message i leaves at i ÷ rate: evenly spaced, whatever each publish took.
+            tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        }
         let props = amqp::json_props()
             .with_correlation_id(ShortString::from(format!("{tag}-{i}")))
             .with_reply_to(ShortString::from(reply_queue.as_str()))
@@ -1019,6 +1066,14 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         report.little_ideal_per_second,
         report.little.per_second(),
         report.little_ratio()
+    );
+    println!(
+        "steady: {} invoices published one by one at {:.0} msgs/s ({:.0} % of fresh): p50 latency {} ms = {} of the run",
+        report.steady.messages,
+        report.steady_per_second,
+        opts.steady_share * 100.0,
+        ms(report.steady.percentile(0.5)),
+        report.steady.p50_share().map(|s| format!("{:.1} %", s * 100.0)).unwrap_or_else(|| "-".into()),
     );
     println!(
         "CPU and peak RSS are the worker process's own; PG RT (round trips: Sync + Query messages) and stmt \

@@ -106,6 +106,10 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the R
         /// Little's-law scenario: invoices (default: twice the in-flight count).
         #[arg(long)]
         little_invoices: Option<usize>,
+        /// Steady scenario: publish `--invoices` fresh invoices one by one at this share of the
+        /// fresh pass's throughput, to see whether events flow during a run (p50/run).
+        #[arg(long, default_value_t = 0.5)]
+        steady_share: f64,
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
@@ -282,6 +286,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             little_latency_ms,
             little_in_flight,
             little_invoices,
+            steady_share,
             provider,
         } => {
             telemetry::init(Default::default(), "warn");
@@ -292,6 +297,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 little_latency_ms,
                 little_in_flight,
                 little_invoices: little_invoices.unwrap_or(2 * usize::from(little_in_flight)),
+                steady_share,
                 ..bench::BenchOptions::from_env(provider.into())?
             };
             let report = bench::run(opts).await?;

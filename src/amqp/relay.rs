@@ -15,6 +15,9 @@ use super::{confirmed, json_props, send, AmqpError};
 use crate::store::outbox::{lock_pending, mark_published, PendingEvent};
 use crate::store::Db;
 
+/// Events published per transaction.
+const BATCH: usize = 100;
+
 pub struct Relay {
     pub db: Db,
     pub channel: Channel,
@@ -29,7 +32,10 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
             match self.drain().await {
-                Ok(n) if n > 0 => continue,
+                // A full batch: more may be waiting. A partial one emptied the outbox as of its
+                // query; whatever was committed since has woken `wake` (notify_one keeps the
+                // permit), so looking again at once would be an empty transaction per batch.
+                Ok(n) if n >= BATCH => continue,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox relay failed; retrying");
@@ -58,7 +64,7 @@ impl Relay {
     pub async fn drain(&self) -> Result<usize, anyhow::Error> {
         let mut c = self.db.client().await?;
         let tx = c.transaction().await?;
-        let batch = lock_pending(&tx, 100).await?;
+        let batch = lock_pending(&tx, BATCH as i64).await?;
         if batch.is_empty() {
             return Ok(0);
         }

@@ -89,6 +89,25 @@ pub fn decode_unverified(jwt: &str) -> Result<SignedPayload, JwtError> {
     decode_parts(&parts)
 }
 
+/// Only the `data` of a NIC JWT, **without** checking its signature: what [`decode_unverified`]
+/// returns as `.data`, with neither the header nor the rest of the claims read into JSON trees
+/// (every result event shows the data of two JWTs).
+pub fn data_unverified(jwt: &str) -> Result<Value, JwtError> {
+    /// The claims, of which only `data` is kept (a JSON string, or structured data).
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        data: Option<Value>,
+    }
+    let parts = split(jwt)?;
+    let claims: Claims = serde_json::from_slice(&b64url("claims", parts[1])?)
+        .map_err(|e| JwtError::Json { part: "claims", detail: e.to_string() })?;
+    match claims.data {
+        Some(Value::String(s)) => serde_json::from_str(&s).map_err(JwtError::DataJson),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v),
+        _ => Err(JwtError::MissingData),
+    }
+}
+
 /// Checks an RS256 signature against `public_key`, then decodes as [`decode_unverified`] does.
 ///
 /// The header's `alg` must be `RS256`. The `kid` is not checked: callers that keep several NIC signing keys
@@ -246,6 +265,27 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
         assert_eq!(payload.claims["iss"], "NIC");
         assert!(payload.claims["data"].is_string());
         assert_eq!(decode_unverified(&jwt).unwrap(), payload);
+        assert_eq!(data_unverified(&jwt).unwrap(), payload.data);
+    }
+
+    #[test]
+    fn data_alone_reads_what_the_full_decode_reads() {
+        let header = B64URL.encode(r#"{"alg":"RS256"}"#);
+        let jwt = |claims: &str| format!("{header}.{}.sig", B64URL.encode(claims));
+        // Structured data is accepted as the full decode accepts it; key order is kept.
+        for claims in [r#"{"iss":"NIC","data":"{\"b\":1,\"a\":[2]}"}"#, r#"{"data":{"b":1,"a":[2]}}"#] {
+            let (data, full) = (data_unverified(&jwt(claims)).unwrap(), decode_unverified(&jwt(claims)).unwrap().data);
+            assert_eq!(data.to_string(), r#"{"b":1,"a":[2]}"#);
+            assert_eq!(data, full);
+        }
+        assert!(matches!(data_unverified(&jwt(r#"{"data":"{broken"}"#)), Err(JwtError::DataJson(_))));
+        for missing in [r#"{"iss":"NIC"}"#, r#"{"data":42}"#, r#"{"data":null}"#] {
+            assert!(matches!(data_unverified(&jwt(missing)), Err(JwtError::MissingData)), "{missing}");
+        }
+        for bad in ["a.b", "!!!.@@@.###", "é.é.é"] {
+            assert!(data_unverified(bad).is_err(), "{bad}");
+        }
+        assert!(data_unverified(&jwt("[1,2]")).is_err() && data_unverified(&jwt("not json")).is_err());
     }
 
     #[test]

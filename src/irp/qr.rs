@@ -24,6 +24,9 @@ use tokio::sync::Semaphore;
 pub const MODULE_PX: usize = 4;
 /// Light border around the symbol, in modules (the QR spec's minimum).
 pub const QUIET_ZONE_MODULES: usize = 4;
+// A module's pixels never straddle two bytes of a 1-bit row (`png_of` draws a module with one AND).
+const _: () = assert!(8 % MODULE_PX == 0 && MODULE_PX <= 8);
+
 /// The one mask pattern every code uses (ISO 18004 pattern 100, `(y / 2 + x / 3) % 2 == 0`): the one
 /// the best-mask search picked for 31 of 40 simulator-signed QR JWTs (see the tests).
 pub const MASK: MaskPattern = MaskPattern::LargeCheckerboard;
@@ -102,35 +105,30 @@ fn png_of(modules: usize, colors: &[Color]) -> Result<Vec<u8>, QrError> {
     // 1 bit per pixel (1 = light), rows packed MSB first: an eighth of the data an 8-bit image
     // has. Each module row is drawn once as a pixel row, then written MODULE_PX times with PNG
     // filter 2 ("Up": each byte minus the one above it), so its repeats are zeros that deflate
-    // all but erases.
+    // all but erases. A module is whole bits of one byte (see the assertion above), so drawing
+    // it is one AND.
     let row_bytes = side.div_ceil(8);
-    let light_row = vec![0xFFu8; row_bytes];
-    let pixel_row = |my: usize| -> Vec<u8> {
-        let mut row = light_row.clone();
-        let Some(module_row) = my.checked_sub(QUIET_ZONE_MODULES).filter(|y| *y < modules) else {
-            return row;
-        };
-        for (mx, color) in colors[module_row * modules..(module_row + 1) * modules].iter().enumerate() {
-            if *color == Color::Dark {
-                let x0 = (mx + QUIET_ZONE_MODULES) * MODULE_PX;
-                for x in x0..x0 + MODULE_PX {
-                    row[x / 8] &= !(0x80 >> (x % 8));
+    let module_bits: u8 = (0xFFu16 << (8 - MODULE_PX)) as u8; // MODULE_PX high bits
+    let mut row = vec![0xFFu8; row_bytes];
+    let mut above = vec![0u8; row_bytes]; // the row above the first is all zeros (PNG spec)
+    let mut filtered = Vec::with_capacity((row_bytes + 1) * side);
+    for my in 0..modules + 2 * QUIET_ZONE_MODULES {
+        row.fill(0xFF);
+        if let Some(module_row) = my.checked_sub(QUIET_ZONE_MODULES).filter(|y| *y < modules) {
+            for (mx, color) in colors[module_row * modules..(module_row + 1) * modules].iter().enumerate() {
+                if *color == Color::Dark {
+                    let x0 = (mx + QUIET_ZONE_MODULES) * MODULE_PX;
+                    row[x0 / 8] &= !(module_bits >> (x0 % 8));
                 }
             }
         }
-        row
-    };
-    let mut filtered = Vec::with_capacity((row_bytes + 1) * side);
-    let mut above = vec![0u8; row_bytes]; // the row above the first is all zeros (PNG spec)
-    for my in 0..modules + 2 * QUIET_ZONE_MODULES {
-        let row = pixel_row(my);
         filtered.push(2u8);
         filtered.extend(row.iter().zip(&above).map(|(b, a)| b.wrapping_sub(*a)));
         for _ in 1..MODULE_PX {
             filtered.push(2u8);
             filtered.resize(filtered.len() + row_bytes, 0);
         }
-        above = row;
+        std::mem::swap(&mut row, &mut above);
     }
     let idat = deflate(&filtered)?;
 

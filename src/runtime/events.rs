@@ -19,7 +19,7 @@ pub fn document_ref(row: &JobRow) -> DocumentRef {
 
 /// Decoded JWT `data` (the signature is checked by the provider when a key is configured).
 fn payload(jwt_str: Option<&str>) -> Value {
-    jwt_str.and_then(|s| jwt::decode_unverified(s).ok()).map(|p| p.data).unwrap_or(Value::Null)
+    jwt_str.and_then(|s| jwt::data_unverified(s).ok()).unwrap_or(Value::Null)
 }
 
 /// How an event gets its QR image.
