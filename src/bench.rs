@@ -556,6 +556,7 @@ async fn wait_for_consumer(ch: &Channel, queue: &str) -> anyhow::Result<()> {
 }
 
 /// Where a pass publishes its commands.
+#[derive(Clone)]
 struct Target {
     exchange: String,
     routing_key: String,
@@ -593,8 +594,7 @@ async fn pass(
     let start = Instant::now();
     let mut publisher = tokio::spawn(publish_all(
         ch.clone(),
-        target.exchange.clone(),
-        target.routing_key.clone(),
+        target.clone(),
         bodies,
         tag.to_string(),
         reply_queue.to_string(),
@@ -708,8 +708,7 @@ fn stat_cpu(stat: &str) -> Option<Duration> {
 
 async fn publish_all(
     ch: Channel,
-    exchange: String,
-    routing_key: String,
+    Target { exchange, routing_key }: Target,
     bodies: Arc<Vec<Vec<u8>>>,
     tag: String,
     reply_queue: String,
