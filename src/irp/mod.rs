@@ -54,7 +54,8 @@ pub trait IrpProvider: Send + Sync {
     /// Authenticate and return a new session. `force_refresh` asks the IRP for a new token
     /// even if the current one is still valid (NIC honours it only in the last 10 minutes).
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError>;
-    async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError>;
+    /// `invoice`: the normalized invoice as JSON text ([`crate::domain::invoice::ValidInvoice::irp_text`]).
+    async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError>;
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError>;
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError>;
     async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError>;

@@ -173,8 +173,13 @@ impl Nic {
     }
 
     async fn post(&self, s: &Session, path: &str, body: &Value) -> Result<Value, IrpError> {
+        self.post_text(s, path, &body.to_string()).await
+    }
+
+    /// [`Self::post`] of a body already serialised.
+    async fn post_text(&self, s: &Session, path: &str, body: &str) -> Result<Value, IrpError> {
         let sek = self.sek(s)?;
-        let data = nic_crypto::encrypt_json_b64(sek.expose(), body);
+        let data = nic_crypto::encrypt_b64(sek.expose(), body.as_bytes());
         let v = self.send(self.request(Method::POST, path, s).json(&json!({ "Data": data }))).await?;
         open_response(sek, &v)
     }
@@ -368,8 +373,8 @@ impl IrpProvider for Nic {
         Ok(Session { token: SecretString::from(token), sek: Some(Sek::new(sek)), expires_at, obtained_at: now })
     }
 
-    async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
-        self.irn_data(self.post(s, GENERATE_PATH, invoice).await?)
+    async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError> {
+        self.irn_data(self.post_text(s, GENERATE_PATH, invoice).await?)
     }
 
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {
@@ -572,7 +577,7 @@ mod tests {
         let c = GstinConfig { header_spelling: HeaderSpelling::Hyphen, ..cfg(&sim.base_url()) };
         let nic = Nic::new(client(), GSTIN, &c).unwrap();
         let s = nic.authenticate(false).await.unwrap();
-        let d = nic.generate(&s, &invoice("NIC/HYPHEN/1")).await.unwrap();
+        let d = nic.generate(&s, &invoice("NIC/HYPHEN/1").to_string()).await.unwrap();
         assert_eq!(nic.get_by_doc(&s, &doc("NIC/HYPHEN/1")).await.unwrap().irn, d.irn);
     }
 
@@ -622,13 +627,13 @@ mod tests {
         assert_eq!(again.token.expose_secret(), s.token.expose_secret());
         assert_eq!(again.sek, s.sek);
 
-        let d = nic.generate(&s, &invoice("NIC/0001")).await.unwrap();
+        let d = nic.generate(&s, &invoice("NIC/0001").to_string()).await.unwrap();
         assert_eq!(d.irn.len(), 64);
         assert!(!d.ack_no.is_empty() && parse_ist(&d.ack_dt).is_some());
         assert_eq!(d.status.as_deref(), Some("ACT"));
         assert!(d.signed_invoice.is_some() && d.signed_qr_code.is_some());
 
-        let dup = nic.generate(&s, &invoice("NIC/0001")).await.unwrap_err();
+        let dup = nic.generate(&s, &invoice("NIC/0001").to_string()).await.unwrap_err();
         assert!(dup.has_code("2150"), "{dup:?}");
         assert_eq!(dup.duplicate_info().unwrap()["Irn"], json!(d.irn));
         assert_eq!(dup.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::DuplicateIrn);
@@ -676,13 +681,13 @@ mod tests {
         let nic = Nic::new(client(), GSTIN, &cfg(&sim.base_url())).unwrap();
         let s = nic.authenticate(false).await.unwrap();
         sim.core.expire_tokens();
-        let e = nic.generate(&s, &invoice("NIC/0002")).await.unwrap_err();
+        let e = nic.generate(&s, &invoice("NIC/0002").to_string()).await.unwrap_err();
         assert!(matches!(e, IrpError::Api { .. }) && e.has_code("1005"), "{e:?}");
         assert_eq!(e.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::Reauth);
         // A new auth gives a new token that works.
         let s2 = nic.authenticate(false).await.unwrap();
         assert_ne!(s2.token.expose_secret(), s.token.expose_secret());
-        nic.generate(&s2, &invoice("NIC/0002")).await.unwrap();
+        nic.generate(&s2, &invoice("NIC/0002").to_string()).await.unwrap();
     }
 
     #[tokio::test]
@@ -738,7 +743,7 @@ mod tests {
         good.signing_key_pem = Some(SIGNING_PUBLIC_PEM.to_string());
         let nic = Nic::new(client(), GSTIN, &good).unwrap();
         let s = nic.authenticate(false).await.unwrap();
-        let d = nic.generate(&s, &invoice("NIC/0003")).await.unwrap();
+        let d = nic.generate(&s, &invoice("NIC/0003").to_string()).await.unwrap();
         nic.get_by_irn(&s, &d.irn).await.unwrap();
 
         let mut bad = cfg(&sim.base_url());
@@ -749,7 +754,7 @@ mod tests {
             IrpError::Signature(m) => assert!(m.contains("signature") && m.contains("does not verify"), "{m}"),
             other => panic!("expected Signature, got {other:?}"),
         }
-        let e = wrong.generate(&s, &invoice("NIC/0004")).await.unwrap_err();
+        let e = wrong.generate(&s, &invoice("NIC/0004").to_string()).await.unwrap_err();
         assert!(matches!(e, IrpError::Signature(_)), "{e:?}");
 
         // A signature for another IRN is refused too.
@@ -782,7 +787,7 @@ mod tests {
             &cfg(&sim.base_url()),
         )
         .unwrap();
-        let e = impatient.generate(&s, &invoice("NIC/0005")).await.unwrap_err();
+        let e = impatient.generate(&s, &invoice("NIC/0005").to_string()).await.unwrap_err();
         assert!(matches!(e, IrpError::Timeout(_)) && e.may_have_reached_irp(), "{e:?}");
         nic.get_by_doc(&s, &doc("NIC/0005")).await.unwrap();
     }

@@ -393,7 +393,12 @@ pub fn aes_decrypt(key: &[u8; 32], cipher: &[u8]) -> Result<Vec<u8>, CryptoError
 /// Encrypts a request body for any call after auth: `base64(AES(sek, compact JSON))`.
 /// Send it as `{"Data": <this>}`.
 pub fn encrypt_json_b64(sek: &[u8; 32], value: &Value) -> String {
-    STANDARD.encode(aes_encrypt(sek, value.to_string().as_bytes()))
+    encrypt_b64(sek, value.to_string().as_bytes())
+}
+
+/// [`encrypt_json_b64`] of JSON already serialised.
+pub fn encrypt_b64(sek: &[u8; 32], json: &[u8]) -> String {
+    STANDARD.encode(aes_encrypt(sek, json))
 }
 
 /// Decrypts a response `Data` string (or a request body, on the simulator side) encrypted with `sek`.

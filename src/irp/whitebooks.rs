@@ -190,8 +190,9 @@ impl IrpProvider for Whitebooks {
         Ok(Session { token: SecretString::from(token), sek: None, expires_at, obtained_at: now })
     }
 
-    async fn generate(&self, s: &Session, invoice: &Value) -> Result<IrnData, IrpError> {
-        self.irn_data(self.call(self.request(Method::POST, "generate", s).json(invoice)).await?)
+    async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError> {
+        let rb = self.request(Method::POST, "generate", s).header(reqwest::header::CONTENT_TYPE, "application/json");
+        self.irn_data(self.call(rb.body(invoice.to_owned())).await?)
     }
 
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError> {

@@ -78,7 +78,7 @@ pub async fn handle(
             return Ok(Disposition::Wait { until, attempt, errors });
         }
     }
-    let request = invoice.irp_json();
+    let request = invoice.irp_text();
     // The lease belongs to this attempt (this delivery), not to the process.
     let attempt_id = Uuid::new_v4();
     // The IRP a new document goes to, recorded by the claim itself (`route` confirms it below).
@@ -287,7 +287,7 @@ async fn register(
                 Ok(false) | Err(_) => return Outcome::LeaseLost,
             }
         }
-        let body = invoice.irp_json();
+        let body = invoice.irp_text();
         match call(ctx, g, provider, Operation::Generate, Resend::NotIfMayHaveReached, |s| async move {
             provider.generate(&s, body).await
         })

@@ -22,6 +22,33 @@ use tokio_postgres::NoTls;
 
 pub use jobs::{Claim, JobRow};
 
+/// JSON text already serialised, as a `jsonb` (or `json`) parameter: written as it is, with no
+/// JSON tree built to serialise it again. The text must be valid JSON (the server checks).
+#[derive(Debug)]
+pub struct JsonbText<'a>(pub &'a [u8]);
+
+impl tokio_postgres::types::ToSql for JsonbText<'_> {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        use bytes::BufMut as _;
+        // Binary jsonb is a format version byte (1) and the text; binary json is the text.
+        if *ty == tokio_postgres::types::Type::JSONB {
+            out.put_u8(1);
+        }
+        out.put_slice(self.0);
+        Ok(tokio_postgres::types::IsNull::No)
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        matches!(*ty, tokio_postgres::types::Type::JSONB | tokio_postgres::types::Type::JSON)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {}", pg_text(.0))]

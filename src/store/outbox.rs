@@ -1,7 +1,6 @@
 //! The transactional outbox: events are inserted in the same transaction as the job state they
 //! report, and a relay publishes them afterwards (see `amqp::relay`). A crash between commit
 //! and publish only delays an event; consumers dedupe on `event_id`.
-use bytes::BufMut as _;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
@@ -74,14 +73,7 @@ impl ToSql for Payload {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Payload::Tree(v) => v.to_sql(ty, out),
-            Payload::Text(text) => {
-                // Binary jsonb is a format version byte (1) and the text; binary json is the text.
-                if *ty == Type::JSONB {
-                    out.put_u8(1);
-                }
-                out.put_slice(text);
-                Ok(IsNull::No)
-            }
+            Payload::Text(text) => super::JsonbText(text).to_sql(ty, out),
         }
     }
 

@@ -109,10 +109,9 @@ async fn a_busy_document_is_looked_at_again_soon_without_climbing_the_tiers() {
     let inv = invoice("b2b-intra-goods", "F4/0001");
     // An attempt elsewhere claimed the document and died in its call: its lease runs 4 s.
     let valid = validate_invoice(&inv, Some(SELLER_KA), &app.settings.parse_options().validation).unwrap();
-    let request = valid.irp_json().clone();
     let other = uuid::Uuid::new_v4();
     let date = valid.doc_date().to_string();
-    let claim = app.db.claim_generate(valid.key(), &date, "whitebooks", &request, other, 4).await.unwrap();
+    let claim = app.db.claim_generate(valid.key(), &date, "whitebooks", valid.irp_text(), other, 4).await.unwrap();
     assert!(matches!(claim, einvoice_worker::store::Claim::Owned { .. }));
     app.generate(&inv).await;
     let (_, ev) = app.next_reply(40).await;

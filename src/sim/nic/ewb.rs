@@ -106,7 +106,7 @@ mod tests {
         };
         let s = p.authenticate(false).await.unwrap();
         let inv = crate::samples::stamped("b2b-intra-goods", Some("EWB/1"));
-        let irn = p.generate(&s, &inv).await.unwrap().irn;
+        let irn = p.generate(&s, &inv.to_string()).await.unwrap().irn;
         let e = p
             .generate_ewaybill(&s, &json!({"Irn": irn, "Distance": 450, "TransMode": "1", "VehNo": "KA01AB1234"}))
             .await
