@@ -63,7 +63,7 @@ pub(crate) const COLUMNS: &str =
     irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
     last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn, in_doubt_reported_at, irp";
 
-/// The claim statement (see [`Db::claim_generate`]). `ins` creates a new document already
+/// The claim statement (see [`Db::claim_generate_for`]). `ins` creates a new document already
 /// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
 /// rejected for this very payload, or leased to another live attempt; otherwise the locked row
 /// comes back as `held`, with its stored QR image (a replay needs nothing else). A re-sent
@@ -157,7 +157,7 @@ pub fn doc_key(key: &DocumentKey) -> String {
     key.to_string().to_ascii_uppercase()
 }
 
-/// What [`Db::claim_generate`] found.
+/// What [`Db::claim_generate_for`] found.
 #[derive(Debug)]
 pub enum Claim {
     /// The document already has its outcome (generated, cancelled, or this very payload was
@@ -212,21 +212,10 @@ impl Db {
     ///
     /// One statement: insert-and-claim a new document, or claim an existing one unless it is
     /// done or another attempt's lease is live; the row as it was tells which.
-    pub async fn claim_generate(
-        &self,
-        key: &DocumentKey,
-        doc_date: &str,
-        provider: &str,
-        request: &str,
-        owner: Uuid,
-        lease_secs: i64,
-    ) -> Result<Claim, StoreError> {
-        self.claim_generate_for(key, doc_date, provider, request, owner, lease_secs, None, None).await
-    }
-
-    /// [`Db::claim_generate`] recording the claiming command's `request_id` on the job (kept
-    /// when the command has none), so `job.status` finds a job still in its first attempt, and
-    /// the IRP this attempt means to call (see [`CLAIM_SQL`]).
+    ///
+    /// Records the claiming command's `request_id` on the job (kept when the command has none),
+    /// so `job.status` finds a job still in its first attempt, and the IRP this attempt means to
+    /// call (see [`CLAIM_SQL`]).
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_generate_for(
         &self,

@@ -111,7 +111,11 @@ async fn a_busy_document_is_looked_at_again_soon_without_climbing_the_tiers() {
     let valid = validate_invoice(&inv, Some(SELLER_KA), &app.settings.parse_options().validation).unwrap();
     let other = uuid::Uuid::new_v4();
     let date = valid.doc_date().to_string();
-    let claim = app.db.claim_generate(valid.key(), &date, "whitebooks", valid.irp_text(), other, 4).await.unwrap();
+    let claim = app
+        .db
+        .claim_generate_for(valid.key(), &date, "whitebooks", valid.irp_text(), other, 4, None, None)
+        .await
+        .unwrap();
     assert!(matches!(claim, einvoice_worker::store::Claim::Owned { .. }));
     app.generate(&inv).await;
     let (_, ev) = app.next_reply(40).await;

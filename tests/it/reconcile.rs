@@ -55,7 +55,16 @@ async fn job_row(app: &TestApp, inv: &Value, status: &str, sql_extra: &str) -> U
     let v = validate_invoice(inv, Some(SELLER_KA), &ValidationOptions::default()).expect("sample is valid");
     let claim = app
         .db
-        .claim_generate(v.key(), &v.doc_date().to_string(), "whitebooks", v.irp_text(), Uuid::new_v4(), 10)
+        .claim_generate_for(
+            v.key(),
+            &v.doc_date().to_string(),
+            "whitebooks",
+            v.irp_text(),
+            Uuid::new_v4(),
+            10,
+            None,
+            None,
+        )
         .await
         .unwrap();
     let Claim::Owned { job, .. } = claim else { panic!("fresh document: {claim:?}") };
