@@ -101,11 +101,7 @@ pub fn data_unverified(jwt: &str) -> Result<Value, JwtError> {
     let parts = split(jwt)?;
     let claims: Claims = serde_json::from_slice(&b64url("claims", parts[1])?)
         .map_err(|e| JwtError::Json { part: "claims", detail: e.to_string() })?;
-    match claims.data {
-        Some(Value::String(s)) => serde_json::from_str(&s).map_err(JwtError::DataJson),
-        Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v),
-        _ => Err(JwtError::MissingData),
-    }
+    data_claim(claims.data.as_ref())
 }
 
 /// Checks an RS256 signature against `public_key`, then decodes as [`decode_unverified`] does.
@@ -185,13 +181,18 @@ fn split(jwt: &str) -> Result<[&str; 3], JwtError> {
 fn decode_parts(parts: &[&str; 3]) -> Result<SignedPayload, JwtError> {
     let header = json_object("header", &b64url("header", parts[0])?)?;
     let claims = json_object("claims", &b64url("claims", parts[1])?)?;
-    let data = match claims.get("data") {
-        Some(Value::String(s)) => serde_json::from_str(s).map_err(JwtError::DataJson)?,
-        // Accept already-structured data as well, though NIC always sends a string.
-        Some(v @ (Value::Object(_) | Value::Array(_))) => v.clone(),
-        _ => return Err(JwtError::MissingData),
-    };
+    let data = data_claim(claims.get("data"))?;
     Ok(SignedPayload { header, claims, data })
+}
+
+/// The signed document in a `data` claim: parsed from its JSON string, or taken as it is when
+/// already structured (NIC always sends a string).
+fn data_claim(data: Option<&Value>) -> Result<Value, JwtError> {
+    match data {
+        Some(Value::String(s)) => serde_json::from_str(s).map_err(JwtError::DataJson),
+        Some(v @ (Value::Object(_) | Value::Array(_))) => Ok(v.clone()),
+        _ => Err(JwtError::MissingData),
+    }
 }
 
 fn b64url(part: &'static str, s: &str) -> Result<Vec<u8>, JwtError> {
