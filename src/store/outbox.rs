@@ -78,7 +78,7 @@ impl ToSql for Payload {
     }
 
     fn accepts(ty: &Type) -> bool {
-        matches!(*ty, Type::JSONB | Type::JSON)
+        <super::JsonbText as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
