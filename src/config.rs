@@ -368,6 +368,10 @@ struct Defaults {
     error_budget_pause_share: f64,
 }
 
+/// The token key used only when EINVOICE_TOKEN_KEY is unset (development and the demo); `run`
+/// warns about it and a production GSTIN refuses it.
+pub const DEV_TOKEN_KEY: [u8; 32] = *b"einvoice-worker-dev-key-NOT-PROD";
+
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/einvoice";
 
@@ -458,7 +462,7 @@ impl Settings {
             None => true,
             Some(k) => base64::engine::general_purpose::STANDARD
                 .decode(k)
-                .is_ok_and(|b| b.as_slice() == crate::store::secrets::DEV_KEY.as_slice()),
+                .is_ok_and(|b| b.as_slice() == DEV_TOKEN_KEY.as_slice()),
         };
         if dev {
             return Err(ConfigError::Invalid(format!(

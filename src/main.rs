@@ -370,7 +370,9 @@ fn check_invoice(text: &str, opts: &einvoice_worker::domain::command::ParseOptio
     };
     match parse_command("irn.generate", body.to_string().as_bytes(), opts) {
         Ok(parsed) => {
-            if let Command::Generate { invoice, .. } = &parsed.command {
+            if let Command::IrnGenerate(einvoice_worker::domain::command::generate::Generate { invoice, .. }) =
+                &parsed.command
+            {
                 out.document = Some(DocumentRef::new(invoice.key(), Some(invoice.doc_date())));
             }
         }

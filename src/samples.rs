@@ -16,7 +16,7 @@ pub const SAMPLES: &[(&str, &str)] = &[
 
 /// Today's date in India, as the IRP sees it, in `dd/MM/yyyy`.
 pub fn india_today() -> String {
-    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).format("%d/%m/%Y").to_string()
+    crate::domain::document::india_today().format("%d/%m/%Y").to_string()
 }
 
 /// A sample by name, dated today, optionally with another document number.

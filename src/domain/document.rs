@@ -374,3 +374,14 @@ mod tests {
         assert_ne!(key("SMP/0002").irn(), expected);
     }
 }
+
+/// The calendar date in India at `now`. The IRP judges "future", "30 days" and its daily limits
+/// by IST, and a UTC host is 5½ hours behind around midnight.
+pub fn india_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+    now.with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
+}
+
+/// Today's date in India (the IRP's calendar).
+pub fn india_today() -> chrono::NaiveDate {
+    india_date(chrono::Utc::now())
+}

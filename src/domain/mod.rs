@@ -12,6 +12,7 @@
 //! * [`document`]: document type/number/date, financial year, `DocumentKey` and IRN.
 //! * [`invoice`]: `validate_invoice` (all of reference §5, the schema's field table in
 //!   `invoice::fields`, business rules by family in its submodules) and `validate_cancel`.
+//! * [`job`]: `JobStatus`, where a job stands.
 //! * [`command`]: commands parsed from AMQP messages (every problem collected, with its path).
 //! * [`event`]: the result events the worker publishes.
 //! * [`outcome`]: the one table that classifies every IRP answer.
@@ -24,6 +25,7 @@ pub mod document;
 pub mod event;
 pub mod gstin;
 pub mod invoice;
+pub mod job;
 pub mod outcome;
 pub mod problem;
 pub mod schema;
@@ -33,4 +35,5 @@ pub use codes::SupplyType;
 pub use document::{DocDate, DocNumber, DocType, DocumentError, DocumentKey, FinancialYear};
 pub use gstin::{check_digit, Gstin, GstinError, GstinKind};
 pub use invoice::{validate_cancel, validate_invoice, ShipToRules, ValidInvoice, ValidationOptions};
+pub use job::JobStatus;
 pub use problem::{Problem, Problems};

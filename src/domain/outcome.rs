@@ -117,13 +117,47 @@ impl Class {
     }
 }
 
+/// What an IRP failure means for a job once its call is over: the [`Class`] without `Reauth`,
+/// which the call loop always resolves (a new token, or, when 1005 persists, a transient
+/// failure). Job code matches on this, so it has no re-auth arm to get wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    DuplicateIrn,
+    RegisteredElsewhere,
+    AlreadyCancelled,
+    EwaybillExists,
+    SyncGstinThenRetry,
+    Transient,
+    Configuration,
+    NotFound,
+    Rejection,
+}
+
+impl Class {
+    /// This class as a call's final answer: `Reauth` that reaches a caller means the IRP kept
+    /// refusing fresh tokens, which is transient (never a reason to pause the GSTIN).
+    pub fn final_class(self) -> Final {
+        match self {
+            Class::DuplicateIrn => Final::DuplicateIrn,
+            Class::RegisteredElsewhere => Final::RegisteredElsewhere,
+            Class::AlreadyCancelled => Final::AlreadyCancelled,
+            Class::EwaybillExists => Final::EwaybillExists,
+            Class::SyncGstinThenRetry => Final::SyncGstinThenRetry,
+            Class::Reauth | Class::Transient => Final::Transient,
+            Class::Configuration => Final::Configuration,
+            Class::NotFound => Final::NotFound,
+            Class::Rejection => Final::Rejection,
+        }
+    }
+}
+
 /// GSP/NIC outage codes that come back as application errors rather than HTTP 5xx.
 const OUTAGE_CODES: &[&str] = &["GSPERR300", "GSPGSTDOWN", "GSPERR301", "GSPERR302"];
 
 /// Quota codes, on any operation: 658 (the e-way bill system's "request limit exceeded") and
 /// GEN5005 (a GSP's "plan limit exceeded"). Transient, and throttling: the call waits and goes
 /// again without counting as an attempt (`IrpError::is_throttled`, `runtime::guard`).
-const QUOTA_CODES: &[&str] = &["658", "GEN5005"];
+pub const QUOTA_CODES: &[&str] = &["658", "GEN5005"];
 
 /// Classify one IRP error code. `names_a_field` tells 5002 "try again" apart from 5002 used
 /// for schema messages.

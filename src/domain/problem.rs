@@ -269,6 +269,46 @@ pub mod code {
     /// Cancel remark longer than 100 characters.
     pub const REMARK_TOO_LONG: &str = "REMARK_TOO_LONG";
 
+    // ---- commands (the envelope and the command slices) ----
+    /// The message is larger than `EINVOICE_MAX_MESSAGE_BYTES`.
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// The message is not JSON.
+    pub const INVALID_JSON: &str = "INVALID_JSON";
+    /// The routing key names no command.
+    pub const UNKNOWN_ROUTING_KEY: &str = "UNKNOWN_ROUTING_KEY";
+    /// `schema_version` names a major version of the contract this worker does not speak.
+    pub const SCHEMA_VERSION_UNSUPPORTED: &str = "SCHEMA_VERSION_UNSUPPORTED";
+    /// `schema_version` is not a version number.
+    pub const SCHEMA_VERSION_INVALID: &str = "SCHEMA_VERSION_INVALID";
+    /// A command's GSTIN field is not a valid GSTIN.
+    pub const GSTIN_INVALID: &str = "GSTIN_INVALID";
+    /// An `irn` field is not 64 hexadecimal characters.
+    pub const IRN_INVALID: &str = "IRN_INVALID";
+    /// A command's `document.doc_type` is not INV, CRN or DBN.
+    pub const DOC_TYPE_INVALID: &str = "DOC_TYPE_INVALID";
+    /// A command's `document.doc_number` is not a valid document number.
+    pub const DOC_NUMBER_INVALID: &str = "DOC_NUMBER_INVALID";
+    /// `irn.cancel`'s `reason` is not 1, 2, 3 or 4.
+    pub const CANCEL_REASON_INVALID: &str = "CANCEL_REASON_INVALID";
+    /// A run's `to` is before its `from`.
+    pub const DATE_RANGE_INVALID: &str = "DATE_RANGE_INVALID";
+    /// A run covers more days than one run may.
+    pub const DATE_RANGE_TOO_LONG: &str = "DATE_RANGE_TOO_LONG";
+    /// `b2c.qr`'s `document` and `invoice` name different documents.
+    pub const DOCUMENT_MISMATCH: &str = "DOCUMENT_MISMATCH";
+    /// A status query names its job in more than one way.
+    pub const QUERY_AMBIGUOUS: &str = "QUERY_AMBIGUOUS";
+    /// A status query's `job_id` is not a UUID.
+    pub const JOB_ID_INVALID: &str = "JOB_ID_INVALID";
+    /// `batch_id` is not 1 to 64 letters, digits and `- _ . / :`.
+    pub const BATCH_ID_INVALID: &str = "BATCH_ID_INVALID";
+    /// A batch holds no invoice.
+    pub const BATCH_EMPTY: &str = "BATCH_EMPTY";
+    /// A batch holds more invoices than one batch may.
+    pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
+    /// Two invoices of one batch are the same document.
+    pub const DUPLICATE_IN_BATCH: &str = "DUPLICATE_IN_BATCH";
+
     /// The validator reached a state it believed impossible; a bug, never the data's fault.
     pub const INTERNAL: &str = "INTERNAL";
 }

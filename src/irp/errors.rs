@@ -2,7 +2,9 @@
 use serde_json::Value;
 
 use crate::domain::event::ErrorItem;
-use crate::domain::outcome::{classify, http_status_is_configuration, http_status_is_transient, Class, Operation};
+use crate::domain::outcome::{
+    classify, http_status_is_configuration, http_status_is_transient, Class, Final, Operation, QUOTA_CODES,
+};
 
 /// One error as the IRP reports it (`ErrorCode`/`ErrorMessage`).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +59,6 @@ fn retry_after_text(secs: Option<u64>) -> String {
     secs.map(|s| format!(", Retry-After {s} s")).unwrap_or_default()
 }
 
-/// Quota codes answered as application errors: 658 (the e-way bill system's "request limit
-/// exceeded") and GEN5005 (a GSP's "plan limit exceeded").
-pub const THROTTLE_CODES: &[&str] = &["658", "GEN5005"];
-
 fn fmt_messages(m: &[IrpMessage]) -> String {
     m.iter().map(|m| format!("{} {}", m.code, m.message)).collect::<Vec<_>>().join("; ")
 }
@@ -80,8 +78,15 @@ const PRIORITY: [Class; 10] = [
 ];
 
 impl IrpError {
-    /// The row of the outcome table this failure falls in.
-    pub fn class(&self, op: Operation) -> Class {
+    /// What this failure means for the job once the call is over: its row of the outcome table,
+    /// with 1005 (re-authenticate) already dealt with by `runtime::calls::call`.
+    pub fn class(&self, op: Operation) -> Final {
+        self.table_class(op).final_class()
+    }
+
+    /// The row of the outcome table this failure falls in, `Reauth` included: only the call
+    /// loop (`runtime::calls`) acts on that row.
+    pub fn table_class(&self, op: Operation) -> Class {
         match self {
             IrpError::Connect(_)
             | IrpError::Timeout(_)
@@ -139,7 +144,7 @@ impl IrpError {
         match self {
             IrpError::Throttled { .. } => true,
             IrpError::Api { errors, .. } => {
-                errors.iter().any(|e| THROTTLE_CODES.iter().any(|c| c.eq_ignore_ascii_case(e.code.trim())))
+                errors.iter().any(|e| QUOTA_CODES.iter().any(|c| c.eq_ignore_ascii_case(e.code.trim())))
             }
             _ => false,
         }
@@ -316,8 +321,11 @@ mod tests {
             errors: vec![IrpMessage { code: "2150".into(), message: "Duplicate IRN".into() }],
             info: vec![],
         };
-        assert_eq!(e.class(Operation::Generate), Class::DuplicateIrn);
-        assert_eq!(IrpError::Http { status: 503, body: String::new() }.class(Operation::Generate), Class::Transient);
+        assert_eq!(e.table_class(Operation::Generate), Class::DuplicateIrn);
+        assert_eq!(
+            IrpError::Http { status: 503, body: String::new() }.table_class(Operation::Generate),
+            Class::Transient
+        );
         assert!(IrpError::Timeout("x".into()).may_have_reached_irp());
         assert!(!IrpError::Connect("x".into()).may_have_reached_irp());
     }
@@ -325,7 +333,7 @@ mod tests {
     #[test]
     fn throttling_is_transient_never_reached_and_not_an_error_response() {
         let e = IrpError::Throttled { status: 429, retry_after: Some(7), body: "slow down".into() };
-        assert_eq!(e.class(Operation::Generate), Class::Transient);
+        assert_eq!(e.table_class(Operation::Generate), Class::Transient);
         assert!(e.is_throttled() && !e.may_have_reached_irp() && !e.is_error_response());
         assert_eq!((e.retry_after(), e.http_status()), (Some(7), 429));
         assert_eq!(e.to_error_items()[0].code, "HTTP_429");
@@ -336,12 +344,12 @@ mod tests {
                 info: vec![],
             };
             assert!(api.is_throttled(), "{code}");
-            assert_eq!(api.class(Operation::Generate), Class::Transient, "{code}");
-            assert_eq!(api.class(Operation::EwaybillCancel), Class::Transient, "{code}");
+            assert_eq!(api.table_class(Operation::Generate), Class::Transient, "{code}");
+            assert_eq!(api.table_class(Operation::EwaybillCancel), Class::Transient, "{code}");
             assert!(api.is_error_response(), "an answered error still counts towards NIC's threshold");
         }
         let limited = IrpError::RateLimited { wait_secs: 90 };
-        assert_eq!(limited.class(Operation::Generate), Class::Transient);
+        assert_eq!(limited.table_class(Operation::Generate), Class::Transient);
         assert!(!limited.may_have_reached_irp() && !limited.is_error_response() && !limited.is_throttled());
         assert_eq!(limited.to_error_items()[0].code, "RATE_LIMITED");
     }

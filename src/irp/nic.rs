@@ -636,7 +636,10 @@ mod tests {
         let dup = nic.generate(&s, &invoice("NIC/0001").to_string()).await.unwrap_err();
         assert!(dup.has_code("2150"), "{dup:?}");
         assert_eq!(dup.duplicate_info().unwrap()["Irn"], json!(d.irn));
-        assert_eq!(dup.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::DuplicateIrn);
+        assert_eq!(
+            dup.table_class(crate::domain::outcome::Operation::Generate),
+            crate::domain::outcome::Class::DuplicateIrn
+        );
 
         let by_irn = nic.get_by_irn(&s, &d.irn).await.unwrap();
         assert_eq!((by_irn.irn.as_str(), by_irn.ack_no.as_str()), (d.irn.as_str(), d.ack_no.as_str()));
@@ -683,7 +686,7 @@ mod tests {
         sim.core.expire_tokens();
         let e = nic.generate(&s, &invoice("NIC/0002").to_string()).await.unwrap_err();
         assert!(matches!(e, IrpError::Api { .. }) && e.has_code("1005"), "{e:?}");
-        assert_eq!(e.class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::Reauth);
+        assert_eq!(e.table_class(crate::domain::outcome::Operation::Generate), crate::domain::outcome::Class::Reauth);
         // A new auth gives a new token that works.
         let s2 = nic.authenticate(false).await.unwrap();
         assert_ne!(s2.token.expose_secret(), s.token.expose_secret());
@@ -699,7 +702,10 @@ mod tests {
         let nic = Nic::new(client(), GSTIN, &c).unwrap();
         let e = nic.authenticate(false).await.unwrap_err();
         assert!(e.has_code("1013"), "{e:?}");
-        assert_eq!(e.class(crate::domain::outcome::Operation::Auth), crate::domain::outcome::Class::Configuration);
+        assert_eq!(
+            e.table_class(crate::domain::outcome::Operation::Auth),
+            crate::domain::outcome::Class::Configuration
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::amqp::{self, AmqpError, Topology};
 use crate::config::Settings;
 use crate::domain::command::JobKind;
+use crate::domain::JobStatus;
 use crate::store::ops::{JobFilter, StoredEvent};
 use crate::store::{Db, JobRow, StoreError};
 
@@ -65,7 +66,7 @@ impl From<&JobRow> for JobSummary {
     fn from(j: &JobRow) -> Self {
         JobSummary {
             job_id: j.id,
-            status: j.status.clone(),
+            status: j.status.to_string(),
             gstin: j.gstin.clone(),
             doc_type: j.doc_type.clone(),
             doc_number: j.doc_number.clone(),
@@ -141,13 +142,11 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, OpError
     Ok(now - d)
 }
 
-/// The job states `jobs list --status` accepts.
-pub const STATUSES: &[&str] = &["pending", "in_flight", "in_doubt", "generated", "rejected", "failed", "cancelled"];
-
 pub async fn jobs_list(db: &Db, filter: &JobFilter) -> Result<Vec<JobSummary>, OpError> {
     if let Some(s) = &filter.status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(OpError::Usage(format!("--status '{s}': one of {}", STATUSES.join(", "))));
+        if s.parse::<JobStatus>().is_err() {
+            let all: Vec<&str> = JobStatus::ALL.iter().map(|st| st.as_str()).collect();
+            return Err(OpError::Usage(format!("--status '{s}': one of {}", all.join(", "))));
         }
     }
     Ok(db.list_jobs(filter).await?.iter().map(JobSummary::from).collect())
@@ -192,17 +191,19 @@ pub struct Retried {
 /// a retry can never register a document twice. Refused for other states.
 pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retried, OpError> {
     let j = find_job(db, key).await?;
-    let path = match j.status.as_str() {
-        "in_doubt" => "lookup first (the IRP may already have it), then generate only if it has not",
-        "failed" => "generate (a failed job was never registered), duplicates resolved by the IRP's 2150",
+    let path = match j.status {
+        JobStatus::InDoubt => "lookup first (the IRP may already have it), then generate only if it has not",
+        JobStatus::Failed => "generate (a failed job was never registered), duplicates resolved by the IRP's 2150",
         other => {
             return Err(OpError::Refused(format!(
                 "job {} is {other}: only failed or in_doubt jobs can be retried{}",
                 j.id,
                 match other {
-                    "generated" | "cancelled" => " (it has its outcome)",
-                    "rejected" => " (fix the invoice and send it again from the ERP)",
-                    _ => " (it is being handled; look again later)",
+                    JobStatus::Generated | JobStatus::Cancelled => " (it has its outcome)",
+                    JobStatus::Rejected => " (fix the invoice and send it again from the ERP)",
+                    JobStatus::Pending | JobStatus::InFlight | JobStatus::InDoubt | JobStatus::Failed => {
+                        " (it is being handled; look again later)"
+                    }
                 }
             )))
         }
@@ -224,7 +225,7 @@ pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retri
     let _ = conn.close(200, "done".into()).await;
     sent?;
     tracing::info!(job_id = %j.id, status = %j.status, %message_id, "operator re-queued the job");
-    Ok(Retried { job_id: j.id, previous_status: j.status, message_id, request_id, path })
+    Ok(Retried { job_id: j.id, previous_status: j.status.to_string(), message_id, request_id, path })
 }
 
 /// One dead-lettered message.

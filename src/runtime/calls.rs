@@ -32,8 +32,8 @@ pub enum Resend {
 }
 
 /// Run `f` with a session for `gstin`, retrying per the outcome table. Returns the last
-/// error when the budget is spent or the error is not retryable here; never one of class
-/// [`Class::Reauth`].
+/// error when the budget is spent or the error is not retryable here; its
+/// [`IrpError::class`] is the final class (re-authentication happened here).
 pub async fn call<T, F, Fut>(
     ctx: &Ctx,
     gstin: &str,
@@ -111,7 +111,7 @@ where
             }
             Err(x) => x,
         };
-        let class = err.class(err_op);
+        let class = err.table_class(err_op);
         metrics::counter!(m::IRP_ERRORS, "irp" => irp_label, "operation" => err_op.as_str(), "class" => class.as_str())
             .increment(1);
         if err.is_error_response() {

@@ -245,7 +245,7 @@ fn share_used(ctx: &Ctx, gstin_count: i64, client_count: i64) -> f64 {
 /// the guard must not turn an IRP answer into a Postgres failure of the command.
 pub async fn count_error_response(ctx: &Ctx, gstin: &str, provider: &dyn IrpProvider) {
     let now = Utc::now();
-    let day = crate::runtime::reconcile::india_today(now);
+    let day = crate::domain::document::india_date(now);
     let keys = budget_keys(gstin, provider);
     let counts = match ctx.db.count_error_response(day, &keys).await {
         Ok(c) => c,
@@ -332,7 +332,7 @@ async fn emit(ctx: &Ctx, ev: OutboxEvent) {
 /// Refresh [`m::IRP_ERROR_BUDGET_USED`] for every configured GSTIN from the store (the sampler):
 /// a new India day starts every gauge at its real count, and other processes' errors show too.
 pub async fn sample_budget(ctx: &Ctx) {
-    let day = crate::runtime::reconcile::india_today(Utc::now());
+    let day = crate::domain::document::india_today();
     let counts: HashMap<String, i64> = match ctx.db.error_counts(day).await {
         Ok(rows) => rows.into_iter().collect(),
         Err(e) => {

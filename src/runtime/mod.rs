@@ -3,10 +3,11 @@
 //! - [`context`]: what every handler shares (settings, pool, sessions, providers);
 //! - [`calls`]: one IRP call with backoff, re-auth once on 1005, and the ambiguity rule;
 //! - [`guard`]: rate limits, throttling (429/658) and the daily error budget of a GSTIN;
-//! - [`generate`]: `irn.generate`, the path that must never register a document twice;
-//! - [`jobs`]: the other job types, one module per family (cancel, lookups, e-way bill, B2C QR);
+//! - [`jobs`]: the job handlers, one module per job kind, reached through one `dispatch`
+//!   (`irn.generate`, the path that must never register a document twice, is [`jobs::generate`];
+//!   `reconcile.rejected` runs are [`jobs::reconcile`]);
 //! - [`events`]: building result events from job rows;
-//! - [`reconcile`]: `reconcile.rejected` runs (rejected IRNs, in-doubt jobs), durable and resumable;
+//! - [`span`]: the per-message tracing span and the ids recorded into it;
 //! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
 //! - [`status`]: per-GSTIN IRP health and the metrics sampler; [`health`]: the HTTP endpoints;
 //! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
@@ -15,14 +16,13 @@
 pub mod calls;
 pub mod context;
 pub mod events;
-pub mod generate;
 pub mod guard;
 pub mod health;
 pub mod jobs;
 pub mod pause_cache;
-pub mod reconcile;
 pub mod retention;
 pub mod scheduler;
+pub mod span;
 pub mod status;
 pub mod worker;
 

@@ -22,11 +22,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::events::plain_event;
-use super::{generate, jobs, Ctx, Disposition};
+use super::{jobs, span, Ctx, Disposition};
 use crate::amqp::{self, relay::Relay};
 use crate::config::Settings;
 use crate::domain::command::batch::BatchMember;
-use crate::domain::command::{parse_command, Command, JobKind};
+use crate::domain::command::{parse_command, JobKind, COMMAND_REJECTED};
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::irp::registry::Providers;
 use crate::store::{self, Db, StoreError};
@@ -191,7 +191,7 @@ async fn consume_loop(
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let ctx = ctx.clone();
-                    let span = command_span(&delivery);
+                    let span = span::command_span(&delivery);
                     tracker.spawn(async move { settle(&ctx, delivery).await }.instrument(span));
                 }
                 Some(Err(e)) => {
@@ -218,37 +218,6 @@ async fn consume_loop(
     let _ = relay_task.await;
     let _ = conn.close(200, "shutdown".into()).await;
     Ok(())
-}
-
-/// One span per message, carrying what an operator searches by. Fields known only after
-/// parsing (request id, GSTIN, document) and claiming (job id) are recorded into it later, so
-/// every line of one invoice's handling carries them: `jq 'select(.span.correlation_id == "…")'`.
-fn command_span(delivery: &Delivery) -> tracing::Span {
-    let p = &delivery.properties;
-    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
-    let span = tracing::info_span!(
-        "command",
-        routing_key = %delivery.routing_key,
-        message_id = tracing::field::Empty,
-        correlation_id = tracing::field::Empty,
-        request_id = tracing::field::Empty,
-        job_id = tracing::field::Empty,
-        gstin = tracing::field::Empty,
-        document = tracing::field::Empty,
-        redelivered = delivery.redelivered,
-    );
-    if let Some(id) = text(p.message_id()) {
-        span.record("message_id", id.as_str());
-    }
-    if let Some(id) = text(p.correlation_id()) {
-        span.record("correlation_id", id.as_str());
-    }
-    span
-}
-
-/// Record the job id on the current message's span (handlers call this once they have a job).
-pub fn record_job_id(job_id: uuid::Uuid) {
-    tracing::Span::current().record("job_id", tracing::field::display(job_id));
 }
 
 fn header_u32(d: &Delivery, name: &str) -> Option<u32> {
@@ -429,13 +398,13 @@ async fn reschedule(
 async fn reject_unstorable(ctx: &Ctx, meta: &CommandMeta, e: &StoreError) -> Result<Disposition, StoreError> {
     tracing::warn!(error = %e, "the command's content cannot be stored; rejecting and dead-lettering it");
     let kind = JobKind::from_routing_key(&meta.routing_key);
-    let event_type = kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
+    let event_type = kind.map_or(COMMAND_REJECTED, JobKind::rejected_event);
     let errors = vec![ErrorItem::worker(
         "UNSTORABLE_CONTENT",
         format!("the command holds content the database cannot store ({e}); the message is in einvoice.dead"),
     )];
     let data = json!({"errors": errors, "dead_lettered": true});
-    ctx.db.enqueue_events(&[plain_event(meta, &event_type, data)]).await?;
+    ctx.db.enqueue_events(&[plain_event(meta, event_type, data)]).await?;
     Ok(Disposition::DeadLetter)
 }
 
@@ -455,18 +424,18 @@ async fn dispatch(
             member.clone_from(&rej.batch);
             meta.request_id = rej.request_id.clone();
             if let Some(id) = &meta.request_id {
-                tracing::Span::current().record("request_id", id.as_str());
+                span::record_request_id(id);
             }
             let source = if rej.envelope { ErrorSource::Envelope } else { ErrorSource::Validation };
             let errors: Vec<ErrorItem> = rej.problems.into_iter().map(|p| ErrorItem::from_problem(source, p)).collect();
-            let event_type = rej.kind.map(|k| k.rejected_event()).unwrap_or_else(|| "command.rejected".into());
+            let event_type = rej.kind.map_or(COMMAND_REJECTED, JobKind::rejected_event);
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
             let mut data = json!({"errors": errors, "dead_lettered": rej.envelope});
             // A redelivery (the worker died between committing the answer and acking) of a
             // command already answered says so, as a replay of a stored result does.
             if redelivered {
                 if let Some(id) = &meta.message_id {
-                    if ctx.db.answered(id, &event_type).await? {
+                    if ctx.db.answered(id, event_type).await? {
                         data["replayed"] = json!(true);
                     }
                 }
@@ -474,7 +443,7 @@ async fn dispatch(
             if let Some(given) = &rej.document_as_given {
                 data["document_as_given"] = json!(given);
             }
-            let mut ev = plain_event(meta, &event_type, data);
+            let mut ev = plain_event(meta, event_type, data);
             ev.event.document = rej.document.map(|d| *d);
             ctx.db.enqueue_events(&[ev]).await?;
             return Ok(if rej.envelope { Disposition::DeadLetter } else { Disposition::Ack });
@@ -482,29 +451,18 @@ async fn dispatch(
     };
     meta.request_id = parsed.request_id;
     member.clone_from(&parsed.batch);
-    let span = tracing::Span::current();
     if let Some(id) = &meta.request_id {
-        span.record("request_id", id.as_str());
+        span::record_request_id(id);
     }
-    if let Some(g) = parsed.command.gstin() {
-        span.record("gstin", g.as_str());
-    }
-    if let Some(subject) = parsed.command.subject() {
-        span.record("document", subject.as_str());
-    }
+    span::record_command(parsed.command.gstin().map(|g| g.as_str()), parsed.command.subject().as_deref());
     let kind = parsed.command.kind();
-    let disposition = match &parsed.command {
-        // Boxed: a message's future holds only the handler it runs, not the largest of them
-        // (unboxed, every in-flight message held ~41 KB; see README, Benchmark).
-        Command::Generate { gstin, invoice } => Box::pin(generate::handle(ctx, meta, gstin, invoice, attempt)).await?,
-        other => Box::pin(jobs::handle(ctx, meta, other, attempt)).await?,
-    };
+    let disposition = Box::pin(jobs::dispatch(ctx, meta, &parsed.command, attempt)).await?;
     // Jobs without a job row give up here once they are too old (generate decides per row).
     if let Disposition::Reschedule { errors, .. } | Disposition::Wait { errors, .. } = &disposition {
         let age = (Utc::now() - first_seen).num_seconds().max(0) as u64;
         if kind != JobKind::IrnGenerate && age >= ctx.settings.retry_max_age_secs {
             let data = json!({"errors": errors, "attempts": attempt + 1, "first_attempt_at": first_seen});
-            ctx.db.enqueue_events(&[plain_event(meta, &kind.failed_event(), data)]).await?;
+            ctx.db.enqueue_events(&[plain_event(meta, kind.failed_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
     }

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -13,15 +13,26 @@ use crate::domain::text::storable;
 use crate::domain::DocumentKey;
 use crate::irp::IrnData;
 
-/// Job states. `in_doubt` means a generate or cancel may or may not have reached the IRP.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const IN_FLIGHT: &str = "in_flight";
-    pub const IN_DOUBT: &str = "in_doubt";
-    pub const GENERATED: &str = "generated";
-    pub const REJECTED: &str = "rejected";
-    pub const FAILED: &str = "failed";
-    pub const CANCELLED: &str = "cancelled";
+pub use crate::domain::JobStatus;
+
+/// `jobs.status` is text; [`JobStatus`] reads and writes it.
+impl<'a> FromSql<'a> for JobStatus {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(<&str as FromSql>::from_sql(ty, raw)?.parse::<JobStatus>()?)
+    }
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl ToSql for JobStatus {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+    tokio_postgres::types::to_sql_checked!();
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +44,7 @@ pub struct JobRow {
     pub financial_year: String,
     pub doc_date: Option<String>,
     pub provider: Option<String>,
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i32,
     pub request: Option<Value>,
     pub irn: Option<String>,
@@ -257,16 +268,16 @@ impl Db {
                 .await?;
             let Some(row) = row else { continue };
             let job = JobRow::from(&row);
-            let prev: Option<String> = row.get("prev");
+            let prev: Option<JobStatus> = row.get("prev");
             let kind: &str = row.get("kind");
             return Ok(match kind {
                 "new" => Claim::Owned { job, ambiguous: false },
                 // An expired in-flight lease means its attempt died mid-call: the IRP may have the IRN.
                 "owned" => {
-                    let ambiguous = matches!(prev.as_deref(), Some(status::IN_DOUBT | status::IN_FLIGHT));
+                    let ambiguous = matches!(prev, Some(JobStatus::InDoubt | JobStatus::InFlight));
                     Claim::Owned { job, ambiguous }
                 }
-                _ if prev.as_deref() == Some(status::IN_FLIGHT) => {
+                _ if prev == Some(JobStatus::InFlight) => {
                     Claim::Busy(row.get::<_, Option<DateTime<Utc>>>("held_until").unwrap_or_else(Utc::now))
                 }
                 _ => Claim::Done { qr_png: row.get("qr_png"), row: job },

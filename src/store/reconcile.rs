@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::jobs::{status, JobRow, COLUMNS as JOB_COLUMNS};
+use super::jobs::{JobRow, JobStatus, COLUMNS as JOB_COLUMNS};
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
 
@@ -410,7 +410,7 @@ impl Db {
                     "UPDATE jobs SET status = '{}', lease_owner = NULL, lease_until = NULL, updated_at = now(),
                             in_doubt_reported_at = NULL
                      WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
-                    status::PENDING
+                    JobStatus::Pending
                 ),
                 &[&job_id, &owner],
             )

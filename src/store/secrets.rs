@@ -13,8 +13,8 @@ use base64::Engine;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 
-/// Used only when EINVOICE_TOKEN_KEY is unset (development and the demo); `run` warns about it.
-pub const DEV_KEY: [u8; 32] = *b"einvoice-worker-dev-key-NOT-PROD";
+/// The built-in development key (the configuration owns it: it refuses it for production GSTINs).
+pub use crate::config::DEV_TOKEN_KEY as DEV_KEY;
 
 #[derive(Clone)]
 pub struct SecretBox {

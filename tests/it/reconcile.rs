@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use einvoice_worker::config::ProviderKind;
-use einvoice_worker::domain::{validate_invoice, ValidationOptions};
+use einvoice_worker::domain::{validate_invoice, JobStatus, ValidationOptions};
 use einvoice_worker::store::Claim;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::helpers::{invoice, Options, TestApp, LOGS, SELLER_KA, SELLER_MH};
 
 fn india_today() -> NaiveDate {
-    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
+    einvoice_worker::domain::document::india_today()
 }
 
 fn dmy(d: NaiveDate) -> String {
@@ -197,12 +197,12 @@ async fn in_doubt_jobs_are_resolved_or_requeued() {
     assert!(generated["RC2/A"]["data"]["signed_qr_code"].is_string());
     for (id, irn) in [(job_a, Some(&irn_a)), (job_c, Some(&irn_c)), (job_b, None)] {
         let job = app.db.job(id).await.unwrap().unwrap();
-        assert_eq!(job.status, "generated", "{job:?}");
+        assert_eq!(job.status, JobStatus::Generated, "{job:?}");
         if let Some(irn) = irn {
             assert_eq!(job.irn.as_ref(), Some(irn));
         }
     }
-    assert_eq!(app.db.job(job_d).await.unwrap().unwrap().status, "pending");
+    assert_eq!(app.db.job(job_d).await.unwrap().unwrap().status, JobStatus::Pending);
     let st = app.sim.core.stats();
     assert_eq!(st.irns_created, 3);
     assert!(st.generate_per_irn.values().all(|n| *n == 1), "one generate call per document: {st:?}");

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::DocRef;
 use crate::domain::invoice::money;
+use crate::domain::problem::code;
 use crate::domain::text::is_hidden_control;
 use crate::domain::{DocDate, DocNumber, DocType, Gstin, Problem};
 
@@ -45,7 +46,7 @@ pub fn parse_invoice(
     if !inv.is_object() {
         problems.push(Problem::new(
             "invoice",
-            "INVALID_TYPE",
+            code::INVALID_TYPE,
             "'invoice' must be an object: the B2C invoice (DocDtls, ValDtls)",
         ));
         return None;
@@ -53,7 +54,7 @@ pub fn parse_invoice(
     let text = |ptr: &str| inv.pointer(ptr).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty());
     let before = problems.len();
     let required = |path: &str, problems: &mut Vec<Problem>| {
-        problems.push(Problem::new(at(path), "REQUIRED", format!("{} is required", at(path))));
+        problems.push(Problem::new(at(path), code::REQUIRED, format!("{} is required", at(path))));
     };
     let doc_type = match text("/DocDtls/Typ") {
         None => {
@@ -84,10 +85,10 @@ pub fn parse_invoice(
     };
     if let Some(seller) = text("/SellerDtls/Gstin") {
         match (Gstin::parse(seller, relaxed), gstin) {
-            (Err(e), _) => problems.push(Problem::new(at("SellerDtls.Gstin"), "GSTIN_INVALID", e.to_string())),
+            (Err(e), _) => problems.push(Problem::new(at("SellerDtls.Gstin"), code::GSTIN_INVALID, e.to_string())),
             (Ok(s), Some(g)) if s != *g => problems.push(Problem::new(
                 at("SellerDtls.Gstin"),
-                "SELLER_GSTIN_MISMATCH",
+                code::SELLER_GSTIN_MISMATCH,
                 format!("the invoice's seller {s} is not the command's gstin {g}"),
             )),
             _ => {}
@@ -98,7 +99,11 @@ pub fn parse_invoice(
         let v = match inv.pointer(&format!("/ValDtls/{key}")) {
             None | Some(Value::Null) => {
                 if required {
-                    problems.push(Problem::new(&path, "REQUIRED", format!("{path} is required: the amount to pay")));
+                    problems.push(Problem::new(
+                        &path,
+                        code::REQUIRED,
+                        format!("{path} is required: the amount to pay"),
+                    ));
                 }
                 return Decimal::ZERO;
             }
@@ -109,18 +114,22 @@ pub fn parse_invoice(
         match v {
             Some(d) if d.is_sign_negative() || (required && d.is_zero()) => {
                 let least = if required { "more than 0" } else { "0 or more" };
-                problems.push(Problem::new(&path, "VALUE_RANGE", format!("{path} must be {least}")));
+                problems.push(Problem::new(&path, code::VALUE_RANGE, format!("{path} must be {least}")));
                 Decimal::ZERO
             }
             Some(d) if money::decimals(d) > 2 => {
-                problems.push(Problem::new(&path, "DECIMAL_PLACES", format!("{path} has more than 2 decimal places")));
+                problems.push(Problem::new(
+                    &path,
+                    code::DECIMAL_PLACES,
+                    format!("{path} has more than 2 decimal places"),
+                ));
                 Decimal::ZERO
             }
             Some(d) => d,
             None => {
                 problems.push(Problem::new(
                     &path,
-                    "INVALID_TYPE",
+                    code::INVALID_TYPE,
                     format!("{path} must be a number or a numeric string"),
                 ));
                 Decimal::ZERO
@@ -201,6 +210,54 @@ pub fn upi_intent(upi_id: &str, payee_name: &str, seller: &Gstin, inv: &B2cInvoi
         encode(&note),
         rupees(inv.total)
     )
+}
+
+/// `b2c.qr`: with `invoice`, the worker makes the B2C QR itself (any provider); without, it asks
+/// the IRP.
+#[derive(Debug, Clone)]
+pub struct B2cQr {
+    pub gstin: Gstin,
+    pub document: DocRef,
+    pub invoice: Option<Box<B2cInvoice>>,
+}
+
+impl super::CommandBody for B2cQr {
+    fn parse(r: &mut super::Reader<'_>, _: &super::ParseOptions) -> Option<Self> {
+        let body = r.body;
+        let gstin = r.gstin("gstin", true);
+        let doc = r.doc_ref("document");
+        let invoice = match body.get("invoice") {
+            None | Some(Value::Null) => None,
+            Some(inv) => parse_invoice(inv, gstin.as_ref(), r.relaxed, &mut r.problems).map(Box::new),
+        };
+        let no_invoice = matches!(body.get("invoice"), None | Some(Value::Null));
+        if body.get("document").is_none() && no_invoice {
+            r.problems.push(Problem::new(
+                "document",
+                code::REQUIRED,
+                "'document' {doc_type, doc_number, doc_date} or the B2C 'invoice' (DocDtls, ValDtls) is required",
+            ));
+        }
+        if let (Some(d), Some(inv)) = (&doc, &invoice) {
+            if *d != inv.document {
+                r.problems.push(Problem::new(
+                    "document",
+                    code::DOCUMENT_MISMATCH,
+                    format!("'document' names {d} but the invoice is {}; send one of them", inv.document),
+                ));
+            }
+        }
+        let document = invoice.as_ref().map(|i| i.document.clone()).or(doc);
+        Some(B2cQr { gstin: gstin?, document: document?, invoice })
+    }
+
+    fn gstin(&self) -> Option<&Gstin> {
+        Some(&self.gstin)
+    }
+
+    fn subject(&self) -> Option<String> {
+        Some(self.document.to_string())
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::{type_name, Reader};
+use crate::domain::problem::code;
 use crate::domain::{DocDate, Gstin, Problem};
 
 /// Invoices in one batch at most. The message must also fit `EINVOICE_MAX_MESSAGE_BYTES`.
@@ -94,7 +95,7 @@ pub(super) fn parse_batch(
         } else {
             r.problems.push(Problem::new(
                 "batch_id",
-                "BATCH_ID_INVALID",
+                code::BATCH_ID_INVALID,
                 format!("'{id}' is not a batch id: 1 to {MAX_BATCH_ID_LEN} letters, digits and - _ . / :"),
             ));
             None
@@ -104,7 +105,7 @@ pub(super) fn parse_batch(
         None | Some(Value::Null) => {
             r.problems.push(Problem::new(
                 "invoices",
-                "REQUIRED",
+                code::REQUIRED,
                 "'invoices' is required: an array of NIC e-invoice JSON objects (schema v1.1) of the seller 'gstin'",
             ));
             return (batch_id, None);
@@ -113,7 +114,7 @@ pub(super) fn parse_batch(
         Some(other) => {
             r.problems.push(Problem::new(
                 "invoices",
-                "INVALID_TYPE",
+                code::INVALID_TYPE,
                 format!("'invoices' must be an array of invoices, found {}", type_name(other)),
             ));
             return (batch_id, None);
@@ -122,7 +123,7 @@ pub(super) fn parse_batch(
     if invoices.is_empty() {
         r.problems.push(Problem::new(
             "invoices",
-            "BATCH_EMPTY",
+            code::BATCH_EMPTY,
             "'invoices' is empty: a batch holds 1 to 1000 invoices",
         ));
         return (batch_id, None);
@@ -130,7 +131,7 @@ pub(super) fn parse_batch(
     if invoices.len() > MAX_BATCH_INVOICES {
         r.problems.push(Problem::new(
             "invoices",
-            "BATCH_TOO_LARGE",
+            code::BATCH_TOO_LARGE,
             format!(
                 "the batch has {} invoices; at most {MAX_BATCH_INVOICES} go in one batch: split it",
                 invoices.len()
@@ -144,7 +145,7 @@ pub(super) fn parse_batch(
         if !inv.is_object() {
             r.problems.push(Problem::new(
                 format!("invoices[{i}]"),
-                "INVALID_TYPE",
+                code::INVALID_TYPE,
                 format!("invoices[{i}] must be an invoice (a JSON object), found {}", type_name(inv)),
             ));
             continue;
@@ -153,12 +154,12 @@ pub(super) fn parse_batch(
         match (text_at(inv, "/SellerDtls/Gstin"), gstin) {
             (None, _) => r.problems.push(Problem::new(
                 path,
-                "REQUIRED",
+                code::REQUIRED,
                 "the seller GSTIN is required: every invoice of a batch is the batch's seller's",
             )),
             (Some(seller), Some(g)) if !seller.eq_ignore_ascii_case(g.as_str()) => r.problems.push(Problem::new(
                 path,
-                "SELLER_GSTIN_MISMATCH",
+                code::SELLER_GSTIN_MISMATCH,
                 format!("seller GSTIN '{seller}' is not the batch's 'gstin' {g}: a batch holds one seller's invoices"),
             )),
             _ => {}
@@ -172,7 +173,7 @@ pub(super) fn parse_batch(
         if let Some(first) = seen.get(&key) {
             r.problems.push(Problem::new(
                 format!("invoices[{i}].DocDtls.No"),
-                "DUPLICATE_IN_BATCH",
+                code::DUPLICATE_IN_BATCH,
                 format!("{typ} {no} is the same document as invoices[{first}]: send each document once per batch"),
             ));
         } else {
@@ -180,6 +181,28 @@ pub(super) fn parse_batch(
         }
     }
     (batch_id, Some(invoices.clone()))
+}
+
+/// `irn.generate_batch`: fans out into one `irn.generate` per invoice. The invoices are only
+/// checked for their seller here; each member is validated by the generate path.
+#[derive(Debug, Clone)]
+pub struct GenerateBatch {
+    pub gstin: Gstin,
+    pub batch_id: Option<String>,
+    pub invoices: Vec<Value>,
+}
+
+impl super::CommandBody for GenerateBatch {
+    fn parse(r: &mut Reader<'_>, _: &super::ParseOptions) -> Option<Self> {
+        let gstin = r.gstin("gstin", true);
+        let body = r.body;
+        let (batch_id, invoices) = parse_batch(r, body, gstin.as_ref());
+        Some(GenerateBatch { gstin: gstin?, batch_id, invoices: invoices? })
+    }
+
+    fn gstin(&self) -> Option<&Gstin> {
+        Some(&self.gstin)
+    }
 }
 
 #[cfg(test)]
@@ -205,7 +228,7 @@ mod tests {
         let body = json!({"gstin": G, "batch_id": "day-2025-04-01", "invoices": [inv(G, "A/1"), inv(G, "A/2")]});
         let p = parse_command("irn.generate_batch", body.to_string().as_bytes(), &ParseOptions::default()).unwrap();
         match p.command {
-            Command::GenerateBatch { batch_id, invoices, .. } => {
+            Command::IrnGenerateBatch(GenerateBatch { batch_id, invoices, .. }) => {
                 assert_eq!(batch_id.as_deref(), Some("day-2025-04-01"));
                 assert_eq!(invoices[1]["DocDtls"]["No"], "A/2");
             }

@@ -249,7 +249,7 @@ pub(super) fn parse_generate(
 
 fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<Transport> {
     let body = Value::Object(t.clone());
-    let mut r = Reader { body: &body, problems: Vec::new() };
+    let mut r = Reader::nested(&body, false);
     let distance = match t.get("Distance") {
         Some(Value::Number(n)) => {
             n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
@@ -559,7 +559,10 @@ mod tests {
     fn generate_by_irn_parses_and_builds_the_nic_body() {
         let body = json!({"gstin": G, "irn": IRN, "transport": {"Distance": 120, "TransMode": "1", "VehNo": "ka 01-ab 1234", "VehType": "r"}});
         let p = parse_command("ewaybill.generate", body.to_string().as_bytes(), &ParseOptions::default()).unwrap();
-        let Command::EwaybillGenerate { transport, .. } = p.command else { panic!("{:?}", p.command) };
+        let Command::EwaybillGenerate(super::super::ewaybill_generate::EwaybillGenerate { transport, .. }) = p.command
+        else {
+            panic!("{:?}", p.command)
+        };
         let req = transport.request(IRN);
         assert_eq!(req, json!({"Irn": IRN, "Distance": 120, "TransMode": "1", "VehNo": "KA01AB1234", "VehType": "R"}));
     }
@@ -598,7 +601,7 @@ mod tests {
         }
         let ok = json!({"gstin": G, "irn": IRN, "reason": "2", "remark": "order cancelled"});
         let p = parse_command("ewaybill.cancel", ok.to_string().as_bytes(), &ParseOptions::default()).unwrap();
-        assert!(matches!(p.command, Command::EwaybillCancel { reason: super::EwbCancelReason::OrderCancelled, .. }));
+        assert!(matches!(p.command, Command::EwaybillCancel(c) if c.reason == super::EwbCancelReason::OrderCancelled));
         let got = problems(
             "ewaybill.update_vehicle",
             json!({"gstin": G, "ewb_no": "181000000001", "vehicle_no": "??", "from_place": "", "from_state": "77", "reason": "1", "remark": "breakdown", "trans_mode": "1"}),

@@ -10,6 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{doc_ref, type_name, Reader};
+use crate::domain::problem::code;
 use crate::domain::{DocDate, DocumentKey, Gstin, Problem};
 
 /// How a status query names its job.
@@ -56,7 +57,7 @@ pub(super) fn parse_query(
     if by_job && by_doc {
         r.problems.push(Problem::new(
             "job_id",
-            "QUERY_AMBIGUOUS",
+            code::QUERY_AMBIGUOUS,
             "give either 'job_id' or 'document', not both: a status query names one job",
         ));
         return None;
@@ -68,7 +69,7 @@ pub(super) fn parse_query(
             Err(_) => {
                 r.problems.push(Problem::new(
                     "job_id",
-                    "JOB_ID_INVALID",
+                    code::JOB_ID_INVALID,
                     format!("'{s}' is not a job id: a UUID as events carry it in job_id (e.g. 0b9f3c1e-6f57-4a5c-9a43-2f1d5e7c8a10)"),
                 ));
                 None
@@ -80,7 +81,7 @@ pub(super) fn parse_query(
         if gstin.is_none() && !r.problems.iter().any(|p| p.path == "gstin") {
             r.problems.push(Problem::new(
                 "gstin",
-                "REQUIRED",
+                code::REQUIRED,
                 "'gstin' is required with 'document': the seller GSTIN whose document it is",
             ));
         }
@@ -90,7 +91,7 @@ pub(super) fn parse_query(
     }
     match body.get("request_id") {
         None | Some(Value::Null) => {
-            r.problems.push(Problem::new("request_id", "REQUIRED", format!("a status query must {HOW}")));
+            r.problems.push(Problem::new("request_id", code::REQUIRED, format!("a status query must {HOW}")));
             None
         }
         Some(Value::String(_) | Value::Number(_)) => match request_id {
@@ -98,7 +99,7 @@ pub(super) fn parse_query(
             _ => {
                 r.problems.push(Problem::new(
                     "request_id",
-                    "REQUIRED",
+                    code::REQUIRED,
                     format!("'request_id' is empty; a status query must {HOW}"),
                 ));
                 None
@@ -107,11 +108,36 @@ pub(super) fn parse_query(
         Some(other) => {
             r.problems.push(Problem::new(
                 "request_id",
-                "INVALID_TYPE",
+                code::INVALID_TYPE,
                 format!("'request_id' must be a string or a number, found {}", type_name(other)),
             ));
             None
         }
+    }
+}
+
+/// `job.status`: answered from the store, never the IRP. `gstin`, when given, scopes the answer
+/// to that seller's jobs.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub gstin: Option<Gstin>,
+    pub query: StatusQuery,
+}
+
+impl super::CommandBody for JobStatus {
+    fn parse(r: &mut Reader<'_>, _: &super::ParseOptions) -> Option<Self> {
+        let gstin = r.gstin("gstin", false);
+        let (body, request_id) = (r.body, r.request_id);
+        let query = parse_query(r, body, gstin.as_ref(), request_id)?;
+        Some(JobStatus { gstin, query })
+    }
+
+    fn gstin(&self) -> Option<&Gstin> {
+        self.gstin.as_ref()
+    }
+
+    fn subject(&self) -> Option<String> {
+        Some(self.query.to_string())
     }
 }
 
@@ -124,7 +150,7 @@ mod tests {
     fn query(body: &str) -> Result<StatusQuery, Vec<(String, String)>> {
         match parse_command("job.status", body.as_bytes(), &ParseOptions::default()) {
             Ok(p) => match p.command {
-                Command::JobStatus { query, .. } => Ok(query),
+                Command::JobStatus(super::JobStatus { query, .. }) => Ok(query),
                 other => panic!("not a status query: {other:?}"),
             },
             Err(r) => Err(r.problems.into_iter().map(|p| (p.path, p.code)).collect()),

@@ -97,11 +97,7 @@ impl Default for ValidationOptions {
     }
 }
 
-/// The current calendar date in India. The IRP judges "future" and "30 days"
-/// by IST, and a UTC host is 5½ hours behind around midnight.
-pub fn india_today() -> NaiveDate {
-    chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
-}
+pub use crate::domain::document::india_today;
 
 /// An invoice that passed every check. Only [`validate_invoice`] makes one.
 #[derive(Debug, Clone, PartialEq)]

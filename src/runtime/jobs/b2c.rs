@@ -4,22 +4,29 @@
 //! (a Whitebooks feature: NIC has no B2C QR API and answers `NOT_SUPPORTED`).
 use serde_json::json;
 
-use super::Job;
-use crate::domain::command::b2c::{upi_intent, B2cInvoice};
-use crate::domain::command::DocRef;
-use crate::domain::event::ErrorItem;
+use super::job::Job;
+use crate::domain::command::b2c::{upi_intent, B2cInvoice, B2cQr};
+use crate::domain::command::{DocRef, JobKind};
+use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::domain::outcome::Operation;
 use crate::irp::errors::get_ci;
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::Disposition;
+use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
 
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &B2cQr, attempt: u32) -> Result<Disposition, StoreError> {
+    match Job::open(ctx, meta, JobKind::B2cQr, &c.gstin, None, attempt).await? {
+        Ok(job) => job.b2c_qr(&c.document, c.invoice.as_deref()).await,
+        Err(answered) => Ok(answered),
+    }
+}
+
 impl Job<'_> {
-    pub(super) async fn b2c_qr(&self, d: &DocRef, invoice: Option<&B2cInvoice>) -> Result<Disposition, StoreError> {
+    async fn b2c_qr(&self, d: &DocRef, invoice: Option<&B2cInvoice>) -> Result<Disposition, StoreError> {
         if let Some(inv) = invoice {
             return self.b2c_qr_local(inv).await;
         }
-        let p = self.provider;
+        let p = self.provider.as_ref();
         match call(self.ctx, self.gstin.as_str(), p, Operation::B2cQr, Resend::Freely, |s| async move {
             p.b2c_qr(&s, d).await
         })

@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::reject_with;
+use super::job::reject_with;
 use crate::amqp;
-use crate::domain::command::batch::{valid_batch_id, BatchMember, MEMBER_OUTCOMES};
+use crate::domain::command::batch::{valid_batch_id, BatchMember, GenerateBatch, MEMBER_OUTCOMES};
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
 use crate::domain::Gstin;
@@ -33,7 +33,11 @@ use crate::store::StoreError;
 /// Member commands sent before waiting for their confirms.
 const PUBLISH_WINDOW: usize = 100;
 
-pub async fn fan_out(
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &GenerateBatch, attempt: u32) -> Result<Disposition, StoreError> {
+    fan_out(ctx, meta, &c.gstin, c.batch_id.as_deref(), &c.invoices, attempt).await
+}
+
+async fn fan_out(
     ctx: &Ctx,
     meta: &CommandMeta,
     gstin: &Gstin,

@@ -2,21 +2,31 @@
 use chrono::Utc;
 use serde_json::json;
 
-use super::{irp_message, target_doc, Job, CREDIT_NOTE_REMEDY};
+use super::job::{irp_message, issuer_of_target, target_doc, with_remedy, Job, CREDIT_NOTE_REMEDY};
+use crate::domain::command::cancel::Cancel;
 use crate::domain::command::ewaybill::{EwbCancelReason, EWB_REMARK_MAX};
-use crate::domain::command::{CancelReason, Target};
-use crate::domain::event::{DocumentRef, ErrorItem};
-use crate::domain::outcome::{Class, Operation};
+use crate::domain::command::{CancelReason, JobKind, Target};
+use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem};
+use crate::domain::outcome::{Final, Operation};
+use crate::domain::JobStatus;
 use crate::irp::types::{format_ist, parse_ist};
 use crate::irp::IrpError;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::job_event;
-use crate::runtime::Disposition;
+use crate::runtime::{Ctx, Disposition};
 use crate::store::jobs::JobUpdate;
 use crate::store::{JobRow, StoreError};
 
 /// The IRP lets an IRN be cancelled within 24 hours of its acknowledgement.
 const CANCEL_WINDOW_HOURS: i64 = 24;
+
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Cancel, attempt: u32) -> Result<Disposition, StoreError> {
+    let issuer = issuer_of_target(ctx, &c.gstin, &c.target).await?;
+    match Job::open(ctx, meta, JobKind::IrnCancel, &c.gstin, issuer, attempt).await? {
+        Ok(job) => job.cancel(&c.target, c.reason, &c.remark, c.cancel_ewaybill).await,
+        Err(answered) => Ok(answered),
+    }
+}
 
 /// Where a command's IRN came from.
 pub(super) struct Resolved {
@@ -36,7 +46,7 @@ impl Job<'_> {
             Target::Document(d) => (db.job_by_key(&self.key(d)).await?, Some(self.doc_ref(d))),
         };
         if let Some(job) = job.filter(|j| j.irn.is_some()) {
-            let status = Some(if job.status == "cancelled" { "CNL" } else { "ACT" }.to_string());
+            let status = Some(if job.status == JobStatus::Cancelled { "CNL" } else { "ACT" }.to_string());
             return Ok(Ok(Resolved {
                 irn: job.irn.clone().unwrap_or_default(),
                 ack_dt: job.ack_dt.clone(),
@@ -52,7 +62,7 @@ impl Job<'_> {
         Ok(found.map(|d| Resolved { irn: d.irn, ack_dt: Some(d.ack_dt), status: d.status, job: None, doc }))
     }
 
-    pub(super) async fn cancel(
+    async fn cancel(
         &self,
         target: &Target,
         reason: CancelReason,
@@ -127,13 +137,10 @@ impl Job<'_> {
                 }
                 Err(e)
                     if ewb_cancelled
-                        && !matches!(
-                            e.class(Operation::Cancel),
-                            Class::Transient | Class::Configuration | Class::Reauth
-                        ) =>
+                        && !matches!(e.class(Operation::Cancel), Final::Transient | Final::Configuration) =>
                 {
                     let ewb_no = ewb.as_ref().map(|x| x.ewb_no.clone()).unwrap_or_default();
-                    let mut errors: Vec<ErrorItem> = e.to_error_items().into_iter().map(super::with_remedy).collect();
+                    let mut errors: Vec<ErrorItem> = e.to_error_items().into_iter().map(with_remedy).collect();
                     errors.push(ErrorItem::worker(
                         "EWAYBILL_CANCELLED_IRN_ACTIVE",
                         format!(
@@ -165,7 +172,7 @@ impl Job<'_> {
     /// Cancel the IRN at the IRP. `Ok((cancel_date, already_cancelled))`; an ambiguous failure
     /// is looked up before it is reported.
     async fn cancel_irn(&self, irn: &str, reason: CancelReason, remark: &str) -> Result<(String, bool), IrpError> {
-        let p = self.provider;
+        let p = self.provider.as_ref();
         let answer =
             call(self.ctx, self.gstin.as_str(), p, Operation::Cancel, Resend::NotIfMayHaveReached, |s| async move {
                 p.cancel(&s, irn, reason, remark).await
@@ -173,7 +180,7 @@ impl Job<'_> {
             .await;
         match answer {
             Ok(c) => Ok((c.cancel_date, false)),
-            Err(e) if e.class(Operation::Cancel) == Class::AlreadyCancelled => Ok((format_ist(Utc::now()), true)),
+            Err(e) if e.class(Operation::Cancel) == Final::AlreadyCancelled => Ok((format_ist(Utc::now()), true)),
             Err(e) if e.may_have_reached_irp() => {
                 // Ambiguous: look before resending.
                 match self.lookup_irn(irn).await {

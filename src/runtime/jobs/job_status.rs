@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::domain::command::status::StatusQuery;
+use crate::domain::command::status::{JobStatus, StatusQuery};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem};
 use crate::domain::Gstin;
 use crate::runtime::events::{document_ref, plain_event};
@@ -17,12 +17,9 @@ use crate::store::StoreError;
 /// Events listed in one answer at most (the newest; `events_truncated` says when there were more).
 pub const MAX_STATUS_EVENTS: i64 = 100;
 
-pub async fn answer(
-    ctx: &Ctx,
-    meta: &CommandMeta,
-    gstin: Option<&Gstin>,
-    query: &StatusQuery,
-) -> Result<Disposition, StoreError> {
+/// Answered from the store: no provider, no pause, no configuration needed.
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &JobStatus, _attempt: u32) -> Result<Disposition, StoreError> {
+    let (gstin, query) = (c.gstin.as_ref(), &c.query);
     let db = &ctx.db;
     let (job, queried) = match query {
         StatusQuery::RequestId(r) => (db.job_by_request_id(r).await?, None),

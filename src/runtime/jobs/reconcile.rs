@@ -20,15 +20,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::calls::{call, Resend};
-use super::events::{document_ref, errors_json, not_configured, plain_event};
-use super::{Ctx, Disposition};
+use crate::domain::command::reconcile::ReconcileRejected;
 use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem};
-use crate::domain::outcome::{Class, Operation};
-use crate::domain::{DocDate, DocNumber, DocType, Gstin};
+use crate::domain::outcome::{Final, Operation};
+use crate::domain::{DocDate, DocNumber, DocType};
 use crate::irp::errors::get_ci;
 use crate::irp::IrnData;
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::{self, document_ref, errors_json, not_configured, plain_event};
+use crate::runtime::{Ctx, Disposition};
 use crate::store::reconcile::{RejectedFlag, RunClaim, RunRow};
 use crate::store::{JobRow, StoreError};
 
@@ -73,11 +74,10 @@ enum Step {
 pub async fn handle(
     ctx: &Ctx,
     meta: &CommandMeta,
-    gstin: Option<&Gstin>,
-    from: DocDate,
-    to: DocDate,
+    c: &ReconcileRejected,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
+    let (gstin, from, to) = (c.gstin.as_ref(), c.from, c.to);
     let gstins: Vec<String> = match gstin {
         Some(g) if ctx.providers.get(g.as_str()).is_none() => {
             let errors = vec![not_configured(g.as_str())];
@@ -162,7 +162,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
         if provider.is_some() {
             if let Some(until) = ctx.db.paused_until(g).await? {
                 if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
-                    let errors = vec![super::events::paused(g, until)];
+                    let errors = vec![events::paused(g, until)];
                     return Ok(Step::Wait(until, errors));
                 }
                 paused.insert(g.clone());
@@ -193,7 +193,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
                                 findings.extend(x);
                                 errors.extend(e);
                             }
-                            Err(e) if e.class(Operation::RejectedIrns) == Class::Transient => {
+                            Err(e) if e.class(Operation::RejectedIrns) == Final::Transient => {
                                 tracing::warn!(gstin = %g, %day, irp = p.irp(), error = %e, "rejected IRNs unavailable; rescheduling the run");
                                 return Ok(Step::Retry(e.to_error_items()));
                             }
@@ -359,7 +359,7 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                 let row = JobRow { irn: Some(data.irn.clone()), ..job.clone() };
                 job_finding(finding::IN_DOUBT_RESOLVED, &row, json!({"ack_no": data.ack_no}))
             }
-            Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => {
+            Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => {
                 let Some(request) = job.request.clone() else {
                     ctx.db.release_in_doubt(job.id, owner).await?;
                     let e = ErrorItem::worker(
@@ -388,7 +388,7 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                 tracing::info!(job_id = %job.id, "in-doubt job re-queued: the IRP has no IRN for it");
                 job_finding(finding::IN_DOUBT_REQUEUED, &job, json!({}))
             }
-            Err(e) if e.class(Operation::GetByDoc) == Class::Transient => {
+            Err(e) if e.class(Operation::GetByDoc) == Final::Transient => {
                 ctx.db.release_in_doubt(job.id, owner).await?;
                 return Ok(Some(Step::Retry(e.to_error_items())));
             }
@@ -492,9 +492,4 @@ fn completed_data(run: &RunRow, findings: Value, summary: Value, errors: Value, 
         "errors": errors,
         "replayed": false,
     })
-}
-
-/// Today's date in India (the IRP's calendar).
-pub fn india_today(now: DateTime<Utc>) -> NaiveDate {
-    now.with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
 }

@@ -1,50 +1,32 @@
-//! `irn.get` and `gstin.details`: answered from our store or cache when we can, else the IRP.
+//! `gstin.details`: another taxpayer's registration, from our cache when fresh, else the IRP.
 use serde_json::{json, Value};
 
-use super::Job;
-use crate::domain::command::Target;
+use super::job::Job;
+use crate::domain::command::gstin_details::GstinDetails;
+use crate::domain::command::JobKind;
+use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
 use crate::domain::Gstin;
 use crate::irp::errors::get_ci;
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{fetched_irn_data, irn_data, job_event};
-use crate::runtime::Disposition;
+use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
 
-impl Job<'_> {
-    pub(super) async fn get(&self, target: &Target) -> Result<Disposition, StoreError> {
-        let db = &self.ctx.db;
-        let (job, doc) = match target {
-            Target::Irn(irn) => (db.job_by_irn(irn).await?, None),
-            Target::Document(d) => (db.job_by_key(&self.key(d)).await?, Some(self.doc_ref(d))),
-        };
-        // Our own record has the signed data and outlives the IRP's two-day window.
-        if let Some(job) = job.filter(|j| j.irn.is_some() && (j.status == "generated" || j.status == "cancelled")) {
-            let mut data = irn_data(self.ctx, &job, true).await?;
-            data["source"] = json!("store");
-            return self.emit(job_event(self.meta, &job, "irn.details", data)).await;
-        }
-        let found = match target {
-            Target::Irn(irn) => self.lookup_irn(irn).await,
-            Target::Document(d) => self.lookup_doc(d).await,
-        };
-        match found {
-            Ok(d) => {
-                let mut data = fetched_irn_data(self.ctx, &d).await?;
-                data["source"] = json!("irp");
-                self.emit(self.event("irn.details", data, None, doc)).await
-            }
-            Err(e) => self.failed(e, Operation::GetByIrn, doc).await,
-        }
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &GstinDetails, attempt: u32) -> Result<Disposition, StoreError> {
+    match Job::open(ctx, meta, JobKind::GstinDetails, &c.gstin, None, attempt).await? {
+        Ok(job) => job.gstin_details(&c.target_gstin).await,
+        Err(answered) => Ok(answered),
     }
+}
 
-    pub(super) async fn gstin_details(&self, target: &Gstin) -> Result<Disposition, StoreError> {
+impl Job<'_> {
+    async fn gstin_details(&self, target: &Gstin) -> Result<Disposition, StoreError> {
         let db = &self.ctx.db;
         if let Some(mut cached) = db.cached_gstin(target.as_str(), self.ctx.settings.gstin_cache_secs).await? {
             cached["cached"] = json!(true);
             return self.emit(self.event("gstin.details", cached, None, None)).await;
         }
-        let p = self.provider;
+        let p = self.provider.as_ref();
         let t = target.as_str();
         match call(self.ctx, self.gstin.as_str(), p, Operation::GstinDetails, Resend::Freely, |s| async move {
             p.gstin_details(&s, t).await

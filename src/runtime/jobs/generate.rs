@@ -18,19 +18,20 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::calls::{call, Resend};
-use super::events::{
-    errors_json, generated_irn_data, job_event, not_configured, paused, plain_event, replayed_irn_data,
-};
-use super::{Ctx, Disposition};
-use crate::domain::command::DocRef;
+use crate::domain::command::generate::Generate;
+use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem, IRN_IN_DOUBT};
 use crate::domain::invoice::ValidInvoice;
-use crate::domain::outcome::{Class, Operation};
-use crate::domain::Gstin;
+use crate::domain::outcome::{Final, Operation};
+use crate::domain::{Gstin, JobStatus};
 use crate::irp::errors::get_ci;
 use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::{
+    errors_json, generated_irn_data, job_event, not_configured, paused, plain_event, replayed_irn_data,
+};
+use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::jobs::JobUpdate;
 use crate::store::{Claim, JobRow, StoreError};
 
@@ -57,13 +58,8 @@ enum Outcome {
     LeaseLost,
 }
 
-pub async fn handle(
-    ctx: &Ctx,
-    meta: &CommandMeta,
-    gstin: &Gstin,
-    invoice: &ValidInvoice,
-    attempt: u32,
-) -> Result<Disposition, StoreError> {
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -> Result<Disposition, StoreError> {
+    let (gstin, invoice) = (&c.gstin, &*c.invoice);
     let key = invoice.key();
     let Some(irps) = ctx.providers.set(gstin.as_str()).cloned() else {
         let errors = vec![not_configured(gstin.as_str())];
@@ -73,7 +69,7 @@ pub async fn handle(
         return Ok(Disposition::Ack);
     };
     if let Some((until, code)) = ctx.pause_of(gstin.as_str()).await? {
-        if super::guard::holds(crate::domain::command::JobKind::IrnGenerate, code.as_deref()) {
+        if guard::holds(JobKind::IrnGenerate, code.as_deref()) {
             let errors = vec![paused(gstin.as_str(), until)];
             return Ok(Disposition::Wait { until, attempt, errors });
         }
@@ -99,10 +95,10 @@ pub async fn handle(
         .await?;
     let (job, mut ambiguous) = match claim {
         Claim::Done { row, qr_png } => {
-            super::worker::record_job_id(row.id);
+            span::record_job_id(row.id);
             // A re-send with other content must not be told "generated": the IRN belongs to the
             // invoice registered first.
-            let registered = row.request.as_ref().filter(|_| row.status != "rejected");
+            let registered = row.request.as_ref().filter(|_| row.status != JobStatus::Rejected);
             if let Some(Err(why)) = registered.map(|r| same_document(invoice, r)) {
                 let errors = vec![ErrorItem::worker(
                     "DOCUMENT_ALREADY_REGISTERED",
@@ -116,9 +112,9 @@ pub async fn handle(
                 return Ok(Disposition::Ack);
             }
             tracing::info!(document = %key, irn = ?row.irn, "document already registered; replaying the stored result");
-            let (ty, data) = match row.status.as_str() {
-                "cancelled" => ("irn.details", replayed_irn_data(ctx, &row, qr_png).await?),
-                "rejected" => {
+            let (ty, data) = match row.status {
+                JobStatus::Cancelled => ("irn.details", replayed_irn_data(ctx, &row, qr_png).await?),
+                JobStatus::Rejected => {
                     ("irn.rejected", json!({"errors": row.last_error, "dead_lettered": false, "replayed": true}))
                 }
                 _ => ("irn.generated", replayed_irn_data(ctx, &row, qr_png).await?),
@@ -139,7 +135,7 @@ pub async fn handle(
         }
         Claim::Owned { job, ambiguous } => (job, ambiguous),
     };
-    super::worker::record_job_id(job.id);
+    span::record_job_id(job.id);
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
     let provider = match route(ctx, gstin, &irps, &job, ambiguous) {
         Ok(p) => p,
@@ -223,7 +219,7 @@ async fn settle(ctx: &Ctx, gstin: &Gstin, provider: &dyn IrpProvider, doc: &DocR
             data.irp = Some(provider.irp().to_string());
             Outcome::Generated(Box::new(data), false)
         }
-        Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => Outcome::NotRegistered,
+        Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => Outcome::NotRegistered,
         Err(e) => classify_failure(e, Operation::GetByDoc, true),
     }
 }
@@ -275,7 +271,7 @@ async fn register(
                     data.irp = Some(provider.irp().to_string());
                     return Outcome::Generated(Box::new(data), false);
                 }
-                Err(e) if e.class(Operation::GetByDoc) == Class::NotFound => *ambiguous = false,
+                Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => *ambiguous = false,
                 Err(e) => return classify_failure(e, Operation::GetByDoc, true),
             }
         }
@@ -298,19 +294,19 @@ async fn register(
                 return Outcome::Generated(Box::new(data), false);
             }
             Err(e) => match e.class(Operation::Generate) {
-                Class::DuplicateIrn => return resolve_duplicate(ctx, g, provider, invoice, doc, &e).await,
-                Class::RegisteredElsewhere => return registered_elsewhere(ctx, g, irps, provider, invoice).await,
+                Final::DuplicateIrn => return resolve_duplicate(ctx, g, provider, invoice, doc, &e).await,
+                Final::RegisteredElsewhere => return registered_elsewhere(ctx, g, irps, provider, invoice).await,
                 // Never reached this IRP: the document is still unsent anywhere, so it may go on.
-                Class::Transient if !e.may_have_reached_irp() && next_irp(ctx, g, irps, &current).is_some() => {
+                Final::Transient if !e.may_have_reached_irp() && next_irp(ctx, g, irps, &current).is_some() => {
                     let next = next_irp(ctx, g, irps, &current).expect("checked just above");
                     tracing::warn!(document = %invoice.key(), from = provider.irp(), to = next.irp(), error = %e, "IRP unreachable; failing over");
                     current = next;
                 }
-                Class::Transient if e.may_have_reached_irp() => {
+                Final::Transient if e.may_have_reached_irp() => {
                     tracing::warn!(document = %invoice.key(), error = %e, "generate may have reached the IRP; looking the document up before any resend");
                     *ambiguous = true;
                 }
-                Class::SyncGstinThenRetry if !synced => {
+                Final::SyncGstinThenRetry if !synced => {
                     synced = true;
                     if !sync_parties(ctx, g, provider, invoice).await {
                         return Outcome::Rejected(e.to_error_items());
@@ -351,11 +347,10 @@ async fn sync_parties(ctx: &Ctx, g: &str, provider: &dyn IrpProvider, invoice: &
 
 fn classify_failure(e: IrpError, op: Operation, in_doubt: bool) -> Outcome {
     match e.class(op) {
-        Class::Transient => {
+        Final::Transient => {
             Outcome::Transient { errors: e.to_error_items(), in_doubt: in_doubt || e.may_have_reached_irp() }
         }
-        Class::Configuration => Outcome::Config(e.to_error_items()),
-        Class::Reauth => Outcome::Config(e.to_error_items()), // re-auth already failed once
+        Final::Configuration => Outcome::Config(e.to_error_items()),
         _ => Outcome::Rejected(e.to_error_items()),
     }
 }

@@ -1,0 +1,45 @@
+//! `ewaybill.get`: the e-way bill made from an IRN, as the IRP has it.
+use serde_json::json;
+
+use super::super::job::{issuer_of_irn, Job};
+use crate::domain::command::ewaybill_get::EwaybillGet;
+use crate::domain::command::JobKind;
+use crate::domain::event::CommandMeta;
+use crate::domain::outcome::Operation;
+use crate::irp::errors::get_ci;
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::document_ref;
+use crate::runtime::{Ctx, Disposition};
+use crate::store::StoreError;
+
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &EwaybillGet, attempt: u32) -> Result<Disposition, StoreError> {
+    let issuer = issuer_of_irn(ctx, &c.irn).await?;
+    match Job::open(ctx, meta, JobKind::EwaybillGet, &c.gstin, issuer, attempt).await? {
+        Ok(job) => job.ewaybill(&c.irn).await,
+        Err(answered) => Ok(answered),
+    }
+}
+
+impl Job<'_> {
+    async fn ewaybill(&self, irn: &str) -> Result<Disposition, StoreError> {
+        let p = self.provider.as_ref();
+        let job = self.ctx.db.job_by_irn(irn).await?;
+        match call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillByIrn, Resend::Freely, |s| async move {
+            p.ewaybill_by_irn(&s, irn).await
+        })
+        .await
+        {
+            Ok(v) => {
+                let data = json!({
+                    "irn": irn,
+                    "ewb_no": get_ci(&v, "EwbNo"),
+                    "ewb_dt": get_ci(&v, "EwbDt"),
+                    "ewb_valid_till": get_ci(&v, "EwbValidTill"),
+                    "status": get_ci(&v, "Status"),
+                });
+                self.emit(self.event("ewaybill.details", data, job.as_ref(), None)).await
+            }
+            Err(e) => self.failed(e, Operation::EwaybillByIrn, job.as_ref().map(document_ref)).await,
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The e-way bill jobs, one module per command: [`get`] (`ewaybill.get`), [`generate`]
+//! (`ewaybill.generate`), [`update_vehicle`] (`ewaybill.update_vehicle`) and [`cancel`]
+//! (`ewaybill.cancel`); this module holds what they share with each other and with `irn.cancel`
+//! (`cancel_ewaybill`): reading an IRN's e-way bill at the IRP, finding the one a command names,
+//! and cancelling one.
+//!
+//! What the store knows answers first: a second generate for an IRN whose active e-way bill is
+//! stored makes no call, and a cancel of a stored cancelled e-way bill neither. The IRP's 4002
+//! (already generated, without the number) is resolved by reading the e-way bill by IRN.
+pub mod cancel;
+pub mod generate;
+pub mod get;
+pub mod update_vehicle;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use super::job::Job;
+use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
+use crate::domain::event::{DocumentRef, ErrorItem};
+use crate::domain::outcome::{Final, Operation};
+use crate::irp::errors::get_ci;
+use crate::irp::types::format_ist;
+use crate::irp::{EwbData, IrpError};
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::document_ref;
+use crate::runtime::Disposition;
+use crate::store::ewaybills::{EwbRow, EwbUpsert, ACTIVE, CANCELLED};
+use crate::store::{JobRow, StoreError};
+
+impl Job<'_> {
+    /// The IRN's e-way bill as the IRP has it (`None`: it has none).
+    pub(super) async fn ewaybill_at_irp(&self, irn: &str) -> Result<Option<EwbRow>, IrpError> {
+        let p = self.provider.as_ref();
+        let found = call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillByIrn, Resend::Freely, |s| async move {
+            p.ewaybill_by_irn(&s, irn).await
+        })
+        .await;
+        match found {
+            Ok(v) => {
+                let Some(d) = EwbData::from_json(&v) else { return Ok(None) };
+                let cancelled = get_ci(&v, "Status").is_some_and(|s| s.eq_ignore_ascii_case("CNL"));
+                Ok(Some(EwbRow {
+                    ewb_no: d.ewb_no,
+                    gstin: self.gstin.as_str().to_string(),
+                    irn: Some(irn.to_string()),
+                    ewb_date: d.ewb_date,
+                    valid_till: d.valid_till,
+                    status: if cancelled { CANCELLED } else { ACTIVE }.into(),
+                    cancel_date: None,
+                }))
+            }
+            // "Not generated" / "not found" (4003–4007): the IRN has no e-way bill.
+            Err(e) if ["4003", "4005", "4007"].iter().any(|c| e.has_code(c)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The e-way bill a command names, from the store, else (by IRN) from the IRP.
+    pub(super) async fn find_ewaybill(
+        &self,
+        target: &EwbTarget,
+    ) -> Result<Result<(EwbRow, Option<JobRow>), Disposition>, StoreError> {
+        let db = &self.ctx.db;
+        let (row, irn) = match target {
+            EwbTarget::EwbNo(n) => {
+                let row = db.ewaybill(n).await?;
+                let irn = row.as_ref().and_then(|r| r.irn.clone());
+                // An e-way bill we never recorded: cancel or update it by number all the same.
+                let row = row.unwrap_or_else(|| EwbRow {
+                    ewb_no: n.clone(),
+                    gstin: self.gstin.as_str().to_string(),
+                    irn: None,
+                    ewb_date: None,
+                    valid_till: None,
+                    status: ACTIVE.into(),
+                    cancel_date: None,
+                });
+                (Some(row), irn)
+            }
+            EwbTarget::Irn(irn) => {
+                let row = match db.ewaybill_for_irn(irn).await? {
+                    Some(r) => Some(r),
+                    None => match self.ewaybill_at_irp(irn).await {
+                        Ok(found) => found,
+                        Err(e) => return Ok(Err(self.failed(e, Operation::EwaybillByIrn, None).await?)),
+                    },
+                };
+                (row, Some(irn.clone()))
+            }
+        };
+        let job = match &irn {
+            Some(i) => db.job_by_irn(i).await?,
+            None => None,
+        };
+        match row {
+            Some(r) => Ok(Ok((r, job))),
+            None => {
+                let irn = irn.unwrap_or_default();
+                let errors = vec![ErrorItem::worker(
+                    "EWAYBILL_NOT_FOUND",
+                    format!("IRN {irn} has no e-way bill, at the IRP or in our store; make one with ewaybill.generate"),
+                )];
+                Ok(Err(self.reject(errors, job.as_ref().map(document_ref)).await?))
+            }
+        }
+    }
+
+    /// Cancel one e-way bill and record it with its `ewaybill.cancelled` event, or answer from
+    /// the store when it is already cancelled there (no call, no second event in a saga).
+    /// `Ok(Err(e))` is an IRP failure for the caller to map.
+    pub(super) async fn cancel_one_ewaybill(
+        &self,
+        e: &EwbRow,
+        reason: EwbCancelReason,
+        remark: &str,
+        job: Option<&JobRow>,
+        doc: Option<DocumentRef>,
+    ) -> Result<Result<EwbRow, IrpError>, StoreError> {
+        if !e.is_active() {
+            let data = json!({"ewb_no": e.ewb_no, "cancel_date": e.cancel_date, "already_cancelled": true});
+            self.emit(self.event("ewaybill.cancelled", data, job, doc)).await?;
+            return Ok(Ok(e.clone()));
+        }
+        let p = self.provider.as_ref();
+        let no = e.ewb_no.as_str();
+        // Resending is safe: a cancel that already happened answers 312, which is success here.
+        let answer =
+            call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillCancel, Resend::Freely, |s| async move {
+                p.cancel_ewaybill(&s, no, reason, remark).await
+            })
+            .await;
+        let (cancel_date, already) = match answer {
+            Ok(c) => (c.cancel_date, false),
+            Err(err) if err.class(Operation::EwaybillCancel) == Final::AlreadyCancelled => {
+                (format_ist(Utc::now()), true)
+            }
+            Err(err) => return Ok(Err(err)),
+        };
+        let data = json!({
+            "ewb_no": e.ewb_no, "irn": e.irn, "cancel_date": cancel_date, "already_cancelled": already,
+            "reason": reason.code(), "remark": remark,
+        });
+        let ev = self.event("ewaybill.cancelled", data, job, doc);
+        self.ctx.db.cancel_ewaybill(&upsert(e, None), &cancel_date, &[ev]).await?;
+        Ok(Ok(EwbRow { status: CANCELLED.into(), cancel_date: Some(cancel_date), ..e.clone() }))
+    }
+}
+
+pub(super) fn upsert<'a>(e: &'a EwbRow, raw: Option<&'a Value>) -> EwbUpsert<'a> {
+    EwbUpsert {
+        ewb_no: &e.ewb_no,
+        gstin: &e.gstin,
+        irn: e.irn.as_deref(),
+        ewb_date: e.ewb_date.as_deref(),
+        valid_till: e.valid_till.as_deref(),
+        response: raw,
+    }
+}
+
+/// The IRN of the e-way bill a command names (by IRN, or by a number our store knows).
+async fn irn_of(ctx: &crate::runtime::Ctx, target: &EwbTarget) -> Result<Option<String>, StoreError> {
+    Ok(match target {
+        EwbTarget::Irn(irn) => Some(irn.clone()),
+        EwbTarget::EwbNo(n) => ctx.db.ewaybill(n).await?.and_then(|e| e.irn),
+    })
+}

@@ -1,0 +1,81 @@
+//! `ewaybill.update_vehicle`: Part B, a new vehicle for an active e-way bill.
+use serde_json::json;
+
+use super::super::job::{issuer_of_irn, Job};
+use super::upsert;
+use crate::domain::command::ewaybill::{EwbTarget, VehicleUpdate};
+use crate::domain::command::ewaybill_update_vehicle::EwaybillUpdateVehicle;
+use crate::domain::command::JobKind;
+use crate::domain::event::{CommandMeta, ErrorItem};
+use crate::domain::outcome::Operation;
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::document_ref;
+use crate::runtime::{Ctx, Disposition};
+use crate::store::ewaybills::EwbRow;
+use crate::store::StoreError;
+
+pub async fn handle(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    c: &EwaybillUpdateVehicle,
+    attempt: u32,
+) -> Result<Disposition, StoreError> {
+    let issuer = match super::irn_of(ctx, &c.target).await? {
+        Some(irn) => issuer_of_irn(ctx, &irn).await?,
+        None => None,
+    };
+    match Job::open(ctx, meta, JobKind::EwaybillUpdateVehicle, &c.gstin, issuer, attempt).await? {
+        Ok(job) => job.ewaybill_update_vehicle(&c.target, &c.update).await,
+        Err(answered) => Ok(answered),
+    }
+}
+
+impl Job<'_> {
+    async fn ewaybill_update_vehicle(
+        &self,
+        target: &EwbTarget,
+        update: &VehicleUpdate,
+    ) -> Result<Disposition, StoreError> {
+        let (row, job) = match self.find_ewaybill(target).await? {
+            Ok(x) => x,
+            Err(d) => return Ok(d),
+        };
+        let doc = job.as_ref().map(document_ref);
+        if !row.is_active() {
+            let errors = vec![ErrorItem::worker(
+                "EWAYBILL_CANCELLED",
+                format!(
+                    "e-way bill {} was cancelled{}; a cancelled e-way bill cannot take a vehicle. Make a new one with ewaybill.generate",
+                    row.ewb_no,
+                    row.cancel_date.as_deref().map(|d| format!(" at {d}")).unwrap_or_default()
+                ),
+            )];
+            return self.reject(errors, doc).await;
+        }
+        let p = self.provider.as_ref();
+        let no = row.ewb_no.as_str();
+        // A repeated Part-B entry with the same vehicle is harmless, so a lost answer is resent.
+        let answer =
+            call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillUpdateVehicle, Resend::Freely, |s| async move {
+                p.update_vehicle(&s, no, update).await
+            })
+            .await;
+        match answer {
+            Ok(v) => {
+                let valid_till = v.valid_till.clone().or_else(|| row.valid_till.clone());
+                let data = json!({
+                    "ewb_no": row.ewb_no, "vehicle_updated_at": v.updated_at, "ewb_valid_till": valid_till,
+                    "vehicle_no": update.vehicle_no,
+                });
+                let ev = self.event("ewaybill.vehicle_updated", data, job.as_ref(), doc);
+                let changed = EwbRow { valid_till, ..row.clone() };
+                self.ctx
+                    .db
+                    .ewaybill_vehicle_updated(&upsert(&changed, None), &update.vehicle_no, &v.updated_at, &[ev])
+                    .await?;
+                Ok(Disposition::Ack)
+            }
+            Err(e) => self.failed(e, Operation::EwaybillUpdateVehicle, doc).await,
+        }
+    }
+}
