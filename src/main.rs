@@ -51,7 +51,7 @@ Configuration, later sources overriding earlier ones:\n\
   2. the TOML file named by EINVOICE_CONFIG (see deploy/config.example.toml);\n\
   3. environment variables EINVOICE_<SETTING>, per GSTIN EINVOICE_GSTINS__<GSTIN>__<KEY>;\n\
      any of them as <NAME>_FILE to read the value from a file (Kubernetes/Docker secrets).\n\
-An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; the README lists every setting.")]
+An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/guide.md lists every setting.")]
     Run,
     /// Operator: list, show and retry jobs (failed, in doubt, ...).
     Jobs {

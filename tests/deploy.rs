@@ -12,8 +12,9 @@
 //!   kustomization.yaml lists;
 //! - every metric the alerts and the dashboard query is one the worker exports
 //!   (`telemetry::metrics::CATALOG`; `up` is the only other), with labels it has, and every
-//!   alert has a severity, a summary, a description and a runbook; `promtool check rules`
-//!   passes (required unless `EINVOICE_SKIP_PROMTOOL=1`);
+//!   alert has a severity, a summary, a description and a runbook annotation naming a heading of
+//!   `docs/operations.md`; `promtool check rules` passes (required unless
+//!   `EINVOICE_SKIP_PROMTOOL=1`);
 //! - no committed secrets: no password hash in the RabbitMQ definitions, compose passwords only
 //!   as required `${VAR:?…}`, the development compose published on 127.0.0.1 only, placeholders
 //!   only in the example Secret;
@@ -688,10 +689,38 @@ fn the_scanner_finds_metrics_matchers_and_grouping() {
     assert!(catalogued("einvoice_commands_total_count").is_none(), "a counter has no _count series");
 }
 
+/// The anchors a Markdown renderer gives the headings of a document (GitHub's rule: lower case,
+/// spaces to hyphens, punctuation other than `-` and `_` dropped).
+fn markdown_anchors(markdown: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut anchors = BTreeSet::new();
+    for line in markdown.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let anchor: String = title
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        anchors.insert(anchor);
+    }
+    anchors
+}
+
 #[test]
 fn alerts_use_exported_metrics_and_say_what_to_do() {
     let rules = yaml_doc("deploy/prometheus/alerts.yml");
     let dollar_label = Regex::new(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)").unwrap();
+    let runbook_anchors = markdown_anchors(&read("docs/operations.md"));
     let mut alerts = BTreeSet::new();
     for group in seq(&rules["groups"]) {
         for rule in seq(&group["rules"]) {
@@ -712,9 +741,12 @@ fn alerts_use_exported_metrics_and_say_what_to_do() {
                 }
             }
             let runbook = s(&rule["annotations"]["runbook"]);
+            let anchor = runbook.strip_prefix("docs/operations.md#").unwrap_or_else(|| {
+                panic!("{name}: the runbook annotation should be docs/operations.md#<entry>, not '{runbook}'")
+            });
             assert!(
-                runbook.contains("#operations"),
-                "{name}: the runbook annotation should point at README.md#operations"
+                runbook_anchors.contains(anchor),
+                "{name}: docs/operations.md has no heading for #{anchor} (its anchors: {runbook_anchors:?})"
             );
             assert!(alerts.insert(name.clone()), "{name} twice");
         }

@@ -226,7 +226,7 @@ pub fn errors_json(errors: &[ErrorItem]) -> Value {
 pub fn not_configured(gstin: &str) -> ErrorItem {
     ErrorItem::worker(
         "GSTIN_NOT_CONFIGURED",
-        format!("no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see README)"),
+        format!("no IRP credentials are configured for GSTIN {gstin}; add a [gstins.\"{gstin}\"] section (see docs/guide.md)"),
     )
 }
 
