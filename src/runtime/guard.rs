@@ -355,7 +355,11 @@ pub const ERROR_BUDGET: &str = "ERROR_BUDGET";
 /// keeps their errors rare). Lookups, GSTIN details, B2C QR fetches and reconciliation wait.
 pub fn essential(kind: crate::domain::command::JobKind) -> bool {
     use crate::domain::command::JobKind::*;
-    matches!(kind, IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle)
+    // Exhaustive on purpose: a new kind must be placed on one side or the other.
+    match kind {
+        IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle => true,
+        IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
+    }
 }
 
 /// Does this pause hold a command of `kind`? Every pause does, but an error-budget pause only
