@@ -278,3 +278,29 @@ async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::from(exit::TIMED_OUT))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_ends_on_its_success_rejected_and_failed_events_only() {
+        for kind in JobKind::ALL {
+            assert_eq!(final_outcome(kind, kind.success_event()), Some(0), "{kind:?}");
+            assert_eq!(final_outcome(kind, &kind.rejected_event()), Some(exit::REJECTED), "{kind:?}");
+            assert_eq!(final_outcome(kind, "command.rejected"), Some(exit::REJECTED), "{kind:?}");
+            assert_eq!(final_outcome(kind, &kind.failed_event()), Some(exit::FAILED), "{kind:?}");
+            assert_eq!(final_outcome(kind, "irn.in_doubt"), None, "{kind:?}");
+            assert_eq!(final_outcome(kind, "gstin.paused"), None, "{kind:?}");
+        }
+        assert_eq!(final_outcome(JobKind::IrnGenerate, "irn.details"), Some(0));
+    }
+
+    #[test]
+    fn the_routing_key_help_names_every_kind() {
+        let help = routing_keys_help();
+        for kind in JobKind::ALL {
+            assert!(help.split(" | ").any(|k| k == kind.routing_key()), "{help}");
+        }
+    }
+}
