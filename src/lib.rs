@@ -6,9 +6,12 @@
 //! - adapters: [`amqp`] (RabbitMQ topology, consumer, outbox relay), [`store`] (Postgres jobs,
 //!   tokens, outbox), [`irp`] (the Whitebooks and NIC protocols behind one trait);
 //! - [`runtime`]: the job handlers and the worker that wires the adapters together;
-//! - [`sim`]: the built-in IRP simulator used by the demo and the tests.
+//! - [`sim`]: the built-in IRP simulator used by the demo and the tests;
+//! - [`cli`]: the binary's `validate`, `publish` and operator glue (the top layer: nothing
+//!   else uses it).
 pub mod amqp;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod domain;
