@@ -201,13 +201,10 @@ impl Ctx<'_> {
                     );
                     return Field::Bad;
                 }
-                let number = if t.contains('.') {
-                    t.parse::<f64>().ok().and_then(Number::from_f64)
-                } else {
-                    t.parse::<i64>().ok().map(Number::from).or_else(|| t.parse::<f64>().ok().and_then(Number::from_f64))
-                };
                 let value = money::parse(t);
-                if let Some(n) = number {
+                // Written back as the JSON number of the decimal's own text (`007.50` → 7.50), so an
+                // integer stays an integer and nothing passes through a float of ours.
+                if let Some(n) = value.and_then(|d| d.to_string().parse::<Number>().ok()) {
                     *slot = Value::Number(n);
                 }
                 value
