@@ -1607,13 +1607,13 @@ fn reverse_charge_only_on_b2b_and_sez() {
 fn ewb_transport_mode_and_distance() {
     let ewb = "b2b-inter-goods-ewb";
     for bad in [json!("5"), json!("0"), json!("Road"), json!(7), json!(1.5)] {
-        broken(ewb, |v| set(v, "/EwbDtls/TransMode", bad.clone()), &[("EwbDtls.TransMode", "TRANSPORT_MODE")]);
+        broken(ewb, |v| set(v, "/EwbDtls/TransMode", bad.clone()), &[("EwbDtls.TransMode", "TRANS_MODE_INVALID")]);
     }
     let mut v = sample(ewb);
     set(&mut v, "/EwbDtls/TransMode", json!(3));
     let ok = validate_invoice(&v, None, &opts()).unwrap();
     assert_eq!(ok.irp_json()["EwbDtls"]["TransMode"], json!("3"), "written as the schema's text");
-    broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(4001)), &[("EwbDtls.Distance", "VALUE_RANGE")]);
+    broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(4001)), &[("EwbDtls.Distance", "DISTANCE_OUT_OF_RANGE")]);
     broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(-3)), &[("EwbDtls.Distance", "NEGATIVE_VALUE")]);
     broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(12.5)), &[("EwbDtls.Distance", "DECIMAL_PLACES")]);
     broken(ewb, |v| del(v, "/EwbDtls/Distance"), &[("EwbDtls.Distance", "REQUIRED")]);
@@ -1624,10 +1624,17 @@ fn ewb_transport_mode_and_distance() {
 #[test]
 fn ewb_vehicle_and_document() {
     let ewb = "b2b-inter-goods-ewb";
-    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH 04 AB 1234")), &[("EwbDtls.VehNo", "VEHICLE_NUMBER_FORMAT")]);
-    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH-04-AB-1234")), &[("EwbDtls.VehNo", "VEHICLE_NUMBER_FORMAT")]);
+    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH 04 AB 1234")), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
+    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH-04-AB-1234")), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH4")), &[("EwbDtls.VehNo", "TEXT_LENGTH")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("mh04ab1234")), &[]);
+    // NIC's vehicle number formats, as the e-way bill commands check them (`domain::transport`).
+    for ok in ["BP1234567", "ABC1234", "KA123A1234", "22BH1234AA", "TR0123456789"] {
+        broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!(ok)), &[]);
+    }
+    for bad in ["TN10AB12", "DL1CAB1234", "TR/12/A/1234"] {
+        broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!(bad)), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
+    }
     broken(ewb, |v| set(v, "/EwbDtls/VehType", json!("X")), &[("EwbDtls.VehType", "VEHICLE_TYPE")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehType", json!("o")), &[]);
     broken(ewb, |v| set(v, "/EwbDtls/TransDocNo", json!("LR-8821300000001")), &[("EwbDtls.TransDocNo", "TEXT_LENGTH")]);
