@@ -228,10 +228,12 @@ fn gst_rates<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Decima
         I(i64),
         U(u64),
         F(f64),
+        // The environment gives `nan` and `inf` as text.
+        S(String),
     }
-    let bad = |f: f64| {
+    let bad = |v: &dyn std::fmt::Display| {
         serde::de::Error::custom(format!(
-            "gst_rates has {f}, which is not a finite percentage: give numbers, e.g. [0, 5, 18]"
+            "gst_rates has {v}, which is not a finite percentage: give numbers, e.g. [0, 5, 18]"
         ))
     };
     Vec::<Raw>::deserialize(d)?
@@ -239,8 +241,9 @@ fn gst_rates<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Decima
         .map(|r| match r {
             Raw::I(i) => Ok(Decimal::from(i)),
             Raw::U(u) => Ok(Decimal::from(u)),
-            Raw::F(f) if f.is_finite() => f.to_string().parse::<Decimal>().map_err(|_| bad(f)),
-            Raw::F(f) => Err(bad(f)),
+            Raw::F(f) if f.is_finite() => f.to_string().parse::<Decimal>().map_err(|_| bad(&f)),
+            Raw::F(f) => Err(bad(&f)),
+            Raw::S(s) => Err(bad(&format!("'{s}'"))),
         })
         .collect::<Result<_, _>>()
         .map(Some)
@@ -860,6 +863,8 @@ mod tests {
         assert!(err.contains("NaN") && err.contains("not a finite percentage"), "{err}");
         let err = Settings::from_toml("gst_rates = [inf]").unwrap_err().to_string();
         assert!(err.contains("not a finite percentage"), "{err}");
+        let err = Settings::from_toml(r#"gst_rates = [5, "nan"]"#).unwrap_err().to_string();
+        assert!(err.contains("'nan'") && err.contains("not a finite percentage"), "{err}");
         assert_eq!(Settings::from_toml("").unwrap().gst_rates, None);
     }
 
