@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -218,6 +219,36 @@ fn retry_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Er
     Ok(tiers)
 }
 
+/// `EINVOICE_GST_RATES`: a list of percentages (`[0, 0.25, 5, 18]`; TOML and the environment give
+/// integers or floats), each turned into an exact decimal from its shortest text, so `0.1` is 0.1.
+fn gst_rates<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Decimal>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        I(i64),
+        U(u64),
+        F(f64),
+        // The environment gives `nan` and `inf` as text.
+        S(String),
+    }
+    let bad = |v: &dyn std::fmt::Display| {
+        serde::de::Error::custom(format!(
+            "gst_rates has {v}, which is not a finite percentage: give numbers, e.g. [0, 5, 18]"
+        ))
+    };
+    Vec::<Raw>::deserialize(d)?
+        .into_iter()
+        .map(|r| match r {
+            Raw::I(i) => Ok(Decimal::from(i)),
+            Raw::U(u) => Ok(Decimal::from(u)),
+            Raw::F(f) if f.is_finite() => f.to_string().parse::<Decimal>().map_err(|_| bad(&f)),
+            Raw::F(f) => Err(bad(&f)),
+            Raw::S(s) => Err(bad(&format!("'{s}'"))),
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
 fn yes() -> bool {
     true
 }
@@ -275,8 +306,8 @@ pub struct Settings {
     #[serde(default)]
     pub reporting_window_days: Option<u32>,
     /// The GST rate master (%), when it differs from the built-in one (e.g. a new slab).
-    #[serde(default)]
-    pub gst_rates: Option<Vec<f64>>,
+    #[serde(default, deserialize_with = "gst_rates")]
+    pub gst_rates: Option<Vec<Decimal>>,
     /// Ship-to rules of GSTN's advisory of 17 Jun 2026 (2323, 2325, ship-to GSTIN with an e-way
     /// bill): `off` (default; reported on hold), `on`, or the date they apply from (`2026-08-01`).
     #[serde(default)]
@@ -823,6 +854,22 @@ mod tests {
         assert_eq!(dated.parse_options().validation.ship_to_rules, ShipToRules::From(d));
         let err = Settings::from_toml(r#"ship_to_rules = "sometimes""#).unwrap_err().to_string();
         assert!(err.contains("sometimes") && err.contains("2026-08-01"), "{err}");
+    }
+
+    #[test]
+    fn gst_rates_are_exact_decimals() {
+        let s = Settings::from_toml("gst_rates = [0, 0.1, 0.25, 18, 18.0, 40]").unwrap();
+        let d = |t: &str| t.parse::<Decimal>().unwrap();
+        assert_eq!(s.gst_rates, Some(vec![d("0"), d("0.1"), d("0.25"), d("18"), d("18.00"), d("40")]));
+        let o = s.parse_options().validation;
+        assert!(crate::domain::codes::is_allowed_rate(d("0.10"), &o.allowed_gst_rates));
+        let err = Settings::from_toml("gst_rates = [5, nan]").unwrap_err().to_string();
+        assert!(err.contains("NaN") && err.contains("not a finite percentage"), "{err}");
+        let err = Settings::from_toml("gst_rates = [inf]").unwrap_err().to_string();
+        assert!(err.contains("not a finite percentage"), "{err}");
+        let err = Settings::from_toml(r#"gst_rates = [5, "nan"]"#).unwrap_err().to_string();
+        assert!(err.contains("'nan'") && err.contains("not a finite percentage"), "{err}");
+        assert_eq!(Settings::from_toml("").unwrap().gst_rates, None);
     }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {

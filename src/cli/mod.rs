@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use crate::config::Settings;
 
-/// Exit codes of `validate` and `publish` (README "Commands").
+/// Exit codes of `validate` and `publish` (docs/guide.md, "Command line").
 pub mod exit {
     pub const REJECTED: u8 = 1;
     pub const USAGE: u8 = 2;

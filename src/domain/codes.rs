@@ -5,6 +5,8 @@
 //! changes most (the GST rate master) is only a *default*: callers pass their
 //! own list through `ValidationOptions::allowed_gst_rates`.
 
+use rust_decimal::Decimal;
+
 /// A GST state (or pseudo-state) code as used in `Stcd`, `Pos` and the first
 /// two digits of a GSTIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,11 +192,30 @@ pub fn is_valid_unit(unit: &str) -> bool {
 /// Default GST rate master (percent). 40 was added by the 2025 "GST 2.0"
 /// rationalisation; the older 12 and 28 slabs stay because credit and debit
 /// notes against old invoices still use them.
-pub const DEFAULT_GST_RATES: &[f64] = &[0.0, 0.1, 0.25, 1.0, 1.5, 3.0, 5.0, 6.0, 7.5, 12.0, 18.0, 28.0, 40.0];
+pub const DEFAULT_GST_RATES: &[Decimal] = &[
+    rate(0, 0),
+    rate(1, 1),
+    rate(25, 2),
+    rate(1, 0),
+    rate(15, 1),
+    rate(3, 0),
+    rate(5, 0),
+    rate(6, 0),
+    rate(75, 1),
+    rate(12, 0),
+    rate(18, 0),
+    rate(28, 0),
+    rate(40, 0),
+];
 
-/// True if `rate` is (to within floating-point noise) one of `allowed`.
-pub fn is_allowed_rate(rate: f64, allowed: &[f64]) -> bool {
-    allowed.iter().any(|a| (a - rate).abs() < 1e-6)
+/// `digits` × 10^−`scale` percent, for the constant rate master.
+const fn rate(digits: u32, scale: u32) -> Decimal {
+    Decimal::from_parts(digits, 0, 0, false, scale)
+}
+
+/// True if `rate` is one of `allowed`, compared exactly: 18, 18.0 and 18.00 are the same rate.
+pub fn is_allowed_rate(rate: Decimal, allowed: &[Decimal]) -> bool {
+    allowed.contains(&rate)
 }
 
 /// `TranDtls.SupTyp`: who the supply goes to, which decides the tax type.
@@ -309,9 +330,15 @@ mod tests {
     fn units_rates_supply_types_reasons() {
         assert!(is_valid_unit("NOS"));
         assert!(!is_valid_unit("nos"));
-        assert!(is_allowed_rate(40.0, DEFAULT_GST_RATES));
-        assert!(is_allowed_rate(0.25, DEFAULT_GST_RATES));
-        assert!(!is_allowed_rate(2.0, DEFAULT_GST_RATES));
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert!(is_allowed_rate(d("40"), DEFAULT_GST_RATES));
+        assert!(is_allowed_rate(d("0.25"), DEFAULT_GST_RATES));
+        assert!(is_allowed_rate(d("18.00"), DEFAULT_GST_RATES), "scale does not matter");
+        assert!(is_allowed_rate(d("0.000"), DEFAULT_GST_RATES));
+        assert!(!is_allowed_rate(d("2"), DEFAULT_GST_RATES));
+        assert!(!is_allowed_rate(d("18.001"), DEFAULT_GST_RATES));
+        let shown: Vec<String> = DEFAULT_GST_RATES.iter().map(|r| r.to_string()).collect();
+        assert_eq!(shown.join(", "), "0, 0.1, 0.25, 1, 1.5, 3, 5, 6, 7.5, 12, 18, 28, 40");
         for s in SUPPLY_TYPES {
             assert_eq!(SupplyType::parse(s).unwrap().as_str(), *s);
         }

@@ -18,6 +18,8 @@
 //! * [`outcome`]: the one table that classifies every IRP answer.
 //! * [`schema`]: the commands' JSON Schemas from `docs/asyncapi.yaml`, checked before parsing.
 //! * [`text`]: NUL characters, which no stored text may hold, and control characters no answer echoes.
+//! * [`transport`]: the e-way bill's transport rules, shared by the invoice's `EwbDtls` and the
+//!   e-way bill commands (one problem code per rule).
 
 pub mod codes;
 pub mod command;
@@ -30,6 +32,7 @@ pub mod outcome;
 pub mod problem;
 pub mod schema;
 pub mod text;
+pub mod transport;
 
 pub use codes::SupplyType;
 pub use document::{DocDate, DocNumber, DocType, DocumentError, DocumentKey, FinancialYear};

@@ -134,14 +134,33 @@ pub mod code {
     pub const DOC_NUMBER_FORMAT: &str = "DOC_NUMBER_FORMAT";
     /// `ExpDtls.Port` is not a port code of 2 to 10 letters and digits.
     pub const PORT_FORMAT: &str = "PORT_FORMAT";
-    /// `EwbDtls.TransMode` is not 1 (road), 2 (rail), 3 (air) or 4 (ship).
-    pub const TRANSPORT_MODE: &str = "TRANSPORT_MODE";
-    /// `EwbDtls.TransDocNo` is not 1 to 15 letters, digits, `/` or `-`.
+
+    // ---- transport (`domain::transport`: the invoice's `EwbDtls` and the e-way bill commands) ----
+    /// The transport mode is not 1 (road), 2 (rail), 3 (air) or 4 (ship).
+    pub const TRANS_MODE_INVALID: &str = "TRANS_MODE_INVALID";
+    /// The transport document number is not 1 to 15 letters, digits, `/` or `-`.
     pub const TRANS_DOC_NO_FORMAT: &str = "TRANS_DOC_NO_FORMAT";
-    /// `EwbDtls.VehNo` is not 4 to 20 letters and digits.
-    pub const VEHICLE_NUMBER_FORMAT: &str = "VEHICLE_NUMBER_FORMAT";
-    /// `EwbDtls.VehType` is not R (regular) or O (over-dimensional cargo).
+    /// The vehicle number is not in one of NIC's vehicle number formats.
+    pub const VEHICLE_NO_INVALID: &str = "VEHICLE_NO_INVALID";
+    /// The vehicle type is not R (regular) or O (over-dimensional cargo).
     pub const VEHICLE_TYPE: &str = "VEHICLE_TYPE";
+    /// The distance is not a whole number of km from 0 to 4000.
+    pub const DISTANCE_OUT_OF_RANGE: &str = "DISTANCE_OUT_OF_RANGE";
+    /// A command's transporter ID is not a GSTIN or TRANSIN (the invoice's `EwbDtls.TransId`
+    /// gets the GSTIN codes, as every GSTIN inside the invoice does).
+    pub const TRANS_ID_INVALID: &str = "TRANS_ID_INVALID";
+
+    // ---- e-way bill commands ----
+    /// An e-way bill is asked for a document more than 180 days old (e-way bill error 820).
+    pub const DOCUMENT_TOO_OLD: &str = "DOCUMENT_TOO_OLD";
+    /// An e-way bill number is not 12 digits.
+    pub const EWB_NO_INVALID: &str = "EWB_NO_INVALID";
+    /// An e-way bill cancel or vehicle-update reason is not 1 to 4.
+    pub const REASON_INVALID: &str = "REASON_INVALID";
+    /// A command's text field (`from_place`) is shorter or longer than allowed.
+    pub const LENGTH_INVALID: &str = "LENGTH_INVALID";
+    /// A command's state code (`from_state`) is not an Indian state code.
+    pub const STATE_CODE_INVALID: &str = "STATE_CODE_INVALID";
 
     // ---- business rules added with the field table ----
     /// `TranDtls.RegRev=Y` on a supply type where NIC does not allow reverse charge (only B2B and SEZ).

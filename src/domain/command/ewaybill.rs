@@ -3,7 +3,9 @@
 //! Checked before any call, with paths, so the IRP / e-way bill system never sees a request it
 //! would refuse for its form (field reference §2.1): distance 0–4000 (0 lets NIC compute it),
 //! transport mode 1–4 with the vehicle or transport document it needs, vehicle number format,
-//! reason codes and remarks, dates, and the 180-day limit on the document's age.
+//! reason codes and remarks, dates, and the 180-day limit on the document's age. The transport
+//! rules and their problem codes are [`crate::domain::transport`]'s, which the invoice's
+//! `EwbDtls` uses too.
 use chrono::NaiveDate;
 use once_cell::sync::Lazy;
 use regex::Regex;
@@ -11,52 +13,17 @@ use serde_json::{json, Map, Value};
 
 use super::{doc_ref, target, DocRef, Reader, Target};
 use crate::domain::codes;
+use crate::domain::problem::code;
+use crate::domain::transport::{self, TextRule};
+pub use crate::domain::transport::{normalise_vehicle, TransMode, MAX_DISTANCE_KM};
 use crate::domain::{DocDate, Gstin, Problem};
 
-/// NIC's documented range for `Distance` (km); 0 asks NIC for the PIN-to-PIN distance.
-pub const MAX_DISTANCE_KM: u64 = 4000;
 /// Since 1 Jan 2025 an e-way bill may only be made for a document at most 180 days old (820).
 pub const MAX_DOCUMENT_AGE_DAYS: i64 = 180;
 /// The e-way bill system's limit on cancel and vehicle-update remarks.
 pub const EWB_REMARK_MAX: usize = 50;
 
-/// A regular registration (KA01AB1234, KA1A1234), a temporary one (TR…, TM…), or a BH-series one (22BH1234AA).
-static VEHICLE: Lazy<Regex> = Lazy::new(|| {
-    Regex::new(r"^([A-Z]{2}[0-9]{1,2}[A-Z]{0,3}[0-9]{4}|T[RM][A-Z0-9]{5,18}|[0-9]{2}BH[0-9]{4}[A-Z]{1,2})$")
-        .expect("static regex")
-});
-static TRANS_ID: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9]{2}[0-9A-Z]{13}$").expect("static regex"));
-static TRANS_DOC_NO: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z0-9/\-]{1,15}$").expect("static regex"));
 static EWB_NO: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
-
-/// How the goods move: the e-way bill system's `TransMode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TransMode {
-    Road = 1,
-    Rail = 2,
-    Air = 3,
-    Ship = 4,
-}
-
-impl TransMode {
-    pub fn parse(s: &str) -> Option<TransMode> {
-        match s.trim() {
-            "1" => Some(TransMode::Road),
-            "2" => Some(TransMode::Rail),
-            "3" => Some(TransMode::Air),
-            "4" => Some(TransMode::Ship),
-            _ => None,
-        }
-    }
-    pub fn code(self) -> &'static str {
-        match self {
-            TransMode::Road => "1",
-            TransMode::Rail => "2",
-            TransMode::Air => "3",
-            TransMode::Ship => "4",
-        }
-    }
-}
 
 /// Part B and the transporter of an e-way bill made from an IRN (NIC field names).
 #[derive(Debug, Clone, PartialEq)]
@@ -171,33 +138,43 @@ impl VehicleUpdate {
     }
 }
 
-/// Upper-case a vehicle number and drop the spaces and dashes people write in it.
-pub fn normalise_vehicle(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_ascii_uppercase()
+/// Checks `v` at `path` under a transport text rule: its length ([`code::TEXT_LENGTH`]), then its
+/// format (the rule's code), as the invoice's `EwbDtls` is checked.
+fn check_text(rule: &TextRule, v: &str, path: &str, problems: &mut Vec<Problem>) {
+    if let Err(fault) = rule.check(v) {
+        let message = match fault {
+            transport::Fault::Length(n) => {
+                format!("'{v}' has {n} characters; {path} must have {} to {}", rule.len.0, rule.len.1)
+            }
+            transport::Fault::Format => format!("'{v}' is not valid: {path} must be {}", rule.expected),
+        };
+        problems.push(Problem::new(path, rule.code_for(fault), message));
+    }
 }
 
-/// Problems with a vehicle number found at `path`.
-fn check_vehicle(v: &str, path: &str, problems: &mut Vec<Problem>) {
-    let n = v.chars().count();
-    if !(4..=20).contains(&n) || !VEHICLE.is_match(v) {
+/// A transport mode at `path`, reported with [`code::TRANS_MODE_INVALID`].
+fn trans_mode(m: &str, path: &str, problems: &mut Vec<Problem>) -> Option<TransMode> {
+    let p = TransMode::parse(m);
+    if p.is_none() {
         problems.push(Problem::new(
             path,
-            "VEHICLE_NO_INVALID",
-            format!("'{v}' is not a vehicle registration number (such as KA01AB1234, a temporary TR… number, or 22BH1234AA)"),
+            code::TRANS_MODE_INVALID,
+            format!("'{m}' is not a transport mode: use 1 (Road), 2 (Rail), 3 (Air) or 4 (Ship)"),
         ));
     }
+    p
 }
 
 /// A `dd/MM/yyyy` date at `path` that is not after `today`.
 fn past_date(s: &str, path: &str, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<DocDate> {
     match DocDate::parse(s) {
         Ok(d) if d.date() > today => {
-            problems.push(Problem::new(path, "DATE_IN_FUTURE", format!("{path} '{s}' is after today ({today})")));
+            problems.push(Problem::new(path, code::DATE_IN_FUTURE, format!("{path} '{s}' is after today ({today})")));
             None
         }
         Ok(d) => Some(d),
         Err(_) => {
-            problems.push(Problem::new(path, "DATE_INVALID", format!("'{s}' is not a date in dd/MM/yyyy form")));
+            problems.push(Problem::new(path, code::DATE_INVALID, format!("'{s}' is not a date in dd/MM/yyyy form")));
             None
         }
     }
@@ -209,7 +186,7 @@ pub fn document_age_problem(doc_date: DocDate, today: NaiveDate, path: &str) -> 
     (age > MAX_DOCUMENT_AGE_DAYS).then(|| {
         Problem::new(
             path,
-            "DOCUMENT_TOO_OLD",
+            code::DOCUMENT_TOO_OLD,
             format!(
                 "the document is dated {doc_date}, {age} days ago; an e-way bill can only be made for a document at most {MAX_DOCUMENT_AGE_DAYS} days old (e-way bill error 820)"
             ),
@@ -234,13 +211,13 @@ pub(super) fn parse_generate(
         None | Some(Value::Null) => {
             r.problems.push(Problem::new(
                 "transport",
-                "REQUIRED",
+                code::REQUIRED,
                 "'transport' is required: {Distance, TransMode?, TransId?, TransName?, TransDocNo?, TransDocDt?, VehNo?, VehType?}",
             ));
             None
         }
         Some(_) => {
-            r.problems.push(Problem::new("transport", "INVALID_TYPE", "'transport' must be an object"));
+            r.problems.push(Problem::new("transport", code::INVALID_TYPE, "'transport' must be an object"));
             None
         }
     };
@@ -251,26 +228,22 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
     let body = Value::Object(t.clone());
     let mut r = Reader::nested(&body, false);
     let distance = match t.get("Distance") {
-        Some(Value::Number(n)) => {
-            n.as_u64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64))
-        }
-        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
         None | Some(Value::Null) => {
             r.problems.push(Problem::new(
                 "Distance",
-                "REQUIRED",
+                code::REQUIRED,
                 "'Distance' (km) is required; send 0 to let NIC compute the PIN-to-PIN distance",
             ));
             return finish(r, problems, None);
         }
-        Some(_) => None,
+        Some(d) => transport::distance_km(d),
     };
     let distance = match distance {
-        Some(d) if d <= MAX_DISTANCE_KM => Some(d),
-        _ => {
+        Some(d) => Some(d),
+        None => {
             r.problems.push(Problem::new(
                 "Distance",
-                "DISTANCE_OUT_OF_RANGE",
+                code::DISTANCE_OUT_OF_RANGE,
                 format!(
                     "Distance {} must be a whole number of km from 0 to {MAX_DISTANCE_KM} (0: NIC computes it)",
                     t["Distance"]
@@ -279,42 +252,32 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
             None
         }
     };
-    let trans_mode = r.opt_str("TransMode").and_then(|m| {
-        let p = TransMode::parse(&m);
-        if p.is_none() {
-            r.problems.push(Problem::new(
-                "TransMode",
-                "TRANS_MODE_INVALID",
-                format!("'{m}' is not a transport mode: use 1 (Road), 2 (Rail), 3 (Air) or 4 (Ship)"),
-            ));
-        }
-        p
-    });
+    let trans_mode = r.opt_str("TransMode").and_then(|m| trans_mode(&m, "TransMode", &mut r.problems));
     let trans_id = r.opt_str("TransId").map(|s| s.to_ascii_uppercase()).filter(|s| !s.is_empty());
     if let Some(id) = &trans_id {
-        if !TRANS_ID.is_match(id) || Gstin::parse(id, false).is_err() {
+        if !transport::is_trans_id_shape(id) || Gstin::parse(id, false).is_err() {
             r.problems.push(Problem::new(
                 "TransId",
-                "TRANS_ID_INVALID",
+                code::TRANS_ID_INVALID,
                 format!("'{id}' is not a transporter GSTIN or TRANSIN (15 characters with a valid check digit)"),
             ));
         }
     }
     let trans_name = r.opt_str("TransName").filter(|s| !s.is_empty());
     if let Some(n) = &trans_name {
-        if !(3..=100).contains(&n.chars().count()) {
-            r.problems.push(Problem::new("TransName", "LENGTH_INVALID", "TransName must have 3 to 100 characters"));
+        let (min, max) = transport::TRANS_NAME_LEN;
+        let len = n.chars().count();
+        if !(min..=max).contains(&len) {
+            r.problems.push(Problem::new(
+                "TransName",
+                code::TEXT_LENGTH,
+                format!("'{n}' has {len} characters; TransName must have {min} to {max}"),
+            ));
         }
     }
     let trans_doc_no = r.opt_str("TransDocNo").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
-        if !TRANS_DOC_NO.is_match(n) {
-            r.problems.push(Problem::new(
-                "TransDocNo",
-                "TRANS_DOC_NO_INVALID",
-                format!("'{n}' must be 1 to 15 letters, digits, '/' or '-'"),
-            ));
-        }
+        check_text(&transport::TRANS_DOC_NO, n, "TransDocNo", &mut r.problems);
     }
     let trans_doc_dt = r
         .opt_str("TransDocDt")
@@ -322,23 +285,17 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
         .and_then(|d| past_date(&d, "TransDocDt", today, &mut r.problems));
     let veh_no = r.opt_str("VehNo").filter(|s| !s.is_empty()).map(|v| normalise_vehicle(&v));
     if let Some(v) = &veh_no {
-        check_vehicle(v, "VehNo", &mut r.problems);
+        check_text(&transport::VEHICLE_NO, v, "VehNo", &mut r.problems);
     }
     let veh_type = r.opt_str("VehType").filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase());
     if let Some(v) = &veh_type {
-        if v != "R" && v != "O" {
-            r.problems.push(Problem::new(
-                "VehType",
-                "VEHICLE_TYPE_INVALID",
-                format!("'{v}' is not a vehicle type: use R (regular) or O (over-dimensional cargo)"),
-            ));
-        }
+        check_text(&transport::VEHICLE_TYPE, v, "VehType", &mut r.problems);
     }
     // Part B needs a mode and what that mode moves under; without it, the transporter fills it in.
     match trans_mode {
         Some(TransMode::Road) if veh_no.is_none() && trans_id.is_none() => r.problems.push(Problem::new(
             "VehNo",
-            "REQUIRED",
+            code::REQUIRED,
             "TransMode 1 (Road) needs VehNo (or TransId, to let the transporter enter the vehicle)",
         )),
         Some(TransMode::Rail | TransMode::Air | TransMode::Ship)
@@ -346,18 +303,18 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
         {
             r.problems.push(Problem::new(
                 if trans_doc_no.is_none() { "TransDocNo" } else { "TransDocDt" },
-                "REQUIRED",
+                code::REQUIRED,
                 "TransMode 2 (Rail), 3 (Air) and 4 (Ship) need TransDocNo and TransDocDt",
             ))
         }
         None if trans_id.is_none() => r.problems.push(Problem::new(
             "TransMode",
-            "REQUIRED",
+            code::REQUIRED,
             "either TransMode (with VehNo or TransDocNo) or TransId (the transporter fills Part B) is required",
         )),
         None if veh_no.is_some() || trans_doc_no.is_some() => r.problems.push(Problem::new(
             "TransMode",
-            "REQUIRED",
+            code::REQUIRED,
             "VehNo and TransDocNo are Part B details and need TransMode",
         )),
         _ => {}
@@ -391,7 +348,7 @@ pub(super) fn parse_ewb_target(r: &mut Reader<'_>) -> Option<EwbTarget> {
         if !EWB_NO.is_match(n) {
             r.problems.push(Problem::new(
                 "ewb_no",
-                "EWB_NO_INVALID",
+                code::EWB_NO_INVALID,
                 format!("'{n}' is not an e-way bill number (12 digits)"),
             ));
             return None;
@@ -402,7 +359,7 @@ pub(super) fn parse_ewb_target(r: &mut Reader<'_>) -> Option<EwbTarget> {
         Some(irn) => Some(EwbTarget::Irn(irn)),
         None => {
             if !r.problems.iter().any(|p| p.path == "irn") {
-                r.problems.push(Problem::new("ewb_no", "REQUIRED", "either 'ewb_no' or 'irn' is required"));
+                r.problems.push(Problem::new("ewb_no", code::REQUIRED, "either 'ewb_no' or 'irn' is required"));
             }
             None
         }
@@ -417,7 +374,7 @@ fn reason_and_remark(r: &mut Reader<'_>, names: &str) -> (Option<String>, Option
         } else {
             r.problems.push(Problem::new(
                 "reason",
-                "REASON_INVALID",
+                code::REASON_INVALID,
                 format!("'{s}' is not a reason code: use {names}"),
             ));
             None
@@ -426,12 +383,12 @@ fn reason_and_remark(r: &mut Reader<'_>, names: &str) -> (Option<String>, Option
     let remark = r.req_str("remark").and_then(|s| {
         let n = s.chars().count();
         if n == 0 {
-            r.problems.push(Problem::new("remark", "REQUIRED", "'remark' must not be empty"));
+            r.problems.push(Problem::new("remark", code::REQUIRED, "'remark' must not be empty"));
             None
         } else if n > EWB_REMARK_MAX {
             r.problems.push(Problem::new(
                 "remark",
-                "REMARK_TOO_LONG",
+                code::REMARK_TOO_LONG,
                 format!("the remark has {n} characters; the e-way bill system allows {EWB_REMARK_MAX}"),
             ));
             None
@@ -453,12 +410,16 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
     let target = parse_ewb_target(r);
     let vehicle_no = r.req_str("vehicle_no").map(|v| normalise_vehicle(&v));
     if let Some(v) = &vehicle_no {
-        check_vehicle(v, "vehicle_no", &mut r.problems);
+        check_text(&transport::VEHICLE_NO, v, "vehicle_no", &mut r.problems);
     }
     let from_place = r.req_str("from_place");
     if let Some(p) = &from_place {
         if !(1..=50).contains(&p.chars().count()) {
-            r.problems.push(Problem::new("from_place", "LENGTH_INVALID", "from_place must have 1 to 50 characters"));
+            r.problems.push(Problem::new(
+                "from_place",
+                code::LENGTH_INVALID,
+                "from_place must have 1 to 50 characters",
+            ));
         }
     }
     let from_state = r.req_str("from_state").and_then(|s| {
@@ -468,7 +429,7 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
             _ => {
                 r.problems.push(Problem::new(
                     "from_state",
-                    "STATE_CODE_INVALID",
+                    code::STATE_CODE_INVALID,
                     format!("'{s}' is not an Indian state code (such as 29 for Karnataka)"),
                 ));
                 None
@@ -476,26 +437,10 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
         }
     });
     let (reason, remark) = reason_and_remark(r, "1 (Breakdown), 2 (Transshipment), 3 (Others) or 4 (First time)");
-    let trans_mode = r.req_str("trans_mode").and_then(|m| {
-        let p = TransMode::parse(&m);
-        if p.is_none() {
-            r.problems.push(Problem::new(
-                "trans_mode",
-                "TRANS_MODE_INVALID",
-                format!("'{m}' is not a transport mode: use 1 (Road), 2 (Rail), 3 (Air) or 4 (Ship)"),
-            ));
-        }
-        p
-    });
+    let trans_mode = r.req_str("trans_mode").and_then(|m| trans_mode(&m, "trans_mode", &mut r.problems));
     let trans_doc_no = r.opt_str("trans_doc_no").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
-        if !TRANS_DOC_NO.is_match(n) {
-            r.problems.push(Problem::new(
-                "trans_doc_no",
-                "TRANS_DOC_NO_INVALID",
-                format!("'{n}' must be 1 to 15 letters, digits, '/' or '-'"),
-            ));
-        }
+        check_text(&transport::TRANS_DOC_NO, n, "trans_doc_no", &mut r.problems);
     }
     let trans_doc_date = r
         .opt_str("trans_doc_date")
@@ -507,19 +452,13 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
     {
         r.problems.push(Problem::new(
             if trans_doc_no.is_none() { "trans_doc_no" } else { "trans_doc_date" },
-            "REQUIRED",
+            code::REQUIRED,
             "trans_mode 2 (Rail), 3 (Air) and 4 (Ship) need trans_doc_no and trans_doc_date",
         ));
     }
     let vehicle_type = r.opt_str("vehicle_type").filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase());
     if let Some(v) = &vehicle_type {
-        if v != "R" && v != "O" {
-            r.problems.push(Problem::new(
-                "vehicle_type",
-                "VEHICLE_TYPE_INVALID",
-                format!("'{v}' is not a vehicle type: use R (regular) or O (over-dimensional cargo)"),
-            ));
-        }
+        check_text(&transport::VEHICLE_TYPE, v, "vehicle_type", &mut r.problems);
     }
     let update = match (vehicle_no, from_place, from_state, reason, remark, trans_mode) {
         (Some(vehicle_no), Some(from_place), Some(from_state), Some(reason), Some(remark), Some(trans_mode)) => {
@@ -571,15 +510,18 @@ mod tests {
     fn generate_collects_every_transport_problem_with_its_path() {
         let old = (crate::domain::invoice::india_today() - chrono::Duration::days(200)).format("%d/%m/%Y").to_string();
         let body = json!({"gstin": G, "document": {"doc_type": "INV", "doc_number": "A/1", "doc_date": old},
-            "transport": {"Distance": 4001, "TransMode": "5", "VehNo": "X1", "VehType": "Z", "TransDocDt": "31/02/2025"}});
+            "transport": {"Distance": 4001, "TransMode": "5", "VehNo": "DL1C1234", "VehType": "Z", "TransDocDt": "31/02/2025",
+                "TransDocNo": "LR#88213", "TransName": "VR"}});
         let got = problems("ewaybill.generate", body);
         for want in [
             ("document.doc_date", "DOCUMENT_TOO_OLD"),
             ("transport.Distance", "DISTANCE_OUT_OF_RANGE"),
             ("transport.TransMode", "TRANS_MODE_INVALID"),
             ("transport.VehNo", "VEHICLE_NO_INVALID"),
-            ("transport.VehType", "VEHICLE_TYPE_INVALID"),
+            ("transport.VehType", "VEHICLE_TYPE"),
             ("transport.TransDocDt", "DATE_INVALID"),
+            ("transport.TransDocNo", "TRANS_DOC_NO_FORMAT"),
+            ("transport.TransName", "TEXT_LENGTH"),
         ] {
             assert!(got.contains(&(want.0.into(), want.1.into())), "{want:?} missing from {got:?}");
         }
@@ -604,24 +546,35 @@ mod tests {
         assert!(matches!(p.command, Command::EwaybillCancel(c) if c.reason == super::EwbCancelReason::OrderCancelled));
         let got = problems(
             "ewaybill.update_vehicle",
-            json!({"gstin": G, "ewb_no": "181000000001", "vehicle_no": "??", "from_place": "", "from_state": "77", "reason": "1", "remark": "breakdown", "trans_mode": "1"}),
+            json!({"gstin": G, "ewb_no": "181000000001", "vehicle_no": "12345", "from_place": "", "from_state": "77", "reason": "1", "remark": "breakdown", "trans_mode": "1",
+                "trans_doc_no": "LR-8821300000001", "vehicle_type": "X"}),
         );
         for want in [
             ("vehicle_no", "VEHICLE_NO_INVALID"),
             ("from_place", "LENGTH_INVALID"),
             ("from_state", "STATE_CODE_INVALID"),
+            ("trans_doc_no", "TEXT_LENGTH"),
+            ("vehicle_type", "VEHICLE_TYPE"),
         ] {
             assert!(got.contains(&(want.0.into(), want.1.into())), "{want:?} missing from {got:?}");
         }
     }
 
     #[test]
-    fn vehicle_numbers() {
-        for ok in ["KA01AB1234", "MH12A1234", "DL1C1234", "TR0123456789", "22BH1234AA"] {
-            assert!(super::VEHICLE.is_match(ok), "{ok}");
+    fn vehicle_numbers_get_the_invoices_codes() {
+        let update = |vehicle: &str| json!({"gstin": G, "ewb_no": "181000000001", "vehicle_no": vehicle, "from_place": "Tumakuru", "from_state": "29", "reason": "1", "remark": "breakdown", "trans_mode": "1"});
+        for ok in ["ka 01-ab 1234", "MH12A1234", "DL01C1234", "TR0123456789", "22BH1234AA", "BP1234567", "ABC1234"] {
+            let p =
+                parse_command("ewaybill.update_vehicle", update(ok).to_string().as_bytes(), &ParseOptions::default());
+            assert!(p.is_ok(), "{ok}: {:?}", p.err());
         }
-        for bad in ["K1", "1234KA01", "KA01AB12345"] {
-            assert!(!super::VEHICLE.is_match(bad), "{bad}");
+        for (bad, code) in
+            [("K1", "TEXT_LENGTH"), ("1234KA01", "VEHICLE_NO_INVALID"), ("DL1C1234", "VEHICLE_NO_INVALID")]
+        {
+            assert_eq!(
+                problems("ewaybill.update_vehicle", update(bad)),
+                vec![("vehicle_no".to_string(), code.to_string())]
+            );
         }
     }
 }

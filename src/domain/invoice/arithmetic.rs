@@ -123,10 +123,10 @@ impl Ctx<'_> {
         self.number(m, base, "PreTaxVal", false);
         let ass = self.req_num(m, base, "AssAmt");
         let rate = self.req_num(m, base, "GstRt").and_then(|r| {
-            if r.to_f64().is_some_and(|f| codes::is_allowed_rate(f, &opts.allowed_gst_rates)) {
+            if codes::is_allowed_rate(r, &opts.allowed_gst_rates) {
                 Some(r)
             } else {
-                let list: Vec<String> = opts.allowed_gst_rates.iter().map(|r| r.to_string()).collect();
+                let list: Vec<String> = opts.allowed_gst_rates.iter().map(|r| r.normalize().to_string()).collect();
                 self.p.push(
                     join(base, "GstRt"),
                     code::INVALID_GST_RATE,

@@ -1,8 +1,9 @@
-//! `EwbDtls`: the e-way bill details sent with a generate. Lengths and patterns (transport
-//! document number, vehicle number and type) come from the field table; the mode and the
-//! distance are checked here and there.
+//! `EwbDtls`: the e-way bill details sent with a generate. The rules are `domain::transport`'s,
+//! shared with the e-way bill commands: lengths and patterns (transport document number, vehicle
+//! number and type) and the distance's range through the field table, the mode here.
 
 use super::*;
+use crate::domain::transport;
 
 impl Ctx<'_> {
     pub(super) fn ewb_dtls(&mut self, m: &mut Map<String, Value>) {
@@ -10,7 +11,7 @@ impl Ctx<'_> {
         // The transporter ID is a GSTIN or a TRANSIN, which has the same layout and check digit.
         self.gstin(m, B, "TransId", false);
         self.transport_mode(m);
-        // 0 asks the IRP to compute the PIN-to-PIN distance; at most 4000 km (field table).
+        // 0 asks the IRP to compute the PIN-to-PIN distance; at most 4000 km (`DISTANCE_OUT_OF_RANGE`).
         self.number(m, B, "Distance", true);
         self.date_field(m, B, "TransDocDt", false);
         self.text(m, B, "TransDocNo", false, Norm::Trim);
@@ -32,17 +33,17 @@ impl Ctx<'_> {
             self.seen.insert(PATH.into());
             self.p.push(
                 PATH,
-                code::TRANSPORT_MODE,
-                format!("{PATH} is {}; expected 1 (road), 2 (rail), 3 (air) or 4 (ship).", shorten(&given)),
+                code::TRANS_MODE_INVALID,
+                format!("{PATH} is {}; expected {}.", shorten(&given), transport::TRANS_MODES),
             );
             return;
         }
         if let Some(t) = self.text(m, "EwbDtls", "TransMode", false, Norm::Trim) {
-            if !matches!(t.as_str(), "1" | "2" | "3" | "4") {
+            if transport::TransMode::parse(&t).is_none() {
                 self.p.push(
                     PATH,
-                    code::TRANSPORT_MODE,
-                    format!("{PATH} is '{}'; expected 1 (road), 2 (rail), 3 (air) or 4 (ship).", shorten(&t)),
+                    code::TRANS_MODE_INVALID,
+                    format!("{PATH} is '{}'; expected {}.", shorten(&t), transport::TRANS_MODES),
                 );
             }
         }

@@ -20,6 +20,7 @@ use once_cell::sync::Lazy;
 use regex::Regex;
 
 use crate::domain::problem::code;
+use crate::domain::transport;
 
 /// The JSON type of a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,10 @@ const fn text(path: &'static str, req: Req, min: usize, max: usize) -> FieldSpec
         range: None,
         check: Check::Schema { code: code::TEXT_CHARS },
     }
+}
+/// An optional `EwbDtls` text under one of [`transport`]'s rules.
+const fn transported(path: &'static str, rule: transport::TextRule) -> FieldSpec {
+    pat(path, Req::Optional, rule.len.0, rule.len.1, rule.pattern, rule.code)
 }
 const fn pat(
     path: &'static str,
@@ -340,10 +345,10 @@ const OTHERS: &[FieldSpec] = &[
     ruled("ExpDtls.ForCur", O, 3, 16, Check::Rule(code::INVALID_CURRENCY)),
     ruled("ExpDtls.CntCode", X, 2, 2, Check::Country),
     num("ExpDtls.ExpDuty", O, 2, "0", AMT),
-    // E-way bill
+    // E-way bill: the transport rules are `domain::transport`'s, shared with the e-way bill commands.
     ruled("EwbDtls.TransId", O, 15, 15, Check::Gstin),
-    text("EwbDtls.TransName", O, 3, 100),
-    ruled("EwbDtls.TransMode", O, 1, 1, Check::Rule(code::TRANSPORT_MODE)),
+    text("EwbDtls.TransName", O, transport::TRANS_NAME_LEN.0, transport::TRANS_NAME_LEN.1),
+    ruled("EwbDtls.TransMode", O, 1, 1, Check::Rule(code::TRANS_MODE_INVALID)),
     FieldSpec {
         path: "EwbDtls.Distance",
         ty: Ty::Number,
@@ -351,13 +356,13 @@ const OTHERS: &[FieldSpec] = &[
         len: None,
         pattern: None,
         decimals: Some(0),
-        range: Some(("0", "4000")),
-        check: Check::Schema { code: code::VALUE_RANGE },
+        range: Some(transport::DISTANCE_RANGE),
+        check: Check::Schema { code: code::DISTANCE_OUT_OF_RANGE },
     },
-    pat("EwbDtls.TransDocNo", O, 1, 15, "^[a-zA-Z0-9/-]{1,15}$", code::TRANS_DOC_NO_FORMAT),
+    transported("EwbDtls.TransDocNo", transport::TRANS_DOC_NO),
     ruled("EwbDtls.TransDocDt", O, 10, 10, Check::Date),
-    pat("EwbDtls.VehNo", O, 4, 20, "^[A-Za-z0-9]{4,20}$", code::VEHICLE_NUMBER_FORMAT),
-    pat("EwbDtls.VehType", O, 1, 1, "^[OR]$", code::VEHICLE_TYPE),
+    transported("EwbDtls.VehNo", transport::VEHICLE_NO),
+    transported("EwbDtls.VehType", transport::VEHICLE_TYPE),
 ];
 
 /// Every field, in schema order by section.

@@ -60,7 +60,7 @@ pub struct ValidationOptions {
     /// the NIC sandbox, whose test GSTINs fail the check.
     pub relaxed_gstin_check_digit: bool,
     /// The GST rate master (percent). Default [`codes::DEFAULT_GST_RATES`].
-    pub allowed_gst_rates: Vec<f64>,
+    pub allowed_gst_rates: Vec<Decimal>,
     /// "Today" in India (Asia/Kolkata): documents may not be dated later.
     pub today: NaiveDate,
     /// First date e-invoices can carry (NIC rejects earlier). Default 2020-10-01.
@@ -136,9 +136,9 @@ impl ValidInvoice {
     pub fn supply_type(&self) -> SupplyType {
         self.supply_type
     }
-    /// `ValDtls.TotInvVal`, as a float for loose comparisons; see [`Self::total_invoice_amount`].
-    pub fn total_invoice_value(&self) -> f64 {
-        money::to_f64(self.total_invoice_value)
+    /// `ValDtls.TotInvVal`, exact (the same as [`Self::total_invoice_amount`]).
+    pub fn total_invoice_value(&self) -> Decimal {
+        self.total_invoice_value
     }
     /// `ValDtls.TotInvVal`, exact.
     pub fn total_invoice_amount(&self) -> Decimal {

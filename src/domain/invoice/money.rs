@@ -55,10 +55,25 @@ pub fn sum<T>(rows: &[T], f: impl Fn(&T) -> Option<Decimal>) -> Option<Decimal> 
     rows.iter().map(f).try_fold(Decimal::ZERO, |acc, v| v.map(|v| acc + v))
 }
 
-/// A decimal as an `f64`, for callers outside the domain that compare loosely (logging, the
-/// signed invoice's total).
-pub fn to_f64(v: Decimal) -> f64 {
-    v.to_f64().unwrap_or(f64::NAN)
+/// An amount in whole paise, rounded to two places half away from zero as invoices are. `None`
+/// only beyond ±₹92 233 720 368 547 758.07, far outside any amount the schema allows.
+pub fn paise(v: Decimal) -> Option<i64> {
+    v.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero).checked_mul(HUNDRED)?.to_i64()
+}
+
+/// True when `a` and `b`, each rounded to the paisa, are at most one paisa apart.
+pub fn within_paisa(a: Decimal, b: Decimal) -> bool {
+    matches!((paise(a), paise(b)), (Some(a), Some(b)) if a.abs_diff(b) <= 1)
+}
+
+/// An amount the IRP sent as a JSON number or a numeric string, read from its text (never
+/// through a binary float): `1180.5`, `"1180.50"`.
+pub fn from_json(v: &serde_json::Value) -> Option<Decimal> {
+    match v {
+        serde_json::Value::Number(n) => parse(&n.to_string()),
+        serde_json::Value::String(s) => parse(s.trim()),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -89,5 +104,23 @@ mod tests {
         assert!(parse("abc").is_none());
         assert_eq!(sum(&[Some(d("1.1")), Some(d("2.2"))], |v| *v), Some(d("3.3")));
         assert_eq!(sum(&[Some(d("1")), None], |v| *v), None);
+    }
+
+    #[test]
+    fn paise_and_json_amounts() {
+        assert_eq!(paise(d("39441.5")), Some(3_944_150));
+        assert_eq!(paise(d("0.005")), Some(1));
+        assert_eq!(paise(d("-0.005")), Some(-1));
+        assert_eq!(paise(Decimal::MAX), None);
+        assert!(within_paisa(d("100.00"), d("100.01")), "one paisa apart is the same total");
+        assert!(within_paisa(d("100.004"), d("100.01")), "rounded to 100.00 and 100.01");
+        assert!(!within_paisa(d("100.00"), d("100.02")));
+        assert!(!within_paisa(d("100"), Decimal::MAX));
+        use serde_json::json;
+        assert_eq!(from_json(&json!(1180.5)), Some(d("1180.50")));
+        assert_eq!(from_json(&json!(" 1180.50 ")), Some(d("1180.5")));
+        assert_eq!(from_json(&json!(0.1)), Some(d("0.1")), "from the number's text, not its binary value");
+        assert_eq!(from_json(&json!(true)), None);
+        assert_eq!(from_json(&json!("abc")), None);
     }
 }

@@ -136,19 +136,17 @@ impl Ctx<'_> {
             }
         }
         if !fields::matches(spec, t) {
-            let why = match pattern_code {
-                code::TEXT_CHARS => "must not contain a double quote (\")".to_string(),
-                code::EMAIL_FORMAT => "must be an e-mail address such as accounts@example.com".to_string(),
-                code::PHONE_FORMAT => "must be 6 to 12 digits, without spaces or signs".to_string(),
-                code::PORT_FORMAT => "must be a port code of 2 to 10 letters and digits, such as INNSA1".to_string(),
-                code::VEHICLE_NUMBER_FORMAT => {
-                    "must be 4 to 20 letters and digits, without spaces or dashes, such as KA01AB1234".to_string()
+            let why = match (crate::domain::transport::by_code(pattern_code), pattern_code) {
+                (Some(rule), _) => format!("must be {}", rule.expected),
+                (None, code::TEXT_CHARS) => "must not contain a double quote (\")".to_string(),
+                (None, code::EMAIL_FORMAT) => "must be an e-mail address such as accounts@example.com".to_string(),
+                (None, code::PHONE_FORMAT) => "must be 6 to 12 digits, without spaces or signs".to_string(),
+                (None, code::PORT_FORMAT) => {
+                    "must be a port code of 2 to 10 letters and digits, such as INNSA1".to_string()
                 }
-                code::TRANS_DOC_NO_FORMAT => "must be 1 to 15 letters, digits, '/' or '-'".to_string(),
-                code::DOC_NUMBER_FORMAT => {
+                (None, code::DOC_NUMBER_FORMAT) => {
                     "must be 2 to 16 letters, digits, '/' or '-', not starting with 0, '/' or '-'".to_string()
                 }
-                code::VEHICLE_TYPE => "must be R (regular) or O (over-dimensional cargo)".to_string(),
                 _ => format!("must match the schema's pattern {}", spec.pattern.unwrap_or_default()),
             };
             self.p.push(path, pattern_code, format!("{path} is '{}' but {why}.", shorten(t)));
@@ -201,13 +199,10 @@ impl Ctx<'_> {
                     );
                     return Field::Bad;
                 }
-                let number = if t.contains('.') {
-                    t.parse::<f64>().ok().and_then(Number::from_f64)
-                } else {
-                    t.parse::<i64>().ok().map(Number::from).or_else(|| t.parse::<f64>().ok().and_then(Number::from_f64))
-                };
                 let value = money::parse(t);
-                if let Some(n) = number {
+                // Written back as the JSON number of the decimal's own text (`007.50` → 7.50), so an
+                // integer stays an integer and nothing passes through a float of ours.
+                if let Some(n) = value.and_then(|d| d.to_string().parse::<Number>().ok()) {
                     *slot = Value::Number(n);
                 }
                 value

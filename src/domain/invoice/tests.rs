@@ -30,6 +30,11 @@ fn set(v: &mut Value, pointer: &str, new: Value) {
     }
 }
 
+/// An amount as the JSON number of its decimal text (`33300.9`), as an ERP writes it.
+fn amount(d: Decimal) -> Value {
+    Value::Number(d.to_string().parse().unwrap())
+}
+
 fn del(v: &mut Value, pointer: &str) {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
     let removed = v.pointer_mut(parent).and_then(Value::as_object_mut).and_then(|m| m.shift_remove(key));
@@ -94,7 +99,7 @@ fn valid_invoice_accessors() {
     assert_eq!(ok.key().to_string(), "29AAGCP4821K1Z3/INV/SMP/0001/2025-26");
     assert_eq!(ok.seller_gstin().as_str(), "29AAGCP4821K1Z3");
     assert_eq!(ok.buyer_gstin(), "29AADCT5519H1Z4");
-    assert_eq!(ok.total_invoice_value(), 39441.5);
+    assert_eq!(ok.total_invoice_value(), money::parse("39441.50").unwrap());
     assert_eq!(ok.item_count(), 2);
     assert_eq!(ok.main_hsn(), "73079190");
     assert_eq!(ok.supply_type(), SupplyType::B2b);
@@ -106,7 +111,7 @@ fn valid_invoice_accessors() {
 
     let ok = validate_invoice(&sample("b2b-30-items-roundoff"), None, &opts()).unwrap();
     assert_eq!(ok.item_count(), 30);
-    assert_eq!(ok.total_invoice_value(), 41880.0);
+    assert_eq!(ok.total_invoice_value(), money::parse("41880").unwrap());
     assert_eq!(ok.main_hsn(), "84839000");
 }
 
@@ -114,11 +119,8 @@ fn valid_invoice_accessors() {
 fn main_hsn_is_line_with_highest_assessable_amount() {
     let mut v = sample("b2b-30-items-roundoff");
     let items = v["ItemList"].as_array().unwrap();
-    let (best, _) = items
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1["AssAmt"].as_f64().partial_cmp(&b.1["AssAmt"].as_f64()).unwrap())
-        .unwrap();
+    let (best, _) =
+        items.iter().enumerate().max_by_key(|(_, item)| money::from_json(&item["AssAmt"]).unwrap()).unwrap();
     assert_ne!(best, 0, "the test needs the largest line somewhere else than first");
     set(&mut v, &format!("/ItemList/{best}/HsnCd"), json!("8484"));
     let ok = validate_invoice(&v, None, &opts()).unwrap();
@@ -712,7 +714,7 @@ fn goods_need_quantity_and_unit() {
 fn gst_rate_master() {
     broken("b2b-intra-goods", |v| set(v, "/ItemList/1/GstRt", json!(2)), &[("ItemList[1].GstRt", "INVALID_GST_RATE")]);
     let v = sample("b2b-intra-goods");
-    let o = ValidationOptions { allowed_gst_rates: vec![0.0, 5.0], ..opts() };
+    let o = ValidationOptions { allowed_gst_rates: vec![Decimal::ZERO, Decimal::from(5)], ..opts() };
     expect_with(&v, None, &o, &[("ItemList[0].GstRt", "INVALID_GST_RATE"), ("ItemList[1].GstRt", "INVALID_GST_RATE")]);
     // 40% (GST 2.0) is in the default master.
     broken(
@@ -780,14 +782,15 @@ fn intra_state_takes_no_igst() {
 
 #[test]
 fn igst_amount_follows_rate() {
-    let fix = |v: &mut Value, igst: f64| {
-        set(v, "/ItemList/0/IgstAmt", json!(igst));
-        set(v, "/ItemList/0/TotItemVal", json!(185000.0 + igst));
-        set(v, "/ValDtls/IgstVal", json!(igst));
-        set(v, "/ValDtls/TotInvVal", json!(185000.0 + igst));
+    let fix = |v: &mut Value, igst: &str| {
+        let igst = money::parse(igst).unwrap();
+        set(v, "/ItemList/0/IgstAmt", amount(igst));
+        set(v, "/ItemList/0/TotItemVal", amount(Decimal::from(185000) + igst));
+        set(v, "/ValDtls/IgstVal", amount(igst));
+        set(v, "/ValDtls/TotInvVal", amount(Decimal::from(185000) + igst));
     };
-    broken("b2b-inter-services", |v| fix(v, 33000.0), &[("ItemList[0].IgstAmt", "IGST_MISMATCH")]);
-    broken("b2b-inter-services", |v| fix(v, 33300.9), &[]);
+    broken("b2b-inter-services", |v| fix(v, "33000.0"), &[("ItemList[0].IgstAmt", "IGST_MISMATCH")]);
+    broken("b2b-inter-services", |v| fix(v, "33300.9"), &[]);
     // Export with payment must carry the IGST…
     broken(
         "export-with-payment",
@@ -878,15 +881,16 @@ fn cgst_equals_sgst() {
 
 #[test]
 fn cess_follows_rate() {
-    let cess = |v: &mut Value, amt: f64| {
+    let cess = |v: &mut Value, amt: &str| {
+        let amt = money::parse(amt).unwrap();
         set(v, "/ItemList/1/CesRt", json!(1));
-        set(v, "/ItemList/1/CesAmt", json!(amt));
-        set(v, "/ItemList/1/TotItemVal", json!(11062.5 + amt));
-        set(v, "/ValDtls/CesVal", json!(amt));
-        set(v, "/ValDtls/TotInvVal", json!(39441.5 + amt));
+        set(v, "/ItemList/1/CesAmt", amount(amt));
+        set(v, "/ItemList/1/TotItemVal", amount(money::parse("11062.5").unwrap() + amt));
+        set(v, "/ValDtls/CesVal", amount(amt));
+        set(v, "/ValDtls/TotInvVal", amount(money::parse("39441.5").unwrap() + amt));
     };
-    broken("b2b-intra-goods", |v| cess(v, 50.0), &[("ItemList[1].CesAmt", "CESS_MISMATCH")]);
-    broken("b2b-intra-goods", |v| cess(v, 93.75), &[]);
+    broken("b2b-intra-goods", |v| cess(v, "50.0"), &[("ItemList[1].CesAmt", "CESS_MISMATCH")]);
+    broken("b2b-intra-goods", |v| cess(v, "93.75"), &[]);
 }
 
 #[test]
@@ -1077,7 +1081,7 @@ fn default_options() {
     assert_eq!(o.max_items, 1000);
     assert_eq!(o.reporting_window_days, None);
     assert!(!o.relaxed_gstin_check_digit);
-    assert!(codes::is_allowed_rate(40.0, &o.allowed_gst_rates));
+    assert!(codes::is_allowed_rate(Decimal::from(40), &o.allowed_gst_rates));
     // India is never more than a day away from UTC.
     let utc = chrono::Utc::now().date_naive();
     assert!((o.today - utc).num_days().abs() <= 1);
@@ -1603,13 +1607,13 @@ fn reverse_charge_only_on_b2b_and_sez() {
 fn ewb_transport_mode_and_distance() {
     let ewb = "b2b-inter-goods-ewb";
     for bad in [json!("5"), json!("0"), json!("Road"), json!(7), json!(1.5)] {
-        broken(ewb, |v| set(v, "/EwbDtls/TransMode", bad.clone()), &[("EwbDtls.TransMode", "TRANSPORT_MODE")]);
+        broken(ewb, |v| set(v, "/EwbDtls/TransMode", bad.clone()), &[("EwbDtls.TransMode", "TRANS_MODE_INVALID")]);
     }
     let mut v = sample(ewb);
     set(&mut v, "/EwbDtls/TransMode", json!(3));
     let ok = validate_invoice(&v, None, &opts()).unwrap();
     assert_eq!(ok.irp_json()["EwbDtls"]["TransMode"], json!("3"), "written as the schema's text");
-    broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(4001)), &[("EwbDtls.Distance", "VALUE_RANGE")]);
+    broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(4001)), &[("EwbDtls.Distance", "DISTANCE_OUT_OF_RANGE")]);
     broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(-3)), &[("EwbDtls.Distance", "NEGATIVE_VALUE")]);
     broken(ewb, |v| set(v, "/EwbDtls/Distance", json!(12.5)), &[("EwbDtls.Distance", "DECIMAL_PLACES")]);
     broken(ewb, |v| del(v, "/EwbDtls/Distance"), &[("EwbDtls.Distance", "REQUIRED")]);
@@ -1620,10 +1624,17 @@ fn ewb_transport_mode_and_distance() {
 #[test]
 fn ewb_vehicle_and_document() {
     let ewb = "b2b-inter-goods-ewb";
-    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH 04 AB 1234")), &[("EwbDtls.VehNo", "VEHICLE_NUMBER_FORMAT")]);
-    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH-04-AB-1234")), &[("EwbDtls.VehNo", "VEHICLE_NUMBER_FORMAT")]);
+    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH 04 AB 1234")), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
+    broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH-04-AB-1234")), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("MH4")), &[("EwbDtls.VehNo", "TEXT_LENGTH")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!("mh04ab1234")), &[]);
+    // NIC's vehicle number formats, as the e-way bill commands check them (`domain::transport`).
+    for ok in ["BP1234567", "ABC1234", "KA123A1234", "22BH1234AA", "TR0123456789"] {
+        broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!(ok)), &[]);
+    }
+    for bad in ["TN10AB12", "DL1CAB1234", "TR/12/A/1234"] {
+        broken(ewb, |v| set(v, "/EwbDtls/VehNo", json!(bad)), &[("EwbDtls.VehNo", "VEHICLE_NO_INVALID")]);
+    }
     broken(ewb, |v| set(v, "/EwbDtls/VehType", json!("X")), &[("EwbDtls.VehType", "VEHICLE_TYPE")]);
     broken(ewb, |v| set(v, "/EwbDtls/VehType", json!("o")), &[]);
     broken(ewb, |v| set(v, "/EwbDtls/TransDocNo", json!("LR-8821300000001")), &[("EwbDtls.TransDocNo", "TEXT_LENGTH")]);

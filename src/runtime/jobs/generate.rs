@@ -454,20 +454,22 @@ fn compare(invoice: &ValidInvoice, data: &IrnData) -> Result<(), String> {
 /// Is `registered` (an invoice the IRP already has) this invoice? Seller GSTIN, buyer GSTIN and
 /// total must match, as india-compliance checks before attaching an existing IRN.
 fn same_document(invoice: &ValidInvoice, registered: &Value) -> Result<(), String> {
+    use crate::domain::invoice::money;
     let seller = registered.pointer("/SellerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
     let buyer = registered.pointer("/BuyerDtls/Gstin").and_then(Value::as_str).unwrap_or_default();
-    let total = registered
-        .pointer("/ValDtls/TotInvVal")
-        .and_then(|v| v.as_f64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok())));
+    let total = registered.pointer("/ValDtls/TotInvVal").and_then(money::from_json);
     if !seller.eq_ignore_ascii_case(invoice.seller_gstin().as_str()) {
         return Err(format!("seller GSTIN {seller} instead of {}", invoice.seller_gstin()));
     }
     if !buyer.eq_ignore_ascii_case(invoice.buyer_gstin()) {
         return Err(format!("buyer GSTIN {buyer} instead of {}", invoice.buyer_gstin()));
     }
+    // To the paisa: both rounded to two places, at most one paisa apart.
     match total {
-        Some(t) if (t - invoice.total_invoice_value()).abs() <= 0.01 => Ok(()),
-        Some(t) => Err(format!("total {t:.2} instead of {:.2}", invoice.total_invoice_value())),
+        Some(t) if money::within_paisa(t, invoice.total_invoice_value()) => Ok(()),
+        Some(t) => {
+            Err(format!("total {} instead of {}", money::rupees(t), money::rupees(invoice.total_invoice_value())))
+        }
         None => Err("the registered invoice has no total".into()),
     }
 }
