@@ -104,6 +104,34 @@ pub struct GstinConfig {
     pub payee_name: Option<String>,
 }
 
+/// What one publisher (an AMQP user) may ask for: `[publishers."erp-north"] gstins = [...],
+/// commands = [...]`; `"*"` in either list means all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherConfig {
+    /// Seller GSTINs whose commands this publisher may send (`"*"`: all, including commands that
+    /// name none, such as a reconciliation of every GSTIN).
+    #[serde(default, deserialize_with = "text_list")]
+    pub gstins: Vec<String>,
+    /// Routing keys (`irn.generate`, `irn.cancel`, …) this publisher may send (`"*"`: all).
+    #[serde(default, deserialize_with = "text_list")]
+    pub commands: Vec<String>,
+}
+
+/// A list given as a TOML array or as comma-separated text (environment variables).
+fn text_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::List(l) => l.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        Raw::Text(t) => t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+    })
+}
+
 /// `rate_limit = { requests_per_minute = 30, burst = 5 }`: a token bucket that refills
 /// `requests_per_minute` tokens a minute and holds at most `burst`. One bucket per credential
 /// (client ID) and one per GSTIN, kept in Postgres so every worker process shares them.
@@ -361,6 +389,15 @@ pub struct Settings {
     pub error_budget_warn_share: f64,
     /// … and at this one it pauses the GSTIN until India midnight (`gstin.paused`, `ERROR_BUDGET`).
     pub error_budget_pause_share: f64,
+    /// Queue-name prefixes a command's `reply_to` may name, beside the server-named queues
+    /// (`amq.gen-…`) and direct reply-to (`amq.rabbitmq.reply-to`), which are always allowed:
+    /// `erp-replies.` allows `erp-replies.north`. Never one of the worker's own queues.
+    #[serde(default, deserialize_with = "text_list")]
+    pub reply_to_prefixes: Vec<String>,
+    /// Who may publish what, by AMQP user (the `user_id` property, which RabbitMQ checks against
+    /// the connection's user). Empty: every publisher may send every command for every GSTIN.
+    #[serde(default)]
+    pub publishers: BTreeMap<String, PublisherConfig>,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
 }
@@ -525,6 +562,7 @@ impl Settings {
             }
         }
         s.check_error_budget()?;
+        s.check_publishers()?;
         for (g, c) in &s.gstins {
             if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
                 return Err(ConfigError::Invalid(format!(
@@ -534,6 +572,29 @@ impl Settings {
             }
         }
         Ok(s)
+    }
+
+    /// Every publisher names known commands and valid GSTINs (or `"*"`), so a typo cannot
+    /// silently lock a publisher out (or in).
+    fn check_publishers(&self) -> Result<(), ConfigError> {
+        use crate::domain::command::JobKind;
+        for (user, p) in &self.publishers {
+            for c in p.commands.iter().filter(|c| *c != "*") {
+                if JobKind::from_routing_key(c).is_none() {
+                    let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.routing_key()).collect();
+                    return Err(ConfigError::Invalid(format!(
+                        "publishers.\"{user}\".commands names '{c}', which is not a command; use \"*\" or some of: {}",
+                        known.join(", ")
+                    )));
+                }
+            }
+            for g in p.gstins.iter().filter(|g| *g != "*") {
+                if let Err(e) = crate::domain::Gstin::parse(g, self.relaxed_gstin_check_digit) {
+                    return Err(ConfigError::Invalid(format!("publishers.\"{user}\".gstins: {e}")));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The error budget's thresholds are counts ≥ 1 and its shares 0 < warn < pause ≤ 1.

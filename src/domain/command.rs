@@ -142,6 +142,17 @@ impl JobKind {
     }
 }
 
+/// The most problems one rejection lists: the first ones found, and the count of the others
+/// (`Rejected::omitted`), so an answer stays small whatever the command holds.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// The longest `request_id` (characters) a command may carry: it is echoed in every answer.
+pub const REQUEST_ID_MAX_CHARS: usize = 128;
+
+/// The longest problem message (characters) a rejection carries; a longer one (a message quoting
+/// a huge value) is cut.
+pub const MESSAGE_MAX_CHARS: usize = 500;
+
 /// The event type of a rejection when the routing key names no known command.
 pub const COMMAND_REJECTED: &str = "command.rejected";
 
@@ -192,6 +203,8 @@ pub struct Rejected {
     pub batch: Option<batch::BatchMember>,
     /// The document's fields as the command gave them, valid or not (`data.document_as_given`).
     pub document_as_given: Option<Box<DocumentAsGiven>>,
+    /// Problems found beyond the [`MAX_PROBLEMS`] listed (`data.errors_omitted`).
+    pub omitted: usize,
 }
 
 /// Limits and switches that parsing needs.
@@ -247,6 +260,7 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         document: None,
         batch: None,
         document_as_given: None,
+        omitted: 0,
     };
     if body.len() > opts.max_message_bytes {
         return Err(envelope_err(
@@ -274,6 +288,9 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     });
+    // Every answer echoes the request id: a longer one is refused, and echoed cut.
+    let long_request_id = request_id.as_ref().map_or(0, |r| r.chars().count());
+    let request_id = request_id.map(|r| super::text::cut(&r, REQUEST_ID_MAX_CHARS).into_owned());
     let Some(kind) = kind else {
         let known: Vec<&str> = JobKind::ALL.iter().map(|k| k.routing_key()).collect();
         return Err(envelope_err(
@@ -307,6 +324,13 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     let batch = if kind == JobKind::IrnGenerate { batch::member_marker(&value) } else { None };
     let relaxed = opts.validation.relaxed_gstin_check_digit;
     let mut r = Reader { body: &value, problems: Vec::new(), request_id: request_id.as_deref(), relaxed };
+    if long_request_id > REQUEST_ID_MAX_CHARS {
+        r.problems.push(Problem::new(
+            "request_id",
+            code::REQUEST_ID_TOO_LONG,
+            format!("'request_id' has {long_request_id} characters; the limit is {REQUEST_ID_MAX_CHARS}"),
+        ));
+    }
     // A command is valid only when its slice found no problem at all.
     let cmd = Command::parse_body(kind, &mut r, opts).filter(|_| r.problems.is_empty());
     let problems = r.problems;
@@ -316,7 +340,18 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
             let mut problems: Vec<Problem> = nul.into_iter().chain(problems).collect();
             let extra = envelope::schema_only(&problems, schema);
             problems.extend(extra);
+            let omitted = problems.len().saturating_sub(MAX_PROBLEMS);
+            problems.truncate(MAX_PROBLEMS);
+            for p in &mut problems {
+                if let std::borrow::Cow::Owned(m) = super::text::cut(&p.message, MESSAGE_MAX_CHARS) {
+                    p.message = m;
+                }
+                if let std::borrow::Cow::Owned(path) = super::text::cut(&p.path, MESSAGE_MAX_CHARS) {
+                    p.path = path;
+                }
+            }
             Err(Rejected {
+                omitted,
                 kind: Some(kind),
                 request_id,
                 envelope: false,

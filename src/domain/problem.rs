@@ -299,6 +299,8 @@ pub mod code {
     pub const SCHEMA_VERSION_UNSUPPORTED: &str = "SCHEMA_VERSION_UNSUPPORTED";
     /// `schema_version` is not a version number.
     pub const SCHEMA_VERSION_INVALID: &str = "SCHEMA_VERSION_INVALID";
+    /// A command's `request_id` is longer than the worker echoes.
+    pub const REQUEST_ID_TOO_LONG: &str = "REQUEST_ID_TOO_LONG";
     /// A command's GSTIN field is not a valid GSTIN.
     pub const GSTIN_INVALID: &str = "GSTIN_INVALID";
     /// An `irn` field is not 64 hexadecimal characters.

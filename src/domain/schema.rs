@@ -94,13 +94,18 @@ pub fn command_problems(routing_key: &str, body: &Value) -> Vec<Problem> {
     }
 }
 
-/// Every violation of `validator` by `body`, as problems.
+/// The most schema violations collected for one command.
+const MAX_SCHEMA_PROBLEMS: usize = 1_000;
+
+/// The violations of `validator` by `body` (at most [`MAX_SCHEMA_PROBLEMS`]), as problems.
 pub fn problems(validator: &Validator, body: &Value) -> Vec<Problem> {
     // The common case (a valid command) walks the schema once, without collecting anything.
     if validator.is_valid(body) {
         return Vec::new();
     }
-    validator.iter_errors(body).map(|e| to_problem(&e, body)).collect()
+    // Bounded: a hostile command can break a rule once per array element; the rejection lists
+    // at most `command::MAX_PROBLEMS` anyway.
+    validator.iter_errors(body).take(MAX_SCHEMA_PROBLEMS).map(|e| to_problem(&e, body)).collect()
 }
 
 fn to_problem(e: &ValidationError<'_>, body: &Value) -> Problem {

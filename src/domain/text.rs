@@ -108,6 +108,28 @@ pub fn strip_nul(v: &mut Value) {
     }
 }
 
+/// The most characters of a command's value that an answer repeats (in a message, or as the
+/// `request_id` it echoes): longer values are cut, with the count of what was left out.
+pub const ECHO_MAX_CHARS: usize = 100;
+
+/// `s` cut to `max` characters; a cut text ends in `…(+N characters)`, so a reader knows it was
+/// cut and by how much. Borrowed when it fits.
+pub fn cut(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => Cow::Borrowed(s),
+        Some((end, _)) => {
+            let rest = s[end..].chars().count();
+            Cow::Owned(format!("{}…(+{rest} characters)", &s[..end]))
+        }
+    }
+}
+
+/// A command's value as an answer may quote it: cut to [`ECHO_MAX_CHARS`]. (Hidden controls are
+/// escaped on the way out, by the outbox, with the rest of the event.)
+pub fn quote(s: &str) -> Cow<'_, str> {
+    cut(s, ECHO_MAX_CHARS)
+}
+
 /// Characters that change how text is displayed without being visible themselves: every Unicode
 /// control (`Cc`: C0, DEL, C1), the bidirectional marks, embeddings, overrides and isolates, the
 /// zero-width space and word joiners, and the line/paragraph separators. (ZWNJ and ZWJ, U+200C and
@@ -136,35 +158,29 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Escape (in place) the strings of an event that may quote a command: its ids
-/// (`request_id`, `command_message_id`, `correlation_id`), every error's `path`, `code` and
-/// `message`, and `data.document_as_given`. The IRP's own documents (signed invoice payloads,
-/// GSTIN details) are left as the IRP wrote them.
+/// Fields of an event that hold a document the IRP signed, decoded: their text is what was
+/// signed, so it is left as the IRP wrote it.
+pub const SIGNED_DOCUMENTS: [&str; 2] = ["signed_invoice_payload", "signed_qr_payload"];
+
+/// Escape (in place) every string of an event (ids, errors, echoed command fields such as
+/// `data.query` or a remark, the IRP's answers), except the signed documents
+/// ([`SIGNED_DOCUMENTS`]): one path, so no field can carry a hidden control to an ERP's screen.
 pub fn escape_event_echoes(event: &mut Value) {
-    fn esc(v: &mut Value) {
-        if let Value::String(s) = v {
+    match event {
+        Value::String(s) => {
             if let Cow::Owned(e) = escape_controls(s) {
                 *s = e;
             }
         }
-    }
-    for k in ["request_id", "command_message_id", "correlation_id"] {
-        if let Some(v) = event.get_mut(k) {
-            esc(v);
-        }
-    }
-    let Some(data) = event.get_mut("data").and_then(Value::as_object_mut) else { return };
-    if let Some(Value::Array(errors)) = data.get_mut("errors") {
-        for e in errors.iter_mut().filter_map(Value::as_object_mut) {
-            for k in ["path", "code", "message"] {
-                if let Some(v) = e.get_mut(k) {
-                    esc(v);
+        Value::Array(a) => a.iter_mut().for_each(escape_event_echoes),
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if !SIGNED_DOCUMENTS.contains(&k.as_str()) {
+                    escape_event_echoes(v);
                 }
             }
         }
-    }
-    if let Some(Value::Object(doc)) = data.get_mut("document_as_given") {
-        doc.values_mut().for_each(esc);
+        _ => {}
     }
 }
 
@@ -190,6 +206,16 @@ mod tests {
     }
 
     #[test]
+    fn long_values_are_cut_with_what_was_left_out() {
+        assert!(matches!(quote("short"), Cow::Borrowed("short")));
+        let long = "x".repeat(900_000);
+        let q = quote(&long);
+        assert!(q.chars().count() < ECHO_MAX_CHARS + 30, "{}", q.len());
+        assert!(q.ends_with("…(+899900 characters)"), "{q}");
+        assert_eq!(cut("हिन्दी", 2), "हि…(+4 characters)", "cut at characters, not bytes");
+    }
+
+    #[test]
     fn hidden_controls_are_written_as_text() {
         assert_eq!(escape_controls("SMP/1\u{202E}2"), "SMP/1\\u202E2");
         assert_eq!(escape_controls("a\tb\u{7}\u{200B}\u{85}"), "a\\u0009b\\u0007\\u200B\\u0085");
@@ -202,5 +228,10 @@ mod tests {
         assert_eq!(ev["data"]["errors"][0]["message"], "'x\\u202Ey' is bad");
         assert_eq!(ev["data"]["document_as_given"]["doc_number"], "N\\u20661");
         assert_eq!(ev["data"]["signed_invoice_payload"]["x"], "\u{202E}", "the IRP's documents are left alone");
+        // Any other field too: a job.status answer repeats its query.
+        let mut ev = json!({"data": {"query": {"request_id": "INV\u{202E}1-GNP"}, "list": ["\u{1b}]0;x\u{7}"]}});
+        escape_event_echoes(&mut ev);
+        assert_eq!(ev["data"]["query"]["request_id"], "INV\\u202E1-GNP");
+        assert_eq!(ev["data"]["list"][0], "\\u001B]0;x\\u0007");
     }
 }

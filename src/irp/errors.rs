@@ -38,6 +38,10 @@ pub enum IrpError {
     /// The IRP answered with application errors.
     #[error("the IRP refused the request: {}", fmt_messages(.errors))]
     Api { errors: Vec<IrpMessage>, info: Vec<Value> },
+    /// The IRP's circuit is open (it kept failing): nothing was sent, and it is tried again at
+    /// `until`. Transient, and a wait rather than a failure (see [`IrpError::wait_until`]).
+    #[error("could not connect to the IRP: IRP {irp} is unavailable: its circuit is open until {until}")]
+    CircuitOpen { irp: String, until: chrono::DateTime<chrono::Utc> },
     /// The answer could not be understood (malformed 200, bad crypto, missing fields).
     #[error("the IRP's answer could not be read: {0}")]
     Protocol(String),
@@ -89,6 +93,7 @@ impl IrpError {
     pub fn table_class(&self, op: Operation) -> Class {
         match self {
             IrpError::Connect(_)
+            | IrpError::CircuitOpen { .. }
             | IrpError::Timeout(_)
             | IrpError::Protocol(_)
             | IrpError::TokenRefused(_)
@@ -112,6 +117,18 @@ impl IrpError {
             IrpError::Timeout(_) | IrpError::Protocol(_) => true,
             IrpError::Http { status, .. } => *status >= 500,
             _ => false,
+        }
+    }
+
+    /// When a failure is a wait whose end is known (our rate limit's next slot, an open circuit's
+    /// reopening): the command comes back then, without counting as a failed attempt.
+    pub fn wait_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self {
+            IrpError::RateLimited { wait_secs } => Some(
+                chrono::Utc::now() + chrono::Duration::seconds(i64::try_from(*wait_secs).unwrap_or(i64::MAX / 1000)),
+            ),
+            IrpError::CircuitOpen { until, .. } => Some(*until),
+            _ => None,
         }
     }
 
@@ -193,6 +210,7 @@ impl IrpError {
             )],
             IrpError::RateLimited { .. } => vec![ErrorItem::worker("RATE_LIMITED", self.to_string())],
             IrpError::Connect(m) => vec![ErrorItem::irp("CONNECT", format!("could not connect to the IRP: {m}"))],
+            IrpError::CircuitOpen { .. } => vec![ErrorItem::irp("CONNECT", self.to_string())],
             IrpError::Timeout(m) => vec![ErrorItem::irp("TIMEOUT", format!("the IRP did not answer in time: {m}"))],
             IrpError::Protocol(m) => {
                 vec![ErrorItem::irp("BAD_RESPONSE", format!("the IRP's answer could not be read: {m}"))]

@@ -56,10 +56,7 @@ where
         // A dead IRP is not called until its circuit's open period passes: the job goes back to
         // its durable retry (or, for generate, to another IRP) instead of spending its budget.
         if let Err(until) = ctx.irp_health.check(gstin, provider.irp()) {
-            return Err(IrpError::Connect(format!(
-                "IRP {} is unavailable: its circuit is open until {until}",
-                provider.irp()
-            )));
+            return Err(IrpError::CircuitOpen { irp: provider.irp().to_string(), until });
         }
         guard::acquire(ctx, gstin, provider, &mut pacing).await?;
         let session = match stale.take() {

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub sessions: SessionManager,
     pub providers: Providers,
     pub topology: Topology,
+    /// Tags what the worker publishes itself (see `runtime::authorize`), under the token key.
+    pub seals: SecretBox,
     /// Identifies this process as a lease owner.
     pub worker_id: Uuid,
     /// Poked after every commit that wrote events, so the relay publishes at once.
@@ -47,10 +49,11 @@ impl Ctx {
         });
         Ok(Ctx {
             sessions: SessionManager::new(
-                Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox }),
+                Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox: sbox.clone() }),
                 settings.token_refresh_margin_secs,
             ),
             topology: Topology::new(&settings),
+            seals: sbox,
             settings,
             intake: db.clone(),
             db,
@@ -89,8 +92,9 @@ impl Ctx {
         let ch = self
             .publisher()
             .ok_or_else(|| crate::amqp::AmqpError::Unreachable("the worker is not connected yet".into()))?;
-        let props = crate::amqp::json_props().with_message_id(Uuid::new_v4().to_string().into());
         let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
+        let headers = super::authorize::sealed(&self.seals, super::authorize::WORKER, routing_key, &bytes);
+        let props = crate::amqp::json_props().with_message_id(Uuid::new_v4().to_string().into()).with_headers(headers);
         crate::amqp::publish_confirmed(ch, &self.topology.commands, routing_key, &bytes, props, true).await
     }
 

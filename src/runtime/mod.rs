@@ -1,5 +1,6 @@
 //! The runtime: job handlers and the worker that wires AMQP, Postgres and the IRP together.
 //!
+//! - [`authorize`]: who may ask for what (`reply_to`, publishers, the worker's own commands);
 //! - [`context`]: what every handler shares (settings, pool, sessions, providers);
 //! - [`calls`]: one IRP call with backoff, re-auth once on 1005, and the ambiguity rule;
 //! - [`guard`]: rate limits, throttling (429/658) and the daily error budget of a GSTIN;
@@ -13,6 +14,7 @@
 //! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
 //! - [`retention`]: deleting old published events and finished jobs;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
+pub mod authorize;
 pub mod calls;
 pub mod context;
 pub mod events;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::events::plain_event;
-use super::{jobs, span, Ctx, Disposition};
+use super::{authorize, jobs, span, Ctx, Disposition};
 use crate::amqp::{self, relay::Relay};
 use crate::config::Settings;
 use crate::domain::command::batch::BatchMember;
@@ -249,6 +249,16 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         reply_to: props.reply_to().as_ref().map(|s| s.to_string()).filter(|s| !s.is_empty()),
         request_id: None,
     };
+    let sender = authorize::sender(&ctx.seals, props, &meta.routing_key, &delivery.data);
+    // A reply_to the sender may not use gets nothing: the answer goes to the events exchange only.
+    let mut refusal = None;
+    if let Some(q) = meta.reply_to.as_deref() {
+        if let Err(r) = authorize::reply_to(&ctx.settings, &ctx.topology, q) {
+            meta.reply_to = None;
+            refusal = Some(r);
+        }
+    }
+    let who = Caller { sender, refusal };
     let attempt = header_u32(&delivery, ATTEMPT_HEADER).unwrap_or(0);
     let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
@@ -256,7 +266,7 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     let started = std::time::Instant::now();
     let in_flight = metrics::gauge!(m::JOBS_IN_FLIGHT);
     in_flight.increment(1.0);
-    let (result, by_events) = m::track_outcome(handle(ctx, &mut meta, &delivery, attempt, first_seen)).await;
+    let (result, by_events) = m::track_outcome(handle(ctx, &mut meta, &delivery, &who, attempt, first_seen)).await;
     in_flight.decrement(1.0);
     ctx.relay_wake.notify_one();
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
@@ -275,10 +285,10 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Ok(Disposition::Reschedule { attempt, errors }) => {
-            Box::pin(reschedule_then_ack(ctx, &delivery, attempt + 1, Delay::Failure, first_seen, &errors)).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt + 1, Delay::Failure, first_seen, &errors)).await
         }
         Ok(Disposition::Wait { until, attempt, errors }) => {
-            Box::pin(reschedule_then_ack(ctx, &delivery, attempt, Delay::Until(until), first_seen, &errors)).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen, &errors)).await
         }
         Err(e) => {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
@@ -298,12 +308,20 @@ async fn handle(
     ctx: &Ctx,
     meta: &mut CommandMeta,
     delivery: &Delivery,
+    who: &Caller,
     attempt: u32,
     first_seen: DateTime<Utc>,
 ) -> Result<Disposition, StoreError> {
     let mut member = None;
-    let dispatched = dispatch(ctx, meta, &delivery.data, attempt, first_seen, delivery.redelivered, &mut member);
+    let dispatched = dispatch(ctx, meta, &delivery.data, who, attempt, first_seen, delivery.redelivered, &mut member);
+    // A panic in a handler (a bug) must still end the message: answered and dead-lettered, not
+    // left unacknowledged holding a prefetch slot until the broker's consumer timeout.
+    let dispatched = std::panic::AssertUnwindSafe(dispatched).catch_unwind();
     let result = match Box::pin(dispatched).await {
+        Ok(result) => result,
+        Err(panic) => Box::pin(reject_panicked(ctx, meta, panic_text(panic.as_ref()))).await,
+    };
+    let result = match result {
         // The message's own content failed to store: retrying cannot help, so answer it.
         Err(e) if e.is_content_error() => Box::pin(reject_unstorable(ctx, meta, &e)).await,
         result => result,
@@ -322,12 +340,13 @@ async fn handle(
 async fn reschedule_then_ack(
     ctx: &Ctx,
     delivery: &Delivery,
+    who: &Caller,
     attempt: u32,
     delay: Delay,
     first_seen: DateTime<Utc>,
     errors: &[ErrorItem],
 ) -> Result<bool, lapin::Error> {
-    match reschedule(ctx, delivery, attempt, delay, first_seen).await {
+    match reschedule(ctx, delivery, who, attempt, delay, first_seen).await {
         Ok(delay) => {
             tracing::info!(?errors, delay_ms = delay, attempt, "job rescheduled");
             delivery.ack(BasicAckOptions::default()).await
@@ -356,6 +375,7 @@ const MIN_WAIT_MS: i64 = 250;
 async fn reschedule(
     ctx: &Ctx,
     d: &Delivery,
+    who: &Caller,
     attempt: u32,
     delay: Delay,
     first_seen: DateTime<Utc>,
@@ -373,7 +393,11 @@ async fn reschedule(
         }
     };
     // Fresh headers on purpose: copying x-death would trip RabbitMQ's dead-letter cycle check.
-    let mut headers = FieldTable::default();
+    // The copy loses the broker-checked user_id: the worker's seal keeps who sent it.
+    let mut headers = match &who.sender {
+        Some(p) => authorize::sealed(&ctx.seals, p, d.routing_key.as_str(), &d.data),
+        None => FieldTable::default(),
+    };
     headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongLongInt(attempt as i64));
     headers.insert(ShortString::from(FIRST_SEEN_HEADER), AMQPValue::LongLongInt(first_seen.timestamp_millis()));
     headers.insert(
@@ -408,20 +432,78 @@ async fn reject_unstorable(ctx: &Ctx, meta: &CommandMeta, e: &StoreError) -> Res
     Ok(Disposition::DeadLetter)
 }
 
+/// Who sent a delivery, and what it may not do before it is even read.
+struct Caller {
+    /// The publisher (the broker-checked `user_id`, or the worker's sealed header).
+    sender: Option<String>,
+    /// A `reply_to` the sender may not use (the answer then goes to the events exchange only).
+    refusal: Option<authorize::Refusal>,
+}
+
+/// Refuse a command its sender may not send: `<kind>.rejected` with the refusal's code.
+async fn forbid(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    kind: JobKind,
+    r: authorize::Refusal,
+) -> Result<Disposition, StoreError> {
+    tracing::warn!(code = r.code, reason = r.reason, message = %r.message, "command refused: not authorised");
+    metrics::counter!(m::COMMANDS_FORBIDDEN, "reason" => r.reason).increment(1);
+    let errors = vec![ErrorItem::worker(r.code, r.message)];
+    let data = json!({"errors": errors, "dead_lettered": false});
+    ctx.db.enqueue_events(&[plain_event(meta, kind.rejected_event(), data)]).await?;
+    Ok(Disposition::Ack)
+}
+
+/// What a panic said, for the log and the answer.
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// A handler panicked on this command: publish its rejection (the worker's fault, not the
+/// sender's: `INTERNAL`) and dead-letter the original bytes for an operator to look at.
+async fn reject_panicked(ctx: &Ctx, meta: &CommandMeta, why: String) -> Result<Disposition, StoreError> {
+    tracing::error!(panic = %why, "the handler panicked; rejecting and dead-lettering the command");
+    metrics::counter!(m::HANDLER_PANICS).increment(1);
+    let kind = JobKind::from_routing_key(&meta.routing_key);
+    let event_type = kind.map_or(COMMAND_REJECTED, JobKind::rejected_event);
+    let errors = vec![ErrorItem::worker(
+        crate::domain::problem::code::INTERNAL,
+        format!(
+            "the worker failed on this command ({}); the message is in einvoice.dead for an operator",
+            crate::domain::text::cut(&why, 200)
+        ),
+    )];
+    let data = json!({"errors": errors, "dead_lettered": true});
+    ctx.db.enqueue_events(&[plain_event(meta, event_type, data)]).await?;
+    Ok(Disposition::DeadLetter)
+}
+
 /// Parse and route one command to its handler.
+#[allow(clippy::too_many_arguments)]
 async fn dispatch(
     ctx: &Ctx,
     meta: &mut CommandMeta,
     body: &[u8],
+    who: &Caller,
     attempt: u32,
     first_seen: DateTime<Utc>,
     redelivered: bool,
     member: &mut Option<BatchMember>,
 ) -> Result<Disposition, StoreError> {
+    // Only the worker publishes batch members: a `batch` marker or a `batch:` message id from
+    // anyone else is not one (it could otherwise decide a member's outcome).
+    let from_worker = who.sender.as_deref() == Some(authorize::WORKER);
     let parsed = match parse_command(&meta.routing_key, body, &ctx.parse_options()) {
         Ok(p) => p,
         Err(rej) => {
-            member.clone_from(&rej.batch);
+            if from_worker {
+                member.clone_from(&rej.batch);
+            }
             meta.request_id = rej.request_id.clone();
             if let Some(id) = &meta.request_id {
                 span::record_request_id(id);
@@ -431,6 +513,9 @@ async fn dispatch(
             let event_type = rej.kind.map_or(COMMAND_REJECTED, JobKind::rejected_event);
             tracing::info!(%event_type, problems = errors.len(), "command rejected before any IRP call");
             let mut data = json!({"errors": errors, "dead_lettered": rej.envelope});
+            if rej.omitted > 0 {
+                data["errors_omitted"] = json!(rej.omitted);
+            }
             // A redelivery (the worker died between committing the answer and acking) of a
             // command already answered says so, as a replay of a stored result does.
             if redelivered {
@@ -450,12 +535,31 @@ async fn dispatch(
         }
     };
     meta.request_id = parsed.request_id;
-    member.clone_from(&parsed.batch);
+    if from_worker {
+        member.clone_from(&parsed.batch);
+    }
     if let Some(id) = &meta.request_id {
         span::record_request_id(id);
     }
     span::record_command(parsed.command.gstin().map(|g| g.as_str()), parsed.command.subject().as_deref());
     let kind = parsed.command.kind();
+    let reserved = (!from_worker && meta.message_id.as_deref().is_some_and(|id| id.starts_with("batch:"))).then(|| {
+        authorize::Refusal {
+            code: "FORBIDDEN",
+            reason: "batch_id",
+            message: "message ids starting with 'batch:' are the worker's own (the members of a batch); use another \
+                      message_id"
+                .into(),
+        }
+    });
+    let refused = who
+        .refusal
+        .clone()
+        .or(reserved)
+        .or_else(|| authorize::publisher(&ctx.settings, who.sender.as_deref(), kind, parsed.command.gstin()).err());
+    if let Some(r) = refused {
+        return Box::pin(forbid(ctx, meta, kind, r)).await;
+    }
     let disposition = Box::pin(jobs::dispatch(ctx, meta, &parsed.command, attempt)).await?;
     // Jobs without a job row give up here once they are too old (generate decides per row).
     if let Disposition::Reschedule { errors, .. } | Disposition::Wait { errors, .. } = &disposition {

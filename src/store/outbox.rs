@@ -107,16 +107,86 @@ pub(crate) const COLUMNS: &str = "event_id, event_type, reply_to, correlation_id
 /// Their types, for parameters in a `SELECT` list (where Postgres cannot infer them).
 pub(crate) const TYPES: [&str; 5] = ["uuid", "text", "text", "text", "jsonb"];
 
+/// The largest event (its JSON, bytes) the outbox stores: below the broker's `max_message_size`
+/// (`deploy/rabbitmq`: 4 MiB) with room for the AMQP frame, so the relay never holds an event the
+/// broker would refuse. A larger one is stored [`bounded`].
+pub const EVENT_MAX_BYTES: usize = 3 * 1024 * 1024;
+
+/// Fields of `data` an event can do without: each can be had again (the signed payloads are the
+/// signed JWTs decoded; the images are rendered from `signed_qr_code`; `irn.get` answers from
+/// the store). Emptied in this order until the event fits.
+const DISPENSABLE: [&[&str]; 5] = [
+    &["signed_invoice_payload"],
+    &["signed_qr_payload"],
+    &["print_block", "svg"],
+    &["print_block", "qr_png_base64"],
+    &["qr_png_base64"],
+];
+
+/// The most errors an event lists once it has to shrink.
+const BOUNDED_ERRORS: usize = 10;
+
+/// `tree` (an event) made to fit [`EVENT_MAX_BYTES`]: dispensable fields emptied (named in
+/// `data.truncated`), then long error lists cut (`data.errors_omitted`), then, as the last resort,
+/// `data` reduced to what says so. Returns the text to store.
+fn bounded(mut tree: serde_json::Value) -> Result<Vec<u8>, serde_json::Error> {
+    use serde_json::{json, Value};
+    let size = |t: &Value| serde_json::to_vec(t).map(|v| v.len());
+    let original = size(&tree)?;
+    let mut truncated: Vec<String> = Vec::new();
+    for path in DISPENSABLE {
+        let mut at = tree.get_mut("data");
+        for key in path {
+            at = at.and_then(|v| v.get_mut(*key));
+        }
+        if let Some(v) = at.filter(|v| !v.is_null()) {
+            *v = Value::Null;
+            truncated.push(path.join("."));
+            tree["data"]["truncated"] = json!(truncated);
+            if size(&tree)? <= EVENT_MAX_BYTES {
+                break;
+            }
+        }
+    }
+    if size(&tree)? > EVENT_MAX_BYTES {
+        if let Some(Value::Array(errors)) = tree.get_mut("data").and_then(|d| d.get_mut("errors")) {
+            if errors.len() > BOUNDED_ERRORS {
+                let omitted = errors.len() - BOUNDED_ERRORS;
+                errors.truncate(BOUNDED_ERRORS);
+                let before = tree["data"]["errors_omitted"].as_u64().unwrap_or(0);
+                tree["data"]["errors_omitted"] = json!(before + omitted as u64);
+            }
+        }
+    }
+    if size(&tree)? > EVENT_MAX_BYTES {
+        truncated.push("data".into());
+        tree["data"] = json!({"truncated": truncated});
+    }
+    tracing::error!(
+        event_type = %tree["event_type"].as_str().unwrap_or_default(),
+        original_bytes = original,
+        truncated = ?truncated,
+        "an event was larger than EVENT_MAX_BYTES; stored without its dispensable fields"
+    );
+    metrics::counter!(crate::telemetry::metrics::EVENTS_TRUNCATED).increment(1);
+    serde_json::to_vec(&tree)
+}
+
 impl Row {
     pub(crate) fn of(ev: &OutboxEvent) -> Result<Row, StoreError> {
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         let payload = match serde_json::to_vec(&ev.event).map_err(corrupt)? {
-            text if plain(&text) => Payload::Text(text),
-            _ => {
+            text if text.len() <= EVENT_MAX_BYTES && plain(&text) => Payload::Text(text),
+            text => {
                 let mut tree = serde_json::to_value(&ev.event).map_err(corrupt)?;
-                strip_nul(&mut tree);
-                escape_event_echoes(&mut tree);
-                Payload::Tree(tree)
+                if !plain(&text) {
+                    strip_nul(&mut tree);
+                    escape_event_echoes(&mut tree);
+                }
+                match serde_json::to_vec(&tree).map_err(corrupt)? {
+                    t if t.len() <= EVENT_MAX_BYTES => Payload::Tree(tree),
+                    _ => Payload::Text(bounded(tree).map_err(corrupt)?),
+                }
             }
         };
         Ok(Row {
@@ -243,7 +313,30 @@ pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), Sto
 
 #[cfg(test)]
 mod tests {
-    use super::plain;
+    use super::{bounded, plain, EVENT_MAX_BYTES};
+    use serde_json::json;
+
+    /// Issue 23: no event the outbox stores is larger than the broker takes.
+    #[test]
+    fn an_oversized_event_sheds_what_can_be_had_again() {
+        let big = "x".repeat(EVENT_MAX_BYTES);
+        let ev = json!({"event_type": "irn.generated", "data": {"irn": "abc", "signed_invoice": "jwt",
+            "signed_invoice_payload": {"ItemList": [big]}, "signed_qr_payload": {"k": "v"}}});
+        let text = bounded(ev).unwrap();
+        assert!(text.len() <= EVENT_MAX_BYTES, "{}", text.len());
+        let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(v["data"]["irn"], "abc");
+        assert_eq!(v["data"]["signed_invoice_payload"], serde_json::Value::Null);
+        assert_eq!(v["data"]["signed_qr_payload"], json!({"k": "v"}), "only as much as needed goes");
+        assert_eq!(v["data"]["truncated"], json!(["signed_invoice_payload"]));
+        let errors: Vec<_> = (0..50).map(|i| json!({"message": format!("{i}{}", "y".repeat(100_000))})).collect();
+        let v: serde_json::Value =
+            serde_json::from_slice(&bounded(json!({"data": {"errors": errors}})).unwrap()).unwrap();
+        assert_eq!(v["data"]["errors"].as_array().unwrap().len(), 10);
+        assert_eq!(v["data"]["errors_omitted"], 40);
+        let v: serde_json::Value = serde_json::from_slice(&bounded(json!({"data": {"note": big}})).unwrap()).unwrap();
+        assert_eq!(v["data"], json!({"truncated": ["data"]}));
+    }
 
     #[test]
     fn only_json_without_controls_is_stored_as_serialised() {

@@ -10,8 +10,10 @@
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 /// The built-in development key (the configuration owns it: it refuses it for production GSTINs).
 pub use crate::config::DEV_TOKEN_KEY as DEV_KEY;
@@ -20,6 +22,8 @@ pub use crate::config::DEV_TOKEN_KEY as DEV_KEY;
 pub struct SecretBox {
     /// Never empty: `[0]` encrypts, all decrypt.
     ciphers: Vec<Aes256Gcm>,
+    /// HMAC keys derived from the same keys (never the keys themselves): `[0]` tags, all verify.
+    mac_keys: Vec<[u8; 32]>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -62,7 +66,13 @@ impl SecretBox {
                     .collect::<Result<_, _>>()?
             }
         };
-        Ok(SecretBox { ciphers: keys.iter().map(|k| Aes256Gcm::new(k.into())).collect() })
+        // A separate key for tags: SHA-256 of a label and the key, so no value is ever both
+        // encrypted and authenticated under the same key.
+        let mac_keys = keys
+            .iter()
+            .map(|k| Sha256::new().chain_update(b"einvoice-worker tag\0").chain_update(k).finalize().into())
+            .collect();
+        Ok(SecretBox { ciphers: keys.iter().map(|k| Aes256Gcm::new(k.into())).collect(), mac_keys })
     }
 
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
@@ -71,6 +81,24 @@ impl SecretBox {
         let mut out = nonce.to_vec();
         out.extend(self.ciphers[0].encrypt(Nonce::from_slice(&nonce), plain).expect("AES-GCM encryption cannot fail"));
         out
+    }
+
+    /// An HMAC-SHA256 tag of `data` under the first key (hex): lets the worker recognise what it
+    /// published itself (a batch's members, a rescheduled command's publisher).
+    pub fn tag(&self, data: &[u8]) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.mac_keys[0]).expect("HMAC takes any key length");
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Is `tag` a tag of `data` under any of the keys? (Constant-time comparison.)
+    pub fn verify_tag(&self, data: &[u8], tag: &str) -> bool {
+        let Ok(tag) = hex::decode(tag) else { return false };
+        self.mac_keys.iter().any(|k| {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(k).expect("HMAC takes any key length");
+            mac.update(data);
+            mac.verify_slice(&tag).is_ok()
+        })
     }
 
     /// Decrypt with the first key that authenticates the value.
@@ -104,6 +132,18 @@ mod tests {
         let b = sbox(&key(7)).unwrap();
         assert!(b.open(&sealed).is_err());
         assert!(matches!(sbox("short"), Err(SecretBoxError::BadKey { position: 1, count: 1 })));
+    }
+
+    #[test]
+    fn tags_verify_under_any_key_and_only_for_their_data() {
+        let old = sbox(&key(1)).unwrap();
+        let both = sbox(&format!("{},{}", key(2), key(1))).unwrap();
+        let t = old.tag(b"batch:B1:0");
+        assert!(old.verify_tag(b"batch:B1:0", &t));
+        assert!(both.verify_tag(b"batch:B1:0", &t), "an older key still verifies");
+        assert!(!old.verify_tag(b"batch:B1:1", &t));
+        assert!(!sbox(&key(3)).unwrap().verify_tag(b"batch:B1:0", &t));
+        assert!(!old.verify_tag(b"batch:B1:0", "not hex"));
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub const RETENTION_PRUNED: &str = "einvoice_retention_pruned_rows_total";
 pub const IRP_ERROR_BUDGET_USED: &str = "einvoice_irp_error_budget_used";
 pub const IRP_THROTTLED: &str = "einvoice_irp_throttled_total";
 pub const RATE_LIMIT_WAIT: &str = "einvoice_rate_limit_wait_seconds_total";
+pub const HANDLER_PANICS: &str = "einvoice_handler_panics_total";
+pub const COMMANDS_FORBIDDEN: &str = "einvoice_commands_forbidden_total";
+pub const EVENTS_TRUNCATED: &str = "einvoice_events_truncated_total";
 
 const COMMAND_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 const IRP_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -97,6 +100,25 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["gstin"],
     },
     MetricDef { name: JOBS_IN_FLIGHT, kind: Kind::Gauge, help: "Commands this process is handling now.", labels: &[] },
+    MetricDef {
+        name: HANDLER_PANICS,
+        kind: Kind::Counter,
+        help: "Commands whose handler panicked (a bug): each was rejected and dead-lettered.",
+        labels: &[],
+    },
+    MetricDef {
+        name: COMMANDS_FORBIDDEN,
+        kind: Kind::Counter,
+        help: "Commands refused because their sender may not send them (reason: reply_to, publisher, command, \
+               gstin, batch_id).",
+        labels: &["reason"],
+    },
+    MetricDef {
+        name: EVENTS_TRUNCATED,
+        kind: Kind::Counter,
+        help: "Events larger than the outbox's limit, stored without their dispensable fields.",
+        labels: &[],
+    },
     MetricDef {
         name: OUTBOX_BACKLOG,
         kind: Kind::Gauge,
@@ -273,6 +295,11 @@ pub fn register_configured<'a>(gstins: impl IntoIterator<Item = (&'a str, &'a st
     }
     for tier in 1..=tiers {
         metrics::counter!(RESCHEDULES, "tier" => tier.to_string()).increment(0);
+    }
+    metrics::counter!(HANDLER_PANICS).increment(0);
+    metrics::counter!(EVENTS_TRUNCATED).increment(0);
+    for reason in ["reply_to", "publisher", "command", "gstin", "batch_id"] {
+        metrics::counter!(COMMANDS_FORBIDDEN, "reason" => reason).increment(0);
     }
 }
 

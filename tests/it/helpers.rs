@@ -121,10 +121,10 @@ impl TestApp {
         let conn = amqp::connect(AMQP_URL, "einvoice-test").await.expect("RabbitMQ reachable");
         let ch = amqp::confirm_channel(&conn).await.unwrap();
         topology.declare(&conn).await.unwrap();
-        let replies = format!("t{id}.replies");
         let events = format!("t{id}.all-events");
         let excl = QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() };
-        ch.queue_declare(replies.as_str().into(), excl, FieldTable::default()).await.unwrap();
+        // A server-named queue (amq.gen-…), as a reply_to must be unless a prefix is configured.
+        let replies = ch.queue_declare("".into(), excl, FieldTable::default()).await.unwrap().name().to_string();
         ch.queue_declare(events.as_str().into(), excl, FieldTable::default()).await.unwrap();
         ch.queue_bind(
             events.as_str().into(),

@@ -12,6 +12,7 @@ mod examples;
 mod faults;
 mod generate;
 mod guard;
+mod hostile;
 mod irps;
 mod jobs;
 mod operate;

@@ -33,6 +33,10 @@ pub struct B2cInvoice {
     pub cess: Decimal,
 }
 
+/// The largest amount an e-invoice field holds: Decimal(14,2). Two of them add up without
+/// overflowing a `Decimal` (its range is about 7.9 × 10²⁸).
+const MAX_AMOUNT: Decimal = Decimal::from_parts(1_874_919_423, 2_328_306, 0, false, 2); // 99999999999999.99
+
 /// Read the invoice of a `b2c.qr` command (`inv` is `invoice`; problems get the `invoice.` prefix).
 /// Only what the QR needs is read: `DocDtls` (as for any document), `SellerDtls.Gstin` (which
 /// must be the command's `gstin` when given), its names, and the `ValDtls` amounts.
@@ -112,6 +116,15 @@ pub fn parse_invoice(
             Some(_) => None,
         };
         match v {
+            // Bounded before any sum: the invoice schema's widest amount, Decimal(14,2).
+            Some(d) if d > MAX_AMOUNT => {
+                problems.push(Problem::new(
+                    &path,
+                    code::VALUE_RANGE,
+                    format!("{path} must be at most {MAX_AMOUNT} (the e-invoice schema's largest amount)"),
+                ));
+                Decimal::ZERO
+            }
             Some(d) if d.is_sign_negative() || (required && d.is_zero()) => {
                 let least = if required { "more than 0" } else { "0 or more" };
                 problems.push(Problem::new(&path, code::VALUE_RANGE, format!("{path} must be {least}")));
@@ -141,7 +154,8 @@ pub fn parse_invoice(
     let cgst = amount("CgstVal", false, problems);
     let sgst = amount("SgstVal", false, problems);
     let igst = amount("IgstVal", false, problems);
-    let cess = amount("CesVal", false, problems) + amount("StCesVal", false, problems);
+    let (ces, st_ces) = (amount("CesVal", false, problems), amount("StCesVal", false, problems));
+    let cess = ces.checked_add(st_ces).unwrap_or(MAX_AMOUNT);
     if problems.len() > before {
         return None;
     }
@@ -286,6 +300,24 @@ mod tests {
             "upi://pay?pa=prakash@examplebank&pn=Prakash%20%26%20Sons&tr=B2C/7&tn=SELLER:29AAGCP4821K1Z3%20NO:B2C/7%20\
              DT:01/04/2025%20Taxable:1000.00%20CGST:90.00%20SGST:90.00%20IGST:0.00%20CESS:0.00&am=1180.00&cu=INR&mode=01"
         );
+    }
+
+    /// Issue 23: amounts at the edge of `Decimal` once panicked the sum of the two cesses.
+    #[test]
+    fn amounts_beyond_the_schema_are_refused_before_any_sum() {
+        let mut inv = invoice();
+        inv["ValDtls"]["CesVal"] = json!(79228162514264337593543950335u128.to_string());
+        inv["ValDtls"]["StCesVal"] = json!(1);
+        let mut problems = Vec::new();
+        assert!(parse_invoice(&inv, Some(&seller()), false, &mut problems).is_none());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!((problems[0].path.as_str(), problems[0].code.as_str()), ("invoice.ValDtls.CesVal", "VALUE_RANGE"));
+        let mut inv = invoice();
+        inv["ValDtls"]["CesVal"] = json!("99999999999999.99");
+        inv["ValDtls"]["StCesVal"] = json!("99999999999999.99");
+        let mut problems = Vec::new();
+        assert!(parse_invoice(&inv, Some(&seller()), false, &mut problems).is_some(), "{problems:?}");
+        assert_eq!(MAX_AMOUNT.to_string(), "99999999999999.99");
     }
 
     #[test]

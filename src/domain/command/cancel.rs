@@ -1,6 +1,7 @@
 //! `irn.cancel`: cancel an IRN (named by IRN or document) within the IRP's 24 hours.
 use super::{CommandBody, ParseOptions, Reader, Target};
 use crate::domain::problem::code;
+use crate::domain::text::quote;
 use crate::domain::{Gstin, Problem};
 
 /// The IRP's longest cancel remark (characters).
@@ -56,7 +57,7 @@ impl CommandBody for Cancel {
                 r.problems.push(Problem::new(
                     "reason",
                     code::CANCEL_REASON_INVALID,
-                    format!("'{s}' is not a cancel reason: use 1 (Duplicate), 2 (Data entry mistake), 3 (Order cancelled) or 4 (Others)"),
+                    format!("'{}' is not a cancel reason: use 1 (Duplicate), 2 (Data entry mistake), 3 (Order cancelled) or 4 (Others)", quote(&s)),
                 ));
             }
             p

@@ -4,6 +4,7 @@ use serde_json::Value;
 
 use super::{DocRef, Target};
 use crate::domain::problem::code;
+use crate::domain::text::quote;
 use crate::domain::{DocDate, DocNumber, DocType, Gstin, Problem};
 
 /// Field readers over one JSON object, and the problems found so far.
@@ -68,7 +69,7 @@ impl<'a> Reader<'a> {
             self.problems.push(Problem::new(
                 field,
                 code::IRN_INVALID,
-                format!("'{s}' is not an IRN (64 hexadecimal characters)"),
+                format!("'{}' is not an IRN (64 hexadecimal characters)", quote(&s)),
             ));
             None
         }
@@ -90,7 +91,7 @@ impl<'a> Reader<'a> {
             self.problems.push(Problem::new(
                 path,
                 code::DATE_INVALID,
-                format!("'{s}' is not a date in dd/MM/yyyy form"),
+                format!("'{}' is not a date in dd/MM/yyyy form", quote(&s)),
             ));
         }
         d
@@ -159,7 +160,7 @@ pub fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option
             r.problems.push(Problem::new(
                 "doc_type",
                 code::DOC_TYPE_INVALID,
-                format!("'{t}' is not a document type (INV, CRN or DBN)"),
+                format!("'{}' is not a document type (INV, CRN or DBN)", quote(&t)),
             ));
         }
         p
@@ -170,7 +171,7 @@ pub fn doc_ref(body: &Value, field: &str, problems: &mut Vec<Problem>) -> Option
             r.problems.push(Problem::new(
                 "doc_number",
                 code::DOC_NUMBER_INVALID,
-                format!("'{n}' is not a valid document number"),
+                format!("'{}' is not a valid document number", quote(&n)),
             ));
         }
         p

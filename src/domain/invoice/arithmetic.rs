@@ -30,6 +30,8 @@ impl Ctx<'_> {
                     self.opts.max_items
                 ),
             );
+            // Its items are not read: the work (and the answer) stays bounded whatever the size.
+            return None;
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
         let mut items = Vec::with_capacity(n);

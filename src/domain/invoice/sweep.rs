@@ -40,6 +40,11 @@ impl Ctx<'_> {
                     } else {
                         self.list(map, base, key, required)
                     };
+                    // A list longer than the IRP accepts is refused whole (ITEM_COUNT, or the
+                    // schema's maxItems): its elements are not read, so the work stays bounded.
+                    if list.as_ref().is_some_and(|l| l.len() > self.opts.max_items) {
+                        continue;
+                    }
                     for (i, v) in list.into_iter().flatten().enumerate() {
                         let at = format!("{path}[{i}]");
                         match v {

@@ -25,7 +25,7 @@ use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
 use crate::domain::Gstin;
 use crate::runtime::events::{not_configured, plain_event};
-use crate::runtime::{Ctx, Disposition};
+use crate::runtime::{authorize, Ctx, Disposition};
 use crate::store::batches::{BatchCreated, BatchRow, MemberRow, NewBatch, NewMember};
 use crate::store::outbox::OutboxEvent;
 use crate::store::StoreError;
@@ -149,14 +149,17 @@ async fn publish_members(
                 "request_id": BatchMember::request_id(id, i),
                 "batch": BatchMember::marker(id, i),
             });
-            let mut props = amqp::json_props().with_message_id(BatchMember::message_id(id, i).into());
+            let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+            // Sealed as the worker's own: only such a command counts as the batch's member.
+            let headers = authorize::sealed(&ctx.seals, authorize::WORKER, rk, &bytes);
+            let mut props =
+                amqp::json_props().with_message_id(BatchMember::message_id(id, i).into()).with_headers(headers);
             if let Some(c) = &meta.correlation_id {
                 props = props.with_correlation_id(c.as_str().into());
             }
             if let Some(r) = &meta.reply_to {
                 props = props.with_reply_to(r.as_str().into());
             }
-            let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
             confirms.push(amqp::send(ch, &ctx.topology.commands, rk, &bytes, props, true).await?);
         }
         for c in confirms {

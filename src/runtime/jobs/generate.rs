@@ -46,6 +46,12 @@ enum Outcome {
         errors: Vec<ErrorItem>,
         in_doubt: bool,
     },
+    /// A wait whose end is known (our rate limit's next slot, an open circuit): no failure.
+    Paced {
+        until: chrono::DateTime<Utc>,
+        errors: Vec<ErrorItem>,
+        in_doubt: bool,
+    },
     /// Past the retry budget, the IRP confirmed (2154) it has no IRN for the in-doubt document.
     NotRegistered,
     /// No IRP this document may go to is available (circuits open) before `until`.
@@ -348,7 +354,11 @@ async fn sync_parties(ctx: &Ctx, g: &str, provider: &dyn IrpProvider, invoice: &
 fn classify_failure(e: IrpError, op: Operation, in_doubt: bool) -> Outcome {
     match e.class(op) {
         Final::Transient => {
-            Outcome::Transient { errors: e.to_error_items(), in_doubt: in_doubt || e.may_have_reached_irp() }
+            let in_doubt = in_doubt || e.may_have_reached_irp();
+            match e.wait_until() {
+                Some(until) => Outcome::Paced { until, errors: e.to_error_items(), in_doubt },
+                None => Outcome::Transient { errors: e.to_error_items(), in_doubt },
+            }
         }
         Final::Configuration => Outcome::Config(e.to_error_items()),
         _ => Outcome::Rejected(e.to_error_items()),
@@ -544,6 +554,10 @@ async fn finish(
         Outcome::Transient { errors, in_doubt } => {
             db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
+        }
+        Outcome::Paced { until, errors, in_doubt } => {
+            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
+            Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::NotRegistered => {
             // The errors that kept it in doubt, and why it is now certain.

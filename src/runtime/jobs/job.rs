@@ -160,7 +160,11 @@ impl<'a> Job<'a> {
         doc: Option<DocumentRef>,
     ) -> Result<Disposition, StoreError> {
         match e.class(op) {
-            Final::Transient => Ok(Disposition::Reschedule { attempt: self.attempt, errors: e.to_error_items() }),
+            // A known wait (rate limit, open circuit) is no failure: back at its end, same attempt.
+            Final::Transient => Ok(match e.wait_until() {
+                Some(until) => Disposition::Wait { until, attempt: self.attempt, errors: e.to_error_items() },
+                None => Disposition::Reschedule { attempt: self.attempt, errors: e.to_error_items() },
+            }),
             Final::Configuration => {
                 let errors = e.to_error_items();
                 let data = self.ctx.pause_gstin(self.gstin.as_str(), &errors).await?;
