@@ -490,6 +490,7 @@ impl Settings {
             }
         }
         s.check_error_budget()?;
+        s.check_irp_urls()?;
         for (g, c) in &s.gstins {
             if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
                 return Err(ConfigError::Invalid(format!(
@@ -516,6 +517,34 @@ impl Settings {
                 "error_budget_warn_share (EINVOICE_ERROR_BUDGET_WARN_SHARE, {warn}) and error_budget_pause_share \
                  (EINVOICE_ERROR_BUDGET_PAUSE_SHARE, {pause}) must satisfy 0 < warn < pause <= 1, e.g. 0.25 and 0.5"
             )));
+        }
+        Ok(())
+    }
+
+    /// Every IRP URL of a production GSTIN (its `base_url` and its failover entries', an entry
+    /// counting as production when it or the GSTIN is) must be `https://`: each request carries the
+    /// GSTIN's credentials and the invoice. Sandbox entries, the simulator's among them, may use
+    /// `http://`.
+    fn check_irp_urls(&self) -> Result<(), ConfigError> {
+        for (gstin, g) in &self.gstins {
+            let entries =
+                std::iter::once((format!("gstins.\"{gstin}\".base_url (EINVOICE_GSTINS__{gstin}__BASE_URL)"), g))
+                    .chain(
+                        g.failover
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)),
+                    );
+            for (key, e) in entries {
+                let production = e.environment == Environment::Production || g.environment == Environment::Production;
+                if production && !e.base_url.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
+                    let scheme = e.base_url.trim_start().split_once("://").map_or("no scheme", |(s, _)| s);
+                    return Err(ConfigError::Invalid(format!(
+                        "{key} must be an https:// URL (it has {scheme}): GSTIN {gstin} has environment = \"production\", \
+                         and its IRP requests carry its credentials and invoices; http:// is for the sandbox only"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -899,7 +928,7 @@ mod tests {
     fn the_dev_key_is_refused_for_production_only() {
         let toml = |env: &str, key: &str| {
             format!(
-                "{key}\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"x\"\n\
+                "{key}\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"https://x\"\n\
                  username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\""
             )
         };
@@ -907,5 +936,49 @@ mod tests {
         assert!(Settings::from_toml(&toml("production", "")).unwrap().check_token_key().is_err());
         let real = "token_key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"";
         assert!(Settings::from_toml(&toml("production", real)).unwrap().check_token_key().is_ok());
+    }
+
+    #[test]
+    fn production_irp_urls_must_be_https() {
+        let toml = |env: &str, url: &str, failover: &str| {
+            format!(
+                "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"{url}\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{failover}"
+            )
+        };
+        let failover = |url: &str| {
+            format!(
+                "[[gstins.\"29AAGCP4821K1Z3\".failover]]\nirp = \"IRIS\"\nprovider = \"nic\"\nbase_url = \"{url}\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            )
+        };
+        // Sandbox (the simulator on loopback included) may use http.
+        Settings::from_toml(&toml("sandbox", "http://127.0.0.1:8080", &failover("http://127.0.0.1:8081"))).unwrap();
+        Settings::from_toml(&toml("production", "https://api.einvoice1.gst.gov.in", "")).unwrap();
+        Settings::from_toml(&toml("production", "HTTPS://api.einvoice1.gst.gov.in", "")).unwrap();
+        for url in ["http://api.einvoice1.gst.gov.in", "http://127.0.0.1:8080", "api.einvoice1.gst.gov.in", " http://x"]
+        {
+            let e = Settings::from_toml(&toml("production", url, "")).unwrap_err().to_string();
+            assert!(
+                e.contains("gstins.\"29AAGCP4821K1Z3\".base_url (EINVOICE_GSTINS__29AAGCP4821K1Z3__BASE_URL)")
+                    && e.contains("https://")
+                    && e.contains("production"),
+                "{url}: {e}"
+            );
+        }
+        // A production GSTIN's failover entries too (their own environment left at its default).
+        let e = Settings::from_toml(&toml(
+            "production",
+            "https://api.einvoice1.gst.gov.in",
+            &failover("http://api.einvoice6.gst.gov.in"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gstins.\"29AAGCP4821K1Z3\".failover[0].base_url"), "{e}");
+        // A production failover entry of a sandbox GSTIN.
+        let prod_failover =
+            failover("http://x").replace("irp = \"IRIS\"", "irp = \"IRIS\"\nenvironment = \"production\"");
+        let e = Settings::from_toml(&toml("sandbox", "http://127.0.0.1:1", &prod_failover)).unwrap_err().to_string();
+        assert!(e.contains("failover[0].base_url"), "{e}");
     }
 }

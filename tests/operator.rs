@@ -34,7 +34,7 @@ fn production_gstin(c: &mut Command) -> &mut Command {
     let p = format!("EINVOICE_GSTINS__{GSTIN}__");
     c.env(format!("{p}PROVIDER"), "whitebooks")
         .env(format!("{p}ENVIRONMENT"), "production")
-        .env(format!("{p}BASE_URL"), "http://127.0.0.1:1")
+        .env(format!("{p}BASE_URL"), "https://127.0.0.1:1")
         .env(format!("{p}USERNAME"), "u")
         .env(format!("{p}PASSWORD"), "p")
         .env(format!("{p}CLIENT_ID"), "c")
