@@ -309,6 +309,19 @@ async fn postgres_over_tls_honours_sslmode_and_the_ca_file() {
     let untrusted =
         encrypted(&format!("{local}?sslmode=verify-full"), Some(other_ca.to_str().unwrap())).await.unwrap_err();
     assert!(untrusted.to_lowercase().contains("certificate"), "{untrusted}");
+    // verify-ca/verify-full name their CA: without a CA file any publicly trusted certificate
+    // would pass, so they need EINVOICE_DATABASE_CA_FILE, sslrootcert=<file>, or (verify-full
+    // only) the explicit sslrootcert=system.
+    let no_ca = encrypted(&format!("{local}?sslmode=verify-full"), None).await.unwrap_err();
+    assert!(no_ca.contains("EINVOICE_DATABASE_CA_FILE") && no_ca.contains("sslrootcert=system"), "{no_ca}");
+    assert_eq!(encrypted(&format!("{local}?sslmode=verify-full&sslrootcert={CA}"), None).await, Ok(true));
+    assert_eq!(
+        encrypted(&format!("{local}?sslrootcert=system"), None).await,
+        Ok(true),
+        "the snakeoil CA is in the store"
+    );
+    let weak = encrypted(&format!("{plain}?sslmode=verify-ca&sslrootcert=system"), None).await.unwrap_err();
+    assert!(weak.contains("needs sslmode=verify-full"), "{weak}");
 }
 
 /// A retry queue declared by an earlier version (no at-least-once dead-lettering) does not stop
