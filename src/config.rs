@@ -597,6 +597,59 @@ impl Settings {
     }
 }
 
+/// Where the password of `url`'s user-info is, as a byte range: everything between the first `:`
+/// of the user-info and the last `@`. Works on text that is not a valid URL (`amqp:u:S3CRET@host`,
+/// `u:S3CRET@host`, a bad port, an unencoded `/` in the password), since that is when an error
+/// message quotes it; it may take more than the password, never less.
+fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let at = url.rfind('@')?;
+    let head = &url[..at];
+    let start = match head.find("://") {
+        Some(i) => i + 3,
+        // `scheme:user:password`: skip the scheme's colon when another one follows.
+        None => match head.find(':') {
+            Some(i) if head[i + 1..].contains(':') => i + 1,
+            _ => 0,
+        },
+    };
+    let colon = start + head[start..].find(':')?;
+    Some(colon + 1..at)
+}
+
+/// `url` with its password replaced by `***`, for error messages and logs (see [`password_span`]);
+/// each address of a comma-separated list on its own.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match password_span(u) {
+            Some(r) if !r.is_empty() => format!("{}***{}", &u[..r.start], &u[r.end..]),
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `text` (an error message about `url`) with `url` quoted redacted, and whatever still shows
+/// `url`'s password (decoded, or quoted in part) replaced by `***`.
+pub fn scrub_url(text: &str, url: &str) -> String {
+    let mut out = text.to_string();
+    for u in url.split(',').chain(std::iter::once(url)) {
+        let u = u.trim();
+        if !u.is_empty() {
+            out = out.replace(u, &redact_url(u));
+        }
+        let Some(r) = password_span(u) else { continue };
+        let raw = &u[r];
+        let decoded = crate::store::tls::percent_decode(raw);
+        for secret in [raw, decoded.as_str()] {
+            // A one- or two-letter password would match ordinary words; such a password is no secret.
+            if secret.chars().count() >= 3 {
+                out = out.replace(secret, "***");
+            }
+        }
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration file missing: {0}")]
@@ -980,5 +1033,36 @@ mod tests {
             failover("http://x").replace("irp = \"IRIS\"", "irp = \"IRIS\"\nenvironment = \"production\"");
         let e = Settings::from_toml(&toml("sandbox", "http://127.0.0.1:1", &prod_failover)).unwrap_err().to_string();
         assert!(e.contains("failover[0].base_url"), "{e}");
+    }
+
+    #[test]
+    fn url_passwords_are_redacted_even_from_urls_that_do_not_parse() {
+        let cases = [
+            ("amqp://guest:S3CRET@127.0.0.1:5672/%2f", "amqp://guest:***@127.0.0.1:5672/%2f"),
+            ("amqp:u:S3CRET@host:5672", "amqp:u:***@host:5672"),
+            ("amqp:S3CRET@host", "amqp:***@host"),
+            ("u:S3CRET@host", "u:***@host"),
+            ("amqp://u:S3CRET@host:notaport/%2f", "amqp://u:***@host:notaport/%2f"),
+            ("amqp://u:S3/CR@ET@host", "amqp://u:***@host"),
+            ("amqp://u:S3CRET:more@host", "amqp://u:***@host"),
+            ("postgres://u:S3CRET@db:5432/x?sslmode=require", "postgres://u:***@db:5432/x?sslmode=require"),
+            ("postgresql://u:S3CRET@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
+            ("amqp://a:S3CRET@n1,amqp://b:S3CRET@n2:5672", "amqp://a:***@n1,amqp://b:***@n2:5672"),
+            // Nothing to hide.
+            ("amqp://guest@127.0.0.1:5672/%2f", "amqp://guest@127.0.0.1:5672/%2f"),
+            ("postgres://postgres@127.0.0.1/einvoice", "postgres://postgres@127.0.0.1/einvoice"),
+            ("host=db user=u", "host=db user=u"),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("S3CRET") && !got.contains("CR@ET"), "{url}: {got}");
+        }
+        // An error text that quotes the URL, or the password alone, decoded.
+        let url = "amqp:u:S3CRET%21@host";
+        let text = format!("Invalid URL: '{url}' (password S3CRET! rejected)");
+        let clean = scrub_url(&text, url);
+        assert!(!clean.contains("S3CRET"), "{clean}");
+        assert!(clean.contains("amqp:u:***@host"), "{clean}");
     }
 }

@@ -225,3 +225,25 @@ fn broker_refusals_show_the_reply_code_and_a_hint_that_fits() {
     assert!(all.contains("530") && all.contains("einvoice-no-such-vhost"), "{all}");
     assert!(all.contains("rabbitmqctl add_vhost"), "{all}");
 }
+
+#[test]
+fn a_malformed_url_never_shows_its_password() {
+    for url in ["amqp:u:S3CRET@127.0.0.1:5672", "amqp://u:S3CRET@127.0.0.1:notaport/%2f", "u:S3CRET@127.0.0.1"] {
+        let out = bin()
+            .args(["publish", "irn.get", "--gstin", GSTIN, "--irn", &"a".repeat(64)])
+            .env("EINVOICE_AMQP_URL", url)
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(!out.status.success());
+        assert!(all.contains("invalid AMQP URL"), "{url}: {all}");
+        assert!(!all.contains("S3CRET"), "{url}: {all}");
+    }
+    for url in ["postgres://u:S3CRET@127.0.0.1:notaport/x", "postgres:u:S3CRET@127.0.0.1/x"] {
+        let out = bin().arg("migrate").env("EINVOICE_DATABASE_URL", url).output().unwrap();
+        let all = text(&out);
+        assert!(!out.status.success());
+        assert!(all.contains("EINVOICE_DATABASE_URL"), "{url}: {all}");
+        assert!(!all.contains("S3CRET"), "{url}: {all}");
+    }
+}

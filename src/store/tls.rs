@@ -48,8 +48,9 @@ pub struct Target {
 /// out of it so that libpq's `verify-ca`/`verify-full` and `sslrootcert=system` are understood.
 pub fn target(url: &str, ca_file: Option<&str>) -> Result<Target, StoreError> {
     let (params, rest) = take_tls_params(url)?;
-    let mut config: tokio_postgres::Config =
-        rest.parse().map_err(|e: tokio_postgres::Error| StoreError::Url(e.to_string()))?;
+    let mut config: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Url(crate::config::scrub_url(&e.to_string(), url)))?;
     let (mode, roots_from) = tls_policy(&params, ca_file)?;
     use tokio_postgres::config::SslMode as Pg;
     config.ssl_mode(match mode {
@@ -227,7 +228,7 @@ fn parse_sslmode(v: &str) -> Result<SslMode, StoreError> {
 }
 
 /// `%XX` escapes of a URL query value decoded (a file path may be written `%2Fetc%2F…`).
-fn percent_decode(v: &str) -> String {
+pub fn percent_decode(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
