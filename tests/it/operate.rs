@@ -94,7 +94,8 @@ async fn the_operator_cli_finds_an_in_doubt_job_and_retries_it_without_a_second_
 async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
     let mut app = TestApp::spawn().await;
     let message_id = "op-dead-1";
-    app.publish_with_id("irn.generate", b"{not json", message_id).await;
+    // A hostile body: an OSC sequence that would retitle the operator's terminal, and a bidi override.
+    app.publish_with_id("irn.generate", "\x1b]0;PWNED\x07{not json\u{202E}".as_bytes(), message_id).await;
     let (_, rejected) = app.next_reply(20).await;
     assert_eq!(rejected["data"]["dead_lettered"], true, "{rejected:#}");
     // The broker dead-letters after the reject: wait until it is listed.
@@ -111,7 +112,12 @@ async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
     assert_eq!(first["routing_key"], "irn.generate");
     assert_eq!(first["message_id"], message_id);
     assert_eq!(first["reason"], "rejected");
-    assert_eq!(first["preview"], "{not json");
+    assert_eq!(first["preview"], "\\u001B]0;PWNED\\u0007{not json\\u202E");
+    // The human listing shows the escapes, never the raw control characters.
+    let human = cli(&app, &["dead", "list"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("\\u001B]0;PWNED\\u0007{not json\\u202E"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07') && !text.contains('\u{202E}'), "{text:?}");
     // Listing does not take it.
     assert_eq!(json_out(&cli(&app, &["dead", "list", "--json"])).as_array().unwrap().len(), 1);
     // Replay a message id that is not there: exit 1, the queue untouched.
