@@ -291,9 +291,14 @@ pub struct Settings {
     #[serde(default)]
     pub reconcile_schedule: Option<String>,
     pub log_format: LogFormat,
-    /// Address for `/healthz`, `/readyz` and `/metrics` (off when unset), e.g. `0.0.0.0:9090`.
+    /// Address for `/healthz`, `/readyz`, `/status` and `/metrics` (off when unset), e.g.
+    /// `0.0.0.0:9090`; a port alone (`9090`, `:9090`) binds loopback only.
     #[serde(default)]
     pub health_listen: Option<String>,
+    /// The bearer token `/status` asks for (`Authorization: Bearer <token>`); unset: `/status`
+    /// answers 403. `/healthz`, `/readyz` and `/metrics` need none.
+    #[serde(default)]
+    pub status_token: Option<SecretString>,
     /// Put a rendered QR PNG (`qr_png_base64`) in result events. Off: events carry only the signed
     /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
     #[serde(default = "yes")]

@@ -134,7 +134,7 @@ async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_goes_red_when_every_gstin_is_refused_and_the_operator_can_unpause() {
     let app = TestApp::spawn_with(Options {
-        extra_toml: "health_listen = \"127.0.0.1:0\"\npause_secs = 600".into(),
+        extra_toml: "health_listen = \"127.0.0.1:0\"\npause_secs = 600\nstatus_token = \"op-t0ken\"".into(),
         ..Default::default()
     })
     .await;
@@ -158,7 +158,15 @@ async fn readyz_goes_red_when_every_gstin_is_refused_and_the_operator_can_unpaus
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(body.contains("no configured GSTIN can reach its IRP"), "readyz stayed green: {body:?}");
-    let status: Value = get("/status").await.unwrap().json().await.unwrap();
+    let status: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/status"))
+        .bearer_auth("op-t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["ready"], false);
     for g in [SELLER_KA, SELLER_MH] {
         assert!(status["gstins"][g]["paused_until"].is_string(), "{status:#}");
