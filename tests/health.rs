@@ -60,7 +60,9 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(metrics.contains("einvoice_token_refreshes_total{gstin=\"29AAGCP4821K1Z3\"} 1"), "{metrics}");
     assert!(!metrics.contains("Some("), "no Debug output in labels: {metrics}");
     // The status page needs the bearer token (the probes and /metrics above did not).
-    assert_eq!(get("/status").await.unwrap().status(), 401);
+    let anonymous = get("/status").await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
     let http = reqwest::Client::new();
     let with = |token: &str| http.get(format!("http://{addr}/status")).bearer_auth(token).send();
     assert_eq!(with("wrong").await.unwrap().status(), 401);

@@ -97,16 +97,14 @@ async fn with_timeout(req: axum::extract::Request, next: axum::middleware::Next)
 
 /// May this request read `/status`? Only with `Authorization: Bearer <token>` and a token
 /// configured; the refusal says what to do.
-fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), (StatusCode, HeaderMap, String)> {
+fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), (StatusCode, &'static str)> {
     use secrecy::ExposeSecret;
     use sha2::{Digest, Sha256};
     let Some(token) = token else {
         return Err((
             StatusCode::FORBIDDEN,
-            HeaderMap::new(),
             "/status is disabled: set EINVOICE_STATUS_TOKEN (or EINVOICE_STATUS_TOKEN_FILE) and send \
-             `Authorization: Bearer <token>`; /healthz, /readyz and /metrics need no token\n"
-                .into(),
+             `Authorization: Bearer <token>`; /healthz, /readyz and /metrics need no token\n",
         ));
     };
     let given = headers
@@ -119,9 +117,7 @@ fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), (S
     if matches {
         return Ok(());
     }
-    let mut h = HeaderMap::new();
-    h.insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-    Err((StatusCode::UNAUTHORIZED, h, "/status needs `Authorization: Bearer <EINVOICE_STATUS_TOKEN>`\n".into()))
+    Err((StatusCode::UNAUTHORIZED, "/status needs `Authorization: Bearer <EINVOICE_STATUS_TOKEN>`\n"))
 }
 
 /// One GSTIN in `/status`.
@@ -220,8 +216,12 @@ async fn ready(State(s): State<HealthState>) -> (StatusCode, String) {
 
 async fn status(State(s): State<HealthState>, headers: HeaderMap) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Err(refused) = authorize(&headers, s.ctx.settings.status_token.as_ref()) {
-        return refused.into_response();
+    match authorize(&headers, s.ctx.settings.status_token.as_ref()) {
+        Ok(()) => {}
+        Err((StatusCode::UNAUTHORIZED, text)) => {
+            return (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], text).into_response()
+        }
+        Err(refused) => return refused.into_response(),
     }
     let (problems, snapshot, gstins) = assess(&s).await;
     let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -261,14 +261,13 @@ mod tests {
         };
         assert!(authorize(&with("Bearer s3cret-token"), Some(&token)).is_ok());
         for bad in ["Bearer s3cret-toke", "Bearer ", "Basic czNjcmV0LXRva2Vu", "s3cret-token", "Bearer s3cret-token2"] {
-            let (code, h, _) = authorize(&with(bad), Some(&token)).unwrap_err();
+            let (code, _) = authorize(&with(bad), Some(&token)).unwrap_err();
             assert_eq!(code, StatusCode::UNAUTHORIZED, "{bad}");
-            assert_eq!(h.get("www-authenticate").unwrap(), "Bearer");
         }
-        let (code, _, _) = authorize(&HeaderMap::new(), Some(&token)).unwrap_err();
+        let (code, _) = authorize(&HeaderMap::new(), Some(&token)).unwrap_err();
         assert_eq!(code, StatusCode::UNAUTHORIZED);
         // No token configured: 403 for everyone, saying how to turn it on.
-        let (code, _, text) = authorize(&with("Bearer s3cret-token"), None).unwrap_err();
+        let (code, text) = authorize(&with("Bearer s3cret-token"), None).unwrap_err();
         assert_eq!(code, StatusCode::FORBIDDEN);
         assert!(text.contains("EINVOICE_STATUS_TOKEN"), "{text}");
     }
