@@ -350,9 +350,14 @@ pub struct Settings {
     #[serde(default)]
     pub reconcile_schedule: Option<String>,
     pub log_format: LogFormat,
-    /// Address for `/healthz`, `/readyz` and `/metrics` (off when unset), e.g. `0.0.0.0:9090`.
+    /// Address for `/healthz`, `/readyz`, `/status` and `/metrics` (off when unset), e.g.
+    /// `0.0.0.0:9090`; a port alone (`9090`, `:9090`) binds loopback only.
     #[serde(default)]
     pub health_listen: Option<String>,
+    /// The bearer token `/status` asks for (`Authorization: Bearer <token>`); unset: `/status`
+    /// answers 403. `/healthz`, `/readyz` and `/metrics` need none.
+    #[serde(default)]
+    pub status_token: Option<SecretString>,
     /// Put a rendered QR PNG (`qr_png_base64`) in result events. Off: events carry only the signed
     /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
     #[serde(default = "yes")]
@@ -563,6 +568,7 @@ impl Settings {
         }
         s.check_error_budget()?;
         s.check_publishers()?;
+        s.check_irp_urls()?;
         for (g, c) in &s.gstins {
             if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
                 return Err(ConfigError::Invalid(format!(
@@ -616,6 +622,34 @@ impl Settings {
         Ok(())
     }
 
+    /// Every IRP URL of a production GSTIN (its `base_url` and its failover entries', an entry
+    /// counting as production when it or the GSTIN is) must be `https://`: each request carries the
+    /// GSTIN's credentials and the invoice. Sandbox entries, the simulator's among them, may use
+    /// `http://`.
+    fn check_irp_urls(&self) -> Result<(), ConfigError> {
+        for (gstin, g) in &self.gstins {
+            let entries =
+                std::iter::once((format!("gstins.\"{gstin}\".base_url (EINVOICE_GSTINS__{gstin}__BASE_URL)"), g))
+                    .chain(
+                        g.failover
+                            .iter()
+                            .enumerate()
+                            .map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)),
+                    );
+            for (key, e) in entries {
+                let production = e.environment == Environment::Production || g.environment == Environment::Production;
+                if production && !e.base_url.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
+                    let scheme = e.base_url.trim_start().split_once("://").map_or("no scheme", |(s, _)| s);
+                    return Err(ConfigError::Invalid(format!(
+                        "{key} must be an https:// URL (it has {scheme}): GSTIN {gstin} has environment = \"production\", \
+                         and its IRP requests carry its credentials and invoices; http:// is for the sandbox only"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// How commands are checked, from this configuration (the worker and `publish` alike).
     /// `today` is read now (India date), so call it per message in a long-running worker.
     pub fn parse_options(&self) -> crate::domain::command::ParseOptions {
@@ -662,6 +696,59 @@ impl Settings {
     pub fn name(&self, base: &str) -> String {
         format!("{}{}", self.namespace, base)
     }
+}
+
+/// Where the password of `url`'s user-info is, as a byte range: everything between the first `:`
+/// of the user-info and the last `@`. Works on text that is not a valid URL (`amqp:u:S3CRET@host`,
+/// `u:S3CRET@host`, a bad port, an unencoded `/` in the password), since that is when an error
+/// message quotes it; it may take more than the password, never less.
+fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let at = url.rfind('@')?;
+    let head = &url[..at];
+    let start = match head.find("://") {
+        Some(i) => i + 3,
+        // `scheme:user:password`: skip the scheme's colon when another one follows.
+        None => match head.find(':') {
+            Some(i) if head[i + 1..].contains(':') => i + 1,
+            _ => 0,
+        },
+    };
+    let colon = start + head[start..].find(':')?;
+    Some(colon + 1..at)
+}
+
+/// `url` with its password replaced by `***`, for error messages and logs (see [`password_span`]);
+/// each address of a comma-separated list on its own.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|u| match password_span(u) {
+            Some(r) if !r.is_empty() => format!("{}***{}", &u[..r.start], &u[r.end..]),
+            _ => u.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `text` (an error message about `url`) with `url` quoted redacted, and whatever still shows
+/// `url`'s password (decoded, or quoted in part) replaced by `***`.
+pub fn scrub_url(text: &str, url: &str) -> String {
+    let mut out = text.to_string();
+    for u in url.split(',').chain(std::iter::once(url)) {
+        let u = u.trim();
+        if !u.is_empty() {
+            out = out.replace(u, &redact_url(u));
+        }
+        let Some(r) = password_span(u) else { continue };
+        let raw = &u[r];
+        let decoded = crate::store::tls::percent_decode(raw);
+        for secret in [raw, decoded.as_str()] {
+            // A one- or two-letter password would match ordinary words; such a password is no secret.
+            if secret.chars().count() >= 3 {
+                out = out.replace(secret, "***");
+            }
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -1011,7 +1098,7 @@ mod tests {
     fn the_dev_key_is_refused_for_production_only() {
         let toml = |env: &str, key: &str| {
             format!(
-                "{key}\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"x\"\n\
+                "{key}\n[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"https://x\"\n\
                  username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\""
             )
         };
@@ -1019,5 +1106,80 @@ mod tests {
         assert!(Settings::from_toml(&toml("production", "")).unwrap().check_token_key().is_err());
         let real = "token_key = \"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\"";
         assert!(Settings::from_toml(&toml("production", real)).unwrap().check_token_key().is_ok());
+    }
+
+    #[test]
+    fn production_irp_urls_must_be_https() {
+        let toml = |env: &str, url: &str, failover: &str| {
+            format!(
+                "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"nic\"\nenvironment = \"{env}\"\nbase_url = \"{url}\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n{failover}"
+            )
+        };
+        let failover = |url: &str| {
+            format!(
+                "[[gstins.\"29AAGCP4821K1Z3\".failover]]\nirp = \"IRIS\"\nprovider = \"nic\"\nbase_url = \"{url}\"\n\
+                 username = \"u\"\npassword = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+            )
+        };
+        // Sandbox (the simulator on loopback included) may use http.
+        Settings::from_toml(&toml("sandbox", "http://127.0.0.1:8080", &failover("http://127.0.0.1:8081"))).unwrap();
+        Settings::from_toml(&toml("production", "https://api.einvoice1.gst.gov.in", "")).unwrap();
+        Settings::from_toml(&toml("production", "HTTPS://api.einvoice1.gst.gov.in", "")).unwrap();
+        for url in ["http://api.einvoice1.gst.gov.in", "http://127.0.0.1:8080", "api.einvoice1.gst.gov.in", " http://x"]
+        {
+            let e = Settings::from_toml(&toml("production", url, "")).unwrap_err().to_string();
+            assert!(
+                e.contains("gstins.\"29AAGCP4821K1Z3\".base_url (EINVOICE_GSTINS__29AAGCP4821K1Z3__BASE_URL)")
+                    && e.contains("https://")
+                    && e.contains("production"),
+                "{url}: {e}"
+            );
+        }
+        // A production GSTIN's failover entries too (their own environment left at its default).
+        let e = Settings::from_toml(&toml(
+            "production",
+            "https://api.einvoice1.gst.gov.in",
+            &failover("http://api.einvoice6.gst.gov.in"),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gstins.\"29AAGCP4821K1Z3\".failover[0].base_url"), "{e}");
+        // A production failover entry of a sandbox GSTIN.
+        let prod_failover =
+            failover("http://x").replace("irp = \"IRIS\"", "irp = \"IRIS\"\nenvironment = \"production\"");
+        let e = Settings::from_toml(&toml("sandbox", "http://127.0.0.1:1", &prod_failover)).unwrap_err().to_string();
+        assert!(e.contains("failover[0].base_url"), "{e}");
+    }
+
+    #[test]
+    fn url_passwords_are_redacted_even_from_urls_that_do_not_parse() {
+        let cases = [
+            ("amqp://guest:S3CRET@127.0.0.1:5672/%2f", "amqp://guest:***@127.0.0.1:5672/%2f"),
+            ("amqp:u:S3CRET@host:5672", "amqp:u:***@host:5672"),
+            ("amqp:S3CRET@host", "amqp:***@host"),
+            ("u:S3CRET@host", "u:***@host"),
+            ("amqp://u:S3CRET@host:notaport/%2f", "amqp://u:***@host:notaport/%2f"),
+            ("amqp://u:S3/CR@ET@host", "amqp://u:***@host"),
+            ("amqp://u:S3CRET:more@host", "amqp://u:***@host"),
+            ("postgres://u:S3CRET@db:5432/x?sslmode=require", "postgres://u:***@db:5432/x?sslmode=require"),
+            ("postgresql://u:S3CRET@[::1]:5432/x", "postgresql://u:***@[::1]:5432/x"),
+            ("amqp://a:S3CRET@n1,amqp://b:S3CRET@n2:5672", "amqp://a:***@n1,amqp://b:***@n2:5672"),
+            // Nothing to hide.
+            ("amqp://guest@127.0.0.1:5672/%2f", "amqp://guest@127.0.0.1:5672/%2f"),
+            ("postgres://postgres@127.0.0.1/einvoice", "postgres://postgres@127.0.0.1/einvoice"),
+            ("host=db user=u", "host=db user=u"),
+        ];
+        for (url, want) in cases {
+            let got = redact_url(url);
+            assert_eq!(got, want, "{url}");
+            assert!(!got.contains("S3CRET") && !got.contains("CR@ET"), "{url}: {got}");
+        }
+        // An error text that quotes the URL, or the password alone, decoded.
+        let url = "amqp:u:S3CRET%21@host";
+        let text = format!("Invalid URL: '{url}' (password S3CRET! rejected)");
+        let clean = scrub_url(&text, url);
+        assert!(!clean.contains("S3CRET"), "{clean}");
+        assert!(clean.contains("amqp:u:***@host"), "{clean}");
     }
 }

@@ -835,6 +835,23 @@ fn the_dashboard_queries_exported_metrics_and_shows_them_all() {
     assert!(missing.is_empty(), "the dashboard shows none of {missing:?}");
 }
 
+/// The broker refuses messages far above the worker's command limit, and still takes the largest
+/// event a command within that limit can produce (`irn.generated` carries the invoice twice).
+#[test]
+fn the_broker_caps_message_size_at_four_times_the_command_limit() {
+    let conf = read("deploy/rabbitmq/rabbitmq.conf");
+    let values: Vec<u64> = conf
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.trim() == "max_message_size")
+        .map(|(_, v)| v.trim().parse().expect("max_message_size is a number of bytes"))
+        .collect();
+    assert_eq!(values.len(), 1, "deploy/rabbitmq/rabbitmq.conf sets max_message_size once: {values:?}");
+    let command_limit = Settings::from_toml("").unwrap().max_message_bytes as u64;
+    assert_eq!(command_limit, 1024 * 1024, "the documented EINVOICE_MAX_MESSAGE_BYTES default");
+    assert_eq!(values[0], 4 * command_limit, "max_message_size = 4 × EINVOICE_MAX_MESSAGE_BYTES");
+}
+
 // ---- secrets, exposure, image -----------------------------------------------------------------
 
 #[test]

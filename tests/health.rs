@@ -12,7 +12,7 @@ use helpers::{invoice, TestApp};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics_endpoints() {
     let mut app = TestApp::spawn_with(helpers::Options {
-        extra_toml: "health_listen = \"127.0.0.1:0\"".into(),
+        extra_toml: "health_listen = \"127.0.0.1:0\"\nstatus_token = \"status-t0ken\"".into(),
         ..Default::default()
     })
     .await;
@@ -59,8 +59,15 @@ async fn health_readiness_and_metrics_endpoints() {
     );
     assert!(metrics.contains("einvoice_token_refreshes_total{gstin=\"29AAGCP4821K1Z3\"} 1"), "{metrics}");
     assert!(!metrics.contains("Some("), "no Debug output in labels: {metrics}");
+    // The status page needs the bearer token (the probes and /metrics above did not).
+    let anonymous = get("/status").await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+    let http = reqwest::Client::new();
+    let with = |token: &str| http.get(format!("http://{addr}/status")).bearer_auth(token).send();
+    assert_eq!(with("wrong").await.unwrap().status(), 401);
     // The status page: ready, and the GSTIN's last IRP success.
-    let status: serde_json::Value = get("/status").await.unwrap().json().await.unwrap();
+    let status: serde_json::Value = with("status-t0ken").await.unwrap().json().await.unwrap();
     assert_eq!(status["ready"], true, "{status:#}");
     let ka = &status["gstins"]["29AAGCP4821K1Z3"];
     assert_eq!(ka["irp"], "whitebooks", "{status:#}");

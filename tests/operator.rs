@@ -34,7 +34,7 @@ fn production_gstin(c: &mut Command) -> &mut Command {
     let p = format!("EINVOICE_GSTINS__{GSTIN}__");
     c.env(format!("{p}PROVIDER"), "whitebooks")
         .env(format!("{p}ENVIRONMENT"), "production")
-        .env(format!("{p}BASE_URL"), "http://127.0.0.1:1")
+        .env(format!("{p}BASE_URL"), "https://127.0.0.1:1")
         .env(format!("{p}USERNAME"), "u")
         .env(format!("{p}PASSWORD"), "p")
         .env(format!("{p}CLIENT_ID"), "c")
@@ -224,4 +224,26 @@ fn broker_refusals_show_the_reply_code_and_a_hint_that_fits() {
     let all = publish("amqp://guest:guest@127.0.0.1:5672/einvoice-no-such-vhost");
     assert!(all.contains("530") && all.contains("einvoice-no-such-vhost"), "{all}");
     assert!(all.contains("rabbitmqctl add_vhost"), "{all}");
+}
+
+#[test]
+fn a_malformed_url_never_shows_its_password() {
+    for url in ["amqp:u:S3CRET@127.0.0.1:5672", "amqp://u:S3CRET@127.0.0.1:notaport/%2f", "u:S3CRET@127.0.0.1"] {
+        let out = bin()
+            .args(["publish", "irn.get", "--gstin", GSTIN, "--irn", &"a".repeat(64)])
+            .env("EINVOICE_AMQP_URL", url)
+            .output()
+            .unwrap();
+        let all = text(&out);
+        assert!(!out.status.success());
+        assert!(all.contains("invalid AMQP URL"), "{url}: {all}");
+        assert!(!all.contains("S3CRET"), "{url}: {all}");
+    }
+    for url in ["postgres://u:S3CRET@127.0.0.1:notaport/x", "postgres:u:S3CRET@127.0.0.1/x"] {
+        let out = bin().arg("migrate").env("EINVOICE_DATABASE_URL", url).output().unwrap();
+        let all = text(&out);
+        assert!(!out.status.success());
+        assert!(all.contains("EINVOICE_DATABASE_URL"), "{url}: {all}");
+        assert!(!all.contains("S3CRET"), "{url}: {all}");
+    }
 }

@@ -51,8 +51,18 @@ pub fn parse_urls(urls: &str) -> Result<Vec<lapin::uri::AMQPUri>, AmqpError> {
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .enumerate()
-        // The URL's own text may hold a password: name it by position only.
-        .map(|(i, u)| u.parse().map_err(|e: String| AmqpError::InvalidUrl(format!("address {}: {e}", i + 1))))
+        // The URL's own text may hold a password, and the parser's message may quote it (lapin
+        // writes "Invalid URL: '<the URL>'"): redacted, even when it is not a valid URL.
+        .map(|(i, u)| {
+            u.parse().map_err(|e: String| {
+                AmqpError::InvalidUrl(format!(
+                    "address {} ({}): {}",
+                    i + 1,
+                    crate::config::redact_url(u),
+                    crate::config::scrub_url(&e, u)
+                ))
+            })
+        })
         .collect::<Result<_, _>>()?;
     if nodes.is_empty() {
         return Err(AmqpError::InvalidUrl("no address given".into()));
@@ -270,4 +280,27 @@ pub async fn reply_queue(ch: &Channel, tag: &str, no_ack: bool) -> Result<(Strin
         )
         .await?;
     Ok((name, consumer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_url_is_reported_without_its_password() {
+        for url in [
+            "amqp:u:S3CRET@host:5672",
+            "amqp:S3CRET@host",
+            "amqp://u:S3CRET@host:notaport/%2f",
+            "http://u:S3CRET@host/",
+            "amqp://u:S3CRET@host/%2f?heartbeat=x",
+            "amqp://g:guest@ok:5672/%2f, amqp:u:S3CRET@host",
+            "u:S3CRET@host",
+        ] {
+            let e = parse_urls(url).expect_err(url).to_string();
+            assert!(e.starts_with("invalid AMQP URL (address"), "{url}: {e}");
+            assert!(!e.contains("S3CRET"), "{url}: {e}");
+        }
+        assert_eq!(parse_urls("amqp://guest:S3CRET@127.0.0.1:5672/%2f").unwrap().len(), 1);
+    }
 }

@@ -23,6 +23,15 @@ pub enum IrpError {
     Timeout(String),
     #[error("the IRP answered HTTP {status}: {body}")]
     Http { status: u16, body: String },
+    /// HTTP 3xx. Redirects are never followed (see [`crate::irp::http_client`]): the request's
+    /// credential headers would go wherever `Location` points. The configured `base_url` is not
+    /// where the IRP serves its API (a moved host, `http://` answered by a redirect to
+    /// `https://`): a configuration error, so the GSTIN pauses instead of retrying.
+    #[error(
+        "the IRP answered with a redirect to {location}; redirects are not followed (credentials would leak): \
+         set base_url to the address the IRP serves its API at (HTTP {status})"
+    )]
+    Redirect { status: u16, location: String },
     /// HTTP 429 Too Many Requests from the IRP or the GSP in front of it, with its `Retry-After`
     /// in seconds when it sent one. Not an attempt: the call waits and goes again
     /// (`runtime::guard`), and every worker slows down for that credential.
@@ -102,7 +111,7 @@ impl IrpError {
             IrpError::Http { status, .. } if http_status_is_transient(*status) => Class::Transient,
             IrpError::Http { status, .. } if http_status_is_configuration(*status) => Class::Configuration,
             IrpError::Http { .. } => Class::Rejection,
-            IrpError::Config(_) | IrpError::Signature(_) => Class::Configuration,
+            IrpError::Config(_) | IrpError::Signature(_) | IrpError::Redirect { .. } => Class::Configuration,
             IrpError::Api { errors, .. } => {
                 let classes: Vec<Class> =
                     errors.iter().map(|e| classify(op, &e.code, names_a_field(&e.message))).collect();
@@ -143,7 +152,9 @@ impl IrpError {
     /// The HTTP status the IRP answered with, where the exchange got that far (0: no answer).
     pub fn http_status(&self) -> u16 {
         match self {
-            IrpError::Http { status, .. } | IrpError::Throttled { status, .. } => *status,
+            IrpError::Http { status, .. } | IrpError::Throttled { status, .. } | IrpError::Redirect { status, .. } => {
+                *status
+            }
             IrpError::Api { .. } | IrpError::Protocol(_) | IrpError::Signature(_) => 200,
             _ => 0,
         }
@@ -209,6 +220,7 @@ impl IrpError {
                 ),
             )],
             IrpError::RateLimited { .. } => vec![ErrorItem::worker("RATE_LIMITED", self.to_string())],
+            IrpError::Redirect { status, .. } => vec![ErrorItem::irp(format!("HTTP_{status}"), self.to_string())],
             IrpError::Connect(m) => vec![ErrorItem::irp("CONNECT", format!("could not connect to the IRP: {m}"))],
             IrpError::CircuitOpen { .. } => vec![ErrorItem::irp("CONNECT", self.to_string())],
             IrpError::Timeout(m) => vec![ErrorItem::irp("TIMEOUT", format!("the IRP did not answer in time: {m}"))],
@@ -238,8 +250,17 @@ fn names_a_field(message: &str) -> bool {
     ["itemlist", "dtls", "gstin", "hsn", "schema", "json", "value", "field"].iter().any(|k| m.contains(k))
 }
 
-/// A non-2xx HTTP answer: [`IrpError::Throttled`] for 429 (with `Retry-After`), else [`IrpError::Http`].
+/// A non-2xx HTTP answer: [`IrpError::Throttled`] for 429 (with `Retry-After`), [`IrpError::Redirect`]
+/// for 3xx (with its `Location`), else [`IrpError::Http`].
 pub fn http_error(status: u16, headers: &reqwest::header::HeaderMap, body: String) -> IrpError {
+    if (300..400).contains(&status) {
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .map(|v| crate::domain::text::escape_controls(&String::from_utf8_lossy(v.as_bytes())).into_owned())
+            .map(|l| truncate(&l, 300))
+            .unwrap_or_else(|| "(no Location header)".into());
+        return IrpError::Redirect { status, location };
+    }
     if status == 429 {
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)

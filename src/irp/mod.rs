@@ -80,6 +80,9 @@ pub trait IrpProvider: Send + Sync {
 
 /// The HTTP client every provider uses: explicit connect and read timeouts, rustls trusting the
 /// system's certificate store; proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` (reqwest's default).
+/// Redirects are never followed: every IRP request carries credentials in its headers
+/// (`client_secret`, `password`, `AuthToken`), which a followed redirect would send wherever the
+/// `Location` points; a 3xx answer is [`IrpError::Redirect`] instead.
 pub fn http_client(connect: std::time::Duration, read: std::time::Duration) -> reqwest::Client {
     client_builder(connect, read).build().expect("the HTTP client configuration is static and valid")
 }
@@ -90,6 +93,7 @@ fn client_builder(connect: std::time::Duration, read: std::time::Duration) -> re
         .read_timeout(read)
         .timeout(connect + read)
         .user_agent(concat!("einvoice-worker/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 /// [`http_client`] that also trusts the CA certificates in `ca_file` (PEM: a private CA, or a
@@ -113,4 +117,78 @@ pub fn http_client_with_ca(
         }
     }
     b.build().map_err(|e| IrpError::Config(format!("building the HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::{header::LOCATION, HeaderMap, StatusCode};
+    use axum::routing::any;
+    use axum::Router;
+
+    use super::*;
+    use crate::domain::outcome::{Class, Operation};
+
+    async fn serve(app: Router) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// An IRP that answers every request with a redirect to a second listener, which records
+    /// whatever reaches it: nothing may, since the request's headers are the GSTIN's credentials.
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_and_no_credential_leaves() {
+        let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let rec = seen.clone();
+        let elsewhere = Router::new().fallback(any(move |h: HeaderMap| {
+            rec.lock().unwrap().push(h);
+            async { r#"{"status_cd":"1","data":{"AuthToken":"t"}}"# }
+        }));
+        let target = format!("http://{}/collect", serve(elsewhere).await);
+        let status = Arc::new(AtomicU16::new(302));
+        let (s, t) = (status.clone(), target.clone());
+        let irp = Router::new().fallback(any(move || {
+            let code = StatusCode::from_u16(s.load(Ordering::SeqCst)).unwrap();
+            let t = t.clone();
+            async move { (code, [(LOCATION, t)], "moved") }
+        }));
+        let base = format!("http://{}", serve(irp).await);
+        let settings = crate::config::Settings::from_toml(&format!(
+            "[gstins.\"29AAGCP4821K1Z3\"]\nprovider = \"whitebooks\"\nbase_url = \"{base}\"\nusername = \"u\"\n\
+             password = \"pw-S3CRET\"\nclient_id = \"c\"\nclient_secret = \"cs-S3CRET\"\n"
+        ))
+        .unwrap();
+        let providers = registry::Providers::from_settings(&settings).unwrap();
+        let p = providers.get("29AAGCP4821K1Z3").unwrap();
+        for code in [301, 302, 303, 307, 308] {
+            status.store(code, Ordering::SeqCst);
+            let e = p.authenticate(false).await.unwrap_err();
+            assert!(matches!(e, IrpError::Redirect { status, .. } if status == code), "{code}: {e:?}");
+            let text = e.to_string();
+            assert!(
+                text.contains(&format!("the IRP answered with a redirect to {target}"))
+                    && text.contains("redirects are not followed (credentials would leak)"),
+                "{text}"
+            );
+            // A wrong base_url: a configuration error (the GSTIN pauses), not a retry loop.
+            assert_eq!(e.class(Operation::Auth), Class::Configuration);
+            assert_eq!(e.class(Operation::Generate), Class::Configuration);
+            assert!(!e.may_have_reached_irp() && !e.is_error_response());
+            assert_eq!(e.to_error_items()[0].code, format!("HTTP_{code}"));
+        }
+        // An API call (AuthToken header and the invoice body) is not followed either.
+        let session = Session {
+            token: secrecy::SecretString::from("tok-S3CRET"),
+            sek: None,
+            expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+            obtained_at: chrono::Utc::now(),
+        };
+        let e = p.generate(&session, "{}").await.unwrap_err();
+        assert!(matches!(e, IrpError::Redirect { .. }), "{e:?}");
+        assert!(seen.lock().unwrap().is_empty(), "a request followed the redirect: {:?}", seen.lock().unwrap());
+    }
 }

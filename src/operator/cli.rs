@@ -204,7 +204,7 @@ pub async fn dead(settings: &Settings, cmd: DeadCmd) -> Result<(), OpError> {
                 opt(&m.message_id),
                 opt(&m.reason),
                 m.bytes,
-                m.preview.replace('\n', " ")
+                m.preview
             );
         }
         s + &format!("{} message(s) {}\n", msgs.len(), if replaying { "published again" } else { "dead-lettered" })

@@ -16,6 +16,7 @@ use crate::amqp::{self, AmqpError, Topology};
 use crate::config::Settings;
 use crate::domain::command::JobKind;
 use crate::domain::JobStatus;
+use crate::domain::text::escape_controls;
 use crate::store::ops::{JobFilter, StoredEvent};
 use crate::store::{Db, JobRow, StoreError};
 
@@ -228,7 +229,11 @@ pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retri
     Ok(Retried { job_id: j.id, previous_status: j.status.to_string(), message_id, request_id, path })
 }
 
-/// One dead-lettered message.
+/// One dead-lettered message, as shown to an operator. Anyone allowed to publish a command can
+/// put text in these fields, so each is shown with its control characters (C0, DEL, C1) and
+/// invisible formatting characters (bidirectional overrides such as U+202E, zero-width
+/// characters) written as visible `\u001B`-style escapes ([`shown`]): a body of
+/// `\x1b]0;PWNED\x07` must not retitle the operator's terminal, nor U+202E reorder a line.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadMessage {
     pub routing_key: String,
@@ -238,8 +243,25 @@ pub struct DeadMessage {
     pub reason: Option<String>,
     pub dead_lettered_at: Option<i64>,
     pub bytes: usize,
-    /// The first 200 characters of the body.
+    /// The first 200 characters of the body (line breaks and tabs as spaces).
     pub preview: String,
+}
+
+/// Text from a message as it may be printed: every control and invisible formatting character
+/// written as `\uXXXX` ([`escape_controls`]).
+pub fn shown(s: &str) -> String {
+    escape_controls(s).into_owned()
+}
+
+/// The start of a message body for a one-line listing: at most 200 characters, line breaks and
+/// tabs as spaces, every other control character escaped.
+pub fn preview(body: &[u8]) -> String {
+    let head: String = String::from_utf8_lossy(body)
+        .chars()
+        .take(200)
+        .map(|c| if matches!(c, '\n' | '\r' | '\t') { ' ' } else { c })
+        .collect();
+    shown(&head)
 }
 
 fn x_death(headers: Option<&FieldTable>) -> (Option<String>, Option<i64>) {
@@ -248,7 +270,7 @@ fn x_death(headers: Option<&FieldTable>) -> (Option<String>, Option<i64>) {
     };
     let Some(AMQPValue::FieldTable(first)) = deaths.as_slice().first() else { return (None, None) };
     let reason = match first.inner().get("reason") {
-        Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+        Some(AMQPValue::LongString(s)) => Some(shown(&s.to_string())),
         _ => None,
     };
     let time = match first.inner().get("time") {
@@ -261,15 +283,14 @@ fn x_death(headers: Option<&FieldTable>) -> (Option<String>, Option<i64>) {
 fn dead_message(d: &lapin::message::Delivery) -> DeadMessage {
     let p = &d.properties;
     let (reason, dead_lettered_at) = x_death(p.headers().as_ref());
-    let text = String::from_utf8_lossy(&d.data);
     DeadMessage {
-        routing_key: d.routing_key.to_string(),
-        message_id: p.message_id().as_ref().map(|s| s.to_string()),
-        correlation_id: p.correlation_id().as_ref().map(|s| s.to_string()),
+        routing_key: shown(d.routing_key.as_str()),
+        message_id: p.message_id().as_ref().map(|s| shown(s.as_str())),
+        correlation_id: p.correlation_id().as_ref().map(|s| shown(s.as_str())),
         reason,
         dead_lettered_at,
         bytes: d.data.len(),
-        preview: text.chars().take(200).collect(),
+        preview: preview(&d.data),
     }
 }
 
@@ -311,7 +332,8 @@ pub async fn dead(settings: &Settings, limit: usize, replay: Option<Select<'_>>)
             let chosen = match &replay {
                 None => true,
                 Some(Select::All) => true,
-                Some(Select::MessageId(id)) => info.message_id.as_deref() == Some(*id),
+                // The id as sent, not as shown.
+                Some(Select::MessageId(id)) => d.properties.message_id().as_ref().is_some_and(|m| m.as_str() == *id),
             };
             if !chosen {
                 continue;
@@ -344,6 +366,25 @@ mod tests {
         assert_eq!(parse_since("2026-11-29T00:00:00Z", now).unwrap().to_rfc3339(), "2026-11-29T00:00:00+00:00");
         assert!(matches!(parse_since("yesterday", now), Err(OpError::Usage(_))));
         assert!(matches!(parse_since("5w", now), Err(OpError::Usage(_))));
+    }
+
+    #[test]
+    fn dead_letter_text_is_shown_with_its_control_characters_escaped() {
+        let body = "\x1b]0;PWNED\x07{\"gstin\":\"29AAGCP4821K1Z3\u{202E}3Z1K\"}\x7f\u{9b}31m\nnext\tline\x1b[2J";
+        let p = preview(body.as_bytes());
+        for raw in ['\x1b', '\x07', '\x7f', '\u{9b}', '\u{202E}', '\n', '\t'] {
+            assert!(!p.contains(raw), "{raw:?} left raw in {p:?}");
+        }
+        assert_eq!(
+            p,
+            "\\u001B]0;PWNED\\u0007{\"gstin\":\"29AAGCP4821K1Z3\\u202E3Z1K\"}\\u007F\\u009B31m next line\\u001B[2J"
+        );
+        // Invalid UTF-8 is shown, not an error; plain text is as it was.
+        assert_eq!(preview(b"{not json\xff"), "{not json\u{FFFD}");
+        assert_eq!(shown("irn.generate"), "irn.generate");
+        assert_eq!(shown("op-\u{1b}[31m-1"), "op-\\u001B[31m-1");
+        // At most 200 characters of the body before escaping.
+        assert_eq!(preview("x".repeat(500).as_bytes()).len(), 200);
     }
 
     #[test]

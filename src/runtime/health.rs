@@ -6,18 +6,26 @@
 //!   `EINVOICE_READY_OUTBOX_MAX_AGE_SECS` unpublished), and not every configured GSTIN refused
 //!   by its IRP (all credentials failing or all paused). 503 with the reasons otherwise;
 //! - `/status`: JSON for people: the same checks, the store's counts, and per GSTIN its IRP,
-//!   pause, last IRP success and failure;
+//!   pause, last IRP success and failure. It names the GSTINs and their errors, so it asks for
+//!   `Authorization: Bearer <EINVOICE_STATUS_TOKEN>` (401 without it; 403 when no token is
+//!   configured);
 //! - `/metrics`: Prometheus text (see [`crate::telemetry::metrics::CATALOG`]).
+//!
+//! `/healthz`, `/readyz` and `/metrics` stay unauthenticated: kubelets and Prometheus scrape
+//! them. `EINVOICE_HEALTH_LISTEN` given as a port alone binds loopback. The server has its own
+//! PostgreSQL connection (a pool of one), so a flood of probes cannot take the jobs' connections,
+//! and every request is cut off after [`REQUEST_TIMEOUT`].
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use lapin::ConnectionStatus;
+use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -25,12 +33,30 @@ use tokio_util::sync::CancellationToken;
 use super::status::GstinHealth;
 use super::Ctx;
 use crate::store::ops::Snapshot;
+use crate::store::Db;
 use crate::telemetry::metrics::handle as metrics;
 
 #[derive(Clone)]
 struct HealthState {
     ctx: Arc<Ctx>,
     amqp: ConnectionStatus,
+    /// The health server's own connection (a pool of one), apart from the jobs' pool.
+    db: Db,
+}
+
+/// Longest time one request to the health port may take; then it is answered 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The address `EINVOICE_HEALTH_LISTEN` asks for: a port alone (`9090` or `:9090`) is loopback
+/// (`127.0.0.1:9090`); anything else (`0.0.0.0:9090`, `[::]:9090`, `host:9090`) as given.
+pub fn bind_address(listen: &str) -> String {
+    let l = listen.trim();
+    let port = l.strip_prefix(':').unwrap_or(l);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        format!("127.0.0.1:{port}")
+    } else {
+        l.to_string()
+    }
 }
 
 /// Bind `addr` and serve until `shutdown`; returns the bound address.
@@ -40,19 +66,58 @@ pub async fn serve(
     amqp: ConnectionStatus,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    use secrecy::ExposeSecret;
+    let listener = tokio::net::TcpListener::bind(bind_address(addr)).await?;
     let bound = listener.local_addr()?;
+    let settings = &ctx.settings;
+    let db = Db::with_ca(settings.database_url.expose_secret(), 1, settings.database_ca_file.as_deref())
+        .map_err(|e| std::io::Error::other(format!("the health endpoint's database pool: {e}")))?;
     metrics();
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/status", get(status))
         .route("/metrics", get(|| async { metrics().render() }))
-        .with_state(HealthState { ctx, amqp });
+        .layer(axum::middleware::from_fn(with_timeout))
+        .with_state(HealthState { ctx, amqp, db });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await;
     });
     Ok(bound)
+}
+
+/// Answer 503 when a request takes longer than [`REQUEST_TIMEOUT`].
+async fn with_timeout(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "the health endpoint did not answer in time\n").into_response(),
+    }
+}
+
+/// May this request read `/status`? Only with `Authorization: Bearer <token>` and a token
+/// configured; the refusal says what to do.
+fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), (StatusCode, &'static str)> {
+    use secrecy::ExposeSecret;
+    use sha2::{Digest, Sha256};
+    let Some(token) = token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "/status is disabled: set EINVOICE_STATUS_TOKEN (or EINVOICE_STATUS_TOKEN_FILE) and send \
+             `Authorization: Bearer <token>`; /healthz, /readyz and /metrics need no token\n",
+        ));
+    };
+    let given = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    // Digests compared, so the time taken says nothing about how much of the token matched.
+    let matches = given.is_some_and(|g| Sha256::digest(g.as_bytes()) == Sha256::digest(token.expose_secret().trim()));
+    if matches {
+        return Ok(());
+    }
+    Err((StatusCode::UNAUTHORIZED, "/status needs `Authorization: Bearer <EINVOICE_STATUS_TOKEN>`\n"))
 }
 
 /// One GSTIN in `/status`.
@@ -77,7 +142,7 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
         problems.push("RabbitMQ is blocking publishers (resource alarm)".to_string());
     }
     let settings = &s.ctx.settings;
-    let snapshot = match tokio::time::timeout(Duration::from_secs(2), s.ctx.db.snapshot()).await {
+    let snapshot = match tokio::time::timeout(Duration::from_secs(2), s.db.snapshot()).await {
         Ok(Ok(snap)) => Some(snap),
         Ok(Err(e)) => {
             problems.push(format!("PostgreSQL: {e}"));
@@ -99,7 +164,11 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
         }
     }
     let pauses = match &snapshot {
-        Some(_) => s.ctx.db.pauses().await.unwrap_or_default(),
+        Some(_) => tokio::time::timeout(Duration::from_secs(2), s.db.pauses())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     let health = s.ctx.irp_health.get();
@@ -145,7 +214,15 @@ async fn ready(State(s): State<HealthState>) -> (StatusCode, String) {
     }
 }
 
-async fn status(State(s): State<HealthState>) -> (StatusCode, Json<Value>) {
+async fn status(State(s): State<HealthState>, headers: HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match authorize(&headers, s.ctx.settings.status_token.as_ref()) {
+        Ok(()) => {}
+        Err((StatusCode::UNAUTHORIZED, text)) => {
+            return (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], text).into_response()
+        }
+        Err(refused) => return refused.into_response(),
+    }
     let (problems, snapshot, gstins) = assess(&s).await;
     let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
@@ -157,5 +234,41 @@ async fn status(State(s): State<HealthState>) -> (StatusCode, Json<Value>) {
         "store": snapshot,
         "gstins": gstins,
     });
-    (code, Json(body))
+    (code, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_alone_binds_loopback() {
+        assert_eq!(bind_address("9090"), "127.0.0.1:9090");
+        assert_eq!(bind_address(":9090"), "127.0.0.1:9090");
+        assert_eq!(bind_address(" 9090 "), "127.0.0.1:9090");
+        for given in ["0.0.0.0:9090", "127.0.0.1:0", "[::]:9090", "[::1]:9090", "localhost:9090"] {
+            assert_eq!(bind_address(given), given);
+        }
+    }
+
+    #[test]
+    fn status_needs_the_configured_bearer_token() {
+        let token = SecretString::from("s3cret-token");
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
+            h
+        };
+        assert!(authorize(&with("Bearer s3cret-token"), Some(&token)).is_ok());
+        for bad in ["Bearer s3cret-toke", "Bearer ", "Basic czNjcmV0LXRva2Vu", "s3cret-token", "Bearer s3cret-token2"] {
+            let (code, _) = authorize(&with(bad), Some(&token)).unwrap_err();
+            assert_eq!(code, StatusCode::UNAUTHORIZED, "{bad}");
+        }
+        let (code, _) = authorize(&HeaderMap::new(), Some(&token)).unwrap_err();
+        assert_eq!(code, StatusCode::UNAUTHORIZED);
+        // No token configured: 403 for everyone, saying how to turn it on.
+        let (code, text) = authorize(&with("Bearer s3cret-token"), None).unwrap_err();
+        assert_eq!(code, StatusCode::FORBIDDEN);
+        assert!(text.contains("EINVOICE_STATUS_TOKEN"), "{text}");
+    }
 }

@@ -235,15 +235,16 @@ pub async fn ensure_database(url: &str, ca_file: Option<&str>) -> Result<(), Sto
 /// a hint that fits the cause. Never the password.
 pub fn startup_error(url: &str, e: &StoreError) -> String {
     let place = describe_url(url);
-    match e.pg().map(|p| p.code().is_some()) {
+    let text = match e.pg().map(|p| p.code().is_some()) {
         Some(false) => format!("PostgreSQL is not reachable at {place} ({e}); {}", e.hint()),
         _ => format!("PostgreSQL at {place}: {e}; {}", e.hint()),
-    }
+    };
+    crate::config::scrub_url(&text, url)
 }
 
 /// "host:port/db" of a database URL, for error messages (never the password).
 pub fn describe_url(url: &str) -> String {
-    let Ok(cfg) = url.parse::<tokio_postgres::Config>() else {
+    let Ok(cfg) = tls::without_tls_params(url).parse::<tokio_postgres::Config>() else {
         return "an unparseable EINVOICE_DATABASE_URL".into();
     };
     let host = match cfg.get_hosts().first() {
@@ -254,4 +255,31 @@ pub fn describe_url(url: &str) -> String {
     };
     let port = cfg.get_ports().first().copied().unwrap_or(5432);
     format!("{host}:{port}/{}", cfg.get_dbname().unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_up_errors_never_show_the_password_of_a_malformed_url() {
+        for url in [
+            "postgres://u:S3CRET@db:notaport/x",
+            "postgres:u:S3CRET@db/x",
+            "postgres://u:S3CRET@db/x?sslmode=sometimes",
+            "postgres://u:S3CRET@db/x?sslmode=verify-full",
+            "postgres://u:S3CRET@db/x?S3CRET=1",
+            "host=db password=S3CRET port=x",
+            "host=db password=S3CRET S3CRET",
+        ] {
+            let e = match Db::new(url, 1) {
+                Err(e) => e,
+                Ok(_) => StoreError::Url("accepted".into()),
+            };
+            let text = startup_error(url, &e);
+            assert!(!text.contains("S3CRET"), "{url}: {text}");
+        }
+        // A verify mode names its host from the URL that tokio-postgres cannot parse whole.
+        assert_eq!(describe_url("postgres://u:S3CRET@db:6432/x?sslmode=verify-full&sslrootcert=system"), "db:6432/x");
+    }
 }

@@ -94,7 +94,8 @@ async fn the_operator_cli_finds_an_in_doubt_job_and_retries_it_without_a_second_
 async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
     let mut app = TestApp::spawn().await;
     let message_id = "op-dead-1";
-    app.publish_with_id("irn.generate", b"{not json", message_id).await;
+    // A hostile body: an OSC sequence that would retitle the operator's terminal, and a bidi override.
+    app.publish_with_id("irn.generate", "\x1b]0;PWNED\x07{not json\u{202E}".as_bytes(), message_id).await;
     let (_, rejected) = app.next_reply(20).await;
     assert_eq!(rejected["data"]["dead_lettered"], true, "{rejected:#}");
     // The broker dead-letters after the reject: wait until it is listed.
@@ -111,7 +112,12 @@ async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
     assert_eq!(first["routing_key"], "irn.generate");
     assert_eq!(first["message_id"], message_id);
     assert_eq!(first["reason"], "rejected");
-    assert_eq!(first["preview"], "{not json");
+    assert_eq!(first["preview"], "\\u001B]0;PWNED\\u0007{not json\\u202E");
+    // The human listing shows the escapes, never the raw control characters.
+    let human = cli(&app, &["dead", "list"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(text.contains("\\u001B]0;PWNED\\u0007{not json\\u202E"), "{text}");
+    assert!(!text.contains('\x1b') && !text.contains('\x07') && !text.contains('\u{202E}'), "{text:?}");
     // Listing does not take it.
     assert_eq!(json_out(&cli(&app, &["dead", "list", "--json"])).as_array().unwrap().len(), 1);
     // Replay a message id that is not there: exit 1, the queue untouched.
@@ -128,7 +134,7 @@ async fn dead_letters_are_listed_without_being_taken_and_replayed_on_demand() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_goes_red_when_every_gstin_is_refused_and_the_operator_can_unpause() {
     let app = TestApp::spawn_with(Options {
-        extra_toml: "health_listen = \"127.0.0.1:0\"\npause_secs = 600".into(),
+        extra_toml: "health_listen = \"127.0.0.1:0\"\npause_secs = 600\nstatus_token = \"op-t0ken\"".into(),
         ..Default::default()
     })
     .await;
@@ -152,7 +158,15 @@ async fn readyz_goes_red_when_every_gstin_is_refused_and_the_operator_can_unpaus
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(body.contains("no configured GSTIN can reach its IRP"), "readyz stayed green: {body:?}");
-    let status: Value = get("/status").await.unwrap().json().await.unwrap();
+    let status: Value = reqwest::Client::new()
+        .get(format!("http://{addr}/status"))
+        .bearer_auth("op-t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["ready"], false);
     for g in [SELLER_KA, SELLER_MH] {
         assert!(status["gstins"][g]["paused_until"].is_string(), "{status:#}");
@@ -309,6 +323,19 @@ async fn postgres_over_tls_honours_sslmode_and_the_ca_file() {
     let untrusted =
         encrypted(&format!("{local}?sslmode=verify-full"), Some(other_ca.to_str().unwrap())).await.unwrap_err();
     assert!(untrusted.to_lowercase().contains("certificate"), "{untrusted}");
+    // verify-ca/verify-full name their CA: without a CA file any publicly trusted certificate
+    // would pass, so they need EINVOICE_DATABASE_CA_FILE, sslrootcert=<file>, or (verify-full
+    // only) the explicit sslrootcert=system.
+    let no_ca = encrypted(&format!("{local}?sslmode=verify-full"), None).await.unwrap_err();
+    assert!(no_ca.contains("EINVOICE_DATABASE_CA_FILE") && no_ca.contains("sslrootcert=system"), "{no_ca}");
+    assert_eq!(encrypted(&format!("{local}?sslmode=verify-full&sslrootcert={CA}"), None).await, Ok(true));
+    assert_eq!(
+        encrypted(&format!("{local}?sslrootcert=system"), None).await,
+        Ok(true),
+        "the snakeoil CA is in the store"
+    );
+    let weak = encrypted(&format!("{plain}?sslmode=verify-ca&sslrootcert=system"), None).await.unwrap_err();
+    assert!(weak.contains("needs sslmode=verify-full"), "{weak}");
 }
 
 /// A retry queue declared by an earlier version (no at-least-once dead-lettering) does not stop
