@@ -82,6 +82,10 @@ pub struct CommandMeta {
     pub correlation_id: Option<String>,
     pub reply_to: Option<String>,
     pub request_id: Option<String>,
+    /// This delivery's handling: the owner of the leases it takes, the same when the worker
+    /// handles the delivery again (after the database came back), so it finds its own lease.
+    #[serde(skip)]
+    pub handling: Option<Uuid>,
 }
 
 /// Not terminal: a generate call may have reached the IRP and the worker is settling it by

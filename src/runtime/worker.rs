@@ -248,6 +248,7 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         correlation_id: props.correlation_id().as_ref().map(|s| s.to_string()),
         reply_to: props.reply_to().as_ref().map(|s| s.to_string()).filter(|s| !s.is_empty()),
         request_id: None,
+        handling: Some(uuid::Uuid::new_v4()),
     };
     let sender = authorize::sender(&ctx.seals, props, &meta.routing_key, &delivery.data);
     // A reply_to the sender may not use gets nothing: the answer goes to the events exchange only.
@@ -266,7 +267,25 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     let started = std::time::Instant::now();
     let in_flight = metrics::gauge!(m::JOBS_IN_FLIGHT);
     in_flight.increment(1.0);
-    let (result, by_events) = m::track_outcome(handle(ctx, &mut meta, &delivery, &who, attempt, first_seen)).await;
+    // A database outage is nobody's failure: the delivery is held (not requeued, which would
+    // spend the queue's delivery limit) and handled again once the database answers, with the
+    // same handling id, so a generate whose outcome could not be stored finds its own lease and
+    // settles by lookup at once. Held deliveries fill the prefetch, so consumption pauses.
+    // An error while the database answers (not an outage) is retried a few times only, then the
+    // message is requeued as before (the queue's delivery limit bounds it).
+    let (mut held, mut failed_while_up) = (Duration::ZERO, 0);
+    let (result, by_events) = loop {
+        let (result, by_events) = m::track_outcome(handle(ctx, &mut meta, &delivery, &who, attempt, first_seen)).await;
+        match &result {
+            Err(e) if held < MAX_HOLD && failed_while_up < 3 => {
+                tracing::warn!(error = %e, held_secs = held.as_secs(), "the database is unavailable; holding the delivery until it answers");
+                let (waited, was_down) = wait_for_database(ctx).await;
+                held += waited;
+                failed_while_up = if was_down { 0 } else { failed_while_up + 1 };
+            }
+            _ => break (result, by_events),
+        }
+    };
     in_flight.decrement(1.0);
     ctx.relay_wake.notify_one();
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
@@ -292,13 +311,32 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         }
         Err(e) => {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
-            tracing::error!(error = %e, "job could not be stored; requeueing the message");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::error!(error = %e, held_secs = held.as_secs(), "the database stayed unavailable; requeueing the message");
             delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
         }
     };
     if let Err(e) = settled {
         tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+    }
+}
+
+/// How long one delivery is held through a database outage before it goes back to the queue
+/// (below RabbitMQ's default 30-minute consumer timeout, which would close the channel).
+const MAX_HOLD: Duration = Duration::from_secs(20 * 60);
+
+/// Wait until the database answers (or a minute passed): how long it waited, and whether it was
+/// down at first. Backs off from 250 ms to 5 s, so a failover is noticed within moments.
+async fn wait_for_database(ctx: &Ctx) -> (Duration, bool) {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut was_down = false;
+    loop {
+        tokio::time::sleep(delay).await;
+        if ctx.db.ping().await.is_ok() || started.elapsed() >= Duration::from_secs(60) {
+            return (started.elapsed(), was_down);
+        }
+        was_down = true;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -103,7 +103,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
             ON CONFLICT (doc_key) DO NOTHING
             RETURNING {COLUMNS}
          ), cur AS (
-            SELECT {COLUMNS}, lease_until FROM jobs WHERE doc_key = $2 FOR UPDATE
+            SELECT {COLUMNS}, lease_until, lease_owner FROM jobs WHERE doc_key = $2 FOR UPDATE
          ), upd AS (
             UPDATE jobs j SET status = 'in_flight', attempts = j.attempts + 1, lease_owner = $10,
                 lease_until = now() + make_interval(secs => $11), request = $9, provider = $8,
@@ -115,7 +115,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
             FROM cur
             WHERE j.id = cur.id AND cur.status NOT IN ('generated', 'cancelled')
               AND NOT (cur.status = 'rejected' AND cur.request = $9)
-              AND NOT (cur.status = 'in_flight' AND cur.lease_until > now())
+              AND NOT (cur.status = 'in_flight' AND cur.lease_until > now() AND cur.lease_owner IS DISTINCT FROM $10)
             RETURNING {qualified}, cur.status AS prev
          )
          SELECT {claimed}, 'new'::text AS kind, NULL::text AS prev, NULL::timestamptz AS held_until,

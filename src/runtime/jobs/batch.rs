@@ -177,6 +177,7 @@ fn batch_meta(b: &BatchRow) -> CommandMeta {
         correlation_id: b.correlation_id.clone(),
         reply_to: b.reply_to.clone(),
         request_id: b.request_id.clone(),
+        handling: None,
     }
 }
 

@@ -82,7 +82,7 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -
     }
     let request = invoice.irp_text();
     // The lease belongs to this attempt (this delivery), not to the process.
-    let attempt_id = Uuid::new_v4();
+    let attempt_id = meta.handling.unwrap_or_else(Uuid::new_v4);
     // The IRP a new document goes to, recorded by the claim itself (`route` confirms it below).
     let intended = preferred(ctx, gstin, &irps).irp().to_string();
     let claimed_at = std::time::Instant::now();
