@@ -81,7 +81,7 @@ pub async fn handle(
         Some(g) if ctx.providers.get(g.as_str()).is_none() => {
             let errors = vec![not_configured(g.as_str())];
             let data = json!({"errors": errors, "dead_lettered": false});
-            ctx.db.enqueue_events(&[plain_event(meta, &JobKind::ReconcileRejected.rejected_event(), data)]).await?;
+            ctx.db.enqueue_events(&[plain_event(meta, JobKind::ReconcileRejected.rejected_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
         Some(g) => vec![g.as_str().to_ascii_uppercase()],
