@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use einvoice_worker::config::{ProviderKind, Settings};
-use einvoice_worker::irp::{nic::Nic, IrpProvider};
+use einvoice_worker::irp::{nic::Nic, Irn, IrpProvider};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};

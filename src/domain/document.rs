@@ -293,6 +293,17 @@ impl fmt::Display for DocumentKey {
     }
 }
 
+/// The calendar date in India at `now`. The IRP judges "future", "30 days" and its daily limits
+/// by IST, and a UTC host is 5½ hours behind around midnight.
+pub fn india_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+    now.with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
+}
+
+/// Today's date in India (the IRP's calendar).
+pub fn india_today() -> chrono::NaiveDate {
+    india_date(chrono::Utc::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,15 +384,4 @@ mod tests {
         assert_eq!(key("smp/0001").irn(), expected);
         assert_ne!(key("SMP/0002").irn(), expected);
     }
-}
-
-/// The calendar date in India at `now`. The IRP judges "future", "30 days" and its daily limits
-/// by IST, and a UTC host is 5½ hours behind around midnight.
-pub fn india_date(now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
-    now.with_timezone(&chrono_tz::Asia::Kolkata).date_naive()
-}
-
-/// Today's date in India (the IRP's calendar).
-pub fn india_today() -> chrono::NaiveDate {
-    india_date(chrono::Utc::now())
 }

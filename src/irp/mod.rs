@@ -1,6 +1,11 @@
-//! IRP adapters: one trait, two protocols (Whitebooks GSP and NIC direct), and the shared
-//! session (token) cache. Job code talks to [`IrpProvider`] only and never knows which
-//! protocol is behind it.
+//! IRP adapters: a small core trait, capability traits, two protocols (Whitebooks GSP and NIC
+//! direct), and the shared session (token) cache. Job code talks to [`IrpProvider`] and the
+//! capabilities it offers, and never knows which protocol is behind it.
+//!
+//! [`IrpProvider`] is identity and authentication. Every IRP the worker speaks to issues IRNs
+//! ([`Irn`]), looks up GSTINs ([`Gstins`]) and makes e-way bills ([`Ewaybills`]), so those are
+//! its supertraits; a capability only some IRPs have is asked for ([`IrpProvider::b2c`] for
+//! [`B2cQr`]) and is `None` where the provider's type does not implement it.
 pub mod errors;
 pub mod ewaybill;
 pub mod jwt;
@@ -24,11 +29,13 @@ use crate::domain::DocDate;
 pub use errors::IrpError;
 pub use ewaybill::{EwbCancelData, EwbData, VehicleData};
 pub use session::{Session, SessionManager};
-pub use types::{CancelData, IrnData};
+pub use types::{B2cQrCode, CancelData, EwbByIrn, GstinDetails, IrnData, RejectedIrn};
 
-/// One GSTIN's connection to the IRP. Implementations hold that GSTIN's credentials.
+/// One GSTIN's connection to the IRP: who it is and how it authenticates. Implementations hold
+/// that GSTIN's credentials; the calls themselves are the capability traits.
 #[async_trait]
-pub trait IrpProvider: Send + Sync {
+pub trait IrpProvider: Irn + Gstins + Ewaybills + Send + Sync {
+    /// The protocol spoken (NIC direct or Whitebooks).
     fn kind(&self) -> ProviderKind;
     /// The IRP's name (`NIC1`, `NIC2`, `IRIS`, `whitebooks`, …): recorded on the IRNs it issues.
     fn irp(&self) -> &str;
@@ -54,19 +61,44 @@ pub trait IrpProvider: Send + Sync {
     /// Authenticate and return a new session. `force_refresh` asks the IRP for a new token
     /// even if the current one is still valid (NIC honours it only in the last 10 minutes).
     async fn authenticate(&self, force_refresh: bool) -> Result<Session, IrpError>;
-    /// `invoice`: the normalized invoice as JSON text ([`crate::domain::invoice::ValidInvoice::irp_text`]).
+    /// The IRP's B2C QR service, where it has one (`None`: NIC's direct API has none).
+    fn b2c(&self) -> Option<&dyn B2cQr> {
+        None
+    }
+}
+
+/// IRNs: generate, look up, cancel, and the IRP's list of IRNs it rejected.
+#[async_trait]
+pub trait Irn: Send + Sync {
+    /// Generate the IRN; `invoice`: the normalized invoice as JSON text ([`crate::domain::invoice::ValidInvoice::irp_text`]).
     async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError>;
+    /// An IRN's details, by the IRN.
     async fn get_by_irn(&self, s: &Session, irn: &str) -> Result<IrnData, IrpError>;
+    /// An IRN's details, by the document it was generated for.
     async fn get_by_doc(&self, s: &Session, doc: &DocRef) -> Result<IrnData, IrpError>;
+    /// Cancel an IRN.
     async fn cancel(&self, s: &Session, irn: &str, reason: CancelReason, remark: &str) -> Result<CancelData, IrpError>;
-    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;
+    /// The IRNs the IRP rejected on `date` (another IRP registered the document first).
+    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<RejectedIrn>, IrpError>;
+}
+
+/// GSTIN lookups: another taxpayer's registration as the IRP has it.
+#[async_trait]
+pub trait Gstins: Send + Sync {
+    /// A GSTIN's registration details.
+    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError>;
     /// Ask the IRP to refresh its copy of a GSTIN from the GST common portal (3028/3029).
-    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError>;
-    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError>;
-    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError>;
-    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError>;
+    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError>;
+}
+
+/// E-way bills made from IRNs: read, generate, cancel, Part B.
+#[async_trait]
+pub trait Ewaybills: Send + Sync {
+    /// The e-way bill made from an IRN.
+    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<EwbByIrn, IrpError>;
     /// Make an e-way bill from an IRN; `request` is the generate-by-IRN body (`Irn`, `Distance`, …).
     async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError>;
+    /// Cancel e-way bill `ewb_no`.
     async fn cancel_ewaybill(
         &self,
         s: &Session,
@@ -76,6 +108,13 @@ pub trait IrpProvider: Send + Sync {
     ) -> Result<EwbCancelData, IrpError>;
     /// Part B: a new vehicle (or transport document) for e-way bill `ewb_no`.
     async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError>;
+}
+
+/// The IRP's dynamic QR code for a B2C invoice (a GSP feature), offered through [`IrpProvider::b2c`].
+#[async_trait]
+pub trait B2cQr: Send + Sync {
+    /// The QR code of the B2C invoice `doc`.
+    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<B2cQrCode, IrpError>;
 }
 
 /// The HTTP client every provider uses: explicit connect and read timeouts, rustls trusting the

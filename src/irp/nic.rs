@@ -28,7 +28,9 @@ use super::nic_crypto::{self, AppKey, CryptoError};
 use super::session::Sek;
 use super::signing::{self, load_public_key};
 use super::types::parse_ist;
-use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
+use super::{
+    CancelData, Ewaybills, EwbByIrn, GstinDetails, Gstins, Irn, IrnData, IrpError, IrpProvider, RejectedIrn, Session,
+};
 use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
@@ -373,6 +375,12 @@ impl IrpProvider for Nic {
         Ok(Session { token: SecretString::from(token), sek: Some(Sek::new(sek)), expires_at, obtained_at: now })
     }
 
+    // No `b2c`: NIC's direct API has no B2C QR service (the dynamic QR for B2C invoices is a GSP
+    // feature), so `Nic` does not implement `B2cQr` and the default `None` stands.
+}
+
+#[async_trait]
+impl Irn for Nic {
     async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError> {
         self.irn_data(self.post_text(s, GENERATE_PATH, invoice).await?)
     }
@@ -398,21 +406,9 @@ impl IrpProvider for Nic {
         CancelData::from_json(&v).ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
     }
 
-    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.get(s, &format!("/eivital/v1.04/Master/gstin/{}", path_segment(gstin))).await
-    }
-
-    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.get(s, &format!("/eivital/v1.04/Master/syncgstin/{}", path_segment(gstin))).await
-    }
-
-    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError> {
-        self.get(s, &format!("/eiewb/v1.03/ewaybill/irn/{}", path_segment(irn))).await
-    }
-
-    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError> {
+    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<RejectedIrn>, IrpError> {
         let v = self.get(s, &format!("/eicore/v1.03/Invoice/rejectedirns?date={date}")).await?;
-        Ok(match v {
+        let list = match v {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
             other => other
@@ -421,7 +417,29 @@ impl IrpProvider for Nic {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_else(|| vec![other]),
-        })
+        };
+        Ok(list.iter().map(RejectedIrn::from_json).collect())
+    }
+}
+
+#[async_trait]
+impl Gstins for Nic {
+    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError> {
+        let v = self.get(s, &format!("/eivital/v1.04/Master/gstin/{}", path_segment(gstin))).await?;
+        Ok(GstinDetails::from_json(&v))
+    }
+
+    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError> {
+        let v = self.get(s, &format!("/eivital/v1.04/Master/syncgstin/{}", path_segment(gstin))).await?;
+        Ok(GstinDetails::from_json(&v))
+    }
+}
+
+#[async_trait]
+impl Ewaybills for Nic {
+    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<EwbByIrn, IrpError> {
+        let v = self.get(s, &format!("/eiewb/v1.03/ewaybill/irn/{}", path_segment(irn))).await?;
+        Ok(EwbByIrn::from_json(&v))
     }
 
     async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
@@ -445,21 +463,6 @@ impl IrpProvider for Nic {
         let v = self.ewb_action(s, "VEHEWB", &update.request(ewb_no)).await?;
         VehicleData::from_json(&v)
             .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
-    }
-
-    /// NIC's direct API has no B2C QR service: the dynamic QR for B2C invoices is a GSP
-    /// (Whitebooks) feature. Rather than invent an endpoint, this answers
-    /// `IrpError::Api` with code `NOT_SUPPORTED` without calling the IRP.
-    async fn b2c_qr(&self, _s: &Session, _doc: &DocRef) -> Result<Value, IrpError> {
-        Err(IrpError::Api {
-            errors: vec![IrpMessage {
-                code: "NOT_SUPPORTED".into(),
-                message: "B2C QR codes are not part of the NIC IRP direct API; they are a GSP (Whitebooks) \
-                          feature, so configure this GSTIN with the whitebooks provider to use them"
-                    .into(),
-            }],
-            info: Vec::new(),
-        })
     }
 }
 
@@ -649,10 +652,11 @@ mod tests {
         assert!(missing.has_code("2154"), "{missing:?}");
 
         let g = nic.gstin_details(&s, "29AADCT5519H1Z4").await.unwrap();
-        assert_eq!(g["Gstin"], "29AADCT5519H1Z4");
-        assert_eq!(g["Status"], "ACT");
+        assert_eq!(g.gstin.as_deref(), Some("29AADCT5519H1Z4"));
+        assert_eq!(g.status.as_deref(), Some("ACT"));
+        assert!(g.is_active());
         let g = nic.sync_gstin(&s, "29AADCT5519H1Z4").await.unwrap();
-        assert_eq!(g["Gstin"], "29AADCT5519H1Z4");
+        assert_eq!(g.gstin.as_deref(), Some("29AADCT5519H1Z4"));
 
         let no_ewb = nic.ewaybill_by_irn(&s, &d.irn).await.unwrap_err();
         assert!(no_ewb.has_code("4003"), "{no_ewb:?}");
@@ -662,7 +666,7 @@ mod tests {
         sim.core.mark_rejected(&d.irn, None, None).unwrap();
         let rejected = nic.rejected_irns(&s, DocDate::parse(&today()).unwrap()).await.unwrap();
         assert_eq!(rejected.len(), 1);
-        assert_eq!(rejected[0]["Irn"], json!(d.irn));
+        assert_eq!(rejected[0].irn.as_deref(), Some(d.irn.as_str()));
 
         let c = nic.cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo").await.unwrap();
         assert_eq!(c.irn, d.irn);
@@ -670,8 +674,8 @@ mod tests {
         let twice = nic.cancel(&s, &d.irn, CancelReason::DataEntryMistake, "typo").await.unwrap_err();
         assert!(twice.has_code("9999"));
 
-        let qr = nic.b2c_qr(&s, &doc("NIC/0001")).await.unwrap_err();
-        assert!(qr.has_code("NOT_SUPPORTED"));
+        // NIC's direct API has no B2C QR service: the provider does not offer the capability.
+        assert!(nic.b2c().is_none());
 
         let st = sim.core.stats();
         assert_eq!(st.auth_calls, 2);

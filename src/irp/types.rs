@@ -2,6 +2,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use super::errors::get_ci;
+use super::ewaybill::EwbData;
+
 /// An IRN and its acknowledgement, as generate and both lookups return it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct IrnData {
@@ -70,6 +73,159 @@ impl CancelData {
     }
 }
 
+/// A GSTIN's registration, as `gstin_details` and `sync_gstin` answer it. Each field is the
+/// IRP's (named in its doc, matched case-insensitively) as sent: a string, or a number as its text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GstinDetails {
+    /// `Gstin`.
+    pub gstin: Option<String>,
+    /// `TradeName`.
+    pub trade_name: Option<String>,
+    /// `LegalName`.
+    pub legal_name: Option<String>,
+    /// `AddrBno`.
+    pub building_number: Option<String>,
+    /// `AddrBnm`.
+    pub building_name: Option<String>,
+    /// `AddrFlno`.
+    pub floor: Option<String>,
+    /// `AddrSt`.
+    pub street: Option<String>,
+    /// `AddrLoc`.
+    pub location: Option<String>,
+    /// `AddrPncd`.
+    pub pincode: Option<String>,
+    /// `StateCode`.
+    pub state_code: Option<String>,
+    /// `TxpType`.
+    pub taxpayer_type: Option<String>,
+    /// `Status` (`ACT`, `CNL`, …).
+    pub status: Option<String>,
+    /// `BlkStatus`.
+    pub block_status: Option<String>,
+    /// `DtReg`.
+    pub registered_on: Option<String>,
+    /// `DtDReg`.
+    pub deregistered_on: Option<String>,
+    /// The (decrypted) answer as received.
+    pub raw: Value,
+}
+
+impl GstinDetails {
+    pub fn from_json(v: &Value) -> GstinDetails {
+        GstinDetails {
+            gstin: get_ci(v, "Gstin"),
+            trade_name: get_ci(v, "TradeName"),
+            legal_name: get_ci(v, "LegalName"),
+            building_number: get_ci(v, "AddrBno"),
+            building_name: get_ci(v, "AddrBnm"),
+            floor: get_ci(v, "AddrFlno"),
+            street: get_ci(v, "AddrSt"),
+            location: get_ci(v, "AddrLoc"),
+            pincode: get_ci(v, "AddrPncd"),
+            state_code: get_ci(v, "StateCode"),
+            taxpayer_type: get_ci(v, "TxpType"),
+            status: get_ci(v, "Status"),
+            block_status: get_ci(v, "BlkStatus"),
+            registered_on: get_ci(v, "DtReg"),
+            deregistered_on: get_ci(v, "DtDReg"),
+            raw: v.clone(),
+        }
+    }
+
+    /// The IRP says the GSTIN is active (`Status` `ACT`, any case).
+    pub fn is_active(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("ACT"))
+    }
+}
+
+/// The e-way bill made from an IRN, as `ewaybill_by_irn` answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EwbByIrn {
+    /// `EwbNo`, as sent (case-insensitive; a number as its text).
+    pub ewb_no: Option<String>,
+    /// `EwbDt`, as sent.
+    pub ewb_dt: Option<String>,
+    /// `EwbValidTill`, as sent.
+    pub ewb_valid_till: Option<String>,
+    /// `Status` (`ACT`, `CNL`), as sent.
+    pub status: Option<String>,
+    /// The same e-way bill read as generate's answer is (other field names accepted, dates in
+    /// the IRP's form); `None` when it has no number.
+    pub ewb: Option<EwbData>,
+    /// The (decrypted) answer as received.
+    pub raw: Value,
+}
+
+impl EwbByIrn {
+    pub fn from_json(v: &Value) -> EwbByIrn {
+        EwbByIrn {
+            ewb_no: get_ci(v, "EwbNo"),
+            ewb_dt: get_ci(v, "EwbDt"),
+            ewb_valid_till: get_ci(v, "EwbValidTill"),
+            status: get_ci(v, "Status"),
+            ewb: EwbData::from_json(v),
+            raw: v.clone(),
+        }
+    }
+
+    /// The IRP says the e-way bill is cancelled (`Status` `CNL`, any case).
+    pub fn is_cancelled(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("CNL"))
+    }
+}
+
+/// One entry of the IRP's list of rejected IRNs. Fields as sent, matched case-insensitively.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedIrn {
+    /// `Irn`: the rejected IRN.
+    pub irn: Option<String>,
+    /// `SurvivingIrn`: the IRN that stands for the document instead.
+    pub surviving_irn: Option<String>,
+    /// `AckNo`.
+    pub ack_no: Option<String>,
+    /// `AckDt`.
+    pub ack_dt: Option<String>,
+    /// `DocTyp`.
+    pub doc_type: Option<String>,
+    /// `DocNo`.
+    pub doc_number: Option<String>,
+    /// `DocDt`.
+    pub doc_date: Option<String>,
+    /// The entry as received.
+    pub raw: Value,
+}
+
+impl RejectedIrn {
+    pub fn from_json(v: &Value) -> RejectedIrn {
+        RejectedIrn {
+            irn: get_ci(v, "Irn"),
+            surviving_irn: get_ci(v, "SurvivingIrn"),
+            ack_no: get_ci(v, "AckNo"),
+            ack_dt: get_ci(v, "AckDt"),
+            doc_type: get_ci(v, "DocTyp"),
+            doc_number: get_ci(v, "DocNo"),
+            doc_date: get_ci(v, "DocDt"),
+            raw: v.clone(),
+        }
+    }
+}
+
+/// A B2C invoice's QR code, as `b2c_qr` answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct B2cQrCode {
+    /// `QRCode`, else `SignedQRCode` (case-insensitive).
+    pub qr_code: Option<String>,
+    /// The answer as received.
+    pub raw: Value,
+}
+
+impl B2cQrCode {
+    pub fn from_json(v: &Value) -> B2cQrCode {
+        B2cQrCode { qr_code: get_ci(v, "QRCode").or_else(|| get_ci(v, "SignedQRCode")), raw: v.clone() }
+    }
+}
+
 /// Parse the IRP's `yyyy-MM-dd HH:mm:ss` timestamps, which are India time (Asia/Kolkata),
 /// into UTC, whatever the host's zone (gst_irn compares them as naive local time and so treats
 /// expired tokens as valid for 5.5 h on a UTC host).
@@ -102,5 +258,44 @@ mod tests {
         assert_eq!(d.ack_no, "112010000012345");
         assert_eq!(d.ewb_no.as_deref(), Some("1234"));
         assert_eq!(d.signed_qr_code.as_deref(), Some("q"));
+    }
+
+    #[test]
+    fn answers_are_read_case_insensitively() {
+        use serde_json::json;
+        let g = GstinDetails::from_json(&json!({
+            "gstin": "29AADCT5519H1Z4", "TRADENAME": "T", "LegalName": "L", "addrbno": 12, "AddrPncd": 560001,
+            "StateCode": "29", "txptype": "REG", "status": "act", "BlkStatus": "U", "DtReg": "2017-07-01", "DtDReg": ""
+        }));
+        assert_eq!(g.gstin.as_deref(), Some("29AADCT5519H1Z4"));
+        assert_eq!(g.trade_name.as_deref(), Some("T"));
+        assert_eq!(g.building_number.as_deref(), Some("12"));
+        assert_eq!(g.pincode.as_deref(), Some("560001"));
+        assert_eq!(g.taxpayer_type.as_deref(), Some("REG"));
+        assert_eq!(g.deregistered_on.as_deref(), Some(""), "an empty field is kept, as sent");
+        assert!(g.floor.is_none() && g.is_active());
+        assert!(!GstinDetails::from_json(&Value::Null).is_active());
+
+        let e =
+            EwbByIrn::from_json(&json!({"ewbno": 181000000001u64, "EWBDT": "2026-11-30 10:00:00", "status": "CNL"}));
+        assert_eq!(e.ewb_no.as_deref(), Some("181000000001"));
+        assert_eq!(e.ewb_dt.as_deref(), Some("2026-11-30 10:00:00"));
+        assert!(e.ewb_valid_till.is_none() && e.is_cancelled());
+        assert!(e.ewb.is_none(), "generate's reading knows EwbNo, ewbNo, ewayBillNo, EwayBillNo only");
+        let e = EwbByIrn::from_json(&json!({"EwbNo": 181000000002u64, "EwbValidTill": "01/12/2026 11:59:00 PM"}));
+        assert_eq!(e.ewb.as_ref().map(|d| d.ewb_no.as_str()), Some("181000000002"));
+        assert_eq!(e.ewb.unwrap().valid_till.as_deref(), Some("2026-12-01 23:59:00"));
+
+        let r = RejectedIrn::from_json(&json!({"IRN": "abc", "survivingirn": "def", "AckNo": 1, "DocTyp": "INV"}));
+        assert_eq!((r.irn.as_deref(), r.surviving_irn.as_deref()), (Some("abc"), Some("def")));
+        assert_eq!(
+            (r.ack_no.as_deref(), r.doc_type.as_deref(), r.doc_number.as_deref()),
+            (Some("1"), Some("INV"), None)
+        );
+        assert!(RejectedIrn::from_json(&json!("not an object")).irn.is_none());
+
+        assert_eq!(B2cQrCode::from_json(&json!({"qrcode": "q", "SignedQRCode": "s"})).qr_code.as_deref(), Some("q"));
+        assert_eq!(B2cQrCode::from_json(&json!({"signedqrcode": "s"})).qr_code.as_deref(), Some("s"));
+        assert!(B2cQrCode::from_json(&Value::Null).qr_code.is_none());
     }
 }

@@ -19,7 +19,10 @@ use serde_json::{json, Value};
 use super::errors::{from_reqwest, get_ci, http_error, parse_error_list};
 use super::ewaybill::{EwbCancelData, EwbData, VehicleData};
 use super::types::parse_ist;
-use super::{CancelData, IrnData, IrpError, IrpProvider, Session};
+use super::{
+    B2cQr, B2cQrCode, CancelData, Ewaybills, EwbByIrn, GstinDetails, Gstins, Irn, IrnData, IrpError, IrpProvider,
+    RejectedIrn, Session,
+};
 use crate::config::{Environment, GstinConfig, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
 use crate::domain::command::{CancelReason, DocRef};
@@ -190,6 +193,13 @@ impl IrpProvider for Whitebooks {
         Ok(Session { token: SecretString::from(token), sek: None, expires_at, obtained_at: now })
     }
 
+    fn b2c(&self) -> Option<&dyn B2cQr> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Irn for Whitebooks {
     async fn generate(&self, s: &Session, invoice: &str) -> Result<IrnData, IrpError> {
         let rb = self.request(Method::POST, "generate", s).header(reqwest::header::CONTENT_TYPE, "application/json");
         self.irn_data(self.call(rb.body(invoice.to_owned())).await?)
@@ -221,30 +231,35 @@ impl IrpProvider for Whitebooks {
         CancelData::from_json(&v).ok_or_else(|| IrpError::Protocol("the cancel answer has no Irn/CancelDate".into()))
     }
 
-    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.call(self.request(Method::GET, "gstin_details", s).query(&[("param1", gstin)])).await
-    }
-
-    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<Value, IrpError> {
-        self.call(self.request(Method::GET, "sync_gstin", s).query(&[("param1", gstin)])).await
-    }
-
-    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<Value, IrpError> {
-        self.call(self.request(Method::GET, "ewaybill_by_irn", s).query(&[("param1", irn)])).await
-    }
-
-    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<Value>, IrpError> {
+    async fn rejected_irns(&self, s: &Session, date: DocDate) -> Result<Vec<RejectedIrn>, IrpError> {
         let v = self.call(self.request(Method::GET, "rejected_irns", s).query(&[("param1", date.to_string())])).await?;
-        Ok(match v {
+        let list = match v {
             Value::Array(a) => a,
             Value::Null => Vec::new(),
             other => other.get("RejectedIrns").and_then(Value::as_array).cloned().unwrap_or_else(|| vec![other]),
-        })
+        };
+        Ok(list.iter().map(RejectedIrn::from_json).collect())
+    }
+}
+
+#[async_trait]
+impl Gstins for Whitebooks {
+    async fn gstin_details(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError> {
+        let v = self.call(self.request(Method::GET, "gstin_details", s).query(&[("param1", gstin)])).await?;
+        Ok(GstinDetails::from_json(&v))
     }
 
-    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<Value, IrpError> {
-        let body = json!({"docNo": doc.doc_number.as_str(), "docDt": doc.doc_date.to_string(), "docTyp": doc.doc_type.as_str()});
-        self.call(self.request(Method::POST, "b2c_qr", s).json(&body)).await
+    async fn sync_gstin(&self, s: &Session, gstin: &str) -> Result<GstinDetails, IrpError> {
+        let v = self.call(self.request(Method::GET, "sync_gstin", s).query(&[("param1", gstin)])).await?;
+        Ok(GstinDetails::from_json(&v))
+    }
+}
+
+#[async_trait]
+impl Ewaybills for Whitebooks {
+    async fn ewaybill_by_irn(&self, s: &Session, irn: &str) -> Result<EwbByIrn, IrpError> {
+        let v = self.call(self.request(Method::GET, "ewaybill_by_irn", s).query(&[("param1", irn)])).await?;
+        Ok(EwbByIrn::from_json(&v))
     }
 
     async fn generate_ewaybill(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
@@ -269,6 +284,16 @@ impl IrpProvider for Whitebooks {
         let v = self.call(self.request(Method::POST, "update_vehicle", s).json(&update.request(ewb_no))).await?;
         VehicleData::from_json(&v)
             .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
+    }
+}
+
+/// Whitebooks passes the B2C QR service through (`GETB2CQR`).
+#[async_trait]
+impl B2cQr for Whitebooks {
+    async fn b2c_qr(&self, s: &Session, doc: &DocRef) -> Result<B2cQrCode, IrpError> {
+        let body = json!({"docNo": doc.doc_number.as_str(), "docDt": doc.doc_date.to_string(), "docTyp": doc.doc_type.as_str()});
+        let v = self.call(self.request(Method::POST, "b2c_qr", s).json(&body)).await?;
+        Ok(B2cQrCode::from_json(&v))
     }
 }
 

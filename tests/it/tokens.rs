@@ -8,13 +8,12 @@ use base64::Engine;
 use einvoice_worker::config::ProviderKind;
 use einvoice_worker::domain::outcome::Operation;
 use einvoice_worker::irp::registry::Providers;
-use einvoice_worker::irp::IrpError;
+use einvoice_worker::irp::{GstinDetails, IrpError};
 use einvoice_worker::runtime::calls::{self, Resend};
 use einvoice_worker::runtime::worker;
 use einvoice_worker::runtime::Ctx;
 use einvoice_worker::store::Db;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 
 use crate::helpers::{invoice, Options, TestApp, LOGS, SELLER_KA, SELLER_MH};
 
@@ -30,7 +29,7 @@ fn context(app: &TestApp) -> Arc<Ctx> {
 }
 
 /// One cheap authenticated IRP call through the same path every job uses.
-async fn irp_call(ctx: &Ctx) -> Result<Value, IrpError> {
+async fn irp_call(ctx: &Ctx) -> Result<GstinDetails, IrpError> {
     let p = ctx.providers.get(SELLER_KA).expect("configured");
     calls::call(ctx, SELLER_KA, p.as_ref(), Operation::GstinDetails, Resend::Freely, |s| {
         let p = p.clone();

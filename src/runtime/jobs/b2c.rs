@@ -1,7 +1,8 @@
 //! `b2c.qr`: the QR code of a B2C invoice. With the invoice in the command the worker makes it
 //! itself (a UPI payment intent from the seller's configured `upi_id`, see
 //! `domain::command::b2c`), for any provider and without an IRP call; without it, the IRP's
-//! (a Whitebooks feature: NIC has no B2C QR API and answers `NOT_SUPPORTED`).
+//! (a Whitebooks feature: NIC has no B2C QR API, its provider offers no [`irp::B2cQr`], and the
+//! command is rejected with `NOT_SUPPORTED`).
 use serde_json::json;
 
 use super::job::Job;
@@ -9,7 +10,7 @@ use crate::domain::command::b2c::{upi_intent, B2cInvoice, B2cQr};
 use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::domain::outcome::Operation;
-use crate::irp::errors::get_ci;
+use crate::irp::{self, IrpError};
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
@@ -27,13 +28,16 @@ impl Job<'_> {
             return self.b2c_qr_local(inv).await;
         }
         let p = self.provider.as_ref();
+        let Some(b2c) = p.b2c() else {
+            return self.failed(not_supported(), Operation::B2cQr, Some(self.doc_ref(d))).await;
+        };
         match call(self.ctx, self.gstin.as_str(), p, Operation::B2cQr, Resend::Freely, |s| async move {
-            p.b2c_qr(&s, d).await
+            b2c.b2c_qr(&s, d).await
         })
         .await
         {
             Ok(v) => {
-                let qr = get_ci(&v, "QRCode").or_else(|| get_ci(&v, "SignedQRCode")).unwrap_or_default();
+                let qr = v.qr_code.unwrap_or_default();
                 let mut data = json!({"qr_code": qr, "source": "irp"});
                 if let Some(png) = crate::runtime::events::b2c_qr_png(self.ctx, &qr).await? {
                     data["qr_png_base64"] = png;
@@ -65,5 +69,19 @@ impl Job<'_> {
             data["qr_png_base64"] = png;
         }
         self.emit(self.event("b2c.qr", data, None, doc)).await
+    }
+}
+
+/// What a provider without [`irp::B2cQr`] answers (NIC's direct API has no B2C QR service): the
+/// IRP error this command is rejected with, as from the IRP.
+fn not_supported() -> IrpError {
+    IrpError::Api {
+        errors: vec![irp::errors::IrpMessage {
+            code: "NOT_SUPPORTED".into(),
+            message: "B2C QR codes are not part of the NIC IRP direct API; they are a GSP (Whitebooks) \
+                      feature, so configure this GSTIN with the whitebooks provider to use them"
+                .into(),
+        }],
+        info: Vec::new(),
     }
 }

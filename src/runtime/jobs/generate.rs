@@ -344,7 +344,7 @@ async fn sync_parties(ctx: &Ctx, g: &str, provider: &dyn IrpProvider, invoice: &
         })
         .await
         {
-            Ok(v) if get_ci(&v, "Status").is_some_and(|s| s.eq_ignore_ascii_case("ACT")) => {}
+            Ok(v) if v.is_active() => {}
             _ => return false,
         }
     }

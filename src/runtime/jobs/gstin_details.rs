@@ -7,7 +7,7 @@ use crate::domain::command::JobKind;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
 use crate::domain::Gstin;
-use crate::irp::errors::get_ci;
+use crate::irp;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
@@ -46,24 +46,24 @@ impl Job<'_> {
 }
 
 /// GSTIN details as our event names them, whatever the protocol called the fields.
-fn gstin_view(gstin: &str, v: &Value) -> Value {
+fn gstin_view(gstin: &str, v: &irp::GstinDetails) -> Value {
     json!({
-        "gstin": get_ci(v, "Gstin").unwrap_or_else(|| gstin.to_string()),
-        "trade_name": get_ci(v, "TradeName"),
-        "legal_name": get_ci(v, "LegalName"),
+        "gstin": v.gstin.clone().unwrap_or_else(|| gstin.to_string()),
+        "trade_name": v.trade_name,
+        "legal_name": v.legal_name,
         "address": {
-            "building_number": get_ci(v, "AddrBno"),
-            "building_name": get_ci(v, "AddrBnm"),
-            "floor": get_ci(v, "AddrFlno"),
-            "street": get_ci(v, "AddrSt"),
-            "location": get_ci(v, "AddrLoc"),
-            "pincode": get_ci(v, "AddrPncd"),
+            "building_number": v.building_number,
+            "building_name": v.building_name,
+            "floor": v.floor,
+            "street": v.street,
+            "location": v.location,
+            "pincode": v.pincode,
         },
-        "state_code": get_ci(v, "StateCode"),
-        "taxpayer_type": get_ci(v, "TxpType"),
-        "status": get_ci(v, "Status"),
-        "block_status": get_ci(v, "BlkStatus"),
-        "registered_on": get_ci(v, "DtReg"),
-        "deregistered_on": get_ci(v, "DtDReg"),
+        "state_code": v.state_code,
+        "taxpayer_type": v.taxpayer_type,
+        "status": v.status,
+        "block_status": v.block_status,
+        "registered_on": v.registered_on,
+        "deregistered_on": v.deregistered_on,
     })
 }

@@ -58,7 +58,7 @@ pub(super) async fn reject_with(
     if let (Some(d), Value::Object(x)) = (data.as_object_mut(), extra) {
         d.extend(x);
     }
-    let mut ev = plain_event(meta, &kind.rejected_event(), data);
+    let mut ev = plain_event(meta, kind.rejected_event(), data);
     ev.event.document = doc;
     ctx.db.enqueue_events(&[ev]).await?;
     Ok(Disposition::Ack)

@@ -25,8 +25,7 @@ use crate::domain::command::{DocRef, JobKind};
 use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
 use crate::domain::{DocDate, DocNumber, DocType};
-use crate::irp::errors::get_ci;
-use crate::irp::IrnData;
+use crate::irp::{IrnData, RejectedIrn};
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::{self, document_ref, errors_json, not_configured, plain_event};
 use crate::runtime::{Ctx, Disposition};
@@ -82,7 +81,7 @@ pub async fn handle(
         Some(g) if ctx.providers.get(g.as_str()).is_none() => {
             let errors = vec![not_configured(g.as_str())];
             let data = json!({"errors": errors, "dead_lettered": false});
-            ctx.db.enqueue_events(&[plain_event(meta, &JobKind::ReconcileRejected.rejected_event(), data)]).await?;
+            ctx.db.enqueue_events(&[plain_event(meta, JobKind::ReconcileRejected.rejected_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
         Some(g) => vec![g.as_str().to_ascii_uppercase()],
@@ -231,20 +230,21 @@ async fn examine(
     gstin: &str,
     day: NaiveDate,
     irp: &str,
-    list: &[Value],
+    list: &[RejectedIrn],
 ) -> Result<(Vec<RejectedFlag>, Vec<Value>, Vec<Value>), StoreError> {
     let (mut flags, mut findings) = (Vec::new(), Vec::new());
     for item in list {
-        let Some(irn) = get_ci(item, "Irn").filter(|s| !s.is_empty()) else {
+        let Some(irn) = item.irn.clone().filter(|s| !s.is_empty()) else {
+            let item = &item.raw;
             tracing::warn!(gstin, %day, ?item, "rejected-IRN entry without an IRN; ignored");
             continue;
         };
-        let surviving = get_ci(item, "SurvivingIrn").filter(|s| !s.is_empty());
+        let surviving = item.surviving_irn.clone().filter(|s| !s.is_empty());
         let mut job = ctx.db.job_by_irn(&irn).await?;
         if job.is_none() && irn.to_ascii_lowercase() != irn {
             job = ctx.db.job_by_irn(&irn.to_ascii_lowercase()).await?;
         }
-        let ack = json!({"ack_no": get_ci(item, "AckNo"), "ack_dt": get_ci(item, "AckDt")});
+        let ack = json!({"ack_no": item.ack_no, "ack_dt": item.ack_dt});
         // A finding about one of our jobs, named by the IRP whose list had it.
         let about_job = |kind: &str, job: &JobRow, irn: String, surviving: Option<String>| {
             json!({
@@ -286,9 +286,9 @@ async fn examine(
                 "job_id": null,
                 "document": {
                     "gstin": gstin,
-                    "doc_type": get_ci(item, "DocTyp"),
-                    "doc_number": get_ci(item, "DocNo"),
-                    "doc_date": get_ci(item, "DocDt"),
+                    "doc_type": item.doc_type,
+                    "doc_number": item.doc_number,
+                    "doc_date": item.doc_date,
                 },
                 "ack_no": ack["ack_no"],
                 "ack_dt": ack["ack_dt"],

@@ -6,7 +6,6 @@ use crate::domain::command::ewaybill_get::EwaybillGet;
 use crate::domain::command::JobKind;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
-use crate::irp::errors::get_ci;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
@@ -32,10 +31,10 @@ impl Job<'_> {
             Ok(v) => {
                 let data = json!({
                     "irn": irn,
-                    "ewb_no": get_ci(&v, "EwbNo"),
-                    "ewb_dt": get_ci(&v, "EwbDt"),
-                    "ewb_valid_till": get_ci(&v, "EwbValidTill"),
-                    "status": get_ci(&v, "Status"),
+                    "ewb_no": v.ewb_no,
+                    "ewb_dt": v.ewb_dt,
+                    "ewb_valid_till": v.ewb_valid_till,
+                    "status": v.status,
                 });
                 self.emit(self.event("ewaybill.details", data, job.as_ref(), None)).await
             }

@@ -19,9 +19,8 @@ use super::job::Job;
 use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
 use crate::domain::event::{DocumentRef, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
-use crate::irp::errors::get_ci;
 use crate::irp::types::format_ist;
-use crate::irp::{EwbData, IrpError};
+use crate::irp::IrpError;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::document_ref;
 use crate::runtime::Disposition;
@@ -38,8 +37,8 @@ impl Job<'_> {
         .await;
         match found {
             Ok(v) => {
-                let Some(d) = EwbData::from_json(&v) else { return Ok(None) };
-                let cancelled = get_ci(&v, "Status").is_some_and(|s| s.eq_ignore_ascii_case("CNL"));
+                let cancelled = v.is_cancelled();
+                let Some(d) = v.ewb else { return Ok(None) };
                 Ok(Some(EwbRow {
                     ewb_no: d.ewb_no,
                     gstin: self.gstin.as_str().to_string(),
