@@ -287,9 +287,9 @@ mod tests {
     fn every_kind_ends_on_its_success_rejected_and_failed_events_only() {
         for kind in JobKind::ALL {
             assert_eq!(final_outcome(kind, kind.success_event()), Some(0), "{kind:?}");
-            assert_eq!(final_outcome(kind, &kind.rejected_event()), Some(exit::REJECTED), "{kind:?}");
+            assert_eq!(final_outcome(kind, kind.rejected_event()), Some(exit::REJECTED), "{kind:?}");
             assert_eq!(final_outcome(kind, "command.rejected"), Some(exit::REJECTED), "{kind:?}");
-            assert_eq!(final_outcome(kind, &kind.failed_event()), Some(exit::FAILED), "{kind:?}");
+            assert_eq!(final_outcome(kind, kind.failed_event()), Some(exit::FAILED), "{kind:?}");
             assert_eq!(final_outcome(kind, "irn.in_doubt"), None, "{kind:?}");
             assert_eq!(final_outcome(kind, "gstin.paused"), None, "{kind:?}");
         }

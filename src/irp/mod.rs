@@ -214,8 +214,8 @@ mod tests {
                 "{text}"
             );
             // A wrong base_url: a configuration error (the GSTIN pauses), not a retry loop.
-            assert_eq!(e.class(Operation::Auth), Class::Configuration);
-            assert_eq!(e.class(Operation::Generate), Class::Configuration);
+            assert_eq!(e.table_class(Operation::Auth), Class::Configuration);
+            assert_eq!(e.class(Operation::Generate), crate::domain::outcome::Final::Configuration);
             assert!(!e.may_have_reached_irp() && !e.is_error_response());
             assert_eq!(e.to_error_items()[0].code, format!("HTTP_{code}"));
         }

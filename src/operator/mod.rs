@@ -15,8 +15,8 @@ use uuid::Uuid;
 use crate::amqp::{self, AmqpError, Topology};
 use crate::config::Settings;
 use crate::domain::command::JobKind;
-use crate::domain::JobStatus;
 use crate::domain::text::escape_controls;
+use crate::domain::JobStatus;
 use crate::store::ops::{JobFilter, StoredEvent};
 use crate::store::{Db, JobRow, StoreError};
 

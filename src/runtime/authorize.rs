@@ -37,7 +37,7 @@ pub fn sealed(seals: &SecretBox, publisher: &str, routing_key: &str, body: &[u8]
     h
 }
 
-fn header<'a>(props: &'a BasicProperties, name: &str) -> Option<String> {
+fn header(props: &BasicProperties, name: &str) -> Option<String> {
     match props.headers().as_ref()?.inner().get(name)? {
         AMQPValue::LongString(s) => Some(s.to_string()),
         AMQPValue::ShortString(s) => Some(s.to_string()),

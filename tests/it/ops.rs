@@ -123,6 +123,7 @@ async fn the_pools_have_their_own_size_and_the_relay_publishes_while_jobs_hold_e
         correlation_id: Some("relay-own-connection".into()),
         reply_to: None,
         request_id: None,
+        handling: None,
     };
     app.db.enqueue_events(&[plain_event(
             &meta,
