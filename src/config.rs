@@ -740,7 +740,7 @@ pub fn scrub_url(text: &str, url: &str) -> String {
         }
         let Some(r) = password_span(u) else { continue };
         let raw = &u[r];
-        let decoded = crate::store::tls::percent_decode(raw);
+        let decoded = percent_decode(raw);
         for secret in [raw, decoded.as_str()] {
             // A one- or two-letter password would match ordinary words; such a password is no secret.
             if secret.chars().count() >= 3 {
@@ -914,6 +914,27 @@ fn field_names<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
     let mut fields: &'static [&'static str] = &[];
     let _ = T::deserialize(Probe(&mut fields));
     fields
+}
+
+/// `%XX` escapes of a URL query value decoded (a file path may be written `%2Fetc%2F…`).
+pub fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

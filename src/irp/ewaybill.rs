@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::errors::IrpMessage;
+use super::errors::{get_ci, IrpMessage};
 use super::session::Sek;
 use super::types::field;
 use super::IrpError;
@@ -142,6 +142,42 @@ fn ewb_error_codes(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The e-way bill made from an IRN, as `ewaybill_by_irn` answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EwbByIrn {
+    /// `EwbNo`, as sent (case-insensitive; a number as its text).
+    pub ewb_no: Option<String>,
+    /// `EwbDt`, as sent.
+    pub ewb_dt: Option<String>,
+    /// `EwbValidTill`, as sent.
+    pub ewb_valid_till: Option<String>,
+    /// `Status` (`ACT`, `CNL`), as sent.
+    pub status: Option<String>,
+    /// The same e-way bill read as generate's answer is (other field names accepted, dates in
+    /// the IRP's form); `None` when it has no number.
+    pub ewb: Option<EwbData>,
+    /// The (decrypted) answer as received.
+    pub raw: Value,
+}
+
+impl EwbByIrn {
+    pub fn from_json(v: &Value) -> EwbByIrn {
+        EwbByIrn {
+            ewb_no: get_ci(v, "EwbNo"),
+            ewb_dt: get_ci(v, "EwbDt"),
+            ewb_valid_till: get_ci(v, "EwbValidTill"),
+            status: get_ci(v, "Status"),
+            ewb: EwbData::from_json(v),
+            raw: v.clone(),
+        }
+    }
+
+    /// The IRP says the e-way bill is cancelled (`Status` `CNL`, any case).
+    pub fn is_cancelled(&self) -> bool {
+        self.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("CNL"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +204,19 @@ mod tests {
         assert_eq!(ewb_api_date("2026-11-30 00:15:00"), "30/11/2026 12:15:00 AM");
         assert_eq!(normalise_date("30/11/2026 12:15:00 AM"), "2026-11-30 00:15:00");
         assert_eq!(normalise_date("2026-11-30 00:15:00"), "2026-11-30 00:15:00");
+    }
+
+    #[test]
+    fn an_ewaybill_by_irn_is_read_case_insensitively() {
+        use serde_json::json;
+        let e =
+            EwbByIrn::from_json(&json!({"ewbno": 181000000001u64, "EWBDT": "2026-11-30 10:00:00", "status": "CNL"}));
+        assert_eq!(e.ewb_no.as_deref(), Some("181000000001"));
+        assert_eq!(e.ewb_dt.as_deref(), Some("2026-11-30 10:00:00"));
+        assert!(e.ewb_valid_till.is_none() && e.is_cancelled());
+        assert!(e.ewb.is_none(), "generate's reading knows EwbNo, ewbNo, ewayBillNo, EwayBillNo only");
+        let e = EwbByIrn::from_json(&json!({"EwbNo": 181000000002u64, "EwbValidTill": "01/12/2026 11:59:00 PM"}));
+        assert_eq!(e.ewb.as_ref().map(|d| d.ewb_no.as_str()), Some("181000000002"));
+        assert_eq!(e.ewb.unwrap().valid_till.as_deref(), Some("2026-12-01 23:59:00"));
     }
 }

@@ -27,9 +27,9 @@ use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
 pub use errors::IrpError;
-pub use ewaybill::{EwbCancelData, EwbData, VehicleData};
+pub use ewaybill::{EwbByIrn, EwbCancelData, EwbData, VehicleData};
 pub use session::{Session, SessionManager};
-pub use types::{B2cQrCode, CancelData, EwbByIrn, GstinDetails, IrnData, RejectedIrn};
+pub use types::{B2cQrCode, CancelData, GstinDetails, IrnData, RejectedIrn};
 
 /// One GSTIN's connection to the IRP: who it is and how it authenticates. Implementations hold
 /// that GSTIN's credentials; the calls themselves are the capability traits.

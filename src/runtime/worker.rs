@@ -32,6 +32,8 @@ use crate::irp::registry::Providers;
 use crate::store::{self, Db, StoreError};
 use crate::telemetry::metrics as m;
 
+/// The message ids of a batch's members (`batch:<batch id>:<index>`): the worker's own.
+const BATCH_ID_PREFIX: &str = "batch:";
 const ATTEMPT_HEADER: &str = "x-einvoice-attempt";
 const FIRST_SEEN_HEADER: &str = "x-einvoice-first-seen";
 
@@ -482,14 +484,14 @@ struct Caller {
 async fn forbid(
     ctx: &Ctx,
     meta: &CommandMeta,
-    kind: JobKind,
+    event_type: &str,
     r: authorize::Refusal,
 ) -> Result<Disposition, StoreError> {
     tracing::warn!(code = r.code, reason = r.reason, message = %r.message, "command refused: not authorised");
     metrics::counter!(m::COMMANDS_FORBIDDEN, "reason" => r.reason).increment(1);
     let errors = vec![ErrorItem::worker(r.code, r.message)];
     let data = json!({"errors": errors, "dead_lettered": false});
-    ctx.db.enqueue_events(&[plain_event(meta, kind.rejected_event(), data)]).await?;
+    ctx.db.enqueue_events(&[plain_event(meta, event_type, data)]).await?;
     Ok(Disposition::Ack)
 }
 
@@ -534,8 +536,21 @@ async fn dispatch(
     member: &mut Option<BatchMember>,
 ) -> Result<Disposition, StoreError> {
     // Only the worker publishes batch members: a `batch` marker or a `batch:` message id from
-    // anyone else is not one (it could otherwise decide a member's outcome).
+    // anyone else is not one. Such a message is refused before anything else, and its answer
+    // carries no message id (a batch's summary finds its members' answers by that id).
     let from_worker = who.sender.as_deref() == Some(authorize::WORKER);
+    if !from_worker && meta.message_id.as_deref().is_some_and(|id| id.starts_with(BATCH_ID_PREFIX)) {
+        meta.message_id = None;
+        let refusal = authorize::Refusal {
+            code: "FORBIDDEN",
+            reason: "batch_id",
+            message: "message ids starting with 'batch:' are the worker's own (the members of a batch); use another \
+                      message_id"
+                .into(),
+        };
+        let event_type = JobKind::from_routing_key(&meta.routing_key).map_or(COMMAND_REJECTED, JobKind::rejected_event);
+        return Box::pin(forbid(ctx, meta, event_type, refusal)).await;
+    }
     let parsed = match parse_command(&meta.routing_key, body, &ctx.parse_options()) {
         Ok(p) => p,
         Err(rej) => {
@@ -581,22 +596,12 @@ async fn dispatch(
     }
     span::record_command(parsed.command.gstin().map(|g| g.as_str()), parsed.command.subject().as_deref());
     let kind = parsed.command.kind();
-    let reserved = (!from_worker && meta.message_id.as_deref().is_some_and(|id| id.starts_with("batch:"))).then(|| {
-        authorize::Refusal {
-            code: "FORBIDDEN",
-            reason: "batch_id",
-            message: "message ids starting with 'batch:' are the worker's own (the members of a batch); use another \
-                      message_id"
-                .into(),
-        }
-    });
     let refused = who
         .refusal
         .clone()
-        .or(reserved)
         .or_else(|| authorize::publisher(&ctx.settings, who.sender.as_deref(), kind, parsed.command.gstin()).err());
     if let Some(r) = refused {
-        return Box::pin(forbid(ctx, meta, kind, r)).await;
+        return Box::pin(forbid(ctx, meta, kind.rejected_event(), r)).await;
     }
     let disposition = Box::pin(jobs::dispatch(ctx, meta, &parsed.command, attempt)).await?;
     // Jobs without a job row give up here once they are too old (generate decides per row).

@@ -191,7 +191,7 @@ fn take_tls_params(url: &str) -> Result<(TlsParams, String), StoreError> {
         let mut kept = Vec::new();
         for pair in query.split('&') {
             let taken = match pair.split_once('=') {
-                Some((k, v)) => take(k, &percent_decode(v))?,
+                Some((k, v)) => take(k, &crate::config::percent_decode(v))?,
                 None => false,
             };
             if !taken {
@@ -225,27 +225,6 @@ fn parse_sslmode(v: &str) -> Result<SslMode, StoreError> {
             "sslmode '{other}' is not one of disable, prefer, require, verify-ca, verify-full"
         ))),
     }
-}
-
-/// `%XX` escapes of a URL query value decoded (a file path may be written `%2Fetc%2F…`).
-pub fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The URL with `sslmode` and `sslrootcert` taken out: what tokio-postgres can parse (error

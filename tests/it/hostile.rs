@@ -101,7 +101,11 @@ async fn a_foreign_reply_to_gets_nothing_and_a_forged_batch_member_changes_nothi
     let forged = json!({"gstin": SELLER_KA, "invoice": {"oops": 1}, "batch": {"batch_id": batch_id, "index": 0}});
     app.publish_with_id("irn.generate", forged.to_string().as_bytes(), &format!("batch:{batch_id}:0")).await;
     let (_, ev) = app.next_reply(20).await;
-    assert_eq!(ev["event_type"], "irn.rejected");
+    assert_eq!(
+        (ev["event_type"].as_str(), ev["data"]["errors"][0]["code"].as_str()),
+        (Some("irn.rejected"), Some("FORBIDDEN"))
+    );
+    assert!(ev["command_message_id"].is_null(), "the refusal carries no batch: id: {ev:#}");
     // The real batch completes with its real outcome.
     let body = json!({"gstin": SELLER_KA, "batch_id": batch_id, "invoices": [invoice("b2b-intra-goods", "F/2")]});
     app.publish("irn.generate_batch", &body).await;
@@ -123,7 +127,7 @@ async fn a_foreign_reply_to_gets_nothing_and_a_forged_batch_member_changes_nothi
 async fn publishers_act_only_for_their_gstins_and_commands() {
     // The test connection's user is `guest`: RabbitMQ accepts `user_id: guest` from it.
     let extra = format!(
-        "[publishers.\"guest\"]\ngstins = [\"{SELLER_KA}\"]\ncommands = [\"irn.generate\", \"irn.generate_batch\"]\n"
+        "[publishers.\"guest\"]\ngstins = [\"{SELLER_KA}\"]\ncommands = [\"irn.generate\", \"irn.generate_batch\", \"gstin.details\"]\n"
     );
     let mut app = TestApp::spawn_with(Options { extra_toml: extra, ..Default::default() }).await;
     let (ch, ex, replies) = (app.ch.clone(), app.topology.commands.clone(), app.replies.clone());
@@ -146,16 +150,13 @@ async fn publishers_act_only_for_their_gstins_and_commands() {
     .await;
     let (_, ev) = app.next_reply(30).await;
     assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
-    publish_as(
-        Some("guest"),
-        "irn.generate",
-        json!({"gstin": SELLER_MH, "invoice": invoice("b2b-inter-services", "P/2")}),
-    )
-    .await;
+    // A command the publisher may send, for a GSTIN it may not act for.
+    publish_as(Some("guest"), "gstin.details", json!({"gstin": SELLER_MH, "target_gstin": SELLER_KA})).await;
     let (_, ev) = app.next_reply(30).await;
     assert_eq!(
         (ev["event_type"].as_str(), ev["data"]["errors"][0]["code"].as_str()),
-        (Some("irn.rejected"), Some("FORBIDDEN"))
+        (Some("gstin.details.rejected"), Some("FORBIDDEN")),
+        "{ev:#}"
     );
     publish_as(Some("guest"), "irn.cancel", json!({"gstin": SELLER_KA, "irn": "a".repeat(64), "reason": "1"})).await;
     let (_, ev) = app.next_reply(30).await;
