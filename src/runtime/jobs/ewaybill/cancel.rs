@@ -1,5 +1,5 @@
 //! `ewaybill.cancel`: cancel an e-way bill named by number or IRN.
-use super::super::job::{issuer_of_irn, Job};
+use super::super::job::Job;
 use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
 use crate::domain::command::ewaybill_cancel::EwaybillCancel;
 use crate::domain::command::JobKind;
@@ -15,10 +15,7 @@ pub async fn handle(
     c: &EwaybillCancel,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = match super::irn_of(ctx, &c.target).await? {
-        Some(irn) => issuer_of_irn(ctx, &irn).await?,
-        None => None,
-    };
+    let issuer = super::issuer_of(ctx, &c.target).await?;
     match Job::open(ctx, meta, JobKind::EwaybillCancel, &c.gstin, issuer, attempt).await? {
         Ok(job) => job.ewaybill_cancel(&c.target, c.reason, &c.remark).await,
         Err(answered) => Ok(answered),

@@ -157,10 +157,15 @@ pub(super) fn upsert<'a>(e: &'a EwbRow, raw: Option<&'a Value>) -> EwbUpsert<'a>
     }
 }
 
-/// The IRN of the e-way bill a command names (by IRN, or by a number our store knows).
-async fn irn_of(ctx: &crate::runtime::Ctx, target: &EwbTarget) -> Result<Option<String>, StoreError> {
-    Ok(match target {
+/// The IRP that issued the IRN of the e-way bill a command names (by IRN, or by a number our
+/// store knows), when our store knows it: calls about it go there.
+async fn issuer_of(ctx: &crate::runtime::Ctx, target: &EwbTarget) -> Result<Option<String>, StoreError> {
+    let irn = match target {
         EwbTarget::Irn(irn) => Some(irn.clone()),
         EwbTarget::EwbNo(n) => ctx.db.ewaybill(n).await?.and_then(|e| e.irn),
-    })
+    };
+    match irn {
+        Some(irn) => super::job::issuer_of_irn(ctx, &irn).await,
+        None => Ok(None),
+    }
 }

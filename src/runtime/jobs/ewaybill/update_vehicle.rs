@@ -1,7 +1,7 @@
 //! `ewaybill.update_vehicle`: Part B, a new vehicle for an active e-way bill.
 use serde_json::json;
 
-use super::super::job::{issuer_of_irn, Job};
+use super::super::job::Job;
 use super::upsert;
 use crate::domain::command::ewaybill::{EwbTarget, VehicleUpdate};
 use crate::domain::command::ewaybill_update_vehicle::EwaybillUpdateVehicle;
@@ -20,10 +20,7 @@ pub async fn handle(
     c: &EwaybillUpdateVehicle,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = match super::irn_of(ctx, &c.target).await? {
-        Some(irn) => issuer_of_irn(ctx, &irn).await?,
-        None => None,
-    };
+    let issuer = super::issuer_of(ctx, &c.target).await?;
     match Job::open(ctx, meta, JobKind::EwaybillUpdateVehicle, &c.gstin, issuer, attempt).await? {
         Ok(job) => job.ewaybill_update_vehicle(&c.target, &c.update).await,
         Err(answered) => Ok(answered),
