@@ -74,12 +74,13 @@ impl Topology {
         self.retry_tiers[(n.saturating_sub(1) as usize).min(self.retry_tiers.len() - 1)].clone()
     }
 
-    /// The tier for a wait of `ms`: the shortest tier at least that long (the message carries
-    /// `ms` as its own expiration, so it comes back after `ms`, or at most the tier's delay when
-    /// an earlier message holds the queue's head), or the longest tier when none is.
+    /// The tier for a wait of `ms`: the longest tier no longer than the wait, so the message is
+    /// back no later than the wait's end (and looked at again, waiting once more if it must:
+    /// a rate-limited backlog drains at the quota's pace instead of sitting out a 5-minute tier);
+    /// a wait shorter than every tier takes the shortest, with `ms` as the message's own
+    /// expiration (the caller sets it).
     pub fn wait_tier(&self, ms: u32) -> (String, u32) {
-        let last = self.retry_tiers.len() - 1;
-        self.retry_tiers.iter().find(|(_, t)| *t >= ms).unwrap_or(&self.retry_tiers[last]).clone()
+        self.retry_tiers.iter().rev().find(|(_, t)| *t <= ms).unwrap_or(&self.retry_tiers[0]).clone()
     }
 
     /// Every retry tier's queue name.
@@ -167,4 +168,21 @@ fn quorum() -> FieldTable {
 
 fn lstr(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_never_outlasts_itself_in_a_retry_tier() {
+        let t = Topology::new(&Settings::from_toml("retry_tiers_secs = \"5,30,300\"").unwrap());
+        let tier = |ms| t.wait_tier(ms).1;
+        assert_eq!(tier(2_000), 5_000, "shorter than every tier: the shortest (with its own expiration)");
+        assert_eq!(tier(5_000), 5_000);
+        assert_eq!(tier(29_000), 5_000);
+        assert_eq!(tier(60_000), 30_000, "a minute's wait comes back after 30 s, not 5 min");
+        assert_eq!(tier(299_000), 30_000);
+        assert_eq!(tier(3_600_000), 300_000);
+    }
 }

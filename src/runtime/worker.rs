@@ -428,7 +428,8 @@ async fn reschedule(
         Delay::Until(until) => {
             let ms = (until - Utc::now()).num_milliseconds().clamp(MIN_WAIT_MS, i64::from(u32::MAX)) as u32;
             let (tier, tier_ms) = ctx.topology.wait_tier(ms);
-            // Shorter than its tier: the message's own expiration brings it back on time.
+            // Shorter than the shortest tier: the message's own expiration brings it back on time.
+            // Otherwise the tier is no longer than the wait: back by then, looked at again.
             (tier, ms.min(tier_ms), (ms < tier_ms).then_some(ms))
         }
     };
