@@ -317,8 +317,8 @@ pub struct Settings {
     /// How long a job may keep being rescheduled for transient failures before `*.failed`.
     pub retry_max_age_secs: u64,
     /// Delays of the durable retry queues, one queue per tier: the n-th failure waits the n-th
-    /// (then the last) tier; a benign wait (busy document, paused GSTIN) picks the tier that
-    /// fits the known end of the wait and does not advance the failure count.
+    /// (then the last) tier; a benign wait (busy document, paused GSTIN, a rate-limit slot, an open
+    /// circuit) goes through the longest tier no longer than it and does not advance the failure count.
     #[serde(deserialize_with = "retry_tiers")]
     pub retry_tiers_secs: Vec<u64>,
     /// Refresh a token this long before its expiry.
