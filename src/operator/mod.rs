@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::domain::command::JobKind;
 use crate::domain::text::escape_controls;
 use crate::domain::JobStatus;
+use crate::runtime::authorize;
 use crate::store::ops::{JobFilter, StoredEvent};
 use crate::store::{Db, JobRow, StoreError};
 
@@ -310,6 +311,10 @@ pub enum Select<'a> {
 /// the copy: a crash in between leaves it in both places, and the worker's idempotency answers
 /// the second copy from the store.
 pub async fn dead(settings: &Settings, limit: usize, replay: Option<Select<'_>>) -> Result<Vec<DeadMessage>, OpError> {
+    // A replayed command keeps its publisher (configured publishers are checked on it again):
+    // the copy cannot carry the original `user_id`, so it carries the worker's seal of it.
+    let seals = crate::store::secrets::SecretBox::from_config(settings.token_key.as_ref())
+        .map_err(|e| OpError::Usage(e.to_string()))?;
     let conn = amqp::connect(&settings.amqp_url, "einvoice-worker-operator").await?;
     let topology = Topology::new(settings);
     let result = async {
@@ -339,7 +344,11 @@ pub async fn dead(settings: &Settings, limit: usize, replay: Option<Select<'_>>)
                 continue;
             }
             if replay.is_some() {
-                let props = amqp::with_command_ids(amqp::json_props(), &d.properties);
+                let rk = d.routing_key.as_str();
+                let mut props = amqp::with_command_ids(amqp::json_props(), &d.properties);
+                if let Some(sender) = authorize::sender(&seals, &d.properties, rk, &d.data) {
+                    props = props.with_headers(authorize::sealed(&seals, &sender, rk, &d.data));
+                }
                 amqp::publish_confirmed(&publish, &topology.commands, d.routing_key.as_str(), &d.data, props, true)
                     .await?;
                 d.ack(BasicAckOptions::default()).await.map_err(AmqpError::from)?;
