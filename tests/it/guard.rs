@@ -84,6 +84,53 @@ async fn sixty_documents_at_a_quota_of_thirty_a_minute_all_succeed_with_few_429s
     app.stop().await;
 }
 
+/// Issue 23, "waiting is not failing": one worker whose calls may wait only 5 s for a slot (a
+/// 10 s lease), 60 documents at a quota of 30 a minute. A call that finds no slot within its wait
+/// comes back when the slot is due, through the longest retry tier no longer than the wait: no
+/// document ever sits in the 5-minute tier (which held a third of them for minutes before), and
+/// every one is registered with one generate call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_backlog_waits_for_its_slots_and_never_enters_the_five_minute_tier() {
+    let mut app = TestApp::spawn_with(Options {
+        gstin_sections: vec![seller_section(
+            ProviderKind::Whitebooks,
+            "rate_limit = { requests_per_minute = 30, burst = 5 }",
+        )],
+        ..Options::default()
+    })
+    .await;
+    app.sim.core.update_faults(|f| f.rate_limit_per_minute = Some(30));
+    for i in 0..60 {
+        app.generate(&invoice("b2b-intra-goods", &format!("PW/{i:03}"))).await;
+    }
+    let longest = app.topology.retry_queues().last().cloned().unwrap();
+    let (ch, watched) = (app.ch.clone(), longest.clone());
+    let watch = tokio::spawn(async move {
+        let mut most = 0;
+        loop {
+            let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+            if let Ok(q) = ch.queue_declare(watched.as_str().into(), passive, Default::default()).await {
+                most = most.max(q.message_count());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            if most > 0 {
+                return most;
+            }
+        }
+    });
+    let replies = app.replies(60, 300).await;
+    let not_generated: Vec<&Value> =
+        replies.iter().map(|(_, r)| r).filter(|r| r["event_type"] != "irn.generated").collect();
+    assert!(not_generated.is_empty(), "every document registered: {not_generated:#?}");
+    assert!(!watch.is_finished(), "a document entered {longest}: {:?}", watch.await);
+    watch.abort();
+    let s = app.sim.core.stats();
+    assert_eq!(s.generate_calls, 60, "one generate call per document: {s:?}");
+    let jobs = job_rows(&app).await;
+    assert!(jobs.iter().all(|(status, attempts, _)| status == "generated" && *attempts >= 1), "{jobs:?}");
+    app.stop().await;
+}
+
 /// A 429 with `Retry-After` on a generate call: the call waits that long and goes again; it is
 /// not an attempt (one claim of the job, no reschedule) and the document is registered.
 async fn a_429_is_waited_out_and_is_not_an_attempt(p: ProviderKind) {
