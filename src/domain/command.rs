@@ -565,6 +565,33 @@ mod tests {
                     prop_assert!(r.problems.iter().all(|p| !p.message.is_empty() && !p.code.is_empty()));
                 }
             }
+
+            /// Issue 23: whatever a command holds (huge numbers, long strings, long lists, every
+            /// kind), its rejection is bounded: at most `MAX_PROBLEMS` problems, each message and
+            /// path cut, the echoed request id cut.
+            #[test]
+            fn every_rejection_is_bounded(
+                rk in prop::sample::select(JobKind::ALL.iter().map(|k| k.routing_key()).collect::<Vec<_>>()),
+                field in "gstin|irn|request_id|document|invoice|remark|reason|ewb_no|vehicle_no|transport|invoices|batch_id|from|to|job_id|target_gstin",
+                huge in prop_oneof![
+                    Just(serde_json::json!("79228162514264337593543950335")),
+                    Just(serde_json::json!(1e308)),
+                    Just(serde_json::json!(-1e308)),
+                    Just(serde_json::Value::String("\u{202E}x".repeat(20_000))),
+                    Just(serde_json::Value::Array(vec![serde_json::json!({}); 3_000])),
+                    Just(serde_json::json!({"ValDtls": {"CesVal": "79228162514264337593543950335", "StCesVal": 1}})),
+                ],
+            ) {
+                let body = serde_json::json!({"gstin": "29AAGCP4821K1Z3", field: huge});
+                let bytes = serde_json::to_vec(&body).unwrap();
+                if let Err(r) = parse_command(rk, &bytes, &ParseOptions::default()) {
+                    prop_assert!(r.problems.len() <= MAX_PROBLEMS, "{} problems", r.problems.len());
+                    // A cut text ends in "…(+N characters)": a few dozen more than the limit.
+                    let bound = MESSAGE_MAX_CHARS + 40;
+                    prop_assert!(r.problems.iter().all(|p| p.message.chars().count() <= bound && p.path.chars().count() <= bound));
+                    prop_assert!(r.request_id.as_ref().is_none_or(|id| id.chars().count() <= REQUEST_ID_MAX_CHARS + 40));
+                }
+            }
         }
     }
 }
