@@ -9,7 +9,6 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use sha2::{Digest, Sha256};
 
-use crate::amqp::Topology;
 use crate::config::Settings;
 use crate::domain::command::JobKind;
 use crate::domain::Gstin;
@@ -74,16 +73,12 @@ pub struct Refusal {
 /// May a command's answer go to `queue`? Direct reply-to and server-named queues always; a
 /// queue under a configured prefix; never one of the worker's own queues (its jobs, retry,
 /// dead-letter or unrouted queues, whatever the prefixes say).
-pub fn reply_to(settings: &Settings, topology: &Topology, queue: &str) -> Result<(), Refusal> {
-    let own = [&topology.jobs, &topology.dead, &topology.unrouted, &topology.retry]
-        .into_iter()
-        .cloned()
-        .chain(topology.retry_queues())
-        .any(|q| q == queue)
-        || queue.starts_with(&format!("{}einvoice.", settings.namespace));
+pub fn reply_to(settings: &Settings, queue: &str) -> Result<(), Refusal> {
+    // Every queue the worker declares (jobs, retry tiers, dead, unrouted) is `<namespace>einvoice.…`
+    // (`Topology::new`), so the prefix names them all, without building any name per message.
+    let own = queue.strip_prefix(settings.namespace.as_str()).is_some_and(|rest| rest.starts_with("einvoice."));
     let allowed = !own
-        && (queue == DIRECT_REPLY_TO
-            || queue.starts_with(&format!("{DIRECT_REPLY_TO}."))
+        && (queue.strip_prefix(DIRECT_REPLY_TO).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
             || queue.starts_with(SERVER_NAMED)
             || settings.reply_to_prefixes.iter().any(|p| !p.is_empty() && queue.starts_with(p.as_str())));
     if allowed {
@@ -150,6 +145,7 @@ pub fn publisher(settings: &Settings, user: Option<&str>, kind: JobKind, gstin: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amqp::Topology;
     use crate::config::PublisherConfig;
 
     fn settings(toml: &str) -> Settings {
@@ -163,14 +159,14 @@ mod tests {
         for ok in
             ["amq.rabbitmq.reply-to", "amq.rabbitmq.reply-to.g1h2AA==", "amq.gen-JzTY20BRgKO", "erp-replies.north"]
         {
-            assert_eq!(reply_to(&s, &t, ok), Ok(()), "{ok}");
+            assert_eq!(reply_to(&s, ok), Ok(()), "{ok}");
         }
         for bad in ["victim.q", "ns.einvoice.unrouted", "ns.einvoice.jobs", "ns.einvoice.dead", "erp-replies"] {
-            let r = reply_to(&s, &t, bad).unwrap_err();
+            let r = reply_to(&s, bad).unwrap_err();
             assert_eq!(r.code, "REPLY_TO_FORBIDDEN", "{bad}");
         }
         for q in t.retry_queues() {
-            assert!(reply_to(&s, &t, &q).is_err(), "{q}");
+            assert!(reply_to(&s, &q).is_err(), "{q}");
         }
     }
 

@@ -256,7 +256,7 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     // A reply_to the sender may not use gets nothing: the answer goes to the events exchange only.
     let mut refusal = None;
     if let Some(q) = meta.reply_to.as_deref() {
-        if let Err(r) = authorize::reply_to(&ctx.settings, &ctx.topology, q) {
+        if let Err(r) = authorize::reply_to(&ctx.settings, q) {
             meta.reply_to = None;
             refusal = Some(r);
         }
