@@ -87,6 +87,8 @@ pub struct Ev {
     pub replayed: bool,
     pub in_doubt: bool,
     pub dead_lettered: bool,
+    /// When the capture received it (the answer's arrival, as the sender would see it).
+    pub at: std::time::Instant,
 }
 
 impl Ev {
@@ -105,6 +107,7 @@ impl Ev {
             replayed: b("/data/replayed"),
             in_doubt: b("/data/in_doubt") || s("/event_type").as_deref() == Some("irn.in_doubt"),
             dead_lettered: b("/data/dead_lettered"),
+            at: std::time::Instant::now(),
         }
     }
 }

@@ -159,6 +159,13 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start(name: &str) -> PgCluster {
+        let pg = PgCluster::create(name);
+        pg.ctl("start");
+        pg
+    }
+
+    /// Create (not start) a cluster on a free port.
+    fn create(name: &str) -> PgCluster {
         let version = std::fs::read_dir("/usr/lib/postgresql")
             .expect("PostgreSQL is installed")
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -166,14 +173,149 @@ impl PgCluster {
             .expect("a PostgreSQL version");
         let port = free_port();
         let pg = PgCluster { version, name: name.to_string(), port };
-        // fsync off: this cluster only lives for the test; restarts are clean, so nothing is lost.
+        // fsync off: this cluster only lives for the test; restarts are clean, and a kill -9 of
+        // its processes leaves the OS's page cache (what the failover test reads) intact.
         pg.run(
             "pg_createcluster",
             &["-p", &port.to_string(), "-o", "fsync=off", "-o", "max_connections=200"],
             &["--", "--auth=trust"],
         );
-        pg.ctl("start");
         pg
+    }
+
+    /// A streaming standby of `primary`: a new cluster whose data directory is replaced by
+    /// `pg_basebackup -R` (which writes `standby.signal` and `primary_conninfo`), started and
+    /// streaming before this returns. Its configuration is its own (Debian keeps it in
+    /// /etc/postgresql), so the primary's `synchronous_standby_names`, set afterwards with
+    /// ALTER SYSTEM, does not follow it: the promoted standby does not wait for a standby.
+    pub fn standby_of(primary: &PgCluster, name: &str) -> PgCluster {
+        let pg = PgCluster::create(name);
+        let data = pg.data_dir();
+        // Empty, not removed: the version directory above it belongs to root.
+        for e in std::fs::read_dir(&data).expect("the new cluster's data directory") {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+        let out = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(pg.bin("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres", "-R", "-X", "stream"])
+            .args(["-c", "fast", "-D"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_basebackup runs");
+        assert!(out.status.success(), "pg_basebackup for {}: {}", pg.name, String::from_utf8_lossy(&out.stderr));
+        pg.ctl("start");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while primary.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") != "1" {
+            assert!(Instant::now() < deadline, "standby {} is not streaming from {} after 60 s", pg.name, primary.name);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        pg
+    }
+
+    /// Make every commit wait until the standby has flushed it (`synchronous_standby_names`).
+    pub fn make_synchronous(&self) {
+        self.sql("ALTER SYSTEM SET synchronous_standby_names = '*'");
+        self.sql("SELECT pg_reload_conf()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sql("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'") != "1" {
+            assert!(Instant::now() < deadline, "the standby of {} did not become synchronous", self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One statement through psql as postgres; its output, trimmed (panics on failure).
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres", "-XAtc", sql])
+            .stdin(Stdio::null())
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "psql {sql} on {}: {}", self.name, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn bin(&self, tool: &str) -> PathBuf {
+        Path::new("/usr/lib/postgresql").join(&self.version).join("bin").join(tool)
+    }
+
+    /// Where the cluster keeps its data (`pg_lsclusters`).
+    pub fn data_dir(&self) -> PathBuf {
+        let out = Command::new("pg_lsclusters")
+            .args(["-h", &self.version, &self.name])
+            .output()
+            .expect("pg_lsclusters runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(text.split_whitespace().nth(5).unwrap_or_else(|| panic!("no data directory in {text:?}")))
+    }
+
+    /// The cluster dies at once, as on a host crash: SIGKILL to the postmaster and every process
+    /// it started (each backend is its own session, so there is no group to signal). The
+    /// postmaster is stopped first so it cannot start another child meanwhile.
+    pub fn kill9(&self) {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{} is not running (no {})", self.name, pid_file.display()));
+        let kill = |sig: &str, p: i32| {
+            let _ = Command::new("kill").args([sig, &p.to_string()]).stderr(Stdio::null()).status();
+        };
+        kill("-STOP", pid);
+        let children: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                // /proc/<pid>/stat: "pid (comm) state ppid …"; comm may hold spaces, so read after ')'.
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| s.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+            })
+            .collect();
+        for c in children {
+            kill("-KILL", c);
+        }
+        kill("-KILL", pid);
+    }
+
+    /// Promote a standby (`pg_promote`, which waits until the promotion is complete).
+    pub fn promote(&self) {
+        assert_eq!(self.sql("SELECT pg_promote(true, 60)"), "t", "{} was not promoted", self.name);
+    }
+
+    /// The end of the WAL a standby has replayed, once replay has caught up with what it
+    /// received (its primary is gone): where its timeline will fork from the primary's.
+    pub fn replayed_lsn(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let caught_up = self.sql(
+                "SELECT pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() OR pg_last_wal_receive_lsn() IS NULL",
+            );
+            if caught_up == "t" || Instant::now() > deadline {
+                return self.sql("SELECT pg_last_wal_replay_lsn()");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Transactions this (dead) primary committed at or after `lsn` in its own WAL: what a
+    /// standby that stopped there never received (`pg_waldump`; no valid record there means none).
+    pub fn commits_after(&self, lsn: &str) -> usize {
+        let out = Command::new(self.bin("pg_waldump"))
+            .arg("-p")
+            .arg(self.data_dir().join("pg_wal"))
+            .args(["-s", lsn, "-r", "Transaction"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_waldump runs");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("desc: COMMIT")).count()
     }
 
     fn run(&self, cmd: &str, before: &[&str], after: &[&str]) {
