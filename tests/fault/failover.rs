@@ -30,6 +30,7 @@ struct Plan {
     outage_secs: u64, // FAULT_PG_OUTAGE_SECS: from the kill to the promotion (the issue's 60 s)
     tail_secs: u64,   // FAULT_PG_TAIL_SECS: load after the promotion
     answer_secs: u64, // FAULT_PG_ANSWER_SECS: every command answered this long after the promotion
+    irp_ms: u64,      // FAULT_PG_IRP_LATENCY_MS: each IRP call takes this long (below the read timeout)
 }
 
 impl Plan {
@@ -40,6 +41,7 @@ impl Plan {
             outage_secs: env_or("FAULT_PG_OUTAGE_SECS", 60),
             tail_secs: env_or("FAULT_PG_TAIL_SECS", 10),
             answer_secs: env_or("FAULT_PG_ANSWER_SECS", 30),
+            irp_ms: env_or("FAULT_PG_IRP_LATENCY_MS", 1000),
         }
     }
 }
@@ -66,6 +68,9 @@ async fn run_failover(tag: &str, synchronous: bool) {
     mix.lease_secs = env_or("FAULT_PG_LEASE_SECS", 120);
     mix.stall_secs = env_or("FAULT_PG_STALL_SECS", 60);
     let mut rig = Rig::start(tag, &mix, 1, PgPlan::Replicated { synchronous }).await;
+    // Slow IRP calls: at the kill, a few generate calls are under way and reach the IRP while the
+    // database is gone, the case whose outcome must be settled by lookup after the promotion.
+    rig.sim.core.update_faults(|f| f.latency_ms = plan.irp_ms);
 
     // The steady load, on its own task: it goes on while the primary is dead.
     let total = ((plan.lead_secs + plan.outage_secs + plan.tail_secs) as f64 * plan.rate).round() as usize;
@@ -164,7 +169,10 @@ async fn run_failover(tag: &str, synchronous: bool) {
             killed_at.elapsed().saturating_sub(promote_at.elapsed()).as_secs(),
             promoted_in.as_millis()
         )),
-        fig(format!("{lost_commits} commits in the dead primary's WAL the standby never received")),
+        fig(format!(
+            "{lost_commits} commits in the dead primary's WAL the standby never received, {} generates settled by lookup",
+            rig.sim.core.stats().lookups
+        )),
         check(
             format!(
                 "{} answered later than {} s after the promotion ({after_promotion} answered after it: the first {:.1} s, \

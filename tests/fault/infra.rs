@@ -247,10 +247,8 @@ impl PgCluster {
 
     /// Where the cluster keeps its data (`pg_lsclusters`).
     pub fn data_dir(&self) -> PathBuf {
-        let out = Command::new("pg_lsclusters")
-            .args(["-h", &self.version, &self.name])
-            .output()
-            .expect("pg_lsclusters runs");
+        let out =
+            Command::new("pg_lsclusters").args(["-h", &self.version, &self.name]).output().expect("pg_lsclusters runs");
         let text = String::from_utf8_lossy(&out.stdout);
         PathBuf::from(text.split_whitespace().nth(5).unwrap_or_else(|| panic!("no data directory in {text:?}")))
     }
