@@ -13,7 +13,9 @@
 //!
 //! Sizes and shares are environment variables (`FAULT_*`, see `Mix::from_env`); the defaults
 //! are the mix sized for a 2-core machine. `fault_cluster_leader_kill` is the variant
-//! on a three-node cluster that kills the node leading the jobs queue mid-run.
+//! on a three-node cluster that kills the node leading the jobs queue mid-run;
+//! `fault_pg_failover_*` (in `failover.rs`) fail PostgreSQL over to a promoted streaming standby
+//! under a steady load, with synchronous and with asynchronous replication.
 mod bus;
 mod failover;
 mod infra;
