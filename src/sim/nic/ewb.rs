@@ -1,6 +1,7 @@
 //! The simulator's NIC e-way bill routes, under the same token and SEK as the e-invoice API:
 //! - `POST /eiewb/v1.03/ewaybill`: generate by IRN, answered like every e-invoice call;
-//! - `POST /ewaybillapi/v1.03/ewayapi`: the e-way bill API, body `{"action": "CANEWB" | "VEHEWB",
+//! - `POST /ewaybillapi/v1.03/ewayapi`: the e-way bill API, body `{"action": "CANEWB" | "VEHEWB" |
+//!   "EXTENDVALIDITY" | "UPDATETRANSPORTER",
 //!   "data": AES(SEK, payload)}`, answering `{"status": "1", "data": AES(SEK, JSON)}` or
 //!   `{"status": "0", "error": base64({"errorCodes": "312,"})}` (codes only, as NIC does).
 use std::sync::Arc;
@@ -68,6 +69,8 @@ async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axu
     let result = match action.as_str() {
         "CANEWB" => core.cancel_ewaybill(&gstin, &payload),
         "VEHEWB" => core.update_vehicle(&gstin, &payload),
+        "EXTENDVALIDITY" => core.extend_validity(&gstin, &payload),
+        "UPDATETRANSPORTER" => core.update_transporter(&gstin, &payload),
         _ => Err(SimError::one("5002", format!("unknown action '{action}'"))),
     };
     match result {
