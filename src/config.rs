@@ -374,6 +374,11 @@ pub struct Settings {
     pub job_retention_days: u32,
     /// How often a worker runs retention (0 = never; `einvoice-worker prune` runs it by hand).
     pub retention_interval_secs: u64,
+    /// `ewaybill.expiring` is published this long before an active e-way bill's `valid_till`
+    /// (default 8 hours: the extension window opens then); 0 = never.
+    pub ewb_expiry_warn_secs: u64,
+    /// How often a worker looks for e-way bills to warn about (`ewaybill.expiring`).
+    pub ewb_expiry_scan_secs: u64,
     /// `/readyz` fails when the oldest unpublished result event is older than this (the relay is stuck).
     pub ready_outbox_max_age_secs: u64,
     /// An IRP's circuit opens after this many consecutive transport failures or 5xx answers …
@@ -432,6 +437,8 @@ struct Defaults {
     outbox_retention_days: u32,
     job_retention_days: u32,
     retention_interval_secs: u64,
+    ewb_expiry_warn_secs: u64,
+    ewb_expiry_scan_secs: u64,
     ready_outbox_max_age_secs: u64,
     breaker_failures: u32,
     breaker_open_secs: u64,
@@ -474,6 +481,8 @@ impl Settings {
             outbox_retention_days: 90,
             job_retention_days: 2922,
             retention_interval_secs: 3600,
+            ewb_expiry_warn_secs: 8 * 3600,
+            ewb_expiry_scan_secs: 60,
             ready_outbox_max_age_secs: 300,
             breaker_failures: 5,
             breaker_open_secs: 30,

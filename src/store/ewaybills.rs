@@ -257,25 +257,25 @@ impl Db {
         now_ist: &str,
         until_ist: &str,
         limit: i64,
-        event_for: impl Fn(&EwbRow) -> OutboxEvent,
+        event_for: impl Fn(&EwbRow, Option<String>) -> OutboxEvent,
     ) -> Result<usize, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let rows = tx
             .query(
-                &format!(
-                    "SELECT {COLUMNS} FROM ewaybills
-                     WHERE status = 'active' AND valid_till > $1 AND valid_till <= $2
-                       AND expiry_warned_for IS DISTINCT FROM valid_till
-                     ORDER BY valid_till LIMIT $3 FOR UPDATE SKIP LOCKED"
-                ),
+                "SELECT e.ewb_no, e.gstin, e.irn, e.ewb_date, e.valid_till, e.status, e.cancel_date,
+                        (SELECT j.irp FROM jobs j WHERE j.irn = e.irn AND e.irn IS NOT NULL LIMIT 1)
+                 FROM ewaybills e
+                 WHERE e.status = 'active' AND e.valid_till > $1 AND e.valid_till <= $2
+                   AND e.expiry_warned_for IS DISTINCT FROM e.valid_till
+                 ORDER BY e.valid_till LIMIT $3 FOR UPDATE OF e SKIP LOCKED",
                 &[&now_ist, &until_ist, &limit],
             )
             .await?;
         for r in &rows {
             let e = EwbRow::from(r);
             tx.execute("UPDATE ewaybills SET expiry_warned_for = valid_till WHERE ewb_no = $1", &[&e.ewb_no]).await?;
-            outbox::insert(&tx, &event_for(&e)).await?;
+            outbox::insert(&tx, &event_for(&e, r.get(7))).await?;
         }
         tx.commit().await?;
         Ok(rows.len())
