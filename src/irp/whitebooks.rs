@@ -290,7 +290,12 @@ impl Ewaybills for Whitebooks {
             .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
     }
 
-    async fn extend_validity(&self, s: &Session, ewb_no: &str, extend: &ExtendValidity) -> Result<ExtendData, IrpError> {
+    async fn extend_validity(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        extend: &ExtendValidity,
+    ) -> Result<ExtendData, IrpError> {
         let v = self.call(self.request(Method::POST, "extend_validity", s).json(&extend.request(ewb_no))).await?;
         ExtendData::from_json(&v).ok_or_else(|| IrpError::Protocol("the extension answer has no updatedDate".into()))
     }

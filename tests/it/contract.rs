@@ -117,7 +117,10 @@ fn flatten(s: &Value, props: &mut Vec<String>, required: &mut Vec<String>, deps:
     props.extend(s["properties"].as_object().into_iter().flat_map(|o| o.keys().cloned()));
     required.extend(s["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)));
     for (k, v) in s["dependentRequired"].as_object().into_iter().flatten() {
-        deps.push((k.clone(), v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect()));
+        deps.push((
+            k.clone(),
+            v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        ));
     }
 }
 

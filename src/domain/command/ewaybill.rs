@@ -390,7 +390,11 @@ fn reason_and_remark(r: &mut Reader<'_>, names: &str) -> (Option<String>, Option
 }
 
 /// `reason` (one of `codes`) and a remark of at most 50 characters; `names` describes the codes.
-pub(super) fn reason_and_remark_of(r: &mut Reader<'_>, codes: &[&str], names: &str) -> (Option<String>, Option<String>) {
+pub(super) fn reason_and_remark_of(
+    r: &mut Reader<'_>,
+    codes: &[&str],
+    names: &str,
+) -> (Option<String>, Option<String>) {
     let reason = r.req_str("reason").and_then(|s| {
         if codes.contains(&s.as_str()) {
             Some(s)

@@ -179,7 +179,11 @@ fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<ExtendVa
     let from_place = r.req_str("from_place");
     if let Some(p) = &from_place {
         if !(1..=50).contains(&p.chars().count()) {
-            r.problems.push(Problem::new("from_place", code::LENGTH_INVALID, "from_place must have 1 to 50 characters"));
+            r.problems.push(Problem::new(
+                "from_place",
+                code::LENGTH_INVALID,
+                "from_place must have 1 to 50 characters",
+            ));
         }
     }
     let from_state = state_code(r, "from_state");

@@ -242,7 +242,10 @@ impl SimCore {
             "M" => {
                 let mode = text(req, "transMode");
                 if mode == "1" && text(req, "vehicleNo").is_empty() {
-                    return Err(SimError::one("381", "There is No PART-B/Vehicle Entry.. So Please Update Vehicle Information.."));
+                    return Err(SimError::one(
+                        "381",
+                        "There is No PART-B/Vehicle Entry.. So Please Update Vehicle Information..",
+                    ));
                 }
                 if matches!(mode.as_str(), "2" | "3" | "4")
                     && (text(req, "transDocNo").is_empty() || text(req, "transDocDate").is_empty())
@@ -251,8 +254,12 @@ impl SimCore {
                 }
             }
             "T" => {
-                if !matches!(text(req, "transitType").as_str(), "R" | "W" | "O") || text(req, "addressLine1").is_empty() {
-                    return Err(SimError::one("4006", "Transit type (R/W/O) and transit address are mandatory in transit"));
+                if !matches!(text(req, "transitType").as_str(), "R" | "W" | "O") || text(req, "addressLine1").is_empty()
+                {
+                    return Err(SimError::one(
+                        "4006",
+                        "Transit type (R/W/O) and transit address are mandatory in transit",
+                    ));
                 }
             }
             _ => return Err(SimError::one("4006", "consignmentStatus must be M or T")),

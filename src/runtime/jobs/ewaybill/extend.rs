@@ -23,7 +23,12 @@ use crate::runtime::{Ctx, Disposition};
 use crate::store::ewaybills::EwbRow;
 use crate::store::StoreError;
 
-pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &EwaybillExtend, attempt: u32) -> Result<Disposition, StoreError> {
+pub async fn handle(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    c: &EwaybillExtend,
+    attempt: u32,
+) -> Result<Disposition, StoreError> {
     let issuer = super::issuer_of(ctx, &c.target).await?;
     match Job::open(ctx, meta, JobKind::EwaybillExtend, &c.gstin, issuer, attempt).await? {
         Ok(job) => job.ewaybill_extend(&c.target, &c.extend).await,
@@ -41,7 +46,10 @@ impl Job<'_> {
         if !row.is_active() {
             let errors = vec![ErrorItem::worker(
                 "EWAYBILL_CANCELLED",
-                format!("e-way bill {} is cancelled; a cancelled e-way bill cannot be extended (e-way bill error 379)", row.ewb_no),
+                format!(
+                    "e-way bill {} is cancelled; a cancelled e-way bill cannot be extended (e-way bill error 379)",
+                    row.ewb_no
+                ),
             )];
             return self.reject(errors, doc).await;
         }
@@ -72,11 +80,15 @@ impl Job<'_> {
         let no = row.ewb_no.as_str();
         // Not resent blindly: a lost answer may hide an extension, and a second one would
         // extend again. A redelivery looks first (below).
-        let answer =
-            call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillExtend, Resend::NotIfMayHaveReached, |s| async move {
-                p.extend_validity(&s, no, x).await
-            })
-            .await;
+        let answer = call(
+            self.ctx,
+            self.gstin.as_str(),
+            p,
+            Operation::EwaybillExtend,
+            Resend::NotIfMayHaveReached,
+            |s| async move { p.extend_validity(&s, no, x).await },
+        )
+        .await;
         let (valid_till, extended_at, already) = match answer {
             Ok(d) => (d.valid_till, d.updated_at, false),
             // 382 on a later attempt: an earlier, unanswered call may have extended it already.
@@ -109,7 +121,8 @@ impl Job<'_> {
     /// call whose answer was lost.
     async fn extended_meanwhile(&self, row: &EwbRow) -> Option<String> {
         let found = self.ewaybill_at_irp(row.irn.as_deref()?).await.ok()??;
-        let (now, before) = (found.valid_till.as_deref().and_then(parse_ist)?, row.valid_till.as_deref().and_then(parse_ist)?);
+        let (now, before) =
+            (found.valid_till.as_deref().and_then(parse_ist)?, row.valid_till.as_deref().and_then(parse_ist)?);
         (now > before).then(|| found.valid_till.clone()).flatten()
     }
 }
