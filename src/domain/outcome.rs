@@ -210,7 +210,7 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         (
             Operation::EwaybillExtend | Operation::EwaybillUpdateTransporter,
             "379" | "380" | "381" | "382" | "384" | "385" | "386" | "389" | "390" | "821" | "312" | "368" | "369"
-            | "370" | "393" | "655" | "4006",
+            | "370" | "393" | "655" | "4006" | "4042",
         ) => Class::Rejection,
         // Named so the table lists every e-way bill code: the user must act (4010: CRN/DBN and
         // services go through the plain e-way bill API; 728: past the cancel window; 820: the
@@ -218,7 +218,7 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         (
             Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
             "4000" | "4003" | "4004" | "4005" | "4006" | "4007" | "4008" | "4009" | "4010" | "720" | "728" | "820"
-            | "821" | "283" | "312",
+            | "821" | "283" | "312" | "4042",
         ) => Class::Rejection,
         (Operation::Generate, "3028" | "3029") => Class::SyncGstinThenRetry,
         (_, "2146" | "2147") => Class::Transient,

@@ -173,6 +173,9 @@ pub mod code {
     pub const EXTEND_PAST_MAX_LIFE: &str = "EXTEND_PAST_MAX_LIFE";
     /// `ewaybill.extend` by a GSTIN that is not the e-way bill's current transporter (384).
     pub const NOT_CURRENT_TRANSPORTER: &str = "NOT_CURRENT_TRANSPORTER";
+    /// By rail, the transport document is not a railway receipt (9 digits) or a parcel way bill
+    /// (10 digits) while the rail document rule is on (e-way bill error 4042).
+    pub const RAIL_DOC_NO_FORMAT: &str = "RAIL_DOC_NO_FORMAT";
 
     // ---- business rules added with the field table ----
     /// `TranDtls.RegRev=Y` on a supply type where NIC does not allow reverse charge (only B2B and SEZ).

@@ -137,6 +137,7 @@ pub fn ewb_code_message(code: &str) -> &'static str {
         "389" => "The remaining distance is required",
         "390" => "The remaining distance cannot be greater than the actual distance",
         "393" => "Invalid GSTIN",
+        "4042" => "Invalid RR number: by rail the transport document is a railway receipt (9 digits) or a parcel way bill (10 digits)",
         "655" => "This GSTIN has a common enrolment number and cannot be named as a transporter",
         "604" => "An e-way bill already exists for this document number",
         "658" => "Blocked for accessing this API: the allowed number of requests has been exceeded",

@@ -199,3 +199,34 @@ async fn expiring_at_the_lead_time_and_never_twice(p: ProviderKind) {
     app.stop().await;
 }
 both_protocols!(expiring, expiring_at_the_lead_time_and_never_twice);
+
+/// The 2026 rail rule behind its switch: by rail the transport document is a railway receipt
+/// (9 digits) or a parcel way bill (10). On (the default since 2026-01-01): refused before any
+/// call. Off: the portal decides, and answers 4042.
+async fn rail_document_rule_on_and_off(p: ProviderKind) {
+    let vehicle = |ewb_no: &str, doc: &str| {
+        json!({"gstin": SELLER_KA, "ewb_no": ewb_no, "vehicle_no": "KA05CD5678", "from_place": "Tumakuru",
+            "from_state": "29", "reason": "2", "remark": "Transshipment", "trans_mode": "2", "trans_doc_no": doc,
+            "trans_doc_date": einvoice_worker::samples::india_today()})
+    };
+    let mut a = app(p, "").await;
+    let (_, ewb_no) = with_ewaybill(&mut a, "X4/0001").await;
+    let ev =
+        ask(&mut a, "ewaybill.update_vehicle", vehicle(&ewb_no, "RR/12345"), "ewaybill.update_vehicle.rejected").await;
+    assert_eq!(codes(&ev), [("trans_doc_no".to_string(), "RAIL_DOC_NO_FORMAT".to_string())], "{ev:#}");
+    assert!(ev["data"]["errors"][0]["message"].as_str().unwrap().contains("4042"), "{ev:#}");
+    assert_eq!(a.sim.core.stats().ewb_vehicle_calls, 0, "refused before any call");
+    ask(&mut a, "ewaybill.update_vehicle", vehicle(&ewb_no, "123456789"), "ewaybill.vehicle_updated").await;
+    assert_eq!(a.sim.core.stats().ewb_vehicle_calls, 1);
+    a.stop().await;
+
+    let mut a = app(p, "rail_doc_rules = \"off\"").await;
+    let (_, ewb_no) = with_ewaybill(&mut a, "X4/0002").await;
+    let ev =
+        ask(&mut a, "ewaybill.update_vehicle", vehicle(&ewb_no, "RR/12345"), "ewaybill.update_vehicle.rejected").await;
+    let e = &ev["data"]["errors"][0];
+    assert_eq!((e["source"].as_str(), e["code"].as_str()), (Some("irp"), Some("4042")), "{ev:#}");
+    assert_eq!(a.sim.core.stats().ewb_vehicle_calls, 1, "the portal decided");
+    a.stop().await;
+}
+both_protocols!(rail_rule, rail_document_rule_on_and_off);

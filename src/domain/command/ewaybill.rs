@@ -181,6 +181,22 @@ pub(super) fn past_date(s: &str, path: &str, today: NaiveDate, problems: &mut Ve
     }
 }
 
+/// The rail document rule (NIC's additional validations of 17 Dec 2024, in force by Jan 2026,
+/// behind `rail_doc_rules`): by rail, the transport document number is a railway receipt of 9
+/// digits or a parcel way bill of 10; the portal answers 4042 "Invalid RR number" otherwise.
+pub fn rail_doc_problem(doc_no: &str, path: &str) -> Option<Problem> {
+    let ok = matches!(doc_no.len(), 9 | 10) && doc_no.bytes().all(|b| b.is_ascii_digit());
+    (!ok).then(|| {
+        Problem::new(
+            path,
+            code::RAIL_DOC_NO_FORMAT,
+            format!(
+                "'{doc_no}' is not a railway receipt (9 digits) or a parcel way bill (10 digits): by rail (mode 2) the transport document must be one (e-way bill error 4042, rule in force since January 2026)"
+            ),
+        )
+    })
+}
+
 /// The 180-day rule: `doc_date` at `path` must be at most that old on `today`.
 pub fn document_age_problem(doc_date: DocDate, today: NaiveDate, path: &str) -> Option<Problem> {
     let age = (today - doc_date.date()).num_days();
@@ -200,6 +216,7 @@ pub(super) fn parse_generate(
     r: &mut Reader<'_>,
     body: &Value,
     today: NaiveDate,
+    rail_rule: bool,
 ) -> (Option<Target>, Option<Transport>) {
     let irn = r.irn("irn");
     let doc = doc_ref(body, "document", &mut r.problems);
@@ -208,7 +225,7 @@ pub(super) fn parse_generate(
     }
     let target = target(irn, doc, body, &mut r.problems);
     let transport = match body.get("transport") {
-        Some(Value::Object(t)) => parse_transport(t, today, &mut r.problems),
+        Some(Value::Object(t)) => parse_transport(t, today, rail_rule, &mut r.problems),
         None | Some(Value::Null) => {
             r.problems.push(Problem::new(
                 "transport",
@@ -225,7 +242,12 @@ pub(super) fn parse_generate(
     (target, transport)
 }
 
-fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<Transport> {
+fn parse_transport(
+    t: &Map<String, Value>,
+    today: NaiveDate,
+    rail_rule: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Transport> {
     let body = Value::Object(t.clone());
     let mut r = Reader::nested(&body, false);
     let distance = match t.get("Distance") {
@@ -278,6 +300,9 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
     let trans_doc_no = r.opt_str("TransDocNo").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
         check_text(&transport::TRANS_DOC_NO, n, "TransDocNo", &mut r.problems);
+        if rail_rule && trans_mode == Some(TransMode::Rail) {
+            r.problems.extend(rail_doc_problem(n, "TransDocNo"));
+        }
     }
     let trans_doc_dt = r
         .opt_str("TransDocDt")
@@ -433,7 +458,11 @@ pub(super) fn parse_cancel(r: &mut Reader<'_>) -> (Option<EwbTarget>, Option<Ewb
     (target, reason.and_then(|s| EwbCancelReason::parse(&s)), remark)
 }
 
-pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Option<EwbTarget>, Option<VehicleUpdate>) {
+pub(super) fn parse_update_vehicle(
+    r: &mut Reader<'_>,
+    today: NaiveDate,
+    rail_rule: bool,
+) -> (Option<EwbTarget>, Option<VehicleUpdate>) {
     let target = parse_ewb_target(r);
     let vehicle_no = r.req_str("vehicle_no").map(|v| normalise_vehicle(&v));
     if let Some(v) = &vehicle_no {
@@ -455,6 +484,9 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
     let trans_doc_no = r.opt_str("trans_doc_no").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
         check_text(&transport::TRANS_DOC_NO, n, "trans_doc_no", &mut r.problems);
+        if rail_rule && trans_mode == Some(TransMode::Rail) {
+            r.problems.extend(rail_doc_problem(n, "trans_doc_no"));
+        }
     }
     let trans_doc_date = r
         .opt_str("trans_doc_date")

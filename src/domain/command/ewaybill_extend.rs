@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::ewaybill::{
-    check_text, parse_ewb_target, past_date, reason_and_remark_of, state_code, trans_mode, EwbTarget, TransMode,
-    MAX_DISTANCE_KM,
+    check_text, parse_ewb_target, past_date, rail_doc_problem, reason_and_remark_of, state_code, trans_mode, EwbTarget,
+    TransMode, MAX_DISTANCE_KM,
 };
 use super::{CommandBody, ParseOptions, Reader};
 use crate::domain::problem::code;
@@ -166,7 +166,8 @@ impl CommandBody for EwaybillExtend {
     fn parse(r: &mut Reader<'_>, opts: &ParseOptions) -> Option<Self> {
         let gstin = r.gstin("gstin", true);
         let target = parse_ewb_target(r);
-        let extend = parse_extend(r, opts.validation.today);
+        let rail_rule = opts.validation.rail_doc_rules.active(opts.validation.today);
+        let extend = parse_extend(r, opts.validation.today, rail_rule);
         Some(EwaybillExtend { gstin: gstin?, target: target?, extend: extend? })
     }
 
@@ -175,7 +176,7 @@ impl CommandBody for EwaybillExtend {
     }
 }
 
-fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<ExtendValidity> {
+fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate, rail_rule: bool) -> Option<ExtendValidity> {
     let from_place = r.req_str("from_place");
     if let Some(p) = &from_place {
         if !(1..=50).contains(&p.chars().count()) {
@@ -222,7 +223,7 @@ fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<ExtendVa
     let (reason, remark) = reason_and_remark_of(r, EXTEND_REASONS, REASON_NAMES);
     let status = r.req_str("consignment_status").map(|s| s.to_ascii_uppercase());
     let consignment = match status.as_deref() {
-        Some("M") => moving(r, today),
+        Some("M") => moving(r, today, rail_rule),
         Some("T") => in_transit(r),
         Some(s) => {
             r.problems.push(Problem::new(
@@ -246,7 +247,7 @@ fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<ExtendVa
 }
 
 /// `M`: the mode, and the vehicle (road) or the transport document (rail, air, ship).
-fn moving(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<Consignment> {
+fn moving(r: &mut Reader<'_>, today: chrono::NaiveDate, rail_rule: bool) -> Option<Consignment> {
     for f in ["transit_type", "transit_address"] {
         if r.body.get(f).is_some_and(|v| !v.is_null()) {
             r.problems.push(Problem::new(
@@ -264,6 +265,9 @@ fn moving(r: &mut Reader<'_>, today: chrono::NaiveDate) -> Option<Consignment> {
     let trans_doc_no = r.opt_str("trans_doc_no").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
         check_text(&transport::TRANS_DOC_NO, n, "trans_doc_no", &mut r.problems);
+        if rail_rule && mode == Some(TransMode::Rail) {
+            r.problems.extend(rail_doc_problem(n, "trans_doc_no"));
+        }
     }
     let trans_doc_date = r
         .opt_str("trans_doc_date")
