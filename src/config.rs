@@ -340,6 +340,10 @@ pub struct Settings {
     /// bill): `off` (default; reported on hold), `on`, or the date they apply from (`2026-08-01`).
     #[serde(default)]
     pub ship_to_rules: crate::domain::invoice::ShipToRules,
+    /// The rail document rule (railway receipt 9 digits, parcel way bill 10; e-way bill error
+    /// 4042): `on`, `off`, or the date it applies from (default `2026-01-01`).
+    #[serde(default = "rail_doc_rules_default")]
+    pub rail_doc_rules: crate::domain::invoice::ShipToRules,
     /// Cache GSTIN details this long.
     pub gstin_cache_secs: i64,
     /// Jobs pending longer than this are "in doubt" for reconciliation.
@@ -374,6 +378,11 @@ pub struct Settings {
     pub job_retention_days: u32,
     /// How often a worker runs retention (0 = never; `einvoice-worker prune` runs it by hand).
     pub retention_interval_secs: u64,
+    /// `ewaybill.expiring` is published this long before an active e-way bill's `valid_till`
+    /// (default 8 hours: the extension window opens then); 0 = never.
+    pub ewb_expiry_warn_secs: u64,
+    /// How often a worker looks for e-way bills to warn about (`ewaybill.expiring`).
+    pub ewb_expiry_scan_secs: u64,
     /// `/readyz` fails when the oldest unpublished result event is older than this (the relay is stuck).
     pub ready_outbox_max_age_secs: u64,
     /// An IRP's circuit opens after this many consecutive transport failures or 5xx answers …
@@ -432,6 +441,8 @@ struct Defaults {
     outbox_retention_days: u32,
     job_retention_days: u32,
     retention_interval_secs: u64,
+    ewb_expiry_warn_secs: u64,
+    ewb_expiry_scan_secs: u64,
     ready_outbox_max_age_secs: u64,
     breaker_failures: u32,
     breaker_open_secs: u64,
@@ -439,6 +450,10 @@ struct Defaults {
     error_budget_client_per_day: u64,
     error_budget_warn_share: f64,
     error_budget_pause_share: f64,
+}
+
+fn rail_doc_rules_default() -> crate::domain::invoice::ShipToRules {
+    crate::domain::invoice::RAIL_DOC_RULES_DEFAULT
 }
 
 /// The token key used only when EINVOICE_TOKEN_KEY is unset (development and the demo); `run`
@@ -474,6 +489,8 @@ impl Settings {
             outbox_retention_days: 90,
             job_retention_days: 2922,
             retention_interval_secs: 3600,
+            ewb_expiry_warn_secs: 8 * 3600,
+            ewb_expiry_scan_secs: 60,
             ready_outbox_max_age_secs: 300,
             breaker_failures: 5,
             breaker_open_secs: 30,
@@ -661,6 +678,7 @@ impl Settings {
                 reporting_window_days: self.reporting_window_days,
                 allowed_gst_rates: self.gst_rates.clone().unwrap_or_else(|| defaults.allowed_gst_rates.clone()),
                 ship_to_rules: self.ship_to_rules,
+                rail_doc_rules: self.rail_doc_rules,
                 ..defaults
             },
             reporting_window_by_gstin: self
@@ -1009,6 +1027,15 @@ mod tests {
         let e = Settings::from_toml(&section("prakash at okaxis")).unwrap_err().to_string();
         assert!(e.contains("upi_id") && e.contains("EINVOICE_GSTINS__29AAGCP4821K1Z3__UPI_ID"), "{e}");
         assert!(!Settings::from_toml("").unwrap().print_block, "off by default");
+    }
+
+    #[test]
+    fn rail_doc_rules_switch() {
+        use crate::domain::invoice::{ShipToRules, RAIL_DOC_RULES_DEFAULT};
+        let default = Settings::from_toml("").unwrap();
+        assert_eq!(default.parse_options().validation.rail_doc_rules, RAIL_DOC_RULES_DEFAULT);
+        let off = Settings::from_toml(r#"rail_doc_rules = "off""#).unwrap();
+        assert_eq!(off.parse_options().validation.rail_doc_rules, ShipToRules::Off);
     }
 
     #[test]

@@ -73,6 +73,23 @@ pub struct PublishArgs {
     /// R (regular) or O (over-dimensional cargo).
     #[arg(long)]
     vehicle_type: Option<String>,
+    /// `ewaybill.extend`: M (in movement) or T (in transit).
+    #[arg(long)]
+    consignment_status: Option<String>,
+    /// `ewaybill.extend` in transit: R (road), W (warehouse) or O (others).
+    #[arg(long)]
+    transit_type: Option<String>,
+    /// `ewaybill.extend` in transit: where the goods wait (the address's first line).
+    #[arg(long)]
+    transit_address: Option<String>,
+    #[arg(long)]
+    from_pincode: Option<String>,
+    /// `ewaybill.extend`: km still to go (not more than the e-way bill's distance).
+    #[arg(long)]
+    remaining_distance: Option<u64>,
+    /// `ewaybill.update_transporter`: the new transporter's GSTIN or TRANSIN (88…).
+    #[arg(long)]
+    transporter_id: Option<String>,
     #[arg(long)]
     request_id: Option<String>,
     /// Wait up to this many seconds for the command's final answer, print every event that
@@ -142,6 +159,22 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
         JobKind::EwaybillCancel => {
             json!({"gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "reason": a.reason, "remark": a.remark})
         }
+        JobKind::EwaybillExtend => {
+            let mut b = json!({
+                "gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "consignment_status": a.consignment_status,
+                "transit_type": a.transit_type, "from_place": a.from_place, "from_state": a.from_state,
+                "from_pincode": a.from_pincode, "remaining_distance": a.remaining_distance, "reason": a.reason,
+                "remark": a.remark, "trans_mode": a.trans_mode, "vehicle_no": a.vehicle_no,
+                "trans_doc_no": a.trans_doc_no, "trans_doc_date": a.trans_doc_date,
+            });
+            if let Some(line1) = &a.transit_address {
+                b["transit_address"] = json!({"line1": line1});
+            }
+            b
+        }
+        JobKind::EwaybillUpdateTransporter => {
+            json!({"gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "transporter_id": a.transporter_id})
+        }
         // --request-id alone names the job by the request id of an earlier command.
         JobKind::JobStatus => json!({"gstin": a.gstin, "job_id": a.job_id, "document": document()}),
         JobKind::IrnGenerateBatch => {
@@ -195,6 +228,8 @@ fn other_success_event(kind: JobKind) -> Option<&'static str> {
         | JobKind::EwaybillGenerate
         | JobKind::EwaybillUpdateVehicle
         | JobKind::EwaybillCancel
+        | JobKind::EwaybillExtend
+        | JobKind::EwaybillUpdateTransporter
         | JobKind::JobStatus
         | JobKind::IrnGenerateBatch => None,
     }

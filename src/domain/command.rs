@@ -16,8 +16,10 @@ pub mod cancel;
 mod envelope;
 pub mod ewaybill;
 pub mod ewaybill_cancel;
+pub mod ewaybill_extend;
 pub mod ewaybill_generate;
 pub mod ewaybill_get;
+pub mod ewaybill_update_transporter;
 pub mod ewaybill_update_vehicle;
 pub mod generate;
 pub mod get;
@@ -130,6 +132,10 @@ job_kinds! {
         => "ewaybill.vehicle_updated", "ewaybill.update_vehicle.rejected", "ewaybill.update_vehicle.failed";
     EwaybillCancel(ewaybill_cancel::EwaybillCancel) = "ewaybill.cancel"
         => "ewaybill.cancelled", "ewaybill.cancel.rejected", "ewaybill.cancel.failed";
+    EwaybillExtend(ewaybill_extend::EwaybillExtend) = "ewaybill.extend"
+        => "ewaybill.extended", "ewaybill.extend.rejected", "ewaybill.extend.failed";
+    EwaybillUpdateTransporter(ewaybill_update_transporter::EwaybillUpdateTransporter) = "ewaybill.update_transporter"
+        => "ewaybill.transporter_updated", "ewaybill.update_transporter.rejected", "ewaybill.update_transporter.failed";
     JobStatus(status::JobStatus) = "job.status" => "job.status", "job.status.rejected", "job.status.failed";
     /// The immediate answer is `batch.accepted`; `batch.completed` follows once every member is final.
     IrnGenerateBatch(batch::GenerateBatch) = "irn.generate_batch"

@@ -22,10 +22,14 @@ pub enum Operation {
     EwaybillCancel,
     /// The e-way bill API's `VEHEWB` (Part B).
     EwaybillUpdateVehicle,
+    /// The e-way bill API's `EXTENDVALIDITY`.
+    EwaybillExtend,
+    /// The e-way bill API's `UPDATETRANSPORTER`.
+    EwaybillUpdateTransporter,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 14] = [
         Operation::Auth,
         Operation::Generate,
         Operation::Cancel,
@@ -38,6 +42,8 @@ impl Operation {
         Operation::EwaybillGenerate,
         Operation::EwaybillCancel,
         Operation::EwaybillUpdateVehicle,
+        Operation::EwaybillExtend,
+        Operation::EwaybillUpdateTransporter,
     ];
 
     /// A stable snake_case name (metric labels, log fields).
@@ -55,6 +61,8 @@ impl Operation {
             Operation::EwaybillGenerate => "ewaybill_generate",
             Operation::EwaybillCancel => "ewaybill_cancel",
             Operation::EwaybillUpdateVehicle => "ewaybill_update_vehicle",
+            Operation::EwaybillExtend => "ewaybill_extend",
+            Operation::EwaybillUpdateTransporter => "ewaybill_update_transporter",
         }
     }
 }
@@ -177,21 +185,40 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         // 312 is "not yours or already cancelled"; an e-way bill we name by its IRN is ours.
         (Operation::EwaybillCancel, "312") => Class::AlreadyCancelled,
         // 238: the e-way bill API's "invalid auth token" (its 1005).
-        (Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle, "238") => Class::Reauth,
+        (
+            Operation::EwaybillCancel
+            | Operation::EwaybillUpdateVehicle
+            | Operation::EwaybillExtend
+            | Operation::EwaybillUpdateTransporter,
+            "238",
+        ) => Class::Reauth,
         // 4001 "error creating e-way bill", 813 duplicate request at the same time, 118 "try
         // after 5 minutes": the e-way bill system asks to come back later (658, its request
         // quota, is a quota code above).
         (
-            Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
-            "4001" | "813" | "118",
+            Operation::EwaybillGenerate
+            | Operation::EwaybillCancel
+            | Operation::EwaybillUpdateVehicle
+            | Operation::EwaybillExtend
+            | Operation::EwaybillUpdateTransporter,
+            "4001" | "813" | "118" | "383",
         ) => Class::Transient,
+        // Extension (EXTENDVALIDITY): 379 cancelled, 380 not active, 381 no Part B, 382 outside
+        // the 8-hour window, 384 not the current transporter, 385/386 transport document or
+        // reason missing, 389/390 remaining distance missing or longer than the original, 821
+        // past 360 days; transporter (UPDATETRANSPORTER): 368, 369, 370, 655. The user must act.
+        (
+            Operation::EwaybillExtend | Operation::EwaybillUpdateTransporter,
+            "379" | "380" | "381" | "382" | "384" | "385" | "386" | "389" | "390" | "821" | "312" | "368" | "369"
+            | "370" | "393" | "655" | "4006" | "4042",
+        ) => Class::Rejection,
         // Named so the table lists every e-way bill code: the user must act (4010: CRN/DBN and
         // services go through the plain e-way bill API; 728: past the cancel window; 820: the
         // document is over 180 days old; 4000: the IRN is cancelled…).
         (
             Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
             "4000" | "4003" | "4004" | "4005" | "4006" | "4007" | "4008" | "4009" | "4010" | "720" | "728" | "820"
-            | "821" | "283" | "312",
+            | "821" | "283" | "312" | "4042",
         ) => Class::Rejection,
         (Operation::Generate, "3028" | "3029") => Class::SyncGstinThenRetry,
         (_, "2146" | "2147") => Class::Transient,

@@ -161,6 +161,21 @@ pub mod code {
     pub const LENGTH_INVALID: &str = "LENGTH_INVALID";
     /// A command's state code (`from_state`) is not an Indian state code.
     pub const STATE_CODE_INVALID: &str = "STATE_CODE_INVALID";
+    /// `ewaybill.extend`: `consignment_status` is not M or T, or a field of the other status is given.
+    pub const CONSIGNMENT_STATUS_INVALID: &str = "CONSIGNMENT_STATUS_INVALID";
+    /// `ewaybill.extend`: `transit_type` is not R (road), W (warehouse) or O (others).
+    pub const TRANSIT_TYPE_INVALID: &str = "TRANSIT_TYPE_INVALID";
+    /// `ewaybill.extend` outside 8 hours before to 8 hours after the e-way bill's expiry (382).
+    pub const EXTEND_OUTSIDE_WINDOW: &str = "EXTEND_OUTSIDE_WINDOW";
+    /// `ewaybill.extend`: the remaining distance is more than the e-way bill's distance (390).
+    pub const REMAINING_DISTANCE_TOO_LONG: &str = "REMAINING_DISTANCE_TOO_LONG";
+    /// `ewaybill.extend` would take the e-way bill past 360 days from its generation (821).
+    pub const EXTEND_PAST_MAX_LIFE: &str = "EXTEND_PAST_MAX_LIFE";
+    /// `ewaybill.extend` by a GSTIN that is not the e-way bill's current transporter (384).
+    pub const NOT_CURRENT_TRANSPORTER: &str = "NOT_CURRENT_TRANSPORTER";
+    /// By rail, the transport document is not a railway receipt (9 digits) or a parcel way bill
+    /// (10 digits) while the rail document rule is on (e-way bill error 4042).
+    pub const RAIL_DOC_NO_FORMAT: &str = "RAIL_DOC_NO_FORMAT";
 
     // ---- business rules added with the field table ----
     /// `TranDtls.RegRev=Y` on a supply type where NIC does not allow reverse charge (only B2B and SEZ).

@@ -37,6 +37,38 @@ pub struct VehicleData {
     pub valid_till: Option<String>,
 }
 
+/// `EXTENDVALIDITY`'s answer: `{ewayBillNo, updatedDate, validUpto}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExtendData {
+    pub updated_at: String,
+    pub valid_till: Option<String>,
+}
+
+impl ExtendData {
+    pub fn from_json(v: &Value) -> Option<ExtendData> {
+        Some(ExtendData {
+            updated_at: normalise_date(&field(v, &["updatedDate", "UpdatedDate", "extendedDate"])?),
+            valid_till: field(v, &["validUpto", "ValidUpto", "EwbValidTill"]).map(|d| normalise_date(&d)),
+        })
+    }
+}
+
+/// `UPDATETRANSPORTER`'s answer: `{ewayBillNo, transporterId, transUpdateDate}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransporterData {
+    pub transporter_id: Option<String>,
+    pub updated_at: String,
+}
+
+impl TransporterData {
+    pub fn from_json(v: &Value) -> Option<TransporterData> {
+        Some(TransporterData {
+            transporter_id: field(v, &["transporterId", "TransporterId"]),
+            updated_at: normalise_date(&field(v, &["transUpdateDate", "TransUpdateDate"])?),
+        })
+    }
+}
+
 impl EwbData {
     pub fn from_json(v: &Value) -> Option<EwbData> {
         Some(EwbData {
@@ -91,6 +123,22 @@ pub fn ewb_code_message(code: &str) -> &'static str {
         "238" => "Invalid auth token",
         "283" => "A 6-digit HSN code is required for this taxpayer",
         "312" => "This e-way bill is not yours, or it is already cancelled",
+        "368" => "Could not update the transporter",
+        "369" => "The GSTIN/TRANSIN in the request header must match the transporter id in the payload",
+        "370" => "The transporter GSTIN/TRANSIN must not be the supplier or the recipient",
+        "379" => "The e-way bill cannot be extended: it is cancelled",
+        "380" => "The e-way bill cannot be extended: it is not active",
+        "381" => "There is no Part-B (vehicle) entry: update the vehicle first",
+        "382" => "An e-way bill can only be extended from 8 hours before to 8 hours after its validity ends",
+        "383" => "Error while extending; try again later",
+        "384" => "You are not the current transporter or the generator (with no transporter) of this e-way bill",
+        "385" => "For rail, ship and air, transDocNo and transDocDate are mandatory",
+        "386" => "Reason code and remarks are mandatory",
+        "389" => "The remaining distance is required",
+        "390" => "The remaining distance cannot be greater than the actual distance",
+        "393" => "Invalid GSTIN",
+        "4042" => "Invalid RR number: by rail the transport document is a railway receipt (9 digits) or a parcel way bill (10 digits)",
+        "655" => "This GSTIN has a common enrolment number and cannot be named as a transporter",
         "604" => "An e-way bill already exists for this document number",
         "658" => "Blocked for accessing this API: the allowed number of requests has been exceeded",
         "720" => "An e-invoice enabled supplier must generate the e-way bill with or from the IRN",

@@ -23,11 +23,13 @@ use serde_json::Value;
 
 use crate::config::ProviderKind;
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
+use crate::domain::command::ewaybill_extend::ExtendValidity;
+use crate::domain::command::ewaybill_update_transporter::TransporterId;
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
 pub use errors::IrpError;
-pub use ewaybill::{EwbByIrn, EwbCancelData, EwbData, VehicleData};
+pub use ewaybill::{EwbByIrn, EwbCancelData, EwbData, ExtendData, TransporterData, VehicleData};
 pub use session::{Session, SessionManager};
 pub use types::{B2cQrCode, CancelData, GstinDetails, IrnData, RejectedIrn};
 
@@ -108,6 +110,16 @@ pub trait Ewaybills: Send + Sync {
     ) -> Result<EwbCancelData, IrpError>;
     /// Part B: a new vehicle (or transport document) for e-way bill `ewb_no`.
     async fn update_vehicle(&self, s: &Session, ewb_no: &str, update: &VehicleUpdate) -> Result<VehicleData, IrpError>;
+    /// Extend e-way bill `ewb_no`'s validity (`EXTENDVALIDITY`).
+    async fn extend_validity(&self, s: &Session, ewb_no: &str, extend: &ExtendValidity)
+        -> Result<ExtendData, IrpError>;
+    /// Hand e-way bill `ewb_no` to another transporter (`UPDATETRANSPORTER`).
+    async fn update_transporter(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        transporter: &TransporterId,
+    ) -> Result<TransporterData, IrpError>;
 }
 
 /// The IRP's dynamic QR code for a B2C invoice (a GSP feature), offered through [`IrpProvider::b2c`].

@@ -23,7 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::errors::{from_reqwest, http_error, parse_error_list, IrpMessage};
-use super::ewaybill::{open_ewb_api_response, EwbCancelData, EwbData, VehicleData};
+use super::ewaybill::{open_ewb_api_response, EwbCancelData, EwbData, ExtendData, TransporterData, VehicleData};
 use super::nic_crypto::{self, AppKey, CryptoError};
 use super::session::Sek;
 use super::signing::{self, load_public_key};
@@ -33,6 +33,8 @@ use super::{
 };
 use crate::config::{Environment, GstinConfig, HeaderSpelling, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
+use crate::domain::command::ewaybill_extend::ExtendValidity;
+use crate::domain::command::ewaybill_update_transporter::TransporterId;
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
@@ -464,6 +466,33 @@ impl Ewaybills for Nic {
         VehicleData::from_json(&v)
             .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
     }
+
+    async fn extend_validity(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        extend: &ExtendValidity,
+    ) -> Result<ExtendData, IrpError> {
+        let v = self.ewb_action(s, "EXTENDVALIDITY", &extend.request(ewb_no)).await?;
+        ExtendData::from_json(&v).ok_or_else(|| IrpError::Protocol("the extension answer has no updatedDate".into()))
+    }
+
+    async fn update_transporter(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        transporter: &TransporterId,
+    ) -> Result<TransporterData, IrpError> {
+        let v = self.ewb_action(s, "UPDATETRANSPORTER", &transporter_payload(ewb_no, transporter)).await?;
+        TransporterData::from_json(&v)
+            .ok_or_else(|| IrpError::Protocol("the transporter update answer has no transUpdateDate".into()))
+    }
+}
+
+/// The `UPDATETRANSPORTER` payload, for both protocols.
+pub fn transporter_payload(ewb_no: &str, transporter: &TransporterId) -> Value {
+    let no = ewb_no.parse::<u64>().map(Value::from).unwrap_or_else(|_| json!(ewb_no));
+    json!({"ewbNo": no, "transporterId": transporter.as_str()})
 }
 
 /// The `CANEWB` payload, for both protocols.

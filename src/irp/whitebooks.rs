@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
 use super::errors::{from_reqwest, get_ci, http_error, parse_error_list};
-use super::ewaybill::{EwbCancelData, EwbData, VehicleData};
+use super::ewaybill::{EwbCancelData, EwbData, ExtendData, TransporterData, VehicleData};
 use super::types::parse_ist;
 use super::{
     B2cQr, B2cQrCode, CancelData, Ewaybills, EwbByIrn, GstinDetails, Gstins, Irn, IrnData, IrpError, IrpProvider,
@@ -25,6 +25,8 @@ use super::{
 };
 use crate::config::{Environment, GstinConfig, ProviderKind, RateLimit};
 use crate::domain::command::ewaybill::{EwbCancelReason, VehicleUpdate};
+use crate::domain::command::ewaybill_extend::ExtendValidity;
+use crate::domain::command::ewaybill_update_transporter::TransporterId;
 use crate::domain::command::{CancelReason, DocRef};
 use crate::domain::DocDate;
 
@@ -42,6 +44,8 @@ pub const DEFAULT_TYPE_NAMES: &[(&str, &str)] = &[
     ("generate_ewaybill", "GENERATE_EWAYBILL"),
     ("cancel_ewaybill", "CANEWB"),
     ("update_vehicle", "VEHEWB"),
+    ("extend_validity", "EXTENDVALIDITY"),
+    ("update_transporter", "UPDATETRANSPORTER"),
 ];
 
 pub struct Whitebooks {
@@ -284,6 +288,28 @@ impl Ewaybills for Whitebooks {
         let v = self.call(self.request(Method::POST, "update_vehicle", s).json(&update.request(ewb_no))).await?;
         VehicleData::from_json(&v)
             .ok_or_else(|| IrpError::Protocol("the vehicle update answer has no vehUpdDate".into()))
+    }
+
+    async fn extend_validity(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        extend: &ExtendValidity,
+    ) -> Result<ExtendData, IrpError> {
+        let v = self.call(self.request(Method::POST, "extend_validity", s).json(&extend.request(ewb_no))).await?;
+        ExtendData::from_json(&v).ok_or_else(|| IrpError::Protocol("the extension answer has no updatedDate".into()))
+    }
+
+    async fn update_transporter(
+        &self,
+        s: &Session,
+        ewb_no: &str,
+        transporter: &TransporterId,
+    ) -> Result<TransporterData, IrpError> {
+        let body = super::nic::transporter_payload(ewb_no, transporter);
+        let v = self.call(self.request(Method::POST, "update_transporter", s).json(&body)).await?;
+        TransporterData::from_json(&v)
+            .ok_or_else(|| IrpError::Protocol("the transporter update answer has no transUpdateDate".into()))
     }
 }
 

@@ -357,7 +357,14 @@ pub fn essential(kind: crate::domain::command::JobKind) -> bool {
     use crate::domain::command::JobKind::*;
     // Exhaustive on purpose: a new kind must be placed on one side or the other.
     match kind {
-        IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle => true,
+        // Extending keeps goods lawfully on the road, and a new transporter must be able to act.
+        IrnGenerate
+        | IrnCancel
+        | EwaybillGenerate
+        | EwaybillCancel
+        | EwaybillUpdateVehicle
+        | EwaybillExtend
+        | EwaybillUpdateTransporter => true,
         IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
     }
 }

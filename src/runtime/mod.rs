@@ -18,6 +18,7 @@ pub mod authorize;
 pub mod calls;
 pub mod context;
 pub mod events;
+pub mod expiry;
 pub mod guard;
 pub mod health;
 pub mod jobs;

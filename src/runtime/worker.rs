@@ -139,6 +139,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     if ctx.settings.retention_interval_secs > 0 {
         tokio::spawn(super::retention::run(ctx.clone(), shutdown.child_token()));
     }
+    if ctx.settings.ewb_expiry_warn_secs > 0 && ctx.settings.ewb_expiry_scan_secs > 0 {
+        tokio::spawn(super::expiry::run(ctx.clone(), shutdown.child_token()));
+    }
     let irps: Vec<String> = ctx
         .settings
         .gstins

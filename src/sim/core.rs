@@ -95,6 +95,11 @@ pub struct SimStats {
     pub ewb_cancel_calls: u64,
     #[serde(default)]
     pub ewb_vehicle_calls: u64,
+    /// `EXTENDVALIDITY` and `UPDATETRANSPORTER` calls.
+    #[serde(default)]
+    pub ewb_extend_calls: u64,
+    #[serde(default)]
+    pub ewb_transporter_calls: u64,
     /// API calls answered HTTP 429 (quota or `throttle_next`).
     #[serde(default)]
     pub throttled_429: u64,

@@ -130,6 +130,8 @@ async fn api(
         "GENERATE_EWAYBILL" => core.generate_ewaybill(&gstin, &json_body()),
         "CANEWB" => core.cancel_ewaybill(&gstin, &json_body()),
         "VEHEWB" => core.update_vehicle(&gstin, &json_body()),
+        "EXTENDVALIDITY" => core.extend_validity(&gstin, &json_body()),
+        "UPDATETRANSPORTER" => core.update_transporter(&gstin, &json_body()),
         "GETREJECTEDIRNS" | "GETREJECTEDIRN" => core.rejected_irns(&gstin, &param("param1")),
         "GETB2CQR" => {
             let b = json_body();

@@ -163,4 +163,121 @@ impl Db {
         tx.commit().await?;
         Ok(())
     }
+
+    /// What `ewaybill.extend` checks beyond the row: the distance the e-way bill was made for
+    /// and its current transporter, when known.
+    pub async fn ewaybill_extras(&self, ewb_no: &str) -> Result<(Option<i64>, Option<String>), StoreError> {
+        let c = self.client().await?;
+        let row =
+            c.query_opt("SELECT distance_km, transporter_id FROM ewaybills WHERE ewb_no = $1", &[&ewb_no]).await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))).unwrap_or((None, None)))
+    }
+
+    /// Record the distance and transporter an e-way bill was made with (after `record_ewaybill`).
+    pub async fn set_ewaybill_transport(
+        &self,
+        ewb_no: &str,
+        distance_km: Option<i64>,
+        transporter_id: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE ewaybills SET distance_km = COALESCE($2, distance_km),
+                transporter_id = COALESCE($3, transporter_id), updated_at = now() WHERE ewb_no = $1",
+            &[&ewb_no, &distance_km, &transporter_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Record an extension (the row is created if only the job row knew the e-way bill).
+    pub async fn ewaybill_extended(
+        &self,
+        e: &EwbUpsert<'_>,
+        extended_at: &str,
+        events: &[OutboxEvent],
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO ewaybills (ewb_no, gstin, irn, ewb_date, valid_till, status, extended_at)
+             VALUES ($1, $2, $3, $4, $5, 'active', $6)
+             ON CONFLICT (ewb_no) DO UPDATE SET extended_at = EXCLUDED.extended_at,
+                valid_till = COALESCE(EXCLUDED.valid_till, ewaybills.valid_till), updated_at = now()",
+            &[&e.ewb_no, &e.gstin, &e.irn, &e.ewb_date, &e.valid_till, &extended_at],
+        )
+        .await?;
+        for ev in events {
+            outbox::insert(&tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Record a new transporter (the row is created if only the job row knew the e-way bill).
+    pub async fn ewaybill_transporter_updated(
+        &self,
+        e: &EwbUpsert<'_>,
+        transporter_id: &str,
+        events: &[OutboxEvent],
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO ewaybills (ewb_no, gstin, irn, ewb_date, valid_till, status, transporter_id)
+             VALUES ($1, $2, $3, $4, $5, 'active', $6)
+             ON CONFLICT (ewb_no) DO UPDATE SET transporter_id = EXCLUDED.transporter_id, updated_at = now()",
+            &[&e.ewb_no, &e.gstin, &e.irn, &e.ewb_date, &e.valid_till, &transporter_id],
+        )
+        .await?;
+        for ev in events {
+            outbox::insert(&tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A validity read from the portal (`ewaybill.get`): another party may have extended it.
+    pub async fn refresh_ewaybill_validity(&self, ewb_no: &str, valid_till: &str) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE ewaybills SET valid_till = $2, updated_at = now() WHERE ewb_no = $1 AND valid_till IS DISTINCT FROM $2",
+            &[&ewb_no, &valid_till],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Active e-way bills whose validity ends after `now_ist` and by `until_ist` (both
+    /// `yyyy-MM-dd HH:mm:ss`, India time) and that were not yet warned about for that validity,
+    /// each marked warned in the same transaction as its `ewaybill.expiring` event (`event_for`
+    /// builds it), so two workers never warn twice. At most `limit` per call.
+    pub async fn warn_expiring_ewaybills(
+        &self,
+        now_ist: &str,
+        until_ist: &str,
+        limit: i64,
+        event_for: impl Fn(&EwbRow, Option<String>) -> OutboxEvent,
+    ) -> Result<usize, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let rows = tx
+            .query(
+                "SELECT e.ewb_no, e.gstin, e.irn, e.ewb_date, e.valid_till, e.status, e.cancel_date,
+                        (SELECT j.irp FROM jobs j WHERE j.irn = e.irn AND e.irn IS NOT NULL LIMIT 1)
+                 FROM ewaybills e
+                 WHERE e.status = 'active' AND e.valid_till > $1 AND e.valid_till <= $2
+                   AND e.expiry_warned_for IS DISTINCT FROM e.valid_till
+                 ORDER BY e.valid_till LIMIT $3 FOR UPDATE OF e SKIP LOCKED",
+                &[&now_ist, &until_ist, &limit],
+            )
+            .await?;
+        for r in &rows {
+            let e = EwbRow::from(r);
+            tx.execute("UPDATE ewaybills SET expiry_warned_for = valid_till WHERE ewb_no = $1", &[&e.ewb_no]).await?;
+            outbox::insert(&tx, &event_for(&e, r.get(7))).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
+    }
 }

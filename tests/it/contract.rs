@@ -103,3 +103,60 @@ fn every_example_in_the_contract_matches_its_schema() {
     }
     assert!(checked >= 40, "{checked} examples");
 }
+
+/// The schema of `s` with its `$ref`s and `allOf`s followed: (property names, required names,
+/// `dependentRequired`).
+fn flatten(s: &Value, props: &mut Vec<String>, required: &mut Vec<String>, deps: &mut Vec<(String, Vec<String>)>) {
+    if let Some(r) = s["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        return flatten(&DOC["components"]["schemas"][name], props, required, deps);
+    }
+    for part in s["allOf"].as_array().into_iter().flatten() {
+        flatten(part, props, required, deps);
+    }
+    props.extend(s["properties"].as_object().into_iter().flat_map(|o| o.keys().cloned()));
+    required.extend(s["required"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_string)));
+    for (k, v) in s["dependentRequired"].as_object().into_iter().flatten() {
+        deps.push((
+            k.clone(),
+            v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+        ));
+    }
+}
+
+/// Every event whose data carries an IRN or an e-way bill number carries `data.irp` too: the
+/// schema requires it, or requires it whenever `irn` / `ewb_no` is present.
+#[test]
+fn every_event_with_an_irn_or_an_ewaybill_number_names_its_irp() {
+    let messages = DOC["components"]["messages"].as_object().expect("components.messages");
+    let mut checked = Vec::new();
+    for (key, m) in messages.iter().filter(|(k, _)| k.ends_with("Event")) {
+        let (mut props, mut required, mut deps) = (vec![], vec![], vec![]);
+        flatten(&m["payload"], &mut props, &mut required, &mut deps);
+        assert!(props.iter().any(|p| p == "data"), "{key} has no data");
+        let (mut dp, mut dr, mut dd) = (vec![], vec![], vec![]);
+        let payload = &m["payload"];
+        let mut data_schemas = vec![];
+        let root = &DOC["components"]["schemas"][payload["$ref"].as_str().unwrap().rsplit('/').next().unwrap()];
+        for part in root["allOf"].as_array().into_iter().flatten() {
+            if !part["properties"]["data"].is_null() {
+                data_schemas.push(part["properties"]["data"].clone());
+            }
+        }
+        for d in &data_schemas {
+            flatten(d, &mut dp, &mut dr, &mut dd);
+        }
+        for id in ["irn", "ewb_no"] {
+            if !dp.iter().any(|p| p == id) {
+                continue;
+            }
+            let always = dr.iter().any(|r| r == "irp");
+            let with_it = dd.iter().any(|(k, v)| k == id && v.iter().any(|x| x == "irp"));
+            assert!(always || with_it, "{key}: data.{id} without data.irp required");
+            checked.push(key.clone());
+        }
+    }
+    for must in ["irnCancelledEvent", "ewaybillCancelledEvent", "ewaybillGeneratedEvent", "irnCancelRejectedEvent"] {
+        assert!(checked.iter().any(|k| k == must), "{must} not checked: {checked:?}");
+    }
+}

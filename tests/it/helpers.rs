@@ -226,6 +226,22 @@ impl TestApp {
         next(&mut self.events_consumer, secs).await.unwrap_or_else(|| panic!("no event within {secs} s")).1
     }
 
+    /// The next event of type `ty` on `einvoice.events` within `secs` (others are skipped);
+    /// `None` when none came.
+    pub async fn next_event_of(&mut self, ty: &str, secs: u64) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let (_, ev) = next(&mut self.events_consumer, left.as_secs().max(1)).await?;
+            if ev["event_type"] == ty {
+                return Some(ev);
+            }
+        }
+    }
+
     /// `n` replies, keyed by correlation id.
     pub async fn replies(&mut self, n: usize, secs: u64) -> Vec<(String, Value)> {
         let mut out = Vec::new();

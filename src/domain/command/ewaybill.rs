@@ -11,12 +11,13 @@ use once_cell::sync::Lazy;
 use regex::Regex;
 use serde_json::{json, Map, Value};
 
+use super::ewaybill_update_transporter::TransporterId;
 use super::{doc_ref, target, DocRef, Reader, Target};
 use crate::domain::codes;
 use crate::domain::problem::code;
 use crate::domain::transport::{self, TextRule};
 pub use crate::domain::transport::{normalise_vehicle, TransMode, MAX_DISTANCE_KM};
-use crate::domain::{DocDate, Gstin, Problem};
+use crate::domain::{DocDate, Problem};
 
 /// Since 1 Jan 2025 an e-way bill may only be made for a document at most 180 days old (820).
 pub const MAX_DOCUMENT_AGE_DAYS: i64 = 180;
@@ -140,7 +141,7 @@ impl VehicleUpdate {
 
 /// Checks `v` at `path` under a transport text rule: its length ([`code::TEXT_LENGTH`]), then its
 /// format (the rule's code), as the invoice's `EwbDtls` is checked.
-fn check_text(rule: &TextRule, v: &str, path: &str, problems: &mut Vec<Problem>) {
+pub(super) fn check_text(rule: &TextRule, v: &str, path: &str, problems: &mut Vec<Problem>) {
     if let Err(fault) = rule.check(v) {
         let message = match fault {
             transport::Fault::Length(n) => {
@@ -153,7 +154,7 @@ fn check_text(rule: &TextRule, v: &str, path: &str, problems: &mut Vec<Problem>)
 }
 
 /// A transport mode at `path`, reported with [`code::TRANS_MODE_INVALID`].
-fn trans_mode(m: &str, path: &str, problems: &mut Vec<Problem>) -> Option<TransMode> {
+pub(super) fn trans_mode(m: &str, path: &str, problems: &mut Vec<Problem>) -> Option<TransMode> {
     let p = TransMode::parse(m);
     if p.is_none() {
         problems.push(Problem::new(
@@ -166,7 +167,7 @@ fn trans_mode(m: &str, path: &str, problems: &mut Vec<Problem>) -> Option<TransM
 }
 
 /// A `dd/MM/yyyy` date at `path` that is not after `today`.
-fn past_date(s: &str, path: &str, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<DocDate> {
+pub(super) fn past_date(s: &str, path: &str, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<DocDate> {
     match DocDate::parse(s) {
         Ok(d) if d.date() > today => {
             problems.push(Problem::new(path, code::DATE_IN_FUTURE, format!("{path} '{s}' is after today ({today})")));
@@ -178,6 +179,22 @@ fn past_date(s: &str, path: &str, today: NaiveDate, problems: &mut Vec<Problem>)
             None
         }
     }
+}
+
+/// The rail document rule (NIC's additional validations of 17 Dec 2024, in force by Jan 2026,
+/// behind `rail_doc_rules`): by rail, the transport document number is a railway receipt of 9
+/// digits or a parcel way bill of 10; the portal answers 4042 "Invalid RR number" otherwise.
+pub fn rail_doc_problem(doc_no: &str, path: &str) -> Option<Problem> {
+    let ok = matches!(doc_no.len(), 9 | 10) && doc_no.bytes().all(|b| b.is_ascii_digit());
+    (!ok).then(|| {
+        Problem::new(
+            path,
+            code::RAIL_DOC_NO_FORMAT,
+            format!(
+                "'{doc_no}' is not a railway receipt (9 digits) or a parcel way bill (10 digits): by rail (mode 2) the transport document must be one (e-way bill error 4042, rule in force since January 2026)"
+            ),
+        )
+    })
 }
 
 /// The 180-day rule: `doc_date` at `path` must be at most that old on `today`.
@@ -199,6 +216,7 @@ pub(super) fn parse_generate(
     r: &mut Reader<'_>,
     body: &Value,
     today: NaiveDate,
+    rail_rule: bool,
 ) -> (Option<Target>, Option<Transport>) {
     let irn = r.irn("irn");
     let doc = doc_ref(body, "document", &mut r.problems);
@@ -207,7 +225,7 @@ pub(super) fn parse_generate(
     }
     let target = target(irn, doc, body, &mut r.problems);
     let transport = match body.get("transport") {
-        Some(Value::Object(t)) => parse_transport(t, today, &mut r.problems),
+        Some(Value::Object(t)) => parse_transport(t, today, rail_rule, &mut r.problems),
         None | Some(Value::Null) => {
             r.problems.push(Problem::new(
                 "transport",
@@ -224,7 +242,12 @@ pub(super) fn parse_generate(
     (target, transport)
 }
 
-fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<Problem>) -> Option<Transport> {
+fn parse_transport(
+    t: &Map<String, Value>,
+    today: NaiveDate,
+    rail_rule: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Transport> {
     let body = Value::Object(t.clone());
     let mut r = Reader::nested(&body, false);
     let distance = match t.get("Distance") {
@@ -253,14 +276,13 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
         }
     };
     let trans_mode = r.opt_str("TransMode").and_then(|m| trans_mode(&m, "TransMode", &mut r.problems));
+    // A GSTIN (with its check digit) or a TRANSIN (`88…`, which has none).
     let trans_id = r.opt_str("TransId").map(|s| s.to_ascii_uppercase()).filter(|s| !s.is_empty());
     if let Some(id) = &trans_id {
-        if !transport::is_trans_id_shape(id) || Gstin::parse(id, false).is_err() {
-            r.problems.push(Problem::new(
-                "TransId",
-                code::TRANS_ID_INVALID,
-                format!("'{id}' is not a transporter GSTIN or TRANSIN (15 characters with a valid check digit)"),
-            ));
+        let parsed = TransporterId::parse(id, false);
+        if !transport::is_trans_id_shape(id) || parsed.is_err() {
+            let why = parsed.err().unwrap_or_else(|| format!("'{id}' is not a transporter GSTIN or TRANSIN"));
+            r.problems.push(Problem::new("TransId", code::TRANS_ID_INVALID, why));
         }
     }
     let trans_name = r.opt_str("TransName").filter(|s| !s.is_empty());
@@ -278,6 +300,9 @@ fn parse_transport(t: &Map<String, Value>, today: NaiveDate, problems: &mut Vec<
     let trans_doc_no = r.opt_str("TransDocNo").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
         check_text(&transport::TRANS_DOC_NO, n, "TransDocNo", &mut r.problems);
+        if rail_rule && trans_mode == Some(TransMode::Rail) {
+            r.problems.extend(rail_doc_problem(n, "TransDocNo"));
+        }
     }
     let trans_doc_dt = r
         .opt_str("TransDocDt")
@@ -341,6 +366,24 @@ fn finish<T>(r: Reader<'_>, problems: &mut Vec<Problem>, t: Option<T>) -> Option
     t.filter(|_| ok)
 }
 
+/// An Indian state code at `field` (`29`, or `"9"` for `09`), reported with [`code::STATE_CODE_INVALID`].
+pub(super) fn state_code(r: &mut Reader<'_>, field: &str) -> Option<u32> {
+    r.req_str(field).and_then(|s| {
+        let code = format!("{:0>2}", s.trim());
+        match code.parse::<u32>() {
+            Ok(n) if codes::is_valid_state_code(&code) && code != codes::OTHER_COUNTRIES => Some(n),
+            _ => {
+                r.problems.push(Problem::new(
+                    field,
+                    code::STATE_CODE_INVALID,
+                    format!("'{s}' is not an Indian state code (such as 29 for Karnataka)"),
+                ));
+                None
+            }
+        }
+    })
+}
+
 /// `ewb_no` or `irn`: which e-way bill an update or cancel is for.
 pub(super) fn parse_ewb_target(r: &mut Reader<'_>) -> Option<EwbTarget> {
     let ewb_no = r.opt_str("ewb_no").filter(|s| !s.is_empty());
@@ -368,8 +411,17 @@ pub(super) fn parse_ewb_target(r: &mut Reader<'_>) -> Option<EwbTarget> {
 
 /// `reason` 1–4 and a remark of at most 50 characters; `names` describes the codes.
 fn reason_and_remark(r: &mut Reader<'_>, names: &str) -> (Option<String>, Option<String>) {
+    reason_and_remark_of(r, &["1", "2", "3", "4"], names)
+}
+
+/// `reason` (one of `codes`) and a remark of at most 50 characters; `names` describes the codes.
+pub(super) fn reason_and_remark_of(
+    r: &mut Reader<'_>,
+    codes: &[&str],
+    names: &str,
+) -> (Option<String>, Option<String>) {
     let reason = r.req_str("reason").and_then(|s| {
-        if matches!(s.as_str(), "1" | "2" | "3" | "4") {
+        if codes.contains(&s.as_str()) {
             Some(s)
         } else {
             r.problems.push(Problem::new(
@@ -406,7 +458,11 @@ pub(super) fn parse_cancel(r: &mut Reader<'_>) -> (Option<EwbTarget>, Option<Ewb
     (target, reason.and_then(|s| EwbCancelReason::parse(&s)), remark)
 }
 
-pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Option<EwbTarget>, Option<VehicleUpdate>) {
+pub(super) fn parse_update_vehicle(
+    r: &mut Reader<'_>,
+    today: NaiveDate,
+    rail_rule: bool,
+) -> (Option<EwbTarget>, Option<VehicleUpdate>) {
     let target = parse_ewb_target(r);
     let vehicle_no = r.req_str("vehicle_no").map(|v| normalise_vehicle(&v));
     if let Some(v) = &vehicle_no {
@@ -422,25 +478,15 @@ pub(super) fn parse_update_vehicle(r: &mut Reader<'_>, today: NaiveDate) -> (Opt
             ));
         }
     }
-    let from_state = r.req_str("from_state").and_then(|s| {
-        let code = format!("{:0>2}", s.trim());
-        match code.parse::<u32>() {
-            Ok(n) if codes::is_valid_state_code(&code) && code != codes::OTHER_COUNTRIES => Some(n),
-            _ => {
-                r.problems.push(Problem::new(
-                    "from_state",
-                    code::STATE_CODE_INVALID,
-                    format!("'{s}' is not an Indian state code (such as 29 for Karnataka)"),
-                ));
-                None
-            }
-        }
-    });
+    let from_state = state_code(r, "from_state");
     let (reason, remark) = reason_and_remark(r, "1 (Breakdown), 2 (Transshipment), 3 (Others) or 4 (First time)");
     let trans_mode = r.req_str("trans_mode").and_then(|m| trans_mode(&m, "trans_mode", &mut r.problems));
     let trans_doc_no = r.opt_str("trans_doc_no").filter(|s| !s.is_empty());
     if let Some(n) = &trans_doc_no {
         check_text(&transport::TRANS_DOC_NO, n, "trans_doc_no", &mut r.problems);
+        if rail_rule && trans_mode == Some(TransMode::Rail) {
+            r.problems.extend(rail_doc_problem(n, "trans_doc_no"));
+        }
     }
     let trans_doc_date = r
         .opt_str("trans_doc_date")

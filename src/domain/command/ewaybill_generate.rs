@@ -14,7 +14,12 @@ impl CommandBody for EwaybillGenerate {
     fn parse(r: &mut Reader<'_>, opts: &ParseOptions) -> Option<Self> {
         let gstin = r.gstin("gstin", true);
         let body = r.body;
-        let (target, transport) = parse_generate(r, body, opts.validation.today);
+        let (target, transport) = parse_generate(
+            r,
+            body,
+            opts.validation.today,
+            opts.validation.rail_doc_rules.active(opts.validation.today),
+        );
         Some(EwaybillGenerate { gstin: gstin?, target: target?, transport: transport? })
     }
 

@@ -13,7 +13,11 @@ pub struct EwaybillUpdateVehicle {
 impl CommandBody for EwaybillUpdateVehicle {
     fn parse(r: &mut Reader<'_>, opts: &ParseOptions) -> Option<Self> {
         let gstin = r.gstin("gstin", true);
-        let (target, update) = parse_update_vehicle(r, opts.validation.today);
+        let (target, update) = parse_update_vehicle(
+            r,
+            opts.validation.today,
+            opts.validation.rail_doc_rules.active(opts.validation.today),
+        );
         Some(EwaybillUpdateVehicle { gstin: gstin?, target: target?, update: update? })
     }
 

@@ -49,6 +49,12 @@ mod sweep;
 pub use money::{Decimal, ASSAMT_TOLERANCE, RNDOFF_LIMIT};
 pub use parties::ShipToRules;
 
+/// The rail document rule applies from 1 Jan 2026 unless configured otherwise.
+pub const RAIL_DOC_RULES_DEFAULT: ShipToRules = ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+});
+
 /// Maximum length of a cancel remark (`CnlRem`).
 pub const CANCEL_REMARK_MAX: usize = 100;
 
@@ -79,6 +85,11 @@ pub struct ValidationOptions {
     /// The ship-to rules of GSTN's advisory of 17 Jun 2026 (IRP errors 2323, 2325, and a ship-to
     /// GSTIN with an e-way bill). Reported put on hold on 30 Jul 2026, so off by default.
     pub ship_to_rules: ShipToRules,
+    /// The rail transport document rule of NIC's additional validations of 17 Dec 2024, enforced
+    /// by January 2026 (e-way bill error 4042): by rail, `TransDocNo` is a railway receipt of 9
+    /// digits or a parcel way bill of 10, on generation and every Part-B update or extension.
+    /// A dated switch like the ship-to rules; on from 2026-01-01 by default.
+    pub rail_doc_rules: ShipToRules,
 }
 
 impl Default for ValidationOptions {
@@ -93,6 +104,7 @@ impl Default for ValidationOptions {
             total_tolerance: money::RUPEE,
             tax_tolerance: money::RUPEE,
             ship_to_rules: ShipToRules::Off,
+            rail_doc_rules: RAIL_DOC_RULES_DEFAULT,
         }
     }
 }

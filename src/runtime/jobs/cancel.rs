@@ -160,6 +160,7 @@ impl Job<'_> {
         }
         match &r.job {
             Some(job) => {
+                self.stamp_irp(&mut data, Some(job));
                 let ev = job_event(self.meta, job, "irn.cancelled", data);
                 let update = JobUpdate::Cancelled { cancel_date, response: json!({"already_cancelled": already}) };
                 self.ctx.db.finish_job(job.id, &update, &[ev]).await?;

@@ -115,6 +115,8 @@ impl<'a> Job<'a> {
         job: Option<&JobRow>,
         doc: Option<DocumentRef>,
     ) -> OutboxEvent {
+        let mut data = data;
+        self.stamp_irp(&mut data, job);
         match job {
             Some(row) => {
                 span::record_job_id(row.id);
@@ -125,6 +127,22 @@ impl<'a> Job<'a> {
                     plain_event(self.meta, event_type, data).event.with_provider(self.provider.kind().as_str());
                 ev.document = doc;
                 OutboxEvent { event: ev, reply_to: self.meta.reply_to.clone() }
+            }
+        }
+    }
+
+    /// The IRP an event about `job` (or, without one, about this command) names: the IRP that
+    /// issued the job's IRN when the store knows it, else the one this command called.
+    pub(super) fn irp_of(&self, job: Option<&JobRow>) -> String {
+        job.and_then(|j| j.irp.clone()).unwrap_or_else(|| self.provider.irp().to_string())
+    }
+
+    /// The contract: every event whose data carries an IRN or an e-way bill number carries
+    /// `data.irp`, so a consumer knows where to send what follows (get, cancel, Part B).
+    pub(super) fn stamp_irp(&self, data: &mut Value, job: Option<&JobRow>) {
+        if let Some(o) = data.as_object_mut() {
+            if (o.contains_key("irn") || o.contains_key("ewb_no")) && !o.contains_key("irp") {
+                o.insert("irp".into(), json!(self.irp_of(job)));
             }
         }
     }
@@ -148,6 +166,8 @@ impl<'a> Job<'a> {
         doc: Option<DocumentRef>,
         extra: Value,
     ) -> Result<Disposition, StoreError> {
+        let mut extra = extra;
+        self.stamp_irp(&mut extra, None);
         reject_with(self.ctx, self.meta, self.kind, errors, doc, extra).await
     }
 

@@ -4,7 +4,8 @@
 //! valid) and ends in a [`Disposition`] after committing the command's outcome and events:
 //! [`generate`] (`irn.generate`, the path that must never register a document twice),
 //! [`cancel`] (`irn.cancel`), [`get`] (`irn.get`), [`gstin_details`] (`gstin.details`),
-//! [`ewaybill`] (`ewaybill.get`, `.generate`, `.update_vehicle`, `.cancel`, one submodule each),
+//! [`ewaybill`] (`ewaybill.get`, `.generate`, `.update_vehicle`, `.extend`, `.update_transporter`,
+//! `.cancel`, one submodule each),
 //! [`b2c`] (`b2c.qr`), [`reconcile`] (`reconcile.rejected`), [`job_status`] (`job.status`, from
 //! the store only) and [`batch`] (`irn.generate_batch`). What the IRP-bound ones share (the
 //! GSTIN's IRP, its pause, rejections, lookups) is in [`job`].
@@ -46,6 +47,10 @@ pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32
         Command::EwaybillGenerate(c) => Box::pin(ewaybill::generate::handle(ctx, meta, c, attempt)).await,
         Command::EwaybillUpdateVehicle(c) => Box::pin(ewaybill::update_vehicle::handle(ctx, meta, c, attempt)).await,
         Command::EwaybillCancel(c) => Box::pin(ewaybill::cancel::handle(ctx, meta, c, attempt)).await,
+        Command::EwaybillExtend(c) => Box::pin(ewaybill::extend::handle(ctx, meta, c, attempt)).await,
+        Command::EwaybillUpdateTransporter(c) => {
+            Box::pin(ewaybill::update_transporter::handle(ctx, meta, c, attempt)).await
+        }
         Command::JobStatus(c) => Box::pin(job_status::handle(ctx, meta, c, attempt)).await,
         Command::IrnGenerateBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
     }

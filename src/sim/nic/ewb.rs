@@ -1,6 +1,7 @@
 //! The simulator's NIC e-way bill routes, under the same token and SEK as the e-invoice API:
 //! - `POST /eiewb/v1.03/ewaybill`: generate by IRN, answered like every e-invoice call;
-//! - `POST /ewaybillapi/v1.03/ewayapi`: the e-way bill API, body `{"action": "CANEWB" | "VEHEWB",
+//! - `POST /ewaybillapi/v1.03/ewayapi`: the e-way bill API, body `{"action": "CANEWB" | "VEHEWB" |
+//!   "EXTENDVALIDITY" | "UPDATETRANSPORTER",
 //!   "data": AES(SEK, payload)}`, answering `{"status": "1", "data": AES(SEK, JSON)}` or
 //!   `{"status": "0", "error": base64({"errorCodes": "312,"})}` (codes only, as NIC does).
 use std::sync::Arc;
@@ -68,6 +69,8 @@ async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axu
     let result = match action.as_str() {
         "CANEWB" => core.cancel_ewaybill(&gstin, &payload),
         "VEHEWB" => core.update_vehicle(&gstin, &payload),
+        "EXTENDVALIDITY" => core.extend_validity(&gstin, &payload),
+        "UPDATETRANSPORTER" => core.update_transporter(&gstin, &payload),
         _ => Err(SimError::one("5002", format!("unknown action '{action}'"))),
     };
     match result {
@@ -137,6 +140,37 @@ mod tests {
         assert_eq!(v.valid_till, e.valid_till, "same validity, normalised to India time");
         assert_eq!(sim.core.ewaybill(&e.ewb_no).unwrap().vehicle_no.as_deref(), Some("KA05CD5678"));
 
+        // Extension: the portal's 8-hour window (382), then inside it.
+        use crate::domain::command::ewaybill_extend::{Consignment, ExtendValidity};
+        let x = ExtendValidity {
+            consignment: Consignment::Moving {
+                mode: TransMode::Road,
+                vehicle_no: Some("KA05CD5678".into()),
+                trans_doc_no: None,
+                trans_doc_date: None,
+            },
+            from_place: "Tumakuru".into(),
+            from_state: 29,
+            from_pincode: 572101,
+            remaining_distance: 100,
+            reason: "1".into(),
+            remark: "Flood".into(),
+        };
+        let far = p.extend_validity(&s, &e.ewb_no, &x).await.unwrap_err();
+        assert!(far.has_code("382"), "{far:?}");
+        let now = chrono::Utc::now();
+        sim.core.set_ewaybill_times(&e.ewb_no, now - chrono::Duration::hours(2), now + chrono::Duration::hours(1));
+        let ext = p.extend_validity(&s, &e.ewb_no, &x).await.unwrap();
+        let till = crate::irp::types::parse_ist(ext.valid_till.as_deref().unwrap()).unwrap();
+        assert!(till > now + chrono::Duration::hours(1), "{ext:?}");
+        // A TRANSIN as the new transporter.
+        let transin =
+            crate::domain::command::ewaybill_update_transporter::TransporterId::parse("88AABCT1234A1ZQ", false)
+                .unwrap();
+        let t = p.update_transporter(&s, &e.ewb_no, &transin).await.unwrap();
+        assert_eq!(t.transporter_id.as_deref(), Some("88AABCT1234A1ZQ"));
+        assert!(crate::irp::types::parse_ist(&t.updated_at).is_some(), "{t:?}");
+
         let c1 = p.cancel_ewaybill(&s, &e.ewb_no, EwbCancelReason::OrderCancelled, "Order cancelled").await.unwrap();
         assert_eq!(c1.ewb_no, e.ewb_no);
         assert!(crate::irp::types::parse_ist(&c1.cancel_date).is_some(), "{c1:?}");
@@ -146,6 +180,7 @@ mod tests {
         p.cancel(&s, &irn, crate::domain::command::CancelReason::Duplicate, "x").await.unwrap();
         let st = sim.core.stats();
         assert_eq!((st.ewb_generate_calls, st.ewb_cancel_calls, st.ewb_vehicle_calls), (2, 2, 1));
+        assert_eq!((st.ewb_extend_calls, st.ewb_transporter_calls), (2, 1));
 
         // Faults apply to the e-way bill API too.
         sim.core.update_faults(|f| f.fail_next_5xx = 1);

@@ -73,7 +73,15 @@ impl Job<'_> {
             }
             Err(e) => return self.failed(e, Operation::EwaybillGenerate, doc).await,
         };
-        self.ewaybill_generated(irn, &row, already, r.job.as_ref(), doc, raw.as_ref()).await
+        let d = self.ewaybill_generated(irn, &row, already, r.job.as_ref(), doc, raw.as_ref()).await?;
+        if !already {
+            // What ewaybill.extend checks later: the distance (NIC's own when 0 was sent) and
+            // the transporter.
+            let km = if transport.distance > 0 { Some(transport.distance) } else { raw.as_ref().and_then(pin_pin_km) };
+            let km = km.and_then(|k| i64::try_from(k).ok());
+            self.ctx.db.set_ewaybill_transport(&row.ewb_no, km, transport.trans_id.as_deref()).await?;
+        }
+        Ok(d)
     }
 
     fn row(&self, irn: &str, d: &EwbData) -> EwbRow {
@@ -105,4 +113,13 @@ impl Job<'_> {
         self.ctx.db.record_ewaybill(&upsert(e, raw), &[ev]).await?;
         Ok(Disposition::Ack)
     }
+}
+
+/// NIC's PIN-to-PIN distance when 0 was sent: `InfoDtls` `EWBPPD` "Pin-Pin calc distance: 57KM".
+fn pin_pin_km(raw: &Value) -> Option<u64> {
+    let infos = raw.get("InfoDtls")?.as_array()?;
+    let d = infos.iter().find(|i| i.get("InfCd").and_then(Value::as_str) == Some("EWBPPD"))?;
+    let text = d.get("Desc").and_then(Value::as_str)?;
+    let digits: String = text.rsplit(':').next()?.chars().filter(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }

@@ -9,6 +9,7 @@ use crate::domain::outcome::Operation;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
+use crate::store::ewaybills::{EwbRow, ACTIVE};
 use crate::store::StoreError;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &EwaybillGet, attempt: u32) -> Result<Disposition, StoreError> {
@@ -36,7 +37,25 @@ impl Job<'_> {
                     "ewb_valid_till": v.ewb_valid_till,
                     "status": v.status,
                 });
-                self.emit(self.event("ewaybill.details", data, job.as_ref(), None)).await
+                let ev = self.event("ewaybill.details", data, job.as_ref(), None);
+                // The portal's validity is the truth (another party may have extended it): the
+                // store takes it with the answer, so extend's window and the expiry warning use it.
+                match v.ewb.as_ref().filter(|_| !v.is_cancelled()) {
+                    Some(d) => {
+                        let row = EwbRow {
+                            ewb_no: d.ewb_no.clone(),
+                            gstin: self.gstin.as_str().to_string(),
+                            irn: Some(irn.to_string()),
+                            ewb_date: d.ewb_date.clone(),
+                            valid_till: d.valid_till.clone(),
+                            status: ACTIVE.into(),
+                            cancel_date: None,
+                        };
+                        self.ctx.db.record_ewaybill(&super::upsert(&row, None), &[ev]).await?;
+                        Ok(Disposition::Ack)
+                    }
+                    None => self.emit(ev).await,
+                }
             }
             Err(e) => self.failed(e, Operation::EwaybillByIrn, job.as_ref().map(document_ref)).await,
         }

@@ -8,8 +8,10 @@
 //! stored makes no call, and a cancel of a stored cancelled e-way bill neither. The IRP's 4002
 //! (already generated, without the number) is resolved by reading the e-way bill by IRN.
 pub mod cancel;
+pub mod extend;
 pub mod generate;
 pub mod get;
+pub mod update_transporter;
 pub mod update_vehicle;
 
 use chrono::Utc;

@@ -1,0 +1,75 @@
+//! `ewaybill.expiring`: a warning, `EINVOICE_EWB_EXPIRY_WARN_SECS` (default 8 hours) before an
+//! active e-way bill's `valid_till`, so an ERP can extend it on schedule (the extension window
+//! opens 8 hours before the expiry).
+//!
+//! Every `EINVOICE_EWB_EXPIRY_SCAN_SECS` a worker picks the active e-way bills whose validity
+//! ends within the lead time and that were not warned about for that validity, and writes each
+//! event in the same transaction that marks it warned (rows locked, `SKIP LOCKED`): one event per
+//! validity whatever the number of workers. A later validity (an extension, or `ewaybill.get`
+//! reading one another party made) warns again.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::Ctx;
+use crate::domain::command::ewaybill_extend::EXTEND_WINDOW_HOURS;
+use crate::domain::event::{CommandMeta, Event};
+use crate::irp::types::{format_ist, parse_ist};
+use crate::store::ewaybills::EwbRow;
+use crate::store::outbox::OutboxEvent;
+use crate::store::StoreError;
+
+pub const EWAYBILL_EXPIRING: &str = "ewaybill.expiring";
+
+/// At most this many warnings per pass (the next pass takes the rest).
+const BATCH: i64 = 500;
+
+/// One pass: publish the warnings due now. Returns how many.
+pub async fn warn_once(ctx: &Ctx) -> Result<usize, StoreError> {
+    let lead = ctx.settings.ewb_expiry_warn_secs;
+    let now = Utc::now();
+    let until = now + chrono::Duration::seconds(i64::try_from(lead).unwrap_or(i64::MAX / 2).min(400 * 86_400));
+    let n = ctx
+        .db
+        .warn_expiring_ewaybills(&format_ist(now), &format_ist(until), BATCH, |e, issuer| event(ctx, e, issuer, lead))
+        .await?;
+    if n > 0 {
+        tracing::info!(count = n, "ewaybill.expiring published");
+    }
+    Ok(n)
+}
+
+fn event(ctx: &Ctx, e: &EwbRow, issuer: Option<String>, lead: u64) -> OutboxEvent {
+    let primary = ctx.providers.set(&e.gstin).and_then(|s| s.for_issuer(None));
+    let irp = issuer.or_else(|| primary.as_ref().map(|p| p.irp().to_string()));
+    let window = chrono::Duration::hours(EXTEND_WINDOW_HOURS);
+    let till = e.valid_till.as_deref().and_then(parse_ist);
+    let data = json!({
+        "gstin": e.gstin, "ewb_no": e.ewb_no, "irn": e.irn, "irp": irp, "ewb_valid_till": e.valid_till,
+        "warn_secs": lead,
+        "extend_from": till.map(|t| format_ist(t - window)),
+        "extend_until": till.map(|t| format_ist(t + window)),
+    });
+    let mut event = Event::new(EWAYBILL_EXPIRING, &CommandMeta::default(), data);
+    if let Some(p) = primary {
+        event = event.with_provider(p.kind().as_str());
+    }
+    OutboxEvent { event, reply_to: None }
+}
+
+/// Warn every scan interval until `stop`.
+pub async fn run(ctx: Arc<Ctx>, stop: CancellationToken) {
+    let every = Duration::from_secs(ctx.settings.ewb_expiry_scan_secs.max(1));
+    loop {
+        if let Err(e) = warn_once(&ctx).await {
+            tracing::warn!(error = %e, "e-way bill expiry scan failed; trying again next interval");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

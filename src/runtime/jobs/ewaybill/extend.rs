@@ -1,0 +1,128 @@
+//! `ewaybill.extend`: extend an active e-way bill's validity (`EXTENDVALIDITY`).
+//!
+//! What the rules forbid is refused before any call, each problem naming its rule: outside 8
+//! hours before to 8 hours after the expiry the store knows, a remaining distance over the
+//! e-way bill's own, a life past 360 days from generation, a caller who is not the current
+//! transporter. The portal checks the same (382, 390, 821, 384) when the store knows less.
+use chrono::Utc;
+use serde_json::json;
+
+use super::super::job::Job;
+use super::upsert;
+use crate::domain::command::ewaybill::EwbTarget;
+use crate::domain::command::ewaybill_extend::{extension_refusal, Consignment, EwaybillExtend, ExtendValidity};
+use crate::domain::command::JobKind;
+use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
+use crate::domain::outcome::Operation;
+use crate::domain::problem::code;
+use crate::domain::Problem;
+use crate::irp::types::parse_ist;
+use crate::runtime::calls::{call, Resend};
+use crate::runtime::events::document_ref;
+use crate::runtime::{Ctx, Disposition};
+use crate::store::ewaybills::EwbRow;
+use crate::store::StoreError;
+
+pub async fn handle(
+    ctx: &Ctx,
+    meta: &CommandMeta,
+    c: &EwaybillExtend,
+    attempt: u32,
+) -> Result<Disposition, StoreError> {
+    let issuer = super::issuer_of(ctx, &c.target).await?;
+    match Job::open(ctx, meta, JobKind::EwaybillExtend, &c.gstin, issuer, attempt).await? {
+        Ok(job) => job.ewaybill_extend(&c.target, &c.extend).await,
+        Err(answered) => Ok(answered),
+    }
+}
+
+impl Job<'_> {
+    async fn ewaybill_extend(&self, target: &EwbTarget, x: &ExtendValidity) -> Result<Disposition, StoreError> {
+        let (row, job) = match self.find_ewaybill(target).await? {
+            Ok(found) => found,
+            Err(d) => return Ok(d),
+        };
+        let doc = job.as_ref().map(document_ref);
+        if !row.is_active() {
+            let errors = vec![ErrorItem::worker(
+                "EWAYBILL_CANCELLED",
+                format!(
+                    "e-way bill {} is cancelled; a cancelled e-way bill cannot be extended (e-way bill error 379)",
+                    row.ewb_no
+                ),
+            )];
+            return self.reject(errors, doc).await;
+        }
+        let (distance, transporter) = self.ctx.db.ewaybill_extras(&row.ewb_no).await?;
+        let mut problems = Vec::new();
+        if let Some(t) = transporter.as_deref().filter(|t| !t.eq_ignore_ascii_case(self.gstin.as_str())) {
+            problems.push(Problem::new(
+                "gstin",
+                code::NOT_CURRENT_TRANSPORTER,
+                format!(
+                    "only the current transporter ({t}), or the generator when there is none, may extend an e-way bill (e-way bill error 384); e-way bill {} was handed to {t}",
+                    row.ewb_no
+                ),
+            ));
+        }
+        problems.extend(extension_refusal(
+            Utc::now(),
+            row.valid_till.as_deref().and_then(parse_ist),
+            row.ewb_date.as_deref().and_then(parse_ist),
+            distance.and_then(|d| u64::try_from(d).ok()),
+            x.remaining_distance,
+        ));
+        if !problems.is_empty() {
+            let errors = problems.into_iter().map(|p| ErrorItem::from_problem(ErrorSource::Validation, p)).collect();
+            return self.reject(errors, doc).await;
+        }
+        let p = self.provider.as_ref();
+        let no = row.ewb_no.as_str();
+        // Not resent blindly: a lost answer may hide an extension, and a second one would
+        // extend again. A redelivery looks first (below).
+        let answer = call(
+            self.ctx,
+            self.gstin.as_str(),
+            p,
+            Operation::EwaybillExtend,
+            Resend::NotIfMayHaveReached,
+            |s| async move { p.extend_validity(&s, no, x).await },
+        )
+        .await;
+        let (valid_till, extended_at, already) = match answer {
+            Ok(d) => (d.valid_till, d.updated_at, false),
+            // 382 on a later attempt: an earlier, unanswered call may have extended it already.
+            Err(e) if e.has_code("382") && self.attempt > 1 && row.irn.is_some() => {
+                match self.extended_meanwhile(&row).await {
+                    Some(till) => (Some(till), crate::irp::types::format_ist(Utc::now()), true),
+                    None => return self.failed(e, Operation::EwaybillExtend, doc).await,
+                }
+            }
+            Err(e) => return self.failed(e, Operation::EwaybillExtend, doc).await,
+        };
+        let valid_till = valid_till.or_else(|| row.valid_till.clone());
+        let status = match &x.consignment {
+            Consignment::Moving { .. } => "M",
+            Consignment::InTransit { .. } => "T",
+        };
+        let data = json!({
+            "ewb_no": row.ewb_no, "irn": row.irn, "ewb_valid_till": valid_till,
+            "previous_valid_till": row.valid_till, "extended_at": extended_at,
+            "remaining_distance": x.remaining_distance, "consignment_status": status,
+            "already_extended": already,
+        });
+        let ev = self.event("ewaybill.extended", data, job.as_ref(), doc);
+        let changed = EwbRow { valid_till, ..row.clone() };
+        self.ctx.db.ewaybill_extended(&upsert(&changed, None), &extended_at, &[ev]).await?;
+        Ok(Disposition::Ack)
+    }
+
+    /// The e-way bill's validity at the IRP when it is later than the store's: extended by a
+    /// call whose answer was lost.
+    async fn extended_meanwhile(&self, row: &EwbRow) -> Option<String> {
+        let found = self.ewaybill_at_irp(row.irn.as_deref()?).await.ok()??;
+        let (now, before) =
+            (found.valid_till.as_deref().and_then(parse_ist)?, row.valid_till.as_deref().and_then(parse_ist)?);
+        (now > before).then(|| found.valid_till.clone()).flatten()
+    }
+}
