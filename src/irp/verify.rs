@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::{jwt, nic_crypto};
 use crate::config::Settings;
+pub use crate::domain::command::verify::Expected;
 
 /// The largest image side (pixels) a QR image may have; a larger one is refused before its
 /// pixels are decoded (a small PNG can claim a huge canvas).
@@ -105,9 +106,8 @@ impl KeyRing {
                 }
                 let pem = match (k.public_key_pem.as_deref().filter(|p| !p.trim().is_empty()), &k.public_key_file) {
                     (Some(p), _) => p.to_string(),
-                    (None, Some(path)) => {
-                        std::fs::read_to_string(path).map_err(|e| format!("{at}: cannot read public_key_file '{path}': {e}"))?
-                    }
+                    (None, Some(path)) => std::fs::read_to_string(path)
+                        .map_err(|e| format!("{at}: cannot read public_key_file '{path}': {e}"))?,
                     (None, None) => return Err(format!("{at}: set public_key_pem or public_key_file")),
                 };
                 let key = nic_crypto::parse_public_key_pem(&pem)
@@ -128,16 +128,6 @@ pub enum Input {
     Document(Value),
     /// The bytes of a PNG or JPEG image of the QR code.
     Image(Vec<u8>),
-}
-
-/// The ERP's own record of the purchase: each field given is compared.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Expected {
-    pub supplier_gstin: Option<String>,
-    pub doc_number: Option<String>,
-    pub doc_date: Option<String>,
-    pub total_value: Option<Decimal>,
-    pub buyer_gstin: Option<String>,
 }
 
 /// Whose purchases these are.
@@ -223,7 +213,13 @@ impl Verification {
 }
 
 /// Verify `input` against `ring`; `expected` with `tolerance` (rupees, on the total) compares.
-pub fn verify(ring: &KeyRing, input: &Input, ours: &Ours<'_>, expected: Option<&Expected>, tolerance: Decimal) -> Verification {
+pub fn verify(
+    ring: &KeyRing,
+    input: &Input,
+    ours: &Ours<'_>,
+    expected: Option<&Expected>,
+    tolerance: Decimal,
+) -> Verification {
     let tokens: Vec<String> = match input {
         Input::Jwt(t) => vec![t.trim().to_string()],
         Input::Document(v) => {
@@ -260,7 +256,8 @@ pub fn verify(ring: &KeyRing, input: &Input, ours: &Ours<'_>, expected: Option<&
     let buyer = fields.buyer_gstin.as_deref().unwrap_or("");
     if let Ours::Any(list) = ours {
         if !list.iter().any(|g| g.eq_ignore_ascii_case(buyer)) {
-            let shown = if buyer.is_empty() { "none".to_string() } else { format!("'{}'", crate::domain::text::quote(buyer)) };
+            let shown =
+                if buyer.is_empty() { "none".to_string() } else { format!("'{}'", crate::domain::text::quote(buyer)) };
             v = v.fail(
                 Reason::BuyerNotOurs,
                 format!("the buyer GSTIN is {shown}, which is not one of ours ({})", list.join(", ")),
@@ -301,16 +298,15 @@ pub fn verify_token(ring: &KeyRing, token: &str) -> Verification {
         Ok(p) => p,
         Err(e) => return Verification::invalid(Reason::NotAnEinvoice, format!("not a signed e-invoice: {e}")),
     };
-    let (signed, fields) = match read_fields(&payload.data) {
-        Some(x) => x,
-        None => {
-            return Verification::invalid(
+    let (signed, fields) =
+        match read_fields(&payload.data) {
+            Some(x) => x,
+            None => return Verification::invalid(
                 Reason::NotAnEinvoice,
                 "the JWT is not a signed e-invoice: its data has neither the QR code's fields (SellerGstin, DocNo, \
                  Irn…) nor an invoice's (SellerDtls, DocDtls, Irn)",
-            )
-        }
-    };
+            ),
+        };
     let kid = payload.header.get("kid").and_then(Value::as_str).map(str::to_string);
     let mut v = Verification {
         valid: false,
@@ -334,7 +330,8 @@ pub fn verify_token(ring: &KeyRing, token: &str) -> Verification {
         }
     });
     let Some(key) = key else {
-        let kid_shown = kid.as_deref().map_or("no kid".to_string(), |k| format!("kid '{}'", crate::domain::text::quote(k)));
+        let kid_shown =
+            kid.as_deref().map_or("no kid".to_string(), |k| format!("kid '{}'", crate::domain::text::quote(k)));
         return if named.is_empty() {
             v.fail(
                 Reason::UnknownKey,
@@ -342,7 +339,10 @@ pub fn verify_token(ring: &KeyRing, token: &str) -> Verification {
             )
         } else {
             let why = last_err.map_or_else(String::new, |e| format!(": {e}"));
-            v.fail(Reason::SignatureInvalid, format!("the signature does not verify against {kid_shown} of IRP {}{why}", named[0].irp))
+            v.fail(
+                Reason::SignatureInvalid,
+                format!("the signature does not verify against {kid_shown} of IRP {}{why}", named[0].irp),
+            )
         };
     };
     v.signature_valid = true;
@@ -362,11 +362,17 @@ pub fn verify_token(ring: &KeyRing, token: &str) -> Verification {
             );
             return v.fail(
                 Reason::KeyNotValidAtDate,
-                format!("signed on {d} with key '{}' of IRP {}, which was in use from {window} only", key.key_id, key.irp),
+                format!(
+                    "signed on {d} with key '{}' of IRP {}, which was in use from {window} only",
+                    key.key_id, key.irp
+                ),
             );
         }
         None if key.valid_from.is_some() || key.valid_to.is_some() => {
-            return v.fail(Reason::NotAnEinvoice, "the signed data has no IRN date (IrnDt / AckDt) to check the key's dates against");
+            return v.fail(
+                Reason::NotAnEinvoice,
+                "the signed data has no IRN date (IrnDt / AckDt) to check the key's dates against",
+            );
         }
         _ => {}
     }
@@ -390,7 +396,9 @@ fn text(v: &Value, pointer: &str) -> Option<String> {
 
 fn money(v: &Value, pointer: &str) -> Option<Decimal> {
     match v.pointer(pointer)? {
-        Value::Number(n) => n.to_string().parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
+        Value::Number(n) => {
+            n.to_string().parse::<Decimal>().ok().or_else(|| Decimal::from_scientific(&n.to_string()).ok())
+        }
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -412,7 +420,8 @@ fn read_fields(d: &Value) -> Option<(&'static str, Fields)> {
             irn: text(d, "/Irn"),
             irn_date: text(d, "/IrnDt"),
         };
-        return (f.supplier_gstin.is_some() && f.doc_number.is_some() && f.irn.is_some()).then_some(("signed_qr_code", f));
+        return (f.supplier_gstin.is_some() && f.doc_number.is_some() && f.irn.is_some())
+            .then_some(("signed_qr_code", f));
     }
     if d.get("SellerDtls").is_some() && d.get("DocDtls").is_some() {
         let items = d.get("ItemList").and_then(Value::as_array);
@@ -433,7 +442,8 @@ fn read_fields(d: &Value) -> Option<(&'static str, Fields)> {
             irn: text(d, "/Irn"),
             irn_date: text(d, "/AckDt"),
         };
-        return (f.supplier_gstin.is_some() && f.doc_number.is_some() && f.irn.is_some()).then_some(("signed_invoice", f));
+        return (f.supplier_gstin.is_some() && f.doc_number.is_some() && f.irn.is_some())
+            .then_some(("signed_invoice", f));
     }
     None
 }
@@ -442,13 +452,18 @@ fn read_fields(d: &Value) -> Option<(&'static str, Fields)> {
 /// GSTINs and numbers compare without case, dates as dates (`01/04/2025`).
 pub fn compare(f: &Fields, e: &Expected, tolerance: Decimal) -> Vec<Mismatch> {
     let mut out = Vec::new();
-    let text = |out: &mut Vec<Mismatch>, field, want: &Option<String>, got: &Option<String>, same: fn(&str, &str) -> bool| {
-        if let Some(w) = want {
-            if !got.as_deref().is_some_and(|g| same(w.trim(), g.trim())) {
-                out.push(Mismatch { field, expected: Value::from(w.as_str()), actual: got.as_deref().map_or(Value::Null, Value::from) });
+    let text =
+        |out: &mut Vec<Mismatch>, field, want: &Option<String>, got: &Option<String>, same: fn(&str, &str) -> bool| {
+            if let Some(w) = want {
+                if !got.as_deref().is_some_and(|g| same(w.trim(), g.trim())) {
+                    out.push(Mismatch {
+                        field,
+                        expected: Value::from(w.as_str()),
+                        actual: got.as_deref().map_or(Value::Null, Value::from),
+                    });
+                }
             }
-        }
-    };
+        };
     let nocase = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     let date = |a: &str, b: &str| match (irn_day(a), irn_day(b)) {
         (Some(x), Some(y)) => x == y,
@@ -486,7 +501,9 @@ pub fn qr_texts(bytes: &[u8]) -> Result<Vec<String>, String> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_IMAGE_ALLOC);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| format!("the image cannot be decoded (at most {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} pixels): {e}"))?;
+    let img = reader
+        .decode()
+        .map_err(|e| format!("the image cannot be decoded (at most {MAX_IMAGE_SIDE}×{MAX_IMAGE_SIDE} pixels): {e}"))?;
     let grey = img.to_luma8();
     let (w, h) = (grey.width() as usize, grey.height() as usize);
     let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(w, h, |x, y| grey.as_raw()[y * w + x]);

@@ -357,7 +357,14 @@ pub fn essential(kind: crate::domain::command::JobKind) -> bool {
     use crate::domain::command::JobKind::*;
     // Exhaustive on purpose: a new kind must be placed on one side or the other.
     match kind {
-        IrnGenerate | IrnCancel | EwaybillGenerate | EwaybillCancel | EwaybillUpdateVehicle => true,
+        // A verification makes no IRP call: nothing to hold it for.
+        IrnGenerate
+        | IrnCancel
+        | EwaybillGenerate
+        | EwaybillCancel
+        | EwaybillUpdateVehicle
+        | EinvoiceVerify
+        | EinvoiceVerifyBatch => true,
         IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
     }
 }
