@@ -513,3 +513,136 @@ pub fn qr_texts(bytes: &[u8]) -> Result<Vec<String>, String> {
     }
     Ok(texts)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::sim::core::{SimCore, SIGNING_KID, SIGNING_KID_2, SIGNING_PUBLIC_PEM, SIGNING_PUBLIC_PEM_2};
+
+    fn day(s: &str) -> Option<NaiveDate> {
+        Some(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
+    }
+
+    /// Key 1 in use 2020 to 2025-06-30, key 2 from 2025-07-01.
+    fn ring() -> KeyRing {
+        let k = |pem| nic_crypto::parse_public_key_pem(pem).unwrap();
+        KeyRing {
+            keys: vec![
+                RingKey::new("NIC1", SIGNING_KID, day("2020-01-01"), day("2025-06-30"), k(SIGNING_PUBLIC_PEM)),
+                RingKey::new("NIC1", SIGNING_KID_2, day("2025-07-01"), None, k(SIGNING_PUBLIC_PEM_2)),
+            ],
+        }
+    }
+
+    fn qr(irn_dt: &str) -> Value {
+        json!({"SellerGstin": "33AAFCR6612L1ZA", "BuyerGstin": "29AAGCP4821K1Z3", "DocNo": "RKT/118", "DocTyp": "INV",
+            "DocDt": "02/04/2025", "TotInvVal": 1180.5, "ItemCnt": 2, "MainHsnCode": "8481", "Irn": "a".repeat(64),
+            "IrnDt": irn_dt})
+    }
+
+    fn check(input: Input) -> Verification {
+        verify(&ring(), &input, &Ours::Any(vec!["29AAGCP4821K1Z3"]), None, Decimal::ZERO)
+    }
+
+    #[test]
+    fn a_qr_code_verifies_with_the_key_in_use_on_its_date_across_a_rotation() {
+        let sim = SimCore::new();
+        let before = sim.sign(&qr("2025-04-02 16:11:00"));
+        let v = check(Input::Jwt(before.clone()));
+        assert!(v.valid, "{v:?}");
+        assert_eq!(v.signed_by.as_ref().unwrap().key_id, SIGNING_KID);
+        let f = v.fields.unwrap();
+        assert_eq!(
+            (f.total_value.unwrap().to_string().as_str(), f.item_count, f.main_hsn.as_deref()),
+            ("1180.5", Some(2), Some("8481"))
+        );
+        assert_eq!(sim.rotate_signing_key(2), SIGNING_KID_2);
+        let after = sim.sign(&qr("2025-08-01 09:00:00"));
+        let v = check(Input::Jwt(after));
+        assert!(v.valid, "{v:?}");
+        assert_eq!(v.signed_by.unwrap().key_id, SIGNING_KID_2);
+        // The old key after its last day, the new one before its first: not valid at that date.
+        sim.rotate_signing_key(1);
+        let late = check(Input::Jwt(sim.sign(&qr("2025-07-02 10:00:00"))));
+        assert_eq!((late.valid, late.signature_valid, late.reason), (false, true, Some(Reason::KeyNotValidAtDate)));
+        sim.rotate_signing_key(2);
+        let early = check(Input::Jwt(sim.sign(&qr("2025-06-01 10:00:00"))));
+        assert_eq!(early.reason, Some(Reason::KeyNotValidAtDate), "{early:?}");
+    }
+
+    #[test]
+    fn tampered_wrong_key_and_not_an_einvoice_each_have_their_reason() {
+        let sim = SimCore::new();
+        let jwt = sim.sign(&qr("2025-04-02 16:11:00"));
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let mut evil = qr("2025-04-02 16:11:00");
+        evil["TotInvVal"] = json!(11.8);
+        let claims = json!({"data": evil.to_string(), "iss": "NIC"}).to_string();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let forged = format!("{}.{}.{}", parts[0], b64.encode(claims), parts[2]);
+        assert_eq!(check(Input::Jwt(forged)).reason, Some(Reason::SignatureInvalid));
+        // Signed by a key no IRP uses (the simulator's encryption key), under its own kid.
+        let other = jwt::sign(&qr("2025-04-02 16:11:00"), &sim.nic_key, "SOMEONE-ELSE");
+        assert_eq!(check(Input::Jwt(other)).reason, Some(Reason::UnknownKey));
+        // The same under a kid we know is a bad signature, not an unknown key.
+        let other = jwt::sign(&qr("2025-04-02 16:11:00"), &sim.nic_key, SIGNING_KID);
+        assert_eq!(check(Input::Jwt(other)).reason, Some(Reason::SignatureInvalid));
+        for junk in ["hello", "https://example.com/pay?x=1", ""] {
+            assert_eq!(check(Input::Jwt(junk.into())).reason, Some(Reason::NotAnEinvoice), "{junk}");
+        }
+        let not_invoice = sim.sign(&json!({"hello": "world"}));
+        assert_eq!(check(Input::Jwt(not_invoice)).reason, Some(Reason::NotAnEinvoice));
+        assert_eq!(check(Input::Document(json!({"Irn": "x"}))).reason, Some(Reason::NotAnEinvoice));
+        let ours = verify(&ring(), &Input::Jwt(jwt), &Ours::Any(vec!["27AAKFU7303M1ZP"]), None, Decimal::ZERO);
+        assert_eq!((ours.valid, ours.signature_valid, ours.reason), (false, true, Some(Reason::BuyerNotOurs)));
+    }
+
+    #[test]
+    fn a_qr_image_is_read_back_and_bombs_and_non_images_are_unreadable() {
+        let sim = SimCore::new();
+        let jwt = sim.sign(&qr("2025-04-02 16:11:00"));
+        let png = crate::irp::qr::qr_png(&jwt).unwrap();
+        let v = check(Input::Image(png));
+        assert!(v.valid, "{v:?}");
+        let url = crate::irp::qr::qr_png("https://example.com/not-an-invoice").unwrap();
+        assert_eq!(check(Input::Image(url)).reason, Some(Reason::NotAnEinvoice));
+        assert_eq!(check(Input::Image(b"GIF89a....".to_vec())).reason, Some(Reason::UnreadableImage));
+        // A PNG header claiming 100000 × 100000 pixels is refused before any pixel is decoded.
+        let mut bomb = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut bomb, 100_000, 100_000);
+            enc.set_color(png::ColorType::Grayscale);
+            enc.set_depth(png::BitDepth::One);
+            let _ = enc.write_header();
+        }
+        let v = check(Input::Image(bomb));
+        assert_eq!(v.reason, Some(Reason::UnreadableImage), "{v:?}");
+    }
+
+    #[test]
+    fn the_total_compares_within_the_tolerance() {
+        let f = Fields {
+            total_value: Some("1180.50".parse().unwrap()),
+            supplier_gstin: Some("33AAFCR6612L1ZA".into()),
+            ..Default::default()
+        };
+        let e = Expected {
+            total_value: Some("1181.00".parse().unwrap()),
+            supplier_gstin: Some("33aafcr6612l1za".into()),
+            ..Default::default()
+        };
+        assert!(compare(&f, &e, "1".parse().unwrap()).is_empty());
+        let m = compare(&f, &e, "0.10".parse().unwrap());
+        assert_eq!(m.len(), 1);
+        assert_eq!(
+            (m[0].field, m[0].expected.clone(), m[0].actual.clone()),
+            ("total_value", json!("1181.00"), json!("1180.50"))
+        );
+        let e = Expected { doc_date: Some("01/04/2025".into()), doc_number: Some("X/1".into()), ..Default::default() };
+        let fields: Vec<_> = compare(&f, &e, Decimal::ZERO).into_iter().map(|m| m.field).collect();
+        assert_eq!(fields, ["doc_number", "doc_date"]);
+    }
+}
