@@ -221,7 +221,9 @@ impl Db {
         let errors = match outcome {
             "rejected" | "failed" => Some(data["errors"].clone()),
             // An invalid e-invoice: its reason, as an error item.
-            "invalid" => Some(serde_json::json!([{"code": data["reason"], "message": data["message"]}])),
+            "invalid" => Some(
+                serde_json::json!([{"source": "validation", "path": "", "code": data["reason"], "message": data["message"]}]),
+            ),
             _ => None,
         };
         let n = tx

@@ -22,3 +22,4 @@ mod reconcile;
 mod robustness;
 mod status;
 mod tokens;
+mod verify;
