@@ -455,7 +455,7 @@ pub fn compare(f: &Fields, e: &Expected, tolerance: Decimal) -> Vec<Mismatch> {
     let text =
         |out: &mut Vec<Mismatch>, field, want: &Option<String>, got: &Option<String>, same: fn(&str, &str) -> bool| {
             if let Some(w) = want {
-                if !got.as_deref().is_some_and(|g| same(w.trim(), g.trim())) {
+                if got.as_deref().is_none_or(|g| !same(w.trim(), g.trim())) {
                     out.push(Mismatch {
                         field,
                         expected: Value::from(w.as_str()),
@@ -473,7 +473,7 @@ pub fn compare(f: &Fields, e: &Expected, tolerance: Decimal) -> Vec<Mismatch> {
     text(&mut out, "doc_number", &e.doc_number, &f.doc_number, nocase);
     text(&mut out, "doc_date", &e.doc_date, &f.doc_date, date);
     if let Some(w) = e.total_value {
-        if !f.total_value.is_some_and(|g| (g - w).abs() <= tolerance.abs()) {
+        if f.total_value.is_none_or(|g| (g - w).abs() > tolerance.abs()) {
             out.push(Mismatch {
                 field: "total_value",
                 expected: Value::from(w.to_string()),
