@@ -558,7 +558,7 @@ mod tests {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
                     prop::collection::btree_map(
-                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to|job_id|request_id|invoices|batch_id|batch",
+                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to|job_id|request_id|invoices|batch_id|batch|signed_qr_code|signed_invoice|qr_image|expected|tolerance|verifications",
                         inner,
                         0..6
                     )
@@ -572,14 +572,14 @@ mod tests {
 
             /// No input, however malformed, panics the envelope parser; a rejection always says why.
             #[test]
-            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
+            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "einvoice.verify", "einvoice.verify_batch", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());
                 }
             }
 
             #[test]
-            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch"]), v in any_json()) {
+            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "einvoice.verify", "einvoice.verify_batch"]), v in any_json()) {
                 let body = serde_json::to_vec(&v).unwrap();
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());

@@ -190,6 +190,11 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// The answer for an image whose reading failed outright (the reader panicked on it).
+    pub fn unreadable_image(message: impl Into<String>) -> Self {
+        Self::invalid(Reason::UnreadableImage, message)
+    }
+
     fn invalid(reason: Reason, message: impl Into<String>) -> Self {
         Verification {
             valid: false,
@@ -606,6 +611,13 @@ mod tests {
         let jwt = sim.sign(&qr("2025-04-02 16:11:00"));
         let png = crate::irp::qr::qr_png(&jwt).unwrap();
         let v = check(Input::Image(png));
+        assert!(v.valid, "{v:?}");
+        // The same code photographed as a JPEG (lossy, re-encoded by the image crate).
+        let grey = image::load_from_memory(&crate::irp::qr::qr_png(&jwt).unwrap()).unwrap().to_luma8();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85).encode_image(&grey).unwrap();
+        assert!(jpeg.starts_with(b"\xFF\xD8\xFF"));
+        let v = check(Input::Image(jpeg));
         assert!(v.valid, "{v:?}");
         let url = crate::irp::qr::qr_png("https://example.com/not-an-invoice").unwrap();
         assert_eq!(check(Input::Image(url)).reason, Some(Reason::NotAnEinvoice));

@@ -40,6 +40,8 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Verify, attempt: u32) -> 
     let answer = if matches!(c.input, VerifyInput::QrImage(_)) {
         match tokio::task::spawn_blocking(run).await {
             Ok(a) => a,
+            // The reader gave up on this image (it would on every attempt): the image's answer.
+            Err(e) if e.is_panic() => Verification::unreadable_image("the QR code reader could not read the image"),
             Err(e) => {
                 let errors = vec![ErrorItem::worker("INTERNAL", format!("the image could not be read: {e}"))];
                 return Ok(Disposition::Reschedule { attempt, errors });
