@@ -414,6 +414,28 @@ pub struct Settings {
     pub publishers: BTreeMap<String, PublisherConfig>,
     #[serde(default)]
     pub gstins: BTreeMap<String, GstinConfig>,
+    /// Each IRP's signing public keys, by IRP name (`[[irp_signing_keys.NIC1]]`), with the dates
+    /// each was in use: `einvoice.verify` checks a supplier's signed e-invoice against them.
+    #[serde(default)]
+    pub irp_signing_keys: BTreeMap<String, Vec<IrpSigningKey>>,
+}
+
+/// One signing public key of an IRP, and the days it signed (both inclusive, India dates; open
+/// when unset). An IRN dated outside them is not accepted as signed by this key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrpSigningKey {
+    /// The `kid` the IRP puts in its JWT headers for this key.
+    pub key_id: String,
+    #[serde(default)]
+    pub valid_from: Option<chrono::NaiveDate>,
+    #[serde(default)]
+    pub valid_to: Option<chrono::NaiveDate>,
+    /// The PEM public key (SPKI or PKCS#1), inline; or `public_key_file`.
+    #[serde(default)]
+    pub public_key_pem: Option<String>,
+    #[serde(default)]
+    pub public_key_file: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -586,6 +608,7 @@ impl Settings {
         s.check_error_budget()?;
         s.check_publishers()?;
         s.check_irp_urls()?;
+        crate::irp::verify::KeyRing::from_settings(&s).map_err(ConfigError::Invalid)?;
         for (g, c) in &s.gstins {
             if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
                 return Err(ConfigError::Invalid(format!(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
-use einvoice_worker::cli::{self, publish::PublishArgs, shutdown_signal, validate::ValidateArgs};
+use einvoice_worker::cli::{self, publish::PublishArgs, shutdown_signal, validate::ValidateArgs, verify::VerifyArgs};
 use einvoice_worker::config::{ProviderKind, Settings, DEFAULT_AMQP_URL};
 use einvoice_worker::operator::cli as ops;
 use einvoice_worker::{bench, demo, runtime, sim, telemetry};
@@ -116,6 +116,12 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
 2 usage or configuration error."
     )]
     Validate(ValidateArgs),
+    /// Verify suppliers' signed e-invoices offline, as `einvoice.verify` does: signed QR codes or
+    /// SignedInvoice JWTs, JSON documents holding them, or PNG/JPEG images of the QR code, against
+    /// the configured IRP signing keys (irp_signing_keys) and their dates.
+    #[command(after_help = "Exit codes: 0 every file verified; 1 a file did not (its reason is printed); \
+2 usage or configuration error, or an unreadable file.")]
+    Verify(VerifyArgs),
     /// Publish one command by hand, e.g. `publish irn.cancel --gstin … --irn … --reason 2`.
     #[command(after_help = "Exit codes: 0 published (with --wait: the command succeeded); 1 rejected (by the \
 local check before publishing, or *.rejected / command.rejected); 2 usage or configuration error; \
@@ -209,6 +215,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Gstin { cmd } => return cli::operator::run(|s| async move { ops::gstin(&s, cmd).await }).await,
         Cmd::Prune { out } => return cli::operator::run(|s| async move { ops::prune(&s, out).await }).await,
         Cmd::Validate(args) => return cli::validate::run(&args),
+        Cmd::Verify(args) => return cli::verify::run(&args),
         Cmd::Publish(args) => return Ok(cli::publish::run(*args).await),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "einvoice-worker", &mut std::io::stdout())

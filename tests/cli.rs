@@ -235,3 +235,52 @@ fn shell_completions_are_generated() {
     }
     assert_eq!(bin().args(["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
 }
+
+/// Issue 26: `verify FILE…` checks a QR JWT, a signed JSON and a QR image against the configured
+/// IRP keys, exit 0 when all verify and 1 (with the reason) when one does not.
+#[test]
+fn verify_reads_jwts_signed_json_and_qr_images_with_validates_exit_codes() {
+    use einvoice_worker::sim::core::SimCore;
+    let dir = std::env::temp_dir().join(format!("einvoice-cli-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("keys.toml");
+    std::fs::write(&config, einvoice_worker::sim::signing_key_toml("NIC1", 1, Some("2020-01-01"), None)).unwrap();
+    let sim = SimCore::new();
+    let qr = serde_json::json!({"SellerGstin": "29AAGCP4821K1Z3", "BuyerGstin": "33AAFCR6612L1ZA", "DocNo": "C/1",
+        "DocTyp": "INV", "DocDt": "02/04/2025", "TotInvVal": 100, "ItemCnt": 1, "MainHsnCode": "8481",
+        "Irn": "c".repeat(64), "IrnDt": "2025-04-02 10:00:00"});
+    let jwt = sim.sign(&qr);
+    let (text, json, png, old) = (dir.join("qr.txt"), dir.join("signed.json"), dir.join("qr.png"), dir.join("old.txt"));
+    std::fs::write(&text, &jwt).unwrap();
+    std::fs::write(&json, serde_json::json!({"Irn": "c".repeat(64), "SignedQRCode": jwt}).to_string()).unwrap();
+    std::fs::write(&png, einvoice_worker::irp::qr::qr_png(&jwt).unwrap()).unwrap();
+    let mut stale = qr.clone();
+    stale["IrnDt"] = serde_json::json!("2019-12-31 23:59:59");
+    std::fs::write(&old, sim.sign(&stale)).unwrap();
+    let run = |files: &[&std::path::Path]| {
+        let mut c = bin();
+        c.arg("verify").args(["--format", "json"]).args(files).env("EINVOICE_CONFIG", &config);
+        let out = c.output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = run(&[&text, &json, &png]);
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ok"], true);
+    for f in report["files"].as_array().unwrap() {
+        assert_eq!(
+            (f["valid"].as_bool(), f["signed_by"]["key_id"].as_str()),
+            (Some(true), Some("SIM-SIGNING-KEY")),
+            "{f:#}"
+        );
+    }
+    let (code, report) = run(&[&text, &old]);
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["files"][1]["reason"], "KEY_NOT_VALID_AT_DATE");
+    // Text output names the reason too.
+    let out = bin().arg("verify").arg(&old).env("EINVOICE_CONFIG", &config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("invalid [KEY_NOT_VALID_AT_DATE]"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

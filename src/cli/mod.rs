@@ -5,6 +5,7 @@
 pub mod operator;
 pub mod publish;
 pub mod validate;
+pub mod verify;
 
 use std::process::ExitCode;
 

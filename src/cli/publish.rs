@@ -187,6 +187,19 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
                 .or_else(|| invoices.pointer("/0/SellerDtls/Gstin").and_then(Value::as_str).map(str::to_string));
             json!({"gstin": gstin, "invoices": invoices, "batch_id": a.batch_id})
         }
+        JobKind::EinvoiceVerify => {
+            let file = a.file.as_ref().context("einvoice.verify needs --file <QR JWT, signed JSON or QR image>")?;
+            let mut v = super::verify::command_body(file)?;
+            v["gstin"] = json!(a.gstin);
+            v
+        }
+        JobKind::EinvoiceVerifyBatch => {
+            let file =
+                a.file.as_ref().context("einvoice.verify_batch needs --file <verifications.json> (a JSON array)")?;
+            let verifications: Value =
+                serde_json::from_str(&std::fs::read_to_string(file)?).context("the verifications file is not JSON")?;
+            json!({"gstin": a.gstin, "verifications": verifications, "batch_id": a.batch_id})
+        }
     };
     if let Some(o) = body.as_object_mut() {
         o.retain(|_, v| !v.is_null());
@@ -231,7 +244,9 @@ fn other_success_event(kind: JobKind) -> Option<&'static str> {
         | JobKind::EwaybillExtend
         | JobKind::EwaybillUpdateTransporter
         | JobKind::JobStatus
-        | JobKind::IrnGenerateBatch => None,
+        | JobKind::IrnGenerateBatch
+        | JobKind::EinvoiceVerify
+        | JobKind::EinvoiceVerifyBatch => None,
     }
 }
 

@@ -27,6 +27,7 @@ pub mod gstin_details;
 pub mod reader;
 pub mod reconcile;
 pub mod status;
+pub mod verify;
 
 pub use cancel::CancelReason;
 pub use reader::Reader;
@@ -140,9 +141,29 @@ job_kinds! {
     /// The immediate answer is `batch.accepted`; `batch.completed` follows once every member is final.
     IrnGenerateBatch(batch::GenerateBatch) = "irn.generate_batch"
         => "batch.accepted", "irn.generate_batch.rejected", "irn.generate_batch.failed";
+    /// Offline: a supplier's signed e-invoice, checked against the IRPs' signing keys.
+    EinvoiceVerify(verify::Verify) = "einvoice.verify"
+        => "einvoice.verified", "einvoice.verify.rejected", "einvoice.verify.failed";
+    /// `batch.accepted`, then one `batch.completed`, as `irn.generate_batch`: the same batches.
+    EinvoiceVerifyBatch(verify::VerifyBatch) = "einvoice.verify_batch"
+        => "batch.accepted", "einvoice.verify_batch.rejected", "einvoice.verify_batch.failed";
 }
 
 impl JobKind {
+    /// The batch command whose members are commands of this kind, if any.
+    pub fn batch(self) -> Option<JobKind> {
+        match self {
+            JobKind::IrnGenerate => Some(JobKind::IrnGenerateBatch),
+            JobKind::EinvoiceVerify => Some(JobKind::EinvoiceVerifyBatch),
+            _ => None,
+        }
+    }
+
+    /// The kind of a batch command's members (`irn.generate_batch` → `irn.generate`).
+    pub fn member(self) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|k| k.batch() == Some(self))
+    }
+
     pub fn from_routing_key(rk: &str) -> Option<JobKind> {
         JobKind::ALL.into_iter().find(|k| k.routing_key() == rk)
     }
@@ -327,7 +348,7 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     let schema = super::schema::command_problems(routing_key, &value);
     // No stored text can hold a NUL: refuse it wherever it is, with its path.
     let nul = super::text::nul_problems(&value);
-    let batch = if kind == JobKind::IrnGenerate { batch::member_marker(&value) } else { None };
+    let batch = if kind.batch().is_some() { batch::member_marker(&value) } else { None };
     let relaxed = opts.validation.relaxed_gstin_check_digit;
     let mut r = Reader { body: &value, problems: Vec::new(), request_id: request_id.as_deref(), relaxed };
     if long_request_id > REQUEST_ID_MAX_CHARS {
@@ -543,7 +564,7 @@ mod tests {
                 prop_oneof![
                     prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
                     prop::collection::btree_map(
-                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to|job_id|request_id|invoices|batch_id|batch",
+                        "[a-z_]{1,12}|gstin|irn|invoice|document|reason|remark|from|to|job_id|request_id|invoices|batch_id|batch|signed_qr_code|signed_invoice|qr_image|expected|tolerance|verifications",
                         inner,
                         0..6
                     )
@@ -557,14 +578,14 @@ mod tests {
 
             /// No input, however malformed, panics the envelope parser; a rejection always says why.
             #[test]
-            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
+            fn arbitrary_bytes_never_panic(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "einvoice.verify", "einvoice.verify_batch", "x"]), body in prop::collection::vec(any::<u8>(), 0..512)) {
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());
                 }
             }
 
             #[test]
-            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch"]), v in any_json()) {
+            fn arbitrary_json_never_panics(rk in prop::sample::select(vec!["irn.generate", "irn.cancel", "irn.get", "gstin.details", "ewaybill.get", "b2c.qr", "reconcile.rejected", "job.status", "irn.generate_batch", "einvoice.verify", "einvoice.verify_batch"]), v in any_json()) {
                 let body = serde_json::to_vec(&v).unwrap();
                 if let Err(r) = parse_command(rk, &body, &ParseOptions::default()) {
                     prop_assert!(!r.problems.is_empty());

@@ -344,6 +344,12 @@ pub mod code {
     pub const BATCH_TOO_LARGE: &str = "BATCH_TOO_LARGE";
     /// Two invoices of one batch are the same document.
     pub const DUPLICATE_IN_BATCH: &str = "DUPLICATE_IN_BATCH";
+    /// `einvoice.verify` names none, or more than one, of `signed_qr_code`, `signed_invoice`, `qr_image`.
+    pub const VERIFY_INPUT: &str = "VERIFY_INPUT";
+    /// `qr_image` is not base64 (standard alphabet, optionally a `data:image/…;base64,` URL).
+    pub const BASE64_INVALID: &str = "BASE64_INVALID";
+    /// An amount is not a decimal number of rupees.
+    pub const AMOUNT_INVALID: &str = "AMOUNT_INVALID";
 
     /// The validator reached a state it believed impossible; a bug, never the data's fault.
     pub const INTERNAL: &str = "INTERNAL";

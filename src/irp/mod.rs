@@ -16,6 +16,7 @@ pub mod registry;
 pub mod session;
 pub mod signing;
 pub mod types;
+pub mod verify;
 pub mod whitebooks;
 
 use async_trait::async_trait;

@@ -33,6 +33,8 @@ pub struct Ctx {
     pub irp_health: super::status::IrpHealth,
     /// Throttles this process has seen (`runtime::guard`).
     pub guard: super::guard::Local,
+    /// The IRPs' signing keys `einvoice.verify` checks against (checked when the settings loaded).
+    pub verify_keys: Arc<crate::irp::verify::KeyRing>,
     /// Paused GSTINs, re-read at most once a second (see [`Ctx::pause_of`]).
     pauses: super::pause_cache::PauseCache,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
@@ -53,6 +55,10 @@ impl Ctx {
                 settings.token_refresh_margin_secs,
             ),
             topology: Topology::new(&settings),
+            verify_keys: Arc::new(crate::irp::verify::KeyRing::from_settings(&settings).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "irp_signing_keys: no key is usable");
+                Default::default()
+            })),
             seals: sbox,
             settings,
             intake: db.clone(),

@@ -358,13 +358,16 @@ pub fn essential(kind: crate::domain::command::JobKind) -> bool {
     // Exhaustive on purpose: a new kind must be placed on one side or the other.
     match kind {
         // Extending keeps goods lawfully on the road, and a new transporter must be able to act.
+        // A verification makes no IRP call: nothing to hold it for.
         IrnGenerate
         | IrnCancel
         | EwaybillGenerate
         | EwaybillCancel
         | EwaybillUpdateVehicle
         | EwaybillExtend
-        | EwaybillUpdateTransporter => true,
+        | EwaybillUpdateTransporter
+        | EinvoiceVerify
+        | EinvoiceVerifyBatch => true,
         IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
     }
 }

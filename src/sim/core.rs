@@ -235,12 +235,19 @@ pub struct SimCore {
     rng: Mutex<rand::rngs::StdRng>,
     token_seq: AtomicU64,
     pub signing_key: RsaPrivateKey,
-    /// `signing_key` on ring, for the two signatures of every IRN.
-    signer: jwt::FastSigner,
+    /// The key signing now (`signing_key` with [`SIGNING_KID`], or after [`SimCore::rotate_signing_key`]
+    /// the second one with [`SIGNING_KID_2`]), on ring, for the two signatures of every IRN.
+    signer: std::sync::RwLock<Arc<(jwt::FastSigner, &'static str)>>,
     pub nic_key: RsaPrivateKey,
 }
 
 pub const SIGNING_PUBLIC_PEM: &str = include_str!("keys/signing-public.pem");
+/// The second signing key, the one the simulator signs with once rotated (an IRP's key rotation).
+pub const SIGNING_PUBLIC_PEM_2: &str = include_str!("keys/signing2-public.pem");
+const SIGNING_PRIVATE_PEM_2: &str = include_str!("keys/signing2-private.pem");
+/// The `kid` of the first and of the second signing key.
+pub const SIGNING_KID: &str = "SIM-SIGNING-KEY";
+pub const SIGNING_KID_2: &str = "SIM-SIGNING-KEY-2";
 pub const NIC_PUBLIC_PEM: &str = include_str!("keys/nic-encryption-public.pem");
 const SIGNING_PRIVATE_PEM: &str = include_str!("keys/signing-private.pem");
 const NIC_PRIVATE_PEM: &str = include_str!("keys/nic-encryption-private.pem");
@@ -255,7 +262,10 @@ impl SimCore {
     pub fn new() -> SimCore {
         let signing_key = nic_crypto::parse_private_key_pem(SIGNING_PRIVATE_PEM).expect("bundled simulator key");
         SimCore {
-            signer: jwt::FastSigner::new(&signing_key).expect("bundled simulator key"),
+            signer: std::sync::RwLock::new(Arc::new((
+                jwt::FastSigner::new(&signing_key).expect("bundled simulator key"),
+                SIGNING_KID,
+            ))),
             store: Mutex::new(Store::default()),
             membership: std::sync::OnceLock::new(),
             quota: Mutex::new(HashMap::new()),
@@ -270,6 +280,27 @@ impl SimCore {
     /// Make this simulator the IRP `irp` among those sharing `registry`.
     pub fn join_registry(self: &Arc<Self>, registry: Arc<SimRegistry>, irp: &str) {
         let _ = self.membership.set(Membership { registry, irp: irp.to_string(), me: Arc::downgrade(self) });
+    }
+
+    /// Rotate the signing key: `2` signs with the second key from now on, `1` with the first again.
+    pub fn rotate_signing_key(&self, key: u8) -> &'static str {
+        let (pem, kid) =
+            if key == 2 { (SIGNING_PRIVATE_PEM_2, SIGNING_KID_2) } else { (SIGNING_PRIVATE_PEM, SIGNING_KID) };
+        let private = nic_crypto::parse_private_key_pem(pem).expect("bundled simulator key");
+        let signer = jwt::FastSigner::new(&private).expect("bundled simulator key");
+        *self.signer.write().expect("signer lock") = Arc::new((signer, kid));
+        kid
+    }
+
+    /// The `kid` signing now.
+    pub fn signing_kid(&self) -> &'static str {
+        self.signer.read().expect("signer lock").1
+    }
+
+    /// Sign `data` as the IRP signs now (its current key).
+    pub fn sign(&self, data: &Value) -> String {
+        let s = self.signer.read().expect("signer lock").clone();
+        s.0.sign(data, s.1)
     }
 
     pub fn stats(&self) -> SimStats {
@@ -548,8 +579,8 @@ impl SimCore {
             ack_at: now,
             status: "ACT".into(),
             cancel_date: None,
-            signed_invoice: self.signer.sign(&signed, "SIM-SIGNING-KEY"),
-            signed_qr: self.signer.sign(&qr, "SIM-SIGNING-KEY"),
+            signed_invoice: self.sign(&signed),
+            signed_qr: self.sign(&qr),
             ewb,
             rejected_on: None,
             surviving_irn: None,
@@ -734,7 +765,7 @@ impl SimCore {
         self.count(|c| c.other_calls += 1);
         let qr =
             json!({"SellerGstin": gstin, "DocNo": no, "DocTyp": typ, "DocDt": dt, "Irn": irn_for(gstin, typ, no, dt)});
-        Ok(json!({"QRCode": self.signer.sign(&qr, "SIM-SIGNING-KEY")}))
+        Ok(json!({"QRCode": self.sign(&qr)}))
     }
 }
 

@@ -96,6 +96,17 @@ pub fn router(core: Arc<SimCore>) -> Router {
             .get(|s: axum::extract::State<Arc<SimCore>>| async move { Json(s.faults()) }),
         )
         .route(
+            "/_sim/signing_key",
+            post(|s: axum::extract::State<Arc<SimCore>>, Json(r): Json<serde_json::Value>| async move {
+                // {"key": 2} rotates to the second signing key, {"key": 1} back to the first.
+                let key = r.get("key").and_then(serde_json::Value::as_u64).unwrap_or(2) as u8;
+                Json(serde_json::json!({"kid": s.rotate_signing_key(key)}))
+            })
+            .get(|s: axum::extract::State<Arc<SimCore>>| async move {
+                Json(serde_json::json!({"kid": s.signing_kid()}))
+            }),
+        )
+        .route(
             "/_sim/reject",
             post(|s: axum::extract::State<Arc<SimCore>>, Json(r): Json<core::RejectRequest>| async move {
                 match s.mark_rejected(&r.irn, r.surviving_irn.as_deref(), r.date.as_deref()) {
@@ -123,4 +134,23 @@ pub fn gstin_toml(base_url: &str, provider: crate::config::ProviderKind, gstin: 
             core::SIGNING_PUBLIC_PEM
         ),
     }
+}
+
+/// A `[[irp_signing_keys.<irp>]]` TOML entry for one of the simulator's signing keys (`key` 1 or
+/// 2), in use from `from` to `to` (`YYYY-MM-DD`, open when `None`).
+pub fn signing_key_toml(irp: &str, key: u8, from: Option<&str>, to: Option<&str>) -> String {
+    let (kid, pem) = if key == 2 {
+        (core::SIGNING_KID_2, core::SIGNING_PUBLIC_PEM_2)
+    } else {
+        (core::SIGNING_KID, core::SIGNING_PUBLIC_PEM)
+    };
+    let mut t = format!("[[irp_signing_keys.{irp}]]\nkey_id = \"{kid}\"\n");
+    if let Some(f) = from {
+        t.push_str(&format!("valid_from = \"{f}\"\n"));
+    }
+    if let Some(to) = to {
+        t.push_str(&format!("valid_to = \"{to}\"\n"));
+    }
+    t.push_str(&format!("public_key_pem = \"\"\"\n{pem}\"\"\"\n"));
+    t
 }

@@ -1,4 +1,4 @@
-//! Batches (`irn.generate_batch`): one row per batch, one per member invoice.
+//! Batches (`irn.generate_batch`, `einvoice.verify_batch`): one row per batch, one per member.
 //!
 //! A batch completes exactly once, whichever worker settles its last member: settling a member
 //! locks the batch row, records the member's first final answer once, counts it, and the
@@ -19,6 +19,8 @@ use crate::domain::text::storable;
 #[derive(Debug, Clone)]
 pub struct NewBatch {
     pub id: String,
+    /// The batch command's routing key.
+    pub kind: String,
     pub gstin: String,
     pub content_sha256: Vec<u8>,
     pub request_id: Option<String>,
@@ -51,10 +53,12 @@ pub struct BatchRow {
     pub created_at: DateTime<Utc>,
     pub fanned_out_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The batch command's routing key (`irn.generate_batch`, `einvoice.verify_batch`).
+    pub kind: String,
 }
 
 const BATCH_COLUMNS: &str = "id, gstin, total, content_sha256, request_id, command_message_id, correlation_id,
-    reply_to, settled, created_at, fanned_out_at, completed_at";
+    reply_to, settled, created_at, fanned_out_at, completed_at, kind";
 
 impl From<&Row> for BatchRow {
     fn from(r: &Row) -> Self {
@@ -71,6 +75,7 @@ impl From<&Row> for BatchRow {
             created_at: r.get(9),
             fanned_out_at: r.get(10),
             completed_at: r.get(11),
+            kind: r.get(12),
         }
     }
 }
@@ -114,8 +119,8 @@ impl Db {
             .query_opt(
                 &format!(
                     "INSERT INTO batches (id, gstin, total, content_sha256, request_id, command_message_id,
-                                          correlation_id, reply_to)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING
+                                          correlation_id, reply_to, kind)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING
                      RETURNING {BATCH_COLUMNS}"
                 ),
                 &[
@@ -127,6 +132,7 @@ impl Db {
                     &batch.command_message_id,
                     &batch.correlation_id,
                     &batch.reply_to,
+                    &batch.kind,
                 ],
             )
             .await?;
@@ -212,7 +218,14 @@ impl Db {
         let Some(outcome) = member_outcome(&event_type, data) else { return Ok(None) };
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         let job_id = payload["job_id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
-        let errors = matches!(outcome, "rejected" | "failed").then(|| data["errors"].clone());
+        let errors = match outcome {
+            "rejected" | "failed" => Some(data["errors"].clone()),
+            // An invalid e-invoice: its reason, as an error item.
+            "invalid" => Some(
+                serde_json::json!([{"source": "validation", "path": "", "code": data["reason"], "message": data["message"]}]),
+            ),
+            _ => None,
+        };
         let n = tx
             .execute(
                 "UPDATE batch_members SET outcome = $4, event_type = $5, event_id = $6, job_id = $7, irn = $8,

@@ -197,3 +197,46 @@ async fn python_client_handles_every_outcome() {
 async fn node_client_handles_every_outcome() {
     every_outcome(Lang::Node).await;
 }
+
+/// Issue 26: the ERP-side purchase check (`examples/python/verify_purchase.py`) books a purchase
+/// whose signed QR code (as text and as an image) matches our record, and holds one whose total
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_purchase_check_books_a_verified_invoice_and_holds_a_mismatch() {
+    let extra = einvoice_worker::sim::signing_key_toml("NIC1", 1, Some("2020-01-01"), None);
+    let app = TestApp::spawn_with(Options { extra_toml: extra, ..Default::default() }).await;
+    let qr = serde_json::json!({"SellerGstin": SELLER_KA, "BuyerGstin": SELLER_MH, "DocNo": "PUR/77", "DocTyp": "INV",
+        "DocDt": "02/04/2025", "TotInvVal": 118000.0, "ItemCnt": 3, "MainHsnCode": "8481", "Irn": "b".repeat(64),
+        "IrnDt": "2025-04-02 16:11:00"});
+    let jwt = app.sim.core.sign(&qr);
+    let text = std::env::temp_dir().join(format!("einvoice-example-{}-qr.txt", app.id));
+    std::fs::write(&text, &jwt).unwrap();
+    let image = std::env::temp_dir().join(format!("einvoice-example-{}-qr.png", app.id));
+    std::fs::write(&image, einvoice_worker::irp::qr::qr_png(&jwt).unwrap()).unwrap();
+    let check = |source: &str, file: &Path, total: &str| {
+        let mut c = Lang::Python.command("verify_purchase");
+        c.arg(source)
+            .arg(file)
+            .args(["--gstin", SELLER_MH, "--supplier-gstin", SELLER_KA, "--doc-number", "PUR/77"])
+            .args(["--doc-date", "02/04/2025", "--total", total, "--tolerance", "1.00"])
+            .args(["--amqp", AMQP_URL, "--namespace", &app.settings.namespace])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    let (code, r) = result(&wait_for(check("--qr-text", &text, "118000.40")).await);
+    assert_eq!(
+        (code, r["outcome"].as_str(), r["signed_by"].as_str()),
+        (0, Some("book"), Some("SIM-SIGNING-KEY")),
+        "{r}"
+    );
+    let (code, r) = result(&wait_for(check("--qr-image", &image, "118000.00")).await);
+    assert_eq!((code, r["outcome"].as_str()), (0, Some("book")), "{r}");
+    let (code, r) = result(&wait_for(check("--qr-text", &text, "11800.00")).await);
+    assert_eq!((code, r["outcome"].as_str(), r["reason"].as_str()), (1, Some("hold"), Some("MISMATCH")), "{r}");
+    assert_eq!(r["mismatches"], serde_json::json!(["total_value"]));
+    for f in [text, image] {
+        let _ = std::fs::remove_file(f);
+    }
+    app.stop().await;
+}

@@ -23,3 +23,4 @@ mod reconcile;
 mod robustness;
 mod status;
 mod tokens;
+mod verify;

@@ -51,8 +51,17 @@ pub fn member_marker(body: &Value) -> Option<BatchMember> {
     (!batch_id.is_empty()).then_some(BatchMember { batch_id, index })
 }
 
-/// The answers that end a member `irn.generate`; `irn.in_doubt` and `gstin.paused` do not.
-pub const FINAL_MEMBER_EVENTS: [&str; 4] = ["irn.generated", "irn.details", "irn.rejected", "irn.failed"];
+/// The answers that end a member `irn.generate` (`irn.in_doubt` and `gstin.paused` do not) or
+/// a member `einvoice.verify`.
+pub const FINAL_MEMBER_EVENTS: [&str; 7] = [
+    "irn.generated",
+    "irn.details",
+    "irn.rejected",
+    "irn.failed",
+    "einvoice.verified",
+    "einvoice.verify.rejected",
+    "einvoice.verify.failed",
+];
 
 /// How a member ended, from its first final answer (`data` is that event's data), as
 /// `batch.completed` counts it: `generated` (registered now), `already_registered` (the store
@@ -65,12 +74,19 @@ pub fn member_outcome(event_type: &str, data: &Value) -> Option<&'static str> {
         "irn.details" => Some("cancelled"),
         "irn.rejected" => Some("rejected"),
         "irn.failed" => Some("failed"),
+        "einvoice.verified" if data["valid"] == Value::Bool(true) => Some("valid"),
+        "einvoice.verified" => Some("invalid"),
+        "einvoice.verify.rejected" => Some("rejected"),
+        "einvoice.verify.failed" => Some("failed"),
         _ => None,
     }
 }
 
-/// The outcomes `batch.completed` counts, in its order.
+/// The outcomes `batch.completed` counts for an `irn.generate_batch`, in its order.
 pub const MEMBER_OUTCOMES: [&str; 5] = ["generated", "already_registered", "cancelled", "rejected", "failed"];
+/// The outcomes `batch.completed` counts for an `einvoice.verify_batch` (`valid`: the e-invoice
+/// verified; `invalid`: answered `valid: false`), in its order.
+pub const VERIFY_OUTCOMES: [&str; 4] = ["valid", "invalid", "rejected", "failed"];
 
 /// Can `s` be a batch id (also used to take a command's `message_id` as the batch id)?
 pub fn valid_batch_id(s: &str) -> bool {

@@ -1,5 +1,7 @@
 //! `irn.generate_batch`: one seller's invoices fanned out into one `irn.generate` each, and one
-//! `batch.completed` once every member has its final answer.
+//! `batch.completed` once every member has its final answer. `einvoice.verify_batch` is the same
+//! mechanism with `einvoice.verify` members (one buyer's purchases): the same tables, events,
+//! message ids and completion, its kind recorded on the batch row.
 //!
 //! - The batch is recorded (batch row, one row per member, `batch.accepted`) in one transaction
 //!   before anything is published; its id is `batch_id`, else the command's `message_id`.
@@ -20,7 +22,8 @@ use uuid::Uuid;
 
 use super::job::reject_with;
 use crate::amqp;
-use crate::domain::command::batch::{valid_batch_id, BatchMember, GenerateBatch, MEMBER_OUTCOMES};
+use crate::domain::command::batch::{valid_batch_id, BatchMember, GenerateBatch, MEMBER_OUTCOMES, VERIFY_OUTCOMES};
+use crate::domain::command::verify::VerifyBatch;
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
 use crate::domain::Gstin;
@@ -34,36 +37,100 @@ use crate::store::StoreError;
 const PUBLISH_WINDOW: usize = 100;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &GenerateBatch, attempt: u32) -> Result<Disposition, StoreError> {
-    fan_out(ctx, meta, &c.gstin, c.batch_id.as_deref(), &c.invoices, attempt).await
+    if ctx.providers.get(c.gstin.as_str()).is_none() {
+        let errors = vec![not_configured(c.gstin.as_str())];
+        return reject_with(ctx, meta, JobKind::IrnGenerateBatch, errors, None, Value::Null).await;
+    }
+    let content = json!({"gstin": c.gstin.as_str(), "invoices": c.invoices});
+    let docs = |inv: &Value| {
+        [text(inv, "/DocDtls/Typ").map(|t| t.to_ascii_uppercase()), text(inv, "/DocDtls/No"), text(inv, "/DocDtls/Dt")]
+    };
+    let body = |gstin: &Gstin, inv: &Value| json!({"gstin": gstin.as_str(), "invoice": inv});
+    let b = Batch {
+        kind: JobKind::IrnGenerateBatch,
+        gstin: &c.gstin,
+        batch_id: c.batch_id.as_deref(),
+        items: &c.invoices,
+        content,
+        docs: &docs,
+        body: &body,
+    };
+    fan_out(ctx, meta, &b, attempt).await
 }
 
-async fn fan_out(
+/// `einvoice.verify_batch`: each verification becomes an `einvoice.verify` for the batch's buyer.
+pub async fn handle_verify(
     ctx: &Ctx,
     meta: &CommandMeta,
-    gstin: &Gstin,
-    batch_id: Option<&str>,
-    invoices: &[Value],
+    c: &VerifyBatch,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let kind = JobKind::IrnGenerateBatch;
-    if ctx.providers.get(gstin.as_str()).is_none() {
-        return reject_with(ctx, meta, kind, vec![not_configured(gstin.as_str())], None, Value::Null).await;
+    if !ctx.settings.gstins.contains_key(c.gstin.as_str()) {
+        let errors = vec![not_configured(c.gstin.as_str())];
+        return reject_with(ctx, meta, JobKind::EinvoiceVerifyBatch, errors, None, Value::Null).await;
     }
+    let content = json!({"gstin": c.gstin.as_str(), "verifications": c.verifications});
+    // The document as the ERP's record names it, when it gives one.
+    let docs = |v: &Value| [None, text(v, "/expected/doc_number"), text(v, "/expected/doc_date")];
+    let body = |gstin: &Gstin, v: &Value| {
+        let mut b = v.clone();
+        if let Some(o) = b.as_object_mut() {
+            o.insert("gstin".into(), json!(gstin.as_str()));
+            o.remove("request_id");
+            o.remove("batch");
+        }
+        b
+    };
+    let b = Batch {
+        kind: JobKind::EinvoiceVerifyBatch,
+        gstin: &c.gstin,
+        batch_id: c.batch_id.as_deref(),
+        items: &c.verifications,
+        content,
+        docs: &docs,
+        body: &body,
+    };
+    fan_out(ctx, meta, &b, attempt).await
+}
+
+fn text(v: &Value, p: &str) -> Option<String> {
+    v.pointer(p).and_then(Value::as_str).map(|s| s.trim().to_string())
+}
+
+/// What a batch command fans out: its kind, its items, and per item the document it names
+/// (type, number, date, as given) and its member command's body (without the batch's ids).
+struct Batch<'a> {
+    kind: JobKind,
+    gstin: &'a Gstin,
+    batch_id: Option<&'a str>,
+    items: &'a [Value],
+    /// What the batch's content hash covers (the same id with other content is refused).
+    content: Value,
+    docs: &'a (dyn Fn(&Value) -> [Option<String>; 3] + Sync),
+    body: &'a (dyn Fn(&Gstin, &Value) -> Value + Sync),
+}
+
+async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Batch<'_>, attempt: u32) -> Result<Disposition, StoreError> {
+    let (kind, gstin, batch_id) = (b.kind, b.gstin, b.batch_id);
     let id = batch_key(batch_id, meta.message_id.as_deref());
-    let content = Sha256::digest(json!({"gstin": gstin.as_str(), "invoices": invoices}).to_string()).to_vec();
-    let text = |inv: &Value, p: &str| inv.pointer(p).and_then(Value::as_str).map(|s| s.trim().to_string());
-    let members: Vec<NewMember> = invoices
+    let content = Sha256::digest(b.content.to_string()).to_vec();
+    let members: Vec<NewMember> = b
+        .items
         .iter()
         .enumerate()
-        .map(|(i, inv)| NewMember {
-            idx: i as i32,
-            message_id: BatchMember::message_id(&id, i as u32),
-            doc_type: text(inv, "/DocDtls/Typ").map(|t| t.to_ascii_uppercase()),
-            doc_number: text(inv, "/DocDtls/No"),
-            doc_date: text(inv, "/DocDtls/Dt"),
+        .map(|(i, item)| {
+            let [doc_type, doc_number, doc_date] = (b.docs)(item);
+            NewMember {
+                idx: i as i32,
+                message_id: BatchMember::message_id(&id, i as u32),
+                doc_type,
+                doc_number,
+                doc_date,
+            }
         })
         .collect();
     let new = NewBatch {
+        kind: kind.routing_key().into(),
         id: id.clone(),
         gstin: gstin.to_string(),
         content_sha256: content.clone(),
@@ -74,17 +141,17 @@ async fn fan_out(
     };
     let batch = match ctx.db.create_batch(&new, &members, |row| accepted(meta, row, false)).await? {
         BatchCreated::New(row) => {
-            tracing::info!(batch_id = %row.id, total = row.total, "batch accepted; publishing its irn.generate commands");
+            tracing::info!(batch_id = %row.id, total = row.total, kind = %row.kind, "batch accepted; publishing its member commands");
             row
         }
-        BatchCreated::Existing(row) if row.content_sha256 != content => {
+        BatchCreated::Existing(row) if row.content_sha256 != content || row.kind != kind.routing_key() => {
             let path = if batch_id.is_some() { "batch_id" } else { "" };
             let errors = vec![ErrorItem {
                 path: path.into(),
                 ..ErrorItem::worker(
                     "BATCH_ID_REUSED",
                     format!(
-                        "batch '{}' was accepted at {} with other invoices or another seller; give a new batch a new batch_id (and message_id)",
+                        "batch '{}' was accepted at {} with other content or another GSTIN; give a new batch a new batch_id (and message_id)",
                         row.id, row.created_at
                     ),
                 )
@@ -100,7 +167,7 @@ async fn fan_out(
             row
         }
     };
-    match publish_members(ctx, &batch.id, gstin, invoices, meta).await {
+    match publish_members(ctx, &batch.id, b, meta).await {
         Ok(()) => {
             ctx.db.mark_batch_fanned_out(&batch.id).await?;
             Ok(Disposition::Ack)
@@ -109,9 +176,7 @@ async fn fan_out(
             tracing::warn!(batch_id = %batch.id, error = %e, "could not publish the batch's commands; trying again later");
             let errors = vec![ErrorItem::worker(
                 "PUBLISH_FAILED",
-                format!(
-                    "publishing the batch's irn.generate commands failed ({e}); the batch is published again shortly"
-                ),
+                format!("publishing the batch's member commands failed ({e}); the batch is published again shortly"),
             )];
             Ok(Disposition::Reschedule { attempt, errors })
         }
@@ -129,26 +194,17 @@ fn batch_key(batch_id: Option<&str>, message_id: Option<&str>) -> String {
     }
 }
 
-async fn publish_members(
-    ctx: &Ctx,
-    id: &str,
-    gstin: &Gstin,
-    invoices: &[Value],
-    meta: &CommandMeta,
-) -> Result<(), amqp::AmqpError> {
+async fn publish_members(ctx: &Ctx, id: &str, b: &Batch<'_>, meta: &CommandMeta) -> Result<(), amqp::AmqpError> {
     let ch = ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected yet".into()))?;
-    let rk = JobKind::IrnGenerate.routing_key();
+    let rk = b.kind.member().expect("a batch kind has members").routing_key();
     let target = format!("{}/{rk}", ctx.topology.commands);
-    for (n, chunk) in invoices.chunks(PUBLISH_WINDOW).enumerate() {
+    for (n, chunk) in b.items.chunks(PUBLISH_WINDOW).enumerate() {
         let mut confirms = Vec::with_capacity(chunk.len());
-        for (j, invoice) in chunk.iter().enumerate() {
+        for (j, item) in chunk.iter().enumerate() {
             let i = (n * PUBLISH_WINDOW + j) as u32;
-            let body = json!({
-                "gstin": gstin.as_str(),
-                "invoice": invoice,
-                "request_id": BatchMember::request_id(id, i),
-                "batch": BatchMember::marker(id, i),
-            });
+            let mut body = (b.body)(b.gstin, item);
+            body["request_id"] = json!(BatchMember::request_id(id, i));
+            body["batch"] = BatchMember::marker(id, i);
             let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
             // Sealed as the worker's own: only such a command counts as the batch's member.
             let headers = authorize::sealed(&ctx.seals, authorize::WORKER, rk, &bytes);
@@ -172,7 +228,7 @@ async fn publish_members(
 /// The meta of the batch command, for `batch.completed` (written while handling a member).
 fn batch_meta(b: &BatchRow) -> CommandMeta {
     CommandMeta {
-        routing_key: JobKind::IrnGenerateBatch.routing_key().into(),
+        routing_key: b.kind.clone(),
         message_id: b.command_message_id.clone(),
         correlation_id: b.correlation_id.clone(),
         reply_to: b.reply_to.clone(),
@@ -196,9 +252,11 @@ fn accepted(meta: &CommandMeta, b: &BatchRow, replayed: bool) -> OutboxEvent {
 /// `batch.completed`: counts by outcome and one item per invoice, in batch order.
 fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
     let mut counts = serde_json::Map::new();
-    for o in MEMBER_OUTCOMES {
+    let outcomes: &[&str] =
+        if b.kind == JobKind::EinvoiceVerifyBatch.routing_key() { &VERIFY_OUTCOMES } else { &MEMBER_OUTCOMES };
+    for o in outcomes {
         let n = members.iter().filter(|m| m.outcome.as_deref() == Some(o)).count();
-        counts.insert(o.into(), json!(n));
+        counts.insert((*o).into(), json!(n));
     }
     let items: Vec<Value> = members
         .iter()

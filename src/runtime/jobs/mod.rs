@@ -7,7 +7,8 @@
 //! [`ewaybill`] (`ewaybill.get`, `.generate`, `.update_vehicle`, `.extend`, `.update_transporter`,
 //! `.cancel`, one submodule each),
 //! [`b2c`] (`b2c.qr`), [`reconcile`] (`reconcile.rejected`), [`job_status`] (`job.status`, from
-//! the store only) and [`batch`] (`irn.generate_batch`). What the IRP-bound ones share (the
+//! the store only) [`verify`] (`einvoice.verify`, offline) and [`batch`] (`irn.generate_batch`,
+//! `einvoice.verify_batch`). What the IRP-bound ones share (the
 //! GSTIN's IRP, its pause, rejections, lookups) is in [`job`].
 //!
 //! Every handler checks what it can before calling the IRP (a cancel past 24 hours, or of an
@@ -23,6 +24,7 @@ pub mod gstin_details;
 mod job;
 pub mod job_status;
 pub mod reconcile;
+pub mod verify;
 
 pub use batch::member_answered as batch_member_answered;
 
@@ -53,5 +55,7 @@ pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32
         }
         Command::JobStatus(c) => Box::pin(job_status::handle(ctx, meta, c, attempt)).await,
         Command::IrnGenerateBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
+        Command::EinvoiceVerify(c) => Box::pin(verify::handle(ctx, meta, c, attempt)).await,
+        Command::EinvoiceVerifyBatch(c) => Box::pin(batch::handle_verify(ctx, meta, c, attempt)).await,
     }
 }
