@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "status_batches", include_str!("../../migrations/0009_status_batches.sql")),
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
+    (12, "circuits", include_str!("../../migrations/0012_circuits.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

@@ -266,7 +266,11 @@ async fn register(
     // bound it anyway.
     for _ in 0..(4 + irps.entries().len()) {
         let provider = current.as_ref();
-        if *ambiguous {
+        // A half-open circuit is probed by a lookup, not by this document's generate: if the IRP
+        // is still down, the document has been sent nowhere and may go on to the next IRP
+        // instead of waiting, ambiguous, for this one.
+        let probing = !*ambiguous && !ctx.irp_health.is_closed(g, provider.irp());
+        if *ambiguous || probing {
             match call(ctx, g, provider, Operation::GetByDoc, Resend::Freely, |s| async move {
                 provider.get_by_doc(&s, doc).await
             })
@@ -278,7 +282,17 @@ async fn register(
                     return Outcome::Generated(Box::new(data), false);
                 }
                 Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => *ambiguous = false,
-                Err(e) => return classify_failure(e, Operation::GetByDoc, true),
+                Err(e) if probing && e.class(Operation::GetByDoc) == Final::Transient => {
+                    match next_irp(ctx, g, irps, &current) {
+                        Some(next) => {
+                            tracing::warn!(document = %invoice.key(), from = provider.irp(), to = next.irp(), error = %e, "IRP still unavailable; failing over");
+                            current = next;
+                            continue;
+                        }
+                        None => return classify_failure(e, Operation::GetByDoc, false),
+                    }
+                }
+                Err(e) => return classify_failure(e, Operation::GetByDoc, *ambiguous),
             }
         }
         // Lookups and backoff may have outlasted the lease: renew it, and if another attempt has
