@@ -157,7 +157,14 @@ where
                         tracing::warn!(gstin, ?op, error = %err, delay_ms = d.as_millis() as u64, "transient IRP failure; retrying");
                         tokio::time::sleep(d).await;
                     }
-                    None => return Err(err),
+                    // The budget is spent: if the IRP's circuit opened meanwhile (our failures or
+                    // another process's), this is a wait for its end, not a failure of the command.
+                    None => {
+                        return Err(match ctx.irp_health.check(gstin, irp) {
+                            Err(until) => IrpError::CircuitOpen { irp: irp.to_string(), until },
+                            Ok(()) => err,
+                        })
+                    }
                 }
             }
             _ => return Err(err),

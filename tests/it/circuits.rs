@@ -69,3 +69,129 @@ async fn one_process_opening_a_circuit_stops_the_others_and_one_probe_goes_at_a_
     stop.cancel();
     app.stop().await;
 }
+
+/// Issue 23's "Done when": three worker processes, NIC1 (the primary) answering 503 to every
+/// call for 60 s under a steady load of new documents. Once any process has opened NIC1's
+/// circuit, no process sends NIC1 a document (new ones go to IRIS); the documents held at NIC1
+/// (their generate met a 503 there, so they may be registered there and are never sent
+/// elsewhere) are answered within 60 s of NIC1's return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_60_s_primary_outage_three_workers_answer_every_held_document_within_60_s() {
+    use crate::helpers::{invoice, Options};
+    use crate::irps::{gstin_body, irps};
+    use einvoice_worker::config::ProviderKind;
+    use lapin::types::ShortString;
+
+    const OUTAGE: Duration = Duration::from_secs(60);
+    let irps = irps().await;
+    let ka = gstin_body(SELLER_KA, "NIC1", &irps.nic1.base_url(), &[("IRIS", &irps.iris.base_url())]);
+    let mut app = TestApp::spawn_with(Options {
+        provider: ProviderKind::Nic,
+        extra_toml: "breaker_failures = 3\nbreaker_open_secs = 10".into(),
+        gstin_sections: vec![(SELLER_KA.into(), ka)],
+    })
+    .await;
+    // Three processes: this test's in-process worker and two `einvoice-worker run`.
+    let mut others = vec![app.spawn_process(), app.spawn_process()];
+    // Steady load: a new document every 400 ms, from 3 s before the outage to 5 s after it.
+    let (ch, commands, replies) = (app.ch.clone(), app.topology.commands.clone(), app.replies.clone());
+    let load = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(400));
+        let end = tokio::time::Instant::now() + Duration::from_secs(3) + OUTAGE + Duration::from_secs(5);
+        let mut i = 0;
+        while tokio::time::Instant::now() < end {
+            tick.tick().await;
+            i += 1;
+            let doc = format!("CB/{i}");
+            let body = serde_json::json!({"gstin": SELLER_KA, "invoice": invoice("b2b-intra-goods", &doc)});
+            let props = einvoice_worker::amqp::json_props()
+                .with_message_id(ShortString::from(uuid::Uuid::new_v4().to_string()))
+                .with_reply_to(ShortString::from(replies.as_str()));
+            let bytes = body.to_string().into_bytes();
+            einvoice_worker::amqp::publish_confirmed(&ch, &commands, "irn.generate", &bytes, props, true)
+                .await
+                .expect("publish");
+            sent.push((doc, chrono::Utc::now()));
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    irps.nic1.core.update_faults(|f| f.outage = true);
+    let outage_from = chrono::Utc::now();
+    // Watch the shared circuit: when it first opened (the store's clock, the machine's).
+    let c = app.db.client().await.unwrap();
+    let mut first_opened: Option<chrono::DateTime<chrono::Utc>> = None;
+    let back_at = tokio::time::Instant::now() + OUTAGE;
+    let mut answers: Vec<(serde_json::Value, chrono::DateTime<chrono::Utc>)> = Vec::new();
+    while tokio::time::Instant::now() < back_at {
+        if first_opened.is_none() {
+            let row =
+                c.query_opt("SELECT opened_at FROM irp_circuits WHERE irp = 'NIC1' AND opened_at IS NOT NULL", &[]);
+            first_opened = row.await.unwrap().map(|r| r.get(0));
+        }
+        // Keep the replies flowing (new documents are answered by IRIS meanwhile).
+        if let Some(ev) = app.reply_within(Duration::from_millis(100)).await {
+            answers.push((ev, chrono::Utc::now()));
+        }
+    }
+    irps.nic1.core.update_faults(|f| f.outage = false);
+    let returned = chrono::Utc::now();
+    let first_opened = first_opened.expect("NIC1's circuit opened in the store");
+    let sent = load.await.unwrap();
+    // Every document is answered, each with one IRN.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while answers.len() < sent.len() && tokio::time::Instant::now() < deadline {
+        let (_, ev) = app.next_reply(90).await;
+        answers.push((ev, chrono::Utc::now()));
+    }
+    for mut child in others.drain(..) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut by_doc = std::collections::BTreeMap::new();
+    for (ev, at) in &answers {
+        assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
+        let doc = ev["document"]["doc_number"].as_str().unwrap().to_string();
+        assert!(
+            by_doc.insert(doc, (ev["data"]["irp"].as_str().unwrap_or("").to_string(), *at)).is_none(),
+            "one answer each"
+        );
+    }
+    assert_eq!(by_doc.len(), sent.len(), "every document answered");
+    let (n, i) = (irps.nic1.core.stats(), irps.iris.core.stats());
+    assert_eq!(n.irns_created + i.irns_created, sent.len() as u64, "one IRN per document: {n:?} {i:?}");
+    // Held documents: sent during the outage, registered at NIC1 (after its return).
+    let held: Vec<_> = sent
+        .iter()
+        .filter(|(d, at)| *at >= outage_from && *at < returned && by_doc[d].0 == "NIC1")
+        .map(|(d, _)| (d.clone(), by_doc[d].1))
+        .collect();
+    assert!(!held.is_empty(), "some documents met NIC1's 503s before its circuit opened");
+    for (doc, answered) in &held {
+        let after = (*answered - returned).num_milliseconds();
+        assert!(after <= 60_000, "{doc} answered {after} ms after NIC1's return");
+    }
+    // No generate reached NIC1 between the circuit's opening (plus the moment a notification
+    // takes to reach the other processes, and a call already under way to arrive) and its return.
+    let grace = chrono::Duration::milliseconds(500);
+    let late: Vec<_> = irps
+        .nic1
+        .core
+        .calls()
+        .into_iter()
+        .filter(|call| call.is_generate() && call.at > first_opened + grace && call.at < returned)
+        .collect();
+    assert!(late.is_empty(), "generates sent to NIC1 after its circuit opened at {first_opened}: {late:?}");
+    let at_iris = by_doc.values().filter(|(irp, _)| irp == "IRIS").count();
+    assert!(at_iris > 0, "new documents failed over to IRIS during the outage");
+    eprintln!(
+        "circuit: {} documents, {} held at NIC1 (last answered {} ms after its return), {at_iris} at IRIS; opened {} ms into the outage",
+        sent.len(),
+        held.len(),
+        held.iter().map(|(_, a)| (*a - returned).num_milliseconds()).max().unwrap_or(0),
+        (first_opened - outage_from).num_milliseconds()
+    );
+    drop(c);
+    app.stop().await;
+}

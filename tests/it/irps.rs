@@ -12,7 +12,7 @@ use crate::helpers::{invoice, wait_until, Options, TestApp, SELLER_KA, SELLER_MH
 
 /// The `[gstins."<g>"]` body for a NIC-protocol GSTIN at `primary` (named `primary_name`) with
 /// `failover` entries (name, URL) after it.
-fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &str)]) -> String {
+pub(crate) fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &str)]) -> String {
     let body = |url: &str| sim::gstin_toml(url, ProviderKind::Nic, g).split_once('\n').unwrap().1.to_string();
     let mut toml = format!("irp = \"{primary_name}\"\n{}", body(primary));
     for (name, url) in failover {
@@ -21,13 +21,13 @@ fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &st
     toml
 }
 
-struct Irps {
-    registry: Arc<SimRegistry>,
-    nic1: Simulator,
-    iris: Simulator,
+pub(crate) struct Irps {
+    pub registry: Arc<SimRegistry>,
+    pub nic1: Simulator,
+    pub iris: Simulator,
 }
 
-async fn irps() -> Irps {
+pub(crate) async fn irps() -> Irps {
     let registry = SimRegistry::new();
     let nic1 = Simulator::start_irp("127.0.0.1:0", "NIC1", registry.clone()).await.unwrap();
     let iris = Simulator::start_irp("127.0.0.1:0", "IRIS", registry.clone()).await.unwrap();
