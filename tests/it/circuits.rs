@@ -119,6 +119,13 @@ async fn after_a_60_s_primary_outage_three_workers_answer_every_held_document_wi
     tokio::time::sleep(Duration::from_secs(3)).await;
     irps.nic1.core.update_faults(|f| f.outage = true);
     let outage_from = chrono::Utc::now();
+    // A burst as the outage begins: these meet NIC1's 503s before any circuit opens (held).
+    let mut burst = Vec::new();
+    for k in 1..=3 {
+        let doc = format!("CB/B{k}");
+        app.generate(&invoice("b2b-intra-goods", &doc)).await;
+        burst.push((doc, chrono::Utc::now()));
+    }
     // Watch the shared circuit: when it first opened (the store's clock, the machine's).
     let c = app.db.client().await.unwrap();
     let mut first_opened: Option<chrono::DateTime<chrono::Utc>> = None;
@@ -138,7 +145,8 @@ async fn after_a_60_s_primary_outage_three_workers_answer_every_held_document_wi
     irps.nic1.core.update_faults(|f| f.outage = false);
     let returned = chrono::Utc::now();
     let first_opened = first_opened.expect("NIC1's circuit opened in the store");
-    let sent = load.await.unwrap();
+    let mut sent = load.await.unwrap();
+    sent.extend(burst);
     // Every document is answered, each with one IRN.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     while answers.len() < sent.len() && tokio::time::Instant::now() < deadline {
