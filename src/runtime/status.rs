@@ -421,6 +421,13 @@ pub async fn sample(ctx: Arc<Ctx>, channel: lapin::Channel, stop: CancellationTo
             Err(e) => tracing::debug!(error = %e, "metrics sampler: the store did not answer"),
         }
         super::guard::sample_budget(&ctx).await;
+        let mut open: BTreeMap<String, f64> = BTreeMap::new();
+        for ((_, irp), h) in ctx.irp_health.get() {
+            *open.entry(irp.to_ascii_lowercase()).or_default() += if h.circuit == "closed" { 0.0 } else { 1.0 };
+        }
+        for (irp, n) in open {
+            metrics::gauge!(m::IRP_CIRCUITS_OPEN, "irp" => irp).set(n);
+        }
         let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
         match channel.queue_declare(ctx.topology.dead.as_str().into(), passive, Default::default()).await {
             Ok(q) => metrics::gauge!(m::DEAD_LETTERS).set(f64::from(q.message_count())),
