@@ -16,6 +16,7 @@ mod guard;
 mod hostile;
 mod irps;
 mod jobs;
+mod memory;
 mod operate;
 mod ops;
 mod qr;
