@@ -389,6 +389,12 @@ pub struct Settings {
     pub breaker_failures: u32,
     /// … for this long; then calls probe it again (one failure re-opens it, a success closes it).
     pub breaker_open_secs: u64,
+    /// A document whose generate may have reached an IRP that is now down (its circuit open)
+    /// waits for that IRP; after this many seconds from its first attempt it may move to the
+    /// next available IRP, where GSTN's registry answers 2295 if the first IRP did register it
+    /// (resolved to that IRN). 0 (the default): never, it waits for its IRP. See
+    /// docs/architecture.md, "An ambiguous document and another IRP".
+    pub ambiguous_failover_secs: u64,
     /// A PEM file of CA certificates to trust for PostgreSQL TLS (with `sslmode=verify-ca|verify-full`).
     #[serde(default)]
     pub database_ca_file: Option<String>,
@@ -468,6 +474,7 @@ struct Defaults {
     ready_outbox_max_age_secs: u64,
     breaker_failures: u32,
     breaker_open_secs: u64,
+    ambiguous_failover_secs: u64,
     error_budget_gstin_per_day: u64,
     error_budget_client_per_day: u64,
     error_budget_warn_share: f64,
@@ -516,6 +523,7 @@ impl Settings {
             ready_outbox_max_age_secs: 300,
             breaker_failures: 5,
             breaker_open_secs: 30,
+            ambiguous_failover_secs: 0,
             // NIC's blocking thresholds (einv-apisandbox.nic.in/NoteonTopErrors.html): warn at a
             // quarter, pause at half, far enough below that a storm is stopped before the block.
             error_budget_gstin_per_day: 20_000,

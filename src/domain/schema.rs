@@ -103,9 +103,46 @@ pub fn problems(validator: &Validator, body: &Value) -> Vec<Problem> {
     if validator.is_valid(body) {
         return Vec::new();
     }
-    // Bounded: a hostile command can break a rule once per array element; the rejection lists
-    // at most `command::MAX_PROBLEMS` anyway.
+    // A hostile list (20,000 empty items) breaks the item rules once per element, and the
+    // validator gathers an element's errors before yielding any: collect them on a copy whose
+    // lists are cut to [`MAX_LIST_CHECKED`] elements (a too-long list still breaks its maxItems),
+    // and from the whole body only when the cut copy shows nothing.
+    if let Some(cut) = cut_long_lists(body) {
+        let found = collect(validator, &cut);
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    collect(validator, body)
+}
+
+/// Bounded: a hostile command can break a rule once per array element; the rejection lists at
+/// most `command::MAX_PROBLEMS` anyway.
+fn collect(validator: &Validator, body: &Value) -> Vec<Problem> {
     validator.iter_errors(body).take(MAX_SCHEMA_PROBLEMS).map(|e| to_problem(&e, body)).collect()
+}
+
+/// Lists longer than this are cut before the schema's violations are collected: one more than
+/// the longest list the contract allows (`ItemList`: 1,000 items).
+const MAX_LIST_CHECKED: usize = 1_001;
+
+/// `body` with every list cut to [`MAX_LIST_CHECKED`] elements, if any is longer.
+fn cut_long_lists(body: &Value) -> Option<Value> {
+    fn long(v: &Value) -> bool {
+        match v {
+            Value::Array(a) => a.len() > MAX_LIST_CHECKED || a.iter().any(long),
+            Value::Object(m) => m.values().any(long),
+            _ => false,
+        }
+    }
+    fn cut(v: &Value) -> Value {
+        match v {
+            Value::Array(a) => Value::Array(a.iter().take(MAX_LIST_CHECKED).map(cut).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), cut(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    long(body).then(|| cut(body))
 }
 
 fn to_problem(e: &ValidationError<'_>, body: &Value) -> Problem {
@@ -252,6 +289,16 @@ mod tests {
         let paths: Vec<&str> = ps.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"gstin") && paths.contains(&"invoice.DocDtls.No"), "{paths:?}");
         assert!(paths.contains(&"invoice.ItemList"), "{paths:?}");
+    }
+
+    #[test]
+    fn a_hostile_list_is_checked_on_its_first_elements_only() {
+        let inv = crate::samples::stamped("b2b-intra-goods", Some("SCH/2"));
+        let mut body = json!({"gstin": "29AAGCP4821K1Z3", "invoice": inv});
+        body["invoice"]["ItemList"] = Value::Array(vec![json!({}); 20_000]);
+        let ps = command_problems("irn.generate", &body);
+        assert!(ps.iter().any(|p| p.path == "invoice.ItemList" && p.message.contains("1000")), "{ps:#?}");
+        assert!(ps.iter().all(|p| !p.path.contains("[1001]")), "elements past the cut are not read");
     }
 
     #[test]

@@ -55,7 +55,8 @@ where
     loop {
         // A dead IRP is not called until its circuit's open period passes: the job goes back to
         // its durable retry (or, for generate, to another IRP) instead of spending its budget.
-        if let Err(until) = ctx.irp_health.check(gstin, provider.irp()) {
+        // Local unless the circuit is half-open: then one call at a time, across processes, probes it.
+        if let Err(until) = ctx.irp_health.admit(gstin, provider.irp()).await {
             return Err(IrpError::CircuitOpen { irp: provider.irp().to_string(), until });
         }
         guard::acquire(ctx, gstin, provider, &mut pacing).await?;
@@ -103,7 +104,7 @@ where
         };
         let (err, used, err_op) = match result {
             Ok(v) => {
-                ctx.irp_health.record_success(gstin, irp);
+                ctx.irp_health.succeeded(gstin, irp).await;
                 return Ok(v);
             }
             Err(x) => x,
@@ -115,7 +116,7 @@ where
             metrics::counter!(m::IRP_ERROR_RESPONSES, "gstin" => gstin.to_string()).increment(1);
             guard::count_error_response(ctx, gstin, provider).await;
         }
-        ctx.irp_health.record_failure(gstin, irp, err_op, class, &err);
+        ctx.irp_health.failed(gstin, irp, err_op, class, &err).await;
         // "Slow down" is neither an attempt nor a backoff step: wait (in `acquire`) and go again.
         // (Only when it decides the class: 312 with 658 is still "already cancelled".)
         if class == Class::Transient && err.is_throttled() {
@@ -156,7 +157,14 @@ where
                         tracing::warn!(gstin, ?op, error = %err, delay_ms = d.as_millis() as u64, "transient IRP failure; retrying");
                         tokio::time::sleep(d).await;
                     }
-                    None => return Err(err),
+                    // The budget is spent: if the IRP's circuit opened meanwhile (our failures or
+                    // another process's), this is a wait for its end, not a failure of the command.
+                    None => {
+                        return Err(match ctx.irp_health.check(gstin, irp) {
+                            Err(until) => IrpError::CircuitOpen { irp: irp.to_string(), until },
+                            Ok(()) => err,
+                        })
+                    }
                 }
             }
             _ => return Err(err),

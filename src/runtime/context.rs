@@ -48,7 +48,8 @@ impl Ctx {
         let irp_health = super::status::IrpHealth::new(super::status::Breaker {
             failures: settings.breaker_failures,
             open_secs: settings.breaker_open_secs,
-        });
+        })
+        .with_store(db.clone());
         Ok(Ctx {
             sessions: SessionManager::new(
                 Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox: sbox.clone() }),

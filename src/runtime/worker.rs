@@ -136,6 +136,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ctx.topology.retry_queues().len(),
     );
     tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));
+    {
+        // The shared circuits' notifications, on a connection of their own (one per process).
+        use secrecy::ExposeSecret;
+        let url = ctx.settings.database_url.expose_secret();
+        let target = store::tls::target(url, ctx.settings.database_ca_file.as_deref())?;
+        tokio::spawn(super::status::listen(ctx.irp_health.clone(), target, shutdown.child_token()));
+    }
     if ctx.settings.retention_interval_secs > 0 {
         tokio::spawn(super::retention::run(ctx.clone(), shutdown.child_token()));
     }

@@ -73,6 +73,26 @@ pub struct Faults {
     pub throttle_retry_after_secs: u64,
 }
 
+/// One request the simulator received: when, what, and the HTTP status it answered (tests
+/// compare these times with the worker's, e.g. "no generate after the circuit opened").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimCall {
+    pub at: DateTime<Utc>,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+}
+
+impl SimCall {
+    /// A generate (NIC `POST /eicore/v1.03/Invoice`, Whitebooks `…/type/GENERATE/…`).
+    pub fn is_generate(&self) -> bool {
+        (self.method == "POST" && self.path.ends_with("/eicore/v1.03/Invoice")) || self.path.contains("/type/GENERATE/")
+    }
+}
+
+/// How many requests the call log keeps (soak runs make millions).
+pub const MAX_CALL_LOG: usize = 100_000;
+
 /// Counters a test asserts on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SimStats {
@@ -231,6 +251,8 @@ pub struct SimCore {
     faults: Mutex<Faults>,
     /// Accepted API calls per client ID in the last 60 s (`rate_limit_per_minute`).
     quota: Mutex<HashMap<String, VecDeque<Instant>>>,
+    /// Every request received, in order (the last [`MAX_CALL_LOG`]).
+    call_log: Mutex<VecDeque<SimCall>>,
     /// Draws for the probabilistic faults; seeded so a fault run can be repeated.
     rng: Mutex<rand::rngs::StdRng>,
     token_seq: AtomicU64,
@@ -269,6 +291,7 @@ impl SimCore {
             store: Mutex::new(Store::default()),
             membership: std::sync::OnceLock::new(),
             quota: Mutex::new(HashMap::new()),
+            call_log: Mutex::new(VecDeque::new()),
             faults: Mutex::new(Faults { token_ttl_secs: 3600, timeout_hang_ms: 3_000, ..Faults::default() }),
             rng: Mutex::new(rand::SeedableRng::from_entropy()),
             token_seq: AtomicU64::new(1),
@@ -305,6 +328,17 @@ impl SimCore {
 
     pub fn stats(&self) -> SimStats {
         self.store.lock().expect("sim lock").stats.clone()
+    }
+    /// Every request received so far (the last [`MAX_CALL_LOG`]), oldest first.
+    pub fn calls(&self) -> Vec<SimCall> {
+        self.call_log.lock().expect("sim lock").iter().cloned().collect()
+    }
+    pub fn log_call(&self, call: SimCall) {
+        let mut log = self.call_log.lock().expect("sim lock");
+        if log.len() >= MAX_CALL_LOG {
+            log.pop_front();
+        }
+        log.push_back(call);
     }
     /// Seed the RNG behind the probabilistic faults (`fail_5xx_ratio`, `p_*`).
     pub fn seed(&self, seed: u64) {

@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
-pub use self::core::{Faults, SimCore, SimRegistry, SimStats};
+pub use self::core::{Faults, SimCall, SimCore, SimRegistry, SimStats};
 
 /// A running simulator: its address and its state (for tests to inspect and steer).
 pub struct Simulator {
@@ -87,6 +87,7 @@ pub fn router(core: Arc<SimCore>) -> Router {
         .merge(whitebooks::routes())
         .merge(nic::routes())
         .route("/_sim/stats", get(|s: axum::extract::State<Arc<SimCore>>| async move { Json(s.stats()) }))
+        .route("/_sim/calls", get(|s: axum::extract::State<Arc<SimCore>>| async move { Json(s.calls()) }))
         .route(
             "/_sim/faults",
             post(|s: axum::extract::State<Arc<SimCore>>, Json(f): Json<Faults>| async move {
@@ -115,7 +116,22 @@ pub fn router(core: Arc<SimCore>) -> Router {
                 }
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(core.clone(), log_call))
         .with_state(core)
+}
+
+/// Record every IRP request (not the `/_sim` admin API) in the call log, with its answer's status.
+async fn log_call(
+    axum::extract::State(core): axum::extract::State<Arc<SimCore>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (at, method, path) = (chrono::Utc::now(), req.method().to_string(), req.uri().path().to_string());
+    let response = next.run(req).await;
+    if !path.starts_with("/_sim") {
+        core.log_call(core::SimCall { at, method, path, status: response.status().as_u16() });
+    }
+    response
 }
 
 /// The `[gstins."<GSTIN>"]` TOML that points a worker at this simulator for one GSTIN, over

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "status_batches", include_str!("../../migrations/0009_status_batches.sql")),
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
+    (12, "circuits", include_str!("../../migrations/0012_circuits.sql")),
     (14, "verify_batches", include_str!("../../migrations/0014_verify_batches.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
 ];

@@ -1,5 +1,6 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
 pub mod batches;
+pub mod circuits;
 pub mod ewaybills;
 pub mod gstin_cache;
 pub mod guard;

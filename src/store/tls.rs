@@ -172,6 +172,55 @@ impl Target {
             }
         }
     }
+
+    /// [`Target::connect`] for LISTEN: the connection's notifications come out of the receiver,
+    /// which ends when the connection does.
+    pub async fn connect_listening(
+        &self,
+    ) -> Result<
+        (tokio_postgres::Client, tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>),
+        tokio_postgres::Error,
+    > {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = match &self.tls {
+            Some(tls) => {
+                let (c, conn) = self.config.connect(tls.clone()).await?;
+                forward_notifications(conn, tx);
+                c
+            }
+            None => {
+                let (c, conn) = self.config.connect(tokio_postgres::NoTls).await?;
+                forward_notifications(conn, tx);
+                c
+            }
+        };
+        Ok((client, rx))
+    }
+}
+
+/// Drive `conn`, sending its notifications to `tx` until it ends (or nobody listens).
+fn forward_notifications<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    tx: tokio::sync::mpsc::UnboundedSender<tokio_postgres::Notification>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt as _;
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
 }
 
 /// Split `sslmode` and `sslrootcert` off a URL's query or a key-value string; the rest is for

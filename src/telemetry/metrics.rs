@@ -52,6 +52,7 @@ pub const DEAD_LETTERS: &str = "einvoice_dead_letter_messages";
 pub const RETENTION_PRUNED: &str = "einvoice_retention_pruned_rows_total";
 pub const IRP_ERROR_BUDGET_USED: &str = "einvoice_irp_error_budget_used";
 pub const IRP_THROTTLED: &str = "einvoice_irp_throttled_total";
+pub const IRP_CIRCUITS_OPEN: &str = "einvoice_irp_circuits_open";
 pub const RATE_LIMIT_WAIT: &str = "einvoice_rate_limit_wait_seconds_total";
 pub const HANDLER_PANICS: &str = "einvoice_handler_panics_total";
 pub const COMMANDS_FORBIDDEN: &str = "einvoice_commands_forbidden_total";
@@ -200,6 +201,13 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["gstin"],
     },
     MetricDef {
+        name: IRP_CIRCUITS_OPEN,
+        kind: Kind::Gauge,
+        help: "GSTINs whose circuit to this IRP is open or half-open now (shared by every worker process, so \
+               every replica reports the same).",
+        labels: &["irp"],
+    },
+    MetricDef {
         name: IRP_THROTTLED,
         kind: Kind::Counter,
         help: "Throttling answers (HTTP 429, 658, GEN5005) by IRP: each one slowed the credential down for its \
@@ -284,6 +292,7 @@ pub fn register_configured<'a>(gstins: impl IntoIterator<Item = (&'a str, &'a st
     }
     for irp in irps {
         metrics::counter!(IRP_THROTTLED, "irp" => irp.clone()).increment(0);
+        metrics::gauge!(IRP_CIRCUITS_OPEN, "irp" => irp.clone()).set(0.0);
         metrics::counter!(RATE_LIMIT_WAIT, "irp" => irp.clone()).increment(0);
         for op in Operation::ALL {
             drop(metrics::histogram!(IRP_CALL_DURATION, "irp" => irp.clone(), "operation" => op.as_str()));

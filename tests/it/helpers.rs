@@ -221,6 +221,11 @@ impl TestApp {
         next(&mut self.reply_consumer, secs).await.unwrap_or_else(|| panic!("no reply within {secs} s"))
     }
 
+    /// The next reply if one comes within `wait` (a loop that also does other things).
+    pub async fn reply_within(&mut self, wait: Duration) -> Option<Value> {
+        next_within(&mut self.reply_consumer, wait).await.map(|r| r.1)
+    }
+
     /// The next event on `einvoice.events`.
     pub async fn next_event(&mut self, secs: u64) -> Value {
         next(&mut self.events_consumer, secs).await.unwrap_or_else(|| panic!("no event within {secs} s")).1
@@ -307,7 +312,11 @@ impl TestApp {
 }
 
 async fn next(c: &mut Consumer, secs: u64) -> Option<(Option<String>, Value)> {
-    match tokio::time::timeout(Duration::from_secs(secs), c.next()).await {
+    next_within(c, Duration::from_secs(secs)).await
+}
+
+async fn next_within(c: &mut Consumer, wait: Duration) -> Option<(Option<String>, Value)> {
+    match tokio::time::timeout(wait, c.next()).await {
         Ok(Some(Ok(d))) => {
             d.ack(BasicAckOptions::default()).await.unwrap();
             let corr = d.properties.correlation_id().as_ref().map(|c| c.to_string());

@@ -12,7 +12,7 @@ use crate::helpers::{invoice, wait_until, Options, TestApp, SELLER_KA, SELLER_MH
 
 /// The `[gstins."<g>"]` body for a NIC-protocol GSTIN at `primary` (named `primary_name`) with
 /// `failover` entries (name, URL) after it.
-fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &str)]) -> String {
+pub(crate) fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &str)]) -> String {
     let body = |url: &str| sim::gstin_toml(url, ProviderKind::Nic, g).split_once('\n').unwrap().1.to_string();
     let mut toml = format!("irp = \"{primary_name}\"\n{}", body(primary));
     for (name, url) in failover {
@@ -21,13 +21,13 @@ fn gstin_body(g: &str, primary_name: &str, primary: &str, failover: &[(&str, &st
     toml
 }
 
-struct Irps {
-    registry: Arc<SimRegistry>,
-    nic1: Simulator,
-    iris: Simulator,
+pub(crate) struct Irps {
+    pub registry: Arc<SimRegistry>,
+    pub nic1: Simulator,
+    pub iris: Simulator,
 }
 
-async fn irps() -> Irps {
+pub(crate) async fn irps() -> Irps {
     let registry = SimRegistry::new();
     let nic1 = Simulator::start_irp("127.0.0.1:0", "NIC1", registry.clone()).await.unwrap();
     let iris = Simulator::start_irp("127.0.0.1:0", "IRIS", registry.clone()).await.unwrap();
@@ -199,5 +199,36 @@ async fn a_double_registration_while_the_registry_was_down_is_found_by_reconcili
     assert_eq!(ff["irp"], "NIC1");
     assert_eq!(done["data"]["summary"]["double_registration"], 1);
     assert_eq!(done["data"]["summary"]["rejected_known"], 1);
+    app.stop().await;
+}
+
+/// Issue 23: `ambiguous_failover_secs`. A document whose generate NIC1 registered but never
+/// answered (ambiguous), NIC1 then down: past the wait it moves to IRIS, which answers 2295
+/// (GSTN's registry has NIC1's registration), and the document resolves to NIC1's IRN: one IRN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_document_moves_to_the_next_irp_after_the_failover_wait_and_resolves_by_2295() {
+    let irps = irps().await;
+    let ka = gstin_body(SELLER_KA, "NIC1", &irps.nic1.base_url(), &[("IRIS", &irps.iris.base_url())]);
+    let mut app = app_with(
+        &irps,
+        "breaker_failures = 3\nbreaker_open_secs = 30\nretry_tiers_secs = \"1,2\"\nambiguous_failover_secs = 4",
+        vec![(SELLER_KA.into(), ka)],
+    )
+    .await;
+    irps.nic1.core.update_faults(|f| f.timeout_commit_next = 1);
+    let a = invoice("b2b-intra-goods", "IR4/A");
+    app.generate(&a).await;
+    wait_until(20, "the generate call never came", || irps.nic1.core.stats().generate_calls > 0).await;
+    irps.nic1.core.update_faults(|f| f.outage = true);
+    let ev = event_of(&mut app, "irn.generated", 40).await;
+    assert_eq!(ev["document"]["doc_number"], "IR4/A", "{ev:#}");
+    assert_eq!(ev["data"]["duplicate"], true, "resolved through 2295: {ev:#}");
+    let expected = sim::core::irn_for(SELLER_KA, "INV", "IR4/A", a["DocDtls"]["Dt"].as_str().unwrap());
+    assert_eq!(ev["data"]["irn"], expected.as_str(), "NIC1's IRN");
+    let (n, i) = (irps.nic1.core.stats(), irps.iris.core.stats());
+    assert_eq!((n.irns_created, i.irns_created), (1, 0), "one IRN, NIC1's: {n:?} {i:?}");
+    assert_eq!(i.generate_calls, 1, "moved to IRIS once: {i:?}");
+    assert!(irps.iris.core.calls().iter().any(|c| c.is_generate() && c.status == 200), "IRIS answered (2295)");
+    drop(irps.registry);
     app.stop().await;
 }

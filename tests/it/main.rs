@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod circuits;
 mod cli_publish;
 mod contract;
 mod contract_events;
@@ -16,6 +17,7 @@ mod guard;
 mod hostile;
 mod irps;
 mod jobs;
+mod memory;
 mod operate;
 mod ops;
 mod qr;

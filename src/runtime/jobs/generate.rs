@@ -144,7 +144,10 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -
     span::record_job_id(job.id);
     let doc = DocRef { doc_type: key.doc_type, doc_number: key.doc_number.clone(), doc_date: invoice.doc_date() };
     let provider = match route(ctx, gstin, &irps, &job, ambiguous) {
-        Ok(p) => p,
+        Ok((p, still_ambiguous)) => {
+            ambiguous = still_ambiguous;
+            p
+        }
         Err(until) => {
             return finish(ctx, meta, &job, Outcome::Unavailable { until, in_doubt: ambiguous }, attempt).await
         }
@@ -162,28 +165,54 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -
     Box::pin(finish(ctx, meta, &job, outcome, attempt)).await
 }
 
-/// Which IRP this attempt talks to. A document whose last generate may have reached an IRP is
-/// looked up at that IRP and nowhere else, however long it is down (failover must never make a
-/// second registration); any other document goes to the first IRP whose circuit is not open.
-/// `Err(until)`: none is available before then.
+/// Which IRP this attempt talks to, and whether the document is still ambiguous there. A
+/// document whose last generate may have reached an IRP is looked up at that IRP and nowhere
+/// else while it is down, so failover never makes a second registration; only past
+/// `EINVOICE_AMBIGUOUS_FAILOVER_SECS` (when set) may it move on to the next available IRP, no
+/// longer ambiguous there: if the first IRP did register it, GSTN's registry makes the next one
+/// answer 2295 and the document resolves to that IRN. Any other document goes to the first IRP
+/// whose circuit is not open. `Err(until)`: none is available before then.
 fn route(
     ctx: &Ctx,
     gstin: &Gstin,
     irps: &IrpSet,
     job: &JobRow,
     ambiguous: bool,
-) -> Result<Arc<dyn IrpProvider>, chrono::DateTime<Utc>> {
+) -> Result<(Arc<dyn IrpProvider>, bool), chrono::DateTime<Utc>> {
     let g = gstin.as_str();
     if ambiguous {
         let sent_to = job.irp.as_deref().and_then(|n| irps.by_name(n)).unwrap_or(irps.primary());
-        ctx.irp_health.check(g, sent_to.irp())?;
-        return Ok(sent_to.clone());
+        let Err(until) = ctx.irp_health.check(g, sent_to.irp()) else {
+            return Ok((sent_to.clone(), true));
+        };
+        let wait = ctx.settings.ambiguous_failover_secs;
+        if wait == 0 {
+            return Err(until);
+        }
+        let first = job.first_attempt_at.unwrap_or_else(Utc::now);
+        let allowed_at = first + chrono::Duration::seconds(i64::try_from(wait).unwrap_or(i64::MAX / 1000));
+        if Utc::now() < allowed_at {
+            // Back when the IRP may be up again, or when the document may move, whichever is first.
+            return Err(until.min(allowed_at));
+        }
+        return match irps
+            .entries()
+            .iter()
+            .find(|p| !Arc::ptr_eq(p, sent_to) && ctx.irp_health.check(g, p.irp()).is_ok())
+        {
+            Some(next) => {
+                tracing::warn!(document = %job.doc_number, from = sent_to.irp(), to = next.irp(), wait_secs = wait,
+                    "ambiguous document: its IRP stayed down past EINVOICE_AMBIGUOUS_FAILOVER_SECS; moving it (GSTN's registry answers 2295 if the first IRP registered it)");
+                Ok((next.clone(), false))
+            }
+            None => Err(until),
+        };
     }
     if let Some(p) = first_available(ctx, g, irps.entries()) {
         if !Arc::ptr_eq(p, irps.primary()) {
             tracing::info!(irp = p.irp(), primary = irps.primary().irp(), "primary IRP unavailable; failing over");
         }
-        return Ok(p.clone());
+        return Ok((p.clone(), false));
     }
     // None is available: wait for the first circuit to close.
     Err(irps.entries().iter().filter_map(|p| ctx.irp_health.check(g, p.irp()).err()).min().unwrap_or_else(Utc::now))
@@ -266,7 +295,11 @@ async fn register(
     // bound it anyway.
     for _ in 0..(4 + irps.entries().len()) {
         let provider = current.as_ref();
-        if *ambiguous {
+        // A half-open circuit is probed by a lookup, not by this document's generate: if the IRP
+        // is still down, the document has been sent nowhere and may go on to the next IRP
+        // instead of waiting, ambiguous, for this one.
+        let probing = !*ambiguous && !ctx.irp_health.is_closed(g, provider.irp());
+        if *ambiguous || probing {
             match call(ctx, g, provider, Operation::GetByDoc, Resend::Freely, |s| async move {
                 provider.get_by_doc(&s, doc).await
             })
@@ -278,7 +311,17 @@ async fn register(
                     return Outcome::Generated(Box::new(data), false);
                 }
                 Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => *ambiguous = false,
-                Err(e) => return classify_failure(e, Operation::GetByDoc, true),
+                Err(e) if probing && e.class(Operation::GetByDoc) == Final::Transient => {
+                    match next_irp(ctx, g, irps, &current) {
+                        Some(next) => {
+                            tracing::warn!(document = %invoice.key(), from = provider.irp(), to = next.irp(), error = %e, "IRP still unavailable; failing over");
+                            current = next;
+                            continue;
+                        }
+                        None => return classify_failure(e, Operation::GetByDoc, false),
+                    }
+                }
+                Err(e) => return classify_failure(e, Operation::GetByDoc, *ambiguous),
             }
         }
         // Lookups and backoff may have outlasted the lease: renew it, and if another attempt has
