@@ -61,6 +61,8 @@ pub fn verified_data(a: &Verification, given: &str, tolerance: Option<rust_decim
     let mut data = serde_json::to_value(a).expect("a verification serialises");
     data["input"] = json!(given);
     data["irn"] = json!(a.fields.as_ref().and_then(|f| f.irn.clone()));
+    // Like every event with an IRN, it names the IRP: here the one whose key signed it.
+    data["irp"] = json!(a.signed_by.as_ref().map(|s| s.irp.clone()));
     if let Some(t) = tolerance {
         data["tolerance"] = json!(t.to_string());
     }
