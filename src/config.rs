@@ -344,6 +344,14 @@ pub struct Settings {
     /// 4042): `on`, `off`, or the date it applies from (default `2026-01-01`).
     #[serde(default = "rail_doc_rules_default")]
     pub rail_doc_rules: crate::domain::invoice::ShipToRules,
+    /// E-way bills without an IRN: a TDS/TCS GSTIN refused as the supplier: `on`, `off`, or the
+    /// date it applies from (default `2026-01-01`).
+    #[serde(default = "tds_tcs_supplier_rule_default")]
+    pub tds_tcs_supplier_rule: crate::domain::invoice::ShipToRules,
+    /// E-way bills without an IRN: an explicit distance when dispatch and delivery PINs are the
+    /// same: `on`, `off`, or the date it applies from (default `2026-06-01`).
+    #[serde(default = "same_pin_distance_rule_default")]
+    pub same_pin_distance_rule: crate::domain::invoice::ShipToRules,
     /// Cache GSTIN details this long.
     pub gstin_cache_secs: i64,
     /// Jobs pending longer than this are "in doubt" for reconciliation.
@@ -450,6 +458,14 @@ struct Defaults {
     error_budget_client_per_day: u64,
     error_budget_warn_share: f64,
     error_budget_pause_share: f64,
+}
+
+fn tds_tcs_supplier_rule_default() -> crate::domain::invoice::ShipToRules {
+    crate::domain::invoice::TDS_TCS_SUPPLIER_RULE_DEFAULT
+}
+
+fn same_pin_distance_rule_default() -> crate::domain::invoice::ShipToRules {
+    crate::domain::invoice::SAME_PIN_DISTANCE_RULE_DEFAULT
 }
 
 fn rail_doc_rules_default() -> crate::domain::invoice::ShipToRules {
@@ -679,6 +695,8 @@ impl Settings {
                 allowed_gst_rates: self.gst_rates.clone().unwrap_or_else(|| defaults.allowed_gst_rates.clone()),
                 ship_to_rules: self.ship_to_rules,
                 rail_doc_rules: self.rail_doc_rules,
+                tds_tcs_supplier_rule: self.tds_tcs_supplier_rule,
+                same_pin_distance_rule: self.same_pin_distance_rule,
                 ..defaults
             },
             reporting_window_by_gstin: self

@@ -17,6 +17,7 @@ mod envelope;
 pub mod ewaybill;
 pub mod ewaybill_cancel;
 pub mod ewaybill_extend;
+pub mod ewaybill_doc;
 pub mod ewaybill_generate;
 pub mod ewaybill_get;
 pub mod ewaybill_update_transporter;

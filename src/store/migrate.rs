@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
+    (17, "ewaybill_documents", include_str!("../../migrations/0017_ewaybill_documents.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.
