@@ -1048,6 +1048,17 @@ mod tests {
     }
 
     #[test]
+    fn ewaybill_doc_rule_switches() {
+        use crate::domain::invoice::{ShipToRules, SAME_PIN_DISTANCE_RULE_DEFAULT, TDS_TCS_SUPPLIER_RULE_DEFAULT};
+        let default = Settings::from_toml("").unwrap().parse_options().validation;
+        assert_eq!(default.tds_tcs_supplier_rule, TDS_TCS_SUPPLIER_RULE_DEFAULT);
+        assert_eq!(default.same_pin_distance_rule, SAME_PIN_DISTANCE_RULE_DEFAULT);
+        let off = Settings::from_toml("tds_tcs_supplier_rule = \"off\"\nsame_pin_distance_rule = \"off\"").unwrap();
+        let v = off.parse_options().validation;
+        assert_eq!((v.tds_tcs_supplier_rule, v.same_pin_distance_rule), (ShipToRules::Off, ShipToRules::Off));
+    }
+
+    #[test]
     fn rail_doc_rules_switch() {
         use crate::domain::invoice::{ShipToRules, RAIL_DOC_RULES_DEFAULT};
         let default = Settings::from_toml("").unwrap();

@@ -137,3 +137,30 @@ async fn timeout_after_commit_and_604(p: ProviderKind) {
     app.stop().await;
 }
 both_protocols!(ambiguous_and_604, timeout_after_commit_and_604);
+
+/// The 2026 same-PIN rule by its switch: on (the default), distance 0 between two places with the
+/// same PIN is refused before any call; off, the command goes to the portal.
+async fn same_pin_rule_on_and_off(p: ProviderKind) {
+    let mut same_pin = challan("DC/0201");
+    same_pin["toPincode"] = json!(560001);
+    let mut cmd = command(same_pin);
+    cmd["transport"]["Distance"] = json!(0);
+
+    let mut on = app(p).await;
+    let ev = ask(&mut on, cmd.clone(), "ewaybill.generate.rejected").await;
+    assert_eq!(ev["data"]["errors"][0]["path"], "transport.Distance", "{ev:#}");
+    assert_eq!(ev["data"]["errors"][0]["code"], "DISTANCE_OUT_OF_RANGE", "{ev:#}");
+    assert_eq!(on.sim.core.stats().ewb_doc_generate_calls, 0);
+    on.stop().await;
+
+    let mut off = TestApp::spawn_with(Options {
+        provider: p,
+        extra_toml: "same_pin_distance_rule = \"off\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    ask(&mut off, cmd, "ewaybill.generated").await;
+    assert_eq!(off.sim.core.stats().ewb_doc_generate_calls, 1);
+    off.stop().await;
+}
+both_protocols!(same_pin_switch, same_pin_rule_on_and_off);

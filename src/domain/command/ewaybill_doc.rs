@@ -259,13 +259,19 @@ pub fn parse_document(
         return None;
     }
     let mut r = Reader::nested(v, relaxed);
-    let doc = read(&mut r, gstin, transport, today, rules);
-    let ok = r.problems.is_empty();
+    let mut outer = Vec::new();
+    let doc = read(&mut r, gstin, transport, today, rules, &mut outer);
+    let ok = ok_and(&r, &outer);
     problems.extend(r.problems.into_iter().map(|mut p| {
         p.path = format!("ewaybill.{}", p.path);
         p
     }));
+    problems.extend(outer);
     doc.filter(|_| ok)
+}
+
+fn ok_and(r: &Reader<'_>, outer: &[Problem]) -> bool {
+    r.problems.is_empty() && outer.is_empty()
 }
 
 fn read(
@@ -274,6 +280,7 @@ fn read(
     transport: Option<&Transport>,
     today: NaiveDate,
     rules: DocRules,
+    outer: &mut Vec<Problem>,
 ) -> Option<EwbDocument> {
     let direction = r.req_str("supplyType").and_then(|s| match s.to_ascii_uppercase().as_str() {
         "O" => Some(Direction::Outward),
@@ -303,7 +310,11 @@ fn read(
     let sub_desc = r.opt_str("subSupplyDesc").filter(|s| !s.is_empty());
     if let Some(d) = &sub_desc {
         if d.chars().count() > 20 {
-            r.problems.push(Problem::new("subSupplyDesc", code::TEXT_LENGTH, "subSupplyDesc has at most 20 characters"));
+            r.problems.push(Problem::new(
+                "subSupplyDesc",
+                code::TEXT_LENGTH,
+                "subSupplyDesc has at most 20 characters",
+            ));
         }
     }
     if sub.as_deref() == Some("8") && sub_desc.is_none() {
@@ -348,7 +359,9 @@ fn read(
             r.problems.push(Problem::new(
                 "docNo",
                 code::DOC_NUMBER_FORMAT,
-                format!("'{n}' is not a document number: 1 to 16 letters, digits, / and -, not starting with 0, / or -"),
+                format!(
+                    "'{n}' is not a document number: 1 to 16 letters, digits, / and -, not starting with 0, / or -"
+                ),
             ));
             None
         }
@@ -432,7 +445,9 @@ fn read(
             ),
         ];
         for (k, got, want, c) in checks {
-            if let Some(got) = got {
+            // An absent tax total is 0, as the portal reads it.
+            let given = r.body.get(k).is_some_and(|v| !v.is_null());
+            if let Some(got) = got.or_else(|| (!given).then_some(Decimal::ZERO)) {
                 if money::differs(got, want, TOLERANCE) {
                     r.problems.push(Problem::new(
                         k,
@@ -497,7 +512,7 @@ fn read(
     // places with the same PIN (the 2026 rule); and NIC allows the PIN-to-PIN distance + 10 %.
     if let (Some(t), Some(f), Some(to)) = (transport, &from, &to) {
         if rules.same_pin_distance && f.pincode == to.pincode && t.distance == 0 {
-            r.problems.push(Problem::new(
+            outer.push(Problem::new(
                 "transport.Distance",
                 code::DISTANCE_OUT_OF_RANGE,
                 format!(
@@ -507,7 +522,7 @@ fn read(
             ));
         }
         if f.pincode == to.pincode && t.distance > 100 {
-            r.problems.push(Problem::new(
+            outer.push(Problem::new(
                 "transport.Distance",
                 code::DISTANCE_OUT_OF_RANGE,
                 format!("dispatch and delivery have the same PIN {}: the distance can be at most 100 km", f.pincode),
@@ -559,7 +574,11 @@ fn party(r: &mut Reader<'_>, p: &str, abroad: bool) -> Option<EwbParty> {
         let v = r.opt_str(&k(f)).filter(|s| !s.is_empty());
         if let Some(s) = &v {
             if s.chars().count() > max {
-                r.problems.push(Problem::new(k(f), code::TEXT_LENGTH, format!("{} has at most {max} characters", k(f))));
+                r.problems.push(Problem::new(
+                    k(f),
+                    code::TEXT_LENGTH,
+                    format!("{} has at most {max} characters", k(f)),
+                ));
             }
         }
         out.push(v);
@@ -574,7 +593,10 @@ fn party(r: &mut Reader<'_>, p: &str, abroad: bool) -> Option<EwbParty> {
             r.problems.push(Problem::new(
                 k("StateCode"),
                 code::INVALID_STATE_CODE,
-                format!("{} 99 (other country) is only for an import's consignor or an export's consignee", k("StateCode")),
+                format!(
+                    "{} 99 (other country) is only for an import's consignor or an export's consignee",
+                    k("StateCode")
+                ),
             ));
         }
     }
@@ -590,7 +612,11 @@ fn party(r: &mut Reader<'_>, p: &str, abroad: bool) -> Option<EwbParty> {
     let pincode = r.req_str(&k("Pincode")).and_then(|s| match s.parse::<u32>() {
         Ok(pin) if codes::is_valid_pin(pin) => Some(pin),
         _ => {
-            r.problems.push(Problem::new(k("Pincode"), code::PIN_FORMAT, format!("'{s}' is not a PIN: 6 digits, not starting with 0")));
+            r.problems.push(Problem::new(
+                k("Pincode"),
+                code::PIN_FORMAT,
+                format!("'{s}' is not a PIN: 6 digits, not starting with 0"),
+            ));
             None
         }
     });
@@ -599,7 +625,10 @@ fn party(r: &mut Reader<'_>, p: &str, abroad: bool) -> Option<EwbParty> {
             r.problems.push(Problem::new(
                 k("Pincode"),
                 code::PIN_STATE_MISMATCH,
-                format!("PIN {pin} is not in state {s:02} (the actual state the goods move {})", if p == "from" { "from" } else { "to" }),
+                format!(
+                    "PIN {pin} is not in state {s:02} (the actual state the goods move {})",
+                    if p == "from" { "from" } else { "to" }
+                ),
             ));
         }
     }
@@ -630,7 +659,10 @@ fn state_of(r: &mut Reader<'_>, field: &str, other_country: bool) -> Option<u32>
             r.problems.push(Problem::new(
                 field,
                 code::INVALID_STATE_CODE,
-                format!("'{s}' is not a state code (such as 29 for Karnataka{})", if other_country { "; 99 for another country" } else { "" }),
+                format!(
+                    "'{s}' is not a state code (such as 29 for Karnataka{})",
+                    if other_country { "; 99 for another country" } else { "" }
+                ),
             ));
             None
         }
@@ -707,14 +739,22 @@ fn item(r: &mut Reader<'_>) -> Option<EwbItem> {
         if HSN.is_match(&h) {
             Some(h)
         } else {
-            r.problems.push(Problem::new("hsnCode", code::HSN_FORMAT, format!("HSN code '{h}' must be 4, 6 or 8 digits")));
+            r.problems.push(Problem::new(
+                "hsnCode",
+                code::HSN_FORMAT,
+                format!("HSN code '{h}' must be 4, 6 or 8 digits"),
+            ));
             None
         }
     });
     let unit = r.opt_str("qtyUnit").filter(|s| !s.is_empty()).map(|s| s.to_ascii_uppercase());
     if let Some(u) = &unit {
         if !codes::is_valid_unit(u) {
-            r.problems.push(Problem::new("qtyUnit", code::INVALID_UNIT, format!("'{u}' is not a unit quantity code (such as NOS, KGS, BOX)")));
+            r.problems.push(Problem::new(
+                "qtyUnit",
+                code::INVALID_UNIT,
+                format!("'{u}' is not a unit quantity code (such as NOS, KGS, BOX)"),
+            ));
         }
     }
     let quantity = amount(r, "quantity", false);
@@ -722,11 +762,16 @@ fn item(r: &mut Reader<'_>) -> Option<EwbItem> {
     let mut rate = |k: &str| {
         let v = amount(r, k, false).unwrap_or_default();
         if v > Decimal::from(100) {
-            r.problems.push(Problem::new(k, code::INVALID_GST_RATE, format!("{k} {v} is not a rate (percent, 0 to 100)")));
+            r.problems.push(Problem::new(
+                k,
+                code::INVALID_GST_RATE,
+                format!("{k} {v} is not a rate (percent, 0 to 100)"),
+            ));
         }
         v
     };
-    let (cgst_rate, sgst_rate, igst_rate, cess_rate) = (rate("cgstRate"), rate("sgstRate"), rate("igstRate"), rate("cessRate"));
+    let (cgst_rate, sgst_rate, igst_rate, cess_rate) =
+        (rate("cgstRate"), rate("sgstRate"), rate("igstRate"), rate("cessRate"));
     let cess_non_advol = amount(r, "cessNonadvol", false).unwrap_or_default();
     let text = |r: &mut Reader<'_>, k: &str| {
         let v = r.opt_str(k).filter(|s| !s.is_empty());
@@ -750,4 +795,127 @@ fn item(r: &mut Reader<'_>) -> Option<EwbItem> {
         cess_rate,
         cess_non_advol,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ewaybill_generate::{EwaybillGenerate, EwbSource};
+    use super::super::{parse_command, Command, ParseOptions};
+    use crate::domain::invoice::ShipToRules;
+    use serde_json::{json, Value};
+
+    const G: &str = "29AAGCP4821K1Z3";
+
+    fn today() -> String {
+        crate::domain::invoice::india_today().format("%d/%m/%Y").to_string()
+    }
+
+    /// An inter-state job-work challan: Karnataka to Maharashtra, IGST.
+    fn doc() -> Value {
+        json!({"supplyType": "O", "subSupplyType": "4", "docType": "chl", "docNo": "JW/7", "docDate": today(),
+            "fromGstin": G, "fromPincode": "560001", "fromStateCode": "29", "actFromStateCode": "29",
+            "toGstin": "27AAKFU7303M1ZP", "toPincode": 411001, "toStateCode": 27, "actToStateCode": 27,
+            "itemList": [{"hsnCode": 8424, "quantity": 2, "qtyUnit": "nos", "taxableAmount": 1000, "igstRate": 18}],
+            "totalValue": 1000, "igstValue": 180, "totInvValue": 1180})
+    }
+
+    fn body(doc: Value, distance: u64) -> Value {
+        json!({"gstin": G, "ewaybill": doc, "transport": {"Distance": distance, "TransMode": "1", "VehNo": "KA01AB1234"}})
+    }
+
+    fn parse(b: Value, opts: &ParseOptions) -> Result<EwaybillGenerate, Vec<(String, String)>> {
+        match parse_command("ewaybill.generate", b.to_string().as_bytes(), opts) {
+            Ok(p) => match p.command {
+                Command::EwaybillGenerate(c) => Ok(c),
+                other => panic!("{other:?}"),
+            },
+            Err(r) => Err(r.problems.into_iter().map(|p| (p.path, p.code)).collect()),
+        }
+    }
+
+    #[test]
+    fn a_job_work_challan_parses_and_builds_the_genewaybill_payload() {
+        let c = parse(body(doc(), 840), &ParseOptions::default()).unwrap();
+        let EwbSource::Document(d) = &c.source else { panic!("{:?}", c.source) };
+        assert_eq!(d.key(&c.gstin).doc_type, "CHL");
+        let req = d.request(&c.transport);
+        assert_eq!(req["supplyType"], "O");
+        assert_eq!(req["subSupplyType"], "4");
+        assert_eq!(req["docType"], "CHL");
+        assert_eq!(req["fromPincode"], 560001);
+        assert_eq!(req["transDistance"], "840");
+        assert_eq!(req["vehicleNo"], "KA01AB1234");
+        assert_eq!(req["itemList"][0]["hsnCode"], 8424);
+        assert_eq!(req["itemList"][0]["qtyUnit"], "NOS");
+        assert_eq!(req["igstValue"], 180.0);
+    }
+
+    #[test]
+    fn both_forms_at_once_and_wrong_combinations_are_refused() {
+        let mut b = body(doc(), 10);
+        b["irn"] = json!("a3f1c9b2e4d5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f");
+        assert!(parse(b, &ParseOptions::default()).unwrap_err().contains(&("irn".into(), "QUERY_AMBIGUOUS".into())));
+        let mut d = doc();
+        d["subSupplyType"] = json!("2"); // import is inward only
+        let got = parse(body(d, 10), &ParseOptions::default()).unwrap_err();
+        assert!(got.contains(&("ewaybill.docType".into(), "INVALID_DOC_TYPE".into())), "{got:?}");
+        let mut d = doc();
+        d["supplyType"] = json!("I"); // inward: the generator must be the consignee
+        d["subSupplyType"] = json!("6");
+        let got = parse(body(d, 10), &ParseOptions::default()).unwrap_err();
+        assert!(got.contains(&("ewaybill.toGstin".into(), "SELLER_GSTIN_MISMATCH".into())), "{got:?}");
+        let mut d = doc();
+        d["itemList"][0]["cgstRate"] = json!(9);
+        d["itemList"][0]["sgstRate"] = json!(9);
+        d["subSupplyType"] = json!("8");
+        let got = parse(body(d, 10), &ParseOptions::default()).unwrap_err();
+        for want in [
+            ("ewaybill.itemList[0].cgstRate", "CGST_SGST_NOT_ALLOWED"),
+            ("ewaybill.subSupplyDesc", "REQUIRED"),
+            ("ewaybill.cgstValue", "CGSTVAL_MISMATCH"),
+        ] {
+            assert!(got.contains(&(want.0.into(), want.1.into())), "{want:?} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_2026_rules_follow_their_switches() {
+        // Same PIN on both sides, distance 0: refused while the rule is on, left to the portal when off.
+        let mut d = doc();
+        d["toGstin"] = json!(G);
+        d["toPincode"] = json!(560001);
+        d["toStateCode"] = json!(29);
+        d["actToStateCode"] = json!(29);
+        d["itemList"][0]["igstRate"] = json!(0);
+        d["igstValue"] = json!(0);
+        d["totInvValue"] = json!(1000);
+        let on = ParseOptions::default();
+        let got = parse(body(d.clone(), 0), &on).unwrap_err();
+        assert_eq!(got, vec![("transport.Distance".to_string(), "DISTANCE_OUT_OF_RANGE".to_string())]);
+        let mut off = ParseOptions::default();
+        off.validation.same_pin_distance_rule = ShipToRules::Off;
+        assert!(parse(body(d.clone(), 0), &off).is_ok());
+        assert!(parse(body(d.clone(), 12), &on).is_ok());
+        // Same PIN: at most 100 km, whatever the switch.
+        assert!(parse(body(d, 101), &off).is_err());
+
+        // A TDS registration (13th character D) as the supplier.
+        let tds = "29AAAAA0000A1D7";
+        let tds = match crate::domain::Gstin::parse(tds, false) {
+            Ok(_) => tds.to_string(),
+            Err(_) => {
+                let first14 = &tds[..14];
+                format!("{first14}{}", crate::domain::gstin::check_digit(first14).unwrap())
+            }
+        };
+        let mut d = doc();
+        d["fromGstin"] = json!(tds);
+        let mut b = body(d, 10);
+        b["gstin"] = json!(tds);
+        let got = parse(b.clone(), &on).unwrap_err();
+        assert_eq!(got, vec![("ewaybill.fromGstin".to_string(), "GSTIN_INVALID".to_string())]);
+        let mut off = ParseOptions::default();
+        off.validation.tds_tcs_supplier_rule = ShipToRules::Off;
+        assert!(parse(b, &off).is_ok());
+    }
 }

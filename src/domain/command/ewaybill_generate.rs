@@ -45,8 +45,7 @@ impl CommandBody for EwaybillGenerate {
                 no_tds_tcs_supplier: opts.validation.tds_tcs_supplier_rule.active(today),
             };
             let relaxed = r.relaxed;
-            let doc =
-                parse_document(doc, gstin.as_ref(), transport.as_ref(), today, relaxed, rules, &mut r.problems);
+            let doc = parse_document(doc, gstin.as_ref(), transport.as_ref(), today, relaxed, rules, &mut r.problems);
             if !r.problems.is_empty() {
                 return None;
             }

@@ -50,15 +50,17 @@ pub use money::{Decimal, ASSAMT_TOLERANCE, RNDOFF_LIMIT};
 pub use parties::ShipToRules;
 
 /// The TDS/TCS supplier rule of e-way bills applies from 1 Jan 2026 unless configured otherwise.
-pub const TDS_TCS_SUPPLIER_RULE_DEFAULT: ShipToRules = ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
-    Some(d) => d,
-    None => panic!("a valid date"),
-});
+pub const TDS_TCS_SUPPLIER_RULE_DEFAULT: ShipToRules =
+    ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
+        Some(d) => d,
+        None => panic!("a valid date"),
+    });
 /// The same-PIN distance rule of e-way bills applies from 1 Jun 2026 unless configured otherwise.
-pub const SAME_PIN_DISTANCE_RULE_DEFAULT: ShipToRules = ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 6, 1) {
-    Some(d) => d,
-    None => panic!("a valid date"),
-});
+pub const SAME_PIN_DISTANCE_RULE_DEFAULT: ShipToRules =
+    ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 6, 1) {
+        Some(d) => d,
+        None => panic!("a valid date"),
+    });
 /// The rail document rule applies from 1 Jan 2026 unless configured otherwise.
 pub const RAIL_DOC_RULES_DEFAULT: ShipToRules = ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
     Some(d) => d,

@@ -154,7 +154,11 @@ impl SimCore {
     /// `GENEWAYBILL`: an e-way bill without an IRN. One per supplier, document type and number
     /// (604 "already generated for this document" otherwise, as NIC answers). Returns the
     /// answer and, on the commit-then-timeout fault, how long to hang before answering.
-    pub fn generate_ewaybill_doc(&self, gstin: &str, req: &Value) -> (Result<Value, SimError>, Option<std::time::Duration>) {
+    pub fn generate_ewaybill_doc(
+        &self,
+        gstin: &str,
+        req: &Value,
+    ) -> (Result<Value, SimError>, Option<std::time::Duration>) {
         let res = self.make_ewaybill_doc(gstin, req);
         let hang = if res.is_ok() { self.commit_hang() } else { None };
         (res, hang)

@@ -8,10 +8,10 @@
 //!   e-way bill made for a document, in the same envelope (325 when there is none).
 use std::sync::Arc;
 
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::extract::Query;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
