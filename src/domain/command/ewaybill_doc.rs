@@ -470,7 +470,8 @@ fn read(
                         "consignor and consignee are in the same state (fromStateCode = toStateCode): CGST and SGST, not IGST",
                     ));
                 }
-                if !intra && !(it.cgst_rate.is_zero() && it.sgst_rate.is_zero()) {
+                let cgst_sgst = !it.cgst_rate.is_zero() || !it.sgst_rate.is_zero();
+                if !intra && cgst_sgst {
                     r.problems.push(Problem::new(
                         format!("itemList[{i}].cgstRate"),
                         code::CGST_SGST_NOT_ALLOWED,

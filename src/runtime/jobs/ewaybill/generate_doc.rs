@@ -1,8 +1,8 @@
 //! `ewaybill.generate` with `ewaybill`: an e-way bill without an IRN (`GENEWAYBILL`), once per
 //! document key (supplier GSTIN, document type, number, year).
 //!
-//! - A document whose e-way bill the store holds is answered from the store (`replayed: true`),
-//!   without a call.
+//! - A document whose active e-way bill the store holds is answered from the store
+//!   (`replayed: true`), without a call.
 //! - Each call is counted on the document's row before it is made; an attempt that finds a call
 //!   counted and no e-way bill (an earlier call timed out, failed with a 5xx, or the worker
 //!   stopped) looks the document up (`GetEwayBillGeneratedByConsigner`) before sending again.
@@ -55,7 +55,9 @@ impl Job<'_> {
         let docref = document_ref(&key, doc);
         let state = self.ctx.db.claim_ewaybill_document(&key, &doc.doc_date.to_string()).await?;
         if let Some(no) = &state.ewb_no {
-            if let Some(row) = self.ctx.db.ewaybill(no).await? {
+            // A cancelled one is not answered again: the portal decides whether the document may
+            // have another (604 otherwise).
+            if let Some(row) = self.ctx.db.ewaybill(no).await?.filter(EwbRow::is_active) {
                 let data = generated_data(&row, true, true);
                 return self.emit(self.event("ewaybill.generated", data, None, Some(docref))).await;
             }
