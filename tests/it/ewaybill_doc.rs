@@ -133,6 +133,17 @@ async fn timeout_after_commit_and_604(p: ProviderKind) {
     assert_eq!(ev["data"]["already_existed"], true, "{ev:#}");
     assert_eq!(app.sim.core.stats().ewb_doc_generate_calls, 3, "the direct call and the one that met 604");
     assert_eq!(app.sim.core.ewaybills_for_doc(SELLER_KA, "CHL", "DC/0102"), 1);
+
+    // A 503 (it may have reached the portal): looked up, none there, so the command is retried,
+    // and the retry looks again before it sends.
+    let before = app.sim.core.stats();
+    app.sim.core.update_faults(|f| f.fail_next_5xx = 1);
+    let ev = ask(&mut app, command(challan("DC/0103")), "ewaybill.generated").await;
+    assert_eq!(ev["data"]["already_existed"], false, "{ev:#}");
+    let s = app.sim.core.stats();
+    assert_eq!(s.ewb_doc_generate_calls - before.ewb_doc_generate_calls, 1, "the 503 never reached GENEWAYBILL");
+    assert!(s.ewb_doc_lookups - before.ewb_doc_lookups >= 2, "after the 503, and before the resend: {s:?}");
+    assert_eq!(app.sim.core.ewaybills_for_doc(SELLER_KA, "CHL", "DC/0103"), 1);
     app.no_more_replies(2).await;
     app.stop().await;
 }
