@@ -344,6 +344,14 @@ pub struct Settings {
     /// 4042): `on`, `off`, or the date it applies from (default `2026-01-01`).
     #[serde(default = "rail_doc_rules_default")]
     pub rail_doc_rules: crate::domain::invoice::ShipToRules,
+    /// E-way bills without an IRN: a TDS/TCS GSTIN refused as the supplier: `on`, `off`, or the
+    /// date it applies from (default `2026-01-01`).
+    #[serde(default = "tds_tcs_supplier_rule_default")]
+    pub tds_tcs_supplier_rule: crate::domain::invoice::ShipToRules,
+    /// E-way bills without an IRN: an explicit distance when dispatch and delivery PINs are the
+    /// same: `on`, `off`, or the date it applies from (default `2026-06-01`).
+    #[serde(default = "same_pin_distance_rule_default")]
+    pub same_pin_distance_rule: crate::domain::invoice::ShipToRules,
     /// Cache GSTIN details this long.
     pub gstin_cache_secs: i64,
     /// Jobs pending longer than this are "in doubt" for reconciliation.
@@ -479,6 +487,14 @@ struct Defaults {
     error_budget_client_per_day: u64,
     error_budget_warn_share: f64,
     error_budget_pause_share: f64,
+}
+
+fn tds_tcs_supplier_rule_default() -> crate::domain::invoice::ShipToRules {
+    crate::domain::invoice::TDS_TCS_SUPPLIER_RULE_DEFAULT
+}
+
+fn same_pin_distance_rule_default() -> crate::domain::invoice::ShipToRules {
+    crate::domain::invoice::SAME_PIN_DISTANCE_RULE_DEFAULT
 }
 
 fn rail_doc_rules_default() -> crate::domain::invoice::ShipToRules {
@@ -710,6 +726,8 @@ impl Settings {
                 allowed_gst_rates: self.gst_rates.clone().unwrap_or_else(|| defaults.allowed_gst_rates.clone()),
                 ship_to_rules: self.ship_to_rules,
                 rail_doc_rules: self.rail_doc_rules,
+                tds_tcs_supplier_rule: self.tds_tcs_supplier_rule,
+                same_pin_distance_rule: self.same_pin_distance_rule,
                 ..defaults
             },
             reporting_window_by_gstin: self
@@ -1058,6 +1076,17 @@ mod tests {
         let e = Settings::from_toml(&section("prakash at okaxis")).unwrap_err().to_string();
         assert!(e.contains("upi_id") && e.contains("EINVOICE_GSTINS__29AAGCP4821K1Z3__UPI_ID"), "{e}");
         assert!(!Settings::from_toml("").unwrap().print_block, "off by default");
+    }
+
+    #[test]
+    fn ewaybill_doc_rule_switches() {
+        use crate::domain::invoice::{ShipToRules, SAME_PIN_DISTANCE_RULE_DEFAULT, TDS_TCS_SUPPLIER_RULE_DEFAULT};
+        let default = Settings::from_toml("").unwrap().parse_options().validation;
+        assert_eq!(default.tds_tcs_supplier_rule, TDS_TCS_SUPPLIER_RULE_DEFAULT);
+        assert_eq!(default.same_pin_distance_rule, SAME_PIN_DISTANCE_RULE_DEFAULT);
+        let off = Settings::from_toml("tds_tcs_supplier_rule = \"off\"\nsame_pin_distance_rule = \"off\"").unwrap();
+        let v = off.parse_options().validation;
+        assert_eq!((v.tds_tcs_supplier_rule, v.same_pin_distance_rule), (ShipToRules::Off, ShipToRules::Off));
     }
 
     #[test]

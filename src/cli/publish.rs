@@ -56,6 +56,10 @@ pub struct PublishArgs {
     /// ewaybill.generate: the transport JSON, e.g. '{"Distance":120,"TransMode":"1","VehNo":"KA01AB1234"}'.
     #[arg(long)]
     transport: Option<String>,
+    /// ewaybill.generate without an IRN: the e-way bill document JSON (`GENEWAYBILL` Part A,
+    /// NIC's field names), sent as `ewaybill` instead of --irn / --doc-*.
+    #[arg(long)]
+    ewaybill: Option<String>,
     /// ewaybill.update_vehicle: the new vehicle and where it takes over.
     #[arg(long)]
     vehicle_no: Option<String>,
@@ -148,7 +152,13 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
                 Some(t) => serde_json::from_str(t).context("--transport is not JSON")?,
                 None => Value::Null,
             };
-            json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "transport": transport})
+            match &a.ewaybill {
+                Some(e) => {
+                    let doc: Value = serde_json::from_str(e).context("--ewaybill is not JSON")?;
+                    json!({"gstin": a.gstin, "ewaybill": doc, "transport": transport})
+                }
+                None => json!({"gstin": a.gstin, "irn": a.irn, "document": document(), "transport": transport}),
+            }
         }
         JobKind::EwaybillUpdateVehicle => json!({
             "gstin": a.gstin, "ewb_no": a.ewb_no, "irn": a.irn, "vehicle_no": a.vehicle_no,

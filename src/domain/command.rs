@@ -16,6 +16,7 @@ pub mod cancel;
 mod envelope;
 pub mod ewaybill;
 pub mod ewaybill_cancel;
+pub mod ewaybill_doc;
 pub mod ewaybill_extend;
 pub mod ewaybill_generate;
 pub mod ewaybill_get;

@@ -26,10 +26,14 @@ pub enum Operation {
     EwaybillExtend,
     /// The e-way bill API's `UPDATETRANSPORTER`.
     EwaybillUpdateTransporter,
+    /// The e-way bill API's `GENEWAYBILL`: an e-way bill without an IRN.
+    EwaybillGenerateDoc,
+    /// The e-way bill API's `GetEwayBillGeneratedByConsigner`: the e-way bill of a document.
+    EwaybillByDoc,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 16] = [
         Operation::Auth,
         Operation::Generate,
         Operation::Cancel,
@@ -44,6 +48,8 @@ impl Operation {
         Operation::EwaybillUpdateVehicle,
         Operation::EwaybillExtend,
         Operation::EwaybillUpdateTransporter,
+        Operation::EwaybillGenerateDoc,
+        Operation::EwaybillByDoc,
     ];
 
     /// A stable snake_case name (metric labels, log fields).
@@ -63,6 +69,8 @@ impl Operation {
             Operation::EwaybillUpdateVehicle => "ewaybill_update_vehicle",
             Operation::EwaybillExtend => "ewaybill_extend",
             Operation::EwaybillUpdateTransporter => "ewaybill_update_transporter",
+            Operation::EwaybillGenerateDoc => "ewaybill_generate_doc",
+            Operation::EwaybillByDoc => "ewaybill_by_doc",
         }
     }
 }
@@ -181,7 +189,9 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         (Operation::Cancel, "9999") => Class::AlreadyCancelled,
         (Operation::EwaybillByIrn, "4002") => Class::EwaybillExists,
         // E-way bills (field reference §2.1): 4002 carries no number, so the job reads it by IRN.
-        (Operation::EwaybillGenerate, "4002" | "604") => Class::EwaybillExists,
+        (Operation::EwaybillGenerate | Operation::EwaybillGenerateDoc, "4002" | "604") => Class::EwaybillExists,
+        // GetEwayBillGeneratedByConsigner: 325 "could not retrieve data", the document has none.
+        (Operation::EwaybillByDoc, "325") => Class::NotFound,
         // 312 is "not yours or already cancelled"; an e-way bill we name by its IRN is ours.
         (Operation::EwaybillCancel, "312") => Class::AlreadyCancelled,
         // 238: the e-way bill API's "invalid auth token" (its 1005).
@@ -189,7 +199,9 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
             Operation::EwaybillCancel
             | Operation::EwaybillUpdateVehicle
             | Operation::EwaybillExtend
-            | Operation::EwaybillUpdateTransporter,
+            | Operation::EwaybillUpdateTransporter
+            | Operation::EwaybillGenerateDoc
+            | Operation::EwaybillByDoc,
             "238",
         ) => Class::Reauth,
         // 4001 "error creating e-way bill", 813 duplicate request at the same time, 118 "try
@@ -200,7 +212,8 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
             | Operation::EwaybillCancel
             | Operation::EwaybillUpdateVehicle
             | Operation::EwaybillExtend
-            | Operation::EwaybillUpdateTransporter,
+            | Operation::EwaybillUpdateTransporter
+            | Operation::EwaybillGenerateDoc,
             "4001" | "813" | "118" | "383",
         ) => Class::Transient,
         // Extension (EXTENDVALIDITY): 379 cancelled, 380 not active, 381 no Part B, 382 outside
@@ -216,7 +229,10 @@ pub fn classify(op: Operation, code: &str, names_a_field: bool) -> Class {
         // services go through the plain e-way bill API; 728: past the cancel window; 820: the
         // document is over 180 days old; 4000: the IRN is cancelled…).
         (
-            Operation::EwaybillGenerate | Operation::EwaybillCancel | Operation::EwaybillUpdateVehicle,
+            Operation::EwaybillGenerate
+            | Operation::EwaybillGenerateDoc
+            | Operation::EwaybillCancel
+            | Operation::EwaybillUpdateVehicle,
             "4000" | "4003" | "4004" | "4005" | "4006" | "4007" | "4008" | "4009" | "4010" | "720" | "728" | "820"
             | "821" | "283" | "312" | "4042",
         ) => Class::Rejection,

@@ -114,6 +114,11 @@ pub trait Ewaybills: Send + Sync {
     /// Extend e-way bill `ewb_no`'s validity (`EXTENDVALIDITY`).
     async fn extend_validity(&self, s: &Session, ewb_no: &str, extend: &ExtendValidity)
         -> Result<ExtendData, IrpError>;
+    /// Make an e-way bill without an IRN (`GENEWAYBILL`); `request` is its payload.
+    async fn generate_ewaybill_doc(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError>;
+    /// The e-way bill this GSTIN generated for a document (`GetEwayBillGeneratedByConsigner`,
+    /// by document type and number); `None` when it has none (325).
+    async fn ewaybill_by_doc(&self, s: &Session, doc_type: &str, doc_no: &str) -> Result<Option<EwbData>, IrpError>;
     /// Hand e-way bill `ewb_no` to another transporter (`UPDATETRANSPORTER`).
     async fn update_transporter(
         &self,

@@ -477,6 +477,26 @@ impl Ewaybills for Nic {
         ExtendData::from_json(&v).ok_or_else(|| IrpError::Protocol("the extension answer has no updatedDate".into()))
     }
 
+    async fn generate_ewaybill_doc(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
+        let v = self.ewb_action(s, "GENEWAYBILL", request).await?;
+        EwbData::from_json(&v).ok_or_else(|| IrpError::Protocol("the GENEWAYBILL answer has no ewayBillNo".into()))
+    }
+
+    async fn ewaybill_by_doc(&self, s: &Session, doc_type: &str, doc_no: &str) -> Result<Option<EwbData>, IrpError> {
+        let sek = self.sek(s)?;
+        let path = format!(
+            "{EWB_API_PATH}/GetEwayBillGeneratedByConsigner?docType={}&docNo={}",
+            query_value(doc_type),
+            query_value(doc_no)
+        );
+        let v = self.send(self.request(Method::GET, &path, s)).await?;
+        match open_ewb_api_response(sek, &v) {
+            Ok(v) => Ok(EwbData::from_json(&v)),
+            Err(e) if e.has_code("325") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn update_transporter(
         &self,
         s: &Session,

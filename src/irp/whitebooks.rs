@@ -46,6 +46,8 @@ pub const DEFAULT_TYPE_NAMES: &[(&str, &str)] = &[
     ("update_vehicle", "VEHEWB"),
     ("extend_validity", "EXTENDVALIDITY"),
     ("update_transporter", "UPDATETRANSPORTER"),
+    ("generate_ewaybill_doc", "GENEWAYBILL"),
+    ("ewaybill_by_doc", "GETEWAYBILLGENERATEDBYCONSIGNER"),
 ];
 
 pub struct Whitebooks {
@@ -298,6 +300,20 @@ impl Ewaybills for Whitebooks {
     ) -> Result<ExtendData, IrpError> {
         let v = self.call(self.request(Method::POST, "extend_validity", s).json(&extend.request(ewb_no))).await?;
         ExtendData::from_json(&v).ok_or_else(|| IrpError::Protocol("the extension answer has no updatedDate".into()))
+    }
+
+    async fn generate_ewaybill_doc(&self, s: &Session, request: &Value) -> Result<EwbData, IrpError> {
+        let v = self.call(self.request(Method::POST, "generate_ewaybill_doc", s).json(request)).await?;
+        EwbData::from_json(&v).ok_or_else(|| IrpError::Protocol("the GENEWAYBILL answer has no ewayBillNo".into()))
+    }
+
+    async fn ewaybill_by_doc(&self, s: &Session, doc_type: &str, doc_no: &str) -> Result<Option<EwbData>, IrpError> {
+        let q = [("docType", doc_type), ("docNo", doc_no)];
+        match self.call(self.request(Method::GET, "ewaybill_by_doc", s).query(&q)).await {
+            Ok(v) => Ok(EwbData::from_json(&v)),
+            Err(e) if e.has_code("325") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn update_transporter(

@@ -40,7 +40,8 @@ pub struct Faults {
     pub fail_next_5xx: u32,
     /// Every API call answers 503 with this probability (0.0–1.0).
     pub fail_5xx_ratio: f64,
-    /// The next N generate calls commit the IRN, then hang this long before answering.
+    /// The next N generate calls (IRNs, and e-way bills without an IRN) commit, then hang this
+    /// long before answering.
     pub timeout_commit_next: u32,
     pub timeout_hang_ms: u64,
     /// The next N API calls (not auth) answer 1005 Invalid Token.
@@ -120,6 +121,11 @@ pub struct SimStats {
     pub ewb_extend_calls: u64,
     #[serde(default)]
     pub ewb_transporter_calls: u64,
+    /// `GENEWAYBILL` calls (e-way bills without an IRN), and `GetEwayBillGeneratedByConsigner` lookups.
+    #[serde(default)]
+    pub ewb_doc_generate_calls: u64,
+    #[serde(default)]
+    pub ewb_doc_lookups: u64,
     /// API calls answered HTTP 429 (quota or `throttle_next`).
     #[serde(default)]
     pub throttled_429: u64,
@@ -633,6 +639,12 @@ impl SimCore {
             m.registry.record(&irn, &m.irp, m.me.clone());
         }
         // The ambiguous case: the IRN is committed, but the answer comes too late.
+        (Ok(answer), self.commit_hang())
+    }
+
+    /// After a generate committed: whether (and how long) to hang before answering, per the
+    /// commit-then-timeout faults.
+    pub(crate) fn commit_hang(&self) -> Option<Duration> {
         let hang = {
             let mut f = self.faults.lock().expect("sim lock");
             if f.timeout_commit_next > 0 {
@@ -647,7 +659,7 @@ impl SimCore {
         if hang.is_some() {
             self.count(|c| c.injected_commit_timeouts += 1);
         }
-        (Ok(answer), hang)
+        hang
     }
 
     pub fn get_by_irn(&self, gstin: &str, irn: &str) -> Result<Value, SimError> {

@@ -128,6 +128,14 @@ async fn api(
         "SYNC_GSTIN_FROMCP" => core.sync_gstin(&param("param1")),
         "GETEWAYBILLIRN" | "GETEWAYBILL" => core.ewaybill_by_irn(&gstin, &param("param1")),
         "GENERATE_EWAYBILL" => core.generate_ewaybill(&gstin, &json_body()),
+        "GENEWAYBILL" => {
+            let (res, hang) = core.generate_ewaybill_doc(&gstin, &json_body());
+            if let Some(d) = hang {
+                tokio::time::sleep(d).await;
+            }
+            res
+        }
+        "GETEWAYBILLGENERATEDBYCONSIGNER" => core.ewaybill_by_doc(&gstin, &param("docType"), &param("docNo")),
         "CANEWB" => core.cancel_ewaybill(&gstin, &json_body()),
         "VEHEWB" => core.update_vehicle(&gstin, &json_body()),
         "EXTENDVALIDITY" => core.extend_validity(&gstin, &json_body()),

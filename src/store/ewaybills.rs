@@ -281,3 +281,86 @@ impl Db {
         Ok(rows.len())
     }
 }
+
+/// What the store knows of a document's e-way bill without an IRN.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EwbDocState {
+    pub ewb_no: Option<String>,
+    /// `GENEWAYBILL` calls made for it so far (any may have reached the portal).
+    pub calls: i32,
+}
+
+impl Db {
+    /// Claim a document key for an e-way bill without an IRN (creating its row), and say what
+    /// is known of it.
+    pub async fn claim_ewaybill_document(
+        &self,
+        key: &crate::domain::command::ewaybill_doc::EwbDocKey,
+        doc_date: &str,
+    ) -> Result<EwbDocState, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "INSERT INTO ewaybill_documents (gstin, doc_type, doc_no, doc_year, doc_date)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (gstin, doc_type, doc_no, doc_year) DO UPDATE SET updated_at = now()
+                 RETURNING ewb_no, calls",
+                &[&key.gstin, &key.doc_type, &key.doc_no, &key.year, &doc_date],
+            )
+            .await?;
+        Ok(EwbDocState { ewb_no: row.get(0), calls: row.get(1) })
+    }
+
+    /// Count a `GENEWAYBILL` call for the document before it is made.
+    pub async fn ewaybill_document_calling(
+        &self,
+        key: &crate::domain::command::ewaybill_doc::EwbDocKey,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE ewaybill_documents SET calls = calls + 1, updated_at = now()
+             WHERE gstin = $1 AND doc_type = $2 AND doc_no = $3 AND doc_year = $4",
+            &[&key.gstin, &key.doc_type, &key.doc_no, &key.year],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Record the e-way bill made (or found) for a document, its document row and its events,
+    /// in one transaction.
+    pub async fn record_document_ewaybill(
+        &self,
+        key: &crate::domain::command::ewaybill_doc::EwbDocKey,
+        e: &EwbUpsert<'_>,
+        distance_km: Option<i64>,
+        transporter_id: Option<&str>,
+        events: &[OutboxEvent],
+    ) -> Result<(), StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "INSERT INTO ewaybills (ewb_no, gstin, irn, ewb_date, valid_till, status, response, distance_km, transporter_id)
+             VALUES ($1, $2, NULL, $3, $4, 'active', $5, $6, $7)
+             ON CONFLICT (ewb_no) DO UPDATE SET
+                ewb_date = COALESCE(EXCLUDED.ewb_date, ewaybills.ewb_date),
+                valid_till = COALESCE(EXCLUDED.valid_till, ewaybills.valid_till),
+                response = COALESCE(EXCLUDED.response, ewaybills.response),
+                distance_km = COALESCE(ewaybills.distance_km, EXCLUDED.distance_km),
+                transporter_id = COALESCE(ewaybills.transporter_id, EXCLUDED.transporter_id),
+                updated_at = now()",
+            &[&e.ewb_no, &e.gstin, &e.ewb_date, &e.valid_till, &e.response, &distance_km, &transporter_id],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE ewaybill_documents SET ewb_no = $5, updated_at = now()
+             WHERE gstin = $1 AND doc_type = $2 AND doc_no = $3 AND doc_year = $4",
+            &[&key.gstin, &key.doc_type, &key.doc_no, &key.year, &e.ewb_no],
+        )
+        .await?;
+        for ev in events {
+            outbox::insert(&tx, ev).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

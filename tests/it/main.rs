@@ -9,6 +9,7 @@ mod contract;
 mod contract_events;
 mod crash;
 mod ewaybill;
+mod ewaybill_doc;
 mod ewaybill_lifecycle;
 mod examples;
 mod faults;

@@ -224,10 +224,21 @@ pub(super) fn parse_generate(
         r.problems.extend(document_age_problem(*doc_date, today, "document.doc_date"));
     }
     let target = target(irn, doc, body, &mut r.problems);
-    let transport = match body.get("transport") {
-        Some(Value::Object(t)) => parse_transport(t, today, rail_rule, &mut r.problems),
+    let transport = parse_transport_field(body, today, rail_rule, &mut r.problems);
+    (target, transport)
+}
+
+/// `transport`: Part B and the transporter, in both forms of `ewaybill.generate`.
+pub(super) fn parse_transport_field(
+    body: &Value,
+    today: NaiveDate,
+    rail_rule: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Transport> {
+    match body.get("transport") {
+        Some(Value::Object(t)) => parse_transport(t, today, rail_rule, problems),
         None | Some(Value::Null) => {
-            r.problems.push(Problem::new(
+            problems.push(Problem::new(
                 "transport",
                 code::REQUIRED,
                 "'transport' is required: {Distance, TransMode?, TransId?, TransName?, TransDocNo?, TransDocDt?, VehNo?, VehType?}",
@@ -235,11 +246,10 @@ pub(super) fn parse_generate(
             None
         }
         Some(_) => {
-            r.problems.push(Problem::new("transport", code::INVALID_TYPE, "'transport' must be an object"));
+            problems.push(Problem::new("transport", code::INVALID_TYPE, "'transport' must be an object"));
             None
         }
-    };
-    (target, transport)
+    }
 }
 
 fn parse_transport(

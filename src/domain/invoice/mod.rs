@@ -49,6 +49,18 @@ mod sweep;
 pub use money::{Decimal, ASSAMT_TOLERANCE, RNDOFF_LIMIT};
 pub use parties::ShipToRules;
 
+/// The TDS/TCS supplier rule of e-way bills applies from 1 Jan 2026 unless configured otherwise.
+pub const TDS_TCS_SUPPLIER_RULE_DEFAULT: ShipToRules =
+    ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
+        Some(d) => d,
+        None => panic!("a valid date"),
+    });
+/// The same-PIN distance rule of e-way bills applies from 1 Jun 2026 unless configured otherwise.
+pub const SAME_PIN_DISTANCE_RULE_DEFAULT: ShipToRules =
+    ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 6, 1) {
+        Some(d) => d,
+        None => panic!("a valid date"),
+    });
 /// The rail document rule applies from 1 Jan 2026 unless configured otherwise.
 pub const RAIL_DOC_RULES_DEFAULT: ShipToRules = ShipToRules::From(match chrono::NaiveDate::from_ymd_opt(2026, 1, 1) {
     Some(d) => d,
@@ -90,6 +102,12 @@ pub struct ValidationOptions {
     /// digits or a parcel way bill of 10, on generation and every Part-B update or extension.
     /// A dated switch like the ship-to rules; on from 2026-01-01 by default.
     pub rail_doc_rules: ShipToRules,
+    /// E-way bills without an IRN: a GSTIN registered for TDS/TCS cannot be the supplier (NIC,
+    /// January 2026). On from 2026-01-01 by default.
+    pub tds_tcs_supplier_rule: ShipToRules,
+    /// E-way bills without an IRN: dispatch and delivery at the same PIN need an explicit distance
+    /// (the portal cannot compute it; June 2026). On from 2026-06-01 by default.
+    pub same_pin_distance_rule: ShipToRules,
 }
 
 impl Default for ValidationOptions {
@@ -105,6 +123,8 @@ impl Default for ValidationOptions {
             tax_tolerance: money::RUPEE,
             ship_to_rules: ShipToRules::Off,
             rail_doc_rules: RAIL_DOC_RULES_DEFAULT,
+            tds_tcs_supplier_rule: TDS_TCS_SUPPLIER_RULE_DEFAULT,
+            same_pin_distance_rule: SAME_PIN_DISTANCE_RULE_DEFAULT,
         }
     }
 }

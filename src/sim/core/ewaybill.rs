@@ -24,6 +24,9 @@ pub struct SimEwb {
     /// The transporter the e-way bill was handed to (`UPDATETRANSPORTER`), if any: then only
     /// that transporter may extend it (384).
     pub transporter_id: Option<String>,
+    /// An e-way bill without an IRN: its document type and number (upper case), what 604 and
+    /// `GetEwayBillGeneratedByConsigner` go by.
+    pub doc: Option<(String, String)>,
 }
 
 fn text(v: &Value, key: &str) -> String {
@@ -64,6 +67,7 @@ impl Store {
                 vehicle_no: None,
                 distance: 0,
                 transporter_id: None,
+                doc: None,
             };
             self.ewbs.insert(no.to_string(), e);
         }
@@ -137,6 +141,7 @@ impl SimCore {
             vehicle_no: req.get("VehNo").and_then(Value::as_str).map(str::to_string),
             distance: if distance == 0 { 100 } else { distance },
             transporter_id: req.get("TransId").and_then(Value::as_str).map(str::to_ascii_uppercase),
+            doc: None,
         };
         st.ewbs.insert(no.clone(), e);
         let mut answer = json!({"EwbNo": no.parse::<u64>().unwrap_or(0), "EwbDt": format_ist(now), "EwbValidTill": format_ist(till)});
@@ -144,6 +149,101 @@ impl SimCore {
             answer["InfoDtls"] = json!([{"InfCd": "EWBPPD", "Desc": "Pin-Pin calc distance: 100KM"}]);
         }
         Ok(answer)
+    }
+
+    /// `GENEWAYBILL`: an e-way bill without an IRN. One per supplier, document type and number
+    /// (604 "already generated for this document" otherwise, as NIC answers). Returns the
+    /// answer and, on the commit-then-timeout fault, how long to hang before answering.
+    pub fn generate_ewaybill_doc(
+        &self,
+        gstin: &str,
+        req: &Value,
+    ) -> (Result<Value, SimError>, Option<std::time::Duration>) {
+        let res = self.make_ewaybill_doc(gstin, req);
+        let hang = if res.is_ok() { self.commit_hang() } else { None };
+        (res, hang)
+    }
+
+    fn make_ewaybill_doc(&self, gstin: &str, req: &Value) -> Result<Value, SimError> {
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.ewb_doc_generate_calls += 1;
+        let (supply, doc_type, doc_no) = (text(req, "supplyType"), text(req, "docType"), text(req, "docNo"));
+        let (from, to) = (text(req, "fromGstin"), text(req, "toGstin"));
+        if doc_no.is_empty() || doc_type.is_empty() {
+            return Err(SimError::one("4006", "docType and docNo are required"));
+        }
+        // The generator is the consignor of an outward movement, the consignee of an inward one.
+        let generator = if supply == "I" { &to } else { &from };
+        if !generator.eq_ignore_ascii_case(gstin) {
+            return Err(SimError::one("213", "the generator is neither the consignor nor the consignee"));
+        }
+        if req.get("itemList").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+            return Err(SimError::one("4006", "itemList is required"));
+        }
+        let distance: Option<u64> = text(req, "transDistance").parse().ok();
+        let Some(distance) = distance.filter(|d| *d <= 4000) else {
+            return Err(SimError::one("4006", "transDistance must be between 0 and 4000"));
+        };
+        rail_doc(&text(req, "transMode"), &text(req, "transDocNo"))?;
+        if NaiveDate::parse_from_str(&text(req, "docDate"), "%d/%m/%Y")
+            .is_ok_and(|d| (Utc::now().date_naive() - d).num_days() > 180)
+        {
+            return Err(SimError::one("820", "The document is older than 180 days"));
+        }
+        let key = (doc_type.to_ascii_uppercase(), doc_no.to_ascii_uppercase());
+        if st.ewbs.values().any(|e| e.doc.as_ref() == Some(&key) && e.gstin.eq_ignore_ascii_case(gstin)) {
+            return Err(SimError::one("604", "E-way bill(s) are already generated for the same document number"));
+        }
+        st.ack_seq += 1;
+        let now = Utc::now();
+        let km = if distance == 0 { 100 } else { distance };
+        let till = now + chrono::Duration::days(validity_days(km));
+        let no = format!("{}", 181_000_000_000u64 + st.ack_seq);
+        let e = SimEwb {
+            ewb_no: no.clone(),
+            gstin: gstin.to_ascii_uppercase(),
+            irn: String::new(),
+            created_at: now,
+            valid_till: till,
+            status: "ACT".into(),
+            cancel_date: None,
+            vehicle_no: req.get("vehicleNo").and_then(Value::as_str).map(str::to_string),
+            distance: km,
+            transporter_id: req.get("transporterId").and_then(Value::as_str).map(str::to_ascii_uppercase),
+            doc: Some(key),
+        };
+        st.ewbs.insert(no.clone(), e);
+        Ok(json!({
+            "ewayBillNo": no.parse::<u64>().unwrap_or(0),
+            "ewayBillDate": ewb_api_date(&format_ist(now)),
+            "validUpto": ewb_api_date(&format_ist(till)),
+            "alert": "",
+        }))
+    }
+
+    /// `GetEwayBillGeneratedByConsigner`: the active e-way bill `gstin` made for a document, or 325.
+    pub fn ewaybill_by_doc(&self, gstin: &str, doc_type: &str, doc_no: &str) -> Result<Value, SimError> {
+        let mut st = self.store.lock().expect("sim lock");
+        st.stats.ewb_doc_lookups += 1;
+        let key = (doc_type.trim().to_ascii_uppercase(), doc_no.trim().to_ascii_uppercase());
+        let e = st
+            .ewbs
+            .values()
+            .find(|e| e.doc.as_ref() == Some(&key) && e.gstin.eq_ignore_ascii_case(gstin) && e.status == "ACT")
+            .ok_or_else(|| SimError::one("325", "Could not retrieve data"))?;
+        Ok(json!({
+            "ewayBillNo": e.ewb_no.parse::<u64>().unwrap_or(0),
+            "ewayBillDate": ewb_api_date(&format_ist(e.created_at)),
+            "validUpto": ewb_api_date(&format_ist(e.valid_till)),
+            "docType": key.0, "docNo": e.doc.as_ref().map(|d| d.1.clone()),
+        }))
+    }
+
+    /// How many e-way bills `gstin` holds for a document (any status), for tests.
+    pub fn ewaybills_for_doc(&self, gstin: &str, doc_type: &str, doc_no: &str) -> usize {
+        let st = self.store.lock().expect("sim lock");
+        let key = (doc_type.to_ascii_uppercase(), doc_no.to_ascii_uppercase());
+        st.ewbs.values().filter(|e| e.doc.as_ref() == Some(&key) && e.gstin.eq_ignore_ascii_case(gstin)).count()
     }
 
     /// `CANEWB`: `{ewbNo, cancelRsnCode, cancelRmrk}`.

@@ -1,15 +1,18 @@
 //! The simulator's NIC e-way bill routes, under the same token and SEK as the e-invoice API:
 //! - `POST /eiewb/v1.03/ewaybill`: generate by IRN, answered like every e-invoice call;
 //! - `POST /ewaybillapi/v1.03/ewayapi`: the e-way bill API, body `{"action": "CANEWB" | "VEHEWB" |
-//!   "EXTENDVALIDITY" | "UPDATETRANSPORTER",
+//!   "EXTENDVALIDITY" | "UPDATETRANSPORTER" | "GENEWAYBILL",
 //!   "data": AES(SEK, payload)}`, answering `{"status": "1", "data": AES(SEK, JSON)}` or
-//!   `{"status": "0", "error": base64({"errorCodes": "312,"})}` (codes only, as NIC does).
+//!   `{"status": "0", "error": base64({"errorCodes": "312,"})}` (codes only, as NIC does);
+//! - `GET /ewaybillapi/v1.03/ewayapi/GetEwayBillGeneratedByConsigner?docType=…&docNo=…`: the
+//!   e-way bill made for a document, in the same envelope (325 when there is none).
 use std::sync::Arc;
 
+use axum::extract::Query;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -19,7 +22,10 @@ use crate::irp::nic_crypto;
 use crate::sim::core::{SimCore, SimError};
 
 pub fn routes() -> Router<Arc<SimCore>> {
-    Router::new().route("/eiewb/v1.03/ewaybill", post(generate)).route("/ewaybillapi/v1.03/ewayapi", post(ewayapi))
+    Router::new()
+        .route("/eiewb/v1.03/ewaybill", post(generate))
+        .route("/ewaybillapi/v1.03/ewayapi", post(ewayapi))
+        .route("/ewaybillapi/v1.03/ewayapi/GetEwayBillGeneratedByConsigner", get(by_consigner))
 }
 
 async fn generate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -42,22 +48,51 @@ fn ewb_failure(e: SimError) -> Response {
     Json(json!({"status": "0", "error": error})).into_response()
 }
 
-async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    if let Err(e) = check_client(&headers, &["client_id", "client_secret", "Gstin", "user_name"]) {
-        return ewb_failure(e);
+/// The e-way bill API's checks before any action: client headers, quota, faults, token.
+async fn ewb_guard(core: &SimCore, headers: &HeaderMap) -> Result<(String, crate::sim::core::SimToken), Response> {
+    if let Err(e) = check_client(headers, &["client_id", "client_secret", "Gstin", "user_name"]) {
+        return Err(ewb_failure(e));
     }
-    if let Err(secs) = core.check_quota(h(&headers, "client_id")) {
-        return crate::sim::too_many_requests(secs);
+    if let Err(secs) = core.check_quota(h(headers, "client_id")) {
+        return Err(crate::sim::too_many_requests(secs));
     }
     match core.before_call().await {
-        Err(None) => return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response(),
-        Err(Some(e)) => return ewb_failure(e),
+        Err(None) => return Err((StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable").into_response()),
+        Err(Some(e)) => return Err(ewb_failure(e)),
         Ok(()) => {}
     }
-    let gstin = h(&headers, "Gstin").to_string();
-    let token = match core.check_token(h(&headers, "AuthToken"), &gstin) {
+    let gstin = h(headers, "Gstin").to_string();
+    match core.check_token(h(headers, "AuthToken"), &gstin) {
+        Ok(t) => Ok((gstin, t)),
+        Err(e) => Err(ewb_failure(e)),
+    }
+}
+
+fn ewb_answer(token: &crate::sim::core::SimToken, result: Result<Value, SimError>) -> Response {
+    match result {
+        Ok(v) => Json(json!({"status": "1", "data": nic_crypto::encrypt_json_b64(&token.sek, &v)})).into_response(),
+        Err(e) => ewb_failure(e),
+    }
+}
+
+/// `GET …/GetEwayBillGeneratedByConsigner?docType=CHL&docNo=DC/1`.
+async fn by_consigner(
+    State(core): State<Arc<SimCore>>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (gstin, token) = match ewb_guard(&core, &headers).await {
         Ok(t) => t,
-        Err(e) => return ewb_failure(e),
+        Err(r) => return r,
+    };
+    let p = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
+    ewb_answer(&token, core.ewaybill_by_doc(&gstin, p("docType"), p("docNo")))
+}
+
+async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let (gstin, token) = match ewb_guard(&core, &headers).await {
+        Ok(t) => t,
+        Err(r) => return r,
     };
     let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let action = req.get("action").and_then(Value::as_str).unwrap_or("").to_string();
@@ -67,16 +102,20 @@ async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axu
         return ewb_failure(SimError::one("5001", "could not decrypt data"));
     };
     let result = match action.as_str() {
+        "GENEWAYBILL" => {
+            let (res, hang) = core.generate_ewaybill_doc(&gstin, &payload);
+            if let Some(d) = hang {
+                tokio::time::sleep(d).await;
+            }
+            res
+        }
         "CANEWB" => core.cancel_ewaybill(&gstin, &payload),
         "VEHEWB" => core.update_vehicle(&gstin, &payload),
         "EXTENDVALIDITY" => core.extend_validity(&gstin, &payload),
         "UPDATETRANSPORTER" => core.update_transporter(&gstin, &payload),
         _ => Err(SimError::one("5002", format!("unknown action '{action}'"))),
     };
-    match result {
-        Ok(v) => Json(json!({"status": "1", "data": nic_crypto::encrypt_json_b64(&token.sek, &v)})).into_response(),
-        Err(e) => ewb_failure(e),
-    }
+    ewb_answer(&token, result)
 }
 
 #[cfg(test)]

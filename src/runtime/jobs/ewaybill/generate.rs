@@ -1,11 +1,12 @@
 //! `ewaybill.generate`: an e-way bill made from an IRN (found by IRN or document), once: an
 //! active e-way bill in the store answers without a call, and 4002/604 resolve to the existing one.
+//! With `ewaybill` (a document), one made without an IRN: see [`super::generate_doc`].
 use serde_json::{json, Value};
 
 use super::super::job::{issuer_of_target, target_doc, Job};
 use super::upsert;
 use crate::domain::command::ewaybill::{document_age_problem, Transport};
-use crate::domain::command::ewaybill_generate::EwaybillGenerate;
+use crate::domain::command::ewaybill_generate::{EwaybillGenerate, EwbSource};
 use crate::domain::command::{JobKind, Target};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, ErrorSource};
 use crate::domain::outcome::{Final, Operation};
@@ -23,9 +24,13 @@ pub async fn handle(
     c: &EwaybillGenerate,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = issuer_of_target(ctx, &c.gstin, &c.target).await?;
+    let target = match &c.source {
+        EwbSource::Irn(t) => t,
+        EwbSource::Document(d) => return super::generate_doc::handle(ctx, meta, c, d, attempt).await,
+    };
+    let issuer = issuer_of_target(ctx, &c.gstin, target).await?;
     match Job::open(ctx, meta, JobKind::EwaybillGenerate, &c.gstin, issuer, attempt).await? {
-        Ok(job) => job.ewaybill_generate(&c.target, &c.transport).await,
+        Ok(job) => job.ewaybill_generate(target, &c.transport).await,
         Err(answered) => Ok(answered),
     }
 }
@@ -116,7 +121,7 @@ impl Job<'_> {
 }
 
 /// NIC's PIN-to-PIN distance when 0 was sent: `InfoDtls` `EWBPPD` "Pin-Pin calc distance: 57KM".
-fn pin_pin_km(raw: &Value) -> Option<u64> {
+pub(super) fn pin_pin_km(raw: &Value) -> Option<u64> {
     let infos = raw.get("InfoDtls")?.as_array()?;
     let d = infos.iter().find(|i| i.get("InfCd").and_then(Value::as_str) == Some("EWBPPD"))?;
     let text = d.get("Desc").and_then(Value::as_str)?;

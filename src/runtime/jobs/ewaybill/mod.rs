@@ -10,6 +10,7 @@
 pub mod cancel;
 pub mod extend;
 pub mod generate;
+pub mod generate_doc;
 pub mod get;
 pub mod update_transporter;
 pub mod update_vehicle;
