@@ -101,6 +101,10 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         /// Little's-law scenario: invoices (default: twice the in-flight count).
         #[arg(long)]
         little_invoices: Option<usize>,
+        /// Messages in flight of the first work-floor comparison (the work floor and the worker on
+        /// the stand-in IRP at 0 ms; the second uses Little's in-flight count and latency).
+        #[arg(long, default_value_t = 32)]
+        work_in_flight: u16,
         /// Steady scenario: publish `--invoices` fresh invoices one by one at this share of the
         /// fresh pass's throughput, to see whether events flow during a run (p50/run).
         #[arg(long, default_value_t = 0.5)]
@@ -108,6 +112,9 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
+    /// The bench's work floor (started by `bench` as a child process, configured by its environment).
+    #[command(hide = true)]
+    BenchWorkFloor,
     /// Check invoice JSON files offline exactly as the worker checks an `irn.generate`: the contract's
     /// schema, then the worker's rules, with the worker's configuration (EINVOICE_CONFIG and
     /// EINVOICE_*: GST rate master, reporting windows, ship-to rules, relaxed GSTIN check).
@@ -185,6 +192,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             little_latency_ms,
             little_in_flight,
             little_invoices,
+            work_in_flight,
             steady_share,
             provider,
         } => {
@@ -196,6 +204,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 little_latency_ms,
                 little_in_flight,
                 little_invoices: little_invoices.unwrap_or(2 * usize::from(little_in_flight)),
+                work_in_flight,
                 steady_share,
                 ..bench::BenchOptions::from_env(provider.into())?
             };
@@ -204,6 +213,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::BenchWorkFloor => bench::work_floor::main().await?,
         Cmd::Jobs { cmd } => return cli::operator::run(|s| async move { ops::jobs(&s, cmd).await }).await,
         Cmd::Dead { cmd } => return cli::operator::run(|s| async move { ops::dead(&s, cmd).await }).await,
         Cmd::Gstin { cmd } => return cli::operator::run(|s| async move { ops::gstin(&s, cmd).await }).await,

@@ -139,6 +139,13 @@ pub fn sign(data: &Value, private_key: &RsaPrivateKey, kid: &str) -> String {
     format!("{signing_input}.{}", B64URL.encode(signature.to_bytes()))
 }
 
+/// A JWT shaped like [`FastSigner::sign`]'s (same header, claims and signature length) whose
+/// signature is zeros: what `bench`'s stand-in IRP answers, so that neither the worker nor the
+/// work floor is measured against RSA signing. A client holding the signing key refuses it.
+pub fn unsigned(data: &Value, kid: &str) -> String {
+    format!("{}.{}", signing_input(data, kid), B64URL.encode([0u8; 256]))
+}
+
 /// `base64url(header) . base64url(claims)`, what the signature covers.
 fn signing_input(data: &Value, kid: &str) -> String {
     // Keys are in alphabetical order, so the output is the same with or without serde_json's `preserve_order`.

@@ -71,6 +71,10 @@ pub struct Faults {
     /// The next N API calls (not auth) answer HTTP 429 with `Retry-After: throttle_retry_after_secs`.
     pub throttle_next: u32,
     pub throttle_retry_after_secs: u64,
+    /// `bench`'s stand-in IRP: generate answers JWTs with a zero signature instead of signing
+    /// twice (RS256), so a benchmark measures the worker, not the simulator's signing. Only for a
+    /// client without a configured signing key (the Whitebooks face); NIC clients verify.
+    pub unsigned: bool,
 }
 
 /// Counters a test asserts on.
@@ -548,8 +552,16 @@ impl SimCore {
             ack_at: now,
             status: "ACT".into(),
             cancel_date: None,
-            signed_invoice: self.signer.sign(&signed, "SIM-SIGNING-KEY"),
-            signed_qr: self.signer.sign(&qr, "SIM-SIGNING-KEY"),
+            signed_invoice: if faults.unsigned {
+                jwt::unsigned(&signed, "SIM-SIGNING-KEY")
+            } else {
+                self.signer.sign(&signed, "SIM-SIGNING-KEY")
+            },
+            signed_qr: if faults.unsigned {
+                jwt::unsigned(&qr, "SIM-SIGNING-KEY")
+            } else {
+                self.signer.sign(&qr, "SIM-SIGNING-KEY")
+            },
             ewb,
             rejected_on: None,
             surviving_irn: None,
