@@ -591,6 +591,8 @@ async fn work_floor_scenario(
             let _ = connection.await;
         }
         let proxy = PgCountingProxy::start(&opts.database_url).await?;
+        let stats = ServerStats::connect(&opts.database_url).await?;
+        let xacts_before = stats.transactions().await?;
         let prefetch = in_flight.to_string();
         let irp = sim.base_url();
         let env = [
@@ -624,7 +626,11 @@ async fn work_floor_scenario(
         }
         .await;
         floor.stop().await?;
-        measured
+        let mut r = measured?;
+        if let Some(w) = r.worker.as_mut() {
+            w.pg_transactions = stats.transactions().await?.saturating_sub(xacts_before);
+        }
+        anyhow::Ok(r)
     }
     .await;
     let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
