@@ -105,6 +105,9 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         /// the stand-in IRP at 0 ms; the second uses Little's in-flight count and latency).
         #[arg(long, default_value_t = 32)]
         work_in_flight: u16,
+        /// Run the worker with `qr_png = false` (no QR image in events), to measure what rendering it costs.
+        #[arg(long)]
+        no_qr_png: bool,
         /// Steady scenario: publish `--invoices` fresh invoices one by one at this share of the
         /// fresh pass's throughput, to see whether events flow during a run (p50/run).
         #[arg(long, default_value_t = 0.5)]
@@ -193,6 +196,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             little_in_flight,
             little_invoices,
             work_in_flight,
+            no_qr_png,
             steady_share,
             provider,
         } => {
@@ -205,6 +209,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 little_in_flight,
                 little_invoices: little_invoices.unwrap_or(2 * usize::from(little_in_flight)),
                 work_in_flight,
+                qr_png: !no_qr_png,
                 steady_share,
                 ..bench::BenchOptions::from_env(provider.into())?
             };

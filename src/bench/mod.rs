@@ -70,6 +70,8 @@ pub struct BenchOptions {
     pub little_invoices: usize,
     /// Messages in flight of the first work-floor comparison (IRP at 0 ms).
     pub work_in_flight: u16,
+    /// The worker's `qr_png` setting (off: no QR image rendered; to measure what it costs).
+    pub qr_png: bool,
     /// Steady scenario: invoices are published one by one at this share of the fresh pass's
     /// throughput (measured in the same run), not in one burst.
     pub steady_share: f64,
@@ -94,6 +96,7 @@ impl BenchOptions {
             little_in_flight: 1000,
             little_invoices: 2000,
             work_in_flight: 32,
+            qr_png: true,
             steady_share: 0.5,
             provider,
             amqp_url: std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
@@ -341,7 +344,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "einvoice-worker bench: {} invoices at prefetch {} (IRP latency {} ms), Little's law at {} in flight and {} ms \
-         ({} invoices), provider {}, {} cores",
+         ({} invoices), provider {}, {} cores{}",
         opts.invoices,
         opts.prefetch,
         opts.latency_ms,
@@ -349,7 +352,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         opts.little_latency_ms,
         opts.little_invoices,
         opts.provider.as_str(),
-        cores
+        cores,
+        if opts.qr_png { "" } else { ", worker without QR images (qr_png = false)" }
     );
     // The URL may carry a password: the error names only host and port.
     let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await?;
@@ -459,6 +463,9 @@ fn scenario_toml(
         opts.amqp_url,
         base64::engine::general_purpose::STANDARD.encode(key)
     );
+    if !opts.qr_png {
+        toml.push_str("qr_png = false\n");
+    }
     let sellers: BTreeSet<String> = SAMPLES.iter().map(|(n, _)| samples::seller(&samples::stamped(n, None))).collect();
     for gstin in &sellers {
         toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, gstin));
