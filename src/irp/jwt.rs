@@ -277,6 +277,16 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
     }
 
     #[test]
+    fn the_bench_stand_ins_unsigned_jwt_reads_like_a_signed_one_and_never_verifies() {
+        let (private, public) = keys();
+        let data = qr_data();
+        let (signed, unsigned) = (sign(&data, private, "KID123"), unsigned(&data, "KID123"));
+        assert_eq!(unsigned.len(), signed.len(), "same size as a 2048-bit RS256 JWT");
+        assert_eq!(data_unverified(&unsigned).unwrap(), data);
+        assert!(matches!(verify(&unsigned, public), Err(JwtError::BadSignature)));
+    }
+
+    #[test]
     fn data_alone_reads_what_the_full_decode_reads() {
         let header = B64URL.encode(r#"{"alg":"RS256"}"#);
         let jwt = |claims: &str| format!("{header}.{}.sig", B64URL.encode(claims));
