@@ -83,10 +83,10 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
     /// Throughput against the built-in simulator, as a ratio of a bare RabbitMQ floor measured in the
     /// same run; the worker's CPU, PostgreSQL round trips and peak RSS per message; Little's ratio.
     Bench {
-        /// Invoices in the fresh, replay and floor passes.
+        /// Invoices in the fresh, replay, steady and 32-in-flight work-floor passes.
         #[arg(long, default_value_t = 1000)]
         invoices: usize,
-        /// Prefetch of the worker and of the bare floor.
+        /// Prefetch of the fresh, replay and steady worker.
         #[arg(long, default_value_t = 1000)]
         prefetch: u16,
         /// Simulated IRP latency per API call in the fresh pass.

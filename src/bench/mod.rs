@@ -4,16 +4,18 @@
 //! - **fresh**: N distinct invoices published in one burst with a reply queue; a worker (prefetch P)
 //!   registers them with the built-in simulator (answering after `--latency-ms`, 0 by default);
 //! - **replay**: the same N again (answered from the store, no IRP call);
-//! - **floor**: bare lapin over a quorum queue with the same prefetch and message sizes: consume →
-//!   publish the reply with a confirm → ack. Nothing the worker does can be faster, so the worker's
-//!   throughput is reported as a ratio of it;
 //! - **little**: a worker with `--little-in-flight` messages in flight against an IRP answering after
 //!   `--little-latency-ms`. By Little's law it could at best finish `in-flight / latency` messages per
 //!   second (for a burst of M: M / (⌈M / in-flight⌉ × latency)); the ratio says how close it gets;
 //! - **steady**: N other fresh invoices published one by one at `--steady-share` of the fresh pass's
 //!   throughput. In a burst the median reply must wait for half the burst (p50/run ≥ ~0.5 however
 //!   fast the worker is); at a steady rate below capacity, p50/run shows whether events flow during
-//!   the run or are held back.
+//!   the run or are held back;
+//! - **wfloor32 / worker32, wfloor1k / worker1k**: the work floor ([`work_floor`]: the same durable
+//!   work written plainly, as a child process) and then the worker, on the same stand-in IRP (the
+//!   simulator answering unsigned JWTs) with the same in-flight count and latency: `--work-in-flight`
+//!   at 0 ms, and Little's in-flight count and latency. The worker's throughput and CPU per message
+//!   are reported as ratios of the floor's.
 //!
 //! The worker runs as a child process (`einvoice-worker run`, this executable), so that its CPU time
 //! and peak RSS (`/proc/<pid>/stat` utime + stime, `/proc/<pid>/status` VmHWM) are its own and not
@@ -58,9 +60,9 @@ use crate::sim::{self, Simulator};
 /// Where the benchmark runs and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Invoices in the fresh, replay and floor passes.
+    /// Invoices in the fresh, replay, steady and first work-floor passes.
     pub invoices: usize,
-    /// Prefetch of the fresh/replay worker and of the floor.
+    /// Prefetch of the fresh/replay/steady worker.
     pub prefetch: u16,
     /// Simulated IRP latency per API call in the fresh pass.
     pub latency_ms: u64,
