@@ -83,10 +83,10 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
     /// Throughput against the built-in simulator, as a ratio of a bare RabbitMQ floor measured in the
     /// same run; the worker's CPU, PostgreSQL round trips and peak RSS per message; Little's ratio.
     Bench {
-        /// Invoices in the fresh, replay and floor passes.
+        /// Invoices in the fresh, replay, steady and 32-in-flight work-floor passes.
         #[arg(long, default_value_t = 1000)]
         invoices: usize,
-        /// Prefetch of the worker and of the bare floor.
+        /// Prefetch of the fresh, replay and steady worker.
         #[arg(long, default_value_t = 1000)]
         prefetch: u16,
         /// Simulated IRP latency per API call in the fresh pass.
@@ -101,6 +101,13 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         /// Little's-law scenario: invoices (default: twice the in-flight count).
         #[arg(long)]
         little_invoices: Option<usize>,
+        /// Messages in flight of the first work-floor comparison (the work floor and the worker on
+        /// the stand-in IRP at 0 ms; the second uses Little's in-flight count and latency).
+        #[arg(long, default_value_t = 32)]
+        work_in_flight: u16,
+        /// Run the worker with `qr_png = false` (no QR image in events), to measure what rendering it costs.
+        #[arg(long)]
+        no_qr_png: bool,
         /// Steady scenario: publish `--invoices` fresh invoices one by one at this share of the
         /// fresh pass's throughput, to see whether events flow during a run (p50/run).
         #[arg(long, default_value_t = 0.5)]
@@ -108,6 +115,9 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
+    /// The bench's work floor (started by `bench` as a child process, configured by its environment).
+    #[command(hide = true)]
+    BenchWorkFloor,
     /// Check invoice JSON files offline exactly as the worker checks an `irn.generate`: the contract's
     /// schema, then the worker's rules, with the worker's configuration (EINVOICE_CONFIG and
     /// EINVOICE_*: GST rate master, reporting windows, ship-to rules, relaxed GSTIN check).
@@ -191,6 +201,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             little_latency_ms,
             little_in_flight,
             little_invoices,
+            work_in_flight,
+            no_qr_png,
             steady_share,
             provider,
         } => {
@@ -202,6 +214,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 little_latency_ms,
                 little_in_flight,
                 little_invoices: little_invoices.unwrap_or(2 * usize::from(little_in_flight)),
+                work_in_flight,
+                qr_png: !no_qr_png,
                 steady_share,
                 ..bench::BenchOptions::from_env(provider.into())?
             };
@@ -210,6 +224,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Cmd::BenchWorkFloor => bench::work_floor::main().await?,
         Cmd::Jobs { cmd } => return cli::operator::run(|s| async move { ops::jobs(&s, cmd).await }).await,
         Cmd::Dead { cmd } => return cli::operator::run(|s| async move { ops::dead(&s, cmd).await }).await,
         Cmd::Gstin { cmd } => return cli::operator::run(|s| async move { ops::gstin(&s, cmd).await }).await,

@@ -139,6 +139,13 @@ pub fn sign(data: &Value, private_key: &RsaPrivateKey, kid: &str) -> String {
     format!("{signing_input}.{}", B64URL.encode(signature.to_bytes()))
 }
 
+/// A JWT shaped like [`FastSigner::sign`]'s (same header, claims and signature length) whose
+/// signature is zeros: what `bench`'s stand-in IRP answers, so that neither the worker nor the
+/// work floor is measured against RSA signing. A client holding the signing key refuses it.
+pub fn unsigned(data: &Value, kid: &str) -> String {
+    format!("{}.{}", signing_input(data, kid), B64URL.encode([0u8; 256]))
+}
+
 /// `base64url(header) . base64url(claims)`, what the signature covers.
 fn signing_input(data: &Value, kid: &str) -> String {
     // Keys are in alphabetical order, so the output is the same with or without serde_json's `preserve_order`.
@@ -267,6 +274,16 @@ d8UtZMh3ynGf+HXEYezWkDDS3/MtBKr6bRTOmSqO5dgS0oCmz1sFsyzJ35I4qKft
         assert!(payload.claims["data"].is_string());
         assert_eq!(decode_unverified(&jwt).unwrap(), payload);
         assert_eq!(data_unverified(&jwt).unwrap(), payload.data);
+    }
+
+    #[test]
+    fn the_bench_stand_ins_unsigned_jwt_reads_like_a_signed_one_and_never_verifies() {
+        let (private, public) = keys();
+        let data = qr_data();
+        let (signed, unsigned) = (sign(&data, private, "KID123"), unsigned(&data, "KID123"));
+        assert_eq!(unsigned.len(), signed.len(), "same size as a 2048-bit RS256 JWT");
+        assert_eq!(data_unverified(&unsigned).unwrap(), data);
+        assert!(matches!(verify(&unsigned, public), Err(JwtError::BadSignature)));
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub struct Faults {
     /// The next N API calls (not auth) answer HTTP 429 with `Retry-After: throttle_retry_after_secs`.
     pub throttle_next: u32,
     pub throttle_retry_after_secs: u64,
+    /// `bench`'s stand-in IRP: generate answers JWTs with a zero signature instead of signing
+    /// twice (RS256), so a benchmark measures the worker, not the simulator's signing. Only for a
+    /// client without a configured signing key (the Whitebooks face); NIC clients verify.
+    pub unsigned: bool,
 }
 
 /// One request the simulator received: when, what, and the HTTP status it answered (tests
@@ -619,8 +623,13 @@ impl SimCore {
             ack_at: now,
             status: "ACT".into(),
             cancel_date: None,
-            signed_invoice: self.sign(&signed),
-            signed_qr: self.sign(&qr),
+            // The bench's stand-in answers unsigned tokens of the same shape (see `Faults::unsigned`).
+            signed_invoice: if faults.unsigned {
+                jwt::unsigned(&signed, "SIM-SIGNING-KEY")
+            } else {
+                self.sign(&signed)
+            },
+            signed_qr: if faults.unsigned { jwt::unsigned(&qr, "SIM-SIGNING-KEY") } else { self.sign(&qr) },
             ewb,
             rejected_on: None,
             surviving_irn: None,

@@ -4,16 +4,18 @@
 //! - **fresh**: N distinct invoices published in one burst with a reply queue; a worker (prefetch P)
 //!   registers them with the built-in simulator (answering after `--latency-ms`, 0 by default);
 //! - **replay**: the same N again (answered from the store, no IRP call);
-//! - **floor**: bare lapin over a quorum queue with the same prefetch and message sizes: consume →
-//!   publish the reply with a confirm → ack. Nothing the worker does can be faster, so the worker's
-//!   throughput is reported as a ratio of it;
 //! - **little**: a worker with `--little-in-flight` messages in flight against an IRP answering after
 //!   `--little-latency-ms`. By Little's law it could at best finish `in-flight / latency` messages per
 //!   second (for a burst of M: M / (⌈M / in-flight⌉ × latency)); the ratio says how close it gets;
 //! - **steady**: N other fresh invoices published one by one at `--steady-share` of the fresh pass's
 //!   throughput. In a burst the median reply must wait for half the burst (p50/run ≥ ~0.5 however
 //!   fast the worker is); at a steady rate below capacity, p50/run shows whether events flow during
-//!   the run or are held back.
+//!   the run or are held back;
+//! - **wfloor32 / worker32, wfloor1k / worker1k**: the work floor ([`work_floor`]: the same durable
+//!   work written plainly, as a child process) and then the worker, on the same stand-in IRP (the
+//!   simulator answering unsigned JWTs) with the same in-flight count and latency: `--work-in-flight`
+//!   at 0 ms, and Little's in-flight count and latency. The worker's throughput and CPU per message
+//!   are reported as ratios of the floor's.
 //!
 //! The worker runs as a child process (`einvoice-worker run`, this executable), so that its CPU time
 //! and peak RSS (`/proc/<pid>/stat` utime + stime, `/proc/<pid>/status` VmHWM) are its own and not
@@ -40,10 +42,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use base64::Engine as _;
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeleteOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+pub mod work_floor;
+
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection};
 use rand::RngCore as _;
@@ -59,9 +60,9 @@ use crate::sim::{self, Simulator};
 /// Where the benchmark runs and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Invoices in the fresh, replay and floor passes.
+    /// Invoices in the fresh, replay, steady and first work-floor passes.
     pub invoices: usize,
-    /// Prefetch of the fresh/replay worker and of the floor.
+    /// Prefetch of the fresh/replay/steady worker.
     pub prefetch: u16,
     /// Simulated IRP latency per API call in the fresh pass.
     pub latency_ms: u64,
@@ -69,6 +70,10 @@ pub struct BenchOptions {
     pub little_latency_ms: u64,
     pub little_in_flight: u16,
     pub little_invoices: usize,
+    /// Messages in flight of the first work-floor comparison (IRP at 0 ms).
+    pub work_in_flight: u16,
+    /// The worker's `qr_png` setting (off: no QR image rendered; to measure what it costs).
+    pub qr_png: bool,
     /// Steady scenario: invoices are published one by one at this share of the fresh pass's
     /// throughput (measured in the same run), not in one burst.
     pub steady_share: f64,
@@ -92,6 +97,8 @@ impl BenchOptions {
             little_latency_ms: 300,
             little_in_flight: 1000,
             little_invoices: 2000,
+            work_in_flight: 32,
+            qr_png: true,
             steady_share: 0.5,
             provider,
             amqp_url: std::env::var("EINVOICE_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
@@ -216,15 +223,44 @@ impl ScenarioResult {
     }
 }
 
+/// The work floor and the worker, in the same run, at the same in-flight count and IRP latency,
+/// on the same stand-in IRP.
+#[derive(Debug, Clone)]
+pub struct WorkPair {
+    pub floor: ScenarioResult,
+    pub worker: ScenarioResult,
+}
+
+impl WorkPair {
+    /// The worker's throughput ÷ the work floor's.
+    pub fn throughput_ratio(&self) -> f64 {
+        ratio(self.worker.per_second(), self.floor.per_second())
+    }
+    /// The worker's CPU per message ÷ the work floor's.
+    pub fn cpu_ratio(&self) -> Option<f64> {
+        Some(ratio(self.worker.cpu_ms_per_message()?, self.floor.cpu_ms_per_message()?))
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BenchReport {
     pub fresh: ScenarioResult,
     pub replay: ScenarioResult,
-    pub floor: ScenarioResult,
     pub little: ScenarioResult,
     /// Fresh invoices published at a steady rate (`steady_per_second`), not in a burst: their
     /// p50/run says whether events flow during the run.
     pub steady: ScenarioResult,
+    /// The work floor and the worker on the stand-in IRP: at `--work-in-flight` with no latency,
+    /// then at Little's in-flight count and latency.
+    pub work: Vec<WorkPair>,
     /// The best throughput Little's law allows the `little` burst.
     pub little_ideal_per_second: f64,
     /// The rate the steady scenario published at.
@@ -232,28 +268,23 @@ pub struct BenchReport {
 }
 
 impl BenchReport {
-    pub fn all(&self) -> [&ScenarioResult; 5] {
-        [&self.fresh, &self.replay, &self.floor, &self.little, &self.steady]
+    pub fn all(&self) -> Vec<&ScenarioResult> {
+        let mut all = vec![&self.fresh, &self.replay, &self.little, &self.steady];
+        for p in &self.work {
+            all.extend([&p.floor, &p.worker]);
+        }
+        all
     }
     pub fn passed(&self) -> bool {
         self.all().iter().all(|r| r.passed())
     }
-    /// Throughput of a scenario relative to the bare floor.
-    pub fn vs_floor(&self, r: &ScenarioResult) -> f64 {
-        let floor = self.floor.per_second();
-        if floor > 0.0 {
-            r.per_second() / floor
-        } else {
-            0.0
-        }
+    /// The pair a worker-on-the-stand-in scenario belongs to.
+    fn pair_of(&self, r: &ScenarioResult) -> Option<&WorkPair> {
+        self.work.iter().find(|p| std::ptr::eq(&p.worker, r))
     }
     /// Measured ÷ Little's-law throughput of the `little` scenario.
     pub fn little_ratio(&self) -> f64 {
-        if self.little_ideal_per_second > 0.0 {
-            self.little.per_second() / self.little_ideal_per_second
-        } else {
-            0.0
-        }
+        ratio(self.little.per_second(), self.little_ideal_per_second)
     }
     /// The machine-readable summary (the last output line).
     pub fn json(&self) -> Value {
@@ -261,7 +292,6 @@ impl BenchReport {
         for r in self.all() {
             let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
             v["per_second"] = json!(r.per_second());
-            v["vs_floor"] = json!(self.vs_floor(r));
             v["p50_ms"] = json!(r.percentile(0.5).map(|d| d.as_secs_f64() * 1000.0));
             v["p99_ms"] = json!(r.percentile(0.99).map(|d| d.as_secs_f64() * 1000.0));
             v["p50_share_of_run"] = json!(r.p50_share());
@@ -272,11 +302,27 @@ impl BenchReport {
             v["peak_rss_mib"] = json!(r.peak_rss_mib());
             v["machine_cpu_ms_per_message"] = json!(r.machine_ms_per_message());
             v["bench_cpu_ms_per_message"] = json!(r.bench_ms_per_message());
+            if let Some(p) = self.pair_of(r) {
+                v["vs_work_floor"] = json!(p.throughput_ratio());
+                v["cpu_vs_work_floor"] = json!(p.cpu_ratio());
+            }
             scenarios.insert(r.label.clone(), v);
         }
+        let work: Vec<Value> = self
+            .work
+            .iter()
+            .map(|p| {
+                json!({
+                    "in_flight": p.worker.prefetch,
+                    "irp_latency_ms": p.worker.latency_ms,
+                    "throughput_ratio": p.throughput_ratio(),
+                    "cpu_per_message_ratio": p.cpu_ratio(),
+                })
+            })
+            .collect();
         json!({
             "scenarios": scenarios,
-            "end_to_end_vs_floor": self.vs_floor(&self.fresh),
+            "worker_vs_work_floor": work,
             "littles_ratio": self.little_ratio(),
             "little_ideal_per_second": self.little_ideal_per_second,
             "steady_published_per_second": self.steady_per_second,
@@ -300,7 +346,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
         "einvoice-worker bench: {} invoices at prefetch {} (IRP latency {} ms), Little's law at {} in flight and {} ms \
-         ({} invoices), provider {}, {} cores",
+         ({} invoices), provider {}, {} cores{}",
         opts.invoices,
         opts.prefetch,
         opts.latency_ms,
@@ -308,7 +354,8 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         opts.little_latency_ms,
         opts.little_invoices,
         opts.provider.as_str(),
-        cores
+        cores,
+        if opts.qr_png { "" } else { ", worker without QR images (qr_png = false)" }
     );
     // The URL may carry a password: the error names only host and port.
     let conn = amqp::connect(&opts.amqp_url, "einvoice-bench").await?;
@@ -328,14 +375,10 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     eprintln!("running: fresh and replay (prefetch {})", opts.prefetch);
     let commands = Arc::new(bodies("F", opts.invoices));
     let (fresh, replay) =
-        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands.clone(), true, None)
+        worker_scenario("fresh", &opts, &conn, opts.prefetch, opts.latency_ms, commands, true, None, false)
             .await
             .context("scenario 'fresh'")?;
     let replay = replay.context("the replay pass did not run")?;
-
-    eprintln!("running: bare floor (prefetch {})", opts.prefetch);
-    let floor =
-        floor_scenario(&conn, opts.prefetch, commands, fresh.reply_bytes.max(1)).await.context("scenario 'floor'")?;
 
     eprintln!("running: Little's law ({} in flight, {} ms)", opts.little_in_flight, opts.little_latency_ms);
     let (little, _) = worker_scenario(
@@ -347,6 +390,7 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Arc::new(bodies("L", opts.little_invoices)),
         false,
         None,
+        false,
     )
     .await
     .context("scenario 'little'")?;
@@ -364,14 +408,44 @@ pub async fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         Arc::new(bodies("S", opts.invoices)),
         false,
         Some(steady_per_second),
+        false,
     )
     .await
     .context("scenario 'steady'")?;
+
+    // The work floor and the worker on the same stand-in IRP (no signing), one after the other in
+    // this run, with the same commands: at `--work-in-flight` and no IRP latency, and at Little's
+    // in-flight count and latency.
+    let mut work = Vec::new();
+    for (tag, in_flight, latency_ms, n) in [
+        ("W", opts.work_in_flight, 0, opts.invoices),
+        ("X", opts.little_in_flight, opts.little_latency_ms, opts.little_invoices),
+    ] {
+        eprintln!("running: work floor and worker on the stand-in IRP ({in_flight} in flight, {latency_ms} ms)");
+        let floor = work_floor_scenario(&opts, &conn, in_flight, latency_ms, Arc::new(bodies(&format!("{tag}F"), n)))
+            .await
+            .with_context(|| format!("scenario 'wfloor{}'", short(in_flight)))?;
+        let label = format!("worker{}", short(in_flight));
+        let (worker, _) = worker_scenario(
+            &label,
+            &opts,
+            &conn,
+            in_flight,
+            latency_ms,
+            Arc::new(bodies(&format!("{tag}W"), n)),
+            false,
+            None,
+            true,
+        )
+        .await
+        .with_context(|| format!("scenario '{label}'"))?;
+        work.push(WorkPair { floor, worker });
+    }
     let _ = conn.close(200, "bench done".into()).await;
 
     let waves = opts.little_invoices.div_ceil(usize::from(opts.little_in_flight));
     let little_ideal_per_second = opts.little_invoices as f64 / (waves as f64 * opts.little_latency_ms as f64 / 1000.0);
-    let report = BenchReport { fresh, replay, floor, little, steady, little_ideal_per_second, steady_per_second };
+    let report = BenchReport { fresh, replay, little, steady, work, little_ideal_per_second, steady_per_second };
     print_report(&opts, &report);
     Ok(report)
 }
@@ -391,6 +465,9 @@ fn scenario_toml(
         opts.amqp_url,
         base64::engine::general_purpose::STANDARD.encode(key)
     );
+    if !opts.qr_png {
+        toml.push_str("qr_png = false\n");
+    }
     let sellers: BTreeSet<String> = SAMPLES.iter().map(|(n, _)| samples::seller(&samples::stamped(n, None))).collect();
     for gstin in &sellers {
         toml.push_str(&sim::gstin_toml(&sim.base_url(), opts.provider, gstin));
@@ -412,9 +489,21 @@ async fn worker_scenario(
     bodies: Arc<Vec<Vec<u8>>>,
     replay: bool,
     pace: Option<f64>,
+    stand_in: bool,
 ) -> anyhow::Result<(ScenarioResult, Option<ScenarioResult>)> {
     let sim = Simulator::start("127.0.0.1:0").await.context("starting the IRP simulator")?;
-    sim.core.update_faults(|f| f.latency_ms = latency_ms);
+    sim.core.update_faults(|f| {
+        f.latency_ms = latency_ms;
+        f.unsigned = stand_in;
+    });
+    // The stand-in's JWTs are unsigned: only the Whitebooks client (no signing key) takes them.
+    let stand_in_opts;
+    let opts = if stand_in {
+        stand_in_opts = BenchOptions { provider: ProviderKind::Whitebooks, ..opts.clone() };
+        &stand_in_opts
+    } else {
+        opts
+    };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let namespace = format!("bench{}.", &id[..8]);
     let proxy = PgCountingProxy::start(&opts.database_url).await?;
@@ -482,58 +571,92 @@ async fn worker_scenario(
     Ok((first, out.next()))
 }
 
-/// The bare floor: plain lapin consume → publish the reply with a confirm → ack, over a quorum queue.
-async fn floor_scenario(
+/// The work floor ([`work_floor`]) as a child process over a quorum queue, against the stand-in IRP
+/// (the simulator with `unsigned` on) after `latency_ms`, with `in_flight` messages in flight.
+async fn work_floor_scenario(
+    opts: &BenchOptions,
     conn: &Connection,
-    prefetch: u16,
+    in_flight: u16,
+    latency_ms: u64,
     bodies: Arc<Vec<Vec<u8>>>,
-    reply_bytes: usize,
 ) -> anyhow::Result<ScenarioResult> {
-    let queue = format!("bench{}.floor", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let sim = Simulator::start("127.0.0.1:0").await.context("starting the stand-in IRP")?;
+    sim.core.update_faults(|f| {
+        f.latency_ms = latency_ms;
+        f.unsigned = true;
+    });
+    let queue = format!("bench{}.workfloor", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let ch = amqp::confirm_channel(conn).await?;
     let mut args = FieldTable::default();
     args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString(LongString::from("quorum")));
     ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, args).await?;
-    let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench-floor", true).await?;
-    // The echo side has its own channels, as a worker would: QoS on one, confirms on the other.
-    let consume = conn.create_channel().await?;
-    consume.basic_qos(prefetch, BasicQosOptions { global: false }).await?;
-    let publish = amqp::confirm_channel(conn).await?;
-    let mut deliveries = consume
-        .basic_consume(
-            queue.as_str().into(),
-            "bench-floor".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let reply = Arc::new(vec![b'x'; reply_bytes]);
-    let echo = tokio::spawn(async move {
-        while let Some(Ok(d)) = deliveries.next().await {
-            let (publish, reply) = (publish.clone(), reply.clone());
-            tokio::spawn(async move {
-                let to = d.properties.reply_to().as_ref().map(|q| q.to_string()).unwrap_or_default();
-                let mut props = amqp::json_props();
-                if let Some(c) = d.properties.correlation_id() {
-                    props = props.with_correlation_id(c.clone());
-                }
-                if amqp::publish_confirmed(&publish, "", &to, &reply, props, true).await.is_ok() {
-                    let _ = d.ack(BasicAckOptions::default()).await;
-                }
-            });
+    let (reply_queue, mut consumer) = amqp::reply_queue(&ch, "bench-work-floor", true).await?;
+    let outcome = async {
+        {
+            let (client, connection) = tokio_postgres::connect(&opts.database_url, tokio_postgres::NoTls).await?;
+            let connection = tokio::spawn(connection);
+            client.batch_execute(work_floor::SCHEMA).await.context("creating the work floor's tables")?;
+            drop(client);
+            let _ = connection.await;
         }
-    });
-    wait_for_consumer(&ch, &queue).await?;
-    let target = Target { exchange: String::new(), routing_key: queue.clone() };
-    let result = pass(&ch, &target, &reply_queue, &mut consumer, bodies, "floor", Expect::Any, 0, None).await;
-    echo.abort();
-    let _ = consume.close(200, "bench floor done".into()).await;
-    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await?;
-    let _ = ch.close(200, "bench floor done".into()).await;
-    let mut r = result?;
-    r.label = "floor".into();
-    r.prefetch = prefetch;
+        let proxy = PgCountingProxy::start(&opts.database_url).await?;
+        let stats = ServerStats::connect(&opts.database_url).await?;
+        let xacts_before = stats.transactions().await?;
+        let prefetch = in_flight.to_string();
+        let irp = sim.base_url();
+        let env = [
+            (work_floor::ENV_AMQP, opts.amqp_url.as_str()),
+            (work_floor::ENV_DATABASE, proxy.url.as_str()),
+            (work_floor::ENV_QUEUE, queue.as_str()),
+            (work_floor::ENV_IRP, irp.as_str()),
+            (work_floor::ENV_PREFETCH, prefetch.as_str()),
+        ];
+        let floor = WorkerProcess::spawn(&opts.worker_exe, "bench-work-floor", &env)?;
+        let measured = async {
+            wait_for_consumer(&ch, &queue).await?;
+            let calls_before = sim.core.stats().generate_calls;
+            let (cpu_before, db_before) = (floor.cpu()?, proxy.counts.snapshot());
+            let target = Target { exchange: String::new(), routing_key: queue.clone() };
+            let expect = Expect::Generated { replayed: false };
+            let mut r =
+                pass(&ch, &target, &reply_queue, &mut consumer, bodies.clone(), "wfloor", expect, latency_ms, None)
+                    .await?;
+            let db_after = proxy.counts.snapshot();
+            r.generate_calls = Some((sim.core.stats().generate_calls - calls_before, bodies.len() as u64));
+            r.worker = Some(WorkerCost {
+                cpu: floor.cpu()?.saturating_sub(cpu_before),
+                peak_rss_bytes: floor.peak_rss()?,
+                pg_round_trips: db_after.round_trips - db_before.round_trips,
+                pg_statements: db_after.statements - db_before.statements,
+                pg_parses: db_after.parses - db_before.parses,
+                pg_transactions: 0,
+            });
+            anyhow::Ok(r)
+        }
+        .await;
+        floor.stop().await?;
+        let mut r = measured?;
+        if let Some(w) = r.worker.as_mut() {
+            w.pg_transactions = stats.transactions().await?.saturating_sub(xacts_before);
+        }
+        anyhow::Ok(r)
+    }
+    .await;
+    let _ = ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default()).await;
+    let _ = ch.close(200, "bench work floor done".into()).await;
+    let mut r = outcome?;
+    r.label = format!("wfloor{}", short(in_flight));
+    r.prefetch = in_flight;
     Ok(r)
+}
+
+/// 32 → "32", 1000 → "1k": scenario labels fit the table's first column.
+fn short(n: u16) -> String {
+    if n >= 1000 && n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
 }
 
 /// Publishing before the consumer subscribes would count its start-up as throughput.
@@ -567,8 +690,6 @@ struct Target {
 enum Expect {
     /// An `irn.generated` event, replayed or not.
     Generated { replayed: bool },
-    /// Any reply (the floor echoes bytes).
-    Any,
 }
 
 /// Publish every body (pipelined, confirms awaited at the end) while collecting the replies.
@@ -631,7 +752,8 @@ async fn pass(
                 }
                 settled += 1;
                 reply_bytes += d.data.len();
-                if let Expect::Generated { replayed: want } = expect {
+                let Expect::Generated { replayed: want } = expect;
+                {
                     let ev: Value = serde_json::from_slice(&d.data).unwrap_or(Value::Null);
                     let ty = ev["event_type"].as_str().unwrap_or("?");
                     let replayed = ev["data"]["replayed"].as_bool().unwrap_or(false);
@@ -765,15 +887,23 @@ async fn delete_topology(conn: &Connection, t: &Topology) -> Result<(), lapin::E
 struct WorkerProcess {
     child: tokio::process::Child,
     pid: u32,
-    config: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl WorkerProcess {
     async fn start(exe: &std::path::Path, toml: &str, id: &str) -> anyhow::Result<WorkerProcess> {
         let config = std::env::temp_dir().join(format!("einvoice-bench-{id}.toml"));
         std::fs::write(&config, toml).with_context(|| format!("writing {}", config.display()))?;
+        let config_env = config.to_string_lossy().into_owned();
+        let mut p = Self::spawn(exe, "run", &[("EINVOICE_CONFIG", config_env.as_str())])?;
+        p.config = Some(config);
+        Ok(p)
+    }
+
+    /// `exe <command>` with only `env` of our EINVOICE_* variables.
+    fn spawn(exe: &std::path::Path, command: &str, env: &[(&str, &str)]) -> anyhow::Result<WorkerProcess> {
         let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg("run").env("EINVOICE_CONFIG", &config).env("RUST_LOG", "warn").stdout(std::process::Stdio::null());
+        cmd.arg(command).env("RUST_LOG", "warn").stdout(std::process::Stdio::null());
         // The configuration file is the whole configuration: an EINVOICE_DATABASE_URL in our own
         // environment must never point the bench's worker at a real deployment.
         for (k, _) in std::env::vars_os() {
@@ -781,9 +911,12 @@ impl WorkerProcess {
                 cmd.env_remove(&k);
             }
         }
-        let child = cmd.kill_on_drop(true).spawn().with_context(|| format!("starting {} run", exe.display()))?;
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.kill_on_drop(true).spawn().with_context(|| format!("starting {} {command}", exe.display()))?;
         let pid = child.id().context("the worker exited at once")?;
-        Ok(WorkerProcess { child, pid, config })
+        Ok(WorkerProcess { child, pid, config: None })
     }
 
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
@@ -809,7 +942,9 @@ impl WorkerProcess {
 
     /// SIGTERM (the worker finishes in-flight jobs and drains its outbox), then wait for it.
     async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(&self.config);
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
         if let Some(pid) = rustix::process::Pid::from_raw(self.pid as i32) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
@@ -1025,7 +1160,7 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         "IRP ms",
         "msgs",
         "msgs/s",
-        "÷ floor",
+        "÷ wfloor",
         "p50 ms",
         "p99 ms",
         "p50/run",
@@ -1039,13 +1174,13 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
     );
     for r in report.all() {
         println!(
-            "{:<8} {:>8} {:>7} {:>6} {:>9.1} {:>7.3}x {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8} {:>9} {:>10.2} {:>10.2}",
+            "{:<8} {:>8} {:>7} {:>6} {:>9.1} {:>8} {:>8} {:>8} {:>7} {:>10} {:>9} {:>8} {:>8} {:>9} {:>10.2} {:>10.2}",
             r.label,
             r.prefetch,
             r.latency_ms,
             r.messages,
             r.per_second(),
-            report.vs_floor(r),
+            report.pair_of(r).map(|p| format!("{:.3}x", p.throughput_ratio())).unwrap_or_else(|| "-".into()),
             ms(r.percentile(0.50)),
             ms(r.percentile(0.99)),
             num(r.p50_share(), 2),
@@ -1066,6 +1201,20 @@ fn print_report(opts: &BenchOptions, report: &BenchReport) {
         report.little.per_second(),
         report.little_ratio()
     );
+    for p in &report.work {
+        println!(
+            "work floor at {} in flight, IRP {} ms: the worker does {:.0} % of its throughput ({:.1} vs {:.1} msgs/s) \
+             at {} × its CPU per message ({} vs {} ms)",
+            p.worker.prefetch,
+            p.worker.latency_ms,
+            p.throughput_ratio() * 100.0,
+            p.worker.per_second(),
+            p.floor.per_second(),
+            num(p.cpu_ratio(), 2),
+            num(p.worker.cpu_ms_per_message(), 2),
+            num(p.floor.cpu_ms_per_message(), 2),
+        );
+    }
     println!(
         "steady: {} invoices published one by one at {:.0} msgs/s ({:.0} % of fresh): p50 latency {} ms = {} of the run",
         report.steady.messages,
