@@ -237,7 +237,8 @@ fn final_outcome(kind: JobKind, event_type: &str) -> Option<u8> {
 }
 
 /// The event besides [`JobKind::success_event`] that answers `kind` successfully: a generate
-/// whose document already has an IRN is answered with the IRN's details (as `irn.get` is).
+/// whose document already has an IRN is answered with the IRN's details (as `irn.get` is), a
+/// complete batch sent again with its `batch.completed`.
 /// No wildcard arm, so that a new kind has to be placed here.
 fn other_success_event(kind: JobKind) -> Option<&'static str> {
     match kind {
@@ -254,9 +255,9 @@ fn other_success_event(kind: JobKind) -> Option<&'static str> {
         | JobKind::EwaybillExtend
         | JobKind::EwaybillUpdateTransporter
         | JobKind::JobStatus
-        | JobKind::IrnGenerateBatch
-        | JobKind::EinvoiceVerify
-        | JobKind::EinvoiceVerifyBatch => None,
+        | JobKind::EinvoiceVerify => None,
+        // A complete batch sent again is answered with its stored summary alone.
+        JobKind::IrnGenerateBatch | JobKind::EinvoiceVerifyBatch => Some("batch.completed"),
     }
 }
 
@@ -354,6 +355,7 @@ mod tests {
             assert_eq!(final_outcome(kind, "gstin.paused"), None, "{kind:?}");
         }
         assert_eq!(final_outcome(JobKind::IrnGenerate, "irn.details"), Some(0));
+        assert_eq!(final_outcome(JobKind::IrnGenerateBatch, "batch.completed"), Some(0));
     }
 
     #[test]

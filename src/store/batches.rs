@@ -55,10 +55,13 @@ pub struct BatchRow {
     pub completed_at: Option<DateTime<Utc>>,
     /// The batch command's routing key (`irn.generate_batch`, `einvoice.verify_batch`).
     pub kind: String,
+    /// The `batch.completed` data as published, once the batch is complete: a re-sent batch is
+    /// answered with it.
+    pub summary: Option<Value>,
 }
 
 const BATCH_COLUMNS: &str = "id, gstin, total, content_sha256, request_id, command_message_id, correlation_id,
-    reply_to, settled, created_at, fanned_out_at, completed_at, kind";
+    reply_to, settled, created_at, fanned_out_at, completed_at, kind, summary";
 
 impl From<&Row> for BatchRow {
     fn from(r: &Row) -> Self {
@@ -76,6 +79,7 @@ impl From<&Row> for BatchRow {
             fanned_out_at: r.get(10),
             completed_at: r.get(11),
             kind: r.get(12),
+            summary: r.get(13),
         }
     }
 }

@@ -244,15 +244,35 @@ async fn a_batch_ends_in_one_summary_with_the_right_counts() {
     assert_eq!(member["data"]["job_id"], items[1]["job_id"], "{member:#}");
     assert_eq!(member["data"]["status"], "generated");
 
-    // Sent again (a new message id): acknowledged, not fanned out, no second summary.
-    let again = ask(&mut app, "irn.generate_batch", body.clone()).await;
-    assert_eq!(again["event_type"], "batch.accepted", "{again:#}");
-    assert_eq!(again["data"]["replayed"], true);
-    assert!(again["data"]["completed_at"].is_string());
+    assert_eq!(d["replayed"], false);
+
+    // Sent again once complete (a new message id): answered with the stored summary, to this
+    // command's ids; not fanned out again, no IRP call, no `batch.accepted`.
+    let again_body =
+        json!({"gstin": SELLER_KA, "batch_id": batch_id, "invoices": invoices, "request_id": "erp-batch-1b"});
+    let corr_again = app.publish("irn.generate_batch", &again_body).await;
+    let (c, again) = app.next_reply(30).await;
+    assert_eq!(c.as_deref(), Some(corr_again.as_str()));
+    assert_eq!(again["event_type"], "batch.completed", "{again:#}");
+    assert_eq!(again["request_id"], "erp-batch-1b");
+    assert_eq!(again["correlation_id"], corr_again.as_str());
+    let a = &again["data"];
+    assert_eq!(a["replayed"], true, "{again:#}");
+    assert_eq!(a["counts"], d["counts"]);
+    assert_eq!(a["items"], d["items"]);
+    assert_eq!((&a["batch_id"], &a["total"], &a["completed_at"]), (&d["batch_id"], &d["total"], &d["completed_at"]));
     app.no_more_replies(3).await;
-    // Redelivered after a crash that left the fan-out unconfirmed: the members are published
-    // again under the same message ids and answered from the store; still one summary.
-    app.db.client().await.unwrap().execute("UPDATE batches SET fanned_out_at = NULL", &[]).await.unwrap();
+    assert_eq!(app.sim.core.stats().generate_calls - calls_before, 3, "answered from the store");
+    // Redelivered after a crash that left the fan-out unconfirmed (and so the batch not yet
+    // complete): the members are published again under the same message ids and answered from
+    // the store; still one summary.
+    app.db
+        .client()
+        .await
+        .unwrap()
+        .execute("UPDATE batches SET fanned_out_at = NULL, completed_at = NULL, summary = NULL", &[])
+        .await
+        .unwrap();
     app.publish("irn.generate_batch", &body).await;
     let mut replays = Vec::new();
     for _ in 0..6 {
@@ -268,7 +288,10 @@ async fn a_batch_ends_in_one_summary_with_the_right_counts() {
         .client()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM outbox WHERE event_type = 'batch.completed'", &[])
+        .query_one(
+            "SELECT count(*) FROM outbox WHERE event_type = 'batch.completed' AND payload->'data'->>'replayed' = 'false'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

@@ -217,5 +217,11 @@ async fn a_batch_of_500_verifications_completes_with_one_summary() {
     assert_eq!(items[3]["document"]["doc_number"], "B/3");
     assert_eq!(items[3]["irn"].as_str().map(str::len), Some(64));
     app.no_more_replies(2).await;
+    // Sent again once complete: the same mechanism answers with the stored summary alone.
+    app.publish("einvoice.verify_batch", &body).await;
+    let again = app.next_reply(30).await.1;
+    assert_eq!(again["event_type"], "batch.completed", "{again:#}");
+    assert_eq!((&again["data"]["replayed"], &again["data"]["counts"]), (&json!(true), &d["counts"]));
+    app.no_more_replies(2).await;
     app.stop().await;
 }

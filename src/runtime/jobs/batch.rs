@@ -12,7 +12,8 @@
 //!   every member was confirmed) publishes the same messages again, which the generate path
 //!   answers from the store: no document is registered twice.
 //! - A re-sent batch (same id) is answered `batch.accepted` with `replayed: true` and is not
-//!   published again once fanned out; the same id with other invoices is refused.
+//!   published again once fanned out; once complete, it is answered with its stored
+//!   `batch.completed` (`replayed: true`) instead. The same id with other invoices is refused.
 //! - After a member's answer is committed, and before its command is acked, the worker records
 //!   the member's first final answer; whoever records the last one writes `batch.completed`
 //!   (see `store::batches`). A crash in between redelivers the member, which records it then.
@@ -158,6 +159,13 @@ async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Batch<'_>, attempt: u32) -> 
             }];
             return reject_with(ctx, meta, kind, errors, None, Value::Null).await;
         }
+        BatchCreated::Existing(BatchRow { completed_at: Some(_), summary: Some(summary), id, .. }) => {
+            // Complete: the summary the ERP waits for is all there is to say (it would wait
+            // forever for a `batch.completed` after a second `batch.accepted`).
+            tracing::info!(batch_id = %id, "complete batch sent again; answering its stored summary");
+            ctx.db.enqueue_events(&[replayed_summary(meta, summary)]).await?;
+            return Ok(Disposition::Ack);
+        }
         BatchCreated::Existing(row) => {
             tracing::info!(batch_id = %row.id, fanned_out = row.fanned_out_at.is_some(), "batch sent again");
             ctx.db.enqueue_events(&[accepted(meta, &row, true)]).await?;
@@ -249,6 +257,15 @@ fn accepted(meta: &CommandMeta, b: &BatchRow, replayed: bool) -> OutboxEvent {
     plain_event(meta, JobKind::IrnGenerateBatch.success_event(), data)
 }
 
+/// The stored `batch.completed` of a complete batch, answering the command that sent it again
+/// (its ids, not the first command's).
+fn replayed_summary(meta: &CommandMeta, mut data: Value) -> OutboxEvent {
+    if let Some(o) = data.as_object_mut() {
+        o.insert("replayed".into(), json!(true));
+    }
+    plain_event(meta, "batch.completed", data)
+}
+
 /// `batch.completed`: counts by outcome and one item per invoice, in batch order.
 fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
     let mut counts = serde_json::Map::new();
@@ -281,6 +298,7 @@ fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
         "items": items,
         "accepted_at": b.created_at,
         "completed_at": chrono::Utc::now(),
+        "replayed": false,
     });
     OutboxEvent { event: Event::new("batch.completed", &batch_meta(b), data), reply_to: b.reply_to.clone() }
 }
