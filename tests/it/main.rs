@@ -11,6 +11,7 @@ mod crash;
 mod ewaybill;
 mod ewaybill_lifecycle;
 mod examples;
+mod fair_share;
 mod faults;
 mod generate;
 mod guard;
