@@ -63,7 +63,7 @@ impl Ctx {
                 Default::default()
             })),
             seals: sbox,
-            fair_share: super::fair_share::FairShare::new(settings.gstin_cap()),
+            fair_share: super::fair_share::FairShare::new(settings.gstin_cap(), settings.prefetch.into()),
             settings,
             intake: db.clone(),
             db,

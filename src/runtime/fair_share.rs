@@ -6,49 +6,101 @@
 //! start, so the broker would never hand out the other GSTIN's command behind them. Set aside
 //! means republished through the shortest retry tier as a benign wait (its attempt is not raised,
 //! as for a rate-limit wait), then acked: the slot is free at once and the queue moves on.
+//!
+//! A few over-cap deliveries per GSTIN (at most the cap, and at most half of what the cap leaves
+//! of the prefetch) wait here in line instead, so the busy GSTIN keeps its full cap busy between
+//! set-aside copies coming back; the rest of the prefetch stays free to reach other GSTINs.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct Counts {
+    running: usize,
+    waiting: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    counts: Mutex<HashMap<String, Counts>>,
+    /// Poked whenever a slot is given back.
+    freed: Notify,
+}
 
 pub struct FairShare {
     cap: usize,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    /// Deliveries of one GSTIN waiting here for a slot, keeping their prefetch slots: they start
+    /// the moment a job of theirs finishes, so the GSTIN keeps its pace between set-aside copies
+    /// coming back. Small enough that the cap and the waiters leave most of the prefetch free.
+    wait_cap: usize,
+    shared: Arc<Shared>,
 }
 
 /// One job's place under its GSTIN's cap; given back when dropped.
 pub struct Slot {
     gstin: String,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
+    shared: Arc<Shared>,
 }
 
 impl FairShare {
-    pub fn new(cap: usize) -> FairShare {
-        FairShare { cap: cap.max(1), counts: Default::default() }
+    /// `cap` jobs of one GSTIN in flight, out of `prefetch` deliveries.
+    pub fn new(cap: usize, prefetch: usize) -> FairShare {
+        let cap = cap.max(1);
+        let wait_cap = cap.min(prefetch.saturating_sub(cap) / 2);
+        FairShare { cap, wait_cap, shared: Default::default() }
     }
 
-    /// A slot for the GSTIN, or `None` when it already has `cap` jobs in flight here.
-    pub fn try_enter(&self, gstin: &str) -> Option<Slot> {
-        let mut counts = self.counts.lock().expect("fair-share counts are never poisoned");
-        let n = counts.entry(gstin.to_string()).or_insert(0);
-        if *n >= self.cap {
-            return None;
+    /// A slot for the GSTIN, at once or after a short wait in line; `None` when it already has
+    /// `cap` jobs in flight and its waiting line here is full (the caller sets the delivery aside).
+    pub async fn enter(&self, gstin: &str) -> Option<Slot> {
+        {
+            let mut counts = self.shared.counts.lock().expect("fair-share counts are never poisoned");
+            let c = counts.entry(gstin.to_string()).or_default();
+            if c.running < self.cap {
+                c.running += 1;
+                return Some(self.slot(gstin));
+            }
+            if c.waiting >= self.wait_cap {
+                return None;
+            }
+            c.waiting += 1;
         }
-        *n += 1;
-        Some(Slot { gstin: gstin.to_string(), counts: self.counts.clone() })
+        loop {
+            let freed = self.shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut counts = self.shared.counts.lock().expect("fair-share counts are never poisoned");
+                let c = counts.entry(gstin.to_string()).or_default();
+                if c.running < self.cap {
+                    c.running += 1;
+                    c.waiting -= 1;
+                    return Some(self.slot(gstin));
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn slot(&self, gstin: &str) -> Slot {
+        Slot { gstin: gstin.to_string(), shared: self.shared.clone() }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().expect("fair-share counts are never poisoned");
-        if let Some(n) = counts.get_mut(&self.gstin) {
-            *n -= 1;
-            // Only GSTINs with work in flight keep an entry: the map stays as small as the prefetch.
-            if *n == 0 {
+        let mut counts = self.shared.counts.lock().expect("fair-share counts are never poisoned");
+        if let Some(c) = counts.get_mut(&self.gstin) {
+            c.running -= 1;
+            // Only GSTINs with work here keep an entry: the map stays as small as the prefetch.
+            if c.running == 0 && c.waiting == 0 {
                 counts.remove(&self.gstin);
             }
         }
+        drop(counts);
+        self.shared.freed.notify_waiters();
     }
 }
 
@@ -68,15 +120,22 @@ pub fn gstin_of(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_cap_is_per_gstin_and_slots_come_back() {
-        let f = FairShare::new(2);
-        let a1 = f.try_enter("A").unwrap();
-        let _a2 = f.try_enter("A").unwrap();
-        assert!(f.try_enter("A").is_none(), "A is at its cap");
-        let _b = f.try_enter("B").expect("B is not held back by A");
+    #[tokio::test]
+    async fn the_cap_is_per_gstin_a_few_wait_and_slots_come_back() {
+        // Cap 2 of prefetch 8: two more may wait in line, the fifth is set aside.
+        let f = Arc::new(FairShare::new(2, 8));
+        let a1 = f.enter("A").await.unwrap();
+        let _a2 = f.enter("A").await.unwrap();
+        let _b = f.enter("B").await.expect("B is not held back by A");
+        let (f3, f4) = (f.clone(), f.clone());
+        let w3 = tokio::spawn(async move { f3.enter("A").await.map(|_| ()) });
+        let w4 = tokio::spawn(async move { f4.enter("A").await.map(|_| ()) });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(f.enter("A").await.is_none(), "A's line is full: set aside");
+        assert!(!w3.is_finished() && !w4.is_finished(), "they wait while A is at its cap");
         drop(a1);
-        assert!(f.try_enter("A").is_some(), "a finished job frees its slot");
+        w3.await.unwrap().unwrap();
+        w4.await.unwrap().unwrap();
     }
 
     #[test]

@@ -276,10 +276,11 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
-    // Fair share: over its GSTIN's cap, the delivery is set aside through the shortest retry
-    // tier (a benign wait: its attempt stays) instead of holding a prefetch slot.
+    // Fair share: over its GSTIN's cap (and its short waiting line), the delivery is set aside
+    // through the shortest retry tier (a benign wait: its attempt stays) instead of holding a
+    // prefetch slot.
     let _slot = match fair_share::gstin_of(&delivery.data) {
-        Some(gstin) => match ctx.fair_share.try_enter(&gstin) {
+        Some(gstin) => match ctx.fair_share.enter(&gstin).await {
             Some(slot) => Some(slot),
             None => {
                 let (_, ms) = ctx.topology.retry_tier(1);

@@ -36,6 +36,7 @@ async fn another_gstins_invoice_is_answered_while_a_large_batch_is_in_progress()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // B is the other seller (the debit-note sample is Maharashtra's).
+    let started = std::time::Instant::now();
     let b_corr = app.generate(&invoice("debit-note", "URGENT/1")).await;
 
     // Read the replies in arrival order: A's members (by request id) and B's answer.
@@ -59,6 +60,7 @@ async fn another_gstins_invoice_is_answered_while_a_large_batch_is_in_progress()
         }
     }
     let a_before_b = a_before_b.unwrap();
+    eprintln!("B answered after {a_before_b} of A's {MEMBERS}; the batch took {:?}", started.elapsed());
     // Without the cap, B would wait for every member ahead of it to be dispatched: at most a
     // prefetch's worth of A (16) would still be unanswered when B is answered.
     assert!(
