@@ -22,8 +22,7 @@ async fn another_gstins_invoice_is_answered_while_a_large_batch_is_in_progress()
     app.sim.core.update_faults(|f| f.latency_ms = 250);
     let batch_id = format!("month-end-{}", app.id);
     let invoices: Vec<_> = (0..MEMBERS).map(|i| invoice("b2b-intra-goods", &format!("ME/{i:05}"))).collect();
-    app.publish("irn.generate_batch", &json!({"gstin": SELLER_KA, "batch_id": batch_id, "invoices": invoices}))
-        .await;
+    app.publish("irn.generate_batch", &json!({"gstin": SELLER_KA, "batch_id": batch_id, "invoices": invoices})).await;
     // B's invoice goes in behind every member of A's batch: wait until the batch has fanned out.
     let db = app.db.client().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
