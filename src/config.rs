@@ -307,6 +307,10 @@ pub struct Settings {
     /// once (its own and the session's), so a pool much smaller than `prefetch` stalls jobs.
     #[serde(default)]
     pub db_pool_size: Option<usize>,
+    /// Jobs of one GSTIN in flight at once in this process (fair share: one GSTIN's backlog
+    /// cannot take every slot). Unset: half the prefetch, at least 1. See [`Settings::gstin_cap`].
+    #[serde(default)]
+    pub gstin_max_in_flight: Option<u16>,
     pub delivery_limit: u32,
     pub max_message_bytes: usize,
     pub http_connect_timeout_ms: u64,
@@ -622,6 +626,11 @@ impl Settings {
         if s.db_pool_size == Some(0) {
             return Err(ConfigError::Invalid("db_pool_size (EINVOICE_DB_POOL_SIZE) must be at least 1".into()));
         }
+        if s.gstin_max_in_flight == Some(0) {
+            return Err(ConfigError::Invalid(
+                "gstin_max_in_flight (EINVOICE_GSTIN_MAX_IN_FLIGHT) must be at least 1".into(),
+            ));
+        }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
         for (gstin, g) in &s.gstins {
@@ -736,6 +745,12 @@ impl Settings {
                 .filter_map(|(g, c)| c.reporting_window_days.map(|d| (g.clone(), d)))
                 .collect(),
         }
+    }
+
+    /// Jobs of one GSTIN in flight at once: `gstin_max_in_flight`, or half the prefetch (at
+    /// least 1). A value at or above the prefetch turns the cap off.
+    pub fn gstin_cap(&self) -> usize {
+        self.gstin_max_in_flight.map_or((self.prefetch as usize / 2).max(1), usize::from)
     }
 
     /// The jobs' connections: `db_pool_size`, or `prefetch` clamped to 4..=32.

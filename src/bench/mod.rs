@@ -460,8 +460,10 @@ fn scenario_toml(
 ) -> anyhow::Result<String> {
     let mut key = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut key);
+    // The fair-share cap off: the benchmark measures a worker's whole prefetch (its samples are
+    // from only two sellers).
     let mut toml = format!(
-        "amqp_url = \"{}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"{namespace}\"\nprefetch = {prefetch}\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\ntoken_key = \"{}\"\n",
+        "amqp_url = \"{}\"\ndatabase_url = \"{database_url}\"\nnamespace = \"{namespace}\"\nprefetch = {prefetch}\ngstin_max_in_flight = {prefetch}\nretry_min_delay_ms = 200\nretry_max_delay_ms = 2000\ntoken_key = \"{}\"\n",
         opts.amqp_url,
         base64::engine::general_purpose::STANDARD.encode(key)
     );

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub verify_keys: Arc<crate::irp::verify::KeyRing>,
     /// Paused GSTINs, re-read at most once a second (see [`Ctx::pause_of`]).
     pauses: super::pause_cache::PauseCache,
+    /// Jobs in flight per GSTIN, against `gstin_max_in_flight`.
+    pub fair_share: super::fair_share::FairShare,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
     /// set once the worker has connected.
     publisher: std::sync::OnceLock<lapin::Channel>,
@@ -61,6 +63,7 @@ impl Ctx {
                 Default::default()
             })),
             seals: sbox,
+            fair_share: super::fair_share::FairShare::new(settings.gstin_cap(), settings.prefetch.into()),
             settings,
             intake: db.clone(),
             db,

@@ -11,6 +11,7 @@
 //! - [`span`]: the per-message tracing span and the ids recorded into it;
 //! - [`scheduler`]: the optional cron schedule that starts one reconciliation run per tick;
 //! - [`status`]: per-GSTIN IRP health and the metrics sampler; [`health`]: the HTTP endpoints;
+//! - [`fair_share`]: the per-GSTIN cap on jobs in flight in one process;
 //! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
 //! - [`retention`]: deleting old published events and finished jobs;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
@@ -19,6 +20,7 @@ pub mod calls;
 pub mod context;
 pub mod events;
 pub mod expiry;
+pub mod fair_share;
 pub mod guard;
 pub mod health;
 pub mod jobs;

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::events::plain_event;
-use super::{authorize, jobs, span, Ctx, Disposition};
+use super::{authorize, fair_share, jobs, span, Ctx, Disposition};
 use crate::amqp::{self, relay::Relay};
 use crate::config::Settings;
 use crate::domain::command::batch::BatchMember;
@@ -276,6 +276,26 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     let first_seen = header_i64(&delivery, FIRST_SEEN_HEADER)
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
+    // Fair share: over its GSTIN's cap (and its short waiting line), the delivery is set aside
+    // through the shortest retry tier (a benign wait: its attempt stays) instead of holding a
+    // prefetch slot.
+    let _slot = match fair_share::gstin_of(&delivery.data) {
+        Some(gstin) => match ctx.fair_share.enter(&gstin).await {
+            Some(slot) => Some(slot),
+            None => {
+                let (_, ms) = ctx.topology.retry_tier(1);
+                let until = Utc::now() + chrono::Duration::milliseconds(i64::from(ms));
+                metrics::counter!(m::COMMANDS_SET_ASIDE).increment(1);
+                tracing::debug!(gstin, "the GSTIN is at its in-flight cap; setting the delivery aside");
+                let settled = reschedule_quietly(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen).await;
+                if let Err(e) = settled {
+                    tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
+                }
+                return;
+            }
+        },
+        None => None,
+    };
     let started = std::time::Instant::now();
     let in_flight = metrics::gauge!(m::JOBS_IN_FLIGHT);
     in_flight.increment(1.0);
@@ -403,6 +423,25 @@ async fn reschedule_then_ack(
         }
         Err(e) => {
             tracing::warn!(error = %e, "could not reschedule; requeueing");
+            delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
+        }
+    }
+}
+
+/// Reschedule, then ack, without the per-reschedule log line (a GSTIN over its cap sets aside
+/// many deliveries a second); requeue when the copy could not be published.
+async fn reschedule_quietly(
+    ctx: &Ctx,
+    delivery: &Delivery,
+    who: &Caller,
+    attempt: u32,
+    delay: Delay,
+    first_seen: DateTime<Utc>,
+) -> Result<bool, lapin::Error> {
+    match reschedule(ctx, delivery, who, attempt, delay, first_seen).await {
+        Ok(_) => delivery.ack(BasicAckOptions::default()).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not set the delivery aside; requeueing");
             delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
         }
     }

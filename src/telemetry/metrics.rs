@@ -38,6 +38,7 @@ pub const IRP_CALL_DURATION: &str = "einvoice_irp_call_duration_seconds";
 pub const IRP_ERRORS: &str = "einvoice_irp_errors_total";
 pub const IRP_ERROR_RESPONSES: &str = "einvoice_irp_error_responses_total";
 pub const JOBS_IN_FLIGHT: &str = "einvoice_jobs_in_flight";
+pub const COMMANDS_SET_ASIDE: &str = "einvoice_commands_set_aside_total";
 pub const OUTBOX_BACKLOG: &str = "einvoice_outbox_backlog";
 pub const OUTBOX_OLDEST: &str = "einvoice_outbox_oldest_unpublished_seconds";
 pub const GSTINS_PAUSED: &str = "einvoice_gstins_paused";
@@ -101,6 +102,12 @@ pub const CATALOG: &[MetricDef] = &[
         labels: &["gstin"],
     },
     MetricDef { name: JOBS_IN_FLIGHT, kind: Kind::Gauge, help: "Commands this process is handling now.", labels: &[] },
+    MetricDef {
+        name: COMMANDS_SET_ASIDE,
+        kind: Kind::Counter,
+        help: "Deliveries set aside because their GSTIN was at its in-flight cap (gstin_max_in_flight).",
+        labels: &[],
+    },
     MetricDef {
         name: HANDLER_PANICS,
         kind: Kind::Counter,

@@ -12,6 +12,7 @@ mod ewaybill;
 mod ewaybill_doc;
 mod ewaybill_lifecycle;
 mod examples;
+mod fair_share;
 mod faults;
 mod generate;
 mod guard;
