@@ -308,7 +308,8 @@ pub struct Settings {
     #[serde(default)]
     pub db_pool_size: Option<usize>,
     /// Jobs of one GSTIN in flight at once in this process (fair share: one GSTIN's backlog
-    /// cannot take every slot). Unset: half the prefetch, at least 1. See [`Settings::gstin_cap`].
+    /// cannot take every slot). Unset: off (the prefetch), because a cap makes a backlog of one GSTIN cycle
+    /// through the first retry tier, pure cost where no other GSTIN waits. See [`Settings::gstin_cap`].
     #[serde(default)]
     pub gstin_max_in_flight: Option<u16>,
     pub delivery_limit: u32,
@@ -747,10 +748,10 @@ impl Settings {
         }
     }
 
-    /// Jobs of one GSTIN in flight at once: `gstin_max_in_flight`, or half the prefetch (at
-    /// least 1). A value at or above the prefetch turns the cap off.
+    /// Jobs of one GSTIN in flight at once: `gstin_max_in_flight`, or the prefetch (no cap). A
+    /// value at or above the prefetch turns the cap off.
     pub fn gstin_cap(&self) -> usize {
-        self.gstin_max_in_flight.map_or((self.prefetch as usize / 2).max(1), usize::from)
+        self.gstin_max_in_flight.map_or((self.prefetch as usize).max(1), usize::from)
     }
 
     /// The jobs' connections: `db_pool_size`, or `prefetch` clamped to 4..=32.
