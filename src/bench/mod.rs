@@ -542,14 +542,7 @@ async fn worker_scenario(
                 r.latency_ms = latency_ms;
                 let want = if replayed { 0 } else { bodies.len() as u64 };
                 r.generate_calls = Some((sim.core.stats().generate_calls - calls_before, want));
-                r.worker = Some(WorkerCost {
-                    cpu: worker.cpu()?.saturating_sub(cpu_before),
-                    peak_rss_bytes: worker.peak_rss()?,
-                    pg_round_trips: db_after.round_trips - db_before.round_trips,
-                    pg_statements: db_after.statements - db_before.statements,
-                    pg_parses: db_after.parses - db_before.parses,
-                    pg_transactions: 0,
-                });
+                r.worker = Some(worker.cost_since(cpu_before, &db_before, &db_after)?);
                 anyhow::Ok(r)
             }
             .await;
@@ -625,14 +618,7 @@ async fn work_floor_scenario(
                     .await?;
             let db_after = proxy.counts.snapshot();
             r.generate_calls = Some((sim.core.stats().generate_calls - calls_before, bodies.len() as u64));
-            r.worker = Some(WorkerCost {
-                cpu: floor.cpu()?.saturating_sub(cpu_before),
-                peak_rss_bytes: floor.peak_rss()?,
-                pg_round_trips: db_after.round_trips - db_before.round_trips,
-                pg_statements: db_after.statements - db_before.statements,
-                pg_parses: db_after.parses - db_before.parses,
-                pg_transactions: 0,
-            });
+            r.worker = Some(floor.cost_since(cpu_before, &db_before, &db_after)?);
             anyhow::Ok(r)
         }
         .await;
@@ -924,6 +910,24 @@ impl WorkerProcess {
     fn proc_file(&self, name: &str) -> anyhow::Result<String> {
         std::fs::read_to_string(format!("/proc/{}/{name}", self.pid))
             .with_context(|| format!("reading /proc/{}/{name} (the worker process)", self.pid))
+    }
+
+    /// What the process spent between two points of a pass: CPU since `cpu_before`, its peak RSS
+    /// and the wire counts between the snapshots (transactions are read from the server after).
+    fn cost_since(
+        &self,
+        cpu_before: Duration,
+        before: &WireSnapshot,
+        after: &WireSnapshot,
+    ) -> anyhow::Result<WorkerCost> {
+        Ok(WorkerCost {
+            cpu: self.cpu()?.saturating_sub(cpu_before),
+            peak_rss_bytes: self.peak_rss()?,
+            pg_round_trips: after.round_trips - before.round_trips,
+            pg_statements: after.statements - before.statements,
+            pg_parses: after.parses - before.parses,
+            pg_transactions: 0,
+        })
     }
 
     /// User + system CPU time so far (all threads, /proc/<pid>/stat fields 14 and 15).

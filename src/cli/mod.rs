@@ -11,6 +11,13 @@ use std::process::ExitCode;
 
 use crate::config::Settings;
 
+/// `--format` of `validate` and `verify`: lines for a person, or one JSON document.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
 /// Exit codes of `validate` and `publish` (docs/guide.md, "Command line").
 pub mod exit {
     pub const REJECTED: u8 = 1;

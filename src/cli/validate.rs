@@ -4,10 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::ValueEnum;
 use serde_json::{json, Value};
 
-use super::exit;
+use super::{exit, OutputFormat};
 use crate::domain::command::generate::Generate;
 use crate::domain::command::{parse_command, Command, JobKind, ParseOptions};
 use crate::domain::event::DocumentRef;
@@ -26,12 +25,6 @@ pub struct ValidateArgs {
     /// `text`: one line per problem; `json`: one JSON document with every problem of every file.
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
-    Text,
-    Json,
 }
 
 /// One file's verdict.

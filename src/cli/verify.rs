@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use base64::Engine as _;
-use clap::ValueEnum;
 use serde_json::{json, Value};
 
-use super::exit;
+use super::{exit, OutputFormat};
 use crate::domain::text::escape_controls;
 use crate::irp::verify::{self as v, Input, KeyRing, Ours, Verification};
 
@@ -26,12 +25,6 @@ pub struct VerifyArgs {
     /// `text`: one line per file; `json`: one JSON document with every file's verdict.
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
-    Text,
-    Json,
 }
 
 const PNG_MAGIC: &[u8] = b"\x89PNG";

@@ -287,7 +287,8 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
                 let until = Utc::now() + chrono::Duration::milliseconds(i64::from(ms));
                 metrics::counter!(m::COMMANDS_SET_ASIDE).increment(1);
                 tracing::debug!(gstin, "the GSTIN is at its in-flight cap; setting the delivery aside");
-                let settled = reschedule_quietly(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen).await;
+                let settled =
+                    reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen, None).await;
                 if let Err(e) = settled {
                     tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
                 }
@@ -336,10 +337,12 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         Ok(Disposition::Ack) => delivery.ack(BasicAckOptions::default()).await,
         Ok(Disposition::DeadLetter) => delivery.reject(BasicRejectOptions { requeue: false }).await,
         Ok(Disposition::Reschedule { attempt, errors }) => {
-            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt + 1, Delay::Failure, first_seen, &errors)).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt + 1, Delay::Failure, first_seen, Some(&errors)))
+                .await
         }
         Ok(Disposition::Wait { until, attempt, errors }) => {
-            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen, &errors)).await
+            Box::pin(reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen, Some(&errors)))
+                .await
         }
         Err(e) => {
             // The outcome could not be committed: nothing was acked, so nothing is lost.
@@ -406,7 +409,9 @@ async fn handle(
     }
 }
 
-/// Reschedule, then ack; requeue when the copy could not be published.
+/// Reschedule, then ack; requeue when the copy could not be published. `errors` (why) is logged
+/// per reschedule; `None` is quiet, for a delivery set aside (a GSTIN over its cap sets aside many
+/// a second).
 async fn reschedule_then_ack(
     ctx: &Ctx,
     delivery: &Delivery,
@@ -414,34 +419,18 @@ async fn reschedule_then_ack(
     attempt: u32,
     delay: Delay,
     first_seen: DateTime<Utc>,
-    errors: &[ErrorItem],
+    errors: Option<&[ErrorItem]>,
 ) -> Result<bool, lapin::Error> {
     match reschedule(ctx, delivery, who, attempt, delay, first_seen).await {
         Ok(delay) => {
-            tracing::info!(?errors, delay_ms = delay, attempt, "job rescheduled");
+            if let Some(errors) = errors {
+                tracing::info!(?errors, delay_ms = delay, attempt, "job rescheduled");
+            }
             delivery.ack(BasicAckOptions::default()).await
         }
         Err(e) => {
-            tracing::warn!(error = %e, "could not reschedule; requeueing");
-            delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
-        }
-    }
-}
-
-/// Reschedule, then ack, without the per-reschedule log line (a GSTIN over its cap sets aside
-/// many deliveries a second); requeue when the copy could not be published.
-async fn reschedule_quietly(
-    ctx: &Ctx,
-    delivery: &Delivery,
-    who: &Caller,
-    attempt: u32,
-    delay: Delay,
-    first_seen: DateTime<Utc>,
-) -> Result<bool, lapin::Error> {
-    match reschedule(ctx, delivery, who, attempt, delay, first_seen).await {
-        Ok(_) => delivery.ack(BasicAckOptions::default()).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not set the delivery aside; requeueing");
+            let set_aside = errors.is_none();
+            tracing::warn!(error = %e, set_aside, "could not reschedule; requeueing");
             delivery.nack(BasicNackOptions { requeue: true, multiple: false }).await
         }
     }

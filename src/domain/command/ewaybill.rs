@@ -376,6 +376,21 @@ fn finish<T>(r: Reader<'_>, problems: &mut Vec<Problem>, t: Option<T>) -> Option
     t.filter(|_| ok)
 }
 
+/// `from_place`, the place a vehicle change or an extension is made from: 1 to 50 characters.
+pub(super) fn from_place(r: &mut Reader<'_>) -> Option<String> {
+    let from_place = r.req_str("from_place");
+    if let Some(p) = &from_place {
+        if !(1..=50).contains(&p.chars().count()) {
+            r.problems.push(Problem::new(
+                "from_place",
+                code::LENGTH_INVALID,
+                "from_place must have 1 to 50 characters",
+            ));
+        }
+    }
+    from_place
+}
+
 /// An Indian state code at `field` (`29`, or `"9"` for `09`), reported with [`code::STATE_CODE_INVALID`].
 pub(super) fn state_code(r: &mut Reader<'_>, field: &str) -> Option<u32> {
     r.req_str(field).and_then(|s| {
@@ -478,16 +493,7 @@ pub(super) fn parse_update_vehicle(
     if let Some(v) = &vehicle_no {
         check_text(&transport::VEHICLE_NO, v, "vehicle_no", &mut r.problems);
     }
-    let from_place = r.req_str("from_place");
-    if let Some(p) = &from_place {
-        if !(1..=50).contains(&p.chars().count()) {
-            r.problems.push(Problem::new(
-                "from_place",
-                code::LENGTH_INVALID,
-                "from_place must have 1 to 50 characters",
-            ));
-        }
-    }
+    let from_place = from_place(r);
     let from_state = state_code(r, "from_state");
     let (reason, remark) = reason_and_remark(r, "1 (Breakdown), 2 (Transshipment), 3 (Others) or 4 (First time)");
     let trans_mode = r.req_str("trans_mode").and_then(|m| trans_mode(&m, "trans_mode", &mut r.problems));

@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 use super::ewaybill::{
-    check_text, parse_ewb_target, past_date, rail_doc_problem, reason_and_remark_of, state_code, trans_mode, EwbTarget,
-    TransMode, MAX_DISTANCE_KM,
+    check_text, from_place, parse_ewb_target, past_date, rail_doc_problem, reason_and_remark_of, state_code,
+    trans_mode, EwbTarget, TransMode, MAX_DISTANCE_KM,
 };
 use super::{CommandBody, ParseOptions, Reader};
 use crate::domain::problem::code;
@@ -177,16 +177,7 @@ impl CommandBody for EwaybillExtend {
 }
 
 fn parse_extend(r: &mut Reader<'_>, today: chrono::NaiveDate, rail_rule: bool) -> Option<ExtendValidity> {
-    let from_place = r.req_str("from_place");
-    if let Some(p) = &from_place {
-        if !(1..=50).contains(&p.chars().count()) {
-            r.problems.push(Problem::new(
-                "from_place",
-                code::LENGTH_INVALID,
-                "from_place must have 1 to 50 characters",
-            ));
-        }
-    }
+    let from_place = from_place(r);
     let from_state = state_code(r, "from_state");
     let from_pincode = r.req_str("from_pincode").and_then(|s| match s.parse::<u32>() {
         Ok(n) if s.len() == 6 && (100_000..=999_999).contains(&n) => Some(n),

@@ -18,7 +18,6 @@ use crate::domain::problem::code;
 use crate::domain::Problem;
 use crate::irp::types::parse_ist;
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
 use crate::store::ewaybills::EwbRow;
 use crate::store::StoreError;
@@ -38,21 +37,16 @@ pub async fn handle(
 
 impl Job<'_> {
     async fn ewaybill_extend(&self, target: &EwbTarget, x: &ExtendValidity) -> Result<Disposition, StoreError> {
-        let (row, job) = match self.find_ewaybill(target).await? {
+        let cannot = |row: &EwbRow| {
+            format!(
+                "e-way bill {} is cancelled; a cancelled e-way bill cannot be extended (e-way bill error 379)",
+                row.ewb_no
+            )
+        };
+        let (row, job, doc) = match self.find_active_ewaybill(target, cannot).await? {
             Ok(found) => found,
             Err(d) => return Ok(d),
         };
-        let doc = job.as_ref().map(document_ref);
-        if !row.is_active() {
-            let errors = vec![ErrorItem::worker(
-                "EWAYBILL_CANCELLED",
-                format!(
-                    "e-way bill {} is cancelled; a cancelled e-way bill cannot be extended (e-way bill error 379)",
-                    row.ewb_no
-                ),
-            )];
-            return self.reject(errors, doc).await;
-        }
         let (distance, transporter) = self.ctx.db.ewaybill_extras(&row.ewb_no).await?;
         let mut problems = Vec::new();
         if let Some(t) = transporter.as_deref().filter(|t| !t.eq_ignore_ascii_case(self.gstin.as_str())) {

@@ -89,7 +89,8 @@ impl Job<'_> {
         Ok(d)
     }
 
-    fn row(&self, irn: &str, d: &EwbData) -> EwbRow {
+    /// The store's row for an active e-way bill the IRP answered for `irn`.
+    pub(super) fn row(&self, irn: &str, d: &EwbData) -> EwbRow {
         EwbRow {
             ewb_no: d.ewb_no.clone(),
             gstin: self.gstin.as_str().to_string(),

@@ -9,7 +9,6 @@ use crate::domain::outcome::Operation;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
-use crate::store::ewaybills::{EwbRow, ACTIVE};
 use crate::store::StoreError;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &EwaybillGet, attempt: u32) -> Result<Disposition, StoreError> {
@@ -42,15 +41,7 @@ impl Job<'_> {
                 // store takes it with the answer, so extend's window and the expiry warning use it.
                 match v.ewb.as_ref().filter(|_| !v.is_cancelled()) {
                     Some(d) => {
-                        let row = EwbRow {
-                            ewb_no: d.ewb_no.clone(),
-                            gstin: self.gstin.as_str().to_string(),
-                            irn: Some(irn.to_string()),
-                            ewb_date: d.ewb_date.clone(),
-                            valid_till: d.valid_till.clone(),
-                            status: ACTIVE.into(),
-                            cancel_date: None,
-                        };
+                        let row = self.row(irn, d);
                         self.ctx.db.record_ewaybill(&super::upsert(&row, None), &[ev]).await?;
                         Ok(Disposition::Ack)
                     }

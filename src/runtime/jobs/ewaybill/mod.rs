@@ -108,6 +108,26 @@ impl Job<'_> {
         }
     }
 
+    /// The active e-way bill a Part-B-style command (vehicle, extension, transporter) acts on,
+    /// with its job and document. `Ok(Err(_))`: answered already, not found or cancelled; a
+    /// cancelled one is refused with `EWAYBILL_CANCELLED` and `cannot` saying what it cannot do.
+    pub(super) async fn find_active_ewaybill(
+        &self,
+        target: &EwbTarget,
+        cannot: impl FnOnce(&EwbRow) -> String,
+    ) -> Result<Result<(EwbRow, Option<JobRow>, Option<DocumentRef>), Disposition>, StoreError> {
+        let (row, job) = match self.find_ewaybill(target).await? {
+            Ok(found) => found,
+            Err(d) => return Ok(Err(d)),
+        };
+        let doc = job.as_ref().map(document_ref);
+        if !row.is_active() {
+            let errors = vec![ErrorItem::worker("EWAYBILL_CANCELLED", cannot(&row))];
+            return Ok(Err(self.reject(errors, doc).await?));
+        }
+        Ok(Ok((row, job, doc)))
+    }
+
     /// Cancel one e-way bill and record it with its `ewaybill.cancelled` event, or answer from
     /// the store when it is already cancelled there (no call, no second event in a saga).
     /// `Ok(Err(e))` is an IRP failure for the caller to map.

@@ -7,10 +7,9 @@ use super::upsert;
 use crate::domain::command::ewaybill::EwbTarget;
 use crate::domain::command::ewaybill_update_transporter::{EwaybillUpdateTransporter, TransporterId};
 use crate::domain::command::JobKind;
-use crate::domain::event::{CommandMeta, ErrorItem};
+use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
 
@@ -33,18 +32,13 @@ impl Job<'_> {
         target: &EwbTarget,
         transporter: &TransporterId,
     ) -> Result<Disposition, StoreError> {
-        let (row, job) = match self.find_ewaybill(target).await? {
+        let cannot = |row: &crate::store::ewaybills::EwbRow| {
+            format!("e-way bill {} is cancelled; a cancelled e-way bill cannot change transporter", row.ewb_no)
+        };
+        let (row, job, doc) = match self.find_active_ewaybill(target, cannot).await? {
             Ok(found) => found,
             Err(d) => return Ok(d),
         };
-        let doc = job.as_ref().map(document_ref);
-        if !row.is_active() {
-            let errors = vec![ErrorItem::worker(
-                "EWAYBILL_CANCELLED",
-                format!("e-way bill {} is cancelled; a cancelled e-way bill cannot change transporter", row.ewb_no),
-            )];
-            return self.reject(errors, doc).await;
-        }
         let p = self.provider.as_ref();
         let no = row.ewb_no.as_str();
         // Naming the same transporter again changes nothing, so a lost answer is resent.

@@ -6,10 +6,9 @@ use super::upsert;
 use crate::domain::command::ewaybill::{EwbTarget, VehicleUpdate};
 use crate::domain::command::ewaybill_update_vehicle::EwaybillUpdateVehicle;
 use crate::domain::command::JobKind;
-use crate::domain::event::{CommandMeta, ErrorItem};
+use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
 use crate::store::ewaybills::EwbRow;
 use crate::store::StoreError;
@@ -33,22 +32,17 @@ impl Job<'_> {
         target: &EwbTarget,
         update: &VehicleUpdate,
     ) -> Result<Disposition, StoreError> {
-        let (row, job) = match self.find_ewaybill(target).await? {
-            Ok(x) => x,
+        let cannot = |row: &EwbRow| {
+            format!(
+                "e-way bill {} was cancelled{}; a cancelled e-way bill cannot take a vehicle. Make a new one with ewaybill.generate",
+                row.ewb_no,
+                row.cancel_date.as_deref().map(|d| format!(" at {d}")).unwrap_or_default()
+            )
+        };
+        let (row, job, doc) = match self.find_active_ewaybill(target, cannot).await? {
+            Ok(found) => found,
             Err(d) => return Ok(d),
         };
-        let doc = job.as_ref().map(document_ref);
-        if !row.is_active() {
-            let errors = vec![ErrorItem::worker(
-                "EWAYBILL_CANCELLED",
-                format!(
-                    "e-way bill {} was cancelled{}; a cancelled e-way bill cannot take a vehicle. Make a new one with ewaybill.generate",
-                    row.ewb_no,
-                    row.cancel_date.as_deref().map(|d| format!(" at {d}")).unwrap_or_default()
-                ),
-            )];
-            return self.reject(errors, doc).await;
-        }
         let p = self.provider.as_ref();
         let no = row.ewb_no.as_str();
         // A repeated Part-B entry with the same vehicle is harmless, so a lost answer is resent.
