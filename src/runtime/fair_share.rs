@@ -30,6 +30,8 @@ struct Shared {
 }
 
 pub struct FairShare {
+    /// The cap is below the prefetch: off, a delivery costs neither the GSTIN's read nor a lock.
+    on: bool,
     cap: usize,
     /// Deliveries of one GSTIN waiting here for a slot, keeping their prefetch slots: they start
     /// the moment a job of theirs finishes, so the GSTIN keeps its pace between set-aside copies
@@ -49,7 +51,12 @@ impl FairShare {
     pub fn new(cap: usize, prefetch: usize) -> FairShare {
         let cap = cap.max(1);
         let wait_cap = cap.min(prefetch.saturating_sub(cap) / 2);
-        FairShare { cap, wait_cap, shared: Default::default() }
+        FairShare { on: cap < prefetch, cap, wait_cap, shared: Default::default() }
+    }
+
+    /// Whether a delivery must take a slot at all (a cap at or above the prefetch never binds).
+    pub fn is_on(&self) -> bool {
+        self.on
     }
 
     /// A slot for the GSTIN, at once or after a short wait in line; `None` when it already has

@@ -279,7 +279,8 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
     // Fair share: over its GSTIN's cap (and its short waiting line), the delivery is set aside
     // through the shortest retry tier (a benign wait: its attempt stays) instead of holding a
     // prefetch slot.
-    let _slot = match fair_share::gstin_of(&delivery.data) {
+    let gstin = if ctx.fair_share.is_on() { fair_share::gstin_of(&delivery.data) } else { None };
+    let _slot = match gstin {
         Some(gstin) => match ctx.fair_share.enter(&gstin).await {
             Some(slot) => Some(slot),
             None => {
