@@ -437,6 +437,57 @@ pub struct Settings {
     /// each was in use: `einvoice.verify` checks a supplier's signed e-invoice against them.
     #[serde(default)]
     pub irp_signing_keys: BTreeMap<String, Vec<IrpSigningKey>>,
+    /// Address of the operator console (off when unset), e.g. `0.0.0.0:8443` behind a TLS proxy;
+    /// a port alone binds loopback. See docs/console.md.
+    #[serde(default)]
+    pub console_listen: Option<String>,
+    /// The console's users, by login name (`[console_users.asha]`): a role, an Argon2id password
+    /// hash (`einvoice-worker console hash-password`) and optionally the GSTINs they may see.
+    #[serde(default)]
+    pub console_users: BTreeMap<String, ConsoleUser>,
+    /// Mark the console's session cookie `Secure` (set when browsers reach it over HTTPS, i.e.
+    /// behind a TLS-terminating proxy).
+    #[serde(default)]
+    pub console_secure_cookie: bool,
+    /// A console session ends this long after login.
+    #[serde(default = "console_session_secs_default")]
+    pub console_session_secs: u64,
+}
+
+fn console_session_secs_default() -> u64 {
+    8 * 3600
+}
+
+/// What a console user may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleRole {
+    /// Reads only: search, job pages, the audit trail, exports.
+    Viewer,
+    /// Reads and acts: retry, unpause.
+    Operator,
+}
+
+impl ConsoleRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsoleRole::Viewer => "viewer",
+            ConsoleRole::Operator => "operator",
+        }
+    }
+}
+
+/// One console user (`[console_users.<name>]`, or `EINVOICE_CONSOLE_USERS__<name>__ROLE`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUser {
+    pub role: ConsoleRole,
+    /// A PHC string `$argon2id$v=19$…` (`einvoice-worker console hash-password`); or
+    /// `EINVOICE_CONSOLE_USERS__<name>__PASSWORD_HASH_FILE`.
+    pub password_hash: SecretString,
+    /// Only these seller GSTINs (empty: all).
+    #[serde(default)]
+    pub gstins: Vec<String>,
 }
 
 /// One signing public key of an IRP, and the days it signed (both inclusive, India dates; open
@@ -641,6 +692,10 @@ impl Settings {
         }
         s.check_error_budget()?;
         s.check_publishers()?;
+        // Login names are matched lower-cased (environment keys arrive lower-cased).
+        s.console_users =
+            std::mem::take(&mut s.console_users).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
+        s.check_console_users()?;
         s.check_irp_urls()?;
         crate::irp::verify::KeyRing::from_settings(&s).map_err(ConfigError::Invalid)?;
         for (g, c) in &s.gstins {
@@ -671,6 +726,25 @@ impl Settings {
             for g in p.gstins.iter().filter(|g| *g != "*") {
                 if let Err(e) = crate::domain::Gstin::parse(g, self.relaxed_gstin_check_digit) {
                     return Err(ConfigError::Invalid(format!("publishers.\"{user}\".gstins: {e}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every console user has an Argon2id hash (not a plain password) and valid GSTINs.
+    fn check_console_users(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        for (name, u) in &self.console_users {
+            if !u.password_hash.expose_secret().trim().starts_with("$argon2id$") {
+                return Err(ConfigError::Invalid(format!(
+                    "console_users.{name}.password_hash (EINVOICE_CONSOLE_USERS__{name}__PASSWORD_HASH) is not an \
+                     Argon2id hash ($argon2id$...); make one with `einvoice-worker console hash-password`"
+                )));
+            }
+            for g in &u.gstins {
+                if let Err(e) = crate::domain::Gstin::parse(g, self.relaxed_gstin_check_digit) {
+                    return Err(ConfigError::Invalid(format!("console_users.{name}.gstins: {e}")));
                 }
             }
         }
@@ -898,7 +972,18 @@ fn check_vars(
             continue;
         }
         // (key path prefix, env name prefix, the part naming a field, its struct's fields)
+        let console_user = rest.strip_prefix("CONSOLE_USERS__").and_then(|u| u.split_once("__"));
         let (path, env_prefix, key, fields) = match rest.strip_prefix("GSTINS__") {
+            // EINVOICE_CONSOLE_USERS__<name>__<FIELD>[_FILE] (figment lower-cases the name).
+            None if console_user.is_some() => {
+                let (user, key) = console_user.expect("checked");
+                (
+                    format!("console_users.{}.", user.to_ascii_lowercase()),
+                    format!("EINVOICE_CONSOLE_USERS__{user}__"),
+                    key,
+                    field_names::<ConsoleUser>(),
+                )
+            }
             Some(g) => {
                 let (gstin, key) = g.split_once("__").unwrap_or((g, ""));
                 (

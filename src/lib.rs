@@ -13,6 +13,7 @@ pub mod amqp;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod domain;
 pub mod irp;

@@ -63,6 +63,16 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[command(subcommand)]
         cmd: ops::GstinCmd,
     },
+    /// The operator console: make a user's password hash for the configuration.
+    Console {
+        #[command(subcommand)]
+        cmd: cli::console::ConsoleCmd,
+    },
+    /// The IRN register of a GSTIN for a return period (every IRN and e-way bill with its status).
+    Register {
+        #[command(subcommand)]
+        cmd: cli::console::RegisterCmd,
+    },
     /// Operator: delete published events and finished jobs past their retention now.
     Prune {
         #[command(flatten)]
@@ -228,6 +238,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Jobs { cmd } => return cli::operator::run(|s| async move { ops::jobs(&s, cmd).await }).await,
         Cmd::Dead { cmd } => return cli::operator::run(|s| async move { ops::dead(&s, cmd).await }).await,
         Cmd::Gstin { cmd } => return cli::operator::run(|s| async move { ops::gstin(&s, cmd).await }).await,
+        Cmd::Console { cmd } => return cli::console::console(cmd),
+        Cmd::Register { cmd } => return cli::operator::run(|s| async move { cli::console::register(&s, cmd).await }).await,
         Cmd::Prune { out } => return cli::operator::run(|s| async move { ops::prune(&s, out).await }).await,
         Cmd::Validate(args) => return cli::validate::run(&args),
         Cmd::Verify(args) => return cli::verify::run(&args),

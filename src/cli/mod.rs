@@ -2,6 +2,7 @@
 //! and the operator commands' glue. `main.rs` keeps only the clap tree and the dispatch.
 //!
 //! `cli` is the top layer: it may use every other module; nothing else in the crate uses it.
+pub mod console;
 pub mod operator;
 pub mod publish;
 pub mod validate;

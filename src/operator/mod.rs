@@ -193,6 +193,14 @@ pub struct Retried {
 /// a retry can never register a document twice. Refused for other states.
 pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retried, OpError> {
     let j = find_job(db, key).await?;
+    retry_path(&j)?;
+    let mut out = jobs_retry_rows(settings, std::slice::from_ref(&j)).await?;
+    out.pop().expect("one result per job")
+}
+
+/// How a retry of `j` will be handled, or why it is refused (only failed or in-doubt jobs with
+/// their stored invoice can be sent again).
+pub fn retry_path(j: &JobRow) -> Result<&'static str, OpError> {
     let path = match j.status {
         JobStatus::InDoubt => "lookup first (the IRP may already have it), then generate only if it has not",
         JobStatus::Failed => "generate (a failed job was never registered), duplicates resolved by the IRP's 2150",
@@ -210,24 +218,54 @@ pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retri
             )))
         }
     };
-    let invoice = j
-        .request
-        .clone()
-        .ok_or_else(|| OpError::Refused(format!("job {} has no stored invoice to send again", j.id)))?;
-    let request_id = format!("operator-retry-{}", j.id);
-    let message_id = Uuid::new_v4().to_string();
-    let body = json!({"gstin": j.gstin, "invoice": invoice, "request_id": request_id});
+    if j.request.is_none() {
+        return Err(OpError::Refused(format!("job {} has no stored invoice to send again", j.id)));
+    }
+    Ok(path)
+}
+
+/// Retry each of `jobs` (as [`jobs_retry`] does, over one broker connection): one result per
+/// job, in order; a refused one does not stop the others. Err only when the broker is unreachable.
+pub async fn jobs_retry_rows(settings: &Settings, jobs: &[JobRow]) -> Result<Vec<Result<Retried, OpError>>, OpError> {
     let conn = amqp::connect(&settings.amqp_url, "einvoice-worker-operator").await?;
-    let ch = amqp::confirm_channel(&conn).await?;
-    let topology = Topology::new(settings);
-    let props = amqp::json_props().with_message_id(message_id.clone().into());
-    let bytes = serde_json::to_vec(&body).expect("JSON serialises");
-    let sent =
-        amqp::publish_confirmed(&ch, &topology.commands, JobKind::IrnGenerate.routing_key(), &bytes, props, true).await;
+    let result = async {
+        let ch = amqp::confirm_channel(&conn).await?;
+        let topology = Topology::new(settings);
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in jobs {
+            let path = match retry_path(j) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let invoice = j.request.clone().expect("retry_path checked");
+            let request_id = format!("operator-retry-{}", j.id);
+            let message_id = Uuid::new_v4().to_string();
+            let body = json!({"gstin": j.gstin, "invoice": invoice, "request_id": request_id});
+            let props = amqp::json_props().with_message_id(message_id.clone().into());
+            let bytes = serde_json::to_vec(&body).expect("JSON serialises");
+            let rk = JobKind::IrnGenerate.routing_key();
+            match amqp::publish_confirmed(&ch, &topology.commands, rk, &bytes, props, true).await {
+                Ok(_) => {
+                    tracing::info!(job_id = %j.id, status = %j.status, %message_id, "operator re-queued the job");
+                    out.push(Ok(Retried {
+                        job_id: j.id,
+                        previous_status: j.status.to_string(),
+                        message_id,
+                        request_id,
+                        path,
+                    }))
+                }
+                Err(e) => out.push(Err(e.into())),
+            }
+        }
+        Ok::<_, OpError>(out)
+    }
+    .await;
     let _ = conn.close(200, "done".into()).await;
-    sent?;
-    tracing::info!(job_id = %j.id, status = %j.status, %message_id, "operator re-queued the job");
-    Ok(Retried { job_id: j.id, previous_status: j.status.to_string(), message_id, request_id, path })
+    result
 }
 
 /// One dead-lettered message, as shown to an operator. Anyone allowed to publish a command can

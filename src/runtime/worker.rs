@@ -42,6 +42,8 @@ pub struct WorkerHandle {
     pub ctx: Arc<Ctx>,
     /// Where `/healthz`, `/readyz` and `/metrics` are served, when `EINVOICE_HEALTH_LISTEN` is set.
     pub health_addr: Option<std::net::SocketAddr>,
+    /// Where the operator console is served, when `EINVOICE_CONSOLE_LISTEN` is set.
+    pub console_addr: Option<std::net::SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -125,6 +127,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ),
         None => None,
     };
+    let console_addr = match &ctx.settings.console_listen {
+        Some(addr) => Some(
+            crate::console::serve(addr, ctx.settings.clone(), shutdown.child_token())
+                .await
+                .with_context(|| format!("binding the operator console on {addr}"))?,
+        ),
+        None => None,
+    };
     let irps: Vec<(String, String)> = ctx
         .settings
         .gstins
@@ -161,11 +171,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         namespace = %ctx.settings.namespace,
         gstins = %irps.join(","),
         health = %health_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
+        console = %console_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         prefetch = ctx.settings.prefetch,
         "einvoice-worker starting"
     );
     let task = tokio::spawn(consume_loop(ctx.clone(), conn, consume, relay, shutdown.clone()));
-    Ok(WorkerHandle { ctx, health_addr, shutdown, task })
+    Ok(WorkerHandle { ctx, health_addr, console_addr, shutdown, task })
 }
 
 /// Run until `shutdown` resolves (the `run` subcommand passes Ctrl-C / SIGTERM).

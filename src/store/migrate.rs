@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (12, "circuits", include_str!("../../migrations/0012_circuits.sql")),
     (14, "verify_batches", include_str!("../../migrations/0014_verify_batches.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
+    (16, "operator_console", include_str!("../../migrations/0016_operator_console.sql")),
     (17, "ewaybill_documents", include_str!("../../migrations/0017_ewaybill_documents.sql")),
 ];
 

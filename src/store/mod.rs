@@ -1,6 +1,7 @@
 //! Postgres adapter: jobs, tokens and the event outbox (deadpool-postgres).
 pub mod batches;
 pub mod circuits;
+pub mod console;
 pub mod ewaybills;
 pub mod gstin_cache;
 pub mod guard;

@@ -5,6 +5,7 @@ mod helpers;
 
 mod circuits;
 mod cli_publish;
+mod console;
 mod contract;
 mod contract_events;
 mod crash;

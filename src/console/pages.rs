@@ -1,0 +1,301 @@
+//! The console's HTML: server-rendered `maud` templates (every interpolated value escaped), no
+//! script at all, labelled controls, visible focus, high-contrast colours.
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde_json::Value;
+
+use super::auth::Session;
+use super::FilterForm;
+use crate::operator::{JobDetail, JobSummary};
+use crate::store::console::Action;
+use crate::store::ops::Pause;
+
+const CSS: &str = "
+body{font:16px/1.45 system-ui,sans-serif;color:#111;background:#fff;margin:0}
+header{background:#1a1a2e;color:#fff;padding:.5rem 1rem;display:flex;gap:1.5rem;align-items:center;flex-wrap:wrap}
+header a{color:#fff} header form{margin-left:auto}
+main{padding:1rem;max-width:80rem}
+a{color:#0645ad} a:focus,button:focus,input:focus,select:focus{outline:3px solid #ffbf47;outline-offset:1px}
+table{border-collapse:collapse;width:100%;margin:.5rem 0} th,td{border:1px solid #767676;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#f0f0f0} code,pre{font-family:ui-monospace,monospace;font-size:.9em} pre{background:#f6f6f6;padding:.5rem;overflow:auto;max-height:30rem}
+fieldset{border:1px solid #767676;margin:.5rem 0} .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.5rem 1rem}
+label{display:block;font-weight:600} input,select{font:inherit;padding:.2rem;width:100%;box-sizing:border-box;border:1px solid #555}
+button{font:inherit;padding:.3rem .9rem;background:#0b5394;color:#fff;border:0;cursor:pointer} button.danger{background:#a4000f}
+.note{background:#fff4ce;border-left:4px solid #8a6d00;padding:.5rem} .error{background:#fde7e9;border-left:4px solid #a4000f;padding:.5rem}
+.ok{background:#dff6dd;border-left:4px solid #107c10;padding:.5rem}
+";
+
+/// A whole page: header with navigation and the user (or none on the login page).
+pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · einvoice-worker console" }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                header {
+                    strong { "einvoice-worker" }
+                    @if let Some(s) = session {
+                        nav aria-label="Main" {
+                            a href="/jobs" { "Jobs" } " · "
+                            a href="/gstins" { "Paused GSTINs" } " · "
+                            a href="/register" { "IRN register" } " · "
+                            a href="/audit" { "Audit log" }
+                        }
+                        form method="post" action="/logout" {
+                            span { (s.user) " (" (s.role.as_str()) ") " }
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+pub fn login(csrf: &str, error: Option<&str>) -> Markup {
+    page(
+        "Log in",
+        None,
+        html! {
+            @if let Some(e) = error { p.error role="alert" { (e) } }
+            form method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                p { label for="username" { "User name" } input #username name="username" autocomplete="username" required autofocus; }
+                p { label for="password" { "Password" } input #password type="password" name="password" autocomplete="current-password" required; }
+                button type="submit" { "Log in" }
+            }
+        },
+    )
+}
+
+pub fn message(title: &str, session: Option<&Session>, text: &str) -> Markup {
+    page(title, session, html! { p.error role="alert" { (text) } p { a href="/jobs" { "Back to the jobs" } } })
+}
+
+fn field(id: &str, label: &str, value: &str, kind: &str) -> Markup {
+    html! { p { label for=(id) { (label) } input #(id) type=(kind) name=(id) value=(value); } }
+}
+
+const STATUSES: &[&str] = &["pending", "in_flight", "in_doubt", "generated", "rejected", "failed", "cancelled"];
+
+/// The search form, filled with `f`.
+pub fn filter_form(f: &FilterForm) -> Markup {
+    html! {
+        form method="get" action="/jobs" role="search" {
+            fieldset {
+                legend { "Find documents" }
+                div.grid {
+                    (field("irn", "IRN", &f.irn, "text"))
+                    (field("doc_number", "Document number", &f.doc_number, "text"))
+                    (field("ewb_no", "E-way bill number", &f.ewb_no, "text"))
+                    (field("request_id", "Request id", &f.request_id, "text"))
+                    (field("batch_id", "Batch id", &f.batch_id, "text"))
+                    (field("gstin", "GSTIN", &f.gstin, "text"))
+                    p {
+                        label for="status" { "Status" }
+                        select #status name="status" {
+                            option value="" { "any" }
+                            @for s in STATUSES { option value=(s) selected[f.status == *s] { (s) } }
+                        }
+                    }
+                    (field("doc_type", "Kind (document type: INV, CRN, DBN)", &f.doc_type, "text"))
+                    (field("error_code", "Error code", &f.error_code, "text"))
+                    (field("irp", "IRP", &f.irp, "text"))
+                    (field("from", "Updated from (date)", &f.from, "date"))
+                    (field("to", "Updated to (date, inclusive)", &f.to, "date"))
+                }
+                button type="submit" { "Search" }
+                " " a href="/jobs" { "Clear" }
+            }
+        }
+    }
+}
+
+pub fn jobs(
+    session: &Session,
+    f: &FilterForm,
+    rows: &[JobSummary],
+    total: i64,
+    capped: bool,
+    next: Option<String>,
+) -> Markup {
+    let query = f.query_string();
+    page(
+        "Jobs",
+        Some(session),
+        html! {
+            (filter_form(f))
+            p role="status" { (if capped { format!("More than {total}") } else { total.to_string() }) " document(s) match." }
+            @if session.role == crate::config::ConsoleRole::Operator && total > 0 {
+                p { a href={ "/confirm/retry?" (query) } { "Retry all that match…" } }
+            }
+            table {
+                caption { "Matching jobs, newest first" }
+                thead { tr { th scope="col" { "Document" } th scope="col" { "GSTIN" } th scope="col" { "Status" } th scope="col" { "IRP" }
+                    th scope="col" { "Tries" } th scope="col" { "Updated (UTC)" } th scope="col" { "IRN / last error" } } }
+                tbody {
+                    @for j in rows {
+                        tr {
+                            td { a href={ "/jobs/" (j.job_id) } { (j.doc_type) " " (j.doc_number) " / " (j.financial_year) } }
+                            td { (j.gstin) } td { (j.status) } td { (j.irp.as_deref().unwrap_or("-")) } td { (j.attempts) }
+                            td { (j.updated_at.format("%Y-%m-%d %H:%M:%S")) }
+                            td { code { (j.irn.clone().or_else(|| j.last_error.clone()).unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a href={ "/jobs?" (query) "&after=" (n) } rel="next" { "Next page" } } }
+        },
+    )
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+pub fn job(session: &Session, d: &JobDetail, command: Option<&Value>, answer: Option<&Value>) -> Markup {
+    let j = &d.summary;
+    page(
+        &format!("{} {} / {}", j.doc_type, j.doc_number, j.financial_year),
+        Some(session),
+        html! {
+            table {
+                tbody {
+                    tr { th scope="row" { "Job" } td { code { (j.job_id) } } }
+                    tr { th scope="row" { "Status" } td { (j.status) } }
+                    tr { th scope="row" { "GSTIN" } td { (j.gstin) } }
+                    tr { th scope="row" { "Document date" } td { (j.doc_date.as_deref().unwrap_or("-")) } }
+                    tr { th scope="row" { "IRP" } td { (j.irp.as_deref().unwrap_or("-")) } }
+                    tr { th scope="row" { "Attempts" } td { (j.attempts) " (first " (d.first_attempt_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())) ")" } }
+                    tr { th scope="row" { "IRN" } td { code { (j.irn.as_deref().unwrap_or("-")) } } }
+                    tr { th scope="row" { "Ack" } td { (j.ack_no.as_deref().unwrap_or("-")) " " (d.ack_dt.as_deref().unwrap_or("")) } }
+                }
+            }
+            @if session.role == crate::config::ConsoleRole::Operator && matches!(j.status.as_str(), "failed" | "in_doubt") {
+                p { a href={ "/confirm/retry?job_id=" (j.job_id) } { "Retry this document…" } }
+            }
+            h2 { "Last errors" }
+            @match &d.errors { Some(e) => { pre { (pretty(e)) } } None => { p { "None." } } }
+            h2 { "IRP answer (stored)" }
+            @match answer { Some(a) => { pre { (pretty(a)) } } None => { p { "None stored." } } }
+            h2 { "Events" }
+            table {
+                thead { tr { th scope="col" { "Event" } th scope="col" { "Written" } th scope="col" { "Published" } } }
+                tbody {
+                    @for e in &d.events {
+                        tr { td { (e.event_type) } td { (e.created_at.to_rfc3339()) }
+                             td { (e.published_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "not yet".into())) } }
+                    }
+                }
+            }
+            h2 { "Command (the stored invoice)" }
+            @match command { Some(c) => { pre { (pretty(c)) } } None => { p { "None stored." } } }
+        },
+    )
+}
+
+/// What a confirmation page describes.
+pub struct Confirm<'a> {
+    pub title: &'a str,
+    pub action: &'a str,
+    pub summary: String,
+    pub count: i64,
+    pub hidden: Vec<(&'a str, String)>,
+    pub note: Option<String>,
+}
+
+pub fn confirm(session: &Session, c: Confirm<'_>) -> Markup {
+    page(
+        c.title,
+        Some(session),
+        html! {
+            p.note role="status" { (c.summary) }
+            @if let Some(n) = &c.note { p { (n) } }
+            @if c.count > 0 {
+                form method="post" action=(c.action) {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    input type="hidden" name="expected" value=(c.count);
+                    @for (k, v) in &c.hidden { input type="hidden" name=(k) value=(v); }
+                    p { label for="reason" { "Reason (kept in the audit log)" } input #reason name="reason" required maxlength="500"; }
+                    button.danger type="submit" { (c.title) " (" (c.count) ")" }
+                    " " a href="/jobs" { "Cancel" }
+                }
+            }
+        },
+    )
+}
+
+pub fn done(session: &Session, title: &str, text: &str, ok: bool) -> Markup {
+    page(
+        title,
+        Some(session),
+        html! {
+            @if ok { p.ok role="status" { (text) } } @else { p.error role="alert" { (text) } }
+            p { a href="/audit" { "See the audit log" } " · " a href="/jobs" { "Back to the jobs" } }
+        },
+    )
+}
+
+pub fn pauses(session: &Session, pauses: &[Pause]) -> Markup {
+    page(
+        "Paused GSTINs",
+        Some(session),
+        html! {
+            @if pauses.is_empty() { p { "No GSTIN is paused." } }
+            table {
+                thead { tr { th scope="col" { "GSTIN" } th scope="col" { "Paused until (UTC)" } th scope="col" { "Reason" } th scope="col" { "Action" } } }
+                tbody {
+                    @for p in pauses {
+                        tr { td { (p.gstin) } td { (p.paused_until.format("%Y-%m-%d %H:%M:%S")) } td { code { (p.reason.to_string()) } }
+                             td { @if session.role == crate::config::ConsoleRole::Operator { a href={ "/confirm/unpause?gstin=" (p.gstin) } { "Unpause…" } } } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn audit(session: &Session, rows: &[(i64, Action)], next: Option<i64>) -> Markup {
+    page(
+        "Audit log",
+        Some(session),
+        html! {
+            p { "Every operator action, newest first. This log cannot be changed or deleted." }
+            table {
+                thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Filter" }
+                    th scope="col" { "Documents" } th scope="col" { "Reason" } } }
+                tbody {
+                    @for (_, a) in rows {
+                        tr { td { (a.at.format("%Y-%m-%d %H:%M:%S")) } td { (a.actor) " (" (a.role) ")" } td { (a.action) }
+                             td { code { (a.filter.to_string()) } } td { (a.done) " of " (a.count) } td { (a.reason.as_deref().unwrap_or("")) } }
+                    }
+                }
+            }
+            @if let Some(n) = next { p { a href={ "/audit?before=" (n) } rel="next" { "Older" } } }
+        },
+    )
+}
+
+pub fn register_form(session: &Session, gstin: &str, period: &str) -> Markup {
+    page(
+        "IRN register",
+        Some(session),
+        html! {
+            p { "Every IRN and e-way bill of a GSTIN for a return period (by document date), with its status and issuing IRP: what GSTR-1's e-invoice table is ticked off against." }
+            form method="get" action="/register/export" {
+                div.grid {
+                    (field("gstin", "GSTIN", gstin, "text"))
+                    (field("period", "Return period (YYYY-MM)", period, "month"))
+                    p { label for="format" { "Format" } select #format name="format" { option value="csv" { "CSV" } option value="json" { "JSON" } } }
+                }
+                button type="submit" { "Download" }
+            }
+        },
+    )
+}
