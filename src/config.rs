@@ -692,9 +692,6 @@ impl Settings {
         }
         s.check_error_budget()?;
         s.check_publishers()?;
-        // Login names are matched lower-cased (environment keys arrive lower-cased).
-        s.console_users =
-            std::mem::take(&mut s.console_users).into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect();
         s.check_console_users()?;
         s.check_irp_urls()?;
         crate::irp::verify::KeyRing::from_settings(&s).map_err(ConfigError::Invalid)?;
@@ -736,6 +733,14 @@ impl Settings {
     fn check_console_users(&self) -> Result<(), ConfigError> {
         use secrecy::ExposeSecret;
         for (name, u) in &self.console_users {
+            // Environment keys arrive lower-cased: a mixed-case name in the file could not be
+            // completed from the environment, and logins are matched lower-cased.
+            if name.chars().any(|c| c.is_uppercase()) {
+                return Err(ConfigError::Invalid(format!(
+                    "console_users.{name}: write console user names in lower case ({})",
+                    name.to_lowercase()
+                )));
+            }
             if !u.password_hash.expose_secret().trim().starts_with("$argon2id$") {
                 return Err(ConfigError::Invalid(format!(
                     "console_users.{name}.password_hash (EINVOICE_CONSOLE_USERS__{name}__PASSWORD_HASH) is not an \
@@ -1231,6 +1236,37 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
         pairs.iter().map(|(k, v)| (k.into(), v.into())).collect::<Vec<_>>().into_iter()
+    }
+
+    #[test]
+    fn a_console_users_hash_file_fills_the_hash_and_a_plain_password_is_refused() {
+        let path = std::env::temp_dir().join(format!("einvoice-console-hash-{}", std::process::id()));
+        std::fs::write(&path, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g\n").unwrap();
+        let name = "EINVOICE_CONSOLE_USERS__Asha__PASSWORD_HASH_FILE";
+        let files =
+            check_env(vars(&[(name, path.to_str().unwrap()), ("EINVOICE_CONSOLE_USERS__Asha__ROLE", "viewer")]))
+                .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "console_users.asha.password_hash");
+        let mut fig = Figment::from(Serialized::defaults(Settings::defaults()))
+            .merge(Toml::string("[console_users.asha]\nrole = \"operator\""));
+        for (k, v) in files {
+            fig = fig.merge(Serialized::default(&k, v));
+        }
+        let s = Settings::from_figment(fig).unwrap();
+        assert_eq!(s.console_users["asha"].role, ConsoleRole::Operator);
+        assert!(s.console_users["asha"].password_hash.expose_secret().starts_with("$argon2id$"));
+        let err = Settings::from_toml("[console_users.ravi]\nrole = \"viewer\"\npassword_hash = \"hunter2\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an Argon2id hash") && err.contains("console hash-password"), "{err}");
+        let err = Settings::from_toml("[console_users.Ravi]\nrole = \"viewer\"\npassword_hash = \"$argon2id$x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lower case (ravi)"), "{err}");
+        let err = check_env(vars(&[("EINVOICE_CONSOLE_USERS__asha__PASWORD_HASH", "x")])).unwrap_err().to_string();
+        assert!(err.contains("EINVOICE_CONSOLE_USERS__asha__PASSWORD_HASH"), "a typo is named: {err}");
     }
 
     #[test]

@@ -239,7 +239,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Dead { cmd } => return cli::operator::run(|s| async move { ops::dead(&s, cmd).await }).await,
         Cmd::Gstin { cmd } => return cli::operator::run(|s| async move { ops::gstin(&s, cmd).await }).await,
         Cmd::Console { cmd } => return cli::console::console(cmd),
-        Cmd::Register { cmd } => return cli::operator::run(|s| async move { cli::console::register(&s, cmd).await }).await,
+        Cmd::Register { cmd } => {
+            return cli::operator::run(|s| async move { cli::console::register(&s, cmd).await }).await
+        }
         Cmd::Prune { out } => return cli::operator::run(|s| async move { ops::prune(&s, out).await }).await,
         Cmd::Validate(args) => return cli::validate::run(&args),
         Cmd::Verify(args) => return cli::verify::run(&args),

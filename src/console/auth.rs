@@ -26,8 +26,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 
 /// A hash no password matches, checked for unknown user names so that a wrong name takes as long
 /// as a wrong password (the response time does not tell which names exist).
-pub static DUMMY_HASH: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| hash_password(&random_token()));
+pub static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| hash_password(&random_token()));
 
 /// 32 random bytes, URL-safe base64: session ids and CSRF tokens.
 pub fn random_token() -> String {

@@ -66,12 +66,8 @@ pub async fn serve(addr: &str, settings: Settings, shutdown: CancellationToken) 
     // Its own small pool: a busy console cannot take the jobs' connections.
     let db = Db::with_ca(settings.database_url.expose_secret(), 2, settings.database_ca_file.as_deref())
         .map_err(|e| std::io::Error::other(format!("the console's database pool: {e}")))?;
-    let app = router(App(Arc::new(Inner {
-        settings,
-        db,
-        sessions: Sessions::default(),
-        limiter: LoginLimiter::default(),
-    })));
+    let app =
+        router(App(Arc::new(Inner { settings, db, sessions: Sessions::default(), limiter: LoginLimiter::default() })));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -240,6 +236,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+// The refusal is the page to answer with, built at most once per request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
 impl App {
     fn set_cookie(&self, name: &str, value: &str, max_age: u64) -> HeaderValue {
         let secure = if self.0.settings.console_secure_cookie { "; Secure" } else { "" };
@@ -284,8 +282,9 @@ async fn login_page() -> Response {
     let token = auth::random_token();
     let mut r = html(pages::login(&token, None));
     // A pre-login CSRF token (double submit): a cross-site page cannot log a browser in as someone else.
-    let c = HeaderValue::from_str(&format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=1800"))
-        .expect("valid");
+    let c =
+        HeaderValue::from_str(&format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=1800"))
+            .expect("valid");
     r.headers_mut().append(header::SET_COOKIE, c);
     r
 }
@@ -329,10 +328,11 @@ async fn login(
     // Argon2 takes tens of milliseconds of CPU: off the async threads.
     let users = app.0.settings.console_users.clone();
     let (n, p) = (name.clone(), f.password);
-    let found = tokio::task::spawn_blocking(move || auth::check_login(&users, &n, &p).map(|(k, u)| (k.clone(), u.clone())))
-        .await
-        .ok()
-        .flatten();
+    let found =
+        tokio::task::spawn_blocking(move || auth::check_login(&users, &n, &p).map(|(k, u)| (k.clone(), u.clone())))
+            .await
+            .ok()
+            .flatten();
     let Some((name, user)) = found else {
         app.0.limiter.failed(&keys);
         tracing::warn!(user = %crate::domain::text::escape_controls(&name), "console login refused");
@@ -411,7 +411,9 @@ fn redact(v: &mut serde_json::Value) {
         serde_json::Value::Object(m) => {
             for (k, x) in m.iter_mut() {
                 let k = k.to_ascii_lowercase();
-                if ["token", "sek", "password", "secret", "appkey", "app_key", "client_secret"].iter().any(|s| k.contains(s))
+                if ["token", "sek", "password", "secret", "appkey", "app_key", "client_secret"]
+                    .iter()
+                    .any(|s| k.contains(s))
                 {
                     *x = json!("[redacted]");
                 } else {
@@ -437,13 +439,12 @@ async fn job(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>)
         Err(e) => return store_error(&s, e),
     };
     let key = id.to_string();
-    let (detail, answer) =
-        match tokio::try_join!(operator::jobs_show(&app.0.db, &key), async {
-            app.0.db.job_response(id).await.map_err(operator::OpError::from)
-        }) {
-            Ok(x) => x,
-            Err(e) => return store_error(&s, e),
-        };
+    let (detail, answer) = match tokio::try_join!(operator::jobs_show(&app.0.db, &key), async {
+        app.0.db.job_response(id).await.map_err(operator::OpError::from)
+    }) {
+        Ok(x) => x,
+        Err(e) => return store_error(&s, e),
+    };
     let mut command = row.request.clone();
     let mut answer = answer;
     command.iter_mut().chain(answer.iter_mut()).for_each(redact);
@@ -590,9 +591,7 @@ async fn retry(State(app): State<App>, headers: HeaderMap, Form(f): Form<ActionF
     }
     let results = match operator::jobs_retry_rows(&app.0.settings, &retryable).await {
         Ok(r) => r,
-        Err(e) => {
-            return status_page(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "Broker unavailable", &e.to_string())
-        }
+        Err(e) => return status_page(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "Broker unavailable", &e.to_string()),
     };
     let done: Vec<Uuid> = results.iter().filter_map(|r| r.as_ref().ok().map(|r| r.job_id)).collect();
     let errors: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().map(|e| e.to_string())).take(20).collect();

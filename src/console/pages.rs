@@ -216,7 +216,13 @@ pub fn confirm(session: &Session, c: Confirm<'_>) -> Markup {
         Some(session),
         html! {
             p.note role="status" { (c.summary) }
-            @if let Some(n) = &c.note { p { (n) } }
+            @if let Some(n) = &c.note { p.error role="alert" { (n) } }
+            @if !c.hidden.is_empty() {
+                table {
+                    caption { "For" }
+                    tbody { @for (k, v) in &c.hidden { tr { th scope="row" { (k) } td { code { (v) } } } } }
+                }
+            }
             @if c.count > 0 {
                 form method="post" action=(c.action) {
                     input type="hidden" name="csrf" value=(session.csrf);

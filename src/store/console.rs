@@ -386,7 +386,8 @@ mod tests {
 
     #[test]
     fn cursor_round_trips() {
-        let c = Cursor { updated_at: DateTime::from_timestamp_micros(1_765_000_000_123_456).unwrap(), id: Uuid::new_v4() };
+        let c =
+            Cursor { updated_at: DateTime::from_timestamp_micros(1_765_000_000_123_456).unwrap(), id: Uuid::new_v4() };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         assert_eq!(Cursor::decode("x.y"), None);
     }
@@ -402,7 +403,10 @@ mod tests {
         };
         let (sql, params) = s.page_sql(None, 50);
         assert_eq!(params.len(), 4, "{sql}");
-        assert!(sql.contains("gstin = $1") && sql.contains("'code', $2::text") && sql.contains("batch_id = $3"), "{sql}");
+        assert!(
+            sql.contains("gstin = $1") && sql.contains("'code', $2::text") && sql.contains("batch_id = $3"),
+            "{sql}"
+        );
         assert!(sql.ends_with("LIMIT $4"), "{sql}");
         assert!(!sql.contains("irn ="), "a blank field is no filter: {sql}");
     }

@@ -122,9 +122,12 @@ async fn browser() -> (Driver, Client) {
 }
 
 fn chromium_binary() -> &'static str {
-    ["/usr/bin/chromium", "/usr/lib/chromium/chromium"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap_or_else(
-        || panic!("Chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run installs them)"),
-    )
+    ["/usr/bin/chromium", "/usr/lib/chromium/chromium"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("Chromium is not installed: apt-get install -y chromium chromium-driver (.ci/run installs them)")
+        })
 }
 
 /// Save a screenshot under target/console-screenshots, and into docs/img when
@@ -213,7 +216,10 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
 
     // One audit row, shown in the console, and its event.
     let c2 = app.db.client().await.unwrap();
-    let rows = c2.query("SELECT actor, role, action, count, done, reason, filter, job_ids FROM operator_actions", &[]).await.unwrap();
+    let rows = c2
+        .query("SELECT actor, role, action, count, done, reason, filter, job_ids FROM operator_actions", &[])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1, "one audit row");
     let r = &rows[0];
     assert_eq!(
@@ -226,7 +232,10 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     assert_eq!(r.get::<_, Vec<uuid::Uuid>>(7).len(), 37);
     c.goto(&format!("{base}/audit")).await.unwrap();
     let audit = text_of(&c, "tbody").await;
-    assert!(audit.contains("asha (operator)") && audit.contains("37 of 37") && audit.contains("master fixed"), "{audit}");
+    assert!(
+        audit.contains("asha (operator)") && audit.contains("37 of 37") && audit.contains("master fixed"),
+        "{audit}"
+    );
     screenshot(&c, "console-audit").await;
     let ev = app.next_event_of("operator.action", 30).await.expect("an operator.action event");
     assert_eq!((ev["data"]["count"].as_i64(), ev["data"]["actor"].as_str()), (Some(37), Some("asha")));
@@ -245,8 +254,7 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(generated, 37, "every retried document got its IRN");
-    let untouched: i64 =
-        c2.query_one("SELECT count(*) FROM jobs WHERE status = 'failed'", &[]).await.unwrap().get(0);
+    let untouched: i64 = c2.query_one("SELECT count(*) FROM jobs WHERE status = 'failed'", &[]).await.unwrap().get(0);
     assert_eq!(untouched, 3, "the documents refused for another code were not touched");
     c.close().await.unwrap();
     app.stop().await;
@@ -338,7 +346,8 @@ async fn a_viewer_posting_forms_directly_is_refused_and_logins_are_rate_limited(
     )
     .await
     .unwrap();
-    for sql in ["UPDATE operator_actions SET actor = 'x'", "DELETE FROM operator_actions", "TRUNCATE operator_actions"] {
+    for sql in ["UPDATE operator_actions SET actor = 'x'", "DELETE FROM operator_actions", "TRUNCATE operator_actions"]
+    {
         let e = c.execute(sql, &[]).await.expect_err(sql);
         assert!(e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
     }
