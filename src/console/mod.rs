@@ -84,6 +84,7 @@ fn router(app: App) -> Router {
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/gstins", get(gstins))
+        .route("/see", get(see))
         .route("/audit", get(audit))
         .route("/register", get(register_form))
         .route("/register/export", get(register_export))
@@ -151,7 +152,7 @@ fn india_day(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
 }
 
 /// Percent-encode a query value (everything but RFC 3986's unreserved characters).
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -460,6 +461,27 @@ async fn gstins(State(app): State<App>, headers: HeaderMap) -> Response {
         Ok(p) => html(pages::pauses(&s, &p.into_iter().filter(|p| s.may_see(&p.gstin)).collect::<Vec<_>>())),
         Err(e) => store_error(&s, e),
     }
+}
+
+async fn see(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = match app.session(&headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let mut d = match app.0.db.dashboard().await {
+        Ok(d) => d,
+        Err(e) => return store_error(&s, e),
+    };
+    if s.gstins.is_some() {
+        // A user limited to GSTINs sees theirs only (the hourly totals are of those documents too
+        // only when unlimited: they are left out).
+        d.pending.retain(|(g, ..)| s.may_see(g));
+        d.expiring.retain(|(_, g, _)| s.may_see(g));
+        d.error_budget.retain(|(k, _)| k.strip_prefix("gstin:").is_some_and(|g| s.may_see(g)));
+        d.errors.clear();
+        d.hourly.iter_mut().for_each(|h| (h.1, h.2) = (0, 0));
+    }
+    html(pages::see(&s, &d))
 }
 
 #[derive(Deserialize, Default)]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::auth::Session;
 use super::FilterForm;
 use crate::operator::{JobDetail, JobSummary};
-use crate::store::console::Action;
+use crate::store::console::{Action, Dashboard};
 use crate::store::ops::Pause;
 
 const CSS: &str = "
@@ -41,6 +41,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             a href="/jobs" { "Jobs" } " · "
+                            a href="/see" { "See" } " · "
                             a href="/gstins" { "Paused GSTINs" } " · "
                             a href="/register" { "IRN register" } " · "
                             a href="/audit" { "Audit log" }
@@ -301,6 +302,88 @@ pub fn register_form(session: &Session, gstin: &str, period: &str) -> Markup {
                     p { label for="format" { "Format" } select #format name="format" { option value="csv" { "CSV" } option value="json" { "JSON" } } }
                 }
                 button type="submit" { "Download" }
+            }
+        },
+    )
+}
+
+/// Seconds as "3 h 12 min", "45 s".
+fn age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
+}
+
+/// The last 24 hours as bars (done above, failed below the axis): a server-drawn SVG with a
+/// text title per bar for screen readers, and the same figures in a table beside it.
+fn chart(hourly: &[(chrono::DateTime<chrono::Utc>, i64, i64)]) -> Markup {
+    let (w, h, mid) = (720.0, 200.0, 130.0);
+    let max = hourly.iter().map(|(_, d, f)| (*d).max(*f)).max().unwrap_or(0).max(1) as f64;
+    let bw = w / hourly.len().max(1) as f64;
+    html! {
+        svg width="720" height="200" viewBox="0 0 720 200" role="img" aria-labelledby="chart-title" {
+            title #chart-title { "Documents done (blue, up) and failed or rejected (red, down) per hour, last 24 hours" }
+            line x1="0" y1=(mid) x2=(w) y2=(mid) stroke="#111" {}
+            @for (i, (t, done, failed)) in hourly.iter().enumerate() {
+                @let x = i as f64 * bw + 2.0;
+                @let up = *done as f64 / max * (mid - 10.0);
+                @let down = *failed as f64 / max * (h - mid - 10.0);
+                g {
+                    title { (t.format("%H:00 UTC")) ": " (done) " done, " (failed) " failed" }
+                    rect x=(x) y=(mid - up) width=(bw - 4.0) height=(up) fill="#0b5394" {}
+                    rect x=(x) y=(mid) width=(bw - 4.0) height=(down) fill="#a4000f" {}
+                }
+            }
+        }
+    }
+}
+
+pub fn see(session: &Session, d: &Dashboard) -> Markup {
+    page(
+        "See",
+        Some(session),
+        html! {
+            h2 { "Waiting, per GSTIN and IRP" }
+            @if d.pending.is_empty() { p { "Nothing is waiting." } } @else {
+                table {
+                    thead { tr { th scope="col" { "GSTIN" } th scope="col" { "IRP" } th scope="col" { "Documents not finished" } th scope="col" { "Oldest waiting" } } }
+                    tbody { @for (g, irp, n, secs) in &d.pending { tr { td { (g) } td { (irp) } td { (n) } td { (age(*secs)) } } } }
+                }
+            }
+            h2 { "Last 24 hours" }
+            (chart(&d.hourly))
+            details {
+                summary { "The figures per hour" }
+                table {
+                    thead { tr { th scope="col" { "Hour (UTC)" } th scope="col" { "Done" } th scope="col" { "Failed or rejected" } } }
+                    tbody { @for (t, done, failed) in &d.hourly { tr { td { (t.format("%Y-%m-%d %H:00")) } td { (done) } td { (failed) } } } }
+                }
+            }
+            h2 { "Errors by code, last 24 hours" }
+            @if d.errors.is_empty() { p { "No errors." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Code" } th scope="col" { "Documents" } th scope="col" { "Find" } } }
+                    tbody { @for (code, n) in &d.errors { tr { td { code { (code) } } td { (n) }
+                        td { a href={ "/jobs?error_code=" (super::enc(code)) } { "the documents" } } } } }
+                }
+            }
+            h2 { "E-way bills expiring within 24 hours" }
+            @if d.expiring.is_empty() { p { "None." } } @else {
+                table {
+                    thead { tr { th scope="col" { "E-way bill" } th scope="col" { "GSTIN" } th scope="col" { "Valid till (India time)" } } }
+                    tbody { @for (no, g, till) in &d.expiring { tr { td { (no) } td { (g) } td { (till) } } } }
+                }
+            }
+            h2 { "Error budget used today" }
+            p { "IRP error responses today (India date); NIC blocks a GSTIN after 20,000 and a client ID after 1 lakh." }
+            @if d.error_budget.is_empty() { p { "None today." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Key" } th scope="col" { "Error responses" } } }
+                    tbody { @for (k, n) in &d.error_budget { tr { td { code { (k) } } td { (n) } } } }
+                }
             }
         },
     )

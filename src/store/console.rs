@@ -159,6 +159,21 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect()
 }
 
+/// What the console's "See" page shows: where work waits, what got done and what failed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Dashboard {
+    /// Per GSTIN and IRP: documents not finished, and the age of the oldest (seconds).
+    pub pending: Vec<(String, String, i64, f64)>,
+    /// Per hour of the last 24 (oldest first): (hour start, documents done, documents failed or rejected).
+    pub hourly: Vec<(DateTime<Utc>, i64, i64)>,
+    /// Error codes of the documents that failed, were rejected or are in doubt in the last 24 hours.
+    pub errors: Vec<(String, i64)>,
+    /// Active e-way bills whose validity ends within the next 24 hours: (number, GSTIN, valid till).
+    pub expiring: Vec<(String, String, String)>,
+    /// IRP error responses today (India date) by key (`gstin:<GSTIN>`, `client:<irp>:<id>`).
+    pub error_budget: Vec<(String, i64)>,
+}
+
 /// One operator action, as the audit trail keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Action {
@@ -287,6 +302,55 @@ impl Db {
                 )
             })
             .collect())
+    }
+
+    /// The figures of the console's "See" page (each query reads an index: jobs by status or by
+    /// update time, active e-way bills by validity, error counts by day).
+    pub async fn dashboard(&self) -> Result<Dashboard, StoreError> {
+        let c = self.client().await?;
+        let india = Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
+        let horizon = (india + chrono::Duration::hours(24)).format("%Y-%m-%d %H:%M:%S").to_string();
+        let today = india.date_naive();
+        let (horizon_p, today_p): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 1]) = ([&horizon], [&today]);
+        let pending = c.query(
+            "SELECT gstin, COALESCE(irp, provider, '-'), count(*),
+                    extract(epoch FROM now() - min(COALESCE(first_attempt_at, created_at)))::float8
+             FROM jobs WHERE status IN ('pending', 'in_flight', 'in_doubt')
+             GROUP BY 1, 2 ORDER BY 4 DESC LIMIT 100",
+            &[],
+        );
+        let hourly = c.query(
+            "SELECT h, count(j.id) FILTER (WHERE j.status IN ('generated', 'cancelled')),
+                    count(j.id) FILTER (WHERE j.status IN ('failed', 'rejected'))
+             FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
+                                  interval '1 hour') h
+             LEFT JOIN jobs j ON j.updated_at >= h AND j.updated_at < h + interval '1 hour'
+             GROUP BY h ORDER BY h",
+            &[],
+        );
+        let errors = c.query(
+            "SELECT COALESCE(last_error->0->>'code', last_error->>'code', '?'), count(*) FROM jobs
+             WHERE updated_at > now() - interval '24 hours' AND status IN ('failed', 'rejected', 'in_doubt')
+               AND last_error IS NOT NULL
+             GROUP BY 1 ORDER BY 2 DESC LIMIT 20",
+            &[],
+        );
+        let expiring = c.query(
+            "SELECT ewb_no, gstin, valid_till FROM ewaybills
+             WHERE status = 'active' AND valid_till IS NOT NULL AND valid_till <= $1
+             ORDER BY valid_till LIMIT 100",
+            &horizon_p,
+        );
+        let budget =
+            c.query("SELECT key, count FROM irp_error_counts WHERE day = $1 ORDER BY count DESC LIMIT 50", &today_p);
+        let (pending, hourly, errors, expiring, budget) = tokio::try_join!(pending, hourly, errors, expiring, budget)?;
+        Ok(Dashboard {
+            pending: pending.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect(),
+            hourly: hourly.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+            errors: errors.iter().map(|r| (r.get(0), r.get(1))).collect(),
+            expiring: expiring.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+            error_budget: budget.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        })
     }
 
     /// The IRN register of `gstin` for a return period `YYYY-MM` (by document date): every

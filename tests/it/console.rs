@@ -144,17 +144,34 @@ async fn screenshot(c: &Client, name: &str) {
     }
 }
 
+/// Click what navigates to another page, and wait until that page is there (a click returns
+/// before the form's answer has loaded).
+async fn click_to_next_page(c: &Client, css: Locator<'_>) {
+    let before = c.current_url().await.unwrap();
+    c.find(css).await.unwrap().click().await.unwrap();
+    for _ in 0..100 {
+        if c.current_url().await.unwrap() != before {
+            let state = c.execute("return document.readyState", vec![]).await.unwrap();
+            if state == "complete" {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no new page after clicking on {before}");
+}
+
 async fn log_in(c: &Client, base: &str, user: &str, password: &str) {
     c.goto(&format!("{base}/login")).await.unwrap();
     c.find(Locator::Id("username")).await.unwrap().send_keys(user).await.unwrap();
     c.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
-    c.find(Locator::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+    click_to_next_page(c, Locator::Css("main form button[type=submit]")).await;
     let header = c.find(Locator::Css("header form span")).await.unwrap().text().await.unwrap();
     assert!(header.starts_with(user), "logged in as {user}: {header}");
 }
 
 async fn log_out(c: &Client) {
-    c.find(Locator::Css("header form button")).await.unwrap().click().await.unwrap();
+    click_to_next_page(c, Locator::Css("header form button")).await;
     c.find(Locator::Id("username")).await.expect("back on the login page");
 }
 
@@ -179,13 +196,13 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     // A viewer: finds the document by its IRN, opens it, sees no action, is refused one.
     log_in(&c, &base, "vik", VIEWER_PASSWORD).await;
     c.find(Locator::Id("irn")).await.unwrap().send_keys(&irn).await.unwrap();
-    c.find(Locator::Css("form[role=search] button[type=submit]")).await.unwrap().click().await.unwrap();
+    click_to_next_page(&c, Locator::Css("form[role=search] button[type=submit]")).await;
     assert_eq!(text_of(&c, "p[role=status]").await, "1 document(s) match.");
     let rows = c.find_all(Locator::Css("tbody tr")).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0].text().await.unwrap().contains("CON-IRN-1"));
     screenshot(&c, "console-search-by-irn").await;
-    c.find(Locator::Css("tbody tr td a")).await.unwrap().click().await.unwrap();
+    click_to_next_page(&c, Locator::Css("tbody tr td a")).await;
     let title = text_of(&c, "main h1").await;
     assert!(title.contains("CON-IRN-1"), "{title}");
     let page = c.source().await.unwrap();
@@ -203,15 +220,15 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     c.find(Locator::Id("gstin")).await.unwrap().send_keys(SELLER_KA).await.unwrap();
     c.find(Locator::Id("status")).await.unwrap().select_by_value("failed").await.unwrap();
     c.find(Locator::Id("error_code")).await.unwrap().send_keys("2172").await.unwrap();
-    c.find(Locator::Css("form[role=search] button[type=submit]")).await.unwrap().click().await.unwrap();
+    click_to_next_page(&c, Locator::Css("form[role=search] button[type=submit]")).await;
     assert_eq!(text_of(&c, "p[role=status]").await, "37 document(s) match.");
     screenshot(&c, "console-filter").await;
-    c.find(Locator::LinkText("Retry all that match…")).await.unwrap().click().await.unwrap();
+    click_to_next_page(&c, Locator::LinkText("Retry all that match…")).await;
     let summary = text_of(&c, "p[role=status]").await;
     assert!(summary.starts_with("This will send 37 document(s) to the IRP again"), "{summary}");
     c.find(Locator::Id("reason")).await.unwrap().send_keys("buyer GSTIN master fixed at GSTN").await.unwrap();
     screenshot(&c, "console-confirm").await;
-    c.find(Locator::Css("main form button[type=submit]")).await.unwrap().click().await.unwrap();
+    click_to_next_page(&c, Locator::Css("main form button[type=submit]")).await;
     assert_eq!(text_of(&c, "p[role=status]").await, "37 of 37 document(s) sent again.");
 
     // One audit row, shown in the console, and its event.
@@ -237,6 +254,12 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
         "{audit}"
     );
     screenshot(&c, "console-audit").await;
+    // The "See" page: the hours as a server-drawn chart, the error codes of the day.
+    c.goto(&format!("{base}/see")).await.unwrap();
+    assert!(c.find(Locator::Css("svg[role=img] rect")).await.is_ok(), "a chart");
+    let see = c.source().await.unwrap();
+    assert!(see.contains("/jobs?error_code=2265"), "the 3 documents refused with 2265 are counted");
+    screenshot(&c, "console-see").await;
     let ev = app.next_event_of("operator.action", 30).await.expect("an operator.action event");
     assert_eq!((ev["data"]["count"].as_i64(), ev["data"]["actor"].as_str()), (Some(37), Some("asha")));
 
