@@ -125,6 +125,17 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
+    /// Benchmark the operator console's search by IRN among many job rows (fills its own
+    /// database once, then times the jobs page's queries; issue 25's target: p95 under 100 ms
+    /// among 1 million rows).
+    BenchConsoleSearch {
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/einvoice_bench_console")]
+        database_url: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: i64,
+        #[arg(long, default_value_t = 500)]
+        searches: usize,
+    },
     /// The bench's work floor (started by `bench` as a child process, configured by its environment).
     #[command(hide = true)]
     BenchWorkFloor,
@@ -231,6 +242,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = bench::run(opts).await?;
             if !report.passed() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Cmd::BenchConsoleSearch { database_url, rows, searches } => {
+            if !bench::console_search::main(&database_url, rows, searches).await? {
                 return Ok(ExitCode::FAILURE);
             }
         }
