@@ -456,5 +456,27 @@ async fn search_by_irn_uses_an_index_and_the_register_matches_the_store() {
         .unwrap();
     assert_eq!(csv.lines().count(), 1 + store.len(), "{csv}");
     assert!(csv.starts_with("gstin,doc_type,doc_number,doc_date,irn,"));
+
+    // The same register from the command line.
+    let out = Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+        .args(["register", "export", "--gstin", SELLER_KA, "--period", &period, "--format", "json"])
+        .env("EINVOICE_CONFIG", &app.config_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli_lines: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli_lines, lines, "the CLI exports what the console does");
+    // `console hash-password` reads the password from standard input.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+        .args(["console", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"a long enough password\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(einvoice_worker::console::auth::verify_password("a long enough password", hash.trim()), "{hash}");
     app.stop().await;
 }
