@@ -90,6 +90,8 @@ fn router(app: App) -> Router {
         .route("/register/export", get(register_export))
         .route("/confirm/retry", get(confirm_retry))
         .route("/actions/retry", post(retry))
+        .route("/confirm/replay", get(confirm_replay))
+        .route("/actions/replay", post(replay))
         .route("/confirm/unpause", get(confirm_unpause))
         .route("/actions/unpause", post(unpause))
         .layer(axum::middleware::from_fn(hardened))
@@ -642,6 +644,79 @@ async fn retry(State(app): State<App>, headers: HeaderMap, Form(f): Form<ActionF
         if ok { ".".to_string() } else { format!("; not sent: {}", errors.join("; ")) }
     );
     html(pages::done(&s, "Retried", &text, ok))
+}
+
+/// Dead letters examined per confirmation and replayed per action.
+const DEAD_LIMIT: usize = 1000;
+
+async fn confirm_replay(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = match app.operator(&headers, None) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if s.gstins.is_some() {
+        return status_page(
+            StatusCode::FORBIDDEN,
+            Some(&s),
+            "Not allowed",
+            "Dead letters are of every GSTIN: only an operator not limited to GSTINs may replay them.",
+        );
+    }
+    // Looked at, not taken: each stays in the queue (see operator::dead).
+    let n = match operator::dead(&app.0.settings, DEAD_LIMIT, None).await {
+        Ok(m) => m.len(),
+        Err(e) => return status_page(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "Broker unavailable", &e.to_string()),
+    };
+    html(pages::confirm(
+        &s,
+        pages::Confirm {
+            title: "Replay dead letters",
+            action: "/actions/replay",
+            summary: format!(
+                "This will publish {n} dead-lettered command(s) again (as `einvoice-worker dead replay --all` does), each \
+                 with a fresh retry budget; the worker answers one it already handled from the store."
+            ),
+            count: n as i64,
+            hidden: Vec::new(),
+            note: None,
+        },
+    ))
+}
+
+async fn replay(State(app): State<App>, headers: HeaderMap, Form(f): Form<ActionForm>) -> Response {
+    let s = match app.operator(&headers, Some(&f.csrf)) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if s.gstins.is_some() {
+        return status_page(StatusCode::FORBIDDEN, Some(&s), "Not allowed", "Dead letters are of every GSTIN.");
+    }
+    let Some(reason) = opt(&f.reason) else {
+        return status_page(StatusCode::BAD_REQUEST, Some(&s), "Reason needed", "Say why, for the audit log.");
+    };
+    let expected: usize = f.expected.trim().parse().unwrap_or(0);
+    // At most the count confirmed: a message dead-lettered since is left for the next look.
+    let replayed = match operator::dead(&app.0.settings, expected, Some(operator::Select::All)).await {
+        Ok(m) => m,
+        Err(e) => return status_page(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "Broker unavailable", &e.to_string()),
+    };
+    let action = NewAction {
+        action_id: Uuid::new_v4(),
+        actor: s.user.clone(),
+        role: s.role.as_str().into(),
+        action: "replay".into(),
+        filter: json!({"dead_letters": "all"}),
+        count: expected as i32,
+        done: replayed.len() as i32,
+        reason: Some(reason),
+        job_ids: Vec::new(),
+        result: json!({"message_ids": replayed.iter().filter_map(|m| m.message_id.clone()).collect::<Vec<_>>()}),
+    };
+    if let Err(r) = record(&app, &s, action).await {
+        return r;
+    }
+    let text = format!("{} of {expected} dead-lettered command(s) published again.", replayed.len());
+    html(pages::done(&s, "Replayed", &text, replayed.len() == expected))
 }
 
 #[derive(Deserialize, Default)]

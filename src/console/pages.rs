@@ -254,6 +254,9 @@ pub fn pauses(session: &Session, pauses: &[Pause]) -> Markup {
         "Paused GSTINs",
         Some(session),
         html! {
+            @if session.role == crate::config::ConsoleRole::Operator && session.gstins.is_none() {
+                p { a href="/confirm/replay" { "Replay dead-lettered commands…" } }
+            }
             @if pauses.is_empty() { p { "No GSTIN is paused." } }
             table {
                 thead { tr { th scope="col" { "GSTIN" } th scope="col" { "Paused until (UTC)" } th scope="col" { "Reason" } th scope="col" { "Action" } } }

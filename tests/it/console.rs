@@ -349,7 +349,7 @@ async fn a_viewer_posting_forms_directly_is_refused_and_logins_are_rate_limited(
     let r = http.post(format!("{base}/actions/retry")).form(&[("status", "failed")]).send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.headers().get("location").unwrap().to_str().unwrap()), (303, "/login"));
 
-    let (operator, _) = session(&http, &base, "asha", OPERATOR_PASSWORD).await;
+    let (operator, operator_csrf) = session(&http, &base, "asha", OPERATOR_PASSWORD).await;
     let form = [("csrf", viewer_csrf.as_str()), ("expected", "2"), ("reason", "x"), ("status", "failed")];
     let r = http.post(format!("{base}/actions/retry")).header("cookie", &operator).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 403, "an operator's post with another session's CSRF token");
@@ -360,6 +360,34 @@ async fn a_viewer_posting_forms_directly_is_refused_and_logins_are_rate_limited(
     let failed: i64 = c.query_one("SELECT count(*) FROM jobs WHERE status = 'failed'", &[]).await.unwrap().get(0);
     assert_eq!(failed, 2);
     assert!(app.db.paused_until(SELLER_KA).await.unwrap().is_some(), "still paused");
+
+    // A viewer may not replay dead letters; an operator replays them behind a confirmation.
+    let r = http.get(format!("{base}/confirm/replay")).header("cookie", &viewer).send().await.unwrap();
+    assert_eq!(r.status(), 403, "a viewer's replay confirmation");
+    app.publish_with_id("irn.generate", b"{not json", "con-dead-1").await;
+    let (_, rejected) = app.next_reply(20).await;
+    assert_eq!(rejected["data"]["dead_lettered"], true, "{rejected:#}");
+    let mut page = String::new();
+    for _ in 0..50 {
+        let r = http.get(format!("{base}/confirm/replay")).header("cookie", &operator).send().await.unwrap();
+        page = r.text().await.unwrap();
+        if page.contains("publish 1 dead-lettered") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("publish 1 dead-lettered command(s) again"), "{page}");
+    let form = [("csrf", operator_csrf.as_str()), ("expected", "1"), ("reason", "fixed the publisher")];
+    let r = http.post(format!("{base}/actions/replay")).header("cookie", &operator).form(&form).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("1 of 1 dead-lettered command(s) published again."));
+    let row = c.query_one("SELECT action, count, done, reason FROM operator_actions", &[]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, i32>(1), row.get::<_, i32>(2), row.get::<_, Option<String>>(3)),
+        ("replay".into(), 1, 1, Some("fixed the publisher".into()))
+    );
+    let ev = app.next_event_of("operator.action", 30).await.expect("an operator.action event");
+    assert_eq!(ev["data"]["action"], "replay");
 
     // The audit table keeps what was written.
     c.execute(
