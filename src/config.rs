@@ -930,7 +930,14 @@ fn gstin_env_key(gstin: &str, field: &str) -> String {
 }
 
 /// `EINVOICE_*` variables read by the tools (`demo`, `bench`) or by `load` itself, not by [`Settings`].
-pub const TOOL_VARIABLES: &[&str] = &["EINVOICE_CONFIG", "EINVOICE_DEMO_DATABASE_URL", "EINVOICE_BENCH_DATABASE_URL"];
+pub const TOOL_VARIABLES: &[&str] = &[
+    "EINVOICE_CONFIG",
+    "EINVOICE_DEMO_DATABASE_URL",
+    "EINVOICE_BENCH_DATABASE_URL",
+    // tests/it/console.rs: copy the browser test's screenshots into docs/img (the tests also run
+    // the binary, which must not refuse it as a misspelt setting).
+    "EINVOICE_UPDATE_SCREENSHOTS",
+];
 
 /// How an environment variable's key part matches a struct's fields.
 enum FieldMatch {
