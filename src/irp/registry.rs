@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::{IrpError, IrpProvider};
 use crate::config::{GstinConfig, ProviderKind, Settings};
+use crate::domain::portal::{EwbAccess, NicPortal};
 
 /// A GSTIN's IRPs, primary first. Never empty.
 #[derive(Clone)]
@@ -39,6 +40,66 @@ impl IrpSet {
         }
         self.entries.iter().find_map(|p| p.cross_portal(&issuer.to_ascii_uppercase()))
     }
+
+    /// Where a call about an existing e-way bill goes. `via`: the IRP it was made through, when
+    /// known; `portal`: the NIC portal its number names; `access`: whether this call may cross
+    /// between NIC's portals with the `irp` header.
+    ///
+    /// An e-way bill made through a private IRP or a GSP not named NIC1/NIC2 stays there (as
+    /// [`Self::for_issuer`]); so does every e-way bill of a GSTIN with no IRP named NIC1 or NIC2
+    /// (nothing to choose between). Otherwise its portal decides: the IRP named for it, else, for
+    /// get and Part B, the other NIC IRP with the `irp` header; else a refusal that says which
+    /// IRP to configure, before any call (the portal would answer 444–449).
+    pub fn for_ewaybill(
+        &self,
+        via: Option<&str>,
+        portal: Option<NicPortal>,
+        access: EwbAccess,
+    ) -> Result<Arc<dyn IrpProvider>, EwbRouteError> {
+        let nic_named = |n: &str| NicPortal::from_irp(n).is_some();
+        let private = via.filter(|v| !nic_named(v));
+        let has_nic = self.entries.iter().any(|p| nic_named(p.irp()));
+        let (Some(portal), None, true) = (portal, private, has_nic) else {
+            return self.for_issuer(via).ok_or_else(|| EwbRouteError::IrpNotConfigured(via.unwrap_or("").to_string()));
+        };
+        if let Some(p) = self.by_name(portal.irp()) {
+            return Ok(p.clone());
+        }
+        if access == EwbAccess::CrossPortal {
+            if let Some(p) = self.entries.iter().find_map(|p| p.cross_portal(portal.irp())) {
+                return Ok(p);
+            }
+        }
+        Err(EwbRouteError::PortalNotConfigured { portal, access })
+    }
+}
+
+impl EwbRouteError {
+    /// The error item's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EwbRouteError::IrpNotConfigured(_) => "IRP_NOT_CONFIGURED",
+            EwbRouteError::PortalNotConfigured { .. } => "EWB_PORTAL_NOT_CONFIGURED",
+        }
+    }
+}
+
+/// Why no configured IRP can take a call about an e-way bill.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EwbRouteError {
+    #[error("the e-way bill was made through IRP {0}, which is not configured for this GSTIN; add it under failover")]
+    IrpNotConfigured(String),
+    #[error(
+        "the e-way bill was made on {} ({}), and {} there: add {} under the GSTIN's failover",
+        portal.ewb_portal(),
+        portal.irp(),
+        match access {
+            EwbAccess::OwnerOnly => "NIC's portals take this call only at the portal that made the e-way bill (444–449 elsewhere)",
+            EwbAccess::CrossPortal => "no NIC IRP is configured to reach it",
+        },
+        portal.irp()
+    )]
+    PortalNotConfigured { portal: NicPortal, access: EwbAccess },
 }
 
 /// The IRPs of every configured seller GSTIN.

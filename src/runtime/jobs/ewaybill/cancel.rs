@@ -3,6 +3,7 @@ use super::super::job::Job;
 use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
 use crate::domain::command::ewaybill_cancel::EwaybillCancel;
 use crate::domain::command::JobKind;
+use crate::domain::portal::EwbAccess;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
 use crate::runtime::events::document_ref;
@@ -15,8 +16,9 @@ pub async fn handle(
     c: &EwaybillCancel,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillCancel, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::OwnerOnly;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillCancel, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_cancel(&c.target, c.reason, &c.remark).await,
         Err(answered) => Ok(answered),
     }

@@ -12,6 +12,7 @@ use super::upsert;
 use crate::domain::command::ewaybill::EwbTarget;
 use crate::domain::command::ewaybill_extend::{extension_refusal, Consignment, EwaybillExtend, ExtendValidity};
 use crate::domain::command::JobKind;
+use crate::domain::portal::EwbAccess;
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::domain::outcome::Operation;
 use crate::domain::problem::code;
@@ -28,8 +29,9 @@ pub async fn handle(
     c: &EwaybillExtend,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillExtend, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::OwnerOnly;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillExtend, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_extend(&c.target, &c.extend).await,
         Err(answered) => Ok(answered),
     }
