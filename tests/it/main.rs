@@ -22,6 +22,7 @@ mod jobs;
 mod memory;
 mod operate;
 mod ops;
+mod portals;
 mod qr;
 mod reconcile;
 mod robustness;
