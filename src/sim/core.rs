@@ -77,6 +77,9 @@ pub struct Faults {
     /// twice (RS256), so a benchmark measures the worker, not the simulator's signing. Only for a
     /// client without a configured signing key (the Whitebooks face); NIC clients verify.
     pub unsigned: bool,
+    /// E-way bills made from now on are valid this many hours instead of a day per 200 km (as
+    /// one made long ago would be near its end): at most 8 puts them inside the extension window.
+    pub ewb_valid_hours: Option<u64>,
 }
 
 /// One request the simulator received: when, what, and the HTTP status it answered (tests
@@ -550,6 +553,14 @@ impl SimCore {
     /// The e-way bill portal this IRP's e-way bills are made on (a private IRP's go to EWB1).
     pub fn ewb_portal(&self) -> NicPortal {
         self.nic_side().unwrap_or(NicPortal::One)
+    }
+
+    /// When an e-way bill made `now` for `km` is valid till: a day per 200 km, or `ewb_valid_hours`.
+    pub(crate) fn ewb_valid_till(&self, now: DateTime<Utc>, km: u64) -> DateTime<Utc> {
+        match self.faults.lock().expect("sim lock").ewb_valid_hours {
+            Some(h) => now + chrono::Duration::hours(h as i64),
+            None => now + chrono::Duration::days(crate::domain::command::ewaybill_extend::validity_days(km)),
+        }
     }
 
     /// The first e-way bill number less one: third digit 1 on EWB1, 8 on EWB2.

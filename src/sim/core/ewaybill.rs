@@ -127,7 +127,7 @@ impl SimCore {
         }
         let now = Utc::now();
         // NIC computes the PIN-to-PIN distance when 0 is sent; the simulator takes 100 km.
-        let till = now + chrono::Duration::days(validity_days(if distance == 0 { 100 } else { distance }));
+        let till = self.ewb_valid_till(now, if distance == 0 { 100 } else { distance });
         let no = format!("{}", self.ewb_base() + seq);
         doc.ewb = Some((no.clone(), format_ist(now), format_ist(till)));
         let e = SimEwb {
@@ -197,7 +197,7 @@ impl SimCore {
         st.ack_seq += 1;
         let now = Utc::now();
         let km = if distance == 0 { 100 } else { distance };
-        let till = now + chrono::Duration::days(validity_days(km));
+        let till = self.ewb_valid_till(now, km);
         let no = format!("{}", self.ewb_base() + st.ack_seq);
         let e = SimEwb {
             ewb_no: no.clone(),
