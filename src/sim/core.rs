@@ -601,7 +601,13 @@ impl SimCore {
     /// interoperable services); everything else about the other portal's e-way bills is refused
     /// as NIC refuses it: 444/445 cancel, 446/447 transporter, 448/449 Part B without the header
     /// (and extension, which rewrites Part B: inferred, no source names its code).
-    pub fn ewb_action(self: &Arc<Self>, gstin: &str, action: &str, req: &Value, irp_header: &str) -> Result<Value, SimError> {
+    pub fn ewb_action(
+        self: &Arc<Self>,
+        gstin: &str,
+        action: &str,
+        req: &Value,
+        irp_header: &str,
+    ) -> Result<Value, SimError> {
         let target = self.ewb_owner(action, &ewaybill::text(req, "ewbNo"), irp_header)?;
         match action {
             "CANEWB" => target.cancel_ewaybill(gstin, req),
@@ -628,12 +634,24 @@ impl SimCore {
                 self.count(|c| c.cross_portal_calls += 1);
                 return Ok(peer.unwrap_or_else(|| self.clone()));
             }
-            ("CANEWB", NicPortal::One) => ("444", format!("This eway bill cannot be cancelled as it is generated from {from}")),
-            ("CANEWB", NicPortal::Two) => ("445", format!("This eway bill cannot be cancelled as it is generated from {from}")),
-            ("UPDATETRANSPORTER", NicPortal::One) => ("446", format!("Transport details cannot be updated here as it is generated from {from}")),
-            ("UPDATETRANSPORTER", NicPortal::Two) => ("447", format!("Transport details cannot be updated here as it is generated from {from}")),
-            (_, NicPortal::One) => ("448", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}")),
-            (_, NicPortal::Two) => ("449", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}")),
+            ("CANEWB", NicPortal::One) => {
+                ("444", format!("This eway bill cannot be cancelled as it is generated from {from}"))
+            }
+            ("CANEWB", NicPortal::Two) => {
+                ("445", format!("This eway bill cannot be cancelled as it is generated from {from}"))
+            }
+            ("UPDATETRANSPORTER", NicPortal::One) => {
+                ("446", format!("Transport details cannot be updated here as it is generated from {from}"))
+            }
+            ("UPDATETRANSPORTER", NicPortal::Two) => {
+                ("447", format!("Transport details cannot be updated here as it is generated from {from}"))
+            }
+            (_, NicPortal::One) => {
+                ("448", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}"))
+            }
+            (_, NicPortal::Two) => {
+                ("449", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}"))
+            }
         };
         self.count(|c| c.portal_refusals += 1);
         Err(SimError::one(code, message))

@@ -253,8 +253,8 @@ async fn cancel(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum
         Ok(v) => v,
         Err(e) => return failure(e, form),
     };
-    let cancelled =
-        cross(&core, &headers).and_then(|c| c.cancel(&gstin, &text(&b, "Irn"), &text(&b, "CnlRsn"), &text(&b, "CnlRem")));
+    let cancelled = cross(&core, &headers)
+        .and_then(|c| c.cancel(&gstin, &text(&b, "Irn"), &text(&b, "CnlRsn"), &text(&b, "CnlRem")));
     answer(&token, cancelled, form)
 }
 

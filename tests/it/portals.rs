@@ -96,9 +96,12 @@ async fn each_call_goes_to_the_portal_that_made_the_ewaybill(p: ProviderKind) {
     let ps = portals().await;
     let (u1, u2) = (ps.nic1.base_url(), ps.nic2.base_url());
     let section = gstin_body(p, &[("NIC1", &u1), ("NIC2", &u2)]);
-    let mut app =
-        TestApp::spawn_with(Options { provider: p, gstin_sections: vec![(SELLER_KA.into(), section)], ..Default::default() })
-            .await;
+    let mut app = TestApp::spawn_with(Options {
+        provider: p,
+        gstin_sections: vec![(SELLER_KA.into(), section)],
+        ..Default::default()
+    })
+    .await;
     let ewb_no = ewaybill_on_ewb2(&ps, "PT1/0001");
 
     // Mis-routed: NIC1's portal refuses each call about an EWB2 e-way bill with its own code.

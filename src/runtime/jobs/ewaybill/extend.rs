@@ -12,9 +12,9 @@ use super::upsert;
 use crate::domain::command::ewaybill::EwbTarget;
 use crate::domain::command::ewaybill_extend::{extension_refusal, Consignment, EwaybillExtend, ExtendValidity};
 use crate::domain::command::JobKind;
-use crate::domain::portal::EwbAccess;
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::domain::outcome::Operation;
+use crate::domain::portal::EwbAccess;
 use crate::domain::problem::code;
 use crate::domain::Problem;
 use crate::irp::types::parse_ist;
@@ -90,12 +90,10 @@ impl Job<'_> {
             // 382 although the store's validity is inside the window: an earlier call whose
             // answer was lost (a timeout, a worker killed before it wrote the answer down) may
             // have extended it already; the portal's validity says.
-            Err(e) if e.has_code("382") => {
-                match self.extended_meanwhile(&row).await? {
-                    Some(till) => (Some(till), crate::irp::types::format_ist(Utc::now()), true),
-                    None => return self.failed(e, Operation::EwaybillExtend, doc).await,
-                }
-            }
+            Err(e) if e.has_code("382") => match self.extended_meanwhile(&row).await? {
+                Some(till) => (Some(till), crate::irp::types::format_ist(Utc::now()), true),
+                None => return self.failed(e, Operation::EwaybillExtend, doc).await,
+            },
             Err(e) => return self.failed(e, Operation::EwaybillExtend, doc).await,
         };
         let valid_till = valid_till.or_else(|| row.valid_till.clone());

@@ -19,10 +19,10 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::job::{EwbRoute, Job, Via};
-use crate::domain::portal::{EwbAccess, EwbNo};
 use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
 use crate::domain::event::{DocumentRef, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
+use crate::domain::portal::{EwbAccess, EwbNo};
 use crate::irp::types::format_ist;
 use crate::irp::IrpError;
 use crate::runtime::calls::{call, Resend};
