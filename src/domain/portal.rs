@@ -128,9 +128,9 @@ mod tests {
         for (no, portal) in [
             ("181000000001", Some(NicPortal::One)),
             ("121234567890", Some(NicPortal::One)),
-            ("371234567890", Some(NicPortal::One)),
+            ("377234567890", Some(NicPortal::One)),
             ("188000000001", Some(NicPortal::Two)),
-            ("391234567890", Some(NicPortal::Two)),
+            ("399234567890", Some(NicPortal::Two)),
             ("100000000000", None),
         ] {
             assert_eq!(EwbNo::parse(no).unwrap().portal(), portal, "{no}");
