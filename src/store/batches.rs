@@ -1,4 +1,4 @@
-//! Batches (`irn.generate_batch`, `einvoice.verify_batch`): one row per batch, one per member.
+//! Batches (every kind of `domain::command::batch::BATCHES`): one row per batch, one per member.
 //!
 //! A batch completes exactly once, whichever worker settles its last member: settling a member
 //! locks the batch row, records the member's first final answer once, counts it, and the
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
-use crate::domain::command::batch::{member_outcome, FINAL_MEMBER_EVENTS};
+use crate::domain::command::batch::BatchKind;
 use crate::domain::text::storable;
 
 /// A batch about to be recorded.
@@ -206,6 +206,7 @@ impl Db {
         let Some(batch) = locked.as_ref().map(BatchRow::from).filter(|b| b.completed_at.is_none()) else {
             return Ok(None);
         };
+        let Some(kind) = BatchKind::of_batch_key(&batch.kind) else { return Ok(None) };
         // The member's first final answer (a redelivered member is answered again, `replayed`).
         let first = tx
             .query_opt(
@@ -213,13 +214,13 @@ impl Db {
                  WHERE payload->>'command_message_id' = $1 AND payload->>'command_message_id' LIKE 'batch:%'
                    AND event_type = ANY($2)
                  ORDER BY id LIMIT 1",
-                &[&message_id, &FINAL_MEMBER_EVENTS.as_slice()],
+                &[&message_id, &kind.final_events()],
             )
             .await?;
         let Some(first) = first else { return Ok(None) };
         let (event_id, event_type, payload): (Uuid, String, Value) = (first.get(0), first.get(1), first.get(2));
         let data = &payload["data"];
-        let Some(outcome) = member_outcome(&event_type, data) else { return Ok(None) };
+        let Some(outcome) = kind.outcome(&event_type, data) else { return Ok(None) };
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         let job_id = payload["job_id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
         let errors = match outcome {

@@ -56,6 +56,6 @@ pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32
         Command::JobStatus(c) => Box::pin(job_status::handle(ctx, meta, c, attempt)).await,
         Command::IrnGenerateBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
         Command::EinvoiceVerify(c) => Box::pin(verify::handle(ctx, meta, c, attempt)).await,
-        Command::EinvoiceVerifyBatch(c) => Box::pin(batch::handle_verify(ctx, meta, c, attempt)).await,
+        Command::EinvoiceVerifyBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
     }
 }
