@@ -148,6 +148,17 @@ job_kinds! {
     /// `batch.accepted`, then one `batch.completed`, as `irn.generate_batch`: the same batches.
     EinvoiceVerifyBatch(batch::Bulk) = "einvoice.verify_batch"
         => "batch.accepted", "einvoice.verify_batch.rejected", "einvoice.verify_batch.failed";
+    /// Batches of the other per-document commands: `batch.accepted`, then one `batch.completed`.
+    IrnCancelBatch(batch::Bulk) = "irn.cancel_batch"
+        => "batch.accepted", "irn.cancel_batch.rejected", "irn.cancel_batch.failed";
+    EwaybillGenerateBatch(batch::Bulk) = "ewaybill.generate_batch"
+        => "batch.accepted", "ewaybill.generate_batch.rejected", "ewaybill.generate_batch.failed";
+    EwaybillUpdateVehicleBatch(batch::Bulk) = "ewaybill.update_vehicle_batch"
+        => "batch.accepted", "ewaybill.update_vehicle_batch.rejected", "ewaybill.update_vehicle_batch.failed";
+    EwaybillExtendBatch(batch::Bulk) = "ewaybill.extend_batch"
+        => "batch.accepted", "ewaybill.extend_batch.rejected", "ewaybill.extend_batch.failed";
+    EwaybillCancelBatch(batch::Bulk) = "ewaybill.cancel_batch"
+        => "batch.accepted", "ewaybill.cancel_batch.rejected", "ewaybill.cancel_batch.failed";
 }
 
 impl JobKind {

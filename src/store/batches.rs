@@ -29,7 +29,8 @@ pub struct NewBatch {
     pub reply_to: Option<String>,
 }
 
-/// One invoice of a new batch: its place, its member command's message id, its document as given.
+/// One item of a new batch: its place, its member command's message id, its document, IRN and
+/// e-way bill number as given.
 #[derive(Debug, Clone)]
 pub struct NewMember {
     pub idx: i32,
@@ -37,6 +38,8 @@ pub struct NewMember {
     pub doc_type: Option<String>,
     pub doc_number: Option<String>,
     pub doc_date: Option<String>,
+    pub irn: Option<String>,
+    pub ewb_no: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,7 @@ pub struct MemberRow {
     pub irn: Option<String>,
     pub ack_no: Option<String>,
     pub errors: Option<Value>,
+    pub ewb_no: Option<String>,
 }
 
 /// What [`Db::create_batch`] found.
@@ -150,8 +154,9 @@ impl Db {
         let idx: Vec<i32> = members.iter().map(|m| m.idx).collect();
         let ids: Vec<String> = members.iter().map(|m| m.message_id.clone()).collect();
         tx.execute(
-            "INSERT INTO batch_members (batch_id, idx, message_id, doc_type, doc_number, doc_date)
-             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            "INSERT INTO batch_members (batch_id, idx, message_id, doc_type, doc_number, doc_date, irn, ewb_no)
+             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                      $8::text[])",
             &[
                 &row.id,
                 &idx,
@@ -159,6 +164,8 @@ impl Db {
                 &col(|m| m.doc_type.clone()),
                 &col(|m| m.doc_number.clone()),
                 &col(|m| m.doc_date.clone()),
+                &col(|m| m.irn.clone()),
+                &col(|m| m.ewb_no.clone()),
             ],
         )
         .await?;
@@ -233,8 +240,9 @@ impl Db {
         };
         let n = tx
             .execute(
-                "UPDATE batch_members SET outcome = $4, event_type = $5, event_id = $6, job_id = $7, irn = $8,
-                        ack_no = $9, errors = $10, settled_at = now()
+                "UPDATE batch_members SET outcome = $4, event_type = $5, event_id = $6, job_id = $7,
+                        irn = COALESCE($8, irn), ack_no = $9, errors = $10, ewb_no = COALESCE($11, ewb_no),
+                        settled_at = now()
                  WHERE batch_id = $1 AND idx = $2 AND message_id = $3 AND outcome IS NULL",
                 &[
                     &batch_id,
@@ -247,6 +255,7 @@ impl Db {
                     &text(&data["irn"]),
                     &text(&data["ack_no"]),
                     &errors.as_ref().map(|e| storable(e).into_owned()),
+                    &text(&data["ewb_no"]),
                 ],
             )
             .await?;
@@ -285,7 +294,7 @@ impl Db {
 async fn members<C: deadpool_postgres::GenericClient>(c: &C, id: &str) -> Result<Vec<MemberRow>, StoreError> {
     let rows = c
         .query(
-            "SELECT idx, doc_type, doc_number, doc_date, outcome, event_type, job_id, irn, ack_no, errors
+            "SELECT idx, doc_type, doc_number, doc_date, outcome, event_type, job_id, irn, ack_no, errors, ewb_no
              FROM batch_members WHERE batch_id = $1 ORDER BY idx",
             &[&id],
         )
@@ -303,6 +312,7 @@ async fn members<C: deadpool_postgres::GenericClient>(c: &C, id: &str) -> Result
             irn: r.get(7),
             ack_no: r.get(8),
             errors: r.get(9),
+            ewb_no: r.get(10),
         })
         .collect())
 }

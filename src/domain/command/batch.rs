@@ -67,8 +67,9 @@ pub struct BatchKind {
     /// What one item must be, for the message when it is not an object.
     pub item: &'static str,
     pub member_body: MemberBody,
-    /// Where an item names its document (type, number, date), for `batch.completed`'s items.
-    pub document: [Option<&'static str>; 3],
+    /// Where an item names its document (type, number, date), for `batch.completed`'s items:
+    /// per field, the places to look, the first one given wins.
+    pub document: [&'static [&'static str]; 3],
     pub check: Option<BatchCheck>,
     /// Its members make no IRP call: the GSTIN need only be configured, not have an IRP.
     pub offline: bool,
@@ -79,7 +80,7 @@ pub struct BatchKind {
 }
 
 /// Every batch kind.
-pub static BATCHES: [BatchKind; 2] = [
+pub static BATCHES: [BatchKind; 7] = [
     BatchKind {
         member: JobKind::IrnGenerate,
         batch: JobKind::IrnGenerateBatch,
@@ -87,7 +88,7 @@ pub static BATCHES: [BatchKind; 2] = [
         holds: "an array of NIC e-invoice JSON objects (schema v1.1) of the seller 'gstin'",
         item: "an invoice (a JSON object)",
         member_body: MemberBody::Wrap("invoice"),
-        document: [Some("/DocDtls/Typ"), Some("/DocDtls/No"), Some("/DocDtls/Dt")],
+        document: [&["/DocDtls/Typ"], &["/DocDtls/No"], &["/DocDtls/Dt"]],
         check: Some(one_sellers_documents_once),
         offline: false,
         // `irn.in_doubt` and `gstin.paused` do not end a member.
@@ -109,7 +110,7 @@ pub static BATCHES: [BatchKind; 2] = [
         holds: "an array of verifications (each as the body of an einvoice.verify)",
         item: "an object",
         member_body: MemberBody::Merge,
-        document: [None, Some("/expected/doc_number"), Some("/expected/doc_date")],
+        document: [&[], &["/expected/doc_number"], &["/expected/doc_date"]],
         check: None,
         offline: true,
         outcomes: &[
@@ -121,7 +122,105 @@ pub static BATCHES: [BatchKind; 2] = [
         ],
         counts: &["valid", "invalid", "rejected", "failed"],
     },
+    BatchKind {
+        member: JobKind::IrnCancel,
+        batch: JobKind::IrnCancelBatch,
+        items: "cancellations",
+        holds: "an array of cancellations (each as the body of an irn.cancel)",
+        item: "an object",
+        member_body: MemberBody::Merge,
+        document: COMMAND_DOCUMENT,
+        check: None,
+        offline: false,
+        outcomes: &[
+            // The store or the IRP knew it cancelled already.
+            when("irn.cancelled", "already_cancelled", "already_cancelled"),
+            on("irn.cancelled", "cancelled"),
+            on("irn.cancel.rejected", "rejected"),
+            on("irn.cancel.failed", "failed"),
+        ],
+        counts: &["cancelled", "already_cancelled", "rejected", "failed"],
+    },
+    BatchKind {
+        member: JobKind::EwaybillGenerate,
+        batch: JobKind::EwaybillGenerateBatch,
+        items: "ewaybills",
+        holds: "an array of e-way bills to make (each as the body of an ewaybill.generate)",
+        item: "an object",
+        member_body: MemberBody::Merge,
+        document: [
+            &["/document/doc_type", "/ewaybill/docType"],
+            &["/document/doc_number", "/ewaybill/docNo"],
+            &["/document/doc_date", "/ewaybill/docDate"],
+        ],
+        check: None,
+        offline: false,
+        outcomes: &[
+            // The portal or the store had it (4002, 604, a replay): no second e-way bill.
+            when("ewaybill.generated", "already_existed", "already_existed"),
+            on("ewaybill.generated", "generated"),
+            on("ewaybill.generate.rejected", "rejected"),
+            on("ewaybill.generate.failed", "failed"),
+        ],
+        counts: &["generated", "already_existed", "rejected", "failed"],
+    },
+    BatchKind {
+        member: JobKind::EwaybillUpdateVehicle,
+        batch: JobKind::EwaybillUpdateVehicleBatch,
+        items: "updates",
+        holds: "an array of vehicle updates (each as the body of an ewaybill.update_vehicle)",
+        item: "an object",
+        member_body: MemberBody::Merge,
+        document: [&[], &[], &[]],
+        check: None,
+        offline: false,
+        outcomes: &[
+            on("ewaybill.vehicle_updated", "updated"),
+            on("ewaybill.update_vehicle.rejected", "rejected"),
+            on("ewaybill.update_vehicle.failed", "failed"),
+        ],
+        counts: &["updated", "rejected", "failed"],
+    },
+    BatchKind {
+        member: JobKind::EwaybillExtend,
+        batch: JobKind::EwaybillExtendBatch,
+        items: "extensions",
+        holds: "an array of validity extensions (each as the body of an ewaybill.extend)",
+        item: "an object",
+        member_body: MemberBody::Merge,
+        document: [&[], &[], &[]],
+        check: None,
+        offline: false,
+        outcomes: &[
+            on("ewaybill.extended", "extended"),
+            on("ewaybill.extend.rejected", "rejected"),
+            on("ewaybill.extend.failed", "failed"),
+        ],
+        counts: &["extended", "rejected", "failed"],
+    },
+    BatchKind {
+        member: JobKind::EwaybillCancel,
+        batch: JobKind::EwaybillCancelBatch,
+        items: "cancellations",
+        holds: "an array of cancellations (each as the body of an ewaybill.cancel)",
+        item: "an object",
+        member_body: MemberBody::Merge,
+        document: [&[], &[], &[]],
+        check: None,
+        offline: false,
+        outcomes: &[
+            // The store knew it cancelled, or the portal answered 312.
+            when("ewaybill.cancelled", "already_cancelled", "already_cancelled"),
+            on("ewaybill.cancelled", "cancelled"),
+            on("ewaybill.cancel.rejected", "rejected"),
+            on("ewaybill.cancel.failed", "failed"),
+        ],
+        counts: &["cancelled", "already_cancelled", "rejected", "failed"],
+    },
 ];
+
+/// A command's `document` (type, number, date), where `irn.cancel` names a document without its IRN.
+const COMMAND_DOCUMENT: [&[&str]; 3] = [&["/document/doc_type"], &["/document/doc_number"], &["/document/doc_date"]];
 
 impl BatchKind {
     /// The batch kind whose batch command is `batch` (a kind or its routing key).
@@ -179,8 +278,7 @@ impl BatchKind {
 
     /// The document `item` names (type upper-cased, number, date), as given.
     pub fn document_of(&self, item: &Value) -> [Option<String>; 3] {
-        let at =
-            |p: Option<&str>| p.and_then(|p| item.pointer(p)).and_then(Value::as_str).map(|s| s.trim().to_string());
+        let at = |ps: &[&str]| ps.iter().find_map(|p| text_at(item, p)).map(str::to_string);
         let [t, n, d] = self.document;
         [at(t).map(|t| t.to_ascii_uppercase()), at(n), at(d)]
     }

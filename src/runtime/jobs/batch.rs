@@ -72,6 +72,9 @@ async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Bulk, attempt: u32) -> Resul
                 doc_type,
                 doc_number,
                 doc_date,
+                // Well formed only: an invalid one is the member's own rejection to report.
+                irn: given(item, "/irn").filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+                ewb_no: given(item, "/ewb_no").filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())),
             }
         })
         .collect();
@@ -133,6 +136,15 @@ async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Bulk, attempt: u32) -> Resul
             )];
             Ok(Disposition::Reschedule { attempt, errors })
         }
+    }
+}
+
+/// A text field of an item as given (a number as its digits), if any.
+fn given(item: &Value, pointer: &str) -> Option<String> {
+    match item.pointer(pointer)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -230,6 +242,7 @@ fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
                 "job_id": m.job_id,
                 "irn": m.irn,
                 "ack_no": m.ack_no,
+                "ewb_no": m.ewb_no,
                 "errors": m.errors,
             })
         })

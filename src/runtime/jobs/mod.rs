@@ -54,8 +54,13 @@ pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32
             Box::pin(ewaybill::update_transporter::handle(ctx, meta, c, attempt)).await
         }
         Command::JobStatus(c) => Box::pin(job_status::handle(ctx, meta, c, attempt)).await,
-        Command::IrnGenerateBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
         Command::EinvoiceVerify(c) => Box::pin(verify::handle(ctx, meta, c, attempt)).await,
-        Command::EinvoiceVerifyBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
+        Command::IrnGenerateBatch(c)
+        | Command::EinvoiceVerifyBatch(c)
+        | Command::IrnCancelBatch(c)
+        | Command::EwaybillGenerateBatch(c)
+        | Command::EwaybillUpdateVehicleBatch(c)
+        | Command::EwaybillExtendBatch(c)
+        | Command::EwaybillCancelBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
     }
 }
