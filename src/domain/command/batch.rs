@@ -544,6 +544,47 @@ mod tests {
         assert_eq!(generate.outcome("irn.in_doubt", &json!({})), None);
     }
 
+    /// The contract's example of each batch command holds items that are valid members.
+    #[test]
+    fn every_batch_example_in_the_contract_fans_out_into_valid_members() {
+        let doc: Value = serde_norway::from_str(crate::domain::schema::ASYNCAPI_YAML).unwrap();
+        let messages = doc["components"]["messages"].as_object().unwrap();
+        for k in &BATCHES {
+            let rk = k.batch.routing_key();
+            let (_, msg) = messages
+                .iter()
+                .find(|(name, m)| name.ends_with("Command") && m["name"] == rk)
+                .unwrap_or_else(|| panic!("no message for {rk}"));
+            let examples = msg["examples"].as_array().unwrap_or_else(|| panic!("{rk} has no example"));
+            for ex in examples {
+                let body = &ex["payload"];
+                let p = parse_command(rk, body.to_string().as_bytes(), &ParseOptions::default())
+                    .unwrap_or_else(|e| panic!("{rk}: {:?}", e.problems));
+                let (Command::IrnGenerateBatch(b)
+                | Command::EinvoiceVerifyBatch(b)
+                | Command::IrnCancelBatch(b)
+                | Command::EwaybillGenerateBatch(b)
+                | Command::EwaybillUpdateVehicleBatch(b)
+                | Command::EwaybillExtendBatch(b)
+                | Command::EwaybillCancelBatch(b)) = p.command
+                else {
+                    panic!("{rk} parsed as {:?}", p.command.kind())
+                };
+                // Offline checks only: a verification's token is read by its handler.
+                if k.offline {
+                    continue;
+                }
+                for item in &b.items {
+                    let member = k.member_body(&b.gstin, item);
+                    let m = k.member.routing_key();
+                    if let Err(e) = parse_command(m, member.to_string().as_bytes(), &ParseOptions::default()) {
+                        panic!("{rk}: an item of its example is no valid {m}: {:?}\n{member:#}", e.problems);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn members_carry_a_marker_that_survives_parsing() {
         let body = json!({"gstin": G, "invoice": {}, "batch": BatchMember::marker("b1", 3)});
