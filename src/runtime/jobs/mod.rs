@@ -7,8 +7,8 @@
 //! [`ewaybill`] (`ewaybill.get`, `.generate`, `.update_vehicle`, `.extend`, `.update_transporter`,
 //! `.cancel`, one submodule each),
 //! [`b2c`] (`b2c.qr`), [`reconcile`] (`reconcile.rejected`), [`job_status`] (`job.status`, from
-//! the store only) [`verify`] (`einvoice.verify`, offline) and [`batch`] (`irn.generate_batch`,
-//! `einvoice.verify_batch`). What the IRP-bound ones share (the
+//! the store only) [`verify`] (`einvoice.verify`, offline) and [`batch`] (every `*_batch`
+//! command, one handler for the table `domain::command::batch::BATCHES`). What the IRP-bound ones share (the
 //! GSTIN's IRP, its pause, rejections, lookups) is in [`job`].
 //!
 //! Every handler checks what it can before calling the IRP (a cancel past 24 hours, or of an
