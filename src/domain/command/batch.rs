@@ -446,7 +446,11 @@ pub struct Bulk {
 
 impl super::CommandBody for Bulk {
     fn parse(r: &mut Reader<'_>, _: &super::ParseOptions) -> Option<Self> {
-        let kind = r.kind.and_then(BatchKind::of_batch).expect("a batch command is parsed as its kind");
+        // `parse_command` sets the kind; a reader without a batch kind is no batch command.
+        let Some(kind) = r.kind.and_then(BatchKind::of_batch) else {
+            r.problems.push(Problem::new("", code::UNKNOWN_ROUTING_KEY, "not a batch command"));
+            return None;
+        };
         let gstin = r.gstin("gstin", true);
         let body = r.body;
         let (batch_id, items) = parse_batch(r, kind, body, gstin.as_ref());
