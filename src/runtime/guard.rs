@@ -367,7 +367,13 @@ pub fn essential(kind: crate::domain::command::JobKind) -> bool {
         | EwaybillExtend
         | EwaybillUpdateTransporter
         | EinvoiceVerify
-        | EinvoiceVerifyBatch => true,
+        | EinvoiceVerifyBatch
+        // A batch of essential commands fans them out: holding it would hold them all.
+        | IrnCancelBatch
+        | EwaybillGenerateBatch
+        | EwaybillCancelBatch
+        | EwaybillUpdateVehicleBatch
+        | EwaybillExtendBatch => true,
         IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
     }
 }

@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod bulk;
 mod circuits;
 mod cli_publish;
 mod contract;
