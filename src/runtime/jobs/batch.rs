@@ -28,7 +28,7 @@ use crate::domain::command::verify::VerifyBatch;
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
 use crate::domain::Gstin;
-use crate::runtime::events::{not_configured, plain_event};
+use crate::runtime::events::plain_event;
 use crate::runtime::{authorize, Ctx, Disposition};
 use crate::store::batches::{BatchCreated, BatchRow, MemberRow, NewBatch, NewMember};
 use crate::store::outbox::OutboxEvent;
@@ -39,7 +39,7 @@ const PUBLISH_WINDOW: usize = 100;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &GenerateBatch, attempt: u32) -> Result<Disposition, StoreError> {
     if ctx.providers.get(c.gstin.as_str()).is_none() {
-        let errors = vec![not_configured(c.gstin.as_str())];
+        let errors = vec![ctx.unserved(c.gstin.as_str(), "gstin")];
         return reject_with(ctx, meta, JobKind::IrnGenerateBatch, errors, None, Value::Null).await;
     }
     let content = json!({"gstin": c.gstin.as_str(), "invoices": c.invoices});
@@ -66,8 +66,8 @@ pub async fn handle_verify(
     c: &VerifyBatch,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    if !ctx.settings.gstins.contains_key(c.gstin.as_str()) {
-        let errors = vec![not_configured(c.gstin.as_str())];
+    if ctx.providers.get(c.gstin.as_str()).is_none() {
+        let errors = vec![ctx.unserved(c.gstin.as_str(), "gstin")];
         return reject_with(ctx, meta, JobKind::EinvoiceVerifyBatch, errors, None, Value::Null).await;
     }
     let content = json!({"gstin": c.gstin.as_str(), "verifications": c.verifications});
