@@ -267,3 +267,70 @@ impl Providers {
         self.managed.write().unwrap_or_else(|p| p.into_inner()).remove(&gstin.to_ascii_uppercase()).is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE_GSTIN: &str = "29AAGCP4821K1Z3";
+    const DB_GSTIN: &str = "27AAKFU7303M1ZP";
+
+    fn section(password: &str, upi: &str) -> GstinConfig {
+        let toml = format!(
+            "[gstins.\"{DB_GSTIN}\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+             password = \"{password}\"\nclient_id = \"c\"\nclient_secret = \"s\"\nupi_id = \"{upi}\"\n"
+        );
+        Settings::from_toml(&toml).unwrap().gstins.remove(DB_GSTIN).unwrap()
+    }
+
+    fn row<'a>(cfg: &'a GstinConfig, gstin: &'a str, version: i64, creds: i64, enabled: bool) -> ManagedRow<'a> {
+        ManagedRow { gstin, version, credentials_version: creds, enabled, config: Ok(cfg) }
+    }
+
+    #[test]
+    fn database_rows_apply_in_version_order_and_a_job_keeps_what_it_looked_up() {
+        let file = format!(
+            "[gstins.\"{FILE_GSTIN}\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+             password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        );
+        let p = Providers::from_settings(&Settings::from_toml(&file).unwrap()).unwrap();
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Unknown));
+        let v1 = section("one", "branch.a@okaxis");
+        assert_eq!(p.apply(row(&v1, DB_GSTIN, 1, 1, true)), Applied::Changed { credentials: false });
+        let in_flight = p.lookup(DB_GSTIN).unwrap();
+        assert_eq!(p.gstins(), vec![DB_GSTIN.to_string(), FILE_GSTIN.to_string()]);
+        // A new UPI id and password: the next lookup sees them, the one in flight does not.
+        let v2 = section("two", "branch.b@okaxis");
+        assert_eq!(p.apply(row(&v2, DB_GSTIN, 2, 2, true)), Applied::Changed { credentials: true });
+        assert_eq!(in_flight.config.upi_id.as_deref(), Some("branch.a@okaxis"));
+        assert_eq!(p.config(DB_GSTIN).unwrap().upi_id.as_deref(), Some("branch.b@okaxis"));
+        // An older version (a late notification) changes nothing.
+        assert_eq!(p.apply(row(&v1, DB_GSTIN, 1, 1, true)), Applied::Unchanged);
+        assert_eq!(p.config(DB_GSTIN).unwrap().upi_id.as_deref(), Some("branch.b@okaxis"));
+        // Disabled: not served, and said so.
+        assert_eq!(p.apply(row(&v2, DB_GSTIN, 3, 2, false)), Applied::Changed { credentials: false });
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Disabled));
+        assert_eq!(p.gstins(), vec![FILE_GSTIN.to_string()]);
+        // The file wins: a row for one of its GSTINs is reported once, never served.
+        assert_eq!(p.apply(row(&v1, FILE_GSTIN, 1, 1, true)), Applied::Shadowed);
+        assert_eq!(p.apply(row(&v1, FILE_GSTIN, 1, 1, true)), Applied::Unchanged);
+        assert_eq!(p.lookup(FILE_GSTIN).unwrap().source, Source::File);
+        // A row that does not open: a reason, no service.
+        let broken = ManagedRow { gstin: DB_GSTIN, version: 4, credentials_version: 2, enabled: true, config: Err("no key") };
+        p.apply(broken);
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Broken("no key".into())));
+        assert!(p.remove(DB_GSTIN));
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Unknown));
+    }
+
+    #[test]
+    fn the_public_json_has_no_secret_and_the_sealed_form_round_trips() {
+        let cfg = section("hunter2", "branch.a@okaxis");
+        let public = cfg.public_json().to_string();
+        assert!(!public.contains("hunter2") && !public.contains("\"s\"") && public.contains("branch.a@okaxis"), "{public}");
+        let back: GstinConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(back.password.expose_secret(), "hunter2");
+        assert_eq!(back.client_secret.expose_secret(), "s");
+    }
+}
