@@ -253,7 +253,9 @@ impl GstinConfig {
             r.check(&format!("gstins.\"{gstin}\".rate_limit (EINVOICE_GSTINS__{gstin}__RATE_LIMIT__…)"))?;
         }
         let entries = std::iter::once((format!("gstins.\"{gstin}\".base_url (EINVOICE_GSTINS__{gstin}__BASE_URL)"), g))
-            .chain(g.failover.iter().enumerate().map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)));
+            .chain(
+                g.failover.iter().enumerate().map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)),
+            );
         for (key, e) in entries {
             let production = e.environment == Environment::Production || g.environment == Environment::Production;
             if production && !e.base_url.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {

@@ -199,7 +199,9 @@ impl Providers {
             .file
             .keys()
             .cloned()
-            .chain(managed.iter().filter(|(g, m)| m.state.is_ok() && !self.file.contains_key(*g)).map(|(g, _)| g.clone()))
+            .chain(
+                managed.iter().filter(|(g, m)| m.state.is_ok() && !self.file.contains_key(*g)).map(|(g, _)| g.clone()),
+            )
             .collect();
         all.sort();
         all
@@ -214,7 +216,9 @@ impl Providers {
     pub fn reporting_windows(&self) -> Vec<(String, u32)> {
         self.read()
             .iter()
-            .filter_map(|(g, m)| m.state.as_ref().ok().and_then(|s| s.config.reporting_window_days).map(|d| (g.clone(), d)))
+            .filter_map(|(g, m)| {
+                m.state.as_ref().ok().and_then(|s| s.config.reporting_window_days).map(|d| (g.clone(), d))
+            })
             .collect()
     }
 
@@ -316,7 +320,8 @@ mod tests {
         assert_eq!(p.apply(row(&v1, FILE_GSTIN, 1, 1, true)), Applied::Unchanged);
         assert_eq!(p.lookup(FILE_GSTIN).unwrap().source, Source::File);
         // A row that does not open: a reason, no service.
-        let broken = ManagedRow { gstin: DB_GSTIN, version: 4, credentials_version: 2, enabled: true, config: Err("no key") };
+        let broken =
+            ManagedRow { gstin: DB_GSTIN, version: 4, credentials_version: 2, enabled: true, config: Err("no key") };
         p.apply(broken);
         assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Broken("no key".into())));
         assert!(p.remove(DB_GSTIN));
@@ -327,7 +332,10 @@ mod tests {
     fn the_public_json_has_no_secret_and_the_sealed_form_round_trips() {
         let cfg = section("hunter2", "branch.a@okaxis");
         let public = cfg.public_json().to_string();
-        assert!(!public.contains("hunter2") && !public.contains("\"s\"") && public.contains("branch.a@okaxis"), "{public}");
+        assert!(
+            !public.contains("hunter2") && !public.contains("\"s\"") && public.contains("branch.a@okaxis"),
+            "{public}"
+        );
         let back: GstinConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
         use secrecy::ExposeSecret;
         assert_eq!(back.password.expose_secret(), "hunter2");

@@ -86,7 +86,7 @@ pub enum GstinCmd {
     Add {
         gstin: String,
         #[command(flatten)]
-        fields: super::gstins::GstinFields,
+        fields: Box<super::gstins::GstinFields>,
         #[command(flatten)]
         secrets: super::gstins::SecretSources,
         /// Store it disabled (`gstin enable` turns it on).
@@ -99,7 +99,7 @@ pub enum GstinCmd {
     Update {
         gstin: String,
         #[command(flatten)]
-        fields: super::gstins::GstinFields,
+        fields: Box<super::gstins::GstinFields>,
         #[command(flatten)]
         out: Output,
     },
@@ -340,7 +340,9 @@ pub async fn gstin(settings: &Settings, cmd: GstinCmd) -> Result<(), OpError> {
             let v = super::gstins::update(settings, &db, &gstin, &fields).await?;
             let gstin = gstin.trim().to_ascii_uppercase();
             tracing::info!(gstin, version = v, "operator updated a GSTIN");
-            out.print(&serde_json::json!({"gstin": gstin, "version": v}), |_| format!("{gstin} updated, version {v}\n"));
+            out.print(&serde_json::json!({"gstin": gstin, "version": v}), |_| {
+                format!("{gstin} updated, version {v}\n")
+            });
         }
         GstinCmd::RotatePassword { gstin, irp, client_secret, secrets, out } => {
             let v =

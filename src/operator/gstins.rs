@@ -308,9 +308,10 @@ pub async fn rotate_password(
                 Some(name) if cfg.irp_name().eq_ignore_ascii_case(name) => cfg,
                 Some(name) => {
                     let names: Vec<String> = cfg.irp_names().collect();
-                    cfg.failover.iter_mut().find(|f| f.irp_name().eq_ignore_ascii_case(name)).ok_or_else(|| {
-                        format!("GSTIN {gstin} has no IRP named {name} (it has {})", names.join(", "))
-                    })?
+                    cfg.failover
+                        .iter_mut()
+                        .find(|f| f.irp_name().eq_ignore_ascii_case(name))
+                        .ok_or_else(|| format!("GSTIN {gstin} has no IRP named {name} (it has {})", names.join(", ")))?
                 }
             };
             if let Some(Value::String(p)) = new.get("password") {

@@ -181,9 +181,10 @@ impl Db {
                 Ok((cfg, current)) => {
                     if !current {
                         let resealed = seal(sbox, &cfg);
-                        c.execute("UPDATE gstins SET sealed = $3 WHERE gstin = $1 AND sealed = $2", &[
-                            &gstin, &sealed, &resealed,
-                        ])
+                        c.execute(
+                            "UPDATE gstins SET sealed = $3 WHERE gstin = $1 AND sealed = $2",
+                            &[&gstin, &sealed, &resealed],
+                        )
                         .await?;
                         tracing::info!(gstin, "re-sealed the GSTIN's credentials under the current token key");
                     }

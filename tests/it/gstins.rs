@@ -29,7 +29,11 @@ fn cli(app: &TestApp, args: &[&str], stdin: &str) -> (i32, String, String) {
         .expect("start the CLI");
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// `gstin add` for `gstin` against the simulator over `provider`: the sim's section (without its

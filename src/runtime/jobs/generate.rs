@@ -28,9 +28,7 @@ use crate::irp::errors::get_ci;
 use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{
-    errors_json, generated_irn_data, job_event, paused, plain_event, replayed_irn_data,
-};
+use crate::runtime::events::{errors_json, generated_irn_data, job_event, paused, plain_event, replayed_irn_data};
 use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::jobs::JobUpdate;
 use crate::store::{Claim, JobRow, StoreError};
