@@ -43,6 +43,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
+pub mod gstins;
 pub mod work_floor;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};

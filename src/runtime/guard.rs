@@ -340,7 +340,7 @@ pub async fn sample_budget(ctx: &Ctx) {
             return;
         }
     };
-    for gstin in ctx.providers.gstins() {
+    for gstin in &ctx.providers.gstins() {
         let Some(p) = ctx.providers.get(gstin) else { continue };
         let [g, c] = budget_keys(gstin, p.as_ref()).map(|k| counts.get(&k).copied().unwrap_or(0));
         metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.clone()).set(share_used(ctx, g, c));

@@ -136,6 +136,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ctx.topology.retry_queues().len(),
     );
     tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));
+    // The GSTINs managed in the database: served from the first message, then followed.
+    let managed = super::gstins::load_all(&ctx).await.context("reading the GSTINs in the database")?;
+    {
+        use secrecy::ExposeSecret;
+        let url = ctx.settings.database_url.expose_secret();
+        let target = store::tls::target(url, ctx.settings.database_ca_file.as_deref())?;
+        tokio::spawn(super::gstins::follow(ctx.clone(), target, shutdown.child_token()));
+    }
     {
         // The shared circuits' notifications, on a connection of their own (one per process).
         use secrecy::ExposeSecret;
@@ -160,6 +168,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         worker_id = %ctx.worker_id,
         namespace = %ctx.settings.namespace,
         gstins = %irps.join(","),
+        database_gstins = managed,
         health = %health_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         prefetch = ctx.settings.prefetch,
         "einvoice-worker starting"

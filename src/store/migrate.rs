@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
     (12, "circuits", include_str!("../../migrations/0012_circuits.sql")),
+    (13, "gstins", include_str!("../../migrations/0013_gstins.sql")),
     (14, "verify_batches", include_str!("../../migrations/0014_verify_batches.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
     (17, "ewaybill_documents", include_str!("../../migrations/0017_ewaybill_documents.sql")),

@@ -3,6 +3,7 @@ pub mod batches;
 pub mod circuits;
 pub mod ewaybills;
 pub mod gstin_cache;
+pub mod gstins;
 pub mod guard;
 pub mod jobs;
 pub mod migrate;

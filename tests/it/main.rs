@@ -16,6 +16,7 @@ mod examples;
 mod fair_share;
 mod faults;
 mod generate;
+mod gstins;
 mod guard;
 mod hostile;
 mod irps;

@@ -26,7 +26,7 @@ use crate::amqp;
 use crate::domain::command::batch::{valid_batch_id, BatchKind, BatchMember, Bulk};
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
-use crate::runtime::events::{not_configured, plain_event};
+use crate::runtime::events::plain_event;
 use crate::runtime::{authorize, Ctx, Disposition};
 use crate::store::batches::{BatchCreated, BatchRow, MemberRow, NewBatch, NewMember};
 use crate::store::outbox::OutboxEvent;
@@ -39,13 +39,10 @@ const PUBLISH_WINDOW: usize = 100;
 /// `batch.accepted`, publish one member command per item.
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Bulk, attempt: u32) -> Result<Disposition, StoreError> {
     let k = c.kind;
-    let configured = if k.offline {
-        ctx.settings.gstins.contains_key(c.gstin.as_str())
-    } else {
-        ctx.providers.get(c.gstin.as_str()).is_some()
-    };
-    if !configured {
-        let errors = vec![not_configured(c.gstin.as_str())];
+    // Served, from the file or the database. An offline kind (verification) calls no IRP, but
+    // its GSTIN must still be one this worker serves.
+    if ctx.providers.config(c.gstin.as_str()).is_none() {
+        let errors = vec![ctx.unserved(c.gstin.as_str(), "gstin")];
         return reject_with(ctx, meta, k.batch, errors, None, Value::Null).await;
     }
     fan_out(ctx, meta, c, attempt).await

@@ -14,7 +14,7 @@ use crate::domain::{DocumentKey, Gstin};
 use crate::irp::registry::IrpSet;
 use crate::irp::{IrnData, IrpError, IrpProvider};
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{job_event, not_configured, paused, plain_event};
+use crate::runtime::events::{job_event, paused, plain_event};
 use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::outbox::OutboxEvent;
 use crate::store::{JobRow, StoreError};
@@ -154,7 +154,7 @@ impl<'a> Job<'a> {
         attempt: u32,
     ) -> Result<Result<Job<'a>, Disposition>, StoreError> {
         let Some(irps) = ctx.providers.set(gstin.as_str()) else {
-            let errors = vec![not_configured(gstin.as_str())];
+            let errors = vec![ctx.unserved(gstin.as_str(), "gstin")];
             return reject(ctx, meta, kind, errors, None).await.map(Err);
         };
         let provider = match choose(irps) {
