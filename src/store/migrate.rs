@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (14, "verify_batches", include_str!("../../migrations/0014_verify_batches.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
     (17, "ewaybill_documents", include_str!("../../migrations/0017_ewaybill_documents.sql")),
+    (19, "outbox_handoff", include_str!("../../migrations/0019_outbox_handoff.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.
