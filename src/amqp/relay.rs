@@ -46,13 +46,15 @@ impl Relay {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                // The poll first when it was woken: an event stored for it was committed before
+                // the ones handed since, and is published before them.
+                _ = self.wake.notified() => {}
                 n = self.handed.recv_many(&mut batch, BATCH), if open => {
                     // 0: every sender is gone (the pools were dropped): poll only.
                     open = n > 0;
                     self.publish_handed(&mut batch).await;
                     continue;
                 }
-                _ = self.wake.notified() => {}
                 _ = tick.tick() => {}
             }
             loop {
