@@ -284,7 +284,10 @@ pub(crate) fn relay_after(handed: bool) -> String {
 }
 
 /// Places on `handoff` for `n` events, all or none (none: no relay, or it is full).
-pub(crate) fn reserve(handoff: Option<&Handoff>, n: usize) -> Option<tokio::sync::mpsc::PermitIterator<'_, PendingEvent>> {
+pub(crate) fn reserve(
+    handoff: Option<&Handoff>,
+    n: usize,
+) -> Option<tokio::sync::mpsc::PermitIterator<'_, PendingEvent>> {
     handoff.and_then(|h| h.try_reserve_many(n).ok())
 }
 
@@ -337,10 +340,8 @@ async fn insert_rows<C: GenericClient>(
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(Row::params).collect();
     let stored = client.query(&stmt, &params).await?;
-    let ids: Vec<Option<i64>> = rows
-        .iter()
-        .map(|row| stored.iter().find(|r| r.get::<_, Uuid>(1) == row.event_id).map(|r| r.get(0)))
-        .collect();
+    let ids: Vec<Option<i64>> =
+        rows.iter().map(|row| stored.iter().find(|r| r.get::<_, Uuid>(1) == row.event_id).map(|r| r.get(0))).collect();
     hand_off(permits, &rows, &ids);
     rows.iter().for_each(Row::note);
     Ok(())

@@ -261,9 +261,12 @@ async fn handed_events_skip_the_poll_until_their_lease_is_over() {
     // The relay polls on its wake and every 250 ms: a few polls pass and leave it alone.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(app.db.outbox_backlog().await.unwrap(), 1, "a leased event is left to its own relay");
-    c.execute("UPDATE outbox SET relay_after = now() - interval '1 second' WHERE correlation_id = 'orphaned-handoff'", &[])
-        .await
-        .unwrap();
+    c.execute(
+        "UPDATE outbox SET relay_after = now() - interval '1 second' WHERE correlation_id = 'orphaned-handoff'",
+        &[],
+    )
+    .await
+    .unwrap();
     outbox_drained(&app).await;
     drop(c);
     app.stop().await;
