@@ -157,7 +157,7 @@ impl<'a> Job<'a> {
             let errors = vec![ctx.unserved(gstin.as_str(), "gstin")];
             return reject(ctx, meta, kind, errors, None).await.map(Err);
         };
-        let provider = match choose(irps) {
+        let provider = match choose(&irps) {
             Ok(p) => p,
             Err(e) => return reject(ctx, meta, kind, vec![e], None).await.map(Err),
         };
