@@ -43,7 +43,11 @@ pub enum Environment {
 
 /// Credentials and endpoint for one seller GSTIN at its primary IRP; `failover` lists further
 /// IRPs (the same keys, each with its own `irp` name) in priority order.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Serialize` exists only to seal a GSTIN managed in the database (`store::gstins`): it writes
+/// the secrets in clear, so its output goes straight into the `SecretBox` (or through
+/// [`GstinConfig::public_json`], which drops them), never to a log or an event.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GstinConfig {
     pub provider: ProviderKind,
     /// Which IRP this is: `NIC1`, `NIC2`, `IRIS`, `CYGNET`, `CLEAR`, `EY`, … (default: `NIC1` for
@@ -62,11 +66,11 @@ pub struct GstinConfig {
     pub email: String,
     #[serde(deserialize_with = "string_or_number")]
     pub username: String,
-    #[serde(deserialize_with = "secret_string_or_number")]
+    #[serde(deserialize_with = "secret_string_or_number", serialize_with = "expose_for_sealing")]
     pub password: SecretString,
     #[serde(deserialize_with = "string_or_number")]
     pub client_id: String,
-    #[serde(deserialize_with = "secret_string_or_number")]
+    #[serde(deserialize_with = "secret_string_or_number", serialize_with = "expose_for_sealing")]
     pub client_secret: SecretString,
     /// Whitebooks: the caller's public IP as registered with the GSP.
     #[serde(default = "default_ip")]
@@ -211,6 +215,65 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
         Raw::U(u) => u.to_string(),
         Raw::F(f) => f.to_string(),
     })
+}
+
+/// The secret's text, for [`GstinConfig`]'s sealed copy only.
+fn expose_for_sealing<S: serde::Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    s.serialize_str(v.expose_secret())
+}
+
+/// The keys of a GSTIN section that are secrets (never shown, never stored in clear).
+pub const GSTIN_SECRET_KEYS: [&str; 2] = ["password", "client_secret"];
+
+impl GstinConfig {
+    /// The section as JSON without its secrets (its failover entries' neither): what
+    /// `gstin list` shows and the `gstins.settings` column holds.
+    pub fn public_json(&self) -> serde_json::Value {
+        fn strip(v: &mut serde_json::Value) {
+            if let Some(o) = v.as_object_mut() {
+                for k in GSTIN_SECRET_KEYS {
+                    o.remove(k);
+                }
+                if let Some(serde_json::Value::Array(f)) = o.get_mut("failover") {
+                    f.iter_mut().for_each(strip);
+                }
+            }
+        }
+        let mut v = serde_json::to_value(self).expect("a GSTIN section serialises");
+        strip(&mut v);
+        v
+    }
+
+    /// The checks a GSTIN section passes wherever it comes from (the file, the environment, the
+    /// database): a rate limit of at least 1, https:// for production IRPs, a UPI id that is one.
+    pub fn check(&self, gstin: &str) -> Result<(), ConfigError> {
+        let g = self;
+        if let Some(r) = &g.rate_limit {
+            r.check(&format!("gstins.\"{gstin}\".rate_limit (EINVOICE_GSTINS__{gstin}__RATE_LIMIT__…)"))?;
+        }
+        let entries = std::iter::once((format!("gstins.\"{gstin}\".base_url (EINVOICE_GSTINS__{gstin}__BASE_URL)"), g))
+            .chain(
+                g.failover.iter().enumerate().map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)),
+            );
+        for (key, e) in entries {
+            let production = e.environment == Environment::Production || g.environment == Environment::Production;
+            if production && !e.base_url.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
+                let scheme = e.base_url.trim_start().split_once("://").map_or("no scheme", |(s, _)| s);
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be an https:// URL (it has {scheme}): GSTIN {gstin} has environment = \"production\", \
+                     and its IRP requests carry its credentials and invoices; http:// is for the sandbox only"
+                )));
+            }
+        }
+        if let Some(upi) = g.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
+            return Err(ConfigError::Invalid(format!(
+                "gstins.\"{gstin}\".upi_id (EINVOICE_GSTINS__{gstin}__UPI_ID) is '{upi}', which is not a UPI id such as \
+                 seller@bank"
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn secret_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
@@ -685,24 +748,13 @@ impl Settings {
         }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
-        for (gstin, g) in &s.gstins {
-            if let Some(r) = &g.rate_limit {
-                r.check(&format!("gstins.\"{gstin}\".rate_limit (EINVOICE_GSTINS__{gstin}__RATE_LIMIT__…)"))?;
-            }
-        }
         s.check_error_budget()?;
         s.check_publishers()?;
         s.check_console_users()?;
-        s.check_irp_urls()?;
-        crate::irp::verify::KeyRing::from_settings(&s).map_err(ConfigError::Invalid)?;
-        for (g, c) in &s.gstins {
-            if let Some(upi) = c.upi_id.as_deref().filter(|u| !crate::domain::command::b2c::is_upi_id(u)) {
-                return Err(ConfigError::Invalid(format!(
-                    "gstins.\"{g}\".upi_id (EINVOICE_GSTINS__{g}__UPI_ID) is '{upi}', which is not a UPI id such as \
-                     seller@bank"
-                )));
-            }
+        for (gstin, g) in &s.gstins {
+            g.check(gstin)?;
         }
+        crate::irp::verify::KeyRing::from_settings(&s).map_err(ConfigError::Invalid)?;
         Ok(s)
     }
 
@@ -771,34 +823,6 @@ impl Settings {
                 "error_budget_warn_share (EINVOICE_ERROR_BUDGET_WARN_SHARE, {warn}) and error_budget_pause_share \
                  (EINVOICE_ERROR_BUDGET_PAUSE_SHARE, {pause}) must satisfy 0 < warn < pause <= 1, e.g. 0.25 and 0.5"
             )));
-        }
-        Ok(())
-    }
-
-    /// Every IRP URL of a production GSTIN (its `base_url` and its failover entries', an entry
-    /// counting as production when it or the GSTIN is) must be `https://`: each request carries the
-    /// GSTIN's credentials and the invoice. Sandbox entries, the simulator's among them, may use
-    /// `http://`.
-    fn check_irp_urls(&self) -> Result<(), ConfigError> {
-        for (gstin, g) in &self.gstins {
-            let entries =
-                std::iter::once((format!("gstins.\"{gstin}\".base_url (EINVOICE_GSTINS__{gstin}__BASE_URL)"), g))
-                    .chain(
-                        g.failover
-                            .iter()
-                            .enumerate()
-                            .map(|(i, f)| (format!("gstins.\"{gstin}\".failover[{i}].base_url"), f)),
-                    );
-            for (key, e) in entries {
-                let production = e.environment == Environment::Production || g.environment == Environment::Production;
-                if production && !e.base_url.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("https://")) {
-                    let scheme = e.base_url.trim_start().split_once("://").map_or("no scheme", |(s, _)| s);
-                    return Err(ConfigError::Invalid(format!(
-                        "{key} must be an https:// URL (it has {scheme}): GSTIN {gstin} has environment = \"production\", \
-                         and its IRP requests carry its credentials and invoices; http:// is for the sandbox only"
-                    )));
-                }
-            }
         }
         Ok(())
     }

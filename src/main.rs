@@ -136,6 +136,18 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[arg(long, default_value_t = 500)]
         searches: usize,
     },
+    /// Start-up time, memory and CPU per invoice of a worker serving N GSTINs kept in the database
+    /// (each N in its own fresh database), e.g. 5 against 5000 (issue 27: within 2×).
+    BenchGstins {
+        /// The numbers of GSTINs to compare, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "5,5000")]
+        gstins: Vec<usize>,
+        /// Invoices of the pass after start-up (for the samples' two sellers).
+        #[arg(long, default_value_t = 200)]
+        invoices: usize,
+        #[arg(long, value_enum, default_value = "whitebooks")]
+        provider: Provider,
+    },
     /// The bench's work floor (started by `bench` as a child process, configured by its environment).
     #[command(hide = true)]
     BenchWorkFloor,
@@ -249,6 +261,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             if !bench::console_search::main(&database_url, rows, searches).await? {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Cmd::BenchGstins { gstins, invoices, provider } => {
+            telemetry::init(Default::default(), "warn");
+            let opts = bench::BenchOptions::from_env(provider.into())?;
+            bench::gstins::run(&opts, &gstins, invoices).await?;
         }
         Cmd::BenchWorkFloor => bench::work_floor::main().await?,
         Cmd::Jobs { cmd } => return cli::operator::run(|s| async move { ops::jobs(&s, cmd).await }).await,

@@ -8,15 +8,19 @@ use std::time::Duration;
 
 use lapin::types::ShortString;
 use lapin::Channel;
+use tokio::sync::mpsc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{confirmed, json_props, send, AmqpError};
-use crate::store::outbox::{lock_pending, mark_published, PendingEvent};
+use crate::store::outbox::{lock_pending, mark_published, release, PendingEvent};
 use crate::store::Db;
 
 /// Events published per transaction.
 const BATCH: usize = 100;
+
+/// Events waiting in the hand-off channel (see `store::outbox::Handoff`); beyond that, the poll.
+pub const HANDOFF_CAPACITY: usize = 4 * BATCH;
 
 pub struct Relay {
     pub db: Db,
@@ -24,43 +28,99 @@ pub struct Relay {
     pub events_exchange: String,
     /// Where an event goes when no queue is bound for its type on `events_exchange`.
     pub unrouted_queue: String,
+    /// Wakes the poll: an event was stored for it (not handed off).
     pub wake: Arc<Notify>,
+    /// Events handed over by the statements that committed them (`store::Db::with_handoff`).
+    pub handed: mpsc::Receiver<PendingEvent>,
 }
 
 impl Relay {
-    /// Publish until cancelled; wakes on `wake` or every 250 ms.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Publish until cancelled: handed events as they come, and polled ones on `wake` and
+    /// every 250 ms (a fixed tick, so a steady flow of handed events never starves the poll).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut open = true;
         loop {
-            match self.drain().await {
-                // A full batch: more may be waiting. A partial one emptied the outbox as of its
-                // query; whatever was committed since has woken `wake` (notify_one keeps the
-                // permit), so looking again at once would be an empty transaction per batch.
-                Ok(n) if n >= BATCH => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox relay failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                // The poll first when it was woken: an event stored for it was committed before
+                // the ones handed since, and is published before them.
+                _ = self.wake.notified() => {}
+                n = self.handed.recv_many(&mut batch, BATCH), if open => {
+                    // 0: every sender is gone (the pools were dropped): poll only.
+                    open = n > 0;
+                    self.publish_handed(&mut batch).await;
+                    continue;
+                }
+                _ = tick.tick() => {}
+            }
+            loop {
+                match self.drain().await {
+                    // A full batch: more may be waiting. A partial one emptied the outbox as of
+                    // its query; whatever was committed since has woken `wake` or is handed.
+                    Ok(n) if n >= BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => {
-                    // Last passes so a clean shutdown leaves nothing behind.
-                    while let Ok(n) = self.drain().await {
-                        if n == 0 {
-                            break;
-                        }
-                    }
-                    return;
+        }
+        // Last passes so a clean shutdown leaves nothing behind: what was handed, then the rest.
+        loop {
+            batch.clear();
+            while batch.len() < BATCH {
+                match self.handed.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
                 }
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+            if batch.is_empty() {
+                break;
+            }
+            self.publish_handed(&mut batch).await;
+        }
+        while let Ok(n) = self.drain().await {
+            if n == 0 {
+                break;
             }
         }
     }
 
-    /// Publish one batch; returns how many events went out. All messages of the batch are sent
-    /// first and their confirms awaited afterwards (pipelined); the rows are marked published only
-    /// when every confirm has arrived.
+    /// Publish handed events, then mark them sent: one statement, no claim (they are leased to
+    /// this relay by the statement that stored them). On failure their lease is lifted so the
+    /// poll retries them; if even that fails, the lease runs out.
+    async fn publish_handed(&self, batch: &mut Vec<PendingEvent>) {
+        if batch.is_empty() {
+            return;
+        }
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        let result = async {
+            self.publish(batch).await?;
+            mark_published(&self.db.client().await?, &ids).await?;
+            Ok::<_, anyhow::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => self.count(batch),
+            Err(e) => {
+                tracing::warn!(error = %e, events = ids.len(), "outbox relay failed on handed events; the poll retries them");
+                if let Ok(c) = self.db.client().await {
+                    let _ = release(&c, &ids).await;
+                }
+                self.wake.notify_one();
+            }
+        }
+        batch.clear();
+    }
+
+    /// Publish one polled batch; returns how many events went out. The rows stay locked until
+    /// they are marked published, i.e. until every confirm has arrived.
     pub async fn drain(&self) -> Result<usize, anyhow::Error> {
         let mut c = self.db.client().await?;
         let tx = c.transaction().await?;
@@ -68,8 +128,25 @@ impl Relay {
         if batch.is_empty() {
             return Ok(0);
         }
+        self.publish(&batch).await?;
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        mark_published(&tx, &ids).await?;
+        tx.commit().await?;
+        self.count(&batch);
+        Ok(ids.len())
+    }
+
+    fn count(&self, batch: &[PendingEvent]) {
+        for ev in batch {
+            metrics::counter!("einvoice_events_published_total", "event_type" => ev.event_type.clone()).increment(1);
+        }
+    }
+
+    /// Publish `batch` and await every confirm. All messages are sent first and their confirms
+    /// awaited afterwards (pipelined).
+    async fn publish(&self, batch: &[PendingEvent]) -> Result<(), anyhow::Error> {
         let mut confirms = Vec::with_capacity(batch.len() * 2);
-        for ev in &batch {
+        for ev in batch {
             let (body, props) = message(ev);
             // Mandatory: the broker returns an event no queue is bound for, instead of dropping it.
             let to_events =
@@ -116,13 +193,7 @@ impl Relay {
                 "no queue is bound on the events exchange for these events; kept them in the unrouted queue"
             );
         }
-        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
-        mark_published(&tx, &ids).await?;
-        tx.commit().await?;
-        for ev in &batch {
-            metrics::counter!("einvoice_events_published_total", "event_type" => ev.event_type.clone()).increment(1);
-        }
-        Ok(ids.len())
+        Ok(())
     }
 }
 

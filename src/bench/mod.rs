@@ -44,6 +44,7 @@ use base64::Engine as _;
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions};
 pub mod console_search;
+pub mod gstins;
 pub mod work_floor;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use super::exit;
 use crate::amqp;
+use crate::domain::command::batch::BatchKind;
 use crate::domain::command::{parse_command, JobKind};
 use crate::domain::text::escape_controls;
 
@@ -19,10 +20,11 @@ pub struct PublishArgs {
     #[arg(long)]
     gstin: Option<String>,
     /// irn.generate: the invoice JSON file (NIC schema v1.1); irn.generate_batch: a JSON array of invoices;
+    /// the other *_batch commands: a JSON array of their items (each a member command's body);
     /// b2c.qr: the B2C invoice (DocDtls, ValDtls).
     #[arg(long)]
     file: Option<PathBuf>,
-    /// irn.generate_batch: the batch's id (a re-sent batch with the same id is not fanned out again).
+    /// Any *_batch command: the batch's id (a re-sent batch with the same id is not fanned out again).
     #[arg(long)]
     batch_id: Option<String>,
     /// job.status: the job's id (else --request-id, or --gstin with --doc-number, --doc-date, --doc-type).
@@ -203,12 +205,21 @@ fn publish_body(a: &PublishArgs) -> anyhow::Result<(JobKind, Value)> {
             v["gstin"] = json!(a.gstin);
             v
         }
-        JobKind::EinvoiceVerifyBatch => {
-            let file =
-                a.file.as_ref().context("einvoice.verify_batch needs --file <verifications.json> (a JSON array)")?;
-            let verifications: Value =
-                serde_json::from_str(&std::fs::read_to_string(file)?).context("the verifications file is not JSON")?;
-            json!({"gstin": a.gstin, "verifications": verifications, "batch_id": a.batch_id})
+        // Every other batch: --file is the JSON array of its items, each the body of one member.
+        JobKind::EinvoiceVerifyBatch
+        | JobKind::IrnCancelBatch
+        | JobKind::EwaybillGenerateBatch
+        | JobKind::EwaybillUpdateVehicleBatch
+        | JobKind::EwaybillExtendBatch
+        | JobKind::EwaybillCancelBatch => {
+            let spec = BatchKind::of_batch(kind).expect("a batch kind is in BATCHES");
+            let (rk, items) = (kind.routing_key(), spec.items);
+            let file = a.file.as_ref().with_context(|| format!("{rk} needs --file <{items}.json> (a JSON array)"))?;
+            let list: Value = serde_json::from_str(&std::fs::read_to_string(file)?)
+                .with_context(|| format!("the {items} file is not JSON"))?;
+            let mut b = json!({"gstin": a.gstin, "batch_id": a.batch_id});
+            b[items] = list;
+            b
         }
     };
     if let Some(o) = body.as_object_mut() {
@@ -257,7 +268,13 @@ fn other_success_event(kind: JobKind) -> Option<&'static str> {
         | JobKind::JobStatus
         | JobKind::EinvoiceVerify => None,
         // A complete batch sent again is answered with its stored summary alone.
-        JobKind::IrnGenerateBatch | JobKind::EinvoiceVerifyBatch => Some("batch.completed"),
+        JobKind::IrnGenerateBatch
+        | JobKind::EinvoiceVerifyBatch
+        | JobKind::IrnCancelBatch
+        | JobKind::EwaybillGenerateBatch
+        | JobKind::EwaybillUpdateVehicleBatch
+        | JobKind::EwaybillExtendBatch
+        | JobKind::EwaybillCancelBatch => Some("batch.completed"),
     }
 }
 

@@ -140,29 +140,36 @@ job_kinds! {
         => "ewaybill.transporter_updated", "ewaybill.update_transporter.rejected", "ewaybill.update_transporter.failed";
     JobStatus(status::JobStatus) = "job.status" => "job.status", "job.status.rejected", "job.status.failed";
     /// The immediate answer is `batch.accepted`; `batch.completed` follows once every member is final.
-    IrnGenerateBatch(batch::GenerateBatch) = "irn.generate_batch"
+    IrnGenerateBatch(batch::Bulk) = "irn.generate_batch"
         => "batch.accepted", "irn.generate_batch.rejected", "irn.generate_batch.failed";
     /// Offline: a supplier's signed e-invoice, checked against the IRPs' signing keys.
     EinvoiceVerify(verify::Verify) = "einvoice.verify"
         => "einvoice.verified", "einvoice.verify.rejected", "einvoice.verify.failed";
     /// `batch.accepted`, then one `batch.completed`, as `irn.generate_batch`: the same batches.
-    EinvoiceVerifyBatch(verify::VerifyBatch) = "einvoice.verify_batch"
+    EinvoiceVerifyBatch(batch::Bulk) = "einvoice.verify_batch"
         => "batch.accepted", "einvoice.verify_batch.rejected", "einvoice.verify_batch.failed";
+    /// Batches of the other per-document commands: `batch.accepted`, then one `batch.completed`.
+    IrnCancelBatch(batch::Bulk) = "irn.cancel_batch"
+        => "batch.accepted", "irn.cancel_batch.rejected", "irn.cancel_batch.failed";
+    EwaybillGenerateBatch(batch::Bulk) = "ewaybill.generate_batch"
+        => "batch.accepted", "ewaybill.generate_batch.rejected", "ewaybill.generate_batch.failed";
+    EwaybillUpdateVehicleBatch(batch::Bulk) = "ewaybill.update_vehicle_batch"
+        => "batch.accepted", "ewaybill.update_vehicle_batch.rejected", "ewaybill.update_vehicle_batch.failed";
+    EwaybillExtendBatch(batch::Bulk) = "ewaybill.extend_batch"
+        => "batch.accepted", "ewaybill.extend_batch.rejected", "ewaybill.extend_batch.failed";
+    EwaybillCancelBatch(batch::Bulk) = "ewaybill.cancel_batch"
+        => "batch.accepted", "ewaybill.cancel_batch.rejected", "ewaybill.cancel_batch.failed";
 }
 
 impl JobKind {
-    /// The batch command whose members are commands of this kind, if any.
+    /// The batch command whose members are commands of this kind, if any (see [`batch::BATCHES`]).
     pub fn batch(self) -> Option<JobKind> {
-        match self {
-            JobKind::IrnGenerate => Some(JobKind::IrnGenerateBatch),
-            JobKind::EinvoiceVerify => Some(JobKind::EinvoiceVerifyBatch),
-            _ => None,
-        }
+        batch::BatchKind::of_member(self).map(|b| b.batch)
     }
 
     /// The kind of a batch command's members (`irn.generate_batch` → `irn.generate`).
     pub fn member(self) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|k| k.batch() == Some(self))
+        batch::BatchKind::of_batch(self).map(|b| b.member)
     }
 
     pub fn from_routing_key(rk: &str) -> Option<JobKind> {
@@ -351,7 +358,8 @@ pub fn parse_command(routing_key: &str, body: &[u8], opts: &ParseOptions) -> Res
     let nul = super::text::nul_problems(&value);
     let batch = if kind.batch().is_some() { batch::member_marker(&value) } else { None };
     let relaxed = opts.validation.relaxed_gstin_check_digit;
-    let mut r = Reader { body: &value, problems: Vec::new(), request_id: request_id.as_deref(), relaxed };
+    let mut r =
+        Reader { body: &value, problems: Vec::new(), request_id: request_id.as_deref(), relaxed, kind: Some(kind) };
     if long_request_id > REQUEST_ID_MAX_CHARS {
         r.problems.push(Problem::new(
             "request_id",

@@ -18,6 +18,7 @@
 //! * [`outcome`]: the one table that classifies every IRP answer.
 //! * [`schema`]: the commands' JSON Schemas from `docs/asyncapi.yaml`, checked before parsing.
 //! * [`text`]: NUL characters, which no stored text may hold, and control characters no answer echoes.
+//! * [`portal`]: which NIC portal an e-way bill number (or AckNo) names.
 //! * [`transport`]: the e-way bill's transport rules, shared by the invoice's `EwbDtls` and the
 //!   e-way bill commands (one problem code per rule).
 
@@ -29,6 +30,7 @@ pub mod gstin;
 pub mod invoice;
 pub mod job;
 pub mod outcome;
+pub mod portal;
 pub mod problem;
 pub mod schema;
 pub mod text;

@@ -1,11 +1,16 @@
 //! Which IRPs serve which GSTIN, built from the configuration: the primary IRP, then the
 //! `failover` entries in priority order. Choosing among them (health, ambiguity) is the
 //! runtime's job (`runtime::routing`); this is the table it chooses from.
+//!
+//! The file's GSTINs are fixed at start; the database's (`gstins` table) change at run time:
+//! `runtime::gstins` applies each change here, and a job holds the [`Served`] it looked up, so a
+//! change reaches the next job and never one in flight.
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{IrpError, IrpProvider};
 use crate::config::{GstinConfig, ProviderKind, Settings};
+use crate::domain::portal::{EwbAccess, NicPortal};
 
 /// A GSTIN's IRPs, primary first. Never empty.
 #[derive(Clone)]
@@ -39,12 +44,133 @@ impl IrpSet {
         }
         self.entries.iter().find_map(|p| p.cross_portal(&issuer.to_ascii_uppercase()))
     }
+
+    /// Where a call about an existing e-way bill goes. `via`: the IRP it was made through, when
+    /// known; `portal`: the NIC portal its number names; `access`: whether this call may cross
+    /// between NIC's portals with the `irp` header.
+    ///
+    /// An e-way bill made through a private IRP or a GSP not named NIC1/NIC2 stays there (as
+    /// [`Self::for_issuer`]); so does every e-way bill of a GSTIN with no IRP named NIC1 or NIC2
+    /// (nothing to choose between). Otherwise its portal decides: the IRP named for it, else, for
+    /// get and Part B, the other NIC IRP with the `irp` header; else a refusal that says which
+    /// IRP to configure, before any call (the portal would answer 444–449).
+    pub fn for_ewaybill(
+        &self,
+        via: Option<&str>,
+        portal: Option<NicPortal>,
+        access: EwbAccess,
+    ) -> Result<Arc<dyn IrpProvider>, EwbRouteError> {
+        let nic_named = |n: &str| NicPortal::from_irp(n).is_some();
+        let private = via.filter(|v| !nic_named(v));
+        let has_nic = self.entries.iter().any(|p| nic_named(p.irp()));
+        let (Some(portal), None, true) = (portal, private, has_nic) else {
+            return self.for_issuer(via).ok_or_else(|| EwbRouteError::IrpNotConfigured(via.unwrap_or("").to_string()));
+        };
+        if let Some(p) = self.by_name(portal.irp()) {
+            return Ok(p.clone());
+        }
+        if access == EwbAccess::CrossPortal {
+            if let Some(p) = self.entries.iter().find_map(|p| p.cross_portal(portal.irp())) {
+                return Ok(p);
+            }
+        }
+        Err(EwbRouteError::PortalNotConfigured { portal, access })
+    }
 }
 
-/// The IRPs of every configured seller GSTIN.
+impl EwbRouteError {
+    /// The error item's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EwbRouteError::IrpNotConfigured(_) => "IRP_NOT_CONFIGURED",
+            EwbRouteError::PortalNotConfigured { .. } => "EWB_PORTAL_NOT_CONFIGURED",
+        }
+    }
+}
+
+/// Why no configured IRP can take a call about an e-way bill.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EwbRouteError {
+    #[error("the e-way bill was made through IRP {0}, which is not configured for this GSTIN; add it under failover")]
+    IrpNotConfigured(String),
+    #[error(
+        "the e-way bill was made on {} ({}), and {} there: add {} under the GSTIN's failover",
+        portal.ewb_portal(),
+        portal.irp(),
+        match access {
+            EwbAccess::OwnerOnly => "NIC's portals take this call only at the portal that made the e-way bill (444–449 elsewhere)",
+            EwbAccess::CrossPortal => "no NIC IRP is configured to reach it",
+        },
+        portal.irp()
+    )]
+    PortalNotConfigured { portal: NicPortal, access: EwbAccess },
+}
+
+/// Where a GSTIN's settings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The configuration file or the environment (fixed for the process's life).
+    File,
+    /// The `gstins` table (`gstin add|update|…`), followed at run time.
+    Database,
+}
+
+/// One GSTIN as a job takes it: its IRPs and its section. A job keeps the `Arc` it started
+/// with, so a change applied meanwhile reaches the next job, never one in flight.
+pub struct Served {
+    pub irps: IrpSet,
+    pub config: Arc<GstinConfig>,
+    pub source: Source,
+}
+
+/// What the registry knows about a GSTIN it does not serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unserved {
+    /// Neither the file nor the database defines it.
+    Unknown,
+    /// Managed in the database and disabled by an operator.
+    Disabled,
+    /// Managed in the database but unusable here (its credentials do not decrypt with this
+    /// process's token keys, or its section does not build): the reason, with no secret.
+    Broken(String),
+}
+
+/// A database-managed GSTIN as this process holds it.
+struct Managed {
+    version: i64,
+    credentials_version: i64,
+    state: Result<Arc<Served>, Unserved>,
+}
+
+/// A row of the `gstins` table, as the store read it (the registry does not import the store).
+#[derive(Debug, Clone, Copy)]
+pub struct ManagedRow<'a> {
+    pub gstin: &'a str,
+    pub version: i64,
+    pub credentials_version: i64,
+    pub enabled: bool,
+    /// The section, or why it does not open (no secret in the text).
+    pub config: Result<&'a GstinConfig, &'a str>,
+}
+
+/// What applying a database row changed in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This version was already applied.
+    Unchanged,
+    /// The file defines the GSTIN: the row is ignored (the file wins).
+    Shadowed,
+    /// Applied; `credentials`: the password or client secret changed (drop cached sessions).
+    Changed { credentials: bool },
+}
+
+/// The IRPs of every seller GSTIN: the file's (fixed) and the database's (changing at run time).
+/// Cheap to clone (shared).
 #[derive(Clone, Default)]
 pub struct Providers {
-    map: BTreeMap<String, IrpSet>,
+    http: Option<reqwest::Client>,
+    file: Arc<BTreeMap<String, Arc<Served>>>,
+    managed: Arc<std::sync::RwLock<BTreeMap<String, Managed>>>,
 }
 
 fn build(http: &reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<Arc<dyn IrpProvider>, IrpError> {
@@ -54,39 +180,62 @@ fn build(http: &reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<Arc<d
     })
 }
 
+/// A GSTIN's IRPs from its section: a bad entry (e.g. an unreadable NIC public key, a failover
+/// entry without a name, two entries with one name) is a configuration error.
+pub fn build_set(http: &reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<IrpSet, IrpError> {
+    let mut entries = vec![build(http, gstin, cfg)?];
+    for (i, f) in cfg.failover.iter().enumerate() {
+        if f.irp.as_deref().is_none_or(|n| n.trim().is_empty()) {
+            return Err(IrpError::Config(format!(
+                "gstins.{gstin}.failover[{i}] needs `irp`, the IRP's name (e.g. \"IRIS\", \"NIC2\")"
+            )));
+        }
+        if !f.failover.is_empty() {
+            return Err(IrpError::Config(format!(
+                "gstins.{gstin}.failover[{i}] has its own `failover` list; list every IRP under the GSTIN"
+            )));
+        }
+        let p = build(http, gstin, f)?;
+        if entries.iter().any(|e| e.irp().eq_ignore_ascii_case(p.irp())) {
+            return Err(IrpError::Config(format!(
+                "gstins.{gstin}: IRP {} is configured twice (failover[{i}])",
+                p.irp()
+            )));
+        }
+        entries.push(p);
+    }
+    Ok(IrpSet { entries })
+}
+
+/// The HTTP client every IRP of this process shares.
+pub fn http_client(s: &Settings) -> Result<reqwest::Client, IrpError> {
+    super::http_client_with_ca(s.http_connect_timeout(), s.http_read_timeout(), s.http_ca_file.as_deref())
+}
+
 impl Providers {
-    /// Build every configured GSTIN's IRPs; a bad entry (e.g. an unreadable NIC public key, a
-    /// failover entry without a name, two entries with one name) is a configuration error at
-    /// start, not a retry loop later.
+    /// Build every GSTIN of the configuration; a bad entry is a configuration error at start,
+    /// not a retry loop later. Database GSTINs are added by [`Providers::apply`].
     pub fn from_settings(s: &Settings) -> Result<Providers, IrpError> {
-        let http =
-            super::http_client_with_ca(s.http_connect_timeout(), s.http_read_timeout(), s.http_ca_file.as_deref())?;
+        let http = http_client(s)?;
         let mut map = BTreeMap::new();
         for (gstin, cfg) in &s.gstins {
-            let mut entries = vec![build(&http, gstin, cfg)?];
-            for (i, f) in cfg.failover.iter().enumerate() {
-                if f.irp.as_deref().is_none_or(|n| n.trim().is_empty()) {
-                    return Err(IrpError::Config(format!(
-                        "gstins.{gstin}.failover[{i}] needs `irp`, the IRP's name (e.g. \"IRIS\", \"NIC2\")"
-                    )));
-                }
-                if !f.failover.is_empty() {
-                    return Err(IrpError::Config(format!(
-                        "gstins.{gstin}.failover[{i}] has its own `failover` list; list every IRP under the GSTIN"
-                    )));
-                }
-                let p = build(&http, gstin, f)?;
-                if entries.iter().any(|e| e.irp().eq_ignore_ascii_case(p.irp())) {
-                    return Err(IrpError::Config(format!(
-                        "gstins.{gstin}: IRP {} is configured twice (failover[{i}])",
-                        p.irp()
-                    )));
-                }
-                entries.push(p);
-            }
-            map.insert(gstin.clone(), IrpSet { entries });
+            let irps = build_set(&http, gstin, cfg)?;
+            map.insert(gstin.clone(), Arc::new(Served { irps, config: Arc::new(cfg.clone()), source: Source::File }));
         }
-        Ok(Providers { map })
+        Ok(Providers { http: Some(http), file: Arc::new(map), managed: Default::default() })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Managed>> {
+        self.managed.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The GSTIN as a job uses it, or why it is not served. The file wins over the database.
+    pub fn lookup(&self, gstin: &str) -> Result<Arc<Served>, Unserved> {
+        let g = gstin.to_ascii_uppercase();
+        if let Some(s) = self.file.get(&g) {
+            return Ok(s.clone());
+        }
+        self.read().get(&g).map_or(Err(Unserved::Unknown), |m| m.state.clone())
     }
 
     /// The GSTIN's primary IRP.
@@ -94,12 +243,163 @@ impl Providers {
         self.set(gstin).map(|s| s.primary().clone())
     }
 
-    /// All of the GSTIN's IRPs.
-    pub fn set(&self, gstin: &str) -> Option<&IrpSet> {
-        self.map.get(&gstin.to_ascii_uppercase())
+    /// All of the GSTIN's IRPs (a copy: the caller keeps them however the registry changes).
+    pub fn set(&self, gstin: &str) -> Option<IrpSet> {
+        self.lookup(gstin).ok().map(|s| s.irps.clone())
     }
 
-    pub fn gstins(&self) -> impl Iterator<Item = &String> {
-        self.map.keys()
+    /// The GSTIN's section (UPI id, payee name, …).
+    pub fn config(&self, gstin: &str) -> Option<Arc<GstinConfig>> {
+        self.lookup(gstin).ok().map(|s| s.config.clone())
+    }
+
+    /// Every GSTIN served now, sorted.
+    pub fn gstins(&self) -> Vec<String> {
+        let managed = self.read();
+        let mut all: Vec<String> = self
+            .file
+            .keys()
+            .cloned()
+            .chain(
+                managed.iter().filter(|(g, m)| m.state.is_ok() && !self.file.contains_key(*g)).map(|(g, _)| g.clone()),
+            )
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Is the GSTIN defined by the configuration file or environment?
+    pub fn in_file(&self, gstin: &str) -> bool {
+        self.file.contains_key(&gstin.to_ascii_uppercase())
+    }
+
+    /// The reporting window of every database GSTIN that sets one (the file's are in the settings).
+    pub fn reporting_windows(&self) -> Vec<(String, u32)> {
+        self.read()
+            .iter()
+            .filter_map(|(g, m)| {
+                m.state.as_ref().ok().and_then(|s| s.config.reporting_window_days).map(|d| (g.clone(), d))
+            })
+            .collect()
+    }
+
+    /// The database version this process applied per GSTIN (the periodic check compares them).
+    pub fn versions(&self) -> std::collections::HashMap<String, i64> {
+        self.read().iter().map(|(g, m)| (g.clone(), m.version)).collect()
+    }
+
+    /// Apply a row of the `gstins` table (its section, or why it does not open). A row for a
+    /// GSTIN of the file is ignored.
+    pub fn apply(&self, row: ManagedRow<'_>) -> Applied {
+        let gstin = row.gstin.to_ascii_uppercase();
+        let previous = self.read().get(&gstin).map(|m| (m.version, m.credentials_version));
+        if previous.is_some_and(|(v, _)| v >= row.version) {
+            return Applied::Unchanged;
+        }
+        if self.file.contains_key(&gstin) {
+            // Remembered (never served: `lookup` reads the file first) so it is reported once a version.
+            let state = Err(Unserved::Broken("defined in the configuration file".into()));
+            let m = Managed { version: row.version, credentials_version: row.credentials_version, state };
+            self.managed.write().unwrap_or_else(|p| p.into_inner()).insert(gstin, m);
+            return Applied::Shadowed;
+        }
+        let state = match (&row.config, row.enabled) {
+            (_, false) => Err(Unserved::Disabled),
+            (Err(e), true) => Err(Unserved::Broken(e.to_string())),
+            (Ok(cfg), true) => match cfg.check(&gstin).map_err(|e| e.to_string()).and_then(|()| {
+                let http = self.http.as_ref().ok_or_else(|| "no HTTP client".to_string())?;
+                build_set(http, &gstin, cfg).map_err(|e| e.to_string())
+            }) {
+                Ok(irps) => Ok(Arc::new(Served { irps, config: Arc::new((*cfg).clone()), source: Source::Database })),
+                Err(e) => Err(Unserved::Broken(e)),
+            },
+        };
+        if let Err(Unserved::Broken(why)) = &state {
+            tracing::error!(gstin, version = row.version, error = %why, "a GSTIN in the database cannot be served");
+        }
+        let credentials = previous.is_some_and(|(_, c)| c != row.credentials_version);
+        let mut managed = self.managed.write().unwrap_or_else(|p| p.into_inner());
+        // Another task may have applied a newer version meanwhile.
+        if managed.get(&gstin).is_some_and(|m| m.version >= row.version) {
+            return Applied::Unchanged;
+        }
+        managed.insert(gstin, Managed { version: row.version, credentials_version: row.credentials_version, state });
+        Applied::Changed { credentials }
+    }
+
+    /// The row is gone (deleted by hand): stop serving the GSTIN.
+    pub fn remove(&self, gstin: &str) -> bool {
+        self.managed.write().unwrap_or_else(|p| p.into_inner()).remove(&gstin.to_ascii_uppercase()).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE_GSTIN: &str = "29AAGCP4821K1Z3";
+    const DB_GSTIN: &str = "27AAKFU7303M1ZP";
+
+    fn section(password: &str, upi: &str) -> GstinConfig {
+        let toml = format!(
+            "[gstins.\"{DB_GSTIN}\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+             password = \"{password}\"\nclient_id = \"c\"\nclient_secret = \"s\"\nupi_id = \"{upi}\"\n"
+        );
+        Settings::from_toml(&toml).unwrap().gstins.remove(DB_GSTIN).unwrap()
+    }
+
+    fn row<'a>(cfg: &'a GstinConfig, gstin: &'a str, version: i64, creds: i64, enabled: bool) -> ManagedRow<'a> {
+        ManagedRow { gstin, version, credentials_version: creds, enabled, config: Ok(cfg) }
+    }
+
+    #[test]
+    fn database_rows_apply_in_version_order_and_a_job_keeps_what_it_looked_up() {
+        let file = format!(
+            "[gstins.\"{FILE_GSTIN}\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+             password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        );
+        let p = Providers::from_settings(&Settings::from_toml(&file).unwrap()).unwrap();
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Unknown));
+        let v1 = section("one", "branch.a@okaxis");
+        assert_eq!(p.apply(row(&v1, DB_GSTIN, 1, 1, true)), Applied::Changed { credentials: false });
+        let in_flight = p.lookup(DB_GSTIN).unwrap();
+        assert_eq!(p.gstins(), vec![DB_GSTIN.to_string(), FILE_GSTIN.to_string()]);
+        // A new UPI id and password: the next lookup sees them, the one in flight does not.
+        let v2 = section("two", "branch.b@okaxis");
+        assert_eq!(p.apply(row(&v2, DB_GSTIN, 2, 2, true)), Applied::Changed { credentials: true });
+        assert_eq!(in_flight.config.upi_id.as_deref(), Some("branch.a@okaxis"));
+        assert_eq!(p.config(DB_GSTIN).unwrap().upi_id.as_deref(), Some("branch.b@okaxis"));
+        // An older version (a late notification) changes nothing.
+        assert_eq!(p.apply(row(&v1, DB_GSTIN, 1, 1, true)), Applied::Unchanged);
+        assert_eq!(p.config(DB_GSTIN).unwrap().upi_id.as_deref(), Some("branch.b@okaxis"));
+        // Disabled: not served, and said so.
+        assert_eq!(p.apply(row(&v2, DB_GSTIN, 3, 2, false)), Applied::Changed { credentials: false });
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Disabled));
+        assert_eq!(p.gstins(), vec![FILE_GSTIN.to_string()]);
+        // The file wins: a row for one of its GSTINs is reported once, never served.
+        assert_eq!(p.apply(row(&v1, FILE_GSTIN, 1, 1, true)), Applied::Shadowed);
+        assert_eq!(p.apply(row(&v1, FILE_GSTIN, 1, 1, true)), Applied::Unchanged);
+        assert_eq!(p.lookup(FILE_GSTIN).unwrap().source, Source::File);
+        // A row that does not open: a reason, no service.
+        let broken =
+            ManagedRow { gstin: DB_GSTIN, version: 4, credentials_version: 2, enabled: true, config: Err("no key") };
+        p.apply(broken);
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Broken("no key".into())));
+        assert!(p.remove(DB_GSTIN));
+        assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Unknown));
+    }
+
+    #[test]
+    fn the_public_json_has_no_secret_and_the_sealed_form_round_trips() {
+        let cfg = section("hunter2", "branch.a@okaxis");
+        let public = cfg.public_json().to_string();
+        assert!(
+            !public.contains("hunter2") && !public.contains("\"s\"") && public.contains("branch.a@okaxis"),
+            "{public}"
+        );
+        let back: GstinConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(back.password.expose_secret(), "hunter2");
+        assert_eq!(back.client_secret.expose_secret(), "s");
     }
 }

@@ -156,6 +156,12 @@ impl SessionManager {
         }
     }
 
+    /// Forget this process's sessions of the GSTIN (its credentials changed): the next call
+    /// reads the store again, and authenticates with the new credentials if nobody has yet.
+    pub fn forget(&self, gstin: &str) {
+        self.memory.lock().expect("lock poisoned").retain(|(_, g), _| !g.eq_ignore_ascii_case(gstin));
+    }
+
     fn key_lock(&self, key: &Key) -> Arc<AsyncMutex<()>> {
         self.locks.lock().expect("lock poisoned").entry(key.clone()).or_default().clone()
     }

@@ -80,6 +80,61 @@ pub enum GstinCmd {
         #[command(flatten)]
         out: Output,
     },
+    /// Add a GSTIN to the database; every running worker serves it within seconds. The password
+    /// and client secret come from --password-file/--client-secret-file or standard input (one a
+    /// line), never from the command line.
+    Add {
+        gstin: String,
+        #[command(flatten)]
+        fields: Box<super::gstins::GstinFields>,
+        #[command(flatten)]
+        secrets: super::gstins::SecretSources,
+        /// Store it disabled (`gstin enable` turns it on).
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Change a database GSTIN's settings (not its secrets); jobs in flight keep the old ones.
+    Update {
+        gstin: String,
+        #[command(flatten)]
+        fields: Box<super::gstins::GstinFields>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Replace a database GSTIN's API password (from --password-file or standard input): its
+    /// stored tokens are dropped, so the next token is asked for with the new password.
+    RotatePassword {
+        gstin: String,
+        /// The failover IRP whose password changes (default: the primary IRP's).
+        #[arg(long)]
+        irp: Option<String>,
+        /// Replace the client secret too (from --client-secret-file, or the next line of input).
+        #[arg(long)]
+        client_secret: bool,
+        #[command(flatten)]
+        secrets: super::gstins::SecretSources,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Stop serving a database GSTIN: its new commands are answered with GSTIN_DISABLED.
+    Disable {
+        gstin: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Serve a disabled database GSTIN again.
+    Enable {
+        gstin: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// The GSTINs in the database and their settings (never a secret), and the file's GSTINs.
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
 }
 
 #[derive(Args, Clone, Copy)]
@@ -217,6 +272,40 @@ pub async fn dead(settings: &Settings, cmd: DeadCmd) -> Result<(), OpError> {
     Ok(())
 }
 
+/// The IRP names of a stored section (its settings without the secrets).
+#[derive(serde::Deserialize)]
+struct GstinConfigNames {
+    provider: crate::config::ProviderKind,
+    #[serde(default)]
+    irp: Option<String>,
+    #[serde(default)]
+    failover: Vec<GstinConfigNames>,
+}
+
+impl GstinConfigNames {
+    fn name(&self) -> String {
+        match (&self.irp, self.provider) {
+            (Some(n), _) => n.clone(),
+            (None, crate::config::ProviderKind::Nic) => "NIC1".into(),
+            (None, crate::config::ProviderKind::Whitebooks) => "whitebooks".into(),
+        }
+    }
+    fn names(&self) -> Vec<String> {
+        std::iter::once(self.name()).chain(self.failover.iter().map(Self::name)).collect()
+    }
+}
+
+async fn set_enabled(settings: &Settings, db: &Db, gstin: &str, enable: bool, out: Output) -> Result<(), OpError> {
+    let v = super::gstins::set_enabled(settings, db, gstin, enable).await?;
+    let gstin = gstin.trim().to_ascii_uppercase();
+    let what = if enable { "enabled" } else { "disabled" };
+    tracing::info!(gstin, version = v, what, "operator changed a GSTIN");
+    out.print(&serde_json::json!({"gstin": gstin, "version": v, "enabled": enable}), |_| {
+        format!("{gstin} {what}, version {v}\n")
+    });
+    Ok(())
+}
+
 pub async fn gstin(settings: &Settings, cmd: GstinCmd) -> Result<(), OpError> {
     let db = db(settings).await?;
     match cmd {
@@ -237,6 +326,65 @@ pub async fn gstin(settings: &Settings, cmd: GstinCmd) -> Result<(), OpError> {
             }
             tracing::info!(gstin, "operator ended the GSTIN's pause");
             out.print(&serde_json::json!({"gstin": gstin, "unpaused": true}), |_| format!("{gstin} unpaused\n"));
+        }
+        GstinCmd::Add { gstin, fields, secrets, disabled, out } => {
+            let v = super::gstins::add(settings, &db, &gstin, &fields, &secrets, disabled).await?;
+            let gstin = gstin.trim().to_ascii_uppercase();
+            tracing::info!(gstin, version = v, "operator added a GSTIN");
+            let what = if disabled { "added (disabled)" } else { "added" };
+            out.print(&serde_json::json!({"gstin": gstin, "version": v, "enabled": !disabled}), |_| {
+                format!("{gstin} {what}, version {v}\n")
+            });
+        }
+        GstinCmd::Update { gstin, fields, out } => {
+            let v = super::gstins::update(settings, &db, &gstin, &fields).await?;
+            let gstin = gstin.trim().to_ascii_uppercase();
+            tracing::info!(gstin, version = v, "operator updated a GSTIN");
+            out.print(&serde_json::json!({"gstin": gstin, "version": v}), |_| {
+                format!("{gstin} updated, version {v}\n")
+            });
+        }
+        GstinCmd::RotatePassword { gstin, irp, client_secret, secrets, out } => {
+            let v =
+                super::gstins::rotate_password(settings, &db, &gstin, irp.as_deref(), &secrets, client_secret).await?;
+            let gstin = gstin.trim().to_ascii_uppercase();
+            tracing::info!(gstin, version = v, "operator rotated a GSTIN's password");
+            out.print(&serde_json::json!({"gstin": gstin, "version": v}), |_| {
+                format!("{gstin}: new password stored (version {v}); its tokens were dropped\n")
+            });
+        }
+        GstinCmd::Disable { gstin, out } => set_enabled(settings, &db, &gstin, false, out).await?,
+        GstinCmd::Enable { gstin, out } => set_enabled(settings, &db, &gstin, true, out).await?,
+        GstinCmd::List { out } => {
+            let rows = db.gstins_list().await?;
+            let file: Vec<&String> = settings.gstins.keys().collect();
+            let value = serde_json::json!({"database": rows, "configuration_file": file});
+            out.print(&value, |_| {
+                let mut s = format!(
+                    "{:<15}  {:<8}  {:<10}  {:<24}  {:>7}  {:<20}  {}\n",
+                    "GSTIN", "STATE", "PROVIDER", "IRPS", "VERSION", "UPDATED", "UPI ID"
+                );
+                for r in &rows {
+                    let t = |k: &str| r.settings.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
+                    let irps: Vec<String> = serde_json::from_value::<GstinConfigNames>(r.settings.clone())
+                        .map(|n| n.names())
+                        .unwrap_or_default();
+                    s += &format!(
+                        "{:<15}  {:<8}  {:<10}  {:<24}  {:>7}  {:<20}  {}\n",
+                        r.gstin,
+                        if r.enabled { "enabled" } else { "disabled" },
+                        t("provider"),
+                        irps.join("+"),
+                        r.version,
+                        r.updated_at.format("%Y-%m-%d %H:%M:%S"),
+                        t("upi_id"),
+                    );
+                }
+                for g in &file {
+                    s += &format!("{g:<15}  {:<8}  (configuration file: wins over the database)\n", "file");
+                }
+                s + &format!("{} GSTIN(s) in the database, {} in the configuration\n", rows.len(), file.len())
+            });
         }
     }
     Ok(())

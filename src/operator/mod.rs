@@ -4,6 +4,7 @@
 //! Exit codes (the binary maps [`OpError::exit_code`]): 0 done; 1 nothing matched or the action
 //! is refused (with the reason); 2 usage error; 3 PostgreSQL or RabbitMQ unreachable.
 pub mod cli;
+pub mod gstins;
 
 use chrono::{DateTime, Duration, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};

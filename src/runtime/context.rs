@@ -156,7 +156,21 @@ impl Ctx {
     /// Parsing options; `today` is re-read per message (India date) so a long-running worker
     /// does not reject tomorrow's invoices as "future".
     pub fn parse_options(&self) -> ParseOptions {
-        self.settings.parse_options()
+        let mut o = self.settings.parse_options();
+        o.reporting_window_by_gstin.extend(self.providers.reporting_windows());
+        o
+    }
+
+    /// The error for a command whose seller GSTIN this process does not serve: not configured
+    /// anywhere, disabled by an operator, or stored but unusable here.
+    /// `path`: where the command names the GSTIN (`gstin`, `SellerDtls.Gstin`).
+    pub fn unserved(&self, gstin: &str, path: &str) -> crate::domain::event::ErrorItem {
+        use crate::irp::registry::Unserved;
+        match self.providers.lookup(gstin) {
+            Ok(_) | Err(Unserved::Unknown) => super::events::not_configured(gstin),
+            Err(Unserved::Disabled) => super::events::disabled(gstin, path),
+            Err(Unserved::Broken(why)) => super::events::unusable(gstin, &why, path),
+        }
     }
 
     /// The in-process retry schedule: exponential with jitter (backon).

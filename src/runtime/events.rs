@@ -230,6 +230,31 @@ pub fn not_configured(gstin: &str) -> ErrorItem {
     )
 }
 
+/// The error for work for a GSTIN an operator disabled (`einvoice-worker gstin disable`).
+pub fn disabled(gstin: &str, path: &str) -> ErrorItem {
+    ErrorItem {
+        path: path.into(),
+        ..ErrorItem::worker(
+            "GSTIN_DISABLED",
+            format!(
+                "GSTIN {gstin} is disabled: an operator turned its IRP work off (`einvoice-worker gstin disable`); \
+                 `einvoice-worker gstin enable {gstin}` turns it on again"
+            ),
+        )
+    }
+}
+
+/// The error for work for a GSTIN stored in the database that this worker cannot use.
+pub fn unusable(gstin: &str, why: &str, path: &str) -> ErrorItem {
+    ErrorItem {
+        path: path.into(),
+        ..ErrorItem::worker(
+            "GSTIN_NOT_CONFIGURED",
+            format!("GSTIN {gstin} is in the database but cannot be used by this worker: {why}"),
+        )
+    }
+}
+
 /// The error for work on a paused GSTIN (a configuration error, or its daily error budget).
 pub fn paused(gstin: &str, until: chrono::DateTime<chrono::Utc>) -> ErrorItem {
     ErrorItem::worker(

@@ -340,7 +340,7 @@ pub async fn sample_budget(ctx: &Ctx) {
             return;
         }
     };
-    for gstin in ctx.providers.gstins() {
+    for gstin in &ctx.providers.gstins() {
         let Some(p) = ctx.providers.get(gstin) else { continue };
         let [g, c] = budget_keys(gstin, p.as_ref()).map(|k| counts.get(&k).copied().unwrap_or(0));
         metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.clone()).set(share_used(ctx, g, c));
@@ -367,7 +367,13 @@ pub fn essential(kind: crate::domain::command::JobKind) -> bool {
         | EwaybillExtend
         | EwaybillUpdateTransporter
         | EinvoiceVerify
-        | EinvoiceVerifyBatch => true,
+        | EinvoiceVerifyBatch
+        // A batch of essential commands fans them out: holding it would hold them all.
+        | IrnCancelBatch
+        | EwaybillGenerateBatch
+        | EwaybillCancelBatch
+        | EwaybillUpdateVehicleBatch
+        | EwaybillExtendBatch => true,
         IrnGet | GstinDetails | EwaybillGet | B2cQr | ReconcileRejected | JobStatus | IrnGenerateBatch => false,
     }
 }

@@ -21,6 +21,7 @@ pub mod context;
 pub mod events;
 pub mod expiry;
 pub mod fair_share;
+pub mod gstins;
 pub mod guard;
 pub mod health;
 pub mod jobs;

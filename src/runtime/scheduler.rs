@@ -89,7 +89,7 @@ pub async fn run(ctx: Arc<Ctx>, publisher: Channel, shutdown: CancellationToken)
 async fn fire(ctx: &Ctx, publisher: &Channel, tick: DateTime<Utc>) -> anyhow::Result<()> {
     let today = tick.with_timezone(&Kolkata).date_naive();
     let from = today.pred_opt().unwrap_or(today);
-    let gstins: Vec<String> = ctx.providers.gstins().cloned().collect();
+    let gstins: Vec<String> = ctx.providers.gstins();
     let Some(run_id) = ctx.db.insert_scheduled_run(tick, &gstins, from, today).await? else {
         tracing::debug!(%tick, "another worker took this reconciliation tick");
         return Ok(());

@@ -4,12 +4,10 @@
 //! recorded into the span later, so every line of one invoice's handling carries them:
 //! `jq 'select(.span.correlation_id == "…")'`.
 use lapin::message::Delivery;
-use lapin::types::ShortString;
 
 /// The span of one delivery, carrying what an operator searches by.
 pub fn command_span(delivery: &Delivery) -> tracing::Span {
     let p = &delivery.properties;
-    let text = |v: &Option<ShortString>| v.as_ref().map(|s| s.to_string());
     let span = tracing::info_span!(
         "command",
         routing_key = %delivery.routing_key,
@@ -21,10 +19,14 @@ pub fn command_span(delivery: &Delivery) -> tracing::Span {
         document = tracing::field::Empty,
         redelivered = delivery.redelivered,
     );
-    if let Some(id) = text(p.message_id()) {
+    // Below the log level the span is disabled: nothing to record (and nothing to copy).
+    if span.is_disabled() {
+        return span;
+    }
+    if let Some(id) = p.message_id() {
         span.record("message_id", id.as_str());
     }
-    if let Some(id) = text(p.correlation_id()) {
+    if let Some(id) = p.correlation_id() {
         span.record("correlation_id", id.as_str());
     }
     span

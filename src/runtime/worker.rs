@@ -98,6 +98,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     }
     // Claims of new documents have their own connections (see `Settings::pool_sizes`).
     let intake = pool(&settings, settings.pool_sizes().1)?;
+    // Events committed through the job pools go straight to this process's relay.
+    let (handoff, handed) = tokio::sync::mpsc::channel(amqp::relay::HANDOFF_CAPACITY);
+    let (db, intake) = (db.with_handoff(handoff.clone()), intake.with_handoff(handoff));
     let ctx = Arc::new(Ctx::new(settings, db, providers)?.with_intake(intake));
     let conn = amqp::connect(&ctx.settings.amqp_url, &format!("einvoice-worker-{}", ctx.worker_id)).await?;
     ctx.topology.declare(&conn).await.context("declaring the RabbitMQ topology")?;
@@ -107,6 +110,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         events_exchange: ctx.topology.events.clone(),
         unrouted_queue: ctx.topology.unrouted.clone(),
         wake: ctx.relay_wake.clone(),
+        handed,
     };
     ctx.set_publisher(amqp::confirm_channel(&conn).await?);
     let consume = conn.create_channel().await?;
@@ -146,6 +150,14 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         ctx.topology.retry_queues().len(),
     );
     tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));
+    // The GSTINs managed in the database: served from the first message, then followed.
+    let managed = super::gstins::load_all(&ctx).await.context("reading the GSTINs in the database")?;
+    {
+        use secrecy::ExposeSecret;
+        let url = ctx.settings.database_url.expose_secret();
+        let target = store::tls::target(url, ctx.settings.database_ca_file.as_deref())?;
+        tokio::spawn(super::gstins::follow(ctx.clone(), target, shutdown.child_token()));
+    }
     {
         // The shared circuits' notifications, on a connection of their own (one per process).
         use secrecy::ExposeSecret;
@@ -170,6 +182,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
         worker_id = %ctx.worker_id,
         namespace = %ctx.settings.namespace,
         gstins = %irps.join(","),
+        database_gstins = managed,
         health = %health_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         console = %console_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into()),
         prefetch = ctx.settings.prefetch,
@@ -332,7 +345,10 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         }
     };
     in_flight.decrement(1.0);
-    ctx.relay_wake.notify_one();
+    // Events handed to the relay need no poll; one stored for the poll does.
+    if crate::store::outbox::take_unhanded() {
+        ctx.relay_wake.notify_one();
+    }
     // Label by known routing keys only: an attacker-chosen key must not mint new series.
     let rk = JobKind::from_routing_key(&meta.routing_key).map_or("unknown", JobKind::routing_key);
     let outcome = match &result {

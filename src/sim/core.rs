@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::domain::portal::{EwbNo, NicPortal};
 use crate::irp::types::format_ist;
 use crate::irp::{jwt, nic_crypto};
 
@@ -76,6 +77,9 @@ pub struct Faults {
     /// twice (RS256), so a benchmark measures the worker, not the simulator's signing. Only for a
     /// client without a configured signing key (the Whitebooks face); NIC clients verify.
     pub unsigned: bool,
+    /// E-way bills made from now on are valid this many hours instead of a day per 200 km (as
+    /// one made long ago would be near its end): at most 8 puts them inside the extension window.
+    pub ewb_valid_hours: Option<u64>,
 }
 
 /// One request the simulator received: when, what, and the HTTP status it answered (tests
@@ -133,6 +137,12 @@ pub struct SimStats {
     /// API calls answered HTTP 429 (quota or `throttle_next`).
     #[serde(default)]
     pub throttled_429: u64,
+    /// Calls this portal took for the other NIC portal's data (the `irp` header), and calls about
+    /// the other portal's e-way bills it refused (444–449).
+    #[serde(default)]
+    pub cross_portal_calls: u64,
+    #[serde(default)]
+    pub portal_refusals: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +209,9 @@ struct RegistryState {
     owners: HashMap<String, String>,
     /// Registrations made while down, in order: (IRN, IRP, that IRP's core).
     pending: Vec<(String, String, std::sync::Weak<SimCore>)>,
+    /// Every member IRP by name: NIC's two sides answer for each other (the `irp` header) and
+    /// accept each other's tokens.
+    members: HashMap<String, std::sync::Weak<SimCore>>,
 }
 
 impl SimRegistry {
@@ -226,6 +239,12 @@ impl SimRegistry {
                 }
             }
         }
+    }
+
+    /// The member IRP named `irp`, while it runs.
+    pub fn member(&self, irp: &str) -> Option<Arc<SimCore>> {
+        let st = self.inner.lock().expect("registry lock");
+        st.members.get(&irp.to_ascii_uppercase()).and_then(std::sync::Weak::upgrade)
     }
 
     /// The IRP whose registration of `irn` stands, when the registry is up and knows one.
@@ -312,6 +331,7 @@ impl SimCore {
 
     /// Make this simulator the IRP `irp` among those sharing `registry`.
     pub fn join_registry(self: &Arc<Self>, registry: Arc<SimRegistry>, irp: &str) {
+        registry.inner.lock().expect("registry lock").members.insert(irp.to_ascii_uppercase(), Arc::downgrade(self));
         let _ = self.membership.set(Membership { registry, irp: irp.to_string(), me: Arc::downgrade(self) });
     }
 
@@ -504,13 +524,137 @@ impl SimCore {
         Ok(t)
     }
 
-    /// The live token behind an `AuthToken` header, checked against the caller's GSTIN.
+    /// The live token behind an `AuthToken` header, checked against the caller's GSTIN. NIC's
+    /// two sides accept each other's tokens (NIC's notice of 18 Jul 2024).
     pub fn check_token(&self, token: &str, gstin: &str) -> Result<SimToken, SimError> {
+        self.own_token(token, gstin)
+            .or_else(|| {
+                let other = self.nic_side()?.other();
+                self.membership.get()?.registry.member(other.irp())?.own_token(token, gstin)
+            })
+            .ok_or_else(|| SimError::one("1005", "Invalid Token"))
+    }
+
+    fn own_token(&self, token: &str, gstin: &str) -> Option<SimToken> {
         let st = self.store.lock().expect("sim lock");
-        match st.tokens.get(token) {
-            Some(t) if t.expires_at > Utc::now() && t.gstin.eq_ignore_ascii_case(gstin) => Ok(t.clone()),
-            _ => Err(SimError::one("1005", "Invalid Token")),
+        st.tokens.get(token).filter(|t| t.expires_at > Utc::now() && t.gstin.eq_ignore_ascii_case(gstin)).cloned()
+    }
+
+    /// This simulator's IRP name: its registry name, else NIC1.
+    pub fn irp_name(&self) -> &str {
+        self.membership.get().map(|m| m.irp.as_str()).unwrap_or("NIC1")
+    }
+
+    /// Which of NIC's sides this IRP is; `None` for a private IRP.
+    pub fn nic_side(&self) -> Option<NicPortal> {
+        NicPortal::from_irp(self.irp_name())
+    }
+
+    /// The e-way bill portal this IRP's e-way bills are made on (a private IRP's go to EWB1).
+    pub fn ewb_portal(&self) -> NicPortal {
+        self.nic_side().unwrap_or(NicPortal::One)
+    }
+
+    /// When an e-way bill made `now` for `km` is valid till: a day per 200 km, or `ewb_valid_hours`.
+    pub(crate) fn ewb_valid_till(&self, now: DateTime<Utc>, km: u64) -> DateTime<Utc> {
+        match self.faults.lock().expect("sim lock").ewb_valid_hours {
+            Some(h) => now + chrono::Duration::hours(h as i64),
+            None => now + chrono::Duration::days(crate::domain::command::ewaybill_extend::validity_days(km)),
         }
+    }
+
+    /// The first e-way bill number less one: third digit 1 on EWB1, 8 on EWB2.
+    pub(crate) fn ewb_base(&self) -> u64 {
+        match self.ewb_portal() {
+            NicPortal::One => 181_000_000_000,
+            NicPortal::Two => 188_000_000_000,
+        }
+    }
+
+    /// The IRP whose data a call with NIC's `irp` header (`NIC1`/`NIC2`; empty: none) is about:
+    /// this one, or the other NIC side. 3098 for any other value, or at a private IRP (which has
+    /// no such bridge).
+    pub fn cross_target(self: &Arc<Self>, header: &str) -> Result<Arc<SimCore>, SimError> {
+        if header.trim().is_empty() {
+            return Ok(self.clone());
+        }
+        let (Some(named), Some(_)) = (NicPortal::from_irp(header), self.nic_side()) else {
+            return Err(SimError::one("3098", "Invalid IRP code"));
+        };
+        if named.irp().eq_ignore_ascii_case(self.irp_name()) {
+            return Ok(self.clone());
+        }
+        let peer = self.membership.get().and_then(|m| m.registry.member(named.irp()));
+        match peer {
+            Some(p) => {
+                self.count(|c| c.cross_portal_calls += 1);
+                Ok(p)
+            }
+            // No other side running: the call finds only this side's data.
+            None => Ok(self.clone()),
+        }
+    }
+
+    /// The e-way bill API's actions on an existing e-way bill (`CANEWB`, `VEHEWB`,
+    /// `EXTENDVALIDITY`, `UPDATETRANSPORTER`), at the portal that holds it. The other NIC portal
+    /// takes Part B (`VEHEWB`) with the `irp` header naming the owner (TaxPro's note on NIC's
+    /// interoperable services); everything else about the other portal's e-way bills is refused
+    /// as NIC refuses it: 444/445 cancel, 446/447 transporter, 448/449 Part B without the header
+    /// (and extension, which rewrites Part B: inferred, no source names its code).
+    pub fn ewb_action(
+        self: &Arc<Self>,
+        gstin: &str,
+        action: &str,
+        req: &Value,
+        irp_header: &str,
+    ) -> Result<Value, SimError> {
+        let target = self.ewb_owner(action, &ewaybill::text(req, "ewbNo"), irp_header)?;
+        match action {
+            "CANEWB" => target.cancel_ewaybill(gstin, req),
+            "VEHEWB" => target.update_vehicle(gstin, req),
+            "EXTENDVALIDITY" => target.extend_validity(gstin, req),
+            "UPDATETRANSPORTER" => target.update_transporter(gstin, req),
+            other => Err(SimError::one("5002", format!("unknown action '{other}'"))),
+        }
+    }
+
+    fn ewb_owner(self: &Arc<Self>, action: &str, ewb_no: &str, irp_header: &str) -> Result<Arc<SimCore>, SimError> {
+        let header = match irp_header.trim() {
+            "" => None,
+            h => Some(NicPortal::from_irp(h).ok_or_else(|| SimError::one("3098", "Invalid IRP code"))?),
+        };
+        let here = self.ewb_portal();
+        let Some(owner) = EwbNo::parse(ewb_no.trim()).ok().and_then(|n| n.portal()).filter(|o| *o != here) else {
+            return Ok(self.clone());
+        };
+        let from = owner.irp();
+        let (code, message) = match (action, owner) {
+            ("VEHEWB", _) if header == Some(owner) => {
+                let peer = self.membership.get().and_then(|m| m.registry.member(from));
+                self.count(|c| c.cross_portal_calls += 1);
+                return Ok(peer.unwrap_or_else(|| self.clone()));
+            }
+            ("CANEWB", NicPortal::One) => {
+                ("444", format!("This eway bill cannot be cancelled as it is generated from {from}"))
+            }
+            ("CANEWB", NicPortal::Two) => {
+                ("445", format!("This eway bill cannot be cancelled as it is generated from {from}"))
+            }
+            ("UPDATETRANSPORTER", NicPortal::One) => {
+                ("446", format!("Transport details cannot be updated here as it is generated from {from}"))
+            }
+            ("UPDATETRANSPORTER", NicPortal::Two) => {
+                ("447", format!("Transport details cannot be updated here as it is generated from {from}"))
+            }
+            (_, NicPortal::One) => {
+                ("448", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}"))
+            }
+            (_, NicPortal::Two) => {
+                ("449", format!("Part B cannot be updated as this Ewaybill Part A is generated in {from}"))
+            }
+        };
+        self.count(|c| c.portal_refusals += 1);
+        Err(SimError::one(code, message))
     }
 
     fn count(&self, f: impl FnOnce(&mut SimStats)) {
@@ -587,7 +731,9 @@ impl SimCore {
             st.ack_seq += 1;
             st.ack_seq
         };
-        let ack_no = format!("{}", 112_010_000_000_000u64 + seq);
+        // The AckNo's first digit names the IRP: 1 for e-Invoice1, 2 for e-Invoice2.
+        let first = if self.nic_side() == Some(NicPortal::Two) { 212_010_000_000_000u64 } else { 112_010_000_000_000 };
+        let ack_no = format!("{}", first + seq);
         let now = Utc::now();
         let ack_dt = format_ist(now);
         let mut signed = inv.clone();

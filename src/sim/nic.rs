@@ -147,6 +147,12 @@ async fn authenticate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body
     }
 }
 
+/// The IRP whose data the call is about: NIC's cross-portal APIs (get IRN, get by document,
+/// cancel IRN, generate and get e-way bill by IRN) take the `irp` header naming the other side.
+fn cross(core: &Arc<SimCore>, headers: &HeaderMap) -> Result<Arc<SimCore>, SimError> {
+    core.cross_target(h(headers, "irp"))
+}
+
 /// Checks every API call shares: client headers, injected faults, the token (which must belong
 /// to the `Gstin` and `user_name` sent). `Err` is the answer to send instead.
 async fn guard(core: &SimCore, headers: &HeaderMap, form: StatusForm) -> Result<(SimToken, String), Response> {
@@ -214,7 +220,7 @@ async fn generate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: ax
 async fn get_by_irn(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(irn): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
-        Ok((token, gstin)) => answer(&token, core.get_by_irn(&gstin, &irn), form),
+        Ok((token, gstin)) => answer(&token, cross(&core, &headers).and_then(|c| c.get_by_irn(&gstin, &irn)), form),
         Err(r) => r,
     }
 }
@@ -233,7 +239,8 @@ async fn get_by_doc(
     if p("doctype").is_empty() || p("docnum").is_empty() || p("docdate").is_empty() {
         return failure(SimError::one("2140", "doctype, docnum and docdate are required"), form);
     }
-    answer(&token, core.get_by_doc(&gstin, p("doctype"), p("docnum"), p("docdate")), form)
+    let found = cross(&core, &headers).and_then(|c| c.get_by_doc(&gstin, p("doctype"), p("docnum"), p("docdate")));
+    answer(&token, found, form)
 }
 
 async fn cancel(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
@@ -246,7 +253,9 @@ async fn cancel(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axum
         Ok(v) => v,
         Err(e) => return failure(e, form),
     };
-    answer(&token, core.cancel(&gstin, &text(&b, "Irn"), &text(&b, "CnlRsn"), &text(&b, "CnlRem")), form)
+    let cancelled = cross(&core, &headers)
+        .and_then(|c| c.cancel(&gstin, &text(&b, "Irn"), &text(&b, "CnlRsn"), &text(&b, "CnlRem")));
+    answer(&token, cancelled, form)
 }
 
 async fn rejected_irns(
@@ -283,7 +292,9 @@ async fn sync_gstin(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(g
 async fn ewaybill_by_irn(State(core): State<Arc<SimCore>>, headers: HeaderMap, Path(irn): Path<String>) -> Response {
     let form = StatusForm::Number;
     match guard(&core, &headers, form).await {
-        Ok((token, gstin)) => answer(&token, core.ewaybill_by_irn(&gstin, &irn), form),
+        Ok((token, gstin)) => {
+            answer(&token, cross(&core, &headers).and_then(|c| c.ewaybill_by_irn(&gstin, &irn)), form)
+        }
         Err(r) => r,
     }
 }

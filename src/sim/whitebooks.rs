@@ -136,10 +136,9 @@ async fn api(
             res
         }
         "GETEWAYBILLGENERATEDBYCONSIGNER" => core.ewaybill_by_doc(&gstin, &param("docType"), &param("docNo")),
-        "CANEWB" => core.cancel_ewaybill(&gstin, &json_body()),
-        "VEHEWB" => core.update_vehicle(&gstin, &json_body()),
-        "EXTENDVALIDITY" => core.extend_validity(&gstin, &json_body()),
-        "UPDATETRANSPORTER" => core.update_transporter(&gstin, &json_body()),
+        "CANEWB" | "VEHEWB" | "EXTENDVALIDITY" | "UPDATETRANSPORTER" => {
+            core.ewb_action(&gstin, &typ, &json_body(), h(&headers, "irp"))
+        }
         "GETREJECTEDIRNS" | "GETREJECTEDIRN" => core.rejected_irns(&gstin, &param("param1")),
         "GETB2CQR" => {
             let b = json_body();

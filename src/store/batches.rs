@@ -1,4 +1,4 @@
-//! Batches (`irn.generate_batch`, `einvoice.verify_batch`): one row per batch, one per member.
+//! Batches (every kind of `domain::command::batch::BATCHES`): one row per batch, one per member.
 //!
 //! A batch completes exactly once, whichever worker settles its last member: settling a member
 //! locks the batch row, records the member's first final answer once, counts it, and the
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::outbox::{self, OutboxEvent};
 use super::{Db, StoreError};
-use crate::domain::command::batch::{member_outcome, FINAL_MEMBER_EVENTS};
+use crate::domain::command::batch::BatchKind;
 use crate::domain::text::storable;
 
 /// A batch about to be recorded.
@@ -29,7 +29,8 @@ pub struct NewBatch {
     pub reply_to: Option<String>,
 }
 
-/// One invoice of a new batch: its place, its member command's message id, its document as given.
+/// One item of a new batch: its place, its member command's message id, its document, IRN and
+/// e-way bill number as given.
 #[derive(Debug, Clone)]
 pub struct NewMember {
     pub idx: i32,
@@ -37,6 +38,8 @@ pub struct NewMember {
     pub doc_type: Option<String>,
     pub doc_number: Option<String>,
     pub doc_date: Option<String>,
+    pub irn: Option<String>,
+    pub ewb_no: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,7 @@ pub struct MemberRow {
     pub irn: Option<String>,
     pub ack_no: Option<String>,
     pub errors: Option<Value>,
+    pub ewb_no: Option<String>,
 }
 
 /// What [`Db::create_batch`] found.
@@ -150,8 +154,9 @@ impl Db {
         let idx: Vec<i32> = members.iter().map(|m| m.idx).collect();
         let ids: Vec<String> = members.iter().map(|m| m.message_id.clone()).collect();
         tx.execute(
-            "INSERT INTO batch_members (batch_id, idx, message_id, doc_type, doc_number, doc_date)
-             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            "INSERT INTO batch_members (batch_id, idx, message_id, doc_type, doc_number, doc_date, irn, ewb_no)
+             SELECT $1, * FROM UNNEST($2::int4[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                                      $8::text[])",
             &[
                 &row.id,
                 &idx,
@@ -159,6 +164,8 @@ impl Db {
                 &col(|m| m.doc_type.clone()),
                 &col(|m| m.doc_number.clone()),
                 &col(|m| m.doc_date.clone()),
+                &col(|m| m.irn.clone()),
+                &col(|m| m.ewb_no.clone()),
             ],
         )
         .await?;
@@ -206,6 +213,7 @@ impl Db {
         let Some(batch) = locked.as_ref().map(BatchRow::from).filter(|b| b.completed_at.is_none()) else {
             return Ok(None);
         };
+        let Some(kind) = BatchKind::of_batch_key(&batch.kind) else { return Ok(None) };
         // The member's first final answer (a redelivered member is answered again, `replayed`).
         let first = tx
             .query_opt(
@@ -213,13 +221,13 @@ impl Db {
                  WHERE payload->>'command_message_id' = $1 AND payload->>'command_message_id' LIKE 'batch:%'
                    AND event_type = ANY($2)
                  ORDER BY id LIMIT 1",
-                &[&message_id, &FINAL_MEMBER_EVENTS.as_slice()],
+                &[&message_id, &kind.final_events()],
             )
             .await?;
         let Some(first) = first else { return Ok(None) };
         let (event_id, event_type, payload): (Uuid, String, Value) = (first.get(0), first.get(1), first.get(2));
         let data = &payload["data"];
-        let Some(outcome) = member_outcome(&event_type, data) else { return Ok(None) };
+        let Some(outcome) = kind.outcome(&event_type, data) else { return Ok(None) };
         let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
         let job_id = payload["job_id"].as_str().and_then(|s| Uuid::parse_str(s).ok());
         let errors = match outcome {
@@ -232,8 +240,9 @@ impl Db {
         };
         let n = tx
             .execute(
-                "UPDATE batch_members SET outcome = $4, event_type = $5, event_id = $6, job_id = $7, irn = $8,
-                        ack_no = $9, errors = $10, settled_at = now()
+                "UPDATE batch_members SET outcome = $4, event_type = $5, event_id = $6, job_id = $7,
+                        irn = COALESCE($8, irn), ack_no = $9, errors = $10, ewb_no = COALESCE($11, ewb_no),
+                        settled_at = now()
                  WHERE batch_id = $1 AND idx = $2 AND message_id = $3 AND outcome IS NULL",
                 &[
                     &batch_id,
@@ -246,6 +255,7 @@ impl Db {
                     &text(&data["irn"]),
                     &text(&data["ack_no"]),
                     &errors.as_ref().map(|e| storable(e).into_owned()),
+                    &text(&data["ewb_no"]),
                 ],
             )
             .await?;
@@ -284,7 +294,7 @@ impl Db {
 async fn members<C: deadpool_postgres::GenericClient>(c: &C, id: &str) -> Result<Vec<MemberRow>, StoreError> {
     let rows = c
         .query(
-            "SELECT idx, doc_type, doc_number, doc_date, outcome, event_type, job_id, irn, ack_no, errors
+            "SELECT idx, doc_type, doc_number, doc_date, outcome, event_type, job_id, irn, ack_no, errors, ewb_no
              FROM batch_members WHERE batch_id = $1 ORDER BY idx",
             &[&id],
         )
@@ -302,6 +312,7 @@ async fn members<C: deadpool_postgres::GenericClient>(c: &C, id: &str) -> Result
             irn: r.get(7),
             ack_no: r.get(8),
             errors: r.get(9),
+            ewb_no: r.get(10),
         })
         .collect())
 }

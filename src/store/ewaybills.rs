@@ -311,6 +311,15 @@ impl Db {
         Ok(EwbDocState { ewb_no: row.get(0), calls: row.get(1) })
     }
 
+    /// The document (type, number) an e-way bill without an IRN was made for, when we made it.
+    pub async fn ewaybill_document_of(&self, ewb_no: &str) -> Result<Option<(String, String)>, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_opt("SELECT doc_type, doc_no FROM ewaybill_documents WHERE ewb_no = $1 LIMIT 1", &[&ewb_no])
+            .await?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
     /// Count a `GENEWAYBILL` call for the document before it is made.
     pub async fn ewaybill_document_calling(
         &self,

@@ -363,10 +363,14 @@ impl Db {
                           WHERE id = $1 RETURNING id)"
         );
         let rows = events.iter().map(outbox::Row::of).collect::<Result<Vec<_>, _>>()?;
+        // Handed straight to this process's relay once committed (see `outbox::Handoff`).
+        let permits = outbox::reserve(self.handoff(), rows.len());
+        let lease = outbox::relay_after(permits.is_some());
         for (i, (row, values)) in rows.iter().zip(outbox::placeholders(params.len() + 1, rows.len(), true)).enumerate()
         {
             sql += &format!(
-                ", event{i} AS (INSERT INTO outbox ({}) SELECT {values} FROM job ON CONFLICT (event_id) DO NOTHING)",
+                ", event{i} AS (INSERT INTO outbox ({}, relay_after) SELECT {values}, {lease} FROM job
+                                ON CONFLICT (event_id) DO NOTHING RETURNING id)",
                 outbox::COLUMNS
             );
             params.extend(row.params());
@@ -381,13 +385,20 @@ impl Db {
             );
             params.extend([key as &(dyn ToSql + Sync), png]);
         }
-        sql += " SELECT count(*) FROM job";
+        // The job found, and each event's outbox id (NULL: it was stored before).
+        sql += " SELECT (SELECT count(*) FROM job)";
+        for i in 0..rows.len() {
+            sql += &format!(", (SELECT id FROM event{i})");
+        }
         let c = self.client().await?;
         let stmt = c.prepare_cached(&sql).await?;
-        let found: i64 = c.query_one(&stmt, &params).await?.get(0);
+        let result = c.query_one(&stmt, &params).await?;
+        let found: i64 = result.get(0);
         if found != 1 {
             return Err(StoreError::Corrupt(format!("job {job_id} does not exist")));
         }
+        let ids: Vec<Option<i64>> = (0..rows.len()).map(|i| result.get(i + 1)).collect();
+        outbox::hand_off(permits, &rows, &ids);
         rows.iter().for_each(outbox::Row::note);
         Ok(())
     }

@@ -19,10 +19,13 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (10, "guard", include_str!("../../migrations/0010_guard.sql")),
     (11, "irp", include_str!("../../migrations/0011_irp.sql")),
     (12, "circuits", include_str!("../../migrations/0012_circuits.sql")),
+    (13, "gstins", include_str!("../../migrations/0013_gstins.sql")),
     (14, "verify_batches", include_str!("../../migrations/0014_verify_batches.sql")),
     (15, "ewaybill_lifecycle", include_str!("../../migrations/0015_ewaybill_lifecycle.sql")),
     (16, "operator_console", include_str!("../../migrations/0016_operator_console.sql")),
     (17, "ewaybill_documents", include_str!("../../migrations/0017_ewaybill_documents.sql")),
+    (18, "bulk_batches", include_str!("../../migrations/0018_bulk_batches.sql")),
+    (19, "outbox_handoff", include_str!("../../migrations/0019_outbox_handoff.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

@@ -4,6 +4,7 @@ pub mod circuits;
 pub mod console;
 pub mod ewaybills;
 pub mod gstin_cache;
+pub mod gstins;
 pub mod guard;
 pub mod jobs;
 pub mod migrate;
@@ -141,6 +142,9 @@ impl StoreError {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// This process's outbox relay, when events committed through this pool go straight to it
+    /// (see [`outbox::Handoff`]).
+    handoff: Option<outbox::Handoff>,
 }
 
 impl Db {
@@ -166,7 +170,17 @@ impl Db {
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
             .map_err(|e| StoreError::Url(e.to_string()))?;
-        Ok(Db { pool })
+        Ok(Db { pool, handoff: None })
+    }
+
+    /// This pool with events it commits handed to `relay` (see [`outbox::Handoff`]).
+    pub fn with_handoff(mut self, relay: outbox::Handoff) -> Db {
+        self.handoff = Some(relay);
+        self
+    }
+
+    pub(crate) fn handoff(&self) -> Option<&outbox::Handoff> {
+        self.handoff.as_ref()
     }
 
     pub fn pool(&self) -> &Pool {

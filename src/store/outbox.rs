@@ -198,6 +198,23 @@ impl Row {
         })
     }
 
+    /// The row as the relay publishes it, stored with `id` (`None` if its JSON cannot be written,
+    /// which a tree that was just serialised cannot fail; the poll then publishes it).
+    pub(crate) fn pending(&self, id: i64) -> Option<PendingEvent> {
+        let body = match &self.payload {
+            Payload::Text(text) => text.clone(),
+            Payload::Tree(tree) => serde_json::to_vec(tree).ok()?,
+        };
+        Some(PendingEvent {
+            id,
+            event_id: self.event_id,
+            event_type: self.event_type.clone(),
+            reply_to: self.reply_to.clone(),
+            correlation_id: self.correlation_id.clone(),
+            body,
+        })
+    }
+
     pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
         [&self.event_id, &self.event_type, &self.reply_to, &self.correlation_id, &self.payload]
     }
@@ -230,17 +247,102 @@ pub(crate) fn placeholders(first: usize, n: usize, typed: bool) -> Vec<String> {
         .collect()
 }
 
-/// Insert events (one statement, prepared once per event count).
+/// This process's outbox relay, taking events straight from the statement that committed them
+/// (issue 28): the relay then needs no claim query, only the mark once the broker has confirmed,
+/// so a command costs one round trip less in the relay's `BEGIN`, claim, mark, `COMMIT`. Such an
+/// event is stored with `relay_after` = now + [`HANDOFF_LEASE_SECS`], which every relay's poll
+/// ([`lock_pending`]) respects: another worker does not publish it too, and if this one dies
+/// before its relay has published and marked it, any relay publishes it once the lease is over.
+/// Bounded: when it is full the event is stored for the poll, as every event was before.
+pub type Handoff = tokio::sync::mpsc::Sender<PendingEvent>;
+
+/// How long the polls leave a handed event to the relay it was handed to. The relay publishes
+/// within milliseconds; this is how late an event can be after its worker died before publishing.
+pub const HANDOFF_LEASE_SECS: u32 = 10;
+
+/// Set when an event was stored for the poll only (not handed off), so the worker wakes the
+/// relay's poll for it (see [`take_unhanded`]); process-wide, because the in-transaction inserts
+/// do not know their pool (an extra wake is harmless, a missed one waits for the 250 ms poll).
+static UNHANDED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Was an event stored for the poll since the last call? (Clears the flag.)
+pub fn take_unhanded() -> bool {
+    UNHANDED.swap(false, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn note_unhanded() {
+    UNHANDED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The `relay_after` value of an event inserted with `handed` (an SQL expression).
+pub(crate) fn relay_after(handed: bool) -> String {
+    if handed {
+        format!("now() + interval '{HANDOFF_LEASE_SECS} seconds'")
+    } else {
+        "NULL".into()
+    }
+}
+
+/// Places on `handoff` for `n` events, all or none (none: no relay, or it is full).
+pub(crate) fn reserve(
+    handoff: Option<&Handoff>,
+    n: usize,
+) -> Option<tokio::sync::mpsc::PermitIterator<'_, PendingEvent>> {
+    handoff.and_then(|h| h.try_reserve_many(n).ok())
+}
+
+/// Hand each stored row (`ids[i]`: the id of `rows[i]`, `None` when the insert found the event
+/// already there) to the relay, or note that the poll must find them.
+pub(crate) fn hand_off(
+    permits: Option<tokio::sync::mpsc::PermitIterator<'_, PendingEvent>>,
+    rows: &[Row],
+    ids: &[Option<i64>],
+) {
+    match permits {
+        Some(permits) => {
+            for ((row, id), permit) in rows.iter().zip(ids).zip(permits) {
+                // A row that was not inserted (its event_id already stored) is not ours to publish.
+                if let Some(ev) = id.and_then(|id| row.pending(id)) {
+                    permit.send(ev);
+                }
+            }
+        }
+        None if !rows.is_empty() => note_unhanded(),
+        None => {}
+    }
+}
+
+/// Insert events (one statement, prepared once per event count), for the poll only: inside a
+/// transaction, which may yet roll back, nothing can be handed to the relay.
 pub async fn insert_all<C: GenericClient>(client: &C, events: &[OutboxEvent]) -> Result<(), StoreError> {
+    insert_rows(client, events, None).await
+}
+
+/// Insert events and hand them to `handoff` once stored (only on a connection that commits
+/// each statement: no open transaction).
+async fn insert_rows<C: GenericClient>(
+    client: &C,
+    events: &[OutboxEvent],
+    handoff: Option<&Handoff>,
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
     let rows = events.iter().map(Row::of).collect::<Result<Vec<_>, _>>()?;
-    let values: Vec<String> = placeholders(1, rows.len(), false).into_iter().map(|p| format!("({p})")).collect();
-    let sql = format!("INSERT INTO outbox ({COLUMNS}) VALUES {} ON CONFLICT (event_id) DO NOTHING", values.join(", "));
+    let permits = reserve(handoff, rows.len());
+    let lease = relay_after(permits.is_some());
+    let values: Vec<String> =
+        placeholders(1, rows.len(), false).into_iter().map(|p| format!("({p}, {lease})")).collect();
+    let sql = format!(
+        "INSERT INTO outbox ({COLUMNS}, relay_after) VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
+        values.join(", ")
+    );
     let stmt = client.prepare_cached(&sql).await?;
     let params: Vec<&(dyn ToSql + Sync)> = rows.iter().flat_map(Row::params).collect();
-    client.execute(&stmt, &params).await?;
+    let stored = client.query(&stmt, &params).await?;
+    let ids: Vec<Option<i64>> =
+        rows.iter().map(|row| stored.iter().find(|r| r.get::<_, Uuid>(1) == row.event_id).map(|r| r.get(0))).collect();
+    hand_off(permits, &rows, &ids);
     rows.iter().for_each(Row::note);
     Ok(())
 }
@@ -268,7 +370,7 @@ impl Db {
     /// Record events that have no job state to go with them (envelope rejections, lookups,
     /// replays): one statement, so all or none.
     pub async fn enqueue_events(&self, events: &[OutboxEvent]) -> Result<(), StoreError> {
-        insert_all(&self.client().await?, events).await
+        insert_rows(&self.client().await?, events, self.handoff()).await
     }
 
     /// Number of events not yet published (for tests, the demo and metrics).
@@ -278,7 +380,8 @@ impl Db {
     }
 }
 
-/// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds). An event
+/// Lock up to `limit` unpublished rows in `tx` (skipping rows another relay holds, and rows handed
+/// to a relay whose lease is not over: see [`Handoff`]). An event
 /// stored by a worker from before `schema_version` existed gets it here, so every event a
 /// consumer sees has it (they are all version 1).
 pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<PendingEvent>, StoreError> {
@@ -287,7 +390,8 @@ pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<Pendin
             "SELECT id, event_id, event_type, reply_to, correlation_id,
                     CASE WHEN payload ? 'schema_version' THEN payload
                          ELSE payload || jsonb_build_object('schema_version', $2::int) END
-             FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+             FROM outbox WHERE published_at IS NULL AND (relay_after IS NULL OR relay_after <= now())
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
         )
         .await?;
     let version = i32::try_from(crate::domain::event::SCHEMA_VERSION).unwrap_or(1);
@@ -305,9 +409,18 @@ pub async fn lock_pending(tx: &Transaction<'_>, limit: i64) -> Result<Vec<Pendin
         .collect())
 }
 
-pub async fn mark_published(tx: &Transaction<'_>, ids: &[i64]) -> Result<(), StoreError> {
-    let stmt = tx.prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").await?;
-    tx.execute(&stmt, &[&ids]).await?;
+pub async fn mark_published<C: GenericClient>(client: &C, ids: &[i64]) -> Result<(), StoreError> {
+    let stmt = client.prepare_cached("UPDATE outbox SET published_at = now() WHERE id = ANY($1)").await?;
+    client.execute(&stmt, &[&ids]).await?;
+    Ok(())
+}
+
+/// Give handed events whose publication failed back to the poll at once (their lease lifted).
+pub async fn release(client: &impl GenericClient, ids: &[i64]) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached("UPDATE outbox SET relay_after = NULL WHERE id = ANY($1) AND published_at IS NULL")
+        .await?;
+    client.execute(&stmt, &[&ids]).await?;
     Ok(())
 }
 

@@ -103,11 +103,21 @@ impl SecretBox {
 
     /// Decrypt with the first key that authenticates the value.
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, SecretBoxError> {
+        self.open_current(sealed).map(|(plain, _)| plain)
+    }
+
+    /// Decrypt, and say whether the value is sealed under the encrypting (first) key: `false`
+    /// means an older key of the list opened it, and the value should be sealed again.
+    pub fn open_current(&self, sealed: &[u8]) -> Result<(Vec<u8>, bool), SecretBoxError> {
         if sealed.len() < 12 {
             return Err(SecretBoxError::Decrypt);
         }
         let (nonce, ct) = sealed.split_at(12);
-        self.ciphers.iter().find_map(|c| c.decrypt(Nonce::from_slice(nonce), ct).ok()).ok_or(SecretBoxError::Decrypt)
+        self.ciphers
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.decrypt(Nonce::from_slice(nonce), ct).ok().map(|p| (p, i == 0)))
+            .ok_or(SecretBoxError::Decrypt)
     }
 }
 
@@ -152,6 +162,8 @@ mod tests {
         let sealed_old = old.seal(b"old-token");
         let rotated = sbox(&format!("{}, {}", key(2), key(1))).unwrap();
         assert_eq!(rotated.open(&sealed_old).unwrap(), b"old-token");
+        assert!(!rotated.open_current(&sealed_old).unwrap().1, "sealed under an older key");
+        assert!(rotated.open_current(&rotated.seal(b"x")).unwrap().1);
         let sealed_new = rotated.seal(b"new-token");
         assert!(old.open(&sealed_new).is_err(), "the first key in the list encrypts");
         assert_eq!(sbox(&key(2)).unwrap().open(&sealed_new).unwrap(), b"new-token");

@@ -84,6 +84,9 @@ pub struct Ev {
     pub message_id: Option<String>,
     pub doc: Option<String>,
     pub irn: Option<String>,
+    /// `data.ewb_no` and `data.ewb_valid_till`, on the e-way bill events.
+    pub ewb_no: Option<String>,
+    pub ewb_valid_till: Option<String>,
     pub replayed: bool,
     pub in_doubt: bool,
     pub dead_lettered: bool,
@@ -104,6 +107,8 @@ impl Ev {
             message_id: s("/command_message_id"),
             doc,
             irn: s("/data/irn").filter(|i| !i.is_empty()),
+            ewb_no: s("/data/ewb_no"),
+            ewb_valid_till: s("/data/ewb_valid_till"),
             replayed: b("/data/replayed"),
             in_doubt: b("/data/in_doubt") || s("/event_type").as_deref() == Some("irn.in_doubt"),
             dead_lettered: b("/data/dead_lettered"),

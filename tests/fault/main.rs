@@ -58,6 +58,7 @@ struct Mix {
     deadline_secs: u64,   // FAULT_DEADLINE_SECS: give up waiting for answers after this (from the start)
     stall_secs: u64,      // FAULT_STALL_SECS: …or when no new answer came for this long
     lease_secs: u64,      // FAULT_LEASE_SECS: the workers' lease_secs (short, so kills cost little time)
+    ewaybills: usize,     // FAULT_EWAYBILLS: e-way bills without an IRN, each then extended or handed to a transporter
 }
 
 impl Mix {
@@ -79,6 +80,7 @@ impl Mix {
             deadline_secs: env_or("FAULT_DEADLINE_SECS", 900),
             stall_secs: env_or("FAULT_STALL_SECS", 120),
             lease_secs: env_or("FAULT_LEASE_SECS", 5),
+            ewaybills: env_or("FAULT_EWAYBILLS", invoices / 16),
         }
     }
 }
@@ -89,6 +91,30 @@ enum Sent {
     Invoice,
     Resend,
     Bad(&'static str),
+    /// `ewaybill.generate` without an IRN, and its re-sends.
+    Ewaybill,
+    EwaybillResend,
+    /// `ewaybill.extend` / `ewaybill.update_transporter` of an e-way bill the run made.
+    Extend,
+    Transporter,
+}
+
+impl Sent {
+    /// The answer this command must end in (the rest of the mix is checked on its own).
+    fn expected(&self) -> Option<&'static str> {
+        match self {
+            Sent::Invoice | Sent::Resend => Some("irn.generated"),
+            Sent::Ewaybill | Sent::EwaybillResend => Some("ewaybill.generated"),
+            Sent::Extend => Some("ewaybill.extended"),
+            Sent::Transporter => Some("ewaybill.transporter_updated"),
+            Sent::Bad(_) => None,
+        }
+    }
+}
+
+/// Events that answer no command.
+fn is_notice(event_type: &str) -> bool {
+    matches!(event_type, "gstin.paused" | "ewaybill.expiring")
 }
 
 /// Secrets the logs must never contain.
@@ -199,6 +225,8 @@ impl Rig {
             f.p_force_1005 = mix.p_1005;
             f.timeout_hang_ms = 2_500;
             f.token_ttl_secs = 120;
+            // E-way bills near their end from the start: an extension is inside NIC's window.
+            f.ewb_valid_hours = Some(2);
             f.passwords.insert(mix::SELLER_KA.into(), secrets.gstin_passwords[0].clone());
             f.passwords.insert(mix::SELLER_MH.into(), secrets.gstin_passwords[1].clone());
         });
@@ -266,7 +294,7 @@ impl Rig {
 
     fn answered_ids(&self) -> HashSet<String> {
         let ev = self.events.lock().unwrap();
-        ev.values().filter(|e| e.event_type != "gstin.paused").filter_map(|e| e.message_id.clone()).collect()
+        ev.values().filter(|e| !is_notice(&e.event_type)).filter_map(|e| e.message_id.clone()).collect()
     }
 
     async fn db(&self) -> Option<tokio_postgres::Client> {
@@ -362,6 +390,7 @@ async fn run(tag: &str, mix: Mix, cluster_nodes: usize, leader_kill: bool) {
     let mut outage_task = None;
     let mut bad_n = 0;
     let mut leader_killed = String::new();
+    let (mut ewb_docs, mut later_ewb, mut followed) = (Vec::new(), Vec::new(), HashSet::new());
     for c in 0..chunks {
         let range = (c * per_chunk)..((c + 1) * per_chunk).min(mix.invoices);
         for i in range {
@@ -379,6 +408,26 @@ async fn run(tag: &str, mix: Mix, cluster_nodes: usize, leader_kill: bool) {
                 }
             }
         }
+        // E-way bills without an IRN, a few sent again later.
+        let per_chunk_ewb = mix.ewaybills.div_ceil(chunks);
+        for i in (c * per_chunk_ewb)..((c + 1) * per_chunk_ewb).min(mix.ewaybills) {
+            let (gstin, _, cmd) = mix::ewaybill_command(i);
+            let body = cmd.to_string().into_bytes();
+            let id = format!("ewb-{i}");
+            publisher.publish("ewaybill.generate", &body, &id).await;
+            sent.push((id, Sent::Ewaybill));
+            ewb_docs.push((i, gstin));
+            if rng.gen_bool(0.05) {
+                later_ewb.push((i, body));
+            }
+        }
+        for (i, body) in std::mem::take(&mut later_ewb).into_iter() {
+            let id = format!("ewb-resend-{i}");
+            publisher.publish("ewaybill.generate", &body, &id).await;
+            sent.push((id, Sent::EwaybillResend));
+        }
+        // Extensions and transporter changes of the e-way bills made so far.
+        follow_up(&rig, &mut publisher, &mut sent, &ewb_docs, &mut followed).await;
         // Later re-sends of earlier chunks.
         for (i, body) in std::mem::take(&mut later).into_iter() {
             let id = format!("resend-later-{i}");
@@ -424,6 +473,10 @@ async fn run(tag: &str, mix: Mix, cluster_nodes: usize, leader_kill: bool) {
     if let Some(t) = outage_task {
         let _ = t.await;
     }
+    // The last chunk's e-way bills: wait for them, then extend or hand them over too.
+    let ewb_ids: Vec<String> = ewb_docs.iter().map(|(i, _)| format!("ewb-{i}")).collect();
+    rig.wait_answered(&ewb_ids, ewb_ids.len(), 120).await;
+    follow_up(&rig, &mut publisher, &mut sent, &ewb_docs, &mut followed).await;
     let ids: Vec<String> = sent.iter().map(|(i, _)| i.clone()).collect();
     let deadline = rig.started + Duration::from_secs(mix.deadline_secs);
     rig.wait_quiet(&ids, deadline, Duration::from_secs(mix.stall_secs)).await;
@@ -439,7 +492,83 @@ async fn run(tag: &str, mix: Mix, cluster_nodes: usize, leader_kill: bool) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     blocking(|| rig.workers.stop_all());
-    audit(&mut rig, &mix, &sent, publisher.resent_unconfirmed, &leader_killed, Vec::new(), 0).await;
+    let ewb = ewaybill_figures(&rig, &ewb_docs);
+    audit(&mut rig, &mix, &sent, publisher.resent_unconfirmed, &leader_killed, ewb, 0).await;
+}
+
+/// For each e-way bill of the run whose `ewaybill.generate` is answered and not yet followed up:
+/// `ewaybill.extend` for every other pair of documents, `ewaybill.update_transporter` for the rest
+/// (so both sellers, both protocols, get both).
+async fn follow_up(
+    rig: &Rig,
+    publisher: &mut Publisher,
+    sent: &mut Vec<(String, Sent)>,
+    docs: &[(usize, &'static str)],
+    followed: &mut HashSet<usize>,
+) {
+    let made: HashMap<String, String> = {
+        let ev = rig.events.lock().unwrap();
+        ev.values()
+            .filter(|e| e.event_type == "ewaybill.generated")
+            .filter_map(|e| Some((e.message_id.clone()?, e.ewb_no.clone()?)))
+            .collect()
+    };
+    for (i, gstin) in docs {
+        let Some(no) = made.get(&format!("ewb-{i}")) else { continue };
+        if !followed.insert(*i) {
+            continue;
+        }
+        let (rk, body, id, kind) = if (i / 2) % 2 == 0 {
+            ("ewaybill.extend", mix::extend_command(gstin, no), format!("ext-{i}"), Sent::Extend)
+        } else {
+            ("ewaybill.update_transporter", mix::transporter_command(gstin, no), format!("trn-{i}"), Sent::Transporter)
+        };
+        publisher.publish(rk, &body.to_string().into_bytes(), &id).await;
+        sent.push((id, kind));
+    }
+}
+
+/// One e-way bill per document at the simulator (any status), whatever was re-sent, killed or
+/// timed out; and `ewaybill.expiring` at most once per e-way bill and validity.
+fn ewaybill_figures(rig: &Rig, docs: &[(usize, &'static str)]) -> Vec<Figure> {
+    let not_one: Vec<String> = docs
+        .iter()
+        .filter_map(|(i, g)| {
+            let (_, no, _) = mix::ewaybill_command(*i);
+            let n = rig.sim.core.ewaybills_for_doc(g, "CHL", &no);
+            (n != 1).then(|| format!("{g}/{no}: {n} e-way bills"))
+        })
+        .collect();
+    let mut warned: HashMap<(String, String), usize> = HashMap::new();
+    for e in rig.events.lock().unwrap().values().filter(|e| e.event_type == "ewaybill.expiring") {
+        let key = (e.ewb_no.clone().unwrap_or_default(), e.ewb_valid_till.clone().unwrap_or_default());
+        *warned.entry(key).or_default() += 1;
+    }
+    let twice = warned.values().filter(|n| **n > 1).count();
+    for l in not_one.iter().take(15) {
+        eprintln!("fault: e-way bill documents: {l}");
+    }
+    let stats = rig.sim.core.stats();
+    vec![
+        fig(format!(
+            "{} e-way bill documents ({} GENEWAYBILL calls, {} lookups, {} extend and {} transporter calls)",
+            docs.len(),
+            stats.ewb_doc_generate_calls,
+            stats.ewb_doc_lookups,
+            stats.ewb_extend_calls,
+            stats.ewb_transporter_calls
+        )),
+        check(
+            format!("{} documents without exactly one e-way bill", not_one.len()),
+            not_one.len(),
+            "a document with no or several e-way bills at the portal",
+        ),
+        check(
+            format!("{twice} expiry warnings twice (of {})", warned.len()),
+            twice,
+            "ewaybill.expiring twice for one validity",
+        ),
+    ]
 }
 
 /// Kill -9 the node leading the jobs queue (a quorum queue); returns its name.
@@ -483,7 +612,7 @@ async fn audit(
 
     // Answers per message (gstin.paused is a notice, not an answer).
     let mut answers: HashMap<&str, Vec<&bus::Ev>> = HashMap::new();
-    for e in events.iter().filter(|e| e.event_type != "gstin.paused") {
+    for e in events.iter().filter(|e| !is_notice(&e.event_type)) {
         if let Some(id) = e.message_id.as_deref() {
             answers.entry(id).or_default().push(e);
         }
@@ -495,6 +624,7 @@ async fn audit(
     let mut outcome: BTreeMap<String, usize> = BTreeMap::new();
     let mut bad_outcome: BTreeMap<String, usize> = BTreeMap::new();
     let mut invoice_not_generated = Vec::new();
+    let mut ewb_not_done = Vec::new();
     let mut in_doubt = 0;
     for (id, k) in sent {
         let a = answers.get(id.as_str()).cloned().unwrap_or_default();
@@ -520,10 +650,16 @@ async fn audit(
                     *bad_outcome.entry(format!("{label} → {}", e.event_type)).or_default() += 1;
                 }
             }
-            _ => {
+            Sent::Invoice | Sent::Resend => {
                 if !a.is_empty() && a.iter().all(|e| e.event_type != "irn.generated") {
                     invoice_not_generated
                         .push(format!("{id}: {:?}", a.iter().map(|e| &e.event_type).collect::<Vec<_>>()));
+                }
+            }
+            other => {
+                let want = other.expected().unwrap_or_default();
+                if !a.is_empty() && a.iter().all(|e| e.event_type != want) {
+                    ewb_not_done.push(format!("{id}: {:?}", a.iter().map(|e| &e.event_type).collect::<Vec<_>>()));
                 }
             }
         }
@@ -605,17 +741,22 @@ async fn audit(
     let n = |k: fn(&Sent) -> bool| sent.iter().filter(|(_, s)| k(s)).count();
     let figures = vec![
         fig(format!(
-            "{} sent ({} invoices, {} re-sends, {} bad)",
+            "{} sent ({} invoices, {} re-sends, {} bad, {} e-way bills without an IRN, {} re-sent, {} extensions, {} transporter changes)",
             sent.len(),
             n(|s| *s == Sent::Invoice),
             n(|s| *s == Sent::Resend),
-            n(|s| matches!(s, Sent::Bad(_)))
+            n(|s| matches!(s, Sent::Bad(_))),
+            n(|s| *s == Sent::Ewaybill),
+            n(|s| *s == Sent::EwaybillResend),
+            n(|s| *s == Sent::Extend),
+            n(|s| *s == Sent::Transporter)
         )),
         fig(format!("{once} answered once")),
         fig(format!("{dup_replayed} at-least-once duplicates replayed")),
         check(format!("{} answered twice", twice.len()), twice.len(), "duplicate answers without `replayed`"),
         check(format!("{} lost", lost.len()), lost.len().saturating_sub(unreplicated), "messages with no answer"),
         check(format!("{} invoices not generated", invoice_not_generated.len()), invoice_not_generated.len(), "valid invoices answered otherwise"),
+        check(format!("{} e-way bill commands not done", ewb_not_done.len()), ewb_not_done.len(), "e-way bill commands answered otherwise"),
         check(format!("{in_doubt} in doubt"), in_doubt, "answers that left the IRN in doubt"),
         fig(format!("{} documents", irns.len())),
         check(format!("{multi_irn} documents with two IRNs"), multi_irn, "a document with more than one IRN"),
@@ -657,6 +798,7 @@ async fn audit(
         ("lost".into(), lost),
         ("answered twice".into(), twice),
         ("invoices not generated".into(), invoice_not_generated),
+        ("e-way bill commands not done".into(), ewb_not_done),
         ("double generate".into(), doubles),
         ("unfinished jobs".into(), unfinished_rows),
         ("secret lines".into(), secret_lines),
@@ -706,6 +848,7 @@ async fn fault_cluster_leader_kill() {
     let mut mix = Mix::from_env(0);
     mix.invoices = env_or("FAULT_CLUSTER_INVOICES", 600);
     mix.bad = env_or("FAULT_CLUSTER_BAD", 40);
+    mix.ewaybills = env_or("FAULT_CLUSTER_EWAYBILLS", 40);
     mix.kills = 0;
     mix.db_restart = false;
     mix.outage_secs = 0;

@@ -1,4 +1,5 @@
-//! What the fault test sends: valid invoices (two sellers, one per protocol) and malformed or
+//! What the fault test sends: valid invoices (two sellers, one per protocol), e-way bills without
+//! an IRN and the extensions and transporter changes of the e-way bills made, and malformed or
 //! invalid commands of every kind a broken ERP or an attacker could produce.
 use serde_json::{json, Value};
 
@@ -86,4 +87,45 @@ pub fn bad_command(n: usize, max_bytes: usize) -> (&'static str, Vec<u8>, &'stat
         14 => ("irn.generate", b"null".to_vec(), "JSON null"),
         _ => ("irn.generate", body(json!({"gstin": 29, "invoice": "not an object"})), "wrong types"),
     }
+}
+
+/// A valid `ewaybill.generate` without an IRN for document `i` (alternating sellers and
+/// protocols): a delivery challan moving stock between two places of the seller (outward, for
+/// own use, so no tax), as `tests/it/ewaybill_doc.rs` sends it. Returns (GSTIN, doc number, body).
+pub fn ewaybill_command(i: usize) -> (&'static str, String, Value) {
+    let today = einvoice_worker::domain::invoice::india_today().format("%d/%m/%Y").to_string();
+    let doc_no = format!("FE/{i:05}");
+    let (gstin, state, (from, from_pin), (to, to_pin)) = if i % 2 == 0 {
+        (SELLER_KA, 29, ("Bengaluru", 560001), ("Tumakuru", 572101))
+    } else {
+        (SELLER_MH, 27, ("Mumbai", 400001), ("Pune", 411001))
+    };
+    let doc = json!({
+        "supplyType": "O", "subSupplyType": "5", "docType": "CHL", "docNo": doc_no, "docDate": today,
+        "fromGstin": gstin, "fromTrdName": "Fault Test Traders", "fromAddr1": "12 Industrial Area",
+        "fromPlace": from, "fromPincode": from_pin, "fromStateCode": state, "actFromStateCode": state,
+        "toGstin": gstin, "toTrdName": "Fault Test Traders (branch)", "toAddr1": "4 Ring Road",
+        "toPlace": to, "toPincode": to_pin, "toStateCode": state, "actToStateCode": state,
+        "transactionType": 1,
+        "itemList": [{"productName": "Drip irrigation kit", "hsnCode": "84248100", "quantity": 40, "qtyUnit": "NOS",
+            "taxableAmount": 50000, "cgstRate": 0, "sgstRate": 0, "igstRate": 0, "cessRate": 0}],
+        "totalValue": 50000, "cgstValue": 0, "sgstValue": 0, "igstValue": 0, "cessValue": 0, "totInvValue": 50000
+    });
+    let body = json!({"gstin": gstin, "ewaybill": doc,
+        "transport": {"Distance": 70, "TransMode": "1", "VehNo": "KA01AB1234", "VehType": "R"}});
+    (gstin, doc_no, body)
+}
+
+/// `ewaybill.extend` of an e-way bill inside its extension window (the simulator makes e-way
+/// bills valid for 2 hours in the fault run): still moving by road, 50 of its 70 km left.
+pub fn extend_command(gstin: &str, ewb_no: &str) -> Value {
+    let (place, state, pin) = if gstin == SELLER_KA { ("Tumakuru", "29", "572101") } else { ("Pune", "27", "411001") };
+    json!({"gstin": gstin, "ewb_no": ewb_no, "consignment_status": "M", "trans_mode": "1",
+        "vehicle_no": "KA05CD5678", "from_place": place, "from_state": state, "from_pincode": pin,
+        "remaining_distance": 50, "reason": "1", "remark": "Flood on the highway"})
+}
+
+/// `ewaybill.update_transporter` to a TRANSIN (an unregistered transporter's enrolment id).
+pub fn transporter_command(gstin: &str, ewb_no: &str) -> Value {
+    json!({"gstin": gstin, "ewb_no": ewb_no, "transporter_id": "88AABCT1234A1ZQ"})
 }

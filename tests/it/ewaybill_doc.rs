@@ -175,3 +175,36 @@ async fn same_pin_rule_on_and_off(p: ProviderKind) {
     off.stop().await;
 }
 both_protocols!(same_pin_switch, same_pin_rule_on_and_off);
+
+/// A lost extension: the portal extended an e-way bill made without an IRN but the worker never
+/// heard (its answer lost). The next `ewaybill.extend` passes the store's window, the portal
+/// answers 382, and the worker reads the validity by document: `already_extended`, no error.
+async fn an_extension_whose_answer_was_lost(p: ProviderKind) {
+    let mut app = app(p).await;
+    app.sim.core.update_faults(|f| f.ewb_valid_hours = Some(2));
+    let ev = ask(&mut app, command(challan("DC/X1")), "ewaybill.generated").await;
+    let no = ev["data"]["ewb_no"].as_str().unwrap().to_string();
+    let lost = json!({"ewbNo": no, "consignmentStatus": "M", "transMode": "1", "vehicleNo": "KA05CD5678",
+        "remainingDistance": 50, "extnRsnCode": "1", "extnRemarks": "Flood"});
+    app.sim.core.extend_validity(SELLER_KA, &lost).unwrap();
+    let till = einvoice_worker::irp::types::format_ist(app.sim.core.ewaybill(&no).unwrap().valid_till);
+    app.publish(
+        "ewaybill.extend",
+        &json!({"gstin": SELLER_KA, "ewb_no": no, "consignment_status": "M", "trans_mode": "1",
+            "vehicle_no": "KA05CD5678", "from_place": "Tumakuru", "from_state": "29", "from_pincode": "572101",
+            "remaining_distance": 50, "reason": "1", "remark": "Flood on NH48"}),
+    )
+    .await;
+    let (_, ev) = app.next_reply(30).await;
+    assert_eq!(ev["event_type"], "ewaybill.extended", "{ev:#}");
+    assert_eq!(
+        (ev["data"]["already_extended"].as_bool(), ev["data"]["ewb_valid_till"].as_str()),
+        (Some(true), Some(till.as_str())),
+        "{ev:#}"
+    );
+    let s = app.sim.core.stats();
+    assert_eq!((s.ewb_extend_calls, s.ewb_doc_lookups), (2, 1), "ours answered 382, then one lookup: {s:?}");
+    app.stop().await;
+}
+
+both_protocols!(lost_extension, an_extension_whose_answer_was_lost);

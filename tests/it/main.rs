@@ -3,6 +3,7 @@
 #[macro_use]
 mod helpers;
 
+mod bulk;
 mod circuits;
 mod cli_publish;
 mod console;
@@ -16,6 +17,7 @@ mod examples;
 mod fair_share;
 mod faults;
 mod generate;
+mod gstins;
 mod guard;
 mod hostile;
 mod irps;
@@ -23,6 +25,7 @@ mod jobs;
 mod memory;
 mod operate;
 mod ops;
+mod portals;
 mod qr;
 mod reconcile;
 mod robustness;

@@ -229,3 +229,45 @@ async fn when_its_broker_node_dies_the_worker_moves_to_another() {
     app.stop().await;
     b.kill.cancel();
 }
+
+/// Issue 28: a job's event goes from the statement that committed it straight to the worker's
+/// relay (leased against other relays' polls), and an event handed to a relay that died is
+/// published by any relay once its lease is over, not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_events_skip_the_poll_until_their_lease_is_over() {
+    let mut app = TestApp::spawn().await;
+    app.generate(&invoice("b2b-intra-goods", "HO/0001")).await;
+    assert_eq!(app.next_reply(20).await.1["event_type"], "irn.generated");
+    outbox_drained(&app).await;
+    let c = app.db.client().await.unwrap();
+    let handed: bool = c
+        .query_one("SELECT relay_after IS NOT NULL FROM outbox WHERE event_type = 'irn.generated'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(handed, "the generated event was handed to the relay, not polled");
+
+    // As a worker that died between its commit and its relay's publish leaves an event.
+    c.execute(
+        "INSERT INTO outbox (event_id, event_type, correlation_id, payload, relay_after)
+         VALUES (gen_random_uuid(), 'command.rejected', 'orphaned-handoff',
+                 '{\"event_type\": \"command.rejected\", \"schema_version\": 1}', now() + interval '1 hour')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let ctx = app.worker.as_ref().unwrap().ctx.clone();
+    ctx.relay_wake.notify_one();
+    // The relay polls on its wake and every 250 ms: a few polls pass and leave it alone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.db.outbox_backlog().await.unwrap(), 1, "a leased event is left to its own relay");
+    c.execute(
+        "UPDATE outbox SET relay_after = now() - interval '1 second' WHERE correlation_id = 'orphaned-handoff'",
+        &[],
+    )
+    .await
+    .unwrap();
+    outbox_drained(&app).await;
+    drop(c);
+    app.stop().await;
+}

@@ -7,8 +7,6 @@
 //! rules and their problem codes are [`crate::domain::transport`]'s, which the invoice's
 //! `EwbDtls` uses too.
 use chrono::NaiveDate;
-use once_cell::sync::Lazy;
-use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use super::ewaybill_update_transporter::TransporterId;
@@ -23,8 +21,6 @@ use crate::domain::{DocDate, Problem};
 pub const MAX_DOCUMENT_AGE_DAYS: i64 = 180;
 /// The e-way bill system's limit on cancel and vehicle-update remarks.
 pub const EWB_REMARK_MAX: usize = 50;
-
-static EWB_NO: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9]{12}$").expect("static regex"));
 
 /// Part B and the transporter of an e-way bill made from an IRN (NIC field names).
 #[derive(Debug, Clone, PartialEq)]
@@ -413,12 +409,8 @@ pub(super) fn state_code(r: &mut Reader<'_>, field: &str) -> Option<u32> {
 pub(super) fn parse_ewb_target(r: &mut Reader<'_>) -> Option<EwbTarget> {
     let ewb_no = r.opt_str("ewb_no").filter(|s| !s.is_empty());
     if let Some(n) = &ewb_no {
-        if !EWB_NO.is_match(n) {
-            r.problems.push(Problem::new(
-                "ewb_no",
-                code::EWB_NO_INVALID,
-                format!("'{n}' is not an e-way bill number (12 digits)"),
-            ));
+        if let Err(e) = crate::domain::portal::EwbNo::parse(n) {
+            r.problems.push(Problem::new("ewb_no", code::EWB_NO_INVALID, e.to_string()));
             return None;
         }
         return Some(EwbTarget::EwbNo(n.clone()));

@@ -16,12 +16,14 @@ pub struct Reader<'a> {
     pub request_id: Option<&'a str>,
     /// Accept a GSTIN whose check digit is wrong (sandbox test GSTINs).
     pub relaxed: bool,
+    /// The command's kind (one body type serves every batch kind); `None` in a nested reader.
+    pub kind: Option<super::JobKind>,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over a nested object, sharing the outer reader's GSTIN rule.
     pub fn nested(body: &'a Value, relaxed: bool) -> Reader<'a> {
-        Reader { body, problems: Vec::new(), request_id: None, relaxed }
+        Reader { body, problems: Vec::new(), request_id: None, relaxed, kind: None }
     }
 
     pub fn opt_str(&mut self, field: &str) -> Option<String> {

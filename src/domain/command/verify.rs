@@ -1,5 +1,6 @@
 //! `einvoice.verify`: a supplier's signed e-invoice to verify offline (the buyer's side), and
-//! `einvoice.verify_batch`, many of them fanned out as one `einvoice.verify` each.
+//! `einvoice.verify_batch`, many of them fanned out as one `einvoice.verify` each (see
+//! `batch::BATCHES`).
 //!
 //! Only the shape is checked here: the token or image itself is read by the handler, and
 //! whatever it holds is an answer (`einvoice.verified`, `valid: false` with its reason), never a
@@ -200,91 +201,6 @@ impl CommandBody for Verify {
 
     fn gstin(&self) -> Option<&Gstin> {
         self.gstin.as_ref()
-    }
-}
-
-/// Verifications in one batch at most.
-pub const MAX_BATCH_VERIFICATIONS: usize = 1000;
-
-/// `einvoice.verify_batch`: one buyer's purchases, fanned out into one `einvoice.verify` each.
-#[derive(Debug, Clone)]
-pub struct VerifyBatch {
-    pub gstin: Gstin,
-    pub batch_id: Option<String>,
-    pub verifications: Vec<Value>,
-}
-
-impl CommandBody for VerifyBatch {
-    fn parse(r: &mut Reader<'_>, _: &ParseOptions) -> Option<Self> {
-        let gstin = r.gstin("gstin", true);
-        let batch_id = r.opt_str("batch_id").and_then(|id| {
-            if super::batch::valid_batch_id(&id) {
-                Some(id)
-            } else {
-                r.problems.push(Problem::new(
-                    "batch_id",
-                    code::BATCH_ID_INVALID,
-                    format!(
-                        "'{id}' is not a batch id: 1 to {} letters, digits and - _ . / :",
-                        super::batch::MAX_BATCH_ID_LEN
-                    ),
-                ));
-                None
-            }
-        });
-        let list = match r.body.get("verifications") {
-            None | Some(Value::Null) => {
-                r.problems.push(Problem::new(
-                    "verifications",
-                    code::REQUIRED,
-                    "'verifications' is required: an array of verifications (each as the body of an einvoice.verify)",
-                ));
-                return None;
-            }
-            Some(Value::Array(a)) => a,
-            Some(other) => {
-                r.problems.push(Problem::new(
-                    "verifications",
-                    code::INVALID_TYPE,
-                    format!("'verifications' must be an array, found {}", type_name(other)),
-                ));
-                return None;
-            }
-        };
-        if list.is_empty() {
-            r.problems.push(Problem::new(
-                "verifications",
-                code::BATCH_EMPTY,
-                format!("'verifications' is empty: a batch holds 1 to {MAX_BATCH_VERIFICATIONS}"),
-            ));
-            return None;
-        }
-        if list.len() > MAX_BATCH_VERIFICATIONS {
-            r.problems.push(Problem::new(
-                "verifications",
-                code::BATCH_TOO_LARGE,
-                format!(
-                    "the batch has {} verifications; at most {MAX_BATCH_VERIFICATIONS} go in one batch: split it",
-                    list.len()
-                ),
-            ));
-            return None;
-        }
-        // Each item is checked as the member it becomes, so a bad one is that member's rejection.
-        for (i, v) in list.iter().enumerate() {
-            if !v.is_object() {
-                r.problems.push(Problem::new(
-                    format!("verifications[{i}]"),
-                    code::INVALID_TYPE,
-                    format!("verifications[{i}] must be an object, found {}", type_name(v)),
-                ));
-            }
-        }
-        Some(VerifyBatch { gstin: gstin?, batch_id, verifications: list.clone() })
-    }
-
-    fn gstin(&self) -> Option<&Gstin> {
-        Some(&self.gstin)
     }
 }
 

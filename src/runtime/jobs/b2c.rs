@@ -50,7 +50,8 @@ impl Job<'_> {
 
     async fn b2c_qr_local(&self, inv: &B2cInvoice) -> Result<Disposition, StoreError> {
         let doc = Some(self.doc_ref(&inv.document));
-        let cfg = self.ctx.settings.gstins.get(self.gstin.as_str());
+        let cfg = self.ctx.providers.config(self.gstin.as_str());
+        let cfg = cfg.as_deref();
         let Some(upi_id) = cfg.and_then(|c| c.upi_id.as_deref()) else {
             let g = self.gstin.as_str();
             let e = ErrorItem::worker(

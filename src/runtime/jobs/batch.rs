@@ -1,19 +1,19 @@
-//! `irn.generate_batch`: one seller's invoices fanned out into one `irn.generate` each, and one
-//! `batch.completed` once every member has its final answer. `einvoice.verify_batch` is the same
-//! mechanism with `einvoice.verify` members (one buyer's purchases): the same tables, events,
-//! message ids and completion, its kind recorded on the batch row.
+//! Batches (every kind of [`BATCHES`](crate::domain::command::batch::BATCHES): `irn.generate_batch`,
+//! `einvoice.verify_batch`, ...): one command's items fanned out into one member command each, and
+//! one `batch.completed` once every member has its final answer. Every kind shares the same
+//! tables, events, message ids and completion, its kind recorded on the batch row.
 //!
 //! - The batch is recorded (batch row, one row per member, `batch.accepted`) in one transaction
 //!   before anything is published; its id is `batch_id`, else the command's `message_id`.
-//! - Members are ordinary `irn.generate` commands with fixed message ids
+//! - Members are ordinary commands of the member kind (`irn.generate`) with fixed message ids
 //!   (`batch:<batch id>:<index>`), `request_id` `<batch id>:<index>`, a `batch` marker, and the
 //!   batch command's `correlation_id` and `reply_to`: their answers are the usual ones, on
 //!   `einvoice.events` and on the batch's `reply_to`. A batch published again (redelivered before
-//!   every member was confirmed) publishes the same messages again, which the generate path
+//!   every member was confirmed) publishes the same messages again, which the member's path
 //!   answers from the store: no document is registered twice.
 //! - A re-sent batch (same id) is answered `batch.accepted` with `replayed: true` and is not
 //!   published again once fanned out; once complete, it is answered with its stored
-//!   `batch.completed` (`replayed: true`) instead. The same id with other invoices is refused.
+//!   `batch.completed` (`replayed: true`) instead. The same id with other items is refused.
 //! - After a member's answer is committed, and before its command is acked, the worker records
 //!   the member's first final answer; whoever records the last one writes `batch.completed`
 //!   (see `store::batches`). A crash in between redelivers the member, which records it then.
@@ -23,12 +23,10 @@ use uuid::Uuid;
 
 use super::job::reject_with;
 use crate::amqp;
-use crate::domain::command::batch::{valid_batch_id, BatchMember, GenerateBatch, MEMBER_OUTCOMES, VERIFY_OUTCOMES};
-use crate::domain::command::verify::VerifyBatch;
+use crate::domain::command::batch::{valid_batch_id, BatchKind, BatchMember, Bulk};
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, Event};
-use crate::domain::Gstin;
-use crate::runtime::events::{not_configured, plain_event};
+use crate::runtime::events::plain_event;
 use crate::runtime::{authorize, Ctx, Disposition};
 use crate::store::batches::{BatchCreated, BatchRow, MemberRow, NewBatch, NewMember};
 use crate::store::outbox::OutboxEvent;
@@ -37,96 +35,43 @@ use crate::store::StoreError;
 /// Member commands sent before waiting for their confirms.
 const PUBLISH_WINDOW: usize = 100;
 
-pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &GenerateBatch, attempt: u32) -> Result<Disposition, StoreError> {
-    if ctx.providers.get(c.gstin.as_str()).is_none() {
-        let errors = vec![not_configured(c.gstin.as_str())];
-        return reject_with(ctx, meta, JobKind::IrnGenerateBatch, errors, None, Value::Null).await;
+/// Any batch command of [`BATCHES`](crate::domain::command::batch::BATCHES): record it, answer
+/// `batch.accepted`, publish one member command per item.
+pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Bulk, attempt: u32) -> Result<Disposition, StoreError> {
+    let k = c.kind;
+    // Served, from the file or the database. An offline kind (verification) calls no IRP, but
+    // its GSTIN must still be one this worker serves.
+    if ctx.providers.config(c.gstin.as_str()).is_none() {
+        let errors = vec![ctx.unserved(c.gstin.as_str(), "gstin")];
+        return reject_with(ctx, meta, k.batch, errors, None, Value::Null).await;
     }
-    let content = json!({"gstin": c.gstin.as_str(), "invoices": c.invoices});
-    let docs = |inv: &Value| {
-        [text(inv, "/DocDtls/Typ").map(|t| t.to_ascii_uppercase()), text(inv, "/DocDtls/No"), text(inv, "/DocDtls/Dt")]
-    };
-    let body = |gstin: &Gstin, inv: &Value| json!({"gstin": gstin.as_str(), "invoice": inv});
-    let b = Batch {
-        kind: JobKind::IrnGenerateBatch,
-        gstin: &c.gstin,
-        batch_id: c.batch_id.as_deref(),
-        items: &c.invoices,
-        content,
-        docs: &docs,
-        body: &body,
-    };
-    fan_out(ctx, meta, &b, attempt).await
+    fan_out(ctx, meta, c, attempt).await
 }
 
-/// `einvoice.verify_batch`: each verification becomes an `einvoice.verify` for the batch's buyer.
-pub async fn handle_verify(
-    ctx: &Ctx,
-    meta: &CommandMeta,
-    c: &VerifyBatch,
-    attempt: u32,
-) -> Result<Disposition, StoreError> {
-    if !ctx.settings.gstins.contains_key(c.gstin.as_str()) {
-        let errors = vec![not_configured(c.gstin.as_str())];
-        return reject_with(ctx, meta, JobKind::EinvoiceVerifyBatch, errors, None, Value::Null).await;
-    }
-    let content = json!({"gstin": c.gstin.as_str(), "verifications": c.verifications});
-    // The document as the ERP's record names it, when it gives one.
-    let docs = |v: &Value| [None, text(v, "/expected/doc_number"), text(v, "/expected/doc_date")];
-    let body = |gstin: &Gstin, v: &Value| {
-        let mut b = v.clone();
-        if let Some(o) = b.as_object_mut() {
-            o.insert("gstin".into(), json!(gstin.as_str()));
-            o.remove("request_id");
-            o.remove("batch");
-        }
-        b
-    };
-    let b = Batch {
-        kind: JobKind::EinvoiceVerifyBatch,
-        gstin: &c.gstin,
-        batch_id: c.batch_id.as_deref(),
-        items: &c.verifications,
-        content,
-        docs: &docs,
-        body: &body,
-    };
-    fan_out(ctx, meta, &b, attempt).await
-}
-
-fn text(v: &Value, p: &str) -> Option<String> {
-    v.pointer(p).and_then(Value::as_str).map(|s| s.trim().to_string())
-}
-
-/// What a batch command fans out: its kind, its items, and per item the document it names
-/// (type, number, date, as given) and its member command's body (without the batch's ids).
-struct Batch<'a> {
-    kind: JobKind,
-    gstin: &'a Gstin,
-    batch_id: Option<&'a str>,
-    items: &'a [Value],
-    /// What the batch's content hash covers (the same id with other content is refused).
-    content: Value,
-    docs: &'a (dyn Fn(&Value) -> [Option<String>; 3] + Sync),
-    body: &'a (dyn Fn(&Gstin, &Value) -> Value + Sync),
-}
-
-async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Batch<'_>, attempt: u32) -> Result<Disposition, StoreError> {
-    let (kind, gstin, batch_id) = (b.kind, b.gstin, b.batch_id);
+async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Bulk, attempt: u32) -> Result<Disposition, StoreError> {
+    let (kind, gstin, batch_id) = (b.kind.batch, &b.gstin, b.batch_id.as_deref());
     let id = batch_key(batch_id, meta.message_id.as_deref());
-    let content = Sha256::digest(b.content.to_string()).to_vec();
+    // What the content hash covers: the same id with other content is refused.
+    let mut content = serde_json::Map::new();
+    content.insert("gstin".into(), json!(gstin.as_str()));
+    content.insert(b.kind.items.into(), json!(b.items));
+    let content = Value::Object(content);
+    let content = Sha256::digest(content.to_string()).to_vec();
     let members: Vec<NewMember> = b
         .items
         .iter()
         .enumerate()
         .map(|(i, item)| {
-            let [doc_type, doc_number, doc_date] = (b.docs)(item);
+            let [doc_type, doc_number, doc_date] = b.kind.document_of(item);
             NewMember {
                 idx: i as i32,
                 message_id: BatchMember::message_id(&id, i as u32),
                 doc_type,
                 doc_number,
                 doc_date,
+                // Well formed only: an invalid one is the member's own rejection to report.
+                irn: given(item, "/irn").filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+                ewb_no: given(item, "/ewb_no").filter(|s| s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())),
             }
         })
         .collect();
@@ -191,6 +136,15 @@ async fn fan_out(ctx: &Ctx, meta: &CommandMeta, b: &Batch<'_>, attempt: u32) -> 
     }
 }
 
+/// A text field of an item as given (a number as its digits), if any.
+fn given(item: &Value, pointer: &str) -> Option<String> {
+    match item.pointer(pointer)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// The batch's id: `batch_id`, else the command's `message_id` (hashed when it is not a valid
 /// batch id), else a new one (such a batch cannot be recognised when sent again).
 fn batch_key(batch_id: Option<&str>, message_id: Option<&str>) -> String {
@@ -202,15 +156,15 @@ fn batch_key(batch_id: Option<&str>, message_id: Option<&str>) -> String {
     }
 }
 
-async fn publish_members(ctx: &Ctx, id: &str, b: &Batch<'_>, meta: &CommandMeta) -> Result<(), amqp::AmqpError> {
+async fn publish_members(ctx: &Ctx, id: &str, b: &Bulk, meta: &CommandMeta) -> Result<(), amqp::AmqpError> {
     let ch = ctx.publisher().ok_or_else(|| amqp::AmqpError::Unreachable("the worker is not connected yet".into()))?;
-    let rk = b.kind.member().expect("a batch kind has members").routing_key();
+    let rk = b.kind.member.routing_key();
     let target = format!("{}/{rk}", ctx.topology.commands);
     for (n, chunk) in b.items.chunks(PUBLISH_WINDOW).enumerate() {
         let mut confirms = Vec::with_capacity(chunk.len());
         for (j, item) in chunk.iter().enumerate() {
             let i = (n * PUBLISH_WINDOW + j) as u32;
-            let mut body = (b.body)(b.gstin, item);
+            let mut body = b.kind.member_body(&b.gstin, item);
             body["request_id"] = json!(BatchMember::request_id(id, i));
             body["batch"] = BatchMember::marker(id, i);
             let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
@@ -266,11 +220,10 @@ fn replayed_summary(meta: &CommandMeta, mut data: Value) -> OutboxEvent {
     plain_event(meta, "batch.completed", data)
 }
 
-/// `batch.completed`: counts by outcome and one item per invoice, in batch order.
+/// `batch.completed`: counts by outcome (the kind's names) and one item per member, in batch order.
 fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
     let mut counts = serde_json::Map::new();
-    let outcomes: &[&str] =
-        if b.kind == JobKind::EinvoiceVerifyBatch.routing_key() { &VERIFY_OUTCOMES } else { &MEMBER_OUTCOMES };
+    let outcomes = BatchKind::of_batch_key(&b.kind).map_or(&[][..], |k| k.counts);
     for o in outcomes {
         let n = members.iter().filter(|m| m.outcome.as_deref() == Some(o)).count();
         counts.insert((*o).into(), json!(n));
@@ -286,6 +239,7 @@ fn completed(b: &BatchRow, members: &[MemberRow]) -> OutboxEvent {
                 "job_id": m.job_id,
                 "irn": m.irn,
                 "ack_no": m.ack_no,
+                "ewb_no": m.ewb_no,
                 "errors": m.errors,
             })
         })

@@ -28,9 +28,7 @@ use crate::irp::errors::get_ci;
 use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{
-    errors_json, generated_irn_data, job_event, not_configured, paused, plain_event, replayed_irn_data,
-};
+use crate::runtime::events::{errors_json, generated_irn_data, job_event, paused, plain_event, replayed_irn_data};
 use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::jobs::JobUpdate;
 use crate::store::{Claim, JobRow, StoreError};
@@ -67,8 +65,8 @@ enum Outcome {
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -> Result<Disposition, StoreError> {
     let (gstin, invoice) = (&c.gstin, &*c.invoice);
     let key = invoice.key();
-    let Some(irps) = ctx.providers.set(gstin.as_str()).cloned() else {
-        let errors = vec![not_configured(gstin.as_str())];
+    let Some(irps) = ctx.providers.set(gstin.as_str()) else {
+        let errors = vec![ctx.unserved(gstin.as_str(), "SellerDtls.Gstin")];
         ctx.db
             .enqueue_events(&[plain_event(meta, "irn.rejected", json!({"errors": errors, "dead_lettered": false}))])
             .await?;

@@ -9,10 +9,12 @@ use serde_json::{json, Value};
 use crate::domain::command::{DocRef, JobKind, Target};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem, Event};
 use crate::domain::outcome::{Final, Operation};
+use crate::domain::portal::{EwbAccess, EwbNo};
 use crate::domain::{DocumentKey, Gstin};
+use crate::irp::registry::IrpSet;
 use crate::irp::{IrnData, IrpError, IrpProvider};
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{job_event, not_configured, paused, plain_event};
+use crate::runtime::events::{job_event, paused, plain_event};
 use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::outbox::OutboxEvent;
 use crate::store::{JobRow, StoreError};
@@ -27,6 +29,24 @@ pub(super) async fn issuer_of_target(ctx: &Ctx, gstin: &Gstin, target: &Target) 
         }
     };
     Ok(job.and_then(|j| j.irp))
+}
+
+/// What a call about an existing e-way bill is routed by: the IRP it was made through and its number.
+#[derive(Debug, Clone)]
+pub(super) struct EwbRoute {
+    pub(super) via: Via,
+    pub(super) ewb_no: Option<EwbNo>,
+}
+
+/// The IRP an e-way bill was made through.
+#[derive(Debug, Clone)]
+pub(super) enum Via {
+    /// Made from an IRN this IRP issued.
+    Issuer(String),
+    /// Made without an IRN (`GENEWAYBILL`), which always goes to the GSTIN's primary IRP.
+    Primary,
+    /// Not known (an e-way bill we never recorded, or an IRN registered elsewhere).
+    Unknown,
 }
 
 /// The IRP that issued `irn`, when our store knows it.
@@ -87,17 +107,59 @@ impl<'a> Job<'a> {
         issuer: Option<String>,
         attempt: u32,
     ) -> Result<Result<Job<'a>, Disposition>, StoreError> {
+        let choose = |irps: &IrpSet| {
+            irps.for_issuer(issuer.as_deref()).ok_or_else(|| {
+                let irp = issuer.clone().unwrap_or_default();
+                ErrorItem::worker(
+                    "IRP_NOT_CONFIGURED",
+                    format!("the IRN was issued by IRP {irp}, which is not configured for GSTIN {gstin}; add it under gstins.\"{gstin}\".failover"),
+                )
+            })
+        };
+        Self::open_routed(ctx, meta, kind, gstin, choose, attempt).await
+    }
+
+    /// [`Self::open`] for a call about an existing e-way bill: to its portal
+    /// ([`IrpSet::for_ewaybill`]), refused before any call when no configured IRP can reach it.
+    pub(super) async fn open_ewaybill(
+        ctx: &'a Ctx,
+        meta: &'a CommandMeta,
+        kind: JobKind,
+        gstin: &'a Gstin,
+        route: &EwbRoute,
+        access: EwbAccess,
+        attempt: u32,
+    ) -> Result<Result<Job<'a>, Disposition>, StoreError> {
+        let choose = |irps: &IrpSet| {
+            let via = match &route.via {
+                Via::Issuer(i) => Some(i.as_str()),
+                Via::Primary => Some(irps.primary().irp()),
+                Via::Unknown => None,
+            };
+            let portal = route.ewb_no.as_ref().and_then(EwbNo::portal);
+            irps.for_ewaybill(via, portal, access).map_err(|e| {
+                let no = route.ewb_no.as_ref().map(|n| format!("e-way bill {n}: ")).unwrap_or_default();
+                ErrorItem::worker(e.code(), format!("{no}{e} (GSTIN {gstin})"))
+            })
+        };
+        Self::open_routed(ctx, meta, kind, gstin, choose, attempt).await
+    }
+
+    async fn open_routed(
+        ctx: &'a Ctx,
+        meta: &'a CommandMeta,
+        kind: JobKind,
+        gstin: &'a Gstin,
+        choose: impl FnOnce(&IrpSet) -> Result<Arc<dyn IrpProvider>, ErrorItem>,
+        attempt: u32,
+    ) -> Result<Result<Job<'a>, Disposition>, StoreError> {
         let Some(irps) = ctx.providers.set(gstin.as_str()) else {
-            let errors = vec![not_configured(gstin.as_str())];
+            let errors = vec![ctx.unserved(gstin.as_str(), "gstin")];
             return reject(ctx, meta, kind, errors, None).await.map(Err);
         };
-        let Some(provider) = irps.for_issuer(issuer.as_deref()) else {
-            let irp = issuer.unwrap_or_default();
-            let errors = vec![ErrorItem::worker(
-                "IRP_NOT_CONFIGURED",
-                format!("the IRN was issued by IRP {irp}, which is not configured for GSTIN {gstin}; add it under gstins.\"{gstin}\".failover"),
-            )];
-            return reject(ctx, meta, kind, errors, None).await.map(Err);
+        let provider = match choose(&irps) {
+            Ok(p) => p,
+            Err(e) => return reject(ctx, meta, kind, vec![e], None).await.map(Err),
         };
         if let Some((until, code)) = ctx.pause_of(gstin.as_str()).await? {
             if guard::holds(kind, code.as_deref()) {

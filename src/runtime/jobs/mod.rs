@@ -7,8 +7,8 @@
 //! [`ewaybill`] (`ewaybill.get`, `.generate`, `.update_vehicle`, `.extend`, `.update_transporter`,
 //! `.cancel`, one submodule each),
 //! [`b2c`] (`b2c.qr`), [`reconcile`] (`reconcile.rejected`), [`job_status`] (`job.status`, from
-//! the store only) [`verify`] (`einvoice.verify`, offline) and [`batch`] (`irn.generate_batch`,
-//! `einvoice.verify_batch`). What the IRP-bound ones share (the
+//! the store only) [`verify`] (`einvoice.verify`, offline) and [`batch`] (every `*_batch`
+//! command, one handler for the table `domain::command::batch::BATCHES`). What the IRP-bound ones share (the
 //! GSTIN's IRP, its pause, rejections, lookups) is in [`job`].
 //!
 //! Every handler checks what it can before calling the IRP (a cancel past 24 hours, or of an
@@ -54,8 +54,13 @@ pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32
             Box::pin(ewaybill::update_transporter::handle(ctx, meta, c, attempt)).await
         }
         Command::JobStatus(c) => Box::pin(job_status::handle(ctx, meta, c, attempt)).await,
-        Command::IrnGenerateBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
         Command::EinvoiceVerify(c) => Box::pin(verify::handle(ctx, meta, c, attempt)).await,
-        Command::EinvoiceVerifyBatch(c) => Box::pin(batch::handle_verify(ctx, meta, c, attempt)).await,
+        Command::IrnGenerateBatch(c)
+        | Command::EinvoiceVerifyBatch(c)
+        | Command::IrnCancelBatch(c)
+        | Command::EwaybillGenerateBatch(c)
+        | Command::EwaybillUpdateVehicleBatch(c)
+        | Command::EwaybillExtendBatch(c)
+        | Command::EwaybillCancelBatch(c) => Box::pin(batch::handle(ctx, meta, c, attempt)).await,
     }
 }

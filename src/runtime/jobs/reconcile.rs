@@ -27,7 +27,7 @@ use crate::domain::outcome::{Final, Operation};
 use crate::domain::{DocDate, DocNumber, DocType};
 use crate::irp::{IrnData, RejectedIrn};
 use crate::runtime::calls::{call, Resend};
-use crate::runtime::events::{self, document_ref, errors_json, not_configured, plain_event};
+use crate::runtime::events::{self, document_ref, errors_json, plain_event};
 use crate::runtime::{Ctx, Disposition};
 use crate::store::reconcile::{RejectedFlag, RunClaim, RunRow};
 use crate::store::{JobRow, StoreError};
@@ -79,13 +79,13 @@ pub async fn handle(
     let (gstin, from, to) = (c.gstin.as_ref(), c.from, c.to);
     let gstins: Vec<String> = match gstin {
         Some(g) if ctx.providers.get(g.as_str()).is_none() => {
-            let errors = vec![not_configured(g.as_str())];
+            let errors = vec![ctx.unserved(g.as_str(), "gstin")];
             let data = json!({"errors": errors, "dead_lettered": false});
             ctx.db.enqueue_events(&[plain_event(meta, JobKind::ReconcileRejected.rejected_event(), data)]).await?;
             return Ok(Disposition::Ack);
         }
         Some(g) => vec![g.as_str().to_ascii_uppercase()],
-        None => ctx.providers.gstins().cloned().collect(), // sorted (a BTreeMap's keys)
+        None => ctx.providers.gstins(), // sorted
     };
     // A lease owner per handling, not per process: two deliveries of one run in the same
     // process must not both believe they own it.
@@ -157,7 +157,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
     for g in &run.gstins {
         // Every IRP the GSTIN is configured for: a registration another IRP rejected (the
         // registry's outage) is listed by that IRP, not by ours.
-        let provider = ctx.providers.set(g).cloned();
+        let provider = ctx.providers.set(g);
         if provider.is_some() {
             if let Some(until) = ctx.db.paused_until(g).await? {
                 if days(run.from_date, run.to_date).any(|d| !run.day_done(g, d)) {
@@ -173,7 +173,7 @@ async fn execute(ctx: &Ctx, meta: &CommandMeta, run: &RunRow, owner: Uuid) -> Re
             }
             let (flags, findings, errors) = match &provider {
                 None => {
-                    let e = not_configured(g);
+                    let e = ctx.unserved(g, "gstins");
                     (Vec::new(), Vec::new(), vec![day_error(g, day, &[e])])
                 }
                 Some(set) => {

@@ -11,18 +11,19 @@ use crate::domain::command::verify::{Verify, VerifyInput};
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::irp::verify::{self as v, Input, Ours, Verification};
-use crate::runtime::events::{not_configured, plain_event};
+use crate::runtime::events::plain_event;
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
 
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Verify, attempt: u32) -> Result<Disposition, StoreError> {
     let kind = JobKind::EinvoiceVerify;
+    let served = ctx.providers.gstins();
     let ours: Vec<&str> = match &c.gstin {
-        Some(g) if !ctx.settings.gstins.contains_key(g.as_str()) => {
-            return reject_with(ctx, meta, kind, vec![not_configured(g.as_str())], None, Value::Null).await;
+        Some(g) if ctx.providers.get(g.as_str()).is_none() => {
+            return reject_with(ctx, meta, kind, vec![ctx.unserved(g.as_str(), "gstin")], None, Value::Null).await;
         }
         Some(g) => vec![g.as_str()],
-        None => ctx.settings.gstins.keys().map(String::as_str).collect(),
+        None => served.iter().map(String::as_str).collect(),
     };
     let (input, given) = match &c.input {
         VerifyInput::SignedQrCode(t) => (Input::Jwt(t.clone()), "signed_qr_code"),

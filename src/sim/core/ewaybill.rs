@@ -29,7 +29,7 @@ pub struct SimEwb {
     pub doc: Option<(String, String)>,
 }
 
-fn text(v: &Value, key: &str) -> String {
+pub(super) fn text(v: &Value, key: &str) -> String {
     match v.get(key) {
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Number(n)) => n.to_string(),
@@ -127,8 +127,8 @@ impl SimCore {
         }
         let now = Utc::now();
         // NIC computes the PIN-to-PIN distance when 0 is sent; the simulator takes 100 km.
-        let till = now + chrono::Duration::days(validity_days(if distance == 0 { 100 } else { distance }));
-        let no = format!("{}", 181_000_000_000u64 + seq);
+        let till = self.ewb_valid_till(now, if distance == 0 { 100 } else { distance });
+        let no = format!("{}", self.ewb_base() + seq);
         doc.ewb = Some((no.clone(), format_ist(now), format_ist(till)));
         let e = SimEwb {
             ewb_no: no.clone(),
@@ -197,8 +197,8 @@ impl SimCore {
         st.ack_seq += 1;
         let now = Utc::now();
         let km = if distance == 0 { 100 } else { distance };
-        let till = now + chrono::Duration::days(validity_days(km));
-        let no = format!("{}", 181_000_000_000u64 + st.ack_seq);
+        let till = self.ewb_valid_till(now, km);
+        let no = format!("{}", self.ewb_base() + st.ack_seq);
         let e = SimEwb {
             ewb_no: no.clone(),
             gstin: gstin.to_ascii_uppercase(),

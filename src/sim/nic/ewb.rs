@@ -34,8 +34,12 @@ async fn generate(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: ax
         Ok(t) => t,
         Err(r) => return r,
     };
+    let target = match core.cross_target(h(&headers, "irp")) {
+        Ok(t) => t,
+        Err(e) => return failure(e, form),
+    };
     match decrypt_body(&token, &body) {
-        Ok(req) => answer(&token, core.generate_ewaybill(&gstin, &req), form),
+        Ok(req) => answer(&token, target.generate_ewaybill(&gstin, &req), form),
         Err(e) => failure(e, form),
     }
 }
@@ -109,11 +113,7 @@ async fn ewayapi(State(core): State<Arc<SimCore>>, headers: HeaderMap, body: axu
             }
             res
         }
-        "CANEWB" => core.cancel_ewaybill(&gstin, &payload),
-        "VEHEWB" => core.update_vehicle(&gstin, &payload),
-        "EXTENDVALIDITY" => core.extend_validity(&gstin, &payload),
-        "UPDATETRANSPORTER" => core.update_transporter(&gstin, &payload),
-        _ => Err(SimError::one("5002", format!("unknown action '{action}'"))),
+        _ => core.ewb_action(&gstin, &action, &payload, h(&headers, "irp")),
     };
     ewb_answer(&token, result)
 }

@@ -5,6 +5,7 @@ use crate::domain::command::ewaybill_cancel::EwaybillCancel;
 use crate::domain::command::JobKind;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
+use crate::domain::portal::EwbAccess;
 use crate::runtime::events::document_ref;
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
@@ -15,8 +16,9 @@ pub async fn handle(
     c: &EwaybillCancel,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillCancel, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::OwnerOnly;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillCancel, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_cancel(&c.target, c.reason, &c.remark).await,
         Err(answered) => Ok(answered),
     }

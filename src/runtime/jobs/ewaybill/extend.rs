@@ -14,6 +14,7 @@ use crate::domain::command::ewaybill_extend::{extension_refusal, Consignment, Ew
 use crate::domain::command::JobKind;
 use crate::domain::event::{CommandMeta, ErrorItem, ErrorSource};
 use crate::domain::outcome::Operation;
+use crate::domain::portal::EwbAccess;
 use crate::domain::problem::code;
 use crate::domain::Problem;
 use crate::irp::types::parse_ist;
@@ -28,8 +29,9 @@ pub async fn handle(
     c: &EwaybillExtend,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillExtend, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::OwnerOnly;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillExtend, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_extend(&c.target, &c.extend).await,
         Err(answered) => Ok(answered),
     }
@@ -85,13 +87,13 @@ impl Job<'_> {
         .await;
         let (valid_till, extended_at, already) = match answer {
             Ok(d) => (d.valid_till, d.updated_at, false),
-            // 382 on a later attempt: an earlier, unanswered call may have extended it already.
-            Err(e) if e.has_code("382") && self.attempt > 1 && row.irn.is_some() => {
-                match self.extended_meanwhile(&row).await {
-                    Some(till) => (Some(till), crate::irp::types::format_ist(Utc::now()), true),
-                    None => return self.failed(e, Operation::EwaybillExtend, doc).await,
-                }
-            }
+            // 382 although the store's validity is inside the window: an earlier call whose
+            // answer was lost (a timeout, a worker killed before it wrote the answer down) may
+            // have extended it already; the portal's validity says.
+            Err(e) if e.has_code("382") => match self.extended_meanwhile(&row).await? {
+                Some(till) => (Some(till), crate::irp::types::format_ist(Utc::now()), true),
+                None => return self.failed(e, Operation::EwaybillExtend, doc).await,
+            },
             Err(e) => return self.failed(e, Operation::EwaybillExtend, doc).await,
         };
         let valid_till = valid_till.or_else(|| row.valid_till.clone());
@@ -111,12 +113,32 @@ impl Job<'_> {
         Ok(Disposition::Ack)
     }
 
-    /// The e-way bill's validity at the IRP when it is later than the store's: extended by a
-    /// call whose answer was lost.
-    async fn extended_meanwhile(&self, row: &EwbRow) -> Option<String> {
-        let found = self.ewaybill_at_irp(row.irn.as_deref()?).await.ok()??;
-        let (now, before) =
-            (found.valid_till.as_deref().and_then(parse_ist)?, row.valid_till.as_deref().and_then(parse_ist)?);
-        (now > before).then(|| found.valid_till.clone()).flatten()
+    /// The e-way bill's validity at the portal when it is later than the store's: extended by a
+    /// call whose answer was lost. Read by IRN, or for one made without an IRN by its document
+    /// (`GetEwayBillGeneratedByConsigner`).
+    async fn extended_meanwhile(&self, row: &EwbRow) -> Result<Option<String>, StoreError> {
+        let at_portal = match row.irn.as_deref() {
+            Some(irn) => self.ewaybill_at_irp(irn).await.ok().flatten().and_then(|f| f.valid_till),
+            None => match self.ctx.db.ewaybill_document_of(&row.ewb_no).await? {
+                Some((t, n)) => {
+                    let p = self.provider.as_ref();
+                    let (t, n) = (t.as_str(), n.as_str());
+                    call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillByDoc, Resend::Freely, |s| async move {
+                        p.ewaybill_by_doc(&s, t, n).await
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+                    .filter(|d| d.ewb_no == row.ewb_no)
+                    .and_then(|d| d.valid_till)
+                }
+                None => None,
+            },
+        };
+        let later = |till: &String| {
+            let (now, before) = (parse_ist(till), row.valid_till.as_deref().and_then(parse_ist));
+            matches!((now, before), (Some(n), Some(b)) if n > b)
+        };
+        Ok(at_portal.filter(later))
     }
 }

@@ -18,10 +18,11 @@ pub mod update_vehicle;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use super::job::Job;
+use super::job::{EwbRoute, Job, Via};
 use crate::domain::command::ewaybill::{EwbCancelReason, EwbTarget};
 use crate::domain::event::{DocumentRef, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
+use crate::domain::portal::{EwbAccess, EwbNo};
 use crate::irp::types::format_ist;
 use crate::irp::IrpError;
 use crate::runtime::calls::{call, Resend};
@@ -144,7 +145,8 @@ impl Job<'_> {
             self.emit(self.event("ewaybill.cancelled", data, job, doc)).await?;
             return Ok(Ok(e.clone()));
         }
-        let p = self.provider.as_ref();
+        let owner = self.owner_of(e, job);
+        let p = owner.as_ref();
         let no = e.ewb_no.as_str();
         // Resending is safe: a cancel that already happened answers 312, which is success here.
         let answer =
@@ -169,6 +171,22 @@ impl Job<'_> {
     }
 }
 
+impl Job<'_> {
+    /// The IRP that may cancel e-way bill `e`: its portal's (cancel does not cross NIC's portals),
+    /// or, when no configured IRP is that, the one this command was opened with (`irn.cancel`'s
+    /// saga, opened for the IRN's issuer).
+    fn owner_of(&self, e: &EwbRow, job: Option<&JobRow>) -> std::sync::Arc<dyn crate::irp::IrpProvider> {
+        let Some(irps) = self.ctx.providers.set(self.gstin.as_str()) else { return self.provider.clone() };
+        let via = match (job.and_then(|j| j.irp.as_deref()), &e.irn) {
+            (Some(i), _) => Some(i),
+            (None, None) => Some(irps.primary().irp()),
+            (None, Some(_)) => None,
+        };
+        let portal = EwbNo::parse(&e.ewb_no).ok().and_then(|n| n.portal());
+        irps.for_ewaybill(via, portal, EwbAccess::OwnerOnly).unwrap_or_else(|_| self.provider.clone())
+    }
+}
+
 pub(super) fn upsert<'a>(e: &'a EwbRow, raw: Option<&'a Value>) -> EwbUpsert<'a> {
     EwbUpsert {
         ewb_no: &e.ewb_no,
@@ -180,15 +198,30 @@ pub(super) fn upsert<'a>(e: &'a EwbRow, raw: Option<&'a Value>) -> EwbUpsert<'a>
     }
 }
 
-/// The IRP that issued the IRN of the e-way bill a command names (by IRN, or by a number our
-/// store knows), when our store knows it: calls about it go there.
-async fn issuer_of(ctx: &crate::runtime::Ctx, target: &EwbTarget) -> Result<Option<String>, StoreError> {
-    let irn = match target {
-        EwbTarget::Irn(irn) => Some(irn.clone()),
-        EwbTarget::EwbNo(n) => ctx.db.ewaybill(n).await?.and_then(|e| e.irn),
+/// What routes a call about the e-way bill a command names: the IRP it was made through (its
+/// IRN's issuer; the primary for one made without an IRN) and its number, as far as our store
+/// knows them.
+async fn route_of(ctx: &crate::runtime::Ctx, target: &EwbTarget) -> Result<EwbRoute, StoreError> {
+    let (row, irn) = match target {
+        EwbTarget::Irn(irn) => (ctx.db.ewaybill_for_irn(irn).await?, Some(irn.clone())),
+        EwbTarget::EwbNo(n) => {
+            let row = ctx.db.ewaybill(n).await?;
+            let irn = row.as_ref().and_then(|e| e.irn.clone());
+            (row, irn)
+        }
     };
-    match irn {
-        Some(irn) => super::job::issuer_of_irn(ctx, &irn).await,
-        None => Ok(None),
-    }
+    let number = match (target, &row) {
+        (EwbTarget::EwbNo(n), _) => Some(n.as_str()),
+        (EwbTarget::Irn(_), Some(r)) => Some(r.ewb_no.as_str()),
+        (EwbTarget::Irn(_), None) => None,
+    };
+    let via = match (&irn, &row) {
+        (Some(irn), _) => match super::job::issuer_of_irn(ctx, irn).await? {
+            Some(i) => Via::Issuer(i),
+            None => Via::Unknown,
+        },
+        (None, Some(_)) => Via::Primary,
+        (None, None) => Via::Unknown,
+    };
+    Ok(EwbRoute { via, ewb_no: number.and_then(|n| EwbNo::parse(n).ok()) })
 }

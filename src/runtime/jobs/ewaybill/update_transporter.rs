@@ -9,6 +9,7 @@ use crate::domain::command::ewaybill_update_transporter::{EwaybillUpdateTranspor
 use crate::domain::command::JobKind;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
+use crate::domain::portal::EwbAccess;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::{Ctx, Disposition};
 use crate::store::StoreError;
@@ -19,8 +20,9 @@ pub async fn handle(
     c: &EwaybillUpdateTransporter,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillUpdateTransporter, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::OwnerOnly;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillUpdateTransporter, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_update_transporter(&c.target, &c.transporter_id).await,
         Err(answered) => Ok(answered),
     }

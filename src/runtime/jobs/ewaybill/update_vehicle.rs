@@ -8,6 +8,7 @@ use crate::domain::command::ewaybill_update_vehicle::EwaybillUpdateVehicle;
 use crate::domain::command::JobKind;
 use crate::domain::event::CommandMeta;
 use crate::domain::outcome::Operation;
+use crate::domain::portal::EwbAccess;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::{Ctx, Disposition};
 use crate::store::ewaybills::EwbRow;
@@ -19,8 +20,9 @@ pub async fn handle(
     c: &EwaybillUpdateVehicle,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let issuer = super::issuer_of(ctx, &c.target).await?;
-    match Job::open(ctx, meta, JobKind::EwaybillUpdateVehicle, &c.gstin, issuer, attempt).await? {
+    let route = super::route_of(ctx, &c.target).await?;
+    let access = EwbAccess::CrossPortal;
+    match Job::open_ewaybill(ctx, meta, JobKind::EwaybillUpdateVehicle, &c.gstin, &route, access, attempt).await? {
         Ok(job) => job.ewaybill_update_vehicle(&c.target, &c.update).await,
         Err(answered) => Ok(answered),
     }
