@@ -613,7 +613,7 @@ async fn retry(State(app): State<App>, headers: HeaderMap, Form(f): Form<ActionF
             Some(format!("The matching documents changed since you confirmed {expected}: confirm again.")),
         );
     }
-    let results = match operator::jobs_retry_rows(&app.0.settings, &retryable).await {
+    let results = match operator::jobs_retry_rows(&app.0.db, &app.0.settings, &retryable).await {
         Ok(r) => r,
         Err(e) => return status_page(StatusCode::SERVICE_UNAVAILABLE, Some(&s), "Broker unavailable", &e.to_string()),
     };

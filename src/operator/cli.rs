@@ -33,7 +33,7 @@ pub enum JobsCmd {
         #[command(flatten)]
         out: Output,
     },
-    /// Send a failed or in-doubt job again, through the worker's lookup-first path.
+    /// Send a failed, in-doubt or refused (rejected) job again, through the worker's lookup-first path.
     Retry {
         /// A job id or document key.
         job: String,

@@ -189,30 +189,32 @@ pub struct Retried {
     pub path: &'static str,
 }
 
-/// Re-publish a failed or in-doubt job's `irn.generate` (its stored invoice). The worker takes it
+/// Re-publish a failed, in-doubt or refused (rejected) job's `irn.generate` (its stored invoice). The worker takes it
 /// through the normal claim: an in-doubt job is looked up at the IRP before any generate call, so
 /// a retry can never register a document twice. Refused for other states.
 pub async fn jobs_retry(db: &Db, settings: &Settings, key: &str) -> Result<Retried, OpError> {
     let j = find_job(db, key).await?;
     retry_path(&j)?;
-    let mut out = jobs_retry_rows(settings, std::slice::from_ref(&j)).await?;
+    let mut out = jobs_retry_rows(db, settings, std::slice::from_ref(&j)).await?;
     out.pop().expect("one result per job")
 }
 
-/// How a retry of `j` will be handled, or why it is refused (only failed or in-doubt jobs with
-/// their stored invoice can be sent again).
+/// How a retry of `j` will be handled, or why it is refused (only failed, in-doubt or refused
+/// jobs with their stored invoice can be sent again).
 pub fn retry_path(j: &JobRow) -> Result<&'static str, OpError> {
     let path = match j.status {
         JobStatus::InDoubt => "lookup first (the IRP may already have it), then generate only if it has not",
         JobStatus::Failed => "generate (a failed job was never registered), duplicates resolved by the IRP's 2150",
+        // The IRP's refusal may rest on master data fixed since (a buyer's GSTIN, an HSN): the same
+        // invoice is sent again on the operator's word; a refusal by our own checks simply recurs.
+        JobStatus::Rejected => "generate again with the stored invoice (refused before; the master data behind the refusal may be fixed since)",
         other => {
             return Err(OpError::Refused(format!(
-                "job {} is {other}: only failed or in_doubt jobs can be retried{}",
+                "job {} is {other}: only failed, in_doubt or rejected jobs can be retried{}",
                 j.id,
                 match other {
                     JobStatus::Generated | JobStatus::Cancelled => " (it has its outcome)",
-                    JobStatus::Rejected => " (fix the invoice and send it again from the ERP)",
-                    JobStatus::Pending | JobStatus::InFlight | JobStatus::InDoubt | JobStatus::Failed => {
+                    JobStatus::Pending | JobStatus::InFlight | JobStatus::InDoubt | JobStatus::Failed | JobStatus::Rejected => {
                         " (it is being handled; look again later)"
                     }
                 }
@@ -227,7 +229,11 @@ pub fn retry_path(j: &JobRow) -> Result<&'static str, OpError> {
 
 /// Retry each of `jobs` (as [`jobs_retry`] does, over one broker connection): one result per
 /// job, in order; a refused one does not stop the others. Err only when the broker is unreachable.
-pub async fn jobs_retry_rows(settings: &Settings, jobs: &[JobRow]) -> Result<Vec<Result<Retried, OpError>>, OpError> {
+pub async fn jobs_retry_rows(
+    db: &Db,
+    settings: &Settings,
+    jobs: &[JobRow],
+) -> Result<Vec<Result<Retried, OpError>>, OpError> {
     let conn = amqp::connect(&settings.amqp_url, "einvoice-worker-operator").await?;
     let result = async {
         let ch = amqp::confirm_channel(&conn).await?;
@@ -241,6 +247,19 @@ pub async fn jobs_retry_rows(settings: &Settings, jobs: &[JobRow]) -> Result<Vec
                     continue;
                 }
             };
+            if j.status == JobStatus::Rejected {
+                match db.reopen_rejected(j.id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        out.push(Err(OpError::Refused(format!("job {} changed meanwhile: look at it again", j.id))));
+                        continue;
+                    }
+                    Err(e) => {
+                        out.push(Err(e.into()));
+                        continue;
+                    }
+                }
+            }
             let invoice = j.request.clone().expect("retry_path checked");
             let request_id = format!("operator-retry-{}", j.id);
             let message_id = Uuid::new_v4().to_string();

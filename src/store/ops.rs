@@ -62,6 +62,21 @@ pub const PRUNE_BATCH: i64 = 1000;
 const FINISHED: &str = "('generated', 'cancelled', 'rejected', 'failed')";
 
 impl Db {
+    /// An operator's retry of a job the IRP refused (`rejected`): make it `failed` again, so the
+    /// worker sends the same stored invoice once more instead of answering the refusal from the
+    /// store (the refusal may have been a master-data error since fixed). False when the job is
+    /// no longer `rejected` (something else changed it meanwhile).
+    pub async fn reopen_rejected(&self, job_id: uuid::Uuid) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE jobs SET status = 'failed', updated_at = now() WHERE id = $1 AND status = 'rejected'",
+                &[&job_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let c = self.client().await?;
         let stmt = c

@@ -33,7 +33,7 @@ async fn console_app() -> (TestApp, String) {
 }
 
 /// Generate `n` documents through the worker and the simulator, then make them what a master-data
-/// refusal leaves: failed, no IRN, error 2172 (the simulator then answers their retry with 2150
+/// refusal leaves: rejected, no IRN, error 2172 (the simulator then answers their retry with 2150
 /// and the worker resolves the IRN, as a real IRP does for an already registered document).
 async fn refused_documents(app: &mut TestApp, prefix: &str, n: usize, code: &str) -> Vec<String> {
     let mut numbers = Vec::new();
@@ -50,7 +50,7 @@ async fn refused_documents(app: &mut TestApp, prefix: &str, n: usize, code: &str
     let errors = json!([{"code": code, "message": "Invalid buyer GSTIN master", "source": "irp"}]);
     let changed = c
         .execute(
-            "UPDATE jobs SET status = 'failed', irn = NULL, ack_no = NULL, last_error = $1 WHERE doc_number = ANY($2)",
+            "UPDATE jobs SET status = 'rejected', irn = NULL, ack_no = NULL, last_error = $1 WHERE doc_number = ANY($2)",
             &[&errors, &numbers],
         )
         .await
@@ -208,17 +208,17 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     let page = c.source().await.unwrap();
     assert!(page.contains(&irn) && page.contains("irn.generated"), "the job page shows the IRN and its events");
     screenshot(&c, "console-job").await;
-    c.goto(&format!("{base}/jobs?status=failed&error_code=2172")).await.unwrap();
+    c.goto(&format!("{base}/jobs?status=rejected&error_code=2172")).await.unwrap();
     assert_eq!(text_of(&c, "p[role=status]").await, "37 document(s) match.");
     assert!(c.find(Locator::LinkText("Retry all that match…")).await.is_err(), "no action shown to a viewer");
-    c.goto(&format!("{base}/confirm/retry?status=failed&error_code=2172")).await.unwrap();
+    c.goto(&format!("{base}/confirm/retry?status=rejected&error_code=2172")).await.unwrap();
     assert_eq!(text_of(&c, "main h1").await, "Not allowed");
     log_out(&c).await;
 
     // An operator: one filter, one confirmation.
     log_in(&c, &base, "asha", OPERATOR_PASSWORD).await;
     c.find(Locator::Id("gstin")).await.unwrap().send_keys(SELLER_KA).await.unwrap();
-    c.find(Locator::Id("status")).await.unwrap().select_by_value("failed").await.unwrap();
+    c.find(Locator::Id("status")).await.unwrap().select_by_value("rejected").await.unwrap();
     c.find(Locator::Id("error_code")).await.unwrap().send_keys("2172").await.unwrap();
     click_to_next_page(&c, Locator::Css("form[role=search] button[type=submit]")).await;
     assert_eq!(text_of(&c, "p[role=status]").await, "37 document(s) match.");
@@ -245,7 +245,7 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     );
     assert_eq!(r.get::<_, Option<String>>(5).as_deref(), Some("buyer GSTIN master fixed at GSTN"));
     let filter: Value = r.get(6);
-    assert_eq!(filter, json!({"gstin": SELLER_KA, "status": "failed", "error_code": "2172"}));
+    assert_eq!(filter, json!({"gstin": SELLER_KA, "status": "rejected", "error_code": "2172"}));
     assert_eq!(r.get::<_, Vec<uuid::Uuid>>(7).len(), 37);
     c.goto(&format!("{base}/audit")).await.unwrap();
     let audit = text_of(&c, "tbody").await;
@@ -277,7 +277,7 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(generated, 37, "every retried document got its IRN");
-    let untouched: i64 = c2.query_one("SELECT count(*) FROM jobs WHERE status = 'failed'", &[]).await.unwrap().get(0);
+    let untouched: i64 = c2.query_one("SELECT count(*) FROM jobs WHERE status = 'rejected'", &[]).await.unwrap().get(0);
     assert_eq!(untouched, 3, "the documents refused for another code were not touched");
     c.close().await.unwrap();
     app.stop().await;
@@ -336,29 +336,29 @@ async fn a_viewer_posting_forms_directly_is_refused_and_logins_are_rate_limited(
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     let (viewer, viewer_csrf) = session(&http, &base, "vik", VIEWER_PASSWORD).await;
-    let form = [("csrf", viewer_csrf.as_str()), ("expected", "2"), ("reason", "x"), ("status", "failed")];
+    let form = [("csrf", viewer_csrf.as_str()), ("expected", "2"), ("reason", "x"), ("status", "rejected")];
     let r = http.post(format!("{base}/actions/retry")).header("cookie", &viewer).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 403, "a viewer's retry");
     assert!(r.text().await.unwrap().contains("only operators may act"));
     let form = [("csrf", viewer_csrf.as_str()), ("expected", "1"), ("reason", "x"), ("gstin", SELLER_KA)];
     let r = http.post(format!("{base}/actions/unpause")).header("cookie", &viewer).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 403, "a viewer's unpause");
-    let r = http.get(format!("{base}/confirm/retry?status=failed")).header("cookie", &viewer).send().await.unwrap();
+    let r = http.get(format!("{base}/confirm/retry?status=rejected")).header("cookie", &viewer).send().await.unwrap();
     assert_eq!(r.status(), 403, "a viewer's confirmation page");
     // Without a session: to the login page.
-    let r = http.post(format!("{base}/actions/retry")).form(&[("status", "failed")]).send().await.unwrap();
+    let r = http.post(format!("{base}/actions/retry")).form(&[("status", "rejected")]).send().await.unwrap();
     assert_eq!((r.status().as_u16(), r.headers().get("location").unwrap().to_str().unwrap()), (303, "/login"));
 
     let (operator, operator_csrf) = session(&http, &base, "asha", OPERATOR_PASSWORD).await;
-    let form = [("csrf", viewer_csrf.as_str()), ("expected", "2"), ("reason", "x"), ("status", "failed")];
+    let form = [("csrf", viewer_csrf.as_str()), ("expected", "2"), ("reason", "x"), ("status", "rejected")];
     let r = http.post(format!("{base}/actions/retry")).header("cookie", &operator).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 403, "an operator's post with another session's CSRF token");
 
     let c = app.db.client().await.unwrap();
     let audited: i64 = c.query_one("SELECT count(*) FROM operator_actions", &[]).await.unwrap().get(0);
     assert_eq!(audited, 0, "nothing was done");
-    let failed: i64 = c.query_one("SELECT count(*) FROM jobs WHERE status = 'failed'", &[]).await.unwrap().get(0);
-    assert_eq!(failed, 2);
+    let refused: i64 = c.query_one("SELECT count(*) FROM jobs WHERE status = 'rejected'", &[]).await.unwrap().get(0);
+    assert_eq!(refused, 2, "a viewer's posts changed nothing");
     assert!(app.db.paused_until(SELLER_KA).await.unwrap().is_some(), "still paused");
 
     // A viewer may not replay dead letters; an operator replays them behind a confirmation.
