@@ -230,10 +230,13 @@ impl Rig {
             f.passwords.insert(mix::SELLER_KA.into(), secrets.gstin_passwords[0].clone());
             f.passwords.insert(mix::SELLER_MH.into(), secrets.gstin_passwords[1].clone());
         });
+        // Short retry tiers: a command that met several faults in a row (a 503 window, a forced
+        // 1005, a commit-then-timeout) is retried within the audit's window; the default third
+        // tier (5 min) would outlast it and be counted stuck though nothing is wrong.
         let mut toml = format!(
             "amqp_url = \"{}\"\ndatabase_url = \"{db_url}\"\nprefetch = 16\nlease_secs = {}\npause_secs = 2\n\
              http_connect_timeout_ms = 1000\nhttp_read_timeout_ms = 1500\nretry_min_delay_ms = 100\n\
-             retry_max_delay_ms = 1000\nretry_max_times = 4\nretry_max_age_secs = 900\n\
+             retry_max_delay_ms = 1000\nretry_max_times = 4\nretry_max_age_secs = 900\nretry_tiers_secs = \"2,5,15\"\n\
              token_refresh_margin_secs = 30\nmax_message_bytes = {MAX_MESSAGE_BYTES}\ntoken_key = \"{}\"\n",
             amqp_urls.join(","),
             mix.lease_secs,
