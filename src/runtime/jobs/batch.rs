@@ -39,8 +39,8 @@ const PUBLISH_WINDOW: usize = 100;
 /// `batch.accepted`, publish one member command per item.
 pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Bulk, attempt: u32) -> Result<Disposition, StoreError> {
     let k = c.kind;
-    // Served, from the file or the database. An offline kind (verification) calls no IRP, but
-    // its GSTIN must still be one this worker serves.
+    // Served, from the file or the database (a served GSTIN always has its IRPs, so the check is
+    // the same for kinds whose members call none, such as verification).
     if ctx.providers.config(c.gstin.as_str()).is_none() {
         let errors = vec![ctx.unserved(c.gstin.as_str(), "gstin")];
         return reject_with(ctx, meta, k.batch, errors, None, Value::Null).await;
