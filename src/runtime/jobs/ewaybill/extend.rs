@@ -121,16 +121,8 @@ impl Job<'_> {
             Some(irn) => self.ewaybill_at_irp(irn).await.ok().flatten().and_then(|f| f.valid_till),
             None => match self.ctx.db.ewaybill_document_of(&row.ewb_no).await? {
                 Some((t, n)) => {
-                    let p = self.provider.as_ref();
-                    let (t, n) = (t.as_str(), n.as_str());
-                    call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillByDoc, Resend::Freely, |s| async move {
-                        p.ewaybill_by_doc(&s, t, n).await
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-                    .filter(|d| d.ewb_no == row.ewb_no)
-                    .and_then(|d| d.valid_till)
+                    let found = self.ewaybill_by_doc(&t, &n).await.ok().flatten();
+                    found.filter(|d| d.ewb_no == row.ewb_no).and_then(|d| d.valid_till)
                 }
                 None => None,
             },

@@ -64,7 +64,7 @@ impl Job<'_> {
         }
         // An earlier call may have reached the portal: look before sending again.
         if state.calls > 0 {
-            match self.ewaybill_by_doc(&key).await {
+            match self.ewaybill_by_doc(&key.doc_type, &key.doc_no).await {
                 Ok(Some(d)) => return self.doc_generated(&key, docref, transport, Found::Recovered(d)).await,
                 Ok(None) => {}
                 Err(e) => return self.failed(e, Operation::EwaybillByDoc, Some(docref)).await,
@@ -86,7 +86,7 @@ impl Job<'_> {
         let found = match answer {
             Ok(d) => Found::Made(d),
             Err(e) if e.class(Operation::EwaybillGenerateDoc) == Final::EwaybillExists => {
-                match self.ewaybill_by_doc(&key).await {
+                match self.ewaybill_by_doc(&key.doc_type, &key.doc_no).await {
                     Ok(Some(d)) => Found::Existed(d),
                     // 604 for an e-way bill the lookup cannot see (cancelled): the portal's refusal stands.
                     Ok(None) => return self.failed(e, Operation::EwaybillGenerateDoc, Some(docref)).await,
@@ -95,7 +95,7 @@ impl Job<'_> {
             }
             Err(e) if e.may_have_reached_irp() => {
                 tracing::warn!(doc_type = %key.doc_type, doc_no = %key.doc_no, error = %e, "GENEWAYBILL may have reached the portal; looking the document up before any resend");
-                match self.ewaybill_by_doc(&key).await {
+                match self.ewaybill_by_doc(&key.doc_type, &key.doc_no).await {
                     Ok(Some(d)) => Found::Recovered(d),
                     // Not there (yet): come back later, and look again before sending.
                     Ok(None) => {
@@ -109,9 +109,9 @@ impl Job<'_> {
         self.doc_generated(&key, docref, transport, found).await
     }
 
-    async fn ewaybill_by_doc(&self, key: &EwbDocKey) -> Result<Option<EwbData>, IrpError> {
+    /// The active e-way bill the portal has for a document of ours (`GetEwayBillGeneratedByConsigner`).
+    pub(super) async fn ewaybill_by_doc(&self, t: &str, n: &str) -> Result<Option<EwbData>, IrpError> {
         let p = self.provider.as_ref();
-        let (t, n) = (key.doc_type.as_str(), key.doc_no.as_str());
         call(self.ctx, self.gstin.as_str(), p, Operation::EwaybillByDoc, Resend::Freely, |s| async move {
             p.ewaybill_by_doc(&s, t, n).await
         })
