@@ -142,6 +142,13 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// The reason an action gives for the audit log: required.
+#[allow(clippy::result_large_err)] // as the session checks: the refusal page is the answer
+fn reason_of(s: &Session, raw: &str) -> Result<String, Response> {
+    opt(raw)
+        .ok_or_else(|| status_page(StatusCode::BAD_REQUEST, Some(s), "Reason needed", "Say why, for the audit log."))
+}
+
 /// A date input's day as the instant it starts in India (the filings' calendar).
 fn india_day(s: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
     let Some(s) = opt(s) else { return Ok(None) };
@@ -595,8 +602,9 @@ async fn retry(State(app): State<App>, headers: HeaderMap, Form(f): Form<ActionF
         Ok(s) => s,
         Err(r) => return r,
     };
-    let Some(reason) = opt(&f.reason) else {
-        return status_page(StatusCode::BAD_REQUEST, Some(&s), "Reason needed", "Say why, for the audit log.");
+    let reason = match reason_of(&s, &f.reason) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let (all, retryable) = match retry_targets(&app, &s, &f.filter).await {
         Ok(x) => x,
@@ -691,8 +699,9 @@ async fn replay(State(app): State<App>, headers: HeaderMap, Form(f): Form<Action
     if s.gstins.is_some() {
         return status_page(StatusCode::FORBIDDEN, Some(&s), "Not allowed", "Dead letters are of every GSTIN.");
     }
-    let Some(reason) = opt(&f.reason) else {
-        return status_page(StatusCode::BAD_REQUEST, Some(&s), "Reason needed", "Say why, for the audit log.");
+    let reason = match reason_of(&s, &f.reason) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     let expected: usize = f.expected.trim().parse().unwrap_or(0);
     // At most the count confirmed: a message dead-lettered since is left for the next look.
@@ -760,8 +769,9 @@ async fn unpause(State(app): State<App>, headers: HeaderMap, Form(f): Form<Actio
         Err(r) => return r,
     };
     let gstin = f.filter.gstin.trim().to_ascii_uppercase();
-    let Some(reason) = opt(&f.reason) else {
-        return status_page(StatusCode::BAD_REQUEST, Some(&s), "Reason needed", "Say why, for the audit log.");
+    let reason = match reason_of(&s, &f.reason) {
+        Ok(r) => r,
+        Err(r) => return r,
     };
     if !s.may_see(&gstin) {
         return status_page(StatusCode::FORBIDDEN, Some(&s), "Not allowed", "This GSTIN is not among yours.");
