@@ -142,11 +142,26 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-/// The reason an action gives for the audit log: required.
+/// The longest reason an action may give: it goes into the audit row and the `operator.action`
+/// event, whose size must not be the form's (axum lets a form be 2 MB).
+const MAX_REASON_CHARS: usize = 500;
+
+/// The reason an action gives for the audit log: required, at most [`MAX_REASON_CHARS`].
 #[allow(clippy::result_large_err)] // as the session checks: the refusal page is the answer
 fn reason_of(s: &Session, raw: &str) -> Result<String, Response> {
-    opt(raw)
-        .ok_or_else(|| status_page(StatusCode::BAD_REQUEST, Some(s), "Reason needed", "Say why, for the audit log."))
+    reason_text(raw).map_err(|(title, text)| status_page(StatusCode::BAD_REQUEST, Some(s), title, &text))
+}
+
+fn reason_text(raw: &str) -> Result<String, (&'static str, String)> {
+    let reason = opt(raw).ok_or(("Reason needed", "Say why, for the audit log.".to_string()))?;
+    let n = reason.chars().count();
+    if n > MAX_REASON_CHARS {
+        return Err((
+            "Reason too long",
+            format!("The reason has {n} characters; at most {MAX_REASON_CHARS} are kept."),
+        ));
+    }
+    Ok(reason)
 }
 
 /// A date input's day as the instant it starts in India (the filings' calendar).
@@ -855,6 +870,16 @@ mod tests {
     fn query_strings_are_encoded() {
         let f = FilterForm { doc_number: "SMP/4711 &x=1".into(), gstin: " ".into(), ..Default::default() };
         assert_eq!(f.query_string(), "doc_number=SMP%2F4711%20%26x%3D1");
+    }
+
+    #[test]
+    fn a_reason_is_required_and_bounded() {
+        assert_eq!(reason_text("  fixed the buyer master "), Ok("fixed the buyer master".into()));
+        assert_eq!(reason_text(" \t").unwrap_err().0, "Reason needed");
+        assert_eq!(reason_text(&"é".repeat(MAX_REASON_CHARS)).map(|r| r.chars().count()), Ok(MAX_REASON_CHARS));
+        let (title, text) = reason_text(&"x".repeat(MAX_REASON_CHARS + 1)).unwrap_err();
+        assert_eq!(title, "Reason too long");
+        assert!(text.contains("501 characters"), "{text}");
     }
 
     #[test]
