@@ -905,6 +905,12 @@ fn no_secret_is_committed_and_dev_ports_stay_on_loopback() {
     let rabbit_env = compose_env(&rabbit);
     assert_eq!(rabbit_env.get("RABBITMQ_DEFAULT_USER").map(String::as_str), Some("einvoice"));
     assert!(rabbit_env.contains_key("RABBITMQ_DEFAULT_PASS"));
+    // The retry tiers' dead-letter forwards are re-sent after 5 s, not 3 minutes (the fault
+    // tests start their brokers with the same file and check it is in effect).
+    assert!(
+        seq(&rabbit["volumes"]).iter().any(|v| s(v) == "./rabbitmq/advanced.config:/etc/rabbitmq/advanced.config:ro"),
+        "{COMPOSE}: rabbitmq mounts advanced.config"
+    );
 
     for rel in [COMPOSE, COMPOSE_DEPS] {
         let mut published = 0;

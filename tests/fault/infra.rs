@@ -38,6 +38,9 @@ pub struct RabbitNode {
     child: Option<Child>,
 }
 
+/// The deployment's advanced.config, so the fault tests run the broker as we tell users to.
+const ADVANCED_CONFIG: &str = include_str!("../../deploy/rabbitmq/advanced.config");
+
 impl RabbitNode {
     /// Prepare (not start) a node named `<short>@localhost`; `home` holds the shared cookie.
     pub fn new(home: &Path, short: &str) -> RabbitNode {
@@ -52,6 +55,10 @@ impl RabbitNode {
         std::fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
         std::fs::write(dir.join("rabbitmq-env.conf"), "").unwrap();
         std::fs::write(dir.join("rabbitmq.conf"), "loopback_users = none\nlog.file.level = warning\n").unwrap();
+        // What deploy/rabbitmq/advanced.config recommends: the at-least-once dead-letter worker
+        // sends a retry tier's expired messages again after 5 s without a confirm instead of
+        // 3 minutes (a leader kill can swallow its first forward).
+        std::fs::write(dir.join("advanced.config"), ADVANCED_CONFIG).unwrap();
         let (port, dist_port) = free_ports();
         RabbitNode { name: format!("{short}@localhost"), port, dist_port, home: home.to_path_buf(), dir, child: None }
     }
@@ -68,6 +75,7 @@ impl RabbitNode {
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", d.join("log"))
             .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
             .env("RABBITMQ_CONF_ENV_FILE", d.join("rabbitmq-env.conf"))
             .stdin(Stdio::null())
@@ -78,6 +86,9 @@ impl RabbitNode {
             .expect("rabbitmq-server starts (is RabbitMQ installed?)");
         self.child = Some(child);
         self.await_startup();
+        let timeout =
+            self.ctl_ok(&["eval", "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout)."]);
+        assert_eq!(timeout.trim(), "{ok,5000}", "{}: advanced.config not in effect", self.name);
     }
 
     /// `rabbitmqctl -n <node> args…` with our cookie.
