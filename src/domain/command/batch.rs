@@ -71,6 +71,10 @@ pub struct BatchKind {
     /// per field, the places to look, the first one given wins.
     pub document: [&'static [&'static str]; 3],
     pub check: Option<BatchCheck>,
+    /// What an item acts on, for refusing a batch that names it twice: the ways an item can name
+    /// it (the first given wins), each a list of fields read together. Empty: no such check.
+    /// Two members on one e-way bill or IRN would run concurrently in no set order.
+    pub once: &'static [&'static [&'static str]],
     /// How a member's answer counts; the events named here are the member's final answers.
     pub outcomes: &'static [Outcome],
     /// The counts of `batch.completed`, in their order (every name of `outcomes`).
@@ -88,6 +92,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Wrap("invoice"),
         document: [&["/DocDtls/Typ"], &["/DocDtls/No"], &["/DocDtls/Dt"]],
         check: Some(one_sellers_documents_once),
+        once: &[],
         // `irn.in_doubt` and `gstin.paused` do not end a member.
         outcomes: &[
             // The store had the IRN: answered without an IRP call.
@@ -109,6 +114,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Merge,
         document: [&[], &["/expected/doc_number"], &["/expected/doc_date"]],
         check: None,
+        once: &[],
         outcomes: &[
             when("einvoice.verified", "valid", "valid"),
             // Answered `valid: false`.
@@ -127,6 +133,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Merge,
         document: COMMAND_DOCUMENT,
         check: None,
+        once: &[&["/irn"], COMMAND_DOCUMENT_KEY],
         outcomes: &[
             // The store or the IRP knew it cancelled already.
             when("irn.cancelled", "already_cancelled", "already_cancelled"),
@@ -149,6 +156,7 @@ pub static BATCHES: [BatchKind; 7] = [
             &["/document/doc_date", "/ewaybill/docDate"],
         ],
         check: None,
+        once: &[&["/irn"], COMMAND_DOCUMENT_KEY, &["/ewaybill/docType", "/ewaybill/docNo", "/ewaybill/docDate"]],
         outcomes: &[
             // The portal or the store had it (4002, 604, a replay): no second e-way bill.
             when("ewaybill.generated", "already_existed", "already_existed"),
@@ -167,6 +175,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Merge,
         document: [&[], &[], &[]],
         check: None,
+        once: EWB_KEY,
         outcomes: &[
             on("ewaybill.vehicle_updated", "updated"),
             on("ewaybill.update_vehicle.rejected", "rejected"),
@@ -183,6 +192,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Merge,
         document: [&[], &[], &[]],
         check: None,
+        once: EWB_KEY,
         outcomes: &[
             on("ewaybill.extended", "extended"),
             on("ewaybill.extend.rejected", "rejected"),
@@ -199,6 +209,7 @@ pub static BATCHES: [BatchKind; 7] = [
         member_body: MemberBody::Merge,
         document: [&[], &[], &[]],
         check: None,
+        once: EWB_KEY,
         outcomes: &[
             // The store knew it cancelled, or the portal answered 312.
             when("ewaybill.cancelled", "already_cancelled", "already_cancelled"),
@@ -209,6 +220,11 @@ pub static BATCHES: [BatchKind; 7] = [
         counts: &["cancelled", "already_cancelled", "rejected", "failed"],
     },
 ];
+
+/// An item that names an e-way bill, by its number or by the IRN it was made from.
+const EWB_KEY: &[&[&str]] = &[&["/ewb_no"], &["/irn"]];
+/// An item's `document`, read together, as a key.
+const COMMAND_DOCUMENT_KEY: &[&str] = &["/document/doc_type", "/document/doc_number", "/document/doc_date"];
 
 /// A command's `document` (type, number, date), where `irn.cancel` names a document without its IRN.
 const COMMAND_DOCUMENT: [&[&str]; 3] = [&["/document/doc_type"], &["/document/doc_number"], &["/document/doc_date"]];
@@ -384,6 +400,7 @@ fn parse_batch(
     if let Some(check) = k.check {
         check(r, name, items, gstin);
     }
+    each_target_once(r, k, items);
     (batch_id, Some(items.clone()))
 }
 
@@ -420,6 +437,34 @@ fn one_sellers_documents_once(r: &mut Reader<'_>, name: &str, invoices: &[Value]
             ));
         } else {
             seen.insert(key, i);
+        }
+    }
+}
+
+/// Refuse a batch whose items act twice on one thing (an e-way bill, an IRN, a document), as
+/// the kind's `once` names it; case and spaces do not make two things different.
+fn each_target_once(r: &mut Reader<'_>, k: &BatchKind, items: &[Value]) {
+    let name = k.items;
+    let mut seen: HashMap<(usize, Vec<String>), usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate().filter(|(_, v)| v.is_object()) {
+        let key = k.once.iter().enumerate().find_map(|(way, fields)| {
+            let vals: Option<Vec<String>> =
+                fields.iter().map(|f| text_at(item, f).map(str::to_ascii_uppercase)).collect();
+            vals.map(|v| (way, v))
+        });
+        let Some(key) = key else { continue }; // the member's validation says what is missing
+        match seen.get(&key) {
+            Some(first) => r.problems.push(Problem::new(
+                format!("{name}[{i}]"),
+                code::DUPLICATE_IN_BATCH,
+                format!(
+                    "{name}[{i}] acts on the same {} as {name}[{first}]: send each once per batch",
+                    k.once[key.0].iter().map(|f| f.trim_start_matches('/')).collect::<Vec<_>>().join(" + ")
+                ),
+            )),
+            None => {
+                seen.insert(key, i);
+            }
         }
     }
 }
@@ -500,6 +545,29 @@ mod tests {
             assert!(p.contains(&(want.0.into(), want.1.into())), "{want:?} missing from {p:?}");
         }
         assert_eq!(p.len(), 5, "{p:?}");
+    }
+
+    #[test]
+    fn a_batch_acting_twice_on_one_thing_is_refused() {
+        let parse = |key: &str, mut body: Value| -> Vec<(String, String)> {
+            body["gstin"] = json!(G);
+            match parse_command(key, body.to_string().as_bytes(), &ParseOptions::default()) {
+                Ok(_) => vec![],
+                Err(e) => e.problems.into_iter().map(|p| (p.path, p.code)).collect(),
+            }
+        };
+        let ewb = |n: &str| json!({"ewb_no": n, "reason": "2", "remark": "x"});
+        let twice = parse(
+            "ewaybill.cancel_batch",
+            json!({"cancellations": [ewb("181000000001"), ewb("181000000002"), ewb(" 181000000001")]}),
+        );
+        assert_eq!(twice, vec![("cancellations[2]".into(), "DUPLICATE_IN_BATCH".into())]);
+        let doc = |no: &str| json!({"document": {"doc_type": "inv", "doc_number": no, "doc_date": "01/04/2026"}});
+        let docs = parse("irn.cancel_batch", json!({"cancellations": [doc("A/1"), doc("a/1"), doc("A/2")]}));
+        assert_eq!(docs, vec![("cancellations[1]".into(), "DUPLICATE_IN_BATCH".into())]);
+        // Named two different ways, they are not compared; verification has no such rule.
+        let mixed = parse("ewaybill.extend_batch", json!({"extensions": [ewb("181000000001"), {"irn": "x"}]}));
+        assert!(mixed.is_empty(), "{mixed:?}");
     }
 
     #[test]
