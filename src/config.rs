@@ -106,6 +106,11 @@ pub struct GstinConfig {
     /// The payee name in that QR (`pn`); unset: the invoice's trade name, else its legal name.
     #[serde(default)]
     pub payee_name: Option<String>,
+    /// `ewaybill.expiring` this many seconds before an e-way bill of this GSTIN ends; overrides
+    /// `ewb_expiry_warn_secs` (0: never for this GSTIN). A transporter that loads late wants
+    /// warning earlier than one whose trucks leave the day the bill is made.
+    #[serde(default)]
+    pub ewb_expiry_warn_secs: Option<u64>,
 }
 
 /// What one publisher (an AMQP user) may ask for: `[publishers."erp-north"] gstins = [...],

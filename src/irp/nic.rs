@@ -577,6 +577,7 @@ mod tests {
             rate_limit: None,
             upi_id: None,
             payee_name: None,
+            ewb_expiry_warn_secs: None,
         }
     }
 

@@ -283,6 +283,16 @@ impl Providers {
             .collect()
     }
 
+    /// The `ewaybill.expiring` lead of every database GSTIN that sets one.
+    pub fn expiry_leads(&self) -> Vec<(String, u64)> {
+        self.read()
+            .iter()
+            .filter_map(|(g, m)| {
+                m.state.as_ref().ok().and_then(|s| s.config.ewb_expiry_warn_secs).map(|d| (g.clone(), d))
+            })
+            .collect()
+    }
+
     /// The database version this process applied per GSTIN (the periodic check compares them).
     pub fn versions(&self) -> std::collections::HashMap<String, i64> {
         self.read().iter().map(|(g, m)| (g.clone(), m.version)).collect()

@@ -58,6 +58,10 @@ pub struct GstinFields {
     pub burst: Option<u32>,
     #[arg(long)]
     pub reporting_window_days: Option<u32>,
+    /// Publish `ewaybill.expiring` this many hours before this GSTIN's e-way bills end
+    /// (overrides `ewb_expiry_warn_secs`; 0: never).
+    #[arg(long)]
+    pub ewb_expiry_warn_hours: Option<u32>,
 }
 
 /// Where the secrets come from.
@@ -170,6 +174,9 @@ impl GstinFields {
         }
         if let Some(d) = self.reporting_window_days {
             base.insert("reporting_window_days".into(), json!(d));
+        }
+        if let Some(h) = self.ewb_expiry_warn_hours {
+            base.insert("ewb_expiry_warn_secs".into(), json!(u64::from(h) * 3600));
         }
         Ok(())
     }

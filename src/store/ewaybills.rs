@@ -252,13 +252,19 @@ impl Db {
     /// `yyyy-MM-dd HH:mm:ss`, India time) and that were not yet warned about for that validity,
     /// each marked warned in the same transaction as its `ewaybill.expiring` event (`event_for`
     /// builds it), so two workers never warn twice. At most `limit` per call.
+    /// `until_ist`: the latest validity any GSTIN is warned about now; `default_until_ist` the
+    /// one for GSTINs without a lead of their own; `own`: (GSTIN, its latest validity).
+    #[allow(clippy::too_many_arguments)]
     pub async fn warn_expiring_ewaybills(
         &self,
         now_ist: &str,
         until_ist: &str,
+        default_until_ist: &str,
+        own: &[(String, String)],
         limit: i64,
         event_for: impl Fn(&EwbRow, Option<String>) -> OutboxEvent,
     ) -> Result<usize, StoreError> {
+        let (gstins, untils): (Vec<&str>, Vec<&str>) = own.iter().map(|(g, u)| (g.as_str(), u.as_str())).unzip();
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
         let rows = tx
@@ -267,9 +273,12 @@ impl Db {
                         (SELECT j.irp FROM jobs j WHERE j.irn = e.irn AND e.irn IS NOT NULL LIMIT 1)
                  FROM ewaybills e
                  WHERE e.status = 'active' AND e.valid_till > $1 AND e.valid_till <= $2
+                   AND e.valid_till <= coalesce(
+                         (SELECT o.until FROM unnest($4::text[], $5::text[]) AS o(gstin, until) WHERE o.gstin = e.gstin),
+                         $6)
                    AND e.expiry_warned_for IS DISTINCT FROM e.valid_till
                  ORDER BY e.valid_till LIMIT $3 FOR UPDATE OF e SKIP LOCKED",
-                &[&now_ist, &until_ist, &limit],
+                &[&now_ist, &until_ist, &limit, &gstins, &untils, &default_until_ist],
             )
             .await?;
         for r in &rows {

@@ -200,6 +200,34 @@ async fn expiring_at_the_lead_time_and_never_twice(p: ProviderKind) {
 }
 both_protocols!(expiring, expiring_at_the_lead_time_and_never_twice);
 
+/// A GSTIN's own lead overrides the worker's: with `ewb_expiry_warn_secs` at an hour for the
+/// worker and two hours for the seller, an e-way bill with 90 minutes left is warned about.
+#[tokio::test]
+async fn a_gstins_own_expiry_lead() {
+    let p = ProviderKind::Nic;
+    let section = einvoice_worker::sim::gstin_toml("{sim}", p, SELLER_KA);
+    let body =
+        section.split_once('\n').map(|(_, b)| b).unwrap_or_default().to_string() + "ewb_expiry_warn_secs = 7200\n";
+    let mut app = TestApp::spawn_with(Options {
+        provider: p,
+        extra_toml: "ewb_expiry_warn_secs = 3600\newb_expiry_scan_secs = 1".into(),
+        gstin_sections: vec![(SELLER_KA.to_string(), body)],
+    })
+    .await;
+    let (irn, ewb_no) = with_ewaybill(&mut app, "X4/0001").await;
+    let now = Utc::now();
+    at_portal(&mut app, &irn, &ewb_no, now - Duration::days(1), now + Duration::minutes(150)).await;
+    assert!(app.next_event_of("ewaybill.expiring", 3).await.is_none(), "warned outside the seller's two hours");
+    let till = now + Duration::minutes(90);
+    at_portal(&mut app, &irn, &ewb_no, now - Duration::days(1), till).await;
+    let ev = app.next_event_of("ewaybill.expiring", 10).await.expect("warned inside the seller's own lead");
+    assert_eq!(
+        (ev["data"]["warn_secs"].as_u64(), ev["data"]["ewb_valid_till"].as_str()),
+        (Some(7200), Some(format_ist(till).as_str()))
+    );
+    app.stop().await;
+}
+
 /// The 2026 rail rule behind its switch: by rail the transport document is a railway receipt
 /// (9 digits) or a parcel way bill (10). On (the default since 2026-01-01): refused before any
 /// call. Off: the portal decides, and answers 4042.
