@@ -39,7 +39,7 @@ struct Counts {
 struct Pace {
     /// Moving average of the GSTIN's job time (a slot's life), in seconds.
     job_secs: f64,
-    /// The next place handed to a set-aside delivery; in the past when none is waiting.
+    /// The last place handed to a set-aside delivery; in the past when none is waiting.
     next: DateTime<Utc>,
 }
 
@@ -62,6 +62,9 @@ const FIRST_JOB_SECS: f64 = 0.1;
 const PACE_MARGIN: f64 = 1.25;
 /// Weight of the latest job in the moving average.
 const JOB_SECS_WEIGHT: f64 = 0.1;
+/// A promise further ahead than this is not kept (a header anyone can write; no real schedule
+/// is this long) and the copy is given a place anew.
+const MAX_PROMISE_SECS: i64 = 6 * 3600;
 /// Paces kept before the idle ones (no place handed out ahead of now) are dropped.
 const MAX_PACES: usize = 1024;
 
@@ -138,7 +141,8 @@ impl FairShare {
     /// in its schedule, one job time over the cap (a little less: [`PACE_MARGIN`]) after the last
     /// place handed out, or after now.
     pub fn come_back_at(&self, gstin: &str, promise: Option<DateTime<Utc>>, now: DateTime<Utc>) -> DateTime<Utc> {
-        if let Some(p) = promise.filter(|p| *p > now) {
+        let ahead = |p: &DateTime<Utc>| *p > now && *p - now <= chrono::Duration::seconds(MAX_PROMISE_SECS);
+        if let Some(p) = promise.filter(ahead) {
             return p;
         }
         let mut paces = self.shared.paces.lock().expect("fair-share paces are never poisoned");
@@ -219,6 +223,8 @@ mod tests {
         let later = now + chrono::Duration::seconds(600);
         assert_eq!(f.come_back_at("A", Some(later), now), later);
         assert_eq!(f.come_back_at("A", Some(now), now), second + chrono::Duration::milliseconds(20));
+        let forged = now + chrono::Duration::days(400);
+        assert_eq!(f.come_back_at("A", Some(forged), now), second + chrono::Duration::milliseconds(40), "not kept");
         // Places after a quiet spell start from now, not from the old schedule.
         let much_later = now + chrono::Duration::seconds(60);
         assert_eq!(f.come_back_at("A", None, much_later) - much_later, chrono::Duration::milliseconds(20));
