@@ -376,8 +376,9 @@ pub struct Settings {
     #[serde(default)]
     pub db_pool_size: Option<usize>,
     /// Jobs of one GSTIN in flight at once in this process (fair share: one GSTIN's backlog
-    /// cannot take every slot). Unset: off (the prefetch), because a cap makes a backlog of one GSTIN cycle
-    /// through the first retry tier, pure cost where no other GSTIN waits. See [`Settings::gstin_cap`].
+    /// cannot take every slot). Unset: off (the prefetch), because a cap sets a backlog of one GSTIN aside
+    /// through the retry tiers (paced to come back as the cap frees up), pure cost where no other
+    /// GSTIN waits. See [`Settings::gstin_cap`] and `runtime::fair_share`.
     #[serde(default)]
     pub gstin_max_in_flight: Option<u16>,
     pub delivery_limit: u32,

@@ -36,6 +36,8 @@ use crate::telemetry::metrics as m;
 const BATCH_ID_PREFIX: &str = "batch:";
 const ATTEMPT_HEADER: &str = "x-einvoice-attempt";
 const FIRST_SEEN_HEADER: &str = "x-einvoice-first-seen";
+/// On a set-aside copy: when (epoch ms) its GSTIN's schedule expects room for it (fair share).
+const SET_ASIDE_UNTIL_HEADER: &str = "x-einvoice-set-aside-until";
 
 /// A running worker; `stop` shuts it down gracefully.
 pub struct WorkerHandle {
@@ -301,19 +303,20 @@ async fn settle(ctx: &Ctx, delivery: Delivery) {
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .unwrap_or_else(Utc::now);
     // Fair share: over its GSTIN's cap (and its short waiting line), the delivery is set aside
-    // through the shortest retry tier (a benign wait: its attempt stays) instead of holding a
-    // prefetch slot.
+    // (a benign wait: its attempt stays) instead of holding a prefetch slot, until the GSTIN's
+    // schedule expects room for it (see fair_share's "Pacing").
     let gstin = if ctx.fair_share.is_on() { fair_share::gstin_of(&delivery.data) } else { None };
     let _slot = match gstin {
         Some(gstin) => match ctx.fair_share.enter(&gstin).await {
             Some(slot) => Some(slot),
             None => {
-                let (_, ms) = ctx.topology.retry_tier(1);
-                let until = Utc::now() + chrono::Duration::milliseconds(i64::from(ms));
+                let promise =
+                    header_i64(&delivery, SET_ASIDE_UNTIL_HEADER).and_then(DateTime::<Utc>::from_timestamp_millis);
+                let until = ctx.fair_share.come_back_at(&gstin, promise, Utc::now());
                 metrics::counter!(m::COMMANDS_SET_ASIDE).increment(1);
-                tracing::debug!(gstin, "the GSTIN is at its in-flight cap; setting the delivery aside");
+                tracing::debug!(gstin, %until, "the GSTIN is at its in-flight cap; setting the delivery aside");
                 let settled =
-                    reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::Until(until), first_seen, None).await;
+                    reschedule_then_ack(ctx, &delivery, &who, attempt, Delay::SetAside(until), first_seen, None).await;
                 if let Err(e) = settled {
                     tracing::warn!(error = %e, "could not settle the delivery; the broker will redeliver it");
                 }
@@ -470,6 +473,9 @@ enum Delay {
     Failure,
     /// A benign wait: until then (or the longest tier, after which it waits again).
     Until(DateTime<Utc>),
+    /// Fair share's wait, as `Until`; the time goes with the copy, which keeps it if it comes
+    /// back early and must wait again.
+    SetAside(DateTime<Utc>),
 }
 
 /// The shortest benign wait: a wait whose end has (nearly) passed still goes through the retry
@@ -486,12 +492,16 @@ async fn reschedule(
     delay: Delay,
     first_seen: DateTime<Utc>,
 ) -> Result<u32, amqp::AmqpError> {
+    let promise = match delay {
+        Delay::SetAside(until) => Some(until),
+        _ => None,
+    };
     let (tier, delay, expiration) = match delay {
         Delay::Failure => {
             let (tier, ms) = ctx.topology.retry_tier(attempt);
             (tier, ms, None)
         }
-        Delay::Until(until) => {
+        Delay::Until(until) | Delay::SetAside(until) => {
             let ms = (until - Utc::now()).num_milliseconds().clamp(MIN_WAIT_MS, i64::from(u32::MAX)) as u32;
             let (tier, tier_ms) = ctx.topology.wait_tier(ms);
             // Shorter than the shortest tier: the message's own expiration brings it back on time.
@@ -507,6 +517,9 @@ async fn reschedule(
     };
     headers.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongLongInt(attempt as i64));
     headers.insert(ShortString::from(FIRST_SEEN_HEADER), AMQPValue::LongLongInt(first_seen.timestamp_millis()));
+    if let Some(until) = promise {
+        headers.insert(ShortString::from(SET_ASIDE_UNTIL_HEADER), AMQPValue::LongLongInt(until.timestamp_millis()));
+    }
     headers.insert(
         ShortString::from("BCC"),
         AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(LongString::from(tier.as_str()))])),
