@@ -214,6 +214,9 @@ pub fn retry_path(j: &JobRow) -> Result<&'static str, OpError> {
                 j.id,
                 match other {
                     JobStatus::Generated | JobStatus::Cancelled => " (it has its outcome)",
+                    JobStatus::RegisteredOutside | JobStatus::CancelledOutside => {
+                        " (an operator marked it as handled outside the worker, on the portal)"
+                    }
                     JobStatus::Pending | JobStatus::InFlight | JobStatus::InDoubt | JobStatus::Failed | JobStatus::Rejected => {
                         " (it is being handled; look again later)"
                     }

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod jobs;
 pub mod migrate;
 pub mod ops;
+pub mod outside;
 pub mod outbox;
 pub mod pauses;
 pub mod qr;
