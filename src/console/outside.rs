@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::Session;
-use super::{html as page_html, pages, reason_of, retry_targets, status_page, store_error, App, FilterForm};
 use super::OPERATOR_ACTION;
+use super::{html as page_html, pages, reason_of, retry_targets, status_page, store_error, App, FilterForm};
 use crate::config::ConsoleRole;
 use crate::domain::event::{CommandMeta, Event};
 use crate::domain::job::Outside;
@@ -58,14 +58,12 @@ pub fn fields_of(irn: &str, ack_no: &str, ack_dt: &str, ewb_no: &str) -> Result<
     let irn = match t(irn) {
         Some(i) if i.len() == 64 && i.bytes().all(|b| b.is_ascii_hexdigit()) => Some(i.to_ascii_lowercase()),
         Some(i) => {
-            return Err(format!(
-                "the IRN must be 64 hexadecimal characters (given: {} characters)",
-                i.chars().count()
-            ))
+            return Err(format!("the IRN must be 64 hexadecimal characters (given: {} characters)", i.chars().count()))
         }
         None => None,
     };
-    let digits = |s: &str, min: usize, max: usize| s.len() >= min && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
+    let digits =
+        |s: &str, min: usize, max: usize| s.len() >= min && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit());
     let ack_no = match t(ack_no) {
         Some(a) if digits(&a, 1, 20) => Some(a),
         Some(_) => return Err("the ack number must be 1 to 20 digits".into()),
@@ -89,6 +87,11 @@ pub fn fields_of(irn: &str, ack_no: &str, ack_dt: &str, ewb_no: &str) -> Result<
     Ok(OutsideFields { irn, ack_no, ack_dt, ewb_no })
 }
 
+/// A reason as the console takes it (required, at most 500 characters), for `jobs mark-outside`.
+pub fn checked_reason(raw: &str) -> Result<String, String> {
+    super::reason_text(raw).map_err(|(_, text)| text)
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub(super) struct OutcomeQuery {
@@ -96,12 +99,7 @@ pub(super) struct OutcomeQuery {
 }
 
 /// The documents a mark on `f` would touch: (all that match, those it applies to).
-async fn targets(
-    app: &App,
-    s: &Session,
-    f: &FilterForm,
-    to: Outside,
-) -> Result<(Vec<JobRow>, Vec<JobRow>), Response> {
+async fn targets(app: &App, s: &Session, f: &FilterForm, to: Outside) -> Result<(Vec<JobRow>, Vec<JobRow>), Response> {
     let (all, _) = retry_targets(app, s, f).await?;
     let markable = all.iter().filter(|j| j.status.may_mark_outside(to)).cloned().collect();
     Ok((all, markable))
@@ -215,7 +213,7 @@ pub(super) struct OutsideForm {
 }
 
 /// The `operator.action` event of an action (as `record` in the console's root builds it).
-fn action_event(a: &NewAction) -> OutboxEvent {
+pub(crate) fn action_event(a: &NewAction) -> OutboxEvent {
     let data = json!({
         "action_id": a.action_id, "action": a.action, "actor": a.actor, "role": a.role, "filter": a.filter,
         "count": a.count, "done": a.done, "reason": a.reason, "job_ids": a.job_ids,

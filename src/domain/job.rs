@@ -135,7 +135,9 @@ mod tests {
         assert!(!Generated.may_mark_outside(Outside::Registered) && Generated.may_mark_outside(Outside::Cancelled));
         assert!(Failed.may_mark_outside(Outside::Registered) && InDoubt.may_mark_outside(Outside::Registered));
         assert!(RegisteredOutside.may_mark_outside(Outside::Cancelled));
-        assert!(!Cancelled.may_mark_outside(Outside::Cancelled) && !CancelledOutside.may_mark_outside(Outside::Cancelled));
+        assert!(
+            !Cancelled.may_mark_outside(Outside::Cancelled) && !CancelledOutside.may_mark_outside(Outside::Cancelled)
+        );
         assert_eq!(JobStatus::markable(Outside::Registered), ["pending", "in_doubt", "rejected", "failed"]);
     }
 }

@@ -52,13 +52,21 @@ impl Attempt {
         let (outcome, http_status, codes, error) = match result {
             Ok(_) => ("ok", 200, String::new(), None),
             Err(e) => {
-                let ambiguous =
-                    matches!(op, Operation::Generate | Operation::Cancel) && e.may_have_reached_irp();
+                let ambiguous = matches!(op, Operation::Generate | Operation::Cancel) && e.may_have_reached_irp();
                 let text: String = e.to_string().chars().take(MAX_ERROR_CHARS).collect();
                 (if ambiguous { "ambiguous" } else { "error" }, e.http_status(), e.codes(), Some(text))
             }
         };
-        Attempt { at: started, irp: irp.to_string(), operation: op.as_str(), outcome, http_status, codes, error, duration_ms }
+        Attempt {
+            at: started,
+            irp: irp.to_string(),
+            operation: op.as_str(),
+            outcome,
+            http_status,
+            codes,
+            error,
+            duration_ms,
+        }
     }
 }
 

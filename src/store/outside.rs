@@ -43,7 +43,8 @@ impl Db {
         let tx = c.transaction().await?;
         if let Some(irn) = &fields.irn {
             // `irn.cancel` and `irn.get` find a job by its IRN: two jobs must not share one.
-            let other = tx.query_opt("SELECT id FROM jobs WHERE irn = $1 AND NOT (id = ANY($2)) LIMIT 1", &[irn, &ids]).await?;
+            let other =
+                tx.query_opt("SELECT id FROM jobs WHERE irn = $1 AND NOT (id = ANY($2)) LIMIT 1", &[irn, &ids]).await?;
             if let Some(r) = other {
                 return Ok(Marked::IrnTaken { job_id: r.get(0) });
             }

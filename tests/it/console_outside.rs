@@ -1,8 +1,6 @@
 //! Issue 25's last two parts in the console: documents marked registered / cancelled outside the
 //! worker (one job and a filtered set, one audit row each, never claimed, retried or sent to the
 //! IRP again, listed in the IRN register), and the job page's attempt history.
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
 use crate::console::{console_app, refused_documents, session, OPERATOR_PASSWORD, VIEWER_PASSWORD};
@@ -37,6 +35,7 @@ async fn console_marks_documents_registered_or_cancelled_outside() {
     let (mut app, base) = console_app().await;
     let filtered = refused_documents(&mut app, "OUT-R", 3, "2172").await;
     let single = refused_documents(&mut app, "OUT-S", 1, "2265").await.remove(0);
+    let by_cli = refused_documents(&mut app, "OUT-C", 1, "2265").await.remove(0);
     app.generate(&invoice("b2b-intra-goods", "OUT-G")).await;
     let (_, ev) = app.next_reply(60).await;
     assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
@@ -81,7 +80,10 @@ async fn console_marks_documents_registered_or_cancelled_outside() {
     );
     assert_eq!(rows[0].get::<_, Vec<uuid::Uuid>>(4).len(), 3);
     let ev = app.next_event_of("operator.action", 30).await.expect("an operator.action event");
-    assert_eq!((ev["data"]["action"].as_str(), ev["data"]["done"].as_i64()), (Some("mark_registered_outside"), Some(3)));
+    assert_eq!(
+        (ev["data"]["action"].as_str(), ev["data"]["done"].as_i64()),
+        (Some("mark_registered_outside"), Some(3))
+    );
     for d in &filtered {
         assert_eq!(status_of(&app, d).await, "registered_outside");
     }
@@ -138,6 +140,40 @@ async fn console_marks_documents_registered_or_cancelled_outside() {
     assert_eq!(status_of(&app, "OUT-G").await, "cancelled_outside");
     let audited: i64 = c.query_one("SELECT count(*) FROM operator_actions", &[]).await.unwrap().get(0);
     assert_eq!(audited, 3, "one audit row per action");
+
+    // The command line's equivalent: same checks, same audit row.
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_einvoice-worker"))
+            .args(args)
+            .env("EINVOICE_CONFIG", &app.config_path)
+            .output()
+            .unwrap()
+    };
+    let c_id = job_id(&app, &by_cli).await.to_string();
+    let out = cli(&["jobs", "mark-outside", &c_id, "--outcome", "registered", "--reason", "x", "--irn", "12"]);
+    assert_eq!(out.status.code(), Some(2), "a bad IRN is a usage error");
+    let out = cli(&["jobs", "mark-outside", &g_s, "--outcome", "registered", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1), "a cancelled-outside job cannot be marked registered");
+    let out = cli(&[
+        "jobs",
+        "mark-outside",
+        &c_id,
+        "--outcome",
+        "cancelled",
+        "--reason",
+        "cancelled at the portal",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (done["previous_status"].as_str(), done["status"].as_str()),
+        (Some("rejected"), Some("cancelled_outside"))
+    );
+    assert_eq!(status_of(&app, &by_cli).await, "cancelled_outside");
+    let row = c.query_one("SELECT actor, action FROM operator_actions ORDER BY id DESC LIMIT 1", &[]).await.unwrap();
+    assert!(row.get::<_, String>(0).starts_with("cli:"));
+    assert_eq!(row.get::<_, String>(1), "mark_cancelled_outside");
 
     // Never retried: a retry on them touches none.
     let (_, page) = get(&http, &operator, &format!("{base}/confirm/retry?status=registered_outside")).await;
@@ -199,10 +235,12 @@ async fn console_job_page_lists_every_attempt_with_the_irps_answers() {
     let (code, page) = get(&http, &viewer, &format!("{base}/jobs/{id}")).await;
     assert_eq!(code, 200);
     assert!(page.contains("Attempts (IRP calls, newest first)"), "{page}");
-    assert!(page.contains("<td>503</td>") && page.contains("<td>ambiguous</td>") && page.contains("<td>ok</td>"), "{page}");
+    assert!(
+        page.contains("<td>503</td>") && page.contains("<td>ambiguous</td>") && page.contains("<td>ok</td>"),
+        "{page}"
+    );
     for t in app.sim.core.issued_tokens() {
         assert!(!page.contains(&t), "no token on the page");
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
     app.stop().await;
 }

@@ -27,8 +27,8 @@ use crate::domain::{Gstin, JobStatus};
 use crate::irp::errors::get_ci;
 use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
-use crate::runtime::calls::{call, Resend};
 use crate::runtime::attempts;
+use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::{errors_json, generated_irn_data, job_event, paused, plain_event, replayed_irn_data};
 use crate::runtime::{guard, span, Ctx, Disposition};
 use crate::store::jobs::JobUpdate;
@@ -186,12 +186,7 @@ fn outside_answer(meta: &CommandMeta, row: &JobRow) -> Option<crate::store::outb
         ),
     )];
     tracing::info!(job_id = %row.id, status = %row.status, "document handled outside the worker; answered without an IRP call");
-    Some(job_event(
-        meta,
-        row,
-        "irn.rejected",
-        json!({"errors": errors, "dead_lettered": false, "replayed": true}),
-    ))
+    Some(job_event(meta, row, "irn.rejected", json!({"errors": errors, "dead_lettered": false, "replayed": true})))
 }
 
 /// Which IRP this attempt talks to, and whether the document is still ambiguous there. A
@@ -584,7 +579,13 @@ async fn finish(
                     if in_doubt { " and is looked up there first, never sent elsewhere" } else { "" }
                 ),
             )];
-            db.finish_job_with(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
@@ -595,12 +596,24 @@ async fn finish(
         }
         Outcome::Rejected(errors) => {
             let ev = job_event(meta, job, "irn.rejected", json!({"errors": errors, "dead_lettered": false}));
-            db.finish_job_with(job.id, &JobUpdate::Rejected { errors: errors_json(&errors) }, &[ev], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Rejected { errors: errors_json(&errors) },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Ack)
         }
         Outcome::Config(errors) => {
             let ev = job_event(meta, job, "gstin.paused", ctx.pause_gstin(&job.gstin, &errors).await?);
-            db.finish_job_with(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } if past_max_age(ctx, job) => {
@@ -608,7 +621,8 @@ async fn finish(
             if !in_doubt {
                 // Nothing can have reached the IRP: certain, so final.
                 let ev = failed_event(meta, job, &errors);
-                db.finish_job_with(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev], attempts::take().as_ref()).await?;
+                db.finish_job_with(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev], attempts::take().as_ref())
+                    .await?;
                 return Ok(Disposition::Ack);
             }
             // The IRP may hold an IRN: say so once (not as a failure, which would be final) and
@@ -617,18 +631,42 @@ async fn finish(
                 let first = job.first_attempt_at;
                 let data = json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first});
                 let ev = job_event(meta, job, IRN_IN_DOUBT, data);
-                db.finish_job_with(job.id, &JobUpdate::ReportInDoubt { errors: errors_v }, &[ev], attempts::take().as_ref()).await?;
+                db.finish_job_with(
+                    job.id,
+                    &JobUpdate::ReportInDoubt { errors: errors_v },
+                    &[ev],
+                    attempts::take().as_ref(),
+                )
+                .await?;
             } else {
-                db.finish_job_with(job.id, &JobUpdate::Retry { errors: errors_v, in_doubt: true }, &[], attempts::take().as_ref()).await?;
+                db.finish_job_with(
+                    job.id,
+                    &JobUpdate::Retry { errors: errors_v, in_doubt: true },
+                    &[],
+                    attempts::take().as_ref(),
+                )
+                .await?;
             }
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } => {
-            db.finish_job_with(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Paced { until, errors, in_doubt } => {
-            db.finish_job_with(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::NotRegistered => {
@@ -640,7 +678,13 @@ async fn finish(
                 "the IRP confirmed it has no IRN for this document: nothing was registered; send the command again to register it",
             ));
             let ev = failed_event(meta, job, &errors);
-            db.finish_job_with(job.id, &JobUpdate::Failed { errors: errors_json(&errors) }, &[ev], attempts::take().as_ref()).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Failed { errors: errors_json(&errors) },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Ack)
         }
     }
