@@ -8,6 +8,7 @@
 //! confirmation that says how many documents it touches, and is recorded in `operator_actions`
 //! (append-only) and published as `operator.action`. See docs/console.md.
 pub mod auth;
+pub mod outside;
 mod pages;
 
 use std::net::SocketAddr;
@@ -94,6 +95,8 @@ fn router(app: App) -> Router {
         .route("/actions/replay", post(replay))
         .route("/confirm/unpause", get(confirm_unpause))
         .route("/actions/unpause", post(unpause))
+        .route("/confirm/outside", get(outside::confirm_outside))
+        .route("/actions/outside", post(outside::mark_outside))
         .layer(axum::middleware::from_fn(hardened))
         .with_state(app)
 }
@@ -464,16 +467,23 @@ async fn job(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>)
         Err(e) => return store_error(&s, e),
     };
     let key = id.to_string();
-    let (detail, answer) = match tokio::try_join!(operator::jobs_show(&app.0.db, &key), async {
-        app.0.db.job_response(id).await.map_err(operator::OpError::from)
-    }) {
+    let (detail, answer, (attempts, marked)) = match tokio::try_join!(
+        operator::jobs_show(&app.0.db, &key),
+        async { app.0.db.job_response(id).await.map_err(operator::OpError::from) },
+        async { app.0.db.job_history(id).await.map_err(operator::OpError::from) }
+    ) {
         Ok(x) => x,
         Err(e) => return store_error(&s, e),
     };
     let mut command = row.request.clone();
     let mut answer = answer;
-    command.iter_mut().chain(answer.iter_mut()).for_each(redact);
-    html(pages::job(&s, &detail, command.as_ref(), answer.as_ref()))
+    let mut attempts = attempts;
+    command.iter_mut().chain(answer.iter_mut()).chain(attempts.iter_mut()).for_each(redact);
+    let extra = maud::html! {
+        (outside::job_actions(&s, id, &detail.summary.status))
+        (outside::history(marked.as_ref(), attempts.as_ref()))
+    };
+    html(pages::job(&s, &detail, command.as_ref(), answer.as_ref(), extra))
 }
 
 async fn gstins(State(app): State<App>, headers: HeaderMap) -> Response {

@@ -83,7 +83,17 @@ fn field(id: &str, label: &str, value: &str, kind: &str) -> Markup {
     html! { p { label for=(id) { (label) } input #(id) type=(kind) name=(id) value=(value); } }
 }
 
-const STATUSES: &[&str] = &["pending", "in_flight", "in_doubt", "generated", "rejected", "failed", "cancelled"];
+const STATUSES: &[&str] = &[
+    "pending",
+    "in_flight",
+    "in_doubt",
+    "generated",
+    "rejected",
+    "failed",
+    "cancelled",
+    "registered_outside",
+    "cancelled_outside",
+];
 
 /// The search form, filled with `f`.
 pub fn filter_form(f: &FilterForm) -> Markup {
@@ -136,6 +146,7 @@ pub fn jobs(
             @if session.role == crate::config::ConsoleRole::Operator && total > 0 {
                 p { a href={ "/confirm/retry?" (query) } { "Retry all that match…" } }
             }
+            (super::outside::list_actions(session, &query))
             table {
                 caption { "Matching jobs, newest first" }
                 thead { tr { th scope="col" { "Document" } th scope="col" { "GSTIN" } th scope="col" { "Status" } th scope="col" { "IRP" }
@@ -160,7 +171,8 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-pub fn job(session: &Session, d: &JobDetail, command: Option<&Value>, answer: Option<&Value>) -> Markup {
+/// `extra`: the outside-mark links and the attempt history (see `console::outside`).
+pub fn job(session: &Session, d: &JobDetail, command: Option<&Value>, answer: Option<&Value>, extra: Markup) -> Markup {
     let j = &d.summary;
     page(
         &format!("{} {} / {}", j.doc_type, j.doc_number, j.financial_year),
@@ -181,6 +193,7 @@ pub fn job(session: &Session, d: &JobDetail, command: Option<&Value>, answer: Op
             @if session.role == crate::config::ConsoleRole::Operator && matches!(j.status.as_str(), "failed" | "in_doubt") {
                 p { a href={ "/confirm/retry?job_id=" (j.job_id) } { "Retry this document…" } }
             }
+            (extra)
             h2 { "Last errors" }
             @match &d.errors { Some(e) => { pre { (pretty(e)) } } None => { p { "None." } } }
             h2 { "IRP answer (stored)" }

@@ -13,7 +13,7 @@ use crate::store::Db;
 pub enum JobsCmd {
     /// Jobs by state, newest first.
     List {
-        /// pending | in_flight | in_doubt | generated | rejected | failed | cancelled
+        /// pending | in_flight | in_doubt | generated | rejected | failed | cancelled | registered_outside | cancelled_outside
         #[arg(long)]
         status: Option<String>,
         #[arg(long)]
@@ -37,6 +37,33 @@ pub enum JobsCmd {
     Retry {
         /// A job id or document key.
         job: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Mark a job registered or cancelled outside the worker (the business did it on the portal by
+    /// hand): it is never claimed, retried or sent to the IRP again. Audited as in the console.
+    MarkOutside {
+        /// A job id or document key.
+        job: String,
+        /// registered (a pending, in_doubt, failed or rejected job) | cancelled (also a generated
+        /// or registered_outside one).
+        #[arg(long)]
+        outcome: String,
+        /// Why, for the audit log (required, at most 500 characters).
+        #[arg(long)]
+        reason: String,
+        /// The IRN the portal gave (64 hex characters).
+        #[arg(long, default_value = "")]
+        irn: String,
+        /// The ack number (digits).
+        #[arg(long, default_value = "")]
+        ack_no: String,
+        /// The ack date, YYYY-MM-DD HH:MM:SS (India time).
+        #[arg(long, default_value = "")]
+        ack_dt: String,
+        /// The e-way bill number (12 digits).
+        #[arg(long, default_value = "")]
+        ewb_no: String,
         #[command(flatten)]
         out: Output,
     },
@@ -226,6 +253,13 @@ pub async fn jobs(settings: &Settings, cmd: JobsCmd) -> Result<(), OpError> {
                     s += &format!("  {:<22} {}  published {published}\n", e.event_type, e.created_at.to_rfc3339());
                 }
                 s
+            });
+        }
+        JobsCmd::MarkOutside { job, outcome, reason, irn, ack_no, ack_dt, ewb_no, out } => {
+            let args = super::outside::MarkArgs { outcome, reason, irn, ack_no, ack_dt, ewb_no };
+            let r = super::outside::jobs_mark_outside(&db, &job, &args).await?;
+            out.print(&r, |r| {
+                format!("job {} ({}) marked {} (audit action {})\n", r.job_id, r.previous_status, r.status, r.action_id)
             });
         }
         JobsCmd::Retry { job, out } => {

@@ -5,6 +5,7 @@
 //! is refused (with the reason); 2 usage error; 3 PostgreSQL or RabbitMQ unreachable.
 pub mod cli;
 pub mod gstins;
+pub mod outside;
 
 use chrono::{DateTime, Duration, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -214,6 +215,9 @@ pub fn retry_path(j: &JobRow) -> Result<&'static str, OpError> {
                 j.id,
                 match other {
                     JobStatus::Generated | JobStatus::Cancelled => " (it has its outcome)",
+                    JobStatus::RegisteredOutside | JobStatus::CancelledOutside => {
+                        " (an operator marked it as handled outside the worker, on the portal)"
+                    }
                     JobStatus::Pending | JobStatus::InFlight | JobStatus::InDoubt | JobStatus::Failed | JobStatus::Rejected => {
                         " (it is being handled; look again later)"
                     }

@@ -15,6 +15,7 @@ use crate::domain::outcome::{Class, Operation};
 use crate::irp::{IrpError, IrpProvider, Session};
 use crate::telemetry::metrics as m;
 
+use super::attempts::{self, Attempt};
 use super::{guard, Ctx};
 
 /// Re-authentications per call after 1005. The first may pick up another worker's newer token,
@@ -72,9 +73,10 @@ where
         let irp_label = irp.to_ascii_lowercase();
         let result = match session {
             Ok(s) => {
-                let started = Instant::now();
+                let (started, at) = (Instant::now(), chrono::Utc::now());
                 let result = f(s.clone()).await;
                 let elapsed = started.elapsed();
+                attempts::record(Attempt::of(irp, op, &result, at, Some(elapsed.as_millis() as u64)));
                 metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp_label.clone(), "operation" => op.as_str())
                     .record(elapsed.as_secs_f64());
                 let latency_ms = elapsed.as_millis() as u64;
@@ -100,7 +102,10 @@ where
                 }
                 result.map_err(|e| (e, Some(s), op))
             }
-            Err(e) => Err((e, None, Operation::Auth)),
+            Err(e) => {
+                attempts::record(Attempt::of(irp, Operation::Auth, &Err::<(), _>(e.clone()), chrono::Utc::now(), None));
+                Err((e, None, Operation::Auth))
+            }
         };
         let (err, used, err_op) = match result {
             Ok(v) => {

@@ -139,7 +139,7 @@ async fn row_data(ctx: &Ctx, row: &JobRow, replayed: bool, source: QrSource<'_>)
         ack_dt: row.ack_dt.clone().unwrap_or_default(),
         signed_invoice: row.signed_invoice.clone(),
         signed_qr_code: row.signed_qr_code.clone(),
-        status: Some(if row.status == crate::domain::JobStatus::Cancelled { "CNL" } else { "ACT" }.into()),
+        status: Some(if row.status.is_cancelled() { "CNL" } else { "ACT" }.into()),
         ewb_no: row.ewb_no.clone(),
         ewb_dt: row.ewb_dt.clone(),
         ewb_valid_till: row.ewb_valid_till.clone(),

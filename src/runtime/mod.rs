@@ -15,6 +15,7 @@
 //! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
 //! - [`retention`]: deleting old published events and finished jobs;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
+pub mod attempts;
 pub mod authorize;
 pub mod calls;
 pub mod context;

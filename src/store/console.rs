@@ -215,7 +215,9 @@ pub struct RegisterLine {
     pub irn: Option<String>,
     pub ack_no: Option<String>,
     pub ack_date: Option<String>,
-    /// active | cancelled | rejected | registered elsewhere (None: no IRN, an e-way bill only).
+    /// active | cancelled | rejected | registered elsewhere (None: no IRN, an e-way bill only). A
+    /// document an operator marked registered (cancelled) outside the worker is "registered
+    /// elsewhere" ("cancelled"), listed even when its IRN was not given.
     pub irn_status: Option<String>,
     /// The IRP that issued the IRN (None when another IRP did and could not be told).
     pub irp: Option<String>,
@@ -258,15 +260,7 @@ impl Db {
     pub async fn record_action(&self, a: &NewAction, event: &OutboxEvent) -> Result<DateTime<Utc>, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await?;
-        let at: DateTime<Utc> = tx
-            .query_one(
-                "INSERT INTO operator_actions (action_id, actor, role, action, filter, count, done, reason, job_ids, result)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING at",
-                &[&a.action_id, &a.actor, &a.role, &a.action, &a.filter, &a.count, &a.done, &a.reason, &a.job_ids, &a.result],
-            )
-            .await?
-            .get(0);
-        outbox::insert(&tx, event).await?;
+        let at = insert_action(&tx, a, event).await?;
         tx.commit().await?;
         Ok(at)
     }
@@ -320,7 +314,7 @@ impl Db {
             &[],
         );
         let hourly = c.query(
-            "SELECT h, count(j.id) FILTER (WHERE j.status IN ('generated', 'cancelled')),
+            "SELECT h, count(j.id) FILTER (WHERE j.status IN ('generated', 'cancelled', 'registered_outside', 'cancelled_outside')),
                     count(j.id) FILTER (WHERE j.status IN ('failed', 'rejected'))
              FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
                                   interval '1 hour') h
@@ -354,7 +348,7 @@ impl Db {
     }
 
     /// The IRN register of `gstin` for a return period `YYYY-MM` (by document date): every
-    /// document with an IRN (and its e-way bill, if any), then every e-way bill made without an
+    /// document with an IRN (and its e-way bill, if any) or marked registered/cancelled outside, then every e-way bill made without an
     /// IRN, ordered by document date and number.
     pub async fn irn_register(&self, gstin: &str, year: i32, month: u32) -> Result<Vec<RegisterLine>, StoreError> {
         let period = format!("{month:02}/{year:04}");
@@ -362,14 +356,24 @@ impl Db {
         let rows = c
             .query(
                 "SELECT j.gstin, j.doc_type, j.doc_number, j.doc_date, j.irn, j.ack_no, j.ack_dt,
-                        CASE WHEN j.status = 'cancelled' THEN 'cancelled'
+                        CASE WHEN j.status IN ('cancelled', 'cancelled_outside') THEN 'cancelled'
                              WHEN j.rejected_at_irp THEN 'rejected'
-                             WHEN j.irp IS NULL THEN 'registered elsewhere'
+                             WHEN j.irp IS NULL OR j.status = 'registered_outside' THEN 'registered elsewhere'
                              ELSE 'active' END,
-                        j.irp, e.ewb_no, e.ewb_date, e.valid_till, e.status
+                        j.irp,
+                        COALESCE(e.ewb_no, CASE WHEN j.status IN ('registered_outside', 'cancelled_outside') THEN j.ewb_no END),
+                        e.ewb_date, e.valid_till, e.status
                  FROM jobs j
                  LEFT JOIN LATERAL (SELECT * FROM ewaybills e WHERE e.irn = j.irn ORDER BY created_at DESC LIMIT 1) e ON true
                  WHERE j.gstin = $1 AND right(j.doc_date, 7) = $2 AND j.irn IS NOT NULL
+                 UNION ALL
+                 -- Marked registered/cancelled outside without the IRN given (migration 0020's index).
+                 SELECT j.gstin, j.doc_type, j.doc_number, j.doc_date, NULL, j.ack_no, j.ack_dt,
+                        CASE WHEN j.status = 'cancelled_outside' THEN 'cancelled' ELSE 'registered elsewhere' END,
+                        NULL, j.ewb_no, NULL, NULL, NULL
+                 FROM jobs j
+                 WHERE j.gstin = $1 AND right(j.doc_date, 7) = $2 AND j.irn IS NULL
+                   AND j.status IN ('registered_outside', 'cancelled_outside')
                  UNION ALL
                  SELECT d.gstin, d.doc_type, d.doc_no, d.doc_date, NULL, NULL, NULL, NULL, NULL,
                         e.ewb_no, e.ewb_date, e.valid_till, e.status
@@ -398,6 +402,25 @@ impl Db {
             })
             .collect())
     }
+}
+
+/// Insert an operator action and its `operator.action` event in the caller's transaction (an
+/// action that changes jobs writes them in the same one).
+pub(crate) async fn insert_action<C: deadpool_postgres::GenericClient>(
+    tx: &C,
+    a: &NewAction,
+    event: &OutboxEvent,
+) -> Result<DateTime<Utc>, StoreError> {
+    let at: DateTime<Utc> = tx
+        .query_one(
+            "INSERT INTO operator_actions (action_id, actor, role, action, filter, count, done, reason, job_ids, result)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING at",
+            &[&a.action_id, &a.actor, &a.role, &a.action, &a.filter, &a.count, &a.done, &a.reason, &a.job_ids, &a.result],
+        )
+        .await?
+        .get(0);
+    outbox::insert(tx, event).await?;
+    Ok(at)
 }
 
 /// `YYYY-MM` as (year, month).

@@ -74,9 +74,12 @@ pub(crate) const COLUMNS: &str =
     irn, ack_no, ack_dt, signed_invoice, signed_qr_code, ewb_no, ewb_dt, ewb_valid_till, duplicate, cancel_date,
     last_error, first_attempt_at, updated_at, rejected_at_irp, surviving_irn, in_doubt_reported_at, irp";
 
+/// The IRP calls a job's attempt log keeps (the newest).
+pub const MAX_ATTEMPT_LOG: usize = crate::runtime::attempts::MAX_ATTEMPTS;
+
 /// The claim statement (see [`Db::claim_generate_for`]). `ins` creates a new document already
 /// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
-/// rejected for this very payload, or leased to another live attempt; otherwise the locked row
+/// registered or cancelled outside (an operator's mark), rejected for this very payload, or leased to another live attempt; otherwise the locked row
 /// comes back as `held`, with its stored QR image (a replay needs nothing else). A re-sent
 /// command after `failed`/`rejected` starts a new retry budget. The claim records the IRP the
 /// attempt means to call (`$13`), except on a document that may already have reached one: that
@@ -113,7 +116,7 @@ static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
                                         ELSE COALESCE(j.first_attempt_at, now()) END,
                 updated_at = now()
             FROM cur
-            WHERE j.id = cur.id AND cur.status NOT IN ('generated', 'cancelled')
+            WHERE j.id = cur.id AND cur.status NOT IN ('generated', 'cancelled', 'registered_outside', 'cancelled_outside')
               AND NOT (cur.status = 'rejected' AND cur.request = $9)
               AND NOT (cur.status = 'in_flight' AND cur.lease_until > now() AND cur.lease_owner IS DISTINCT FROM $10)
             RETURNING {qualified}, cur.status AS prev
@@ -310,6 +313,19 @@ impl Db {
     /// (the job's `UPDATE`, each event's and a QR image's `INSERT` as data-modifying `WITH`
     /// clauses), prepared once per shape, so one round trip and no `BEGIN`/`COMMIT`.
     pub async fn finish_job(&self, job_id: Uuid, update: &JobUpdate, events: &[OutboxEvent]) -> Result<(), StoreError> {
+        self.finish_job_with(job_id, update, events, None).await
+    }
+
+    /// [`Db::finish_job`], appending `attempts` (a JSON array of this command's IRP calls, see
+    /// `runtime::attempts`) to the job's attempt log in the same statement, keeping the newest
+    /// [`MAX_ATTEMPT_LOG`].
+    pub async fn finish_job_with(
+        &self,
+        job_id: Uuid,
+        update: &JobUpdate,
+        events: &[OutboxEvent],
+        attempts: Option<&Value>,
+    ) -> Result<(), StoreError> {
         // `in_doubt_reported_at` survives only while the job stays in doubt.
         let (set, json) = match update {
             JobUpdate::Generated { data, .. } => (
@@ -358,8 +374,20 @@ impl Db {
             JobUpdate::Cancelled { cancel_date, .. } => params.push(cancel_date),
             _ => {}
         }
+        let log = match attempts {
+            Some(a) => {
+                params.push(a);
+                let n = params.len();
+                format!(
+                    ", attempt_log = (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb)
+                         WITH ORDINALITY AS t(e, i)
+                       WHERE i > jsonb_array_length(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb) - {MAX_ATTEMPT_LOG})"
+                )
+            }
+            None => String::new(),
+        };
         let mut sql = format!(
-            "WITH job AS (UPDATE jobs SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = now()
+            "WITH job AS (UPDATE jobs SET {set}{log}, lease_owner = NULL, lease_until = NULL, updated_at = now()
                           WHERE id = $1 RETURNING id)"
         );
         let rows = events.iter().map(outbox::Row::of).collect::<Result<Vec<_>, _>>()?;

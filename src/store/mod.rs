@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod migrate;
 pub mod ops;
 pub mod outbox;
+pub mod outside;
 pub mod pauses;
 pub mod qr;
 pub mod reconcile;

@@ -59,7 +59,7 @@ pub struct Pruned {
 pub const PRUNE_BATCH: i64 = 1000;
 
 /// Job states that are finished (kept for the retention period, then deletable).
-const FINISHED: &str = "('generated', 'cancelled', 'rejected', 'failed')";
+const FINISHED: &str = "('generated', 'cancelled', 'rejected', 'failed', 'registered_outside', 'cancelled_outside')";
 
 impl Db {
     /// An operator's retry of a job the IRP refused (`rejected`): make it `failed` again, so the

@@ -14,12 +14,12 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-const OPERATOR_PASSWORD: &str = "operator-pass-123";
-const VIEWER_PASSWORD: &str = "viewer-pass-1234";
+pub(crate) const OPERATOR_PASSWORD: &str = "operator-pass-123";
+pub(crate) const VIEWER_PASSWORD: &str = "viewer-pass-1234";
 
 /// A worker with the console on a free loopback port and two users: `asha` (operator) and
 /// `vik` (viewer).
-async fn console_app() -> (TestApp, String) {
+pub(crate) async fn console_app() -> (TestApp, String) {
     let toml = format!(
         "console_listen = \"127.0.0.1:0\"\n\
          [console_users.asha]\nrole = \"operator\"\npassword_hash = \"{}\"\n\
@@ -35,7 +35,7 @@ async fn console_app() -> (TestApp, String) {
 /// Generate `n` documents through the worker and the simulator, then make them what a master-data
 /// refusal leaves: rejected, no IRN, error 2172 (the simulator then answers their retry with 2150
 /// and the worker resolves the IRN, as a real IRP does for an already registered document).
-async fn refused_documents(app: &mut TestApp, prefix: &str, n: usize, code: &str) -> Vec<String> {
+pub(crate) async fn refused_documents(app: &mut TestApp, prefix: &str, n: usize, code: &str) -> Vec<String> {
     let mut numbers = Vec::new();
     for i in 0..n {
         let no = format!("{prefix}{i}");
@@ -310,7 +310,7 @@ async fn http_login(http: &reqwest::Client, base: &str, user: &str, password: &s
         .unwrap()
 }
 
-async fn session(http: &reqwest::Client, base: &str, user: &str, password: &str) -> (String, String) {
+pub(crate) async fn session(http: &reqwest::Client, base: &str, user: &str, password: &str) -> (String, String) {
     let r = http_login(http, base, user, password).await;
     assert_eq!(r.status(), 303, "{user} logs in");
     let set = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();

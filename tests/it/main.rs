@@ -7,6 +7,7 @@ mod bulk;
 mod circuits;
 mod cli_publish;
 mod console;
+mod console_outside;
 mod contract;
 mod contract_events;
 mod crash;

@@ -8,9 +8,9 @@ use crate::domain::command::ewaybill::{EwbCancelReason, EWB_REMARK_MAX};
 use crate::domain::command::{CancelReason, JobKind, Target};
 use crate::domain::event::{CommandMeta, DocumentRef, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
-use crate::domain::JobStatus;
 use crate::irp::types::{format_ist, parse_ist};
 use crate::irp::IrpError;
+use crate::runtime::attempts;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::job_event;
 use crate::runtime::{Ctx, Disposition};
@@ -46,7 +46,7 @@ impl Job<'_> {
             Target::Document(d) => (db.job_by_key(&self.key(d)).await?, Some(self.doc_ref(d))),
         };
         if let Some(job) = job.filter(|j| j.irn.is_some()) {
-            let status = Some(if job.status == JobStatus::Cancelled { "CNL" } else { "ACT" }.to_string());
+            let status = Some(if job.status.is_cancelled() { "CNL" } else { "ACT" }.to_string());
             return Ok(Ok(Resolved {
                 irn: job.irn.clone().unwrap_or_default(),
                 ack_dt: job.ack_dt.clone(),
@@ -163,7 +163,7 @@ impl Job<'_> {
                 self.stamp_irp(&mut data, Some(job));
                 let ev = job_event(self.meta, job, "irn.cancelled", data);
                 let update = JobUpdate::Cancelled { cancel_date, response: json!({"already_cancelled": already}) };
-                self.ctx.db.finish_job(job.id, &update, &[ev]).await?;
+                self.ctx.db.finish_job_with(job.id, &update, &[ev], attempts::take().as_ref()).await?;
                 Ok(Disposition::Ack)
             }
             None => self.emit(self.event("irn.cancelled", data, None, doc)).await,

@@ -27,6 +27,7 @@ use crate::domain::{Gstin, JobStatus};
 use crate::irp::errors::get_ci;
 use crate::irp::registry::IrpSet;
 use crate::irp::{jwt, IrnData, IrpError, IrpProvider};
+use crate::runtime::attempts;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::{errors_json, generated_irn_data, job_event, paused, plain_event, replayed_irn_data};
 use crate::runtime::{guard, span, Ctx, Disposition};
@@ -100,6 +101,10 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -
     let (job, mut ambiguous) = match claim {
         Claim::Done { row, qr_png } => {
             span::record_job_id(row.id);
+            if let Some(ev) = outside_answer(meta, &row) {
+                ctx.db.enqueue_events(&[ev]).await?;
+                return Ok(Disposition::Ack);
+            }
             // A re-send with other content must not be told "generated": the IRN belongs to the
             // invoice registered first.
             let registered = row.request.as_ref().filter(|_| row.status != JobStatus::Rejected);
@@ -161,6 +166,27 @@ pub async fn handle(ctx: &Ctx, meta: &CommandMeta, c: &Generate, attempt: u32) -
         Box::pin(register(ctx, gstin, &irps, provider, invoice, &doc, &lease, &mut ambiguous)).await
     };
     Box::pin(finish(ctx, meta, &job, outcome, attempt)).await
+}
+
+/// The answer to a re-sent `irn.generate` for a document an operator marked registered (or
+/// cancelled) outside the worker: `irn.rejected` with `REGISTERED_OUTSIDE` (`CANCELLED_OUTSIDE`),
+/// never a call to the IRP (the portal has, or had, the document). `None` for any other job.
+fn outside_answer(meta: &CommandMeta, row: &JobRow) -> Option<crate::store::outbox::OutboxEvent> {
+    let (code, what) = match row.status {
+        JobStatus::RegisteredOutside => ("REGISTERED_OUTSIDE", "registered"),
+        JobStatus::CancelledOutside => ("CANCELLED_OUTSIDE", "cancelled"),
+        _ => return None,
+    };
+    let irn = row.irn.as_deref().map(|i| format!(" (IRN {i})")).unwrap_or_default();
+    let errors = vec![ErrorItem::worker(
+        code,
+        format!(
+            "document {} {} was {what} outside this worker{irn}, on the portal by hand, as an operator recorded; it is not sent to the IRP again",
+            row.doc_type, row.doc_number
+        ),
+    )];
+    tracing::info!(job_id = %row.id, status = %row.status, "document handled outside the worker; answered without an IRP call");
+    Some(job_event(meta, row, "irn.rejected", json!({"errors": errors, "dead_lettered": false, "replayed": true})))
 }
 
 /// Which IRP this attempt talks to, and whether the document is still ambiguous there. A
@@ -553,7 +579,13 @@ async fn finish(
                     if in_doubt { " and is looked up there first, never sent elsewhere" } else { "" }
                 ),
             )];
-            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
@@ -564,12 +596,24 @@ async fn finish(
         }
         Outcome::Rejected(errors) => {
             let ev = job_event(meta, job, "irn.rejected", json!({"errors": errors, "dead_lettered": false}));
-            db.finish_job(job.id, &JobUpdate::Rejected { errors: errors_json(&errors) }, &[ev]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Rejected { errors: errors_json(&errors) },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Ack)
         }
         Outcome::Config(errors) => {
             let ev = job_event(meta, job, "gstin.paused", ctx.pause_gstin(&job.gstin, &errors).await?);
-            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } if past_max_age(ctx, job) => {
@@ -577,7 +621,8 @@ async fn finish(
             if !in_doubt {
                 // Nothing can have reached the IRP: certain, so final.
                 let ev = failed_event(meta, job, &errors);
-                db.finish_job(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev]).await?;
+                db.finish_job_with(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev], attempts::take().as_ref())
+                    .await?;
                 return Ok(Disposition::Ack);
             }
             // The IRP may hold an IRN: say so once (not as a failure, which would be final) and
@@ -586,18 +631,42 @@ async fn finish(
                 let first = job.first_attempt_at;
                 let data = json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first});
                 let ev = job_event(meta, job, IRN_IN_DOUBT, data);
-                db.finish_job(job.id, &JobUpdate::ReportInDoubt { errors: errors_v }, &[ev]).await?;
+                db.finish_job_with(
+                    job.id,
+                    &JobUpdate::ReportInDoubt { errors: errors_v },
+                    &[ev],
+                    attempts::take().as_ref(),
+                )
+                .await?;
             } else {
-                db.finish_job(job.id, &JobUpdate::Retry { errors: errors_v, in_doubt: true }, &[]).await?;
+                db.finish_job_with(
+                    job.id,
+                    &JobUpdate::Retry { errors: errors_v, in_doubt: true },
+                    &[],
+                    attempts::take().as_ref(),
+                )
+                .await?;
             }
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } => {
-            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Paced { until, errors, in_doubt } => {
-            db.finish_job(job.id, &JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
+                &[],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::NotRegistered => {
@@ -609,7 +678,13 @@ async fn finish(
                 "the IRP confirmed it has no IRN for this document: nothing was registered; send the command again to register it",
             ));
             let ev = failed_event(meta, job, &errors);
-            db.finish_job(job.id, &JobUpdate::Failed { errors: errors_json(&errors) }, &[ev]).await?;
+            db.finish_job_with(
+                job.id,
+                &JobUpdate::Failed { errors: errors_json(&errors) },
+                &[ev],
+                attempts::take().as_ref(),
+            )
+            .await?;
             Ok(Disposition::Ack)
         }
     }
@@ -634,5 +709,5 @@ pub(crate) async fn store_generated(
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
     let update = JobUpdate::Generated { data, duplicate, qr_png };
-    ctx.db.finish_job(job.id, &update, &[ev]).await
+    ctx.db.finish_job_with(job.id, &update, &[ev], attempts::take().as_ref()).await
 }

@@ -28,7 +28,7 @@ pub mod verify;
 
 pub use batch::member_answered as batch_member_answered;
 
-use super::{Ctx, Disposition};
+use super::{attempts, Ctx, Disposition};
 use crate::domain::command::Command;
 use crate::domain::event::CommandMeta;
 use crate::store::StoreError;
@@ -39,8 +39,9 @@ use crate::store::StoreError;
 /// every in-flight message held ~41 KB; see docs/benchmark.md).
 pub async fn dispatch(ctx: &Ctx, meta: &CommandMeta, cmd: &Command, attempt: u32) -> Result<Disposition, StoreError> {
     match cmd {
-        Command::IrnGenerate(c) => Box::pin(generate::handle(ctx, meta, c, attempt)).await,
-        Command::IrnCancel(c) => Box::pin(cancel::handle(ctx, meta, c, attempt)).await,
+        // The two that store a job's outcome keep its IRP calls for the job's attempt log.
+        Command::IrnGenerate(c) => Box::pin(attempts::scope(generate::handle(ctx, meta, c, attempt))).await,
+        Command::IrnCancel(c) => Box::pin(attempts::scope(cancel::handle(ctx, meta, c, attempt))).await,
         Command::IrnGet(c) => Box::pin(get::handle(ctx, meta, c, attempt)).await,
         Command::GstinDetails(c) => Box::pin(gstin_details::handle(ctx, meta, c, attempt)).await,
         Command::EwaybillGet(c) => Box::pin(ewaybill::get::handle(ctx, meta, c, attempt)).await,
