@@ -9,6 +9,7 @@
 //! (append-only) and published as `operator.action`. See docs/console.md.
 pub mod auth;
 mod pages;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,6 +86,8 @@ fn router(app: App) -> Router {
         .route("/jobs/{id}", get(job))
         .route("/gstins", get(gstins))
         .route("/see", get(see))
+        .route("/usage", get(usage::page))
+        .route("/usage/export", get(usage::export))
         .route("/audit", get(audit))
         .route("/register", get(register_form))
         .route("/register/export", get(register_export))

@@ -5,6 +5,7 @@
 //! is refused (with the reason); 2 usage error; 3 PostgreSQL or RabbitMQ unreachable.
 pub mod cli;
 pub mod gstins;
+pub mod usage;
 
 use chrono::{DateTime, Duration, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
