@@ -1,6 +1,8 @@
 //! The API consumption report (issue 25): calls per GSTIN, per IRP endpoint, per India day, with
 //! the cost at the configured price per call (`api_price_per_call`). One model for the console's
 //! usage page, its CSV export and `einvoice-worker usage report`, so they always agree.
+use std::collections::BTreeMap;
+
 use chrono::{Duration, NaiveDate};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -59,7 +61,7 @@ pub struct Report {
     pub to: NaiveDate,
     pub lines: Vec<Line>,
     /// Per GSTIN, in GSTIN order.
-    pub per_gstin: Vec<(String, Totals)>,
+    pub per_gstin: BTreeMap<String, Totals>,
     pub total: Totals,
 }
 
@@ -75,12 +77,12 @@ impl Report {
             })
             .collect();
         let mut total = Totals::default();
-        let mut per: std::collections::BTreeMap<String, Totals> = Default::default();
+        let mut per_gstin: BTreeMap<String, Totals> = BTreeMap::new();
         for l in &lines {
             total.add(l);
-            per.entry(l.row.gstin.clone()).or_default().add(l);
+            per_gstin.entry(l.row.gstin.clone()).or_default().add(l);
         }
-        Report { from, to, lines, per_gstin: per.into_iter().collect(), total }
+        Report { from, to, lines, per_gstin, total }
     }
 
     /// The report as CSV (a header line, then one line per row; the totals are the sums).
@@ -181,9 +183,9 @@ mod tests {
         assert_eq!(r.total.calls, 12);
         assert_eq!(r.total.cost, Some(d("0.7")));
         assert_eq!(r.total.unpriced_calls, 5);
-        assert_eq!(r.per_gstin[1].0, "29AAGCP4821K1Z3");
-        assert_eq!(r.per_gstin[1].1.calls, 9);
-        assert_eq!(r.per_gstin[1].1.error, 1);
+        assert_eq!(r.per_gstin.len(), 2);
+        assert_eq!(r.per_gstin["29AAGCP4821K1Z3"].calls, 9);
+        assert_eq!(r.per_gstin["29AAGCP4821K1Z3"].error, 1);
         let csv = r.csv();
         assert!(csv.starts_with("day,gstin,irp,endpoint,ok,error,failed,calls,price_per_call,cost\r\n"), "{csv}");
         assert!(csv.contains("2026-12-07,29AAGCP4821K1Z3,whitebooks,generate,2,1,0,3,0.1,0.3\r\n"), "{csv}");

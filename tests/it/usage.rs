@@ -181,6 +181,7 @@ async fn usage_is_counted_priced_and_shown(p: ProviderKind) {
     assert_eq!(j["total"]["cost"], r.total.cost.unwrap().to_string());
     let j: Value = serde_json::from_str(&run(&["usage", "report", "--gstin", SELLER_MH, "--format", "json"])).unwrap();
     assert_eq!(j["total"]["calls"], mh_calls);
+    assert_eq!(j["per_gstin"][SELLER_MH]["calls"], mh_calls);
     let text = run(&["usage", "report"]);
     assert!(
         text.contains(&format!("calls {sim_total}")) && text.contains(&format!("cost {}", r.total.cost.unwrap())),
