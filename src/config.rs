@@ -521,6 +521,68 @@ pub struct Settings {
     /// A console session ends this long after login.
     #[serde(default = "console_session_secs_default")]
     pub console_session_secs: u64,
+    /// How often a worker adds the IRP calls it counted in memory to `api_calls_daily` (API
+    /// consumption); a crash loses at most this many seconds of counts. At least 1.
+    #[serde(default = "usage_flush_secs_default")]
+    pub usage_flush_secs: u64,
+    /// `api_calls_daily` rows older than this many days are deleted by retention (0 keeps them).
+    #[serde(default = "usage_retention_days_default")]
+    pub usage_retention_days: u32,
+    /// The price of one API call, by IRP name (`[api_price_per_call]`, `whitebooks = "0.30"`,
+    /// case-insensitive), as a decimal string in rupees: the console and `usage report` show
+    /// calls × price. An IRP without a price shows no cost.
+    #[serde(default, deserialize_with = "prices")]
+    pub api_price_per_call: BTreeMap<String, Decimal>,
+}
+
+fn usage_flush_secs_default() -> u64 {
+    10
+}
+
+fn usage_retention_days_default() -> u32 {
+    400
+}
+
+/// `api_price_per_call`: IRP name → a non-negative decimal (a string, as money should be given;
+/// a TOML or environment number is taken from its shortest text). Keys lower-cased (the
+/// environment lower-cases them anyway). An error names the entry.
+fn prices<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        I(i64),
+        U(u64),
+        F(f64),
+        S(String),
+    }
+    BTreeMap::<String, Raw>::deserialize(d)?
+        .into_iter()
+        .map(|(irp, raw)| {
+            let text = match raw {
+                Raw::I(i) => i.to_string(),
+                Raw::U(u) => u.to_string(),
+                Raw::F(f) => f.to_string(),
+                Raw::S(s) => s.trim().to_string(),
+            };
+            let price = parse_price(&text).map_err(|why| {
+                serde::de::Error::custom(format!("api_price_per_call.{}: '{text}' {why}", irp.to_ascii_lowercase()))
+            })?;
+            Ok((irp.to_ascii_lowercase(), price))
+        })
+        .collect()
+}
+
+/// A price per call: a plain non-negative decimal number of rupees (`0.25`, `1`), at most 6 places.
+pub fn parse_price(text: &str) -> Result<Decimal, &'static str> {
+    const WHY: &str = "is not a price: give a non-negative decimal number of rupees, e.g. \"0.25\"";
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(WHY);
+    }
+    let p = text.parse::<Decimal>().map_err(|_| WHY)?;
+    if p.scale() > 6 {
+        return Err("has more than 6 decimal places");
+    }
+    Ok(p.normalize())
 }
 
 fn console_session_secs_default() -> u64 {
@@ -708,6 +770,11 @@ impl Settings {
         Self::from_figment(fig)
     }
 
+    /// The configured price of one call to `irp` (`api_price_per_call`), if any.
+    pub fn price_per_call(&self, irp: &str) -> Option<Decimal> {
+        self.api_price_per_call.get(&irp.to_ascii_lowercase()).copied()
+    }
+
     /// Refuse the built-in development token key when any GSTIN talks to the production IRP:
     /// its bytes are public, so tokens and SEKs at rest would be readable by anyone.
     pub fn check_token_key(&self) -> Result<(), ConfigError> {
@@ -751,6 +818,9 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "gstin_max_in_flight (EINVOICE_GSTIN_MAX_IN_FLIGHT) must be at least 1".into(),
             ));
+        }
+        if s.usage_flush_secs == 0 {
+            return Err(ConfigError::Invalid("usage_flush_secs (EINVOICE_USAGE_FLUSH_SECS) must be at least 1".into()));
         }
         // Env keys arrive lower-cased; GSTINs are upper-case everywhere else.
         s.gstins = std::mem::take(&mut s.gstins).into_iter().map(|(k, v)| (k.to_ascii_uppercase(), v)).collect();
@@ -1269,6 +1339,25 @@ mod tests {
         let err = Settings::from_toml(r#"gst_rates = [5, "nan"]"#).unwrap_err().to_string();
         assert!(err.contains("'nan'") && err.contains("not a finite percentage"), "{err}");
         assert_eq!(Settings::from_toml("").unwrap().gst_rates, None);
+    }
+
+    #[test]
+    fn prices_per_call_are_decimals_and_a_bad_one_names_its_entry() {
+        let s = Settings::from_toml("[api_price_per_call]\nwhitebooks = \"0.25\"\nNIC1 = \"1\"\nIRIS = 0.1\n").unwrap();
+        let d = |t: &str| t.parse::<Decimal>().unwrap();
+        assert_eq!(s.price_per_call("WhiteBooks"), Some(d("0.25")));
+        assert_eq!(s.price_per_call("nic1"), Some(d("1")));
+        assert_eq!(s.price_per_call("IRIS"), Some(d("0.1")));
+        assert_eq!(s.price_per_call("NIC2"), None);
+        for bad in ["\"-1\"", "\"0,25\"", "\"1e3\"", "\"\"", "-0.5", "\"0.0000001\""] {
+            let err =
+                Settings::from_toml(&format!("[api_price_per_call]\nwhitebooks = {bad}\n")).unwrap_err().to_string();
+            assert!(err.contains("api_price_per_call.whitebooks: '"), "{bad}: {err}");
+        }
+        assert!(Settings::from_toml("").unwrap().api_price_per_call.is_empty());
+        assert_eq!(Settings::from_toml("").unwrap().usage_flush_secs, 10);
+        let err = Settings::from_toml("usage_flush_secs = 0").unwrap_err().to_string();
+        assert!(err.contains("usage_flush_secs"), "{err}");
     }
 
     fn vars(pairs: &[(&str, &str)]) -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {

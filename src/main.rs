@@ -73,6 +73,11 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[command(subcommand)]
         cmd: cli::console::RegisterCmd,
     },
+    /// IRP API consumption: calls per GSTIN, endpoint and India day, with their cost.
+    Usage {
+        #[command(subcommand)]
+        cmd: cli::usage::UsageCmd,
+    },
     /// Operator: delete published events and finished jobs past their retention now.
     Prune {
         #[command(flatten)]
@@ -275,6 +280,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Register { cmd } => {
             return cli::operator::run(|s| async move { cli::console::register(&s, cmd).await }).await
         }
+        Cmd::Usage { cmd } => return cli::operator::run(|s| async move { cli::usage::usage(&s, cmd).await }).await,
         Cmd::Prune { out } => return cli::operator::run(|s| async move { ops::prune(&s, out).await }).await,
         Cmd::Validate(args) => return cli::validate::run(&args),
         Cmd::Verify(args) => return cli::verify::run(&args),

@@ -5,6 +5,7 @@
 pub mod console;
 pub mod operator;
 pub mod publish;
+pub mod usage;
 pub mod validate;
 pub mod verify;
 

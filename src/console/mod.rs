@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod outside;
 mod pages;
+mod usage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +87,8 @@ fn router(app: App) -> Router {
         .route("/jobs/{id}", get(job))
         .route("/gstins", get(gstins))
         .route("/see", get(see))
+        .route("/usage", get(usage::page))
+        .route("/usage/export", get(usage::export))
         .route("/audit", get(audit))
         .route("/register", get(register_form))
         .route("/register/export", get(register_export))

@@ -42,6 +42,7 @@ pub fn page(title: &str, session: Option<&Session>, body: Markup) -> Markup {
                         nav aria-label="Main" {
                             a href="/jobs" { "Jobs" } " · "
                             a href="/see" { "See" } " · "
+                            a href="/usage" { "API usage" } " · "
                             a href="/gstins" { "Paused GSTINs" } " · "
                             a href="/register" { "IRN register" } " · "
                             a href="/audit" { "Audit log" }

@@ -9,7 +9,9 @@
 //! 10 minutes, so a renewal is asked for once, inside that window; if it still returns the same
 //! token, the row says so (`renew_after`) and nobody asks again before the token expires. The
 //! life is measured from the token's first issue, never from a re-issue.
+use crate::domain::outcome::Operation;
 use crate::telemetry::metrics as m;
+use crate::telemetry::usage::{CallOutcome, UsageMeter};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -143,6 +145,8 @@ pub struct SessionManager {
     lease_secs: i64,
     memory: Mutex<HashMap<Key, Held>>,
     locks: Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>,
+    /// Where auth calls are counted (API consumption: GSPs bill them too).
+    usage: Arc<UsageMeter>,
 }
 
 impl SessionManager {
@@ -153,7 +157,14 @@ impl SessionManager {
             lease_secs: 30,
             memory: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
+            usage: Arc::default(),
         }
+    }
+
+    /// Count this manager's auth calls in `usage` (the worker's meter) instead of its own.
+    pub fn with_usage(mut self, usage: Arc<UsageMeter>) -> SessionManager {
+        self.usage = usage;
+        self
     }
 
     /// Forget this process's sessions of the GSTIN (its credentials changed): the next call
@@ -260,6 +271,7 @@ impl SessionManager {
         let started = std::time::Instant::now();
         let result = provider.authenticate(force).await;
         let irp = provider.irp();
+        self.usage.record(&key.1, irp, Operation::Auth, CallOutcome::of(&result));
         metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp.to_ascii_lowercase(), "operation" => "auth")
             .record(started.elapsed().as_secs_f64());
         let mut s = match result {

@@ -426,8 +426,13 @@ pub async fn gstin(settings: &Settings, cmd: GstinCmd) -> Result<(), OpError> {
 
 pub async fn prune(settings: &Settings, out: Output) -> Result<(), OpError> {
     let db = db(settings).await?;
-    let p =
-        crate::runtime::retention::prune_once(&db, settings.outbox_retention_days, settings.job_retention_days).await?;
+    let p = crate::runtime::retention::prune_once(
+        &db,
+        settings.outbox_retention_days,
+        settings.job_retention_days,
+        settings.usage_retention_days,
+    )
+    .await?;
     out.print(&p, |p| {
         format!(
             "deleted: {} outbox events, {} jobs, {} QR images, {} e-way bills, {} reconciliation runs\n",

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod gstins;
 pub mod outside;
+pub mod usage;
 
 use chrono::{DateTime, Duration, Utc};
 use lapin::options::{BasicAckOptions, BasicGetOptions};

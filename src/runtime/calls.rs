@@ -8,12 +8,16 @@
 //! Every call also goes through [`guard`](super::guard): it waits for the credential's rate limit
 //! first, a throttle (429, 658, GEN5005) makes it wait and go again without spending the backoff
 //! budget, and every error response counts against the GSTIN's daily error budget.
+//!
+//! Every exchange is also counted for the API consumption report ([`Ctx::usage`], in memory;
+//! authentication is counted where it happens, in the session manager).
 use std::future::Future;
 use std::time::Instant;
 
 use crate::domain::outcome::{Class, Operation};
 use crate::irp::{IrpError, IrpProvider, Session};
 use crate::telemetry::metrics as m;
+use crate::telemetry::usage::CallOutcome;
 
 use super::attempts::{self, Attempt};
 use super::{guard, Ctx};
@@ -77,6 +81,7 @@ where
                 let result = f(s.clone()).await;
                 let elapsed = started.elapsed();
                 attempts::record(Attempt::of(irp, op, &result, at, Some(elapsed.as_millis() as u64)));
+                ctx.usage.record(gstin, irp, op, CallOutcome::of(&result));
                 metrics::histogram!(m::IRP_CALL_DURATION, "irp" => irp_label.clone(), "operation" => op.as_str())
                     .record(elapsed.as_secs_f64());
                 let latency_ms = elapsed.as_millis() as u64;

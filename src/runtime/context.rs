@@ -37,6 +37,8 @@ pub struct Ctx {
     pub verify_keys: Arc<crate::irp::verify::KeyRing>,
     /// Paused GSTINs, re-read at most once a second (see [`Ctx::pause_of`]).
     pauses: super::pause_cache::PauseCache,
+    /// IRP calls counted since the last flush to `api_calls_daily` (`runtime::usage`).
+    pub usage: Arc<crate::telemetry::usage::UsageMeter>,
     /// Jobs in flight per GSTIN, against `gstin_max_in_flight`.
     pub fair_share: super::fair_share::FairShare,
     /// A publisher-confirm channel for handlers that publish commands (reschedules, re-queues);
@@ -52,11 +54,14 @@ impl Ctx {
             open_secs: settings.breaker_open_secs,
         })
         .with_store(db.clone());
+        let usage = Arc::new(crate::telemetry::usage::UsageMeter::default());
         Ok(Ctx {
             sessions: SessionManager::new(
                 Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox: sbox.clone() }),
                 settings.token_refresh_margin_secs,
-            ),
+            )
+            .with_usage(usage.clone()),
+            usage,
             topology: Topology::new(&settings),
             verify_keys: Arc::new(crate::irp::verify::KeyRing::from_settings(&settings).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "irp_signing_keys: no key is usable");

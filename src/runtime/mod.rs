@@ -14,6 +14,7 @@
 //! - [`fair_share`]: the per-GSTIN cap on jobs in flight in one process;
 //! - [`pause_cache`]: which GSTINs are paused, read from Postgres once a second, not per command;
 //! - [`retention`]: deleting old published events and finished jobs;
+//! - [`usage`]: writing the IRP call counts (API consumption) to Postgres every few seconds;
 //! - [`worker`]: the consumer loop, dispositions, rescheduling and graceful shutdown.
 pub mod attempts;
 pub mod authorize;
@@ -31,6 +32,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod span;
 pub mod status;
+pub mod usage;
 pub mod worker;
 
 pub use context::Ctx;

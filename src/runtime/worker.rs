@@ -170,6 +170,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     if ctx.settings.retention_interval_secs > 0 {
         tokio::spawn(super::retention::run(ctx.clone(), shutdown.child_token()));
     }
+    tokio::spawn(super::usage::run(ctx.clone(), shutdown.child_token()));
     if ctx.settings.ewb_expiry_warn_secs > 0 && ctx.settings.ewb_expiry_scan_secs > 0 {
         tokio::spawn(super::expiry::run(ctx.clone(), shutdown.child_token()));
     }
@@ -252,6 +253,8 @@ async fn consume_loop(
     if tokio::time::timeout(Duration::from_secs(60), tracker.wait()).await.is_err() {
         tracing::warn!("in-flight jobs did not finish within 60 s; their messages will be redelivered");
     }
+    // The IRP calls counted since the last periodic flush (API consumption).
+    super::usage::flush(&ctx).await;
     relay_stop.cancel();
     let _ = relay_task.await;
     let _ = conn.close(200, "shutdown".into()).await;

@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (18, "bulk_batches", include_str!("../../migrations/0018_bulk_batches.sql")),
     (19, "outbox_handoff", include_str!("../../migrations/0019_outbox_handoff.sql")),
     (20, "outside_attempts", include_str!("../../migrations/0020_outside_attempts.sql")),
+    (21, "api_calls_daily", include_str!("../../migrations/0021_api_calls_daily.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

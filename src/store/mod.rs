@@ -18,6 +18,7 @@ pub mod secrets;
 pub mod status;
 pub mod tls;
 pub mod tokens;
+pub mod usage;
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Logging: `tracing` with text or JSON output (`EINVOICE_LOG_FORMAT`), filtered by `RUST_LOG`.
 pub mod metrics;
+pub mod usage;
 
 use tracing_subscriber::EnvFilter;
 

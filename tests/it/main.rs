@@ -32,4 +32,5 @@ mod reconcile;
 mod robustness;
 mod status;
 mod tokens;
+mod usage;
 mod verify;
