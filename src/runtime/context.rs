@@ -56,7 +56,8 @@ impl Ctx {
             sessions: SessionManager::new(
                 Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox: sbox.clone() }),
                 settings.token_refresh_margin_secs,
-            ),
+            )
+            .with_metrics(settings.metrics_per_gstin.clone()),
             topology: Topology::new(&settings),
             verify_keys: Arc::new(crate::irp::verify::KeyRing::from_settings(&settings).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "irp_signing_keys: no key is usable");
