@@ -201,7 +201,7 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, GstinCounts,
         let named: Vec<&str> = gstins.keys().take(REFUSED_NAMED).map(String::as_str).collect();
         let more = counts.served - named.len();
         problems.push(format!(
-            "no served GSTIN can reach its IRP: {}{} (credentials refused or paused; see /status)",
+            "no configured GSTIN can reach its IRP: {}{} (credentials refused or paused; see /status)",
             named.join(", "),
             if more > 0 { format!(" and {more} more") } else { String::new() }
         ));

@@ -176,11 +176,11 @@ async fn a_disabled_gstins_commands_are_answered_with_gstin_disabled() {
     app.stop().await;
 }
 
-/// `count` GSTINs of Tamil Nadu numbered from 0, `tag` keeping two tests' sets apart.
+/// `count` GSTINs of Karnataka (the samples' state) numbered from 0, `tag` keeping two tests' sets apart.
 fn numbered(tag: char, count: usize) -> Vec<String> {
     (0..count)
         .map(|i| {
-            let body = format!("33ZZPG{tag}{i:04}F1Z");
+            let body = format!("29ZZPG{tag}{i:04}F1Z");
             format!("{body}{}", einvoice_worker::domain::gstin::check_digit(&body).unwrap())
         })
         .collect()
