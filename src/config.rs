@@ -155,9 +155,7 @@ impl MetricsPerGstin {
         match self {
             MetricsPerGstin::Off => false,
             MetricsPerGstin::All => true,
-            MetricsPerGstin::Only(list) => {
-                list.contains(gstin) || list.iter().any(|g| g.eq_ignore_ascii_case(gstin))
-            }
+            MetricsPerGstin::Only(list) => list.contains(gstin) || list.iter().any(|g| g.eq_ignore_ascii_case(gstin)),
         }
     }
 }

@@ -82,13 +82,19 @@ impl std::fmt::Debug for Nic {
 /// The IRP's encryption public key of a NIC section (`public_key_pem`, else `public_key_file`;
 /// required), shared with every section that names the same key.
 pub fn public_key(gstin: &str, cfg: &GstinConfig) -> Result<std::sync::Arc<RsaPublicKey>, IrpError> {
-    load_public_key(gstin, cfg.public_key_pem.as_deref(), cfg.public_key_file.as_deref(), "public_key_pem", "public_key_file")?
-        .ok_or_else(|| {
-            IrpError::Config(format!(
-                "GSTIN {gstin}: the NIC provider needs the IRP's encryption public key; set \
+    load_public_key(
+        gstin,
+        cfg.public_key_pem.as_deref(),
+        cfg.public_key_file.as_deref(),
+        "public_key_pem",
+        "public_key_file",
+    )?
+    .ok_or_else(|| {
+        IrpError::Config(format!(
+            "GSTIN {gstin}: the NIC provider needs the IRP's encryption public key; set \
                  `gstins.{gstin}.public_key_pem` or `gstins.{gstin}.public_key_file`"
-            ))
-        })
+        ))
+    })
 }
 
 impl Nic {

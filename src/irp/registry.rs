@@ -137,7 +137,13 @@ impl Served {
     /// Check the section (keys, failover list) without building its clients.
     fn new(http: &reqwest::Client, gstin: &str, config: GstinConfig, source: Source) -> Result<Served, IrpError> {
         check_set(gstin, &config)?;
-        Ok(Served { config: Arc::new(config), source, gstin: gstin.to_string(), http: http.clone(), irps: OnceLock::new() })
+        Ok(Served {
+            config: Arc::new(config),
+            source,
+            gstin: gstin.to_string(),
+            http: http.clone(),
+            irps: OnceLock::new(),
+        })
     }
 
     /// The GSTIN's IRPs, built on the first call. The section was checked when it was applied,

@@ -356,7 +356,8 @@ pub async fn sample_budget(ctx: &Ctx) {
     let mut others = 0.0_f64;
     for gstin in &ctx.providers.gstins() {
         let Some(cfg) = ctx.providers.section(gstin) else { continue };
-        let [g, c] = budget_keys_of(gstin, &cfg.irp_name(), &cfg.client_id).map(|k| counts.get(&k).copied().unwrap_or(0));
+        let [g, c] =
+            budget_keys_of(gstin, &cfg.irp_name(), &cfg.client_id).map(|k| counts.get(&k).copied().unwrap_or(0));
         let share = share_used(ctx, g, c);
         if per_gstin.labels(gstin) {
             metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.clone()).set(share);
