@@ -141,6 +141,61 @@ fn text_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::E
     })
 }
 
+/// `metrics_per_gstin`: which GSTINs have series of their own in the per-GSTIN metrics (issue 27:
+/// the number of series must not grow with the number of GSTINs unless asked for).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum MetricsPerGstin {
+    /// None: every GSTIN is counted in the series without a `gstin` label.
+    #[default]
+    Off,
+    /// Every GSTIN (`true`, `"*"`).
+    All,
+    /// These GSTINs (upper-case); the others are counted in the unlabelled series.
+    Only(std::collections::BTreeSet<String>),
+}
+
+impl MetricsPerGstin {
+    /// Does this GSTIN get series of its own?
+    pub fn labels(&self, gstin: &str) -> bool {
+        match self {
+            MetricsPerGstin::Off => false,
+            MetricsPerGstin::All => true,
+            MetricsPerGstin::Only(list) => list.contains(gstin) || list.iter().any(|g| g.eq_ignore_ascii_case(gstin)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsPerGstin {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Flag(bool),
+            List(Vec<String>),
+            Text(String),
+        }
+        let list: Vec<String> = match Raw::deserialize(d)? {
+            Raw::Flag(true) => return Ok(MetricsPerGstin::All),
+            Raw::Flag(false) => return Ok(MetricsPerGstin::Off),
+            Raw::List(l) => l,
+            Raw::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+                "true" | "*" => return Ok(MetricsPerGstin::All),
+                "false" | "" => return Ok(MetricsPerGstin::Off),
+                _ => t.split(',').map(str::to_string).collect(),
+            },
+        };
+        let list: std::collections::BTreeSet<String> =
+            list.iter().map(|g| g.trim().to_ascii_uppercase()).filter(|g| !g.is_empty()).collect();
+        Ok(if list.contains("*") {
+            MetricsPerGstin::All
+        } else if list.is_empty() {
+            MetricsPerGstin::Off
+        } else {
+            MetricsPerGstin::Only(list)
+        })
+    }
+}
+
 /// `rate_limit = { requests_per_minute = 30, burst = 5 }`: a token bucket that refills
 /// `requests_per_minute` tokens a minute and holds at most `burst`. One bucket per credential
 /// (client ID) and one per GSTIN, kept in Postgres so every worker process shares them.
@@ -448,6 +503,14 @@ pub struct Settings {
     /// QR string and no image is rendered or stored, for consumers that draw the QR themselves.
     #[serde(default = "yes")]
     pub qr_png: bool,
+    /// Which seller GSTINs get series of their own in the metrics labelled `gstin` (token
+    /// refreshes, auth failures, IRP error responses, error budget used). Off by default: a
+    /// worker with thousands of GSTINs would export thousands of series each; every GSTIN
+    /// without its own series is counted in the series without a `gstin` label, so
+    /// `sum(...)`/`max(...)` is always the whole. `true` or `"*"`: every GSTIN; a list (TOML
+    /// array, or comma-separated in `EINVOICE_METRICS_PER_GSTIN`): those GSTINs only.
+    #[serde(default)]
+    pub metrics_per_gstin: MetricsPerGstin,
     /// Add `print_block` to `irn.generated` / `irn.details`: IRN, AckNo, AckDt and the QR image,
     /// plus an SVG of the three for the invoice print (rendered even when `qr_png` is off).
     #[serde(default)]

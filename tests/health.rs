@@ -57,7 +57,10 @@ async fn health_readiness_and_metrics_endpoints() {
         metrics.contains("einvoice_irp_call_duration_seconds_count{irp=\"whitebooks\",operation=\"generate\"} 1"),
         "{metrics}"
     );
-    assert!(metrics.contains("einvoice_token_refreshes_total{gstin=\"29AAGCP4821K1Z3\"} 1"), "{metrics}");
+    // Per-GSTIN series are opt-in (`metrics_per_gstin`): by default the token is counted in
+    // the series without a `gstin` label, and no series names a GSTIN.
+    assert!(metrics.contains("\neinvoice_token_refreshes_total 1\n"), "{metrics}");
+    assert!(!metrics.contains("gstin=\""), "{metrics}");
     assert!(!metrics.contains("Some("), "no Debug output in labels: {metrics}");
     // The status page needs the bearer token (the probes and /metrics above did not).
     let anonymous = get("/status").await.unwrap();
@@ -74,5 +77,6 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(ka["last_success_at"].is_string(), "{status:#}");
     assert_eq!(ka["consecutive_failures"], 0, "{status:#}");
     assert!(status["gstins"]["27AAKFU7303M1ZP"]["last_success_at"].is_null(), "{status:#}");
+    assert_eq!(status["gstin_counts"]["served"], 2, "{status:#}");
     app.stop().await;
 }

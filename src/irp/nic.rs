@@ -61,8 +61,9 @@ pub struct Nic {
     client_secret: SecretString,
     header_spelling: HeaderSpelling,
     environment: Environment,
-    public_key: RsaPublicKey,
-    signing_key: Option<RsaPublicKey>,
+    /// Shared by every GSTIN configured with the same key (parsed once per process).
+    public_key: std::sync::Arc<RsaPublicKey>,
+    signing_key: Option<std::sync::Arc<RsaPublicKey>>,
     rate_limit: Option<RateLimit>,
 }
 
@@ -78,24 +79,30 @@ impl std::fmt::Debug for Nic {
     }
 }
 
+/// The IRP's encryption public key of a NIC section (`public_key_pem`, else `public_key_file`;
+/// required), shared with every section that names the same key.
+pub fn public_key(gstin: &str, cfg: &GstinConfig) -> Result<std::sync::Arc<RsaPublicKey>, IrpError> {
+    load_public_key(
+        gstin,
+        cfg.public_key_pem.as_deref(),
+        cfg.public_key_file.as_deref(),
+        "public_key_pem",
+        "public_key_file",
+    )?
+    .ok_or_else(|| {
+        IrpError::Config(format!(
+            "GSTIN {gstin}: the NIC provider needs the IRP's encryption public key; set \
+                 `gstins.{gstin}.public_key_pem` or `gstins.{gstin}.public_key_file`"
+        ))
+    })
+}
+
 impl Nic {
     /// Build the adapter, loading the IRP's encryption public key (`public_key_pem`, else
     /// `public_key_file`; required) and signing public key (`signing_key_pem`, else
     /// `signing_key_file`; optional: without it, signed JWTs are not verified).
     pub fn new(http: reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<Nic, IrpError> {
-        let public_key = load_public_key(
-            gstin,
-            cfg.public_key_pem.as_deref(),
-            cfg.public_key_file.as_deref(),
-            "public_key_pem",
-            "public_key_file",
-        )?
-        .ok_or_else(|| {
-            IrpError::Config(format!(
-                "GSTIN {gstin}: the NIC provider needs the IRP's encryption public key; set \
-                 `gstins.{gstin}.public_key_pem` or `gstins.{gstin}.public_key_file`"
-            ))
-        })?;
+        let public_key = public_key(gstin, cfg)?;
         let signing_key = signing::signing_key(gstin, cfg)?;
         Ok(Nic {
             irp: cfg.irp_name(),
@@ -117,7 +124,7 @@ impl Nic {
 
     /// The key SignedInvoice / SignedQRCode are verified with, when configured.
     pub fn signing_key(&self) -> Option<&RsaPublicKey> {
-        self.signing_key.as_ref()
+        self.signing_key.as_deref()
     }
 
     fn url(&self, path: &str) -> String {
@@ -206,7 +213,7 @@ impl Nic {
     /// Verify `SignedInvoice` and `SignedQRCode` (those present) against the signing key, and
     /// that each is signed for the IRN the answer names. Without a signing key, nothing is checked.
     pub fn verify_signatures(&self, d: &IrnData) -> Result<(), IrpError> {
-        signing::verify_irn_signatures(self.signing_key.as_ref(), &self.gstin, d)
+        signing::verify_irn_signatures(self.signing_key.as_deref(), &self.gstin, d)
     }
 }
 

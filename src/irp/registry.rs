@@ -5,8 +5,14 @@
 //! The file's GSTINs are fixed at start; the database's (`gstins` table) change at run time:
 //! `runtime::gstins` applies each change here, and a job holds the [`Served`] it looked up, so a
 //! change reaches the next job and never one in flight.
+//!
+//! A GSTIN's section is checked when it is applied (a bad key or failover list is refused then,
+//! as before), but its IRP clients are built by the first lookup that needs them (issue 27): a
+//! worker with 5,000 GSTINs starts, and holds memory, as one with 5 does, and only the GSTINs
+//! that send commands pay for their clients. Parsed keys are shared per process
+//! (`signing::load_public_key`) and every client shares one HTTP connection pool.
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::{IrpError, IrpProvider};
 use crate::config::{GstinConfig, ProviderKind, Settings};
@@ -116,11 +122,48 @@ pub enum Source {
 }
 
 /// One GSTIN as a job takes it: its IRPs and its section. A job keeps the `Arc` it started
-/// with, so a change applied meanwhile reaches the next job, never one in flight.
+/// with, so a change applied meanwhile reaches the next job, never one in flight (a change
+/// makes a new `Served`, whose clients are built afresh on its first use).
 pub struct Served {
-    pub irps: IrpSet,
     pub config: Arc<GstinConfig>,
     pub source: Source,
+    gstin: String,
+    http: reqwest::Client,
+    /// Built once, by the first lookup; concurrent first lookups wait for that one build.
+    irps: OnceLock<Result<IrpSet, String>>,
+}
+
+impl Served {
+    /// Check the section (keys, failover list) without building its clients.
+    fn new(http: &reqwest::Client, gstin: &str, config: GstinConfig, source: Source) -> Result<Served, IrpError> {
+        check_set(gstin, &config)?;
+        Ok(Served {
+            config: Arc::new(config),
+            source,
+            gstin: gstin.to_string(),
+            http: http.clone(),
+            irps: OnceLock::new(),
+        })
+    }
+
+    /// The GSTIN's IRPs, built on the first call. The section was checked when it was applied,
+    /// so a failure here is unexpected; it is reported, and the GSTIN is not served.
+    pub fn irps(&self) -> Result<&IrpSet, Unserved> {
+        self.irps
+            .get_or_init(|| {
+                build_set(&self.http, &self.gstin, &self.config).map_err(|e| {
+                    tracing::error!(gstin = %self.gstin, error = %e, "the GSTIN's IRP clients could not be built");
+                    e.to_string()
+                })
+            })
+            .as_ref()
+            .map_err(|e| Unserved::Broken(e.clone()))
+    }
+
+    /// Have its clients been built (a command needed them)?
+    pub fn built(&self) -> bool {
+        self.irps.get().is_some()
+    }
 }
 
 /// What the registry knows about a GSTIN it does not serve.
@@ -180,27 +223,54 @@ fn build(http: &reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<Arc<d
     })
 }
 
+/// Check a GSTIN's section as [`build_set`] would, without building its clients: the failover
+/// list's names, and every key it names (parsed once per process and shared).
+pub fn check_set(gstin: &str, cfg: &GstinConfig) -> Result<(), IrpError> {
+    let mut names: Vec<String> = Vec::with_capacity(1 + cfg.failover.len());
+    for (i, e) in std::iter::once(cfg).chain(&cfg.failover).enumerate() {
+        if i > 0 {
+            check_failover_entry(gstin, i - 1, e)?;
+        }
+        if e.provider == ProviderKind::Nic {
+            super::nic::public_key(gstin, e)?;
+        }
+        super::signing::signing_key(gstin, e)?;
+        let name = e.irp_name();
+        if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            return Err(twice(gstin, &name, i - 1));
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
+fn check_failover_entry(gstin: &str, i: usize, f: &GstinConfig) -> Result<(), IrpError> {
+    if f.irp.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(IrpError::Config(format!(
+            "gstins.{gstin}.failover[{i}] needs `irp`, the IRP's name (e.g. \"IRIS\", \"NIC2\")"
+        )));
+    }
+    if !f.failover.is_empty() {
+        return Err(IrpError::Config(format!(
+            "gstins.{gstin}.failover[{i}] has its own `failover` list; list every IRP under the GSTIN"
+        )));
+    }
+    Ok(())
+}
+
+fn twice(gstin: &str, irp: &str, i: usize) -> IrpError {
+    IrpError::Config(format!("gstins.{gstin}: IRP {irp} is configured twice (failover[{i}])"))
+}
+
 /// A GSTIN's IRPs from its section: a bad entry (e.g. an unreadable NIC public key, a failover
 /// entry without a name, two entries with one name) is a configuration error.
 pub fn build_set(http: &reqwest::Client, gstin: &str, cfg: &GstinConfig) -> Result<IrpSet, IrpError> {
     let mut entries = vec![build(http, gstin, cfg)?];
     for (i, f) in cfg.failover.iter().enumerate() {
-        if f.irp.as_deref().is_none_or(|n| n.trim().is_empty()) {
-            return Err(IrpError::Config(format!(
-                "gstins.{gstin}.failover[{i}] needs `irp`, the IRP's name (e.g. \"IRIS\", \"NIC2\")"
-            )));
-        }
-        if !f.failover.is_empty() {
-            return Err(IrpError::Config(format!(
-                "gstins.{gstin}.failover[{i}] has its own `failover` list; list every IRP under the GSTIN"
-            )));
-        }
+        check_failover_entry(gstin, i, f)?;
         let p = build(http, gstin, f)?;
         if entries.iter().any(|e| e.irp().eq_ignore_ascii_case(p.irp())) {
-            return Err(IrpError::Config(format!(
-                "gstins.{gstin}: IRP {} is configured twice (failover[{i}])",
-                p.irp()
-            )));
+            return Err(twice(gstin, p.irp(), i));
         }
         entries.push(p);
     }
@@ -213,14 +283,14 @@ pub fn http_client(s: &Settings) -> Result<reqwest::Client, IrpError> {
 }
 
 impl Providers {
-    /// Build every GSTIN of the configuration; a bad entry is a configuration error at start,
-    /// not a retry loop later. Database GSTINs are added by [`Providers::apply`].
+    /// Check every GSTIN of the configuration; a bad entry is a configuration error at start,
+    /// not a retry loop later (its clients are built on its first command). Database GSTINs are
+    /// added by [`Providers::apply`].
     pub fn from_settings(s: &Settings) -> Result<Providers, IrpError> {
         let http = http_client(s)?;
         let mut map = BTreeMap::new();
         for (gstin, cfg) in &s.gstins {
-            let irps = build_set(&http, gstin, cfg)?;
-            map.insert(gstin.clone(), Arc::new(Served { irps, config: Arc::new(cfg.clone()), source: Source::File }));
+            map.insert(gstin.clone(), Arc::new(Served::new(&http, gstin, cfg.clone(), Source::File)?));
         }
         Ok(Providers { http: Some(http), file: Arc::new(map), managed: Default::default() })
     }
@@ -229,13 +299,36 @@ impl Providers {
         self.managed.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The GSTIN as a job uses it, or why it is not served. The file wins over the database.
+    /// The GSTIN as a job uses it, or why it is not served, with its IRP clients built (this is
+    /// where a GSTIN's first command builds them). The file wins over the database.
     pub fn lookup(&self, gstin: &str) -> Result<Arc<Served>, Unserved> {
+        let served = self.entry(gstin)?;
+        served.irps()?;
+        Ok(served)
+    }
+
+    /// [`Self::lookup`] without building the clients (for what reads only the section).
+    fn entry(&self, gstin: &str) -> Result<Arc<Served>, Unserved> {
         let g = gstin.to_ascii_uppercase();
         if let Some(s) = self.file.get(&g) {
             return Ok(s.clone());
         }
         self.read().get(&g).map_or(Err(Unserved::Unknown), |m| m.state.clone())
+    }
+
+    /// The section of a served GSTIN, without building its clients: for what visits every
+    /// GSTIN (the error-budget sampler) and must not build them all.
+    pub fn section(&self, gstin: &str) -> Option<Arc<GstinConfig>> {
+        self.entry(gstin).ok().map(|s| s.config.clone())
+    }
+
+    /// How many GSTINs are served, and how many of them have had their IRP clients built.
+    pub fn counts(&self) -> (usize, usize) {
+        let managed = self.read();
+        let served = self.file.values().chain(
+            managed.iter().filter(|(g, _)| !self.file.contains_key(*g)).filter_map(|(_, m)| m.state.as_ref().ok()),
+        );
+        served.fold((0, 0), |(n, b), s| (n + 1, b + usize::from(s.built())))
     }
 
     /// The GSTIN's primary IRP.
@@ -245,7 +338,7 @@ impl Providers {
 
     /// All of the GSTIN's IRPs (a copy: the caller keeps them however the registry changes).
     pub fn set(&self, gstin: &str) -> Option<IrpSet> {
-        self.lookup(gstin).ok().map(|s| s.irps.clone())
+        self.lookup(gstin).ok().and_then(|s| s.irps().ok().cloned())
     }
 
     /// The GSTIN's section (UPI id, payee name, …).
@@ -318,9 +411,9 @@ impl Providers {
             (Err(e), true) => Err(Unserved::Broken(e.to_string())),
             (Ok(cfg), true) => match cfg.check(&gstin).map_err(|e| e.to_string()).and_then(|()| {
                 let http = self.http.as_ref().ok_or_else(|| "no HTTP client".to_string())?;
-                build_set(http, &gstin, cfg).map_err(|e| e.to_string())
+                Served::new(http, &gstin, (*cfg).clone(), Source::Database).map_err(|e| e.to_string())
             }) {
-                Ok(irps) => Ok(Arc::new(Served { irps, config: Arc::new((*cfg).clone()), source: Source::Database })),
+                Ok(served) => Ok(Arc::new(served)),
                 Err(e) => Err(Unserved::Broken(e)),
             },
         };
@@ -397,6 +490,43 @@ mod tests {
         assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Broken("no key".into())));
         assert!(p.remove(DB_GSTIN));
         assert_eq!(p.lookup(DB_GSTIN).err(), Some(Unserved::Unknown));
+    }
+
+    /// Issue 27: a GSTIN's clients are built by its first lookup, once however many lookups race
+    /// for it, never by reading its section; a change makes the next lookup build afresh while a
+    /// job keeps the clients it had.
+    #[test]
+    fn clients_are_built_on_the_first_lookup_once_and_afresh_after_a_change() {
+        let file = format!(
+            "[gstins.\"{FILE_GSTIN}\"]\nprovider = \"whitebooks\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+             password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\n"
+        );
+        let p = Providers::from_settings(&Settings::from_toml(&file).unwrap()).unwrap();
+        let v1 = section("one", "branch.a@okaxis");
+        p.apply(row(&v1, DB_GSTIN, 1, 1, true));
+        assert_eq!(p.counts(), (2, 0));
+        assert_eq!(p.section(DB_GSTIN).unwrap().upi_id.as_deref(), Some("branch.a@okaxis"));
+        assert_eq!(p.gstins().len(), 2);
+        assert_eq!(p.counts(), (2, 0), "reading sections builds nothing");
+        let firsts: Vec<Arc<dyn IrpProvider>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| p.get(DB_GSTIN).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(firsts.windows(2).all(|w| Arc::ptr_eq(&w[0], &w[1])), "built more than once");
+        assert_eq!(p.counts(), (2, 1));
+        let in_flight = p.set(DB_GSTIN).unwrap();
+        let v2 = section("two", "branch.b@okaxis");
+        p.apply(row(&v2, DB_GSTIN, 2, 2, true));
+        assert_eq!(p.counts(), (2, 0), "the new section's clients wait for their first command");
+        let next = p.get(DB_GSTIN).unwrap();
+        assert!(!Arc::ptr_eq(in_flight.primary(), &next));
+        assert!(Arc::ptr_eq(in_flight.primary(), &firsts[0]), "the job keeps what it looked up");
+        // A section that does not check is refused when applied, not at its first command.
+        let mut nic = section("three", "branch.c@okaxis");
+        nic.provider = ProviderKind::Nic;
+        let applied = p.apply(row(&nic, DB_GSTIN, 3, 2, true));
+        assert_eq!(applied, Applied::Changed { credentials: false });
+        assert!(matches!(p.lookup(DB_GSTIN).err(), Some(Unserved::Broken(why)) if why.contains("public key")));
     }
 
     #[test]

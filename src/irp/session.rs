@@ -147,6 +147,8 @@ pub struct SessionManager {
     locks: Mutex<HashMap<Key, Arc<AsyncMutex<()>>>>,
     /// Where auth calls are counted (API consumption: GSPs bill them too).
     usage: Arc<UsageMeter>,
+    /// Which GSTINs' token metrics have series of their own (`metrics_per_gstin`).
+    per_gstin: crate::config::MetricsPerGstin,
 }
 
 impl SessionManager {
@@ -158,12 +160,19 @@ impl SessionManager {
             memory: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
             usage: Arc::default(),
+            per_gstin: Default::default(),
         }
     }
 
     /// Count this manager's auth calls in `usage` (the worker's meter) instead of its own.
     pub fn with_usage(mut self, usage: Arc<UsageMeter>) -> SessionManager {
         self.usage = usage;
+        self
+    }
+
+    /// Count token refreshes and auth failures per GSTIN for the GSTINs `per_gstin` names.
+    pub fn with_metrics(mut self, per_gstin: crate::config::MetricsPerGstin) -> SessionManager {
+        self.per_gstin = per_gstin;
         self
     }
 
@@ -276,11 +285,11 @@ impl SessionManager {
             .record(started.elapsed().as_secs_f64());
         let mut s = match result {
             Ok(s) => {
-                metrics::counter!(m::TOKEN_REFRESHES, "gstin" => key.1.clone()).increment(1);
+                m::gstin_counter(&self.per_gstin, m::TOKEN_REFRESHES, &key.1).increment(1);
                 s
             }
             Err(e) => {
-                metrics::counter!(m::AUTH_FAILURES, "gstin" => key.1.clone()).increment(1);
+                m::gstin_counter(&self.per_gstin, m::AUTH_FAILURES, &key.1).increment(1);
                 tracing::warn!(irp, gstin = %key.1, error = %e, latency_ms = started.elapsed().as_millis() as u64, "IRP authentication failed");
                 let _ = self.db.abort_refresh(&key.0, &key.1).await;
                 return Err(e);

@@ -64,7 +64,7 @@ pub struct Whitebooks {
     environment: Environment,
     type_names: BTreeMap<String, String>,
     /// NIC's signing key, when configured: the GSP passes NIC's signed JWTs through.
-    signing_key: Option<rsa::RsaPublicKey>,
+    signing_key: Option<std::sync::Arc<rsa::RsaPublicKey>>,
     rate_limit: Option<RateLimit>,
 }
 
@@ -94,7 +94,7 @@ impl Whitebooks {
     /// An IRN answer, with its signatures checked when a signing key is configured.
     fn irn_data(&self, v: Value) -> Result<IrnData, IrpError> {
         let d = IrnData::from_json(&v).ok_or_else(|| IrpError::Protocol("the answer has no Irn/AckNo".into()))?;
-        super::signing::verify_irn_signatures(self.signing_key.as_ref(), &self.gstin, &d)?;
+        super::signing::verify_irn_signatures(self.signing_key.as_deref(), &self.gstin, &d)?;
         Ok(d)
     }
 

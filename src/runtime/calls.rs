@@ -123,7 +123,7 @@ where
         metrics::counter!(m::IRP_ERRORS, "irp" => irp_label, "operation" => err_op.as_str(), "class" => class.as_str())
             .increment(1);
         if err.is_error_response() {
-            metrics::counter!(m::IRP_ERROR_RESPONSES, "gstin" => gstin.to_string()).increment(1);
+            m::gstin_counter(&ctx.settings.metrics_per_gstin, m::IRP_ERROR_RESPONSES, gstin).increment(1);
             guard::count_error_response(ctx, gstin, provider).await;
         }
         ctx.irp_health.failed(gstin, irp, err_op, class, &err).await;

@@ -60,7 +60,8 @@ impl Ctx {
                 Arc::new(crate::store::tokens::PgSessions { db: db.clone(), sbox: sbox.clone() }),
                 settings.token_refresh_margin_secs,
             )
-            .with_usage(usage.clone()),
+            .with_usage(usage.clone())
+            .with_metrics(settings.metrics_per_gstin.clone()),
             usage,
             topology: Topology::new(&settings),
             verify_keys: Arc::new(crate::irp::verify::KeyRing::from_settings(&settings).unwrap_or_else(|e| {

@@ -20,8 +20,10 @@ use crate::store::StoreError;
 /// How often the whole table's versions are compared, whatever the notifications said.
 pub const RECHECK: Duration = Duration::from_secs(15);
 
-/// Apply rows read from the store; returns how many changed something here.
-pub fn apply_rows(ctx: &Ctx, rows: &[LoadedGstin]) -> usize {
+/// Apply rows read from the store; returns how many changed something here. `at_start`: the
+/// whole table at start-up, logged as one line (`worker starting`'s `database_gstins`) rather
+/// than one per GSTIN, which with thousands of GSTINs was a measurable part of the start.
+pub fn apply_rows(ctx: &Ctx, rows: &[LoadedGstin], at_start: bool) -> usize {
     let mut changed = 0;
     for row in rows {
         let applied = ctx.providers.apply(ManagedRow {
@@ -43,13 +45,17 @@ pub fn apply_rows(ctx: &Ctx, rows: &[LoadedGstin]) -> usize {
                 if credentials {
                     ctx.sessions.forget(&row.gstin);
                 }
-                tracing::info!(
-                    gstin = %row.gstin,
-                    version = row.version,
-                    enabled = row.enabled,
-                    credentials_changed = credentials,
-                    "applied the GSTIN's settings from the database"
-                );
+                if at_start {
+                    tracing::debug!(gstin = %row.gstin, version = row.version, enabled = row.enabled, "served from the database");
+                } else {
+                    tracing::info!(
+                        gstin = %row.gstin,
+                        version = row.version,
+                        enabled = row.enabled,
+                        credentials_changed = credentials,
+                        "applied the GSTIN's settings from the database"
+                    );
+                }
             }
         }
     }
@@ -63,7 +69,7 @@ pub async fn load_all(ctx: &Ctx) -> Result<usize, StoreError> {
     for gone in ctx.providers.versions().keys().filter(|g| !present.contains(g.as_str())) {
         ctx.providers.remove(gone);
     }
-    Ok(apply_rows(ctx, &rows))
+    Ok(apply_rows(ctx, &rows, true))
 }
 
 /// Compare versions with the table and re-read the rows that moved (or disappeared).
@@ -80,7 +86,7 @@ pub async fn recheck(ctx: &Ctx) -> Result<usize, StoreError> {
         return Ok(0);
     }
     let rows = ctx.db.gstins_load(Some(&moved), &ctx.seals).await?;
-    Ok(apply_rows(ctx, &rows))
+    Ok(apply_rows(ctx, &rows, false))
 }
 
 async fn on_change(ctx: &Ctx, change: GstinChange) {
@@ -89,7 +95,7 @@ async fn on_change(ctx: &Ctx, change: GstinChange) {
         Ok(())
     } else {
         ctx.db.gstins_load(Some(std::slice::from_ref(&change.gstin)), &ctx.seals).await.map(|rows| {
-            apply_rows(ctx, &rows);
+            apply_rows(ctx, &rows, false);
         })
     };
     if let Err(e) = result {

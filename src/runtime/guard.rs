@@ -86,7 +86,13 @@ fn bucket_keys(gstin: &str, provider: &dyn IrpProvider) -> [String; 2] {
 
 /// The error budget's keys: NIC counts per GSTIN and per client ID.
 fn budget_keys(gstin: &str, provider: &dyn IrpProvider) -> [String; 2] {
-    [format!("gstin:{gstin}"), format!("client:{}:{}", provider.irp(), provider.client_id())]
+    budget_keys_of(gstin, provider.irp(), provider.client_id())
+}
+
+/// [`budget_keys`] from the IRP's name and the client ID (a provider's `irp()` and `client_id()`
+/// are its section's `irp_name()` and `client_id`).
+fn budget_keys_of(gstin: &str, irp: &str, client_id: &str) -> [String; 2] {
+    [format!("gstin:{gstin}"), format!("client:{irp}:{client_id}")]
 }
 
 async fn sleep_counted(d: Duration, pacing: &mut Pacing, irp: &str) {
@@ -255,7 +261,11 @@ pub async fn count_error_response(ctx: &Ctx, gstin: &str, provider: &dyn IrpProv
         }
     };
     let (g, c) = (counts[0], counts[1]);
-    metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.to_string()).set(share_used(ctx, g, c));
+    // A GSTIN without series of its own is in the unlabelled gauge, the largest share of all of
+    // them: the sampler sets that one (within `status::SAMPLE_EVERY`).
+    if ctx.settings.metrics_per_gstin.labels(gstin) {
+        metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.to_ascii_uppercase()).set(share_used(ctx, g, c));
+    }
     let s = &ctx.settings;
     let (warn_share, pause_share) = (s.error_budget_warn_share, s.error_budget_pause_share);
     let scopes = [("gstin", g, s.error_budget_gstin_per_day), ("client_id", c, s.error_budget_client_per_day)];
@@ -329,8 +339,10 @@ async fn emit(ctx: &Ctx, ev: OutboxEvent) {
     }
 }
 
-/// Refresh [`m::IRP_ERROR_BUDGET_USED`] for every configured GSTIN from the store (the sampler):
+/// Refresh [`m::IRP_ERROR_BUDGET_USED`] for every served GSTIN from the store (the sampler):
 /// a new India day starts every gauge at its real count, and other processes' errors show too.
+/// GSTINs with series of their own (`metrics_per_gstin`) get theirs; the unlabelled series is
+/// the largest share among the others. Reads each GSTIN's section, never builds its clients.
 pub async fn sample_budget(ctx: &Ctx) {
     let day = crate::domain::document::india_today();
     let counts: HashMap<String, i64> = match ctx.db.error_counts(day).await {
@@ -340,11 +352,20 @@ pub async fn sample_budget(ctx: &Ctx) {
             return;
         }
     };
+    let per_gstin = &ctx.settings.metrics_per_gstin;
+    let mut others = 0.0_f64;
     for gstin in &ctx.providers.gstins() {
-        let Some(p) = ctx.providers.get(gstin) else { continue };
-        let [g, c] = budget_keys(gstin, p.as_ref()).map(|k| counts.get(&k).copied().unwrap_or(0));
-        metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.clone()).set(share_used(ctx, g, c));
+        let Some(cfg) = ctx.providers.section(gstin) else { continue };
+        let [g, c] =
+            budget_keys_of(gstin, &cfg.irp_name(), &cfg.client_id).map(|k| counts.get(&k).copied().unwrap_or(0));
+        let share = share_used(ctx, g, c);
+        if per_gstin.labels(gstin) {
+            metrics::gauge!(m::IRP_ERROR_BUDGET_USED, "gstin" => gstin.clone()).set(share);
+        } else {
+            others = others.max(share);
+        }
     }
+    metrics::gauge!(m::IRP_ERROR_BUDGET_USED).set(others);
 }
 
 /// The pause reason code of an error-budget pause.

@@ -3,10 +3,14 @@
 //! - `/healthz`: the process answers (liveness);
 //! - `/readyz`: the worker can do its job: RabbitMQ connected and not blocking publishers,
 //!   Postgres answering within 2 s, the outbox relay keeping up (no event older than
-//!   `EINVOICE_READY_OUTBOX_MAX_AGE_SECS` unpublished), and not every configured GSTIN refused
-//!   by its IRP (all credentials failing or all paused). 503 with the reasons otherwise;
-//! - `/status`: JSON for people: the same checks, the store's counts, and per GSTIN its IRP,
-//!   pause, last IRP success and failure. It names the GSTINs and their errors, so it asks for
+//!   `EINVOICE_READY_OUTBOX_MAX_AGE_SECS` unpublished), and not every served GSTIN (from the
+//!   configuration or the database) refused by its IRP (all credentials failing or all paused).
+//!   503 with the reasons otherwise;
+//! - `/status`: JSON for people: the same checks, the store's counts, how many GSTINs are served
+//!   (`gstin_counts`), and per GSTIN its IRP, pause, last IRP success and failure: the first
+//!   [`STATUS_GSTINS_LISTED`] GSTINs and every paused or failing one, at most
+//!   [`STATUS_GSTINS_MAX`] in all, so a worker with thousands of GSTINs answers a bounded page
+//!   (issue 27). It names the GSTINs and their errors, so it asks for
 //!   `Authorization: Bearer <EINVOICE_STATUS_TOKEN>` (401 without it; 403 when no token is
 //!   configured);
 //! - `/metrics`: Prometheus text (see [`crate::telemetry::metrics::CATALOG`]).
@@ -120,6 +124,27 @@ fn authorize(headers: &HeaderMap, token: Option<&SecretString>) -> Result<(), (S
     Err((StatusCode::UNAUTHORIZED, "/status needs `Authorization: Bearer <EINVOICE_STATUS_TOKEN>`\n"))
 }
 
+/// `/status` lists the first this many GSTINs (in GSTIN order) whatever their state …
+pub const STATUS_GSTINS_LISTED: usize = 100;
+/// … and every paused or failing one besides, up to this many GSTINs in all.
+pub const STATUS_GSTINS_MAX: usize = 1000;
+/// The `/readyz` problem names at most this many of the refused GSTINs.
+const REFUSED_NAMED: usize = 10;
+
+/// How many GSTINs this process serves, and how many `/status` lists.
+#[derive(Debug, Default, Serialize)]
+struct GstinCounts {
+    /// From the configuration and the database (enabled and usable).
+    served: usize,
+    /// Of those, the ones whose IRP clients have been built (they had a command).
+    clients_built: usize,
+    paused: usize,
+    /// Paused, or every IRP refusing their credentials.
+    refused: usize,
+    /// In `gstins` below.
+    listed: usize,
+}
+
 /// One GSTIN in `/status`.
 #[derive(Serialize)]
 struct GstinStatus {
@@ -133,8 +158,8 @@ struct GstinStatus {
     irps: BTreeMap<String, GstinHealth>,
 }
 
-/// The checks, their problems (empty: ready), the store's counts and per-GSTIN state.
-async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<String, GstinStatus>) {
+/// The checks, their problems (empty: ready), the store's counts and the GSTINs' state.
+async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, GstinCounts, BTreeMap<String, GstinStatus>) {
     let mut problems = Vec::new();
     if !s.amqp.connected() {
         problems.push("RabbitMQ connection is down".to_string());
@@ -171,10 +196,31 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    let health = s.ctx.irp_health.get();
+    let (counts, gstins) = gstin_states(&s.ctx, &pauses);
+    if counts.served > 0 && counts.refused == counts.served {
+        let named: Vec<&str> = gstins.keys().take(REFUSED_NAMED).map(String::as_str).collect();
+        let more = counts.served - named.len();
+        problems.push(format!(
+            "no configured GSTIN can reach its IRP: {}{} (credentials refused or paused; see /status)",
+            named.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
+    }
+    (problems, snapshot, counts, gstins)
+}
+
+/// Every served GSTIN's state, counted; the ones `/status` lists kept (see
+/// [`STATUS_GSTINS_LISTED`]). Reads sections only: no GSTIN's clients are built here.
+fn gstin_states(ctx: &Ctx, pauses: &[crate::store::ops::Pause]) -> (GstinCounts, BTreeMap<String, GstinStatus>) {
+    let health = ctx.irp_health.get();
+    let pauses: std::collections::HashMap<&str, &crate::store::ops::Pause> =
+        pauses.iter().map(|p| (p.gstin.as_str(), p)).collect();
+    let (_, clients_built) = ctx.providers.counts();
+    let mut counts = GstinCounts { clients_built, ..Default::default() };
     let mut gstins = BTreeMap::new();
-    for (gstin, cfg) in &settings.gstins {
-        let pause = pauses.iter().find(|p| p.gstin == *gstin);
+    for gstin in ctx.providers.gstins() {
+        let Some(cfg) = ctx.providers.section(&gstin) else { continue };
+        let pause = pauses.get(gstin.as_str());
         let irps: BTreeMap<String, GstinHealth> = cfg
             .irp_names()
             .map(|irp| {
@@ -183,30 +229,29 @@ async fn assess(s: &HealthState) -> (Vec<String>, Option<Snapshot>, BTreeMap<Str
                 (irp, h)
             })
             .collect();
-        let primary = cfg.irp_name();
-        gstins.insert(
-            gstin.clone(),
-            GstinStatus {
+        let refused = pause.is_some() || irps.values().all(|h| h.credentials_failing);
+        let failing = irps.values().any(|h| h.credentials_failing || h.circuit != "closed");
+        counts.served += 1;
+        counts.paused += usize::from(pause.is_some());
+        counts.refused += usize::from(refused);
+        if (counts.served <= STATUS_GSTINS_LISTED || refused || failing) && gstins.len() < STATUS_GSTINS_MAX {
+            let primary = cfg.irp_name();
+            let status = GstinStatus {
                 irp: primary.clone(),
                 paused_until: pause.map(|p| p.paused_until),
                 pause_reason: pause.map(|p| p.reason.clone()),
                 health: irps.get(&primary).cloned().unwrap_or_default(),
                 irps,
-            },
-        );
+            };
+            gstins.insert(gstin, status);
+        }
     }
-    let refused = |g: &GstinStatus| g.paused_until.is_some() || g.irps.values().all(|h| h.credentials_failing);
-    if !gstins.is_empty() && gstins.values().all(refused) {
-        problems.push(format!(
-            "no configured GSTIN can reach its IRP: {} (credentials refused or paused; see /status)",
-            gstins.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    (problems, snapshot, gstins)
+    counts.listed = gstins.len();
+    (counts, gstins)
 }
 
 async fn ready(State(s): State<HealthState>) -> (StatusCode, String) {
-    let (problems, _, _) = assess(&s).await;
+    let (problems, _, _, _) = assess(&s).await;
     if problems.is_empty() {
         (StatusCode::OK, "ready".into())
     } else {
@@ -223,7 +268,7 @@ async fn status(State(s): State<HealthState>, headers: HeaderMap) -> axum::respo
         }
         Err(refused) => return refused.into_response(),
     }
-    let (problems, snapshot, gstins) = assess(&s).await;
+    let (problems, snapshot, counts, gstins) = assess(&s).await;
     let code = if problems.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "ready": problems.is_empty(),
@@ -232,6 +277,7 @@ async fn status(State(s): State<HealthState>, headers: HeaderMap) -> axum::respo
         "worker_id": s.ctx.worker_id,
         "namespace": s.ctx.settings.namespace,
         "store": snapshot,
+        "gstin_counts": counts,
         "gstins": gstins,
     });
     (code, Json(body)).into_response()

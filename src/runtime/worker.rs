@@ -150,6 +150,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<WorkerHandle> {
     crate::telemetry::metrics::register_configured(
         irps.iter().map(|(g, i)| (g.as_str(), i.as_str())),
         ctx.topology.retry_queues().len(),
+        &ctx.settings.metrics_per_gstin,
     );
     tokio::spawn(super::status::sample(ctx.clone(), conn.create_channel().await?, shutdown.child_token()));
     // The GSTINs managed in the database: served from the first message, then followed.

@@ -6,7 +6,14 @@
 //! aggregate across replicas; a client-side summary would not). Label values are stable
 //! snake_case strings from closed sets (routing keys, outcome classes, operations, configured
 //! GSTINs and IRPs), never `Debug` output and never a document number.
+//!
+//! The metrics labelled `gstin` ([`PER_GSTIN`]) have a series per GSTIN only for the GSTINs
+//! `metrics_per_gstin` names (none by default: issue 27, thousands of GSTINs on one worker must
+//! not mean thousands of series each); every other GSTIN is counted in the series without the
+//! label, so `sum()` (counters) or `max()` (the budget gauge) over a metric is always the whole.
 use std::sync::OnceLock;
+
+use crate::config::MetricsPerGstin;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -229,6 +236,19 @@ pub const CATALOG: &[MetricDef] = &[
     },
 ];
 
+/// The metrics with a `gstin` label (see the module's note on cardinality).
+pub const PER_GSTIN: &[&str] = &[TOKEN_REFRESHES, AUTH_FAILURES, IRP_ERROR_RESPONSES, IRP_ERROR_BUDGET_USED];
+
+/// The counter `name` for a GSTIN: its own series when `per_gstin` names it, else the unlabelled
+/// series every other GSTIN shares.
+pub fn gstin_counter(per_gstin: &MetricsPerGstin, name: &'static str, gstin: &str) -> metrics::Counter {
+    if per_gstin.labels(gstin) {
+        metrics::counter!(name, "gstin" => gstin.to_ascii_uppercase())
+    } else {
+        metrics::counter!(name)
+    }
+}
+
 /// Outcome classes of [`COMMANDS`].
 pub const OUTCOMES: &[&str] =
     &["success", "rejected", "failed", "in_doubt", "paused", "dead_lettered", "rescheduled", "requeued"];
@@ -285,17 +305,34 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Register the series whose label values come from the configuration (GSTINs, their IRPs,
-/// retry tiers), so that every series exists before its first sample.
-pub fn register_configured<'a>(gstins: impl IntoIterator<Item = (&'a str, &'a str)>, tiers: usize) {
+/// retry tiers), so that every series exists before its first sample: the unlabelled series of
+/// the per-GSTIN metrics always, a GSTIN's own only when `per_gstin` names it.
+pub fn register_configured<'a>(
+    gstins: impl IntoIterator<Item = (&'a str, &'a str)>,
+    tiers: usize,
+    per_gstin: &MetricsPerGstin,
+) {
     handle();
     let mut irps = std::collections::BTreeSet::new();
+    let mut own: std::collections::BTreeSet<String> = match per_gstin {
+        MetricsPerGstin::Only(list) => list.clone(),
+        _ => Default::default(),
+    };
     for (gstin, irp) in gstins {
-        let gstin = gstin.to_string();
-        metrics::counter!(TOKEN_REFRESHES, "gstin" => gstin.clone()).increment(0);
-        metrics::counter!(AUTH_FAILURES, "gstin" => gstin.clone()).increment(0);
-        metrics::counter!(IRP_ERROR_RESPONSES, "gstin" => gstin.clone()).increment(0);
-        metrics::gauge!(IRP_ERROR_BUDGET_USED, "gstin" => gstin).increment(0.0);
+        if per_gstin.labels(gstin) {
+            own.insert(gstin.to_ascii_uppercase());
+        }
         irps.insert(irp.to_string());
+    }
+    for name in [TOKEN_REFRESHES, AUTH_FAILURES, IRP_ERROR_RESPONSES] {
+        metrics::counter!(name).increment(0);
+        for gstin in &own {
+            metrics::counter!(name, "gstin" => gstin.clone()).increment(0);
+        }
+    }
+    metrics::gauge!(IRP_ERROR_BUDGET_USED).increment(0.0);
+    for gstin in own {
+        metrics::gauge!(IRP_ERROR_BUDGET_USED, "gstin" => gstin).increment(0.0);
     }
     for irp in irps {
         metrics::counter!(IRP_THROTTLED, "irp" => irp.clone()).increment(0);
@@ -376,7 +413,7 @@ mod tests {
 
     #[test]
     fn every_catalogued_metric_is_rendered_from_start_up() {
-        register_configured([("29AAGCP4821K1Z3", "whitebooks")], 3);
+        register_configured([("29AAGCP4821K1Z3", "whitebooks")], 3, &MetricsPerGstin::All);
         let text = handle().render();
         for def in CATALOG {
             assert!(text.contains(&format!("# HELP {} ", def.name)), "{} is missing:\n{text}", def.name);
@@ -385,6 +422,40 @@ mod tests {
         assert!(text.contains("# TYPE einvoice_command_duration_seconds histogram"), "{text}");
         assert!(text.contains("einvoice_command_duration_seconds_bucket{routing_key=\"irn.generate\",le=\"0.5\"}"));
         assert!(!text.contains("Some("), "a Debug string leaked into a label:\n{text}");
+    }
+
+    /// Issue 27: by default no GSTIN has series of its own, however many there are; the
+    /// unlabelled series is there and counts them all. Opted in, the named GSTINs have theirs.
+    #[test]
+    fn per_gstin_series_only_when_asked_for() {
+        let gstins: Vec<String> = (0..50).map(|i| format!("33ZZPGS{i:04}F1Z5")).collect();
+        let pairs = || gstins.iter().map(|g| (g.as_str(), "nic1"));
+        register_configured(pairs(), 1, &MetricsPerGstin::Off);
+        for g in &gstins {
+            gstin_counter(&MetricsPerGstin::Off, AUTH_FAILURES, g).increment(1);
+        }
+        let text = handle().render();
+        assert!(!gstins.iter().any(|g| text.contains(g.as_str())), "a per-GSTIN series by default:\n{text}");
+        for name in PER_GSTIN {
+            assert!(text.lines().any(|l| l.starts_with(&format!("{name} "))), "no unlabelled {name}:\n{text}");
+        }
+        let total = |text: &str| -> f64 {
+            let line = text.lines().find(|l| l.starts_with(&format!("{AUTH_FAILURES} "))).unwrap();
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        assert!(total(&text) >= 50.0, "{text}");
+        let only = MetricsPerGstin::Only(gstins[..3].iter().cloned().collect());
+        register_configured(pairs(), 1, &only);
+        gstin_counter(&only, AUTH_FAILURES, &gstins[0]).increment(1);
+        let text = handle().render();
+        for name in PER_GSTIN {
+            assert!(text.contains(&format!("{name}{{gstin=\"{}\"}}", gstins[2])), "{name} of a listed GSTIN:\n{text}");
+        }
+        assert!(text.contains(&format!("{AUTH_FAILURES}{{gstin=\"{}\"}} 1", gstins[0])), "{text}");
+        assert!(!text.contains(gstins[3].as_str()), "an unlisted GSTIN has a series:\n{text}");
+        register_configured(pairs(), 1, &MetricsPerGstin::All);
+        let text = handle().render();
+        assert!(gstins.iter().all(|g| text.contains(&format!("{TOKEN_REFRESHES}{{gstin=\"{g}\"}}"))), "{text}");
     }
 
     #[test]

@@ -175,3 +175,95 @@ async fn a_disabled_gstins_commands_are_answered_with_gstin_disabled() {
     assert_eq!(code, 1, "a GSTIN not in the database");
     app.stop().await;
 }
+
+/// `count` GSTINs of Karnataka (the samples' state) numbered from 0, `tag` keeping two tests' sets apart.
+fn numbered(tag: char, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            let body = format!("29ZZPG{tag}{i:04}F1Z");
+            format!("{body}{}", einvoice_worker::domain::gstin::check_digit(&body).unwrap())
+        })
+        .collect()
+}
+
+/// Add `gstins` to the test's database (whitebooks sections pointing at its simulator) and wait
+/// until the worker serves them all besides the two of its file.
+async fn add_many(app: &TestApp, gstins: &[String]) {
+    let seals = &app.worker.as_ref().unwrap().ctx.seals;
+    for g in gstins {
+        let section = einvoice_worker::sim::gstin_toml(&app.sim.base_url(), ProviderKind::Whitebooks, g);
+        let cfg = einvoice_worker::config::Settings::from_toml(&section).unwrap().gstins.remove(g).unwrap();
+        assert!(app.db.gstin_add(g, &cfg, seals).await.unwrap());
+    }
+    let w = registry(app);
+    wait_until(30, "the worker serves every added GSTIN", || w.counts().0 == gstins.len() + 2).await;
+}
+
+/// Issue 27: the GSTINs of the database count in `/status`, which lists a bounded page of them
+/// (the first 100 and every paused one); none has its IRP clients built before its first
+/// command, which builds only its own; `/metrics` has no series per GSTIN by default, and has
+/// them with `metrics_per_gstin = "*"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_database_gstins_status_metrics_and_clients_stay_bounded() {
+    let extra = "health_listen = \"127.0.0.1:0\"\nstatus_token = \"st-t0ken\"";
+    let mut quiet = TestApp::spawn_with(Options { extra_toml: extra.into(), ..Default::default() }).await;
+    let loud = TestApp::spawn_with(Options {
+        extra_toml: format!("{extra}\nmetrics_per_gstin = \"*\""),
+        ..Default::default()
+    })
+    .await;
+    let (q, l) = (numbered('A', 150), numbered('B', 50));
+    add_many(&quiet, &q).await;
+    add_many(&loud, &l).await;
+    let w = registry(&quiet);
+    assert!(w.counts().1 <= 2, "clients built before any command: {:?}", w.counts());
+    let late = &q[140];
+    quiet.db.pause_gstin(late, 600, &serde_json::json!({"code": "TEST_PAUSE"})).await.unwrap();
+
+    let addr = quiet.worker.as_ref().unwrap().health_addr.unwrap();
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{addr}/status"))
+        .bearer_auth("st-t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let counts = &status["gstin_counts"];
+    assert_eq!((counts["served"].as_u64(), counts["paused"].as_u64()), (Some(152), Some(1)), "{counts:#}");
+    assert_eq!(counts["listed"].as_u64(), Some(101), "the first 100 and the paused one: {counts:#}");
+    assert!(counts["clients_built"].as_u64().unwrap() <= 2, "{counts:#}");
+    let listed = status["gstins"].as_object().unwrap();
+    assert_eq!(listed.len(), 101);
+    assert!(listed.contains_key(&q[0]) && !listed.contains_key(&q[120]), "{:?}", listed.keys());
+    assert!(listed[late.as_str()]["paused_until"].is_string(), "{:#}", listed[late.as_str()]);
+    assert_eq!(status["ready"], true, "one paused GSTIN of 152 does not make the worker unready: {status:#}");
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // A database GSTIN's first command builds its clients, and only its own.
+    let built = w.counts().1;
+    quiet.generate(&invoice_for(&q[0], "MANY/0001")).await;
+    let (_, ev) = quiet.next_reply(30).await;
+    assert_eq!(ev["event_type"], "irn.generated", "{ev:#}");
+    assert_eq!(w.counts().1, built + 1, "{:?}", w.counts());
+
+    // The recorder is the process's: both workers' series are in either's /metrics. The
+    // sampler sets the error-budget gauge of every GSTIN with series of its own within 5 s.
+    let metrics = || async { reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap() };
+    let budget = |g: &str| format!("einvoice_irp_error_budget_used{{gstin=\"{g}\"}}");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = metrics().await;
+        if l.iter().all(|g| text.contains(&budget(g))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(l.iter().all(|g| text.contains(&budget(g))), "opted in, every GSTIN has its series:\n{text}");
+    assert!(!q.iter().any(|g| text.contains(g.as_str())), "by default no GSTIN has a series:\n{text}");
+    assert!(text.lines().any(|l| l.starts_with("einvoice_token_refreshes_total ")), "the aggregate:\n{text}");
+    loud.stop().await;
+    quiet.stop().await;
+}
