@@ -423,16 +423,19 @@ async fn jobs(
         Err(e) => return status_page(StatusCode::BAD_REQUEST, Some(&s), "Bad filter", &e),
     };
     let after = Cursor::decode(&p.after);
-    let (rows, total) =
-        match tokio::try_join!(app.0.db.search_jobs(&search, after, PAGE + 1), app.0.db.count_jobs(&search, 10_000)) {
-            Ok(x) => x,
-            Err(e) => return store_error(&s, e),
-        };
+    let (rows, total, ewbs) = match tokio::try_join!(
+        app.0.db.search_jobs(&search, after, PAGE + 1),
+        app.0.db.count_jobs(&search, 10_000),
+        app.0.db.search_ewaybill_documents(&search, PAGE)
+    ) {
+        Ok(x) => x,
+        Err(e) => return store_error(&s, e),
+    };
     let next = (rows.len() as i64 > PAGE)
         .then(|| rows.get(PAGE as usize - 1).map(|j| Cursor { updated_at: j.updated_at, id: j.id }.encode()))
         .flatten();
     let shown: Vec<JobSummary> = rows.iter().take(PAGE as usize).map(JobSummary::from).collect();
-    html(pages::jobs(&s, &f, &shown, total, total >= 10_000, next))
+    html(pages::jobs(&s, &f, &shown, total, total >= 10_000, next, &ewbs))
 }
 
 /// Keys whose values are never shown, at any depth of a stored answer (belt and braces: the

@@ -136,6 +136,7 @@ pub fn jobs(
     total: i64,
     capped: bool,
     next: Option<String>,
+    ewbs: &[crate::store::console::EwbDocLine],
 ) -> Markup {
     let query = f.query_string();
     page(
@@ -164,6 +165,23 @@ pub fn jobs(
                 }
             }
             @if let Some(n) = next { p { a href={ "/jobs?" (query) "&after=" (n) } rel="next" { "Next page" } } }
+            @if !ewbs.is_empty() {
+                table {
+                    caption { "E-way bills made without an IRN that match the e-way bill or document number" }
+                    thead { tr { th scope="col" { "Document" } th scope="col" { "Document date" } th scope="col" { "GSTIN" }
+                        th scope="col" { "E-way bill" } th scope="col" { "Status" } th scope="col" { "Valid till" } th scope="col" { "Calls" } } }
+                    tbody {
+                        @for e in ewbs {
+                            tr {
+                                td { (e.doc_type) " " (e.doc_number) } td { (e.doc_date) } td { (e.gstin) }
+                                td { code { (e.ewb_no.as_deref().unwrap_or("-")) } }
+                                td { (e.status.as_deref().unwrap_or("not made yet")) }
+                                td { (e.valid_till.as_deref().unwrap_or("-")) } td { (e.calls) }
+                            }
+                        }
+                    }
+                }
+            }
         },
     )
 }

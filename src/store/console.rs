@@ -205,6 +205,63 @@ pub struct NewAction {
     pub result: Value,
 }
 
+/// An e-way bill made without an IRN (a delivery challan, a stock transfer): not a job, so the
+/// console lists it beside the jobs when a search names its number or its document's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EwbDocLine {
+    pub gstin: String,
+    pub doc_type: String,
+    pub doc_number: String,
+    pub doc_date: String,
+    /// None: not made yet (or its call's answer was lost and the lookup is pending).
+    pub ewb_no: Option<String>,
+    pub valid_till: Option<String>,
+    /// active | cancelled (None: no e-way bill yet).
+    pub status: Option<String>,
+    /// `GENEWAYBILL` calls made for it.
+    pub calls: i32,
+}
+
+impl Db {
+    /// E-way bills without an IRN whose number is `s.ewb_no` or whose document number is
+    /// `s.doc_number` (any case), within the search's GSTIN filters, newest first, at most
+    /// `limit`. Empty when the search names neither (every other filter is a job's).
+    pub async fn search_ewaybill_documents(&self, s: &Search, limit: i64) -> Result<Vec<EwbDocLine>, StoreError> {
+        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        let (ewb_no, doc_no) = (text(&s.ewb_no), text(&s.doc_number));
+        if ewb_no.is_none() && doc_no.is_none() {
+            return Ok(Vec::new());
+        }
+        let gstin = text(&s.gstin).map(|g| g.to_ascii_uppercase());
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT d.gstin, d.doc_type, d.doc_no, d.doc_date, d.ewb_no, e.valid_till, e.status, d.calls
+                 FROM ewaybill_documents d LEFT JOIN ewaybills e ON e.ewb_no = d.ewb_no
+                 WHERE ($1::text IS NULL OR d.ewb_no = $1)
+                   AND ($2::text IS NULL OR upper(d.doc_no) = upper($2))
+                   AND ($3::text IS NULL OR d.gstin = $3)
+                   AND ($4::text[] IS NULL OR d.gstin = ANY($4))
+                 ORDER BY d.updated_at DESC LIMIT $5",
+                &[&ewb_no, &doc_no, &gstin, &s.allowed_gstins, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EwbDocLine {
+                gstin: r.get(0),
+                doc_type: r.get(1),
+                doc_number: r.get(2),
+                doc_date: r.get(3),
+                ewb_no: r.get(4),
+                valid_till: r.get(5),
+                status: r.get(6),
+                calls: r.get(7),
+            })
+            .collect())
+    }
+}
+
 /// One line of the IRN register: a document with its IRN and/or e-way bill.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RegisterLine {

@@ -28,6 +28,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (19, "outbox_handoff", include_str!("../../migrations/0019_outbox_handoff.sql")),
     (20, "outside_attempts", include_str!("../../migrations/0020_outside_attempts.sql")),
     (21, "api_calls_daily", include_str!("../../migrations/0021_api_calls_daily.sql")),
+    (22, "ewaybill_documents_search", include_str!("../../migrations/0022_ewaybill_documents_search.sql")),
 ];
 
 /// An arbitrary constant naming "the migration lock" among advisory locks.

@@ -244,3 +244,30 @@ async fn console_job_page_lists_every_attempt_with_the_irps_answers() {
     }
     app.stop().await;
 }
+
+/// An e-way bill made without an IRN is no job, yet an operator looking for a challan finds it:
+/// by its e-way bill number and by its document number (any case), and a user limited to other
+/// GSTINs does not see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_finds_ewaybills_made_without_an_irn() {
+    let (mut app, base) = console_app().await;
+    app.publish("ewaybill.generate", &crate::ewaybill_doc::command(crate::ewaybill_doc::challan("DC/C-0042"))).await;
+    let (_, ev) = app.next_reply(30).await;
+    assert_eq!(ev["event_type"], "ewaybill.generated", "{ev:#}");
+    let ewb_no = ev["data"]["ewb_no"].as_str().unwrap().to_string();
+    let http = http();
+    let (viewer, _) = session(&http, &base, "vik", VIEWER_PASSWORD).await;
+    let caption = "E-way bills made without an IRN";
+    for query in [format!("ewb_no={ewb_no}"), "doc_number=dc%2Fc-0042".to_string()] {
+        let (code, page) = get(&http, &viewer, &format!("{base}/jobs?{query}")).await;
+        assert_eq!(code, 200, "{page}");
+        assert!(page.contains(caption) && page.contains(&ewb_no) && page.contains("CHL DC/C-0042"), "{query}: {page}");
+        assert!(page.contains("active"), "{page}");
+    }
+    // Another document number, or another GSTIN: not listed.
+    let (_, page) = get(&http, &viewer, &format!("{base}/jobs?doc_number=DC%2FC-0043")).await;
+    assert!(!page.contains(caption), "{page}");
+    let (_, page) = get(&http, &viewer, &format!("{base}/jobs?ewb_no={ewb_no}&gstin={SELLER_MH}")).await;
+    assert!(!page.contains(caption), "{page}");
+    app.stop().await;
+}

@@ -18,7 +18,7 @@ fn today() -> String {
 
 /// A delivery challan moving stock from the Bengaluru warehouse to the Tumakuru branch (same
 /// GSTIN, so no tax): outward, sub-supply type 5 (for own use), document type CHL.
-fn challan(doc_no: &str) -> Value {
+pub(crate) fn challan(doc_no: &str) -> Value {
     json!({
         "supplyType": "O", "subSupplyType": "5", "docType": "CHL", "docNo": doc_no, "docDate": today(),
         "fromGstin": SELLER_KA, "fromTrdName": "Prakash Agro Industries", "fromAddr1": "12 Industrial Area",
@@ -32,7 +32,7 @@ fn challan(doc_no: &str) -> Value {
     })
 }
 
-fn command(doc: Value) -> Value {
+pub(crate) fn command(doc: Value) -> Value {
     json!({"gstin": SELLER_KA, "ewaybill": doc,
         "transport": {"Distance": 70, "TransMode": "1", "VehNo": "KA01AB1234", "VehType": "R"}})
 }
