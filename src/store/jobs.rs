@@ -77,6 +77,17 @@ pub(crate) const COLUMNS: &str =
 /// The IRP calls a job's attempt log keeps (the newest).
 pub const MAX_ATTEMPT_LOG: usize = crate::runtime::attempts::MAX_ATTEMPTS;
 
+/// The `SET` clause (with its leading comma) that appends parameter `$n` (a JSON array of IRP
+/// calls, see `runtime::attempts`) to `jobs.attempt_log`, keeping the newest [`MAX_ATTEMPT_LOG`]:
+/// for every statement that already writes a job row, so the log costs no round trip of its own.
+pub(crate) fn append_attempts(n: usize) -> String {
+    format!(
+        ", attempt_log = (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb)
+             WITH ORDINALITY AS t(e, i)
+           WHERE i > jsonb_array_length(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb) - {MAX_ATTEMPT_LOG})"
+    )
+}
+
 /// The claim statement (see [`Db::claim_generate_for`]). `ins` creates a new document already
 /// claimed; `cur` locks an existing one; `upd` claims it unless it is generated, cancelled,
 /// registered or cancelled outside (an operator's mark), rejected for this very payload, or leased to another live attempt; otherwise the locked row
@@ -377,12 +388,7 @@ impl Db {
         let log = match attempts {
             Some(a) => {
                 params.push(a);
-                let n = params.len();
-                format!(
-                    ", attempt_log = (SELECT jsonb_agg(e ORDER BY i) FROM jsonb_array_elements(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb)
-                         WITH ORDINALITY AS t(e, i)
-                       WHERE i > jsonb_array_length(COALESCE(attempt_log, '[]'::jsonb) || ${n}::jsonb) - {MAX_ATTEMPT_LOG})"
-                )
+                append_attempts(params.len())
             }
             None => String::new(),
         };

@@ -6,6 +6,7 @@
 //! leasing in-doubt jobs, and listing the generated jobs of a range.
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -388,31 +389,37 @@ impl Db {
         .map(JobRow::from))
     }
 
-    /// Put a job we hold back to `in_doubt` (the lookup failed), releasing our lease.
-    pub async fn release_in_doubt(&self, job_id: Uuid, owner: Uuid) -> Result<(), StoreError> {
+    /// Put a job we hold back to `in_doubt` (the lookup failed), releasing our lease and
+    /// appending the lookup's IRP calls (`calls`, see `runtime::attempts`) to its attempt log.
+    pub async fn release_in_doubt(&self, job_id: Uuid, owner: Uuid, calls: Option<&Value>) -> Result<(), StoreError> {
         let c = self.client().await?;
         c.execute(
-            "UPDATE jobs SET status = 'in_doubt', lease_owner = NULL, lease_until = NULL
-             WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
-            &[&job_id, &owner],
+            &format!(
+                "UPDATE jobs SET status = 'in_doubt', lease_owner = NULL, lease_until = NULL{}
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
+                log_clause(calls)
+            ),
+            &with_calls(&[&job_id, &owner], calls),
         )
         .await?;
         Ok(())
     }
 
     /// The IRP confirmed it has no IRN for a job we hold: make it `pending` again (its generate
-    /// command is re-published next). False when we no longer hold it.
-    pub async fn requeue_job(&self, job_id: Uuid, owner: Uuid) -> Result<bool, StoreError> {
+    /// command is re-published next), appending the lookup's IRP calls to its attempt log.
+    /// False when we no longer hold it.
+    pub async fn requeue_job(&self, job_id: Uuid, owner: Uuid, calls: Option<&Value>) -> Result<bool, StoreError> {
         let c = self.client().await?;
         let n = c
             .execute(
                 &format!(
                     "UPDATE jobs SET status = '{}', lease_owner = NULL, lease_until = NULL, updated_at = now(),
-                            in_doubt_reported_at = NULL
+                            in_doubt_reported_at = NULL{}
                      WHERE id = $1 AND lease_owner = $2 AND status = 'in_flight'",
-                    JobStatus::Pending
+                    JobStatus::Pending,
+                    log_clause(calls)
                 ),
-                &[&job_id, &owner],
+                &with_calls(&[&job_id, &owner], calls),
             )
             .await?;
         Ok(n == 1)
@@ -448,4 +455,18 @@ impl Db {
             .await?;
         Ok(rows.iter().map(JobRow::from).collect())
     }
+}
+
+/// The attempt-log clause for a statement whose parameters are `$1`, `$2` and then `calls`.
+fn log_clause(calls: Option<&Value>) -> String {
+    calls.map(|_| super::jobs::append_attempts(3)).unwrap_or_default()
+}
+
+/// `params`, then `calls` when there are any.
+fn with_calls<'a>(params: &[&'a (dyn ToSql + Sync)], calls: Option<&'a Value>) -> Vec<&'a (dyn ToSql + Sync)> {
+    let mut v = params.to_vec();
+    if let Some(c) = calls {
+        v.push(c);
+    }
+    v
 }

@@ -260,6 +260,24 @@ async fn console_in_a_browser_roles_search_by_irn_bulk_retry_and_audit() {
     let see = c.source().await.unwrap();
     assert!(see.contains("/jobs?error_code=2265"), "the 3 documents refused with 2265 are counted");
     screenshot(&c, "console-see").await;
+    // The API consumption page, and a "registered outside" confirmation for the 3 refused with
+    // 2265 (nothing is marked: the form is not sent).
+    // Workers write their counts every 10 s: wait for this one's.
+    for _ in 0..40 {
+        c.goto(&format!("{base}/usage")).await.unwrap();
+        if c.source().await.unwrap().contains(SELLER_KA) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(text_of(&c, "main h1").await, "API usage");
+    assert!(c.source().await.unwrap().contains(SELLER_KA), "the GSTIN's calls are counted");
+    screenshot(&c, "console-usage").await;
+    c.goto(&format!("{base}/confirm/outside?outcome=registered&status=rejected&error_code=2265")).await.unwrap();
+    let summary = text_of(&c, "p[role=status]").await;
+    assert!(summary.starts_with("This will mark 3 document(s) as registered outside the worker"), "{summary}");
+    c.find(Locator::Id("reason")).await.unwrap().send_keys("registered on the portal during the outage").await.unwrap();
+    screenshot(&c, "console-outside-confirm").await;
     let ev = app.next_event_of("operator.action", 30).await.expect("an operator.action event");
     assert_eq!((ev["data"]["count"].as_i64(), ev["data"]["actor"].as_str()), (Some(37), Some("asha")));
 

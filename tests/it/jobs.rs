@@ -251,6 +251,16 @@ async fn outage_longer_than_the_budget_is_rescheduled_durably() {
     let attempts: i32 =
         app.db.client().await.unwrap().query_one("SELECT attempts FROM jobs", &[]).await.unwrap().get(0);
     assert!(attempts >= 2, "came back through the retry queue: {attempts} attempts");
+    // Every attempt's IRP calls are on the job's attempt log, the ones that ended in a retry too:
+    // every 503 served, from the first (the ambiguous generate) to the generate that succeeded.
+    let log: serde_json::Value =
+        app.db.client().await.unwrap().query_one("SELECT attempt_log FROM jobs", &[]).await.unwrap().get(0);
+    let log = log.as_array().expect("an attempt log").clone();
+    let served_503 = app.sim.core.stats().injected_5xx;
+    assert_eq!(log.iter().filter(|a| a["http_status"] == 503).count() as u64, served_503, "{log:#?}");
+    assert_eq!((log[0]["operation"].as_str(), log[0]["outcome"].as_str()), (Some("generate"), Some("ambiguous")));
+    let last = log.last().unwrap();
+    assert_eq!((last["operation"].as_str(), last["outcome"].as_str()), (Some("generate"), Some("ok")), "{log:#?}");
     assert_eq!(app.sim.core.stats().irns_created, 1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     app.stop().await;

@@ -203,6 +203,26 @@ async fn in_doubt_jobs_are_resolved_or_requeued() {
         }
     }
     assert_eq!(app.db.job(job_d).await.unwrap().unwrap().status, JobStatus::Pending);
+    // The sweep's lookups are on the job pages' attempt logs: the one that found A's IRN, and
+    // B's "not found" before the re-queued command's own calls.
+    let log_of = |id: Uuid| {
+        let db = app.db.clone();
+        async move {
+            let c = db.client().await.unwrap();
+            let v: Option<Value> =
+                c.query_one("SELECT attempt_log FROM jobs WHERE id = $1", &[&id]).await.unwrap().get(0);
+            v.and_then(|v| v.as_array().cloned()).unwrap_or_default()
+        }
+    };
+    let log_a = log_of(job_a).await;
+    assert_eq!(log_a.len(), 1, "{log_a:#?}");
+    assert_eq!((log_a[0]["operation"].as_str(), log_a[0]["outcome"].as_str()), (Some("get_by_doc"), Some("ok")));
+    let log_b = log_of(job_b).await;
+    assert_eq!(log_b[0]["operation"], "get_by_doc", "{log_b:#?}");
+    assert_eq!(log_b[0]["outcome"], "error", "{log_b:#?}");
+    assert!(log_b[0]["codes"].as_str().is_some_and(|c| c.contains("2154")), "{log_b:#?}");
+    let last = log_b.last().unwrap();
+    assert_eq!((last["operation"].as_str(), last["outcome"].as_str()), (Some("generate"), Some("ok")), "{log_b:#?}");
     let st = app.sim.core.stats();
     assert_eq!(st.irns_created, 3);
     assert!(st.generate_per_irn.values().all(|n| *n == 1), "one generate call per document: {st:?}");

@@ -590,7 +590,7 @@ async fn finish(
         }
         Outcome::Generated(data, duplicate) => {
             let irn = data.irn.clone();
-            store_generated(ctx, meta, job, data, duplicate).await?;
+            store_generated(ctx, meta, job, data, duplicate, attempts::take().as_ref()).await?;
             tracing::info!(document = %job.doc_number, irn, duplicate, "IRN generated");
             Ok(Disposition::Ack)
         }
@@ -696,18 +696,20 @@ fn failed_event(meta: &CommandMeta, job: &JobRow, errors: &[ErrorItem]) -> crate
     job_event(meta, job, "irn.failed", data)
 }
 
-/// Store an IRN the IRP gave for `job` and its `irn.generated` event, in one transaction.
+/// Store an IRN the IRP gave for `job` and its `irn.generated` event, in one transaction,
+/// appending `calls` (the IRP calls that found it) to the job's attempt log.
 pub(crate) async fn store_generated(
     ctx: &Ctx,
     meta: &CommandMeta,
     job: &JobRow,
     data: Box<IrnData>,
     duplicate: bool,
+    calls: Option<&Value>,
 ) -> Result<(), StoreError> {
     // The event carries what is being stored, so a later replay (built from the row) matches it.
     let (mut event_data, qr_png) = generated_irn_data(ctx, &data).await?;
     event_data["duplicate"] = json!(duplicate);
     let ev = job_event(meta, job, "irn.generated", event_data);
     let update = JobUpdate::Generated { data, duplicate, qr_png };
-    ctx.db.finish_job_with(job.id, &update, &[ev], attempts::take().as_ref()).await
+    ctx.db.finish_job_with(job.id, &update, &[ev], calls).await
 }

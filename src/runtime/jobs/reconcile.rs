@@ -26,6 +26,7 @@ use crate::domain::event::{CommandMeta, ErrorItem};
 use crate::domain::outcome::{Final, Operation};
 use crate::domain::{DocDate, DocNumber, DocType};
 use crate::irp::{IrnData, RejectedIrn};
+use crate::runtime::attempts;
 use crate::runtime::calls::{call, Resend};
 use crate::runtime::events::{self, document_ref, errors_json, plain_event};
 use crate::runtime::{Ctx, Disposition};
@@ -334,7 +335,7 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
             continue; // settled meanwhile, or a generate retry holds it
         };
         let Some(doc) = job_doc(&job) else {
-            ctx.db.release_in_doubt(job.id, owner).await?;
+            ctx.db.release_in_doubt(job.id, owner, None).await?;
             let e = ErrorItem::worker("UNREADABLE_JOB", "the job's stored document type, number or date is unreadable");
             let f = job_finding(finding::IN_DOUBT_UNRESOLVED, &job, json!({"errors": [e]}));
             if !ctx.db.add_run_findings(run.id, owner, &[f], lease).await? {
@@ -344,9 +345,17 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
         };
         let p = provider.as_ref();
         let d = &doc;
-        let found =
-            call(ctx, &job.gstin, p, Operation::GetByDoc, Resend::Freely, |s| async move { p.get_by_doc(&s, d).await })
+        // The lookup's calls go to the job's attempt log, with whatever the sweep writes to it next.
+        let (found, calls) =
+            attempts::scope(async {
+                let found = call(ctx, &job.gstin, p, Operation::GetByDoc, Resend::Freely, |s| async move {
+                    p.get_by_doc(&s, d).await
+                })
                 .await;
+                (found, attempts::take())
+            })
+            .await;
+        let calls = calls.as_ref();
         let f = match found {
             Ok(mut data) => {
                 data.irp = Some(p.irp().to_string());
@@ -354,14 +363,14 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                 if !ctx.db.extend_lease(job.id, owner, lease, p.irp()).await? {
                     continue;
                 }
-                resolve(ctx, &job, &data).await?;
+                resolve(ctx, &job, &data, calls).await?;
                 tracing::info!(job_id = %job.id, irn = %data.irn, "in-doubt job resolved: the IRP has its IRN");
                 let row = JobRow { irn: Some(data.irn.clone()), ..job.clone() };
                 job_finding(finding::IN_DOUBT_RESOLVED, &row, json!({"ack_no": data.ack_no}))
             }
             Err(e) if e.class(Operation::GetByDoc) == Final::NotFound => {
                 let Some(request) = job.request.clone() else {
-                    ctx.db.release_in_doubt(job.id, owner).await?;
+                    ctx.db.release_in_doubt(job.id, owner, calls).await?;
                     let e = ErrorItem::worker(
                         "NO_STORED_REQUEST",
                         "the IRP has no IRN for this job and no invoice is stored to send again",
@@ -372,7 +381,7 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                     }
                     continue;
                 };
-                if !ctx.db.requeue_job(job.id, owner).await? {
+                if !ctx.db.requeue_job(job.id, owner, calls).await? {
                     continue;
                 }
                 let body =
@@ -389,11 +398,11 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
                 job_finding(finding::IN_DOUBT_REQUEUED, &job, json!({}))
             }
             Err(e) if e.class(Operation::GetByDoc) == Final::Transient => {
-                ctx.db.release_in_doubt(job.id, owner).await?;
+                ctx.db.release_in_doubt(job.id, owner, calls).await?;
                 return Ok(Some(Step::Retry(e.to_error_items())));
             }
             Err(e) => {
-                ctx.db.release_in_doubt(job.id, owner).await?;
+                ctx.db.release_in_doubt(job.id, owner, calls).await?;
                 tracing::warn!(job_id = %job.id, error = %e, "in-doubt job could not be looked up");
                 job_finding(finding::IN_DOUBT_UNRESOLVED, &job, json!({"errors": e.to_error_items()}))
             }
@@ -405,12 +414,13 @@ async fn settle_in_doubt(ctx: &Ctx, run: &RunRow, owner: Uuid, gstins: &[String]
     Ok(None)
 }
 
-/// The IRP has the in-doubt job's IRN: store it and report `irn.generated`.
-async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData) -> Result<(), StoreError> {
+/// The IRP has the in-doubt job's IRN: store it (with the lookup's `calls` in its attempt log)
+/// and report `irn.generated`.
+async fn resolve(ctx: &Ctx, job: &JobRow, data: &IrnData, calls: Option<&Value>) -> Result<(), StoreError> {
     // The command that created the job is long gone: its ids are not stored, so the event goes
     // to einvoice.events only, like any result whose requester is unknown.
     let meta = CommandMeta { routing_key: JobKind::IrnGenerate.routing_key().into(), ..CommandMeta::default() };
-    super::generate::store_generated(ctx, &meta, job, Box::new(data.clone()), false).await
+    super::generate::store_generated(ctx, &meta, job, Box::new(data.clone()), false, calls).await
 }
 
 /// Sort key: kind (in [`finding::ALL`] order), GSTIN, document, IRN.
