@@ -76,13 +76,19 @@ pub struct GstinConfig {
     #[serde(default = "default_ip")]
     pub ip_address: String,
     /// NIC: the IRP's encryption public key (PEM), inline or from a file.
-    #[serde(default)]
-    pub public_key_pem: Option<String>,
+    /// One shared copy per distinct text ([`SharedText`]).
+    #[serde(default, deserialize_with = "shared_text", serialize_with = "serialize_shared_text")]
+    pub public_key_pem: Option<SharedText>,
     #[serde(default)]
     pub public_key_file: Option<String>,
     /// NIC: the IRP's signing key/certificate (PEM) used to verify SignedInvoice/SignedQRCode.
-    #[serde(default, alias = "signing_cert_pem")]
-    pub signing_key_pem: Option<String>,
+    #[serde(
+        default,
+        alias = "signing_cert_pem",
+        deserialize_with = "shared_text",
+        serialize_with = "serialize_shared_text"
+    )]
+    pub signing_key_pem: Option<SharedText>,
     #[serde(default, alias = "signing_cert_file")]
     pub signing_key_file: Option<String>,
     /// The IRP's reporting window for this seller, in days (30 for AATO ≥ ₹10 cr from 1-Apr-2025):
@@ -281,6 +287,39 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 fn expose_for_sealing<S: serde::Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     use secrecy::ExposeSecret;
     s.serialize_str(v.expose_secret())
+}
+
+/// A PEM key text as a section holds it: one shared copy per distinct text (issue 27). Thousands
+/// of GSTINs of one IRP carry the same two keys; as `String`s each section kept its own copy
+/// (~1 KB each for NIC), which was most of what a NIC row cost in memory at start.
+pub type SharedText = std::sync::Arc<str>;
+
+/// Read an optional text into the process's one copy of it ([`SharedText`]). The texts kept are
+/// bounded: past [`SHARED_TEXTS_MAX`] distinct texts a new one is simply not shared.
+fn shared_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SharedText>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|t| share_text(&t)))
+}
+
+/// The distinct texts [`shared_text`] keeps at most (a deployment has one or two keys per IRP).
+const SHARED_TEXTS_MAX: usize = 256;
+
+/// The process's copy of `text` (made the first time it is seen).
+pub fn share_text(text: &str) -> SharedText {
+    static TEXTS: std::sync::Mutex<Option<std::collections::HashSet<SharedText>>> = std::sync::Mutex::new(None);
+    let mut texts = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    let texts = texts.get_or_insert_with(Default::default);
+    if let Some(t) = texts.get(text) {
+        return t.clone();
+    }
+    let t: SharedText = text.into();
+    if texts.len() < SHARED_TEXTS_MAX {
+        texts.insert(t.clone());
+    }
+    t
+}
+
+fn serialize_shared_text<S: serde::Serializer>(v: &Option<SharedText>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
 }
 
 /// The keys of a GSTIN section that are secrets (never shown, never stored in clear).
