@@ -1324,6 +1324,34 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    /// Issue 27: two sections with the same PEM text (as thousands of one IRP's GSTINs have)
+    /// hold one copy of it, whichever way they were read, and seal and open unchanged.
+    #[test]
+    fn equal_pem_texts_are_one_shared_copy() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nshared-text-test\n-----END PUBLIC KEY-----\n";
+        let section = |g: &str| {
+            format!(
+                "[gstins.\"{g}\"]\nprovider = \"nic\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+                 password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\npublic_key_pem = \"\"\"\n{pem}\"\"\"\n\
+                 signing_cert_pem = \"\"\"\n{pem}\"\"\"\n"
+            )
+        };
+        let s = Settings::from_toml(&(section("29AAGCP4821K1Z3") + &section("27AAKFU7303M1ZP"))).unwrap();
+        let (a, b) = (&s.gstins["29AAGCP4821K1Z3"], &s.gstins["27AAKFU7303M1ZP"]);
+        let key = a.public_key_pem.as_ref().unwrap();
+        assert_eq!(&**key, pem);
+        assert!(std::sync::Arc::ptr_eq(key, b.public_key_pem.as_ref().unwrap()));
+        assert!(std::sync::Arc::ptr_eq(key, b.signing_key_pem.as_ref().unwrap()), "the alias is shared too");
+        // The sealed form (JSON) reads back into the same copy.
+        let back: GstinConfig = serde_json::from_slice(&serde_json::to_vec(a).unwrap()).unwrap();
+        assert!(std::sync::Arc::ptr_eq(key, back.public_key_pem.as_ref().unwrap()));
+        assert_eq!(back.signing_key_pem.as_deref(), Some(pem));
+        let none: GstinConfig = serde_json::from_value(serde_json::json!({"provider": "whitebooks",
+            "base_url": "x", "username": "u", "password": "p", "client_id": "c", "client_secret": "s"}))
+        .unwrap();
+        assert!(none.public_key_pem.is_none() && none.signing_key_pem.is_none());
+    }
+
     #[test]
     fn toml_gstin_section_parses_and_hides_the_password() {
         let s = Settings::from_toml(
