@@ -76,13 +76,19 @@ pub struct GstinConfig {
     #[serde(default = "default_ip")]
     pub ip_address: String,
     /// NIC: the IRP's encryption public key (PEM), inline or from a file.
-    #[serde(default)]
-    pub public_key_pem: Option<String>,
+    /// One shared copy per distinct text ([`SharedText`]).
+    #[serde(default, deserialize_with = "shared_text", serialize_with = "serialize_shared_text")]
+    pub public_key_pem: Option<SharedText>,
     #[serde(default)]
     pub public_key_file: Option<String>,
     /// NIC: the IRP's signing key/certificate (PEM) used to verify SignedInvoice/SignedQRCode.
-    #[serde(default, alias = "signing_cert_pem")]
-    pub signing_key_pem: Option<String>,
+    #[serde(
+        default,
+        alias = "signing_cert_pem",
+        deserialize_with = "shared_text",
+        serialize_with = "serialize_shared_text"
+    )]
+    pub signing_key_pem: Option<SharedText>,
     #[serde(default, alias = "signing_cert_file")]
     pub signing_key_file: Option<String>,
     /// The IRP's reporting window for this seller, in days (30 for AATO ≥ ₹10 cr from 1-Apr-2025):
@@ -281,6 +287,39 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D:
 fn expose_for_sealing<S: serde::Serializer>(v: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     use secrecy::ExposeSecret;
     s.serialize_str(v.expose_secret())
+}
+
+/// A PEM key text as a section holds it: one shared copy per distinct text (issue 27). Thousands
+/// of GSTINs of one IRP carry the same two keys; as `String`s each section kept its own copy
+/// (~1 KB each for NIC), which was most of what a NIC row cost in memory at start.
+pub type SharedText = std::sync::Arc<str>;
+
+/// Read an optional text into the process's one copy of it ([`SharedText`]). The texts kept are
+/// bounded: past [`SHARED_TEXTS_MAX`] distinct texts a new one is simply not shared.
+fn shared_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SharedText>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|t| share_text(&t)))
+}
+
+/// The distinct texts [`shared_text`] keeps at most (a deployment has one or two keys per IRP).
+const SHARED_TEXTS_MAX: usize = 256;
+
+/// The process's copy of `text` (made the first time it is seen).
+pub fn share_text(text: &str) -> SharedText {
+    static TEXTS: std::sync::Mutex<Option<std::collections::HashSet<SharedText>>> = std::sync::Mutex::new(None);
+    let mut texts = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    let texts = texts.get_or_insert_with(Default::default);
+    if let Some(t) = texts.get(text) {
+        return t.clone();
+    }
+    let t: SharedText = text.into();
+    if texts.len() < SHARED_TEXTS_MAX {
+        texts.insert(t.clone());
+    }
+    t
+}
+
+fn serialize_shared_text<S: serde::Serializer>(v: &Option<SharedText>, s: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().serialize(s)
 }
 
 /// The keys of a GSTIN section that are secrets (never shown, never stored in clear).
@@ -1284,6 +1323,34 @@ pub fn percent_decode(v: &str) -> String {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    /// Issue 27: two sections with the same PEM text (as thousands of one IRP's GSTINs have)
+    /// hold one copy of it, whichever way they were read, and seal and open unchanged.
+    #[test]
+    fn equal_pem_texts_are_one_shared_copy() {
+        let pem = "-----BEGIN PUBLIC KEY-----\nshared-text-test\n-----END PUBLIC KEY-----\n";
+        let section = |g: &str| {
+            format!(
+                "[gstins.\"{g}\"]\nprovider = \"nic\"\nbase_url = \"http://127.0.0.1:1\"\nusername = \"u\"\n\
+                 password = \"p\"\nclient_id = \"c\"\nclient_secret = \"s\"\npublic_key_pem = \"\"\"\n{pem}\"\"\"\n\
+                 signing_cert_pem = \"\"\"\n{pem}\"\"\"\n"
+            )
+        };
+        let s = Settings::from_toml(&(section("29AAGCP4821K1Z3") + &section("27AAKFU7303M1ZP"))).unwrap();
+        let (a, b) = (&s.gstins["29AAGCP4821K1Z3"], &s.gstins["27AAKFU7303M1ZP"]);
+        let key = a.public_key_pem.as_ref().unwrap();
+        assert_eq!(&**key, pem);
+        assert!(std::sync::Arc::ptr_eq(key, b.public_key_pem.as_ref().unwrap()));
+        assert!(std::sync::Arc::ptr_eq(key, b.signing_key_pem.as_ref().unwrap()), "the alias is shared too");
+        // The sealed form (JSON) reads back into the same copy.
+        let back: GstinConfig = serde_json::from_slice(&serde_json::to_vec(a).unwrap()).unwrap();
+        assert!(std::sync::Arc::ptr_eq(key, back.public_key_pem.as_ref().unwrap()));
+        assert_eq!(back.signing_key_pem.as_deref(), Some(pem));
+        let none: GstinConfig = serde_json::from_value(serde_json::json!({"provider": "whitebooks",
+            "base_url": "x", "username": "u", "password": "p", "client_id": "c", "client_secret": "s"}))
+        .unwrap();
+        assert!(none.public_key_pem.is_none() && none.signing_key_pem.is_none());
+    }
 
     #[test]
     fn toml_gstin_section_parses_and_hides_the_password() {

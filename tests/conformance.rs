@@ -126,8 +126,8 @@ async fn gst_irn_documented_flow_against_the_simulator() {
         "username": gc.username,
         "password": secrecy::ExposeSecret::expose_secret(&gc.password),
         "wrong_password": "not-the-password",
-        "public_key_pem": gc.public_key_pem,
-        "signing_public_key_pem": gc.signing_key_pem,
+        "public_key_pem": gc.public_key_pem.as_deref(),
+        "signing_public_key_pem": gc.signing_key_pem.as_deref(),
         "cache_dir": work.join("tokens_cache"),
         "buyer_gstin": BUYER,
     });

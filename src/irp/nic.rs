@@ -574,7 +574,7 @@ mod tests {
             client_id: "cid".into(),
             client_secret: SecretString::from("csecret".to_string()),
             ip_address: "127.0.0.1".into(),
-            public_key_pem: Some(NIC_PUBLIC_PEM.to_string()),
+            public_key_pem: Some(NIC_PUBLIC_PEM.into()),
             public_key_file: None,
             signing_key_pem: None,
             signing_key_file: None,
@@ -759,7 +759,7 @@ mod tests {
         let sim = Simulator::start("127.0.0.1:0").await.unwrap();
         let mut c = cfg(&sim.base_url());
         // A valid RSA key, but not the IRP's encryption key.
-        c.public_key_pem = Some(SIGNING_PUBLIC_PEM.to_string());
+        c.public_key_pem = Some(SIGNING_PUBLIC_PEM.into());
         let nic = Nic::new(client(), GSTIN, &c).unwrap();
         let e = nic.authenticate(false).await.unwrap_err();
         assert!(e.has_code("1013"), "{e:?}");
@@ -807,14 +807,14 @@ mod tests {
     async fn signatures_are_verified_when_a_signing_key_is_configured() {
         let sim = Simulator::start("127.0.0.1:0").await.unwrap();
         let mut good = cfg(&sim.base_url());
-        good.signing_key_pem = Some(SIGNING_PUBLIC_PEM.to_string());
+        good.signing_key_pem = Some(SIGNING_PUBLIC_PEM.into());
         let nic = Nic::new(client(), GSTIN, &good).unwrap();
         let s = nic.authenticate(false).await.unwrap();
         let d = nic.generate(&s, &invoice("NIC/0003").to_string()).await.unwrap();
         nic.get_by_irn(&s, &d.irn).await.unwrap();
 
         let mut bad = cfg(&sim.base_url());
-        bad.signing_key_pem = Some(NIC_PUBLIC_PEM.to_string());
+        bad.signing_key_pem = Some(NIC_PUBLIC_PEM.into());
         let wrong = Nic::new(client(), GSTIN, &bad).unwrap();
         let e = wrong.get_by_irn(&s, &d.irn).await.unwrap_err();
         match &e {
