@@ -528,6 +528,17 @@ fn compare(invoice: &ValidInvoice, data: &IrnData) -> Result<(), String> {
     }
 }
 
+/// Store the job's new state and its events with the IRP calls this attempt made (its attempt
+/// log), in the one statement every outcome ends in.
+async fn store_outcome(
+    db: &crate::store::Db,
+    job: &JobRow,
+    update: JobUpdate,
+    events: &[crate::store::outbox::OutboxEvent],
+) -> Result<(), StoreError> {
+    db.finish_job_with(job.id, &update, events, attempts::take().as_ref()).await
+}
+
 /// Is `registered` (an invoice the IRP already has) this invoice? Seller GSTIN, buyer GSTIN and
 /// total must match, as india-compliance checks before attaching an existing IRN.
 fn same_document(invoice: &ValidInvoice, registered: &Value) -> Result<(), String> {
@@ -558,7 +569,7 @@ async fn finish(
     outcome: Outcome,
     attempt: u32,
 ) -> Result<Disposition, StoreError> {
-    let db = &ctx.db;
+    let db: &crate::store::Db = &ctx.db;
     match outcome {
         Outcome::LeaseLost => {
             tracing::warn!(document = %job.doc_number, "lease lapsed before the generate call; leaving the document to its current owner");
@@ -579,13 +590,7 @@ async fn finish(
                     if in_doubt { " and is looked up there first, never sent elsewhere" } else { "" }
                 ),
             )];
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
-                &[],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::Generated(data, duplicate) => {
@@ -596,24 +601,12 @@ async fn finish(
         }
         Outcome::Rejected(errors) => {
             let ev = job_event(meta, job, "irn.rejected", json!({"errors": errors, "dead_lettered": false}));
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Rejected { errors: errors_json(&errors) },
-                &[ev],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Rejected { errors: errors_json(&errors) }, &[ev]).await?;
             Ok(Disposition::Ack)
         }
         Outcome::Config(errors) => {
             let ev = job_event(meta, job, "gstin.paused", ctx.pause_gstin(&job.gstin, &errors).await?);
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false },
-                &[ev],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Retry { errors: errors_json(&errors), in_doubt: false }, &[ev]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } if past_max_age(ctx, job) => {
@@ -621,8 +614,7 @@ async fn finish(
             if !in_doubt {
                 // Nothing can have reached the IRP: certain, so final.
                 let ev = failed_event(meta, job, &errors);
-                db.finish_job_with(job.id, &JobUpdate::Failed { errors: errors_v }, &[ev], attempts::take().as_ref())
-                    .await?;
+                store_outcome(db, job, JobUpdate::Failed { errors: errors_v }, &[ev]).await?;
                 return Ok(Disposition::Ack);
             }
             // The IRP may hold an IRN: say so once (not as a failure, which would be final) and
@@ -631,42 +623,18 @@ async fn finish(
                 let first = job.first_attempt_at;
                 let data = json!({"errors": errors, "attempts": job.attempts, "first_attempt_at": first});
                 let ev = job_event(meta, job, IRN_IN_DOUBT, data);
-                db.finish_job_with(
-                    job.id,
-                    &JobUpdate::ReportInDoubt { errors: errors_v },
-                    &[ev],
-                    attempts::take().as_ref(),
-                )
-                .await?;
+                store_outcome(db, job, JobUpdate::ReportInDoubt { errors: errors_v }, &[ev]).await?;
             } else {
-                db.finish_job_with(
-                    job.id,
-                    &JobUpdate::Retry { errors: errors_v, in_doubt: true },
-                    &[],
-                    attempts::take().as_ref(),
-                )
-                .await?;
+                store_outcome(db, job, JobUpdate::Retry { errors: errors_v, in_doubt: true }, &[]).await?;
             }
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Transient { errors, in_doubt } => {
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
-                &[],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
             Ok(Disposition::Reschedule { attempt, errors })
         }
         Outcome::Paced { until, errors, in_doubt } => {
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Retry { errors: errors_json(&errors), in_doubt },
-                &[],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Retry { errors: errors_json(&errors), in_doubt }, &[]).await?;
             Ok(Disposition::Wait { until, attempt, errors })
         }
         Outcome::NotRegistered => {
@@ -678,13 +646,7 @@ async fn finish(
                 "the IRP confirmed it has no IRN for this document: nothing was registered; send the command again to register it",
             ));
             let ev = failed_event(meta, job, &errors);
-            db.finish_job_with(
-                job.id,
-                &JobUpdate::Failed { errors: errors_json(&errors) },
-                &[ev],
-                attempts::take().as_ref(),
-            )
-            .await?;
+            store_outcome(db, job, JobUpdate::Failed { errors: errors_json(&errors) }, &[ev]).await?;
             Ok(Disposition::Ack)
         }
     }
