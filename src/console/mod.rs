@@ -435,7 +435,10 @@ async fn jobs(
         .then(|| rows.get(PAGE as usize - 1).map(|j| Cursor { updated_at: j.updated_at, id: j.id }.encode()))
         .flatten();
     let shown: Vec<JobSummary> = rows.iter().take(PAGE as usize).map(JobSummary::from).collect();
-    html(pages::jobs(&s, &f, &shown, total, total >= 10_000, next, &ewbs))
+    // The outside-mark links come from their module (pages only lays them out).
+    let actions = outside::list_actions(&s, &f.query_string());
+    let list = pages::JobList { rows: &shown, total, capped: total >= 10_000, next, ewbs: &ewbs, actions };
+    html(pages::jobs(&s, &f, list))
 }
 
 /// Keys whose values are never shown, at any depth of a stored answer (belt and braces: the

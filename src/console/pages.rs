@@ -129,15 +129,24 @@ pub fn filter_form(f: &FilterForm) -> Markup {
     }
 }
 
-pub fn jobs(
-    session: &Session,
-    f: &FilterForm,
-    rows: &[JobSummary],
-    total: i64,
-    capped: bool,
-    next: Option<String>,
-    ewbs: &[crate::store::console::EwbDocLine],
-) -> Markup {
+/// What the jobs page lists under its filter.
+pub struct JobList<'a> {
+    /// This page of matching jobs.
+    pub rows: &'a [JobSummary],
+    /// How many match (at most the count's cap).
+    pub total: i64,
+    /// `total` is the cap: more match.
+    pub capped: bool,
+    /// The next page's cursor.
+    pub next: Option<String>,
+    /// E-way bills made without an IRN that match the e-way bill or document number.
+    pub ewbs: &'a [crate::store::console::EwbDocLine],
+    /// The links to act on all that match, by the module that owns each action.
+    pub actions: Markup,
+}
+
+pub fn jobs(session: &Session, f: &FilterForm, list: JobList<'_>) -> Markup {
+    let JobList { rows, total, capped, next, ewbs, actions } = list;
     let query = f.query_string();
     page(
         "Jobs",
@@ -148,7 +157,7 @@ pub fn jobs(
             @if session.role == crate::config::ConsoleRole::Operator && total > 0 {
                 p { a href={ "/confirm/retry?" (query) } { "Retry all that match…" } }
             }
-            (super::outside::list_actions(session, &query))
+            (actions)
             table {
                 caption { "Matching jobs, newest first" }
                 thead { tr { th scope="col" { "Document" } th scope="col" { "GSTIN" } th scope="col" { "Status" } th scope="col" { "IRP" }
