@@ -58,7 +58,7 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[command(subcommand)]
         cmd: ops::DeadCmd,
     },
-    /// Operator: paused GSTINs.
+    /// Operator: GSTINs kept in the database (add, update, rotate-password, disable, enable, list) and paused ones.
     Gstin {
         #[command(subcommand)]
         cmd: ops::GstinCmd,
@@ -95,8 +95,8 @@ An unknown EINVOICE_* variable stops the start. RUST_LOG filters the logs; docs/
         #[arg(long, value_enum, default_value = "whitebooks")]
         provider: Provider,
     },
-    /// Throughput against the built-in simulator, as a ratio of a bare RabbitMQ floor measured in the
-    /// same run; the worker's CPU, PostgreSQL round trips and peak RSS per message; Little's ratio.
+    /// Throughput and CPU per message as ratios of the work floor (the same durable work done
+    /// plainly) measured in the same run; PostgreSQL round trips and peak RSS per message.
     Bench {
         /// Invoices in the fresh, replay, steady and 32-in-flight work-floor passes.
         #[arg(long, default_value_t = 1000)]
