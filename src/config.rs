@@ -409,31 +409,34 @@ fn retry_tiers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Er
     Ok(tiers)
 }
 
+/// A number as TOML or the environment gives it (an integer, a float or text), for settings that
+/// become exact decimals.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumberOrText {
+    I(i64),
+    U(u64),
+    F(f64),
+    S(String),
+}
+
 /// `EINVOICE_GST_RATES`: a list of percentages (`[0, 0.25, 5, 18]`; TOML and the environment give
 /// integers or floats), each turned into an exact decimal from its shortest text, so `0.1` is 0.1.
 fn gst_rates<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<Decimal>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        I(i64),
-        U(u64),
-        F(f64),
-        // The environment gives `nan` and `inf` as text.
-        S(String),
-    }
     let bad = |v: &dyn std::fmt::Display| {
         serde::de::Error::custom(format!(
             "gst_rates has {v}, which is not a finite percentage: give numbers, e.g. [0, 5, 18]"
         ))
     };
-    Vec::<Raw>::deserialize(d)?
+    Vec::<NumberOrText>::deserialize(d)?
         .into_iter()
         .map(|r| match r {
-            Raw::I(i) => Ok(Decimal::from(i)),
-            Raw::U(u) => Ok(Decimal::from(u)),
-            Raw::F(f) if f.is_finite() => f.to_string().parse::<Decimal>().map_err(|_| bad(&f)),
-            Raw::F(f) => Err(bad(&f)),
-            Raw::S(s) => Err(bad(&format!("'{s}'"))),
+            NumberOrText::I(i) => Ok(Decimal::from(i)),
+            NumberOrText::U(u) => Ok(Decimal::from(u)),
+            NumberOrText::F(f) if f.is_finite() => f.to_string().parse::<Decimal>().map_err(|_| bad(&f)),
+            NumberOrText::F(f) => Err(bad(&f)),
+            // The environment gives `nan` and `inf` as text.
+            NumberOrText::S(s) => Err(bad(&format!("'{s}'"))),
         })
         .collect::<Result<_, _>>()
         .map(Some)
@@ -649,22 +652,14 @@ fn usage_retention_days_default() -> u32 {
 /// a TOML or environment number is taken from its shortest text). Keys lower-cased (the
 /// environment lower-cases them anyway). An error names the entry.
 fn prices<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Decimal>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        I(i64),
-        U(u64),
-        F(f64),
-        S(String),
-    }
-    BTreeMap::<String, Raw>::deserialize(d)?
+    BTreeMap::<String, NumberOrText>::deserialize(d)?
         .into_iter()
         .map(|(irp, raw)| {
             let text = match raw {
-                Raw::I(i) => i.to_string(),
-                Raw::U(u) => u.to_string(),
-                Raw::F(f) => f.to_string(),
-                Raw::S(s) => s.trim().to_string(),
+                NumberOrText::I(i) => i.to_string(),
+                NumberOrText::U(u) => u.to_string(),
+                NumberOrText::F(f) => f.to_string(),
+                NumberOrText::S(s) => s.trim().to_string(),
             };
             let price = parse_price(&text).map_err(|why| {
                 serde::de::Error::custom(format!("api_price_per_call.{}: '{text}' {why}", irp.to_ascii_lowercase()))
